@@ -1,0 +1,242 @@
+// Package handlers is callstate's HTTP adapter: the sipgate.io webhook
+// endpoint, health checks, and the error handling they share.
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-playground/validator/v10"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/callstate/callstate"
+)
+
+// EventStore is what the webhook handlers need from a store.
+type EventStore interface {
+	// Apply journals ev and merges it into its call. It reports false when
+	// the same event was applied before.
+	Apply(ctx context.Context, ev callstate.Event) (applied bool, err error)
+}
+
+// Pinger reports whether a dependency answers; /readyz uses it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Options configure the HTTP handlers.
+type Options struct {
+	Store  EventStore   // required
+	Ready  Pinger       // optional: checked by /readyz
+	Logger *slog.Logger // nil means slog.Default()
+
+	// TrustedProxies are the networks whose X-Forwarded-For is believed when
+	// logging and checking a client's address. Empty: the peer address is
+	// the client.
+	TrustedProxies []*net.IPNet
+
+	Sipgate SipgateOptions
+}
+
+// New returns the HTTP handler with every route. It returns an error when
+// the options cannot make a valid sipgate response.
+func New(opts Options) (*echo.Echo, error) {
+	if opts.Store == nil {
+		return nil, errors.New("handlers: no store")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Logger.SetOutput(discard{})
+	e.IPExtractor = ipExtractor(opts.TrustedProxies)
+	v := validator.New(validator.WithRequiredStructEnabled())
+	registerSipgateRules(v)
+	e.Validator = &structValidator{v: v}
+	e.HTTPErrorHandler = errorHandler(log)
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			log.Error("panic serving request", "path", c.Request().URL.Path, "err", err, "stack", string(stack))
+			return err
+		},
+	}))
+	e.Use(requestLogger(log))
+
+	sg, err := newSipgateHandler(opts.Sipgate, opts.Store, log)
+	if err != nil {
+		return nil, err
+	}
+	e.POST(SipgatePath, sg.handle)
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", func(c echo.Context) error {
+		if opts.Ready != nil {
+			ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+			defer cancel()
+			if err := opts.Ready.Ping(ctx); err != nil {
+				return &echo.HTTPError{Code: http.StatusServiceUnavailable, Message: "database unreachable", Internal: err}
+			}
+		}
+		return c.String(http.StatusOK, "ready\n")
+	})
+	return e, nil
+}
+
+// ipExtractor believes X-Forwarded-For only from trusted proxies.
+func ipExtractor(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{
+		echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false),
+	}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+type structValidator struct{ v *validator.Validate }
+
+// Validate checks i's validate tags and returns a 400 naming every bad field.
+func (sv *structValidator) Validate(i any) error {
+	err := sv.v.Struct(i)
+	var verrs validator.ValidationErrors
+	if errors.As(err, &verrs) {
+		msg := ""
+		for i, fe := range verrs {
+			if i > 0 {
+				msg += "; "
+			}
+			msg += describeFieldError(fe)
+		}
+		return echo.NewHTTPError(http.StatusBadRequest, msg).SetInternal(err)
+	}
+	if err != nil {
+		return fmt.Errorf("validate: %w", err)
+	}
+	return nil
+}
+
+func describeFieldError(fe validator.FieldError) string {
+	name := fe.Namespace()
+	if i := strings.IndexByte(name, '.'); i >= 0 {
+		name = name[i+1:] // drop the struct's own name
+	}
+	switch fe.Tag() {
+	case "required":
+		return name + " is required"
+	case "oneof":
+		return fmt.Sprintf("%s must be one of [%s]", name, fe.Param())
+	case "max":
+		return fmt.Sprintf("%s is too long (at most %s)", name, fe.Param())
+	case "min":
+		return fmt.Sprintf("%s is too short (at least %s)", name, fe.Param())
+	case "text":
+		return name + " must be UTF-8 text without control characters"
+	case "dtmf":
+		return name + " must contain only 0-9, *, #, A-D"
+	default:
+		return fmt.Sprintf("%s fails %s", name, fe.Tag())
+	}
+}
+
+// errorBody is every error response's JSON.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// errorHandler writes errors as JSON {"error": "..."}: the message of an
+// echo.HTTPError as it is, "internal error" for anything else. Internal
+// details go to the log only.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		code, msg := http.StatusInternalServerError, "internal error"
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			code = he.Code
+			if m, ok := he.Message.(string); ok {
+				msg = m
+			} else {
+				msg = http.StatusText(code)
+			}
+		}
+		var werr error
+		if c.Request().Method == http.MethodHead {
+			werr = c.NoContent(code)
+		} else {
+			werr = c.JSON(code, errorBody{Error: msg})
+		}
+		if werr != nil {
+			log.Debug("writing error response", "err", werr)
+		}
+	}
+}
+
+// requestLogger writes one structured line per request, with the reason for
+// any error and the event and call it carried.
+func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogMethod: true, LogURIPath: true, LogStatus: true, LogLatency: true,
+		LogRemoteIP: true, LogError: true, HandleError: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			attrs := []slog.Attr{
+				slog.String("method", v.Method), slog.String("path", v.URIPath),
+				slog.Int("status", v.Status), slog.Duration("latency", v.Latency),
+				slog.String("remote", v.RemoteIP),
+			}
+			if ev, ok := c.Get(ctxEvent).(string); ok {
+				attrs = append(attrs, slog.String("event", ev))
+			}
+			if id, ok := c.Get(ctxCallID).(string); ok {
+				attrs = append(attrs, slog.String("call_id", id))
+			}
+			level := slog.LevelInfo
+			if v.Error != nil {
+				attrs = append(attrs, slog.String("err", errorText(v.Error)))
+				level = slog.LevelWarn
+				if v.Status >= 500 {
+					level = slog.LevelError
+				}
+			}
+			log.LogAttrs(c.Request().Context(), level, "http request", attrs...)
+			return nil
+		},
+	})
+}
+
+// errorText is what the log says about err: the HTTP message and, for the
+// operator only, the internal cause.
+func errorText(err error) string {
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		msg := fmt.Sprint(he.Message)
+		if he.Internal != nil {
+			msg += ": " + he.Internal.Error()
+		}
+		return msg
+	}
+	return err.Error()
+}
+
+// Keys of values a handler leaves for the request log.
+const (
+	ctxEvent  = "callstate.event"
+	ctxCallID = "callstate.call_id"
+)
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

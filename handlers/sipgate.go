@@ -1,0 +1,171 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/callstate/callstate/xmlresponse"
+)
+
+// SipgatePath is the path of the sipgate.io webhook endpoint, below the
+// public URL. Every event is posted here: the console's incoming and
+// outgoing URLs, and the onAnswer, onHangup and onData URLs that newCall's
+// response subscribes to.
+const SipgatePath = "/webhooks/sipgate"
+
+// DefaultMaxBodyBytes bounds a webhook body when SipgateOptions leaves it 0.
+const DefaultMaxBodyBytes = 64 << 10
+
+// SipgateOptions configure the sipgate.io webhook endpoint.
+type SipgateOptions struct {
+	// PublicURL is where sipgate reaches this service, e.g.
+	// https://callstate.example.com; SipgatePath is appended to it.
+	PublicURL string
+	// Verifier checks X-Sipgate-Signature. Nil turns the check off.
+	Verifier *SignatureVerifier
+	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// NewCallAction is what newCall answers with besides the onAnswer and
+	// onHangup subscriptions; nil for none. A Gather without OnData gets
+	// the webhook URL.
+	NewCallAction xmlresponse.Action
+	// WriteTimeout bounds the database write of one event; 0 means 2s.
+	// newCall is answered even when the write fails or times out, so that
+	// sipgate (which gives up after about 10 s) still gets its XML.
+	WriteTimeout time.Duration
+}
+
+// WebhookURL returns the URL to paste into the sipgate console.
+func (o SipgateOptions) WebhookURL() string {
+	return strings.TrimSuffix(o.PublicURL, "/") + SipgatePath
+}
+
+type sipgateHandler struct {
+	store        EventStore
+	log          *slog.Logger
+	verifier     *SignatureVerifier
+	maxBody      int64
+	writeTimeout time.Duration
+	newCallXML   []byte // newCall's answer, built once
+	dtmfXML      []byte // dtmf's answer: the subscriptions again, no action
+	now          func() time.Time
+}
+
+func newSipgateHandler(o SipgateOptions, store EventStore, log *slog.Logger) (*sipgateHandler, error) {
+	u, err := url.Parse(o.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("handlers: public URL %q must be an absolute http(s) URL", o.PublicURL)
+	}
+	hook := o.WebhookURL()
+	action := o.NewCallAction
+	if g, ok := action.(xmlresponse.Gather); ok && g.OnData == "" {
+		g.OnData = hook
+		action = g
+	}
+	newCall, err := xmlresponse.Response{OnAnswer: hook, OnHangup: hook, Action: action}.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("handlers: newCall response: %w", err)
+	}
+	dtmf, err := xmlresponse.Response{OnHangup: hook}.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("handlers: dtmf response: %w", err)
+	}
+	h := &sipgateHandler{
+		store: store, log: log, verifier: o.Verifier,
+		maxBody: o.MaxBodyBytes, writeTimeout: o.WriteTimeout,
+		newCallXML: newCall, dtmfXML: dtmf, now: time.Now,
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	if h.writeTimeout <= 0 {
+		h.writeTimeout = 2 * time.Second
+	}
+	return h, nil
+}
+
+// handle takes one sipgate.io push event. In order: content type (415),
+// body size (413), signature (401/403), form (400); then the event is
+// stored and answered. A repeated event is answered as the first was and
+// changes nothing.
+func (h *sipgateHandler) handle(c echo.Context) error {
+	req := c.Request()
+	if err := checkFormContentType(req.Header.Get(echo.HeaderContentType)); err != nil {
+		return echo.NewHTTPError(http.StatusUnsupportedMediaType, err.Error())
+	}
+	body, err := readBody(c.Response(), req, h.maxBody)
+	if err != nil {
+		return err
+	}
+	if h.verifier != nil {
+		if err := h.verifier.Verify(body, req.Header.Get("X-Sipgate-Signature")); err != nil {
+			code := http.StatusForbidden
+			if errors.Is(err, ErrSignatureMissing) {
+				code = http.StatusUnauthorized
+			}
+			return echo.NewHTTPError(code, err.Error())
+		}
+	}
+	form, err := parseSipgateForm(body)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	}
+	c.Set(ctxEvent, form.Event)
+	c.Set(ctxCallID, form.CallID)
+	if err := c.Validate(&form); err != nil {
+		return err
+	}
+
+	ev := form.event(body, h.now())
+	ctx, cancel := context.WithTimeout(req.Context(), h.writeTimeout)
+	defer cancel()
+	_, err = h.store.Apply(ctx, ev)
+	if err != nil {
+		if form.Event != eventNewCall {
+			return &echo.HTTPError{Code: http.StatusServiceUnavailable, Message: "event not stored, try again later", Internal: err}
+		}
+		// The call goes on with or without us: answer so that sipgate still
+		// sends answer and hangup.
+		h.log.Error("newCall not stored; answering anyway", "call_id", form.CallID, "err", err)
+	}
+
+	switch form.Event {
+	case eventNewCall:
+		return c.Blob(http.StatusOK, xmlresponse.ContentType, h.newCallXML)
+	case eventDTMF:
+		return c.Blob(http.StatusOK, xmlresponse.ContentType, h.dtmfXML)
+	default:
+		return c.NoContent(http.StatusOK)
+	}
+}
+
+// readBody reads the request body up to limit bytes. It answers 413 for a
+// larger body (by Content-Length before reading when it is given) and 400
+// for a body that breaks off.
+func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, error) {
+	if req.ContentLength > limit {
+		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body of %d bytes is over the limit of %d", req.ContentLength, limit))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body is over the limit of %d bytes", limit))
+	case err != nil:
+		return nil, echo.NewHTTPError(http.StatusBadRequest, "could not read body").SetInternal(err)
+	case len(body) == 0:
+		return nil, echo.NewHTTPError(http.StatusBadRequest, "empty body")
+	}
+	return body, nil
+}

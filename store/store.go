@@ -1,0 +1,263 @@
+// Package store keeps callstate's call-state table and event journal in
+// PostgreSQL.
+//
+// Every accepted event is written in one statement: the journal row and the
+// merged call row commit together, so an event answered 2xx is durable and a
+// repeated event (same source and dedup key) changes nothing. The merge rules
+// are those of callstate.Call.Apply.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/callstate/callstate"
+)
+
+// ErrNotFound is returned when a call or event does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Options tune a Store. The zero value is usable.
+type Options struct {
+	MaxConns int32        // pool size; 0 means pgxpool's default
+	Logger   *slog.Logger // nil means slog.Default()
+}
+
+// Store is the PostgreSQL-backed call-state table. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+}
+
+// Open connects to the database at url, applies pending migrations and
+// returns a Store. The caller must Close it.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("store: parse database url: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: connect to %s: %w", cfg.ConnConfig.Host, err)
+	}
+	if err := migrate(ctx, pool, log); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Store{pool: pool, log: log}, nil
+}
+
+// Close closes all connections. It waits for queries in progress.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// applySQL journals one event and merges its update into the call's row, in
+// one statement and so one transaction. A repeated event (same source and
+// dedup key) inserts no journal row, and with nothing to select the upsert
+// does nothing: RETURNING then yields no row.
+const applySQL = `
+WITH ev AS (
+    INSERT INTO call_event (source, dedup_key, call_key, type, received_at, payload)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (source, dedup_key) DO NOTHING
+    RETURNING id
+), u AS (
+    SELECT $20::text::call_phase AS state
+)
+INSERT INTO call_state AS c (
+    source, call_key, call_id, orig_call_id, extension, direction,
+    from_party, to_party, users, user_ids, full_user_ids,
+    answered_by, answering_number, diversion, xcid,
+    state, on_hold, hangup_cause, dtmf,
+    started_at, answered_at, ended_at, updated_at, last_event_id
+)
+SELECT $1, $3, $7, $8, $9, $10,
+       $11, $12, $13, $14, $15,
+       $16, $17, $18, $19,
+       u.state, coalesce($21::boolean, false) AND u.state <> 'ended', $22, $23,
+       $5,
+       CASE WHEN u.state = 'answered' THEN $5::timestamptz END,
+       CASE WHEN u.state = 'ended' THEN $5::timestamptz END,
+       $5, ev.id
+FROM ev, u
+ON CONFLICT (source, call_key) DO UPDATE SET
+    call_id          = CASE WHEN c.call_id = '' THEN EXCLUDED.call_id ELSE c.call_id END,
+    orig_call_id     = CASE WHEN c.orig_call_id = '' THEN EXCLUDED.orig_call_id ELSE c.orig_call_id END,
+    extension        = CASE WHEN ($24 AND EXCLUDED.extension <> '') OR c.extension = ''
+                            THEN EXCLUDED.extension ELSE c.extension END,
+    direction        = CASE WHEN c.direction = '' THEN EXCLUDED.direction ELSE c.direction END,
+    from_party       = CASE WHEN c.from_party = '' THEN EXCLUDED.from_party ELSE c.from_party END,
+    to_party         = CASE WHEN c.to_party = '' THEN EXCLUDED.to_party ELSE c.to_party END,
+    users            = CASE WHEN cardinality(c.users) = 0 THEN EXCLUDED.users ELSE c.users END,
+    user_ids         = CASE WHEN cardinality(c.user_ids) = 0 THEN EXCLUDED.user_ids ELSE c.user_ids END,
+    full_user_ids    = CASE WHEN cardinality(c.full_user_ids) = 0 THEN EXCLUDED.full_user_ids ELSE c.full_user_ids END,
+    answered_by      = CASE WHEN c.answered_by = '' THEN EXCLUDED.answered_by ELSE c.answered_by END,
+    answering_number = CASE WHEN c.answering_number = '' THEN EXCLUDED.answering_number ELSE c.answering_number END,
+    diversion        = CASE WHEN c.diversion = '' THEN EXCLUDED.diversion ELSE c.diversion END,
+    xcid             = CASE WHEN c.xcid = '' THEN EXCLUDED.xcid ELSE c.xcid END,
+    state            = GREATEST(c.state, EXCLUDED.state),
+    on_hold          = coalesce($21::boolean, c.on_hold) AND GREATEST(c.state, EXCLUDED.state) <> 'ended',
+    hangup_cause     = CASE WHEN c.hangup_cause = '' THEN EXCLUDED.hangup_cause ELSE c.hangup_cause END,
+    dtmf             = c.dtmf || EXCLUDED.dtmf,
+    started_at       = LEAST(c.started_at, EXCLUDED.started_at),
+    answered_at      = LEAST(c.answered_at, EXCLUDED.answered_at),
+    ended_at         = LEAST(c.ended_at, EXCLUDED.ended_at),
+    updated_at       = GREATEST(c.updated_at, EXCLUDED.updated_at),
+    last_event_id    = EXCLUDED.last_event_id
+RETURNING c.id`
+
+// Apply journals ev and merges its update into the call's row, atomically.
+// It reports applied=false, with no error, when the same event (same source
+// and dedup key) was applied before: the call is left as it was.
+// It returns an error wrapping callstate.ErrInvalidEvent for an incomplete
+// event, and a wrapped database error when the write fails; nothing is
+// stored then.
+func (s *Store) Apply(ctx context.Context, ev callstate.Event) (applied bool, err error) {
+	if err := ev.Validate(); err != nil {
+		return false, fmt.Errorf("store: apply: %w", err)
+	}
+	u := ev.Update
+	var id int64
+	err = s.pool.QueryRow(ctx, applySQL,
+		string(ev.Source), ev.DedupKey, u.Key, ev.Type, ev.ReceivedAt, ev.Payload,
+		u.CallID, u.OrigCallID, u.Extension, string(u.Direction),
+		u.From, u.To, nonNil(u.Users), nonNil(u.UserIDs), nonNil(u.FullUserIDs),
+		u.AnsweredBy, u.Answering, u.Diversion, u.XCID,
+		u.State.String(), u.OnHold, u.Cause, u.DTMF, u.PinExtension,
+	).Scan(&id)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("store: apply %s %s source=%s call=%s: %w", ev.Type, ev.DedupKey, ev.Source, u.Key, err)
+	}
+	return true, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+const callColumns = `
+    id, source, call_key, call_id, orig_call_id, extension, direction,
+    from_party, to_party, users, user_ids, full_user_ids,
+    answered_by, answering_number, diversion, xcid,
+    state::text AS state, on_hold, hangup_cause, dtmf,
+    started_at, answered_at, ended_at, updated_at`
+
+// callRow is a call_state row as pgx scans it by name.
+type callRow struct {
+	ID              int64      `db:"id"`
+	Source          string     `db:"source"`
+	CallKey         string     `db:"call_key"`
+	CallID          string     `db:"call_id"`
+	OrigCallID      string     `db:"orig_call_id"`
+	Extension       string     `db:"extension"`
+	Direction       string     `db:"direction"`
+	FromParty       string     `db:"from_party"`
+	ToParty         string     `db:"to_party"`
+	Users           []string   `db:"users"`
+	UserIDs         []string   `db:"user_ids"`
+	FullUserIDs     []string   `db:"full_user_ids"`
+	AnsweredBy      string     `db:"answered_by"`
+	AnsweringNumber string     `db:"answering_number"`
+	Diversion       string     `db:"diversion"`
+	XCID            string     `db:"xcid"`
+	State           string     `db:"state"`
+	OnHold          bool       `db:"on_hold"`
+	HangupCause     string     `db:"hangup_cause"`
+	DTMF            string     `db:"dtmf"`
+	StartedAt       *time.Time `db:"started_at"`
+	AnsweredAt      *time.Time `db:"answered_at"`
+	EndedAt         *time.Time `db:"ended_at"`
+	UpdatedAt       time.Time  `db:"updated_at"`
+}
+
+func (r callRow) call() (callstate.Call, error) {
+	st, err := callstate.ParseState(r.State)
+	if err != nil {
+		return callstate.Call{}, fmt.Errorf("store: call %d: %w", r.ID, err)
+	}
+	return callstate.Call{
+		ID: r.ID, Source: callstate.Source(r.Source), Key: r.CallKey,
+		CallID: r.CallID, OrigCallID: r.OrigCallID, Extension: r.Extension,
+		Direction: callstate.Direction(r.Direction), From: r.FromParty, To: r.ToParty,
+		Users: r.Users, UserIDs: r.UserIDs, FullUserIDs: r.FullUserIDs,
+		AnsweredBy: r.AnsweredBy, Answering: r.AnsweringNumber,
+		Diversion: r.Diversion, XCID: r.XCID,
+		State: st, OnHold: r.OnHold, Cause: r.HangupCause, DTMF: r.DTMF,
+		StartedAt: deref(r.StartedAt), AnsweredAt: deref(r.AnsweredAt), EndedAt: deref(r.EndedAt),
+		UpdatedAt: r.UpdatedAt,
+	}, nil
+}
+
+func deref(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
+// Call returns the call with the given source and key. It returns an error
+// wrapping ErrNotFound when there is none.
+func (s *Store) Call(ctx context.Context, source callstate.Source, key string) (callstate.Call, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+callColumns+` FROM call_state WHERE source = $1 AND call_key = $2`, string(source), key)
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[callRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return callstate.Call{}, fmt.Errorf("store: call source=%s key=%s: %w", source, key, ErrNotFound)
+	}
+	if err != nil {
+		return callstate.Call{}, fmt.Errorf("store: call source=%s key=%s: %w", source, key, err)
+	}
+	return r.call()
+}
+
+// JournalEntry is one row of the event journal.
+type JournalEntry struct {
+	ID         int64     `db:"id"`
+	Source     string    `db:"source"`
+	DedupKey   string    `db:"dedup_key"`
+	CallKey    string    `db:"call_key"`
+	Type       string    `db:"type"`
+	ReceivedAt time.Time `db:"received_at"`
+	Payload    []byte    `db:"payload"`
+}
+
+// Journal returns the journaled events of one call, oldest first.
+func (s *Store) Journal(ctx context.Context, source callstate.Source, key string) ([]JournalEntry, error) {
+	rows, _ := s.pool.Query(ctx, `
+		SELECT id, source, dedup_key, call_key, type, received_at, payload
+		FROM call_event WHERE source = $1 AND call_key = $2 ORDER BY id`, string(source), key)
+	es, err := pgx.CollectRows(rows, pgx.RowToStructByName[JournalEntry])
+	if err != nil {
+		return nil, fmt.Errorf("store: journal source=%s key=%s: %w", source, key, err)
+	}
+	return es, nil
+}
