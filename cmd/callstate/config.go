@@ -1,0 +1,244 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-playground/validator/v10"
+)
+
+// Config is everything callstate reads from its environment (and .env).
+// Each field names its variable, its default, and its rules; .env.example
+// and the README's table list the same.
+type Config struct {
+	ListenAddr      string        `env:"LISTEN_ADDR" default:":8080" validate:"required,hostname_port|startswith=:"`
+	PublicURL       string        `env:"PUBLIC_URL" default:"http://localhost:8080" validate:"required,http_url"`
+	ReadHeaderTO    time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" default:"5s" validate:"min=100ms,max=1m"`
+	ReadTO          time.Duration `env:"HTTP_READ_TIMEOUT" default:"10s" validate:"min=100ms,max=5m"`
+	WriteTO         time.Duration `env:"HTTP_WRITE_TIMEOUT" default:"10s" validate:"min=100ms,max=5m"`
+	IdleTO          time.Duration `env:"HTTP_IDLE_TIMEOUT" default:"2m" validate:"min=1s,max=1h"`
+	MaxBodyBytes    int64         `env:"MAX_BODY_BYTES" default:"65536" validate:"min=1024,max=10485760"`
+	TrustedProxies  []string      `env:"TRUSTED_PROXIES" validate:"dive,cidr|ip"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"15s" validate:"min=1s,max=5m"`
+
+	DatabaseURL    string        `env:"DATABASE_URL" secret:"true" validate:"omitempty,startswith=postgres://|startswith=postgresql://|contains=="`
+	DBMaxConns     int32         `env:"DATABASE_MAX_CONNS" default:"16" validate:"min=1,max=1000"`
+	DBWriteTimeout time.Duration `env:"DATABASE_WRITE_TIMEOUT" default:"2s" validate:"min=10ms,max=1m"`
+	DataDir        string        `env:"DATA_DIR" default:"./data" validate:"required"`
+	LocalPGPort    int           `env:"LOCAL_POSTGRES_PORT" default:"55432" validate:"min=1,max=65535"`
+	LocalPGUser    string        `env:"LOCAL_POSTGRES_USER"`
+
+	VerifySignature bool          `env:"SIPGATE_VERIFY_SIGNATURE" default:"true"`
+	PublicKeyFile   string        `env:"SIPGATE_PUBLIC_KEY_FILE" validate:"omitempty,file"`
+	NewCallAction   string        `env:"SIPGATE_NEWCALL_ACTION" default:"none" validate:"oneof=none gather dial voicemail play reject hangup"`
+	GatherMaxDigits int           `env:"SIPGATE_GATHER_MAX_DIGITS" default:"1" validate:"min=1,max=100"`
+	GatherTimeout   time.Duration `env:"SIPGATE_GATHER_TIMEOUT" default:"5s" validate:"min=100ms,max=5m"`
+	PlayURL         string        `env:"SIPGATE_PLAY_URL" validate:"omitempty,http_url"`
+	DialNumbers     []string      `env:"SIPGATE_DIAL_NUMBERS" validate:"required_if=NewCallAction dial,dive,required"`
+	DialCallerID    string        `env:"SIPGATE_DIAL_CALLER_ID"`
+	DialAnonymous   bool          `env:"SIPGATE_DIAL_ANONYMOUS" default:"false"`
+	RejectReason    string        `env:"SIPGATE_REJECT_REASON" default:"busy" validate:"oneof=busy rejected"`
+
+	LogLevel  string `env:"LOG_LEVEL" default:"info" validate:"oneof=debug info warn error"`
+	LogFormat string `env:"LOG_FORMAT" default:"text" validate:"oneof=text json"`
+
+	SIP sipConfig // SIP_*: the PBX subscriber, see sip.go
+}
+
+// loadConfig reads the Config from getenv, applying defaults, and checks it.
+// Its error lists every bad variable by name with what is expected.
+func loadConfig(getenv func(string) string) (Config, error) {
+	var cfg Config
+	if errs := loadFields(reflect.ValueOf(&cfg).Elem(), getenv); len(errs) > 0 {
+		return cfg, errors.Join(errs...)
+	}
+	if err := validateConfig(cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// loadFields sets each field of the struct v from its env variable or its
+// default; nested structs without an env tag are loaded field by field.
+func loadFields(v reflect.Value, getenv func(string) string) []error {
+	var errs []error
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("env")
+		if name == "" && f.Type.Kind() == reflect.Struct {
+			errs = append(errs, loadFields(v.Field(i), getenv)...)
+			continue
+		}
+		raw, set := getenv(name), true
+		if raw == "" {
+			raw, set = f.Tag.Get("default"), false
+		}
+		if raw == "" {
+			continue
+		}
+		if err := setField(v.Field(i), raw); err != nil {
+			src := "value"
+			if !set {
+				src = "default"
+			}
+			errs = append(errs, fmt.Errorf("%s: bad %s %q: %w", name, src, raw, err))
+		}
+	}
+	return errs
+}
+
+func setField(v reflect.Value, raw string) error {
+	switch v.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return errors.New("want a duration such as 500ms, 10s or 2m")
+		}
+		v.SetInt(int64(d))
+	case string:
+		v.SetString(raw)
+	case bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		v.SetBool(b)
+	case int, int32, int64:
+		n, err := strconv.ParseInt(raw, 10, v.Type().Bits())
+		if err != nil {
+			return errors.New("want a whole number")
+		}
+		v.SetInt(n)
+	case []string:
+		var list []string
+		for _, s := range strings.Split(raw, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				list = append(list, s)
+			}
+		}
+		v.Set(reflect.ValueOf(list))
+	default:
+		return fmt.Errorf("unsupported type %s", v.Type())
+	}
+	return nil
+}
+
+// validateConfig applies the validate tags; each message names the variable.
+func validateConfig(cfg Config) error {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(func(f reflect.StructField) string { return f.Tag.Get("env") })
+	err := v.Struct(cfg)
+	var verrs validator.ValidationErrors
+	if !errors.As(err, &verrs) {
+		return err
+	}
+	var errs []error
+	for _, fe := range verrs {
+		name := fe.Field()
+		if i := strings.IndexByte(name, '['); i >= 0 {
+			name = name[:i]
+		}
+		errs = append(errs, fmt.Errorf("%s: %s", name, expectation(fe)))
+	}
+	return errors.Join(errs...)
+}
+
+func expectation(fe validator.FieldError) string {
+	switch fe.Tag() {
+	case "required":
+		return "must be set"
+	case "required_if":
+		field, value, _ := strings.Cut(fe.Param(), " ")
+		return fmt.Sprintf("must be set when %s is %s", envName(reflect.TypeFor[Config](), field), value)
+	case "http_url":
+		return fmt.Sprintf("want an absolute http(s) URL, got %q", fe.Value())
+	case "oneof":
+		return fmt.Sprintf("want one of [%s], got %q", fe.Param(), fe.Value())
+	case "min":
+		return fmt.Sprintf("want at least %s, got %v", fe.Param(), fe.Value())
+	case "max":
+		return fmt.Sprintf("want at most %s, got %v", fe.Param(), fe.Value())
+	case "file":
+		return fmt.Sprintf("no such file %q", fe.Value())
+	case "cidr|ip":
+		return fmt.Sprintf("want a CIDR such as 10.0.0.0/8 or an IP, got %q", fe.Value())
+	case "hostname_port|startswith=:":
+		return fmt.Sprintf("want host:port or :port, got %q", fe.Value())
+	default:
+		return fmt.Sprintf("want a value that passes %s, got %q", fe.Tag(), fe.Value())
+	}
+}
+
+// envName returns the variable of the field called field in t or its nested
+// structs, or field itself if there is none.
+func envName(t reflect.Type, field string) string {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Name == field && f.Tag.Get("env") != "" {
+			return f.Tag.Get("env")
+		}
+		if f.Tag.Get("env") == "" && f.Type.Kind() == reflect.Struct {
+			if name := envName(f.Type, field); name != field {
+				return name
+			}
+		}
+	}
+	return field
+}
+
+// trustedProxies returns TRUSTED_PROXIES as networks; a bare IP is a /32 or /128.
+func (c Config) trustedProxies() []*net.IPNet {
+	var nets []*net.IPNet
+	for _, s := range c.TrustedProxies {
+		if !strings.Contains(s, "/") {
+			if ip := net.ParseIP(s); ip != nil && ip.To4() != nil {
+				s += "/32"
+			} else {
+				s += "/128"
+			}
+		}
+		if _, n, err := net.ParseCIDR(s); err == nil {
+			nets = append(nets, n)
+		}
+	}
+	return nets
+}
+
+// String lists the settings for the startup log, with secrets masked.
+func (c Config) String() string {
+	var parts []string
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := f.Tag.Get("env")
+			if name == "" && f.Type.Kind() == reflect.Struct {
+				walk(v.Field(i))
+				continue
+			}
+			val := fmt.Sprint(v.Field(i).Interface())
+			if f.Tag.Get("secret") == "true" && val != "" {
+				val = redactURL(val)
+			}
+			parts = append(parts, name+"="+val)
+		}
+	}
+	walk(reflect.ValueOf(c))
+	return strings.Join(parts, " ")
+}
+
+// redactURL hides a password in a database URL or DSN.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		return u.Redacted()
+	}
+	return "****"
+}

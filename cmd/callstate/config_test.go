@@ -1,0 +1,72 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func envFunc(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	cfg, err := loadConfig(envFunc(nil))
+	if err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if cfg.ListenAddr != ":8080" || cfg.PublicURL != "http://localhost:8080" || !cfg.VerifySignature ||
+		cfg.ReadHeaderTO != 5*time.Second || cfg.MaxBodyBytes != 65536 || cfg.NewCallAction != "none" {
+		t.Errorf("defaults: %+v", cfg)
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr []string // every fragment must appear; none means OK
+	}{
+		{"OK", map[string]string{"LISTEN_ADDR": "127.0.0.1:9000", "PUBLIC_URL": "https://x.example.com/cs",
+			"TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1", "SIPGATE_NEWCALL_ACTION": "dial", "SIPGATE_DIAL_NUMBERS": "4930123,4940123"}, nil},
+		{"ErrPublicURL", map[string]string{"PUBLIC_URL": "localhost:8080"}, []string{"PUBLIC_URL", "absolute http(s) URL"}},
+		{"ErrDuration", map[string]string{"HTTP_READ_TIMEOUT": "10"}, []string{"HTTP_READ_TIMEOUT", "duration"}},
+		{"ErrBool", map[string]string{"SIPGATE_VERIFY_SIGNATURE": "yes please"}, []string{"SIPGATE_VERIFY_SIGNATURE", "true or false"}},
+		{"ErrNumber", map[string]string{"MAX_BODY_BYTES": "64k"}, []string{"MAX_BODY_BYTES", "whole number"}},
+		{"ErrTooSmall", map[string]string{"MAX_BODY_BYTES": "10"}, []string{"MAX_BODY_BYTES", "at least 1024"}},
+		{"ErrOneOf", map[string]string{"LOG_LEVEL": "loud"}, []string{"LOG_LEVEL", "one of [debug info warn error]"}},
+		{"ErrProxies", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, []string{"TRUSTED_PROXIES", "CIDR"}},
+		{"ErrDialWithoutNumbers", map[string]string{"SIPGATE_NEWCALL_ACTION": "dial"}, []string{"SIPGATE_DIAL_NUMBERS", "must be set when SIPGATE_NEWCALL_ACTION is dial"}},
+		{"ErrKeyFile", map[string]string{"SIPGATE_PUBLIC_KEY_FILE": "/nonexistent.pem"}, []string{"SIPGATE_PUBLIC_KEY_FILE", "no such file"}},
+		{"ErrSeveral", map[string]string{"LOG_FORMAT": "xml", "LISTEN_ADDR": "nope"}, []string{"LOG_FORMAT", "LISTEN_ADDR"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(envFunc(tt.env))
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, frag := range tt.wantErr {
+				if !strings.Contains(err.Error(), frag) {
+					t.Errorf("error %q does not mention %q", err, frag)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigStringMasksSecrets(t *testing.T) {
+	cfg, err := loadConfig(envFunc(map[string]string{"DATABASE_URL": "postgres://cs:hunter2@db:5432/cs"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.String(); strings.Contains(s, "hunter2") || !strings.Contains(s, "DATABASE_URL=postgres://cs:xxxxx@db:5432/cs") {
+		t.Errorf("config string %q", s)
+	}
+}

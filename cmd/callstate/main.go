@@ -1,0 +1,206 @@
+// Command callstate runs the callstate service: sipgate.io webhooks (and
+// PBX extensions over SIP) into one call-state table in PostgreSQL.
+//
+// Configuration comes from the environment and from a .env file in the
+// working directory; the environment wins. See .env.example.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/joho/godotenv"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/callstate/callstate/handlers"
+	"github.com/callstate/callstate/store"
+	"github.com/callstate/callstate/store/localpg"
+	"github.com/callstate/callstate/xmlresponse"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "callstate:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the service and blocks until ctx is done, then shuts down
+// within the configured timeout. getenv is the environment; logs go to
+// stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fl := flag.NewFlagSet("callstate", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	envFile := fl.String("env-file", ".env", "file of KEY=value settings; the environment wins over it")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if err := godotenv.Load(*envFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", *envFile, err)
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("starting callstate", "config", cfg.String())
+
+	dbURL := cfg.DatabaseURL
+	if dbURL == "" {
+		dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "postgres"))
+		if err != nil {
+			return fmt.Errorf("DATA_DIR: %w", err)
+		}
+		pg, err := localpg.Start(ctx, localpg.Options{
+			DataDir: dir, Port: cfg.LocalPGPort, OSUser: cfg.LocalPGUser,
+			Durable: true, Logger: log,
+		})
+		if err != nil {
+			return fmt.Errorf("no DATABASE_URL, so callstate starts its own PostgreSQL, which failed: %w", err)
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+			defer cancel()
+			if err := pg.Stop(ctx); err != nil {
+				log.Error("stopping private PostgreSQL", "err", err)
+			}
+		}()
+		dbURL = pg.URL()
+		log.Info("using private PostgreSQL; connect with psql", "url", dbURL)
+	}
+
+	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: cfg.DBMaxConns, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	sg, err := sipgateOptions(cfg, log)
+	if err != nil {
+		return err
+	}
+	e, err := handlers.New(handlers.Options{
+		Store: st, Ready: st, Logger: log,
+		TrustedProxies: cfg.trustedProxies(), Sipgate: sg,
+	})
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: cfg.ReadHeaderTO,
+		ReadTimeout:       cfg.ReadTO,
+		WriteTimeout:      cfg.WriteTO,
+		IdleTimeout:       cfg.IdleTO,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
+	}
+	log.Info("listening", "addr", ln.Addr().String())
+	log.Info("sipgate console: set the incoming and outgoing webhook URL to " + sg.WebhookURL())
+
+	g, gctx := errgroup.WithContext(ctx)
+	if err := startSIP(gctx, g, cfg.SIP, st, log); err != nil {
+		return err
+	}
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("http shutdown: %w", err)
+		}
+		return nil
+	})
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// sipgateOptions turns the SIPGATE_* settings into the webhook's options.
+func sipgateOptions(cfg Config, log *slog.Logger) (handlers.SipgateOptions, error) {
+	o := handlers.SipgateOptions{
+		PublicURL:    cfg.PublicURL,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		WriteTimeout: cfg.DBWriteTimeout,
+	}
+	if cfg.VerifySignature {
+		key := handlers.SipgatePublicKey
+		if cfg.PublicKeyFile != "" {
+			b, err := os.ReadFile(cfg.PublicKeyFile)
+			if err != nil {
+				return o, fmt.Errorf("SIPGATE_PUBLIC_KEY_FILE: %w", err)
+			}
+			key = b
+		}
+		v, err := handlers.NewSignatureVerifier(key)
+		if err != nil {
+			return o, fmt.Errorf("SIPGATE_PUBLIC_KEY_FILE: %w", err)
+		}
+		o.Verifier = v
+	} else {
+		log.Warn("SIPGATE_VERIFY_SIGNATURE=false: anyone who can reach the webhook can write call state; use this for local experiments only")
+	}
+	var play *xmlresponse.Play
+	if cfg.PlayURL != "" {
+		play = &xmlresponse.Play{URL: cfg.PlayURL}
+	}
+	switch cfg.NewCallAction {
+	case "gather":
+		o.NewCallAction = xmlresponse.Gather{MaxDigits: cfg.GatherMaxDigits, Timeout: cfg.GatherTimeout.Round(time.Millisecond), Play: play}
+	case "dial":
+		o.NewCallAction = xmlresponse.Dial{Numbers: cfg.DialNumbers, CallerID: cfg.DialCallerID, Anonymous: cfg.DialAnonymous}
+	case "voicemail":
+		o.NewCallAction = xmlresponse.Dial{Voicemail: true}
+	case "play":
+		if play == nil {
+			return o, errors.New("SIPGATE_PLAY_URL: must be set when SIPGATE_NEWCALL_ACTION is play")
+		}
+		o.NewCallAction = *play
+	case "reject":
+		o.NewCallAction = xmlresponse.Reject{Reason: xmlresponse.RejectReason(cfg.RejectReason)}
+	case "hangup":
+		o.NewCallAction = xmlresponse.Hangup{}
+	}
+	if o.NewCallAction != nil {
+		if err := (xmlresponse.Response{Action: o.NewCallAction}).Validate(); err != nil && !errors.Is(err, xmlresponse.ErrGatherWithoutOnData) {
+			return o, fmt.Errorf("SIPGATE_NEWCALL_ACTION=%s: %w", cfg.NewCallAction, err)
+		}
+	}
+	return o, nil
+}
