@@ -1,0 +1,29 @@
+# callstate: `make help` lists the targets.
+.DEFAULT_GOAL := help
+GO ?= go
+
+.PHONY: help run test deps lint fuzz bench
+
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## Run the service (starts a private PostgreSQL when DATABASE_URL is unset).
+	$(GO) run ./cmd/callstate
+
+test: deps ## Install missing test dependencies, then run every test with the race detector.
+	$(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) test -race -count=1 ./...
+
+deps: ## Install PostgreSQL, Kamailio, sipp and Chromium with apt-get when missing.
+	@./scripts/install-test-deps.sh
+
+lint: ## go vet and gofmt.
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
+
+fuzz: ## Run every fuzz target for FUZZTIME each (default 20s).
+	@./scripts/fuzz.sh $(or $(FUZZTIME),20s)
+
+bench: ## Run the Go benchmarks.
+	$(GO) test -run '^$$' -bench . -benchmem ./...

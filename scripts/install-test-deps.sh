@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what callstate's tests run against, when it is missing:
+# the PostgreSQL server, Kamailio with its presence modules, sipp, Chromium.
+# Debian/Ubuntu only (apt-get); elsewhere it says what to install.
+set -euo pipefail
+
+have_postgres() {
+  command -v postgres >/dev/null 2>&1 && return 0
+  command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/postgres" ] && return 0
+  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+}
+have_kamailio_presence() {
+  command -v kamailio >/dev/null 2>&1 &&
+    compgen -G '/usr/lib/*/kamailio/modules/presence_dialoginfo.so' >/dev/null
+}
+
+missing=()
+have_postgres || missing+=(postgresql)
+have_kamailio_presence || missing+=(kamailio kamailio-presence-modules)
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "callstate tests need these packages (Debian names): ${missing[*]}" >&2
+  echo "install them with your system's package manager and run the tests again" >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo=sudo
+fi
+echo "installing test dependencies: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts a Kamailio service on install; the tests start their own.
+if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop kamailio >/dev/null 2>&1 || true; fi
