@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/callstate/callstate"
@@ -153,9 +155,20 @@ func (s *Store) Apply(ctx context.Context, ev callstate.Event) (applied bool, er
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("store: apply %s %s source=%s call=%s: %w", ev.Type, ev.DedupKey, ev.Source, u.Key, err)
+		return false, fmt.Errorf("store: apply %s %s source=%s call=%s: %w", ev.Type, ev.DedupKey, ev.Source, u.Key, classify(err))
 	}
 	return true, nil
+}
+
+// classify marks errors caused by the event's data (PostgreSQL classes 22,
+// data exception, and 23, integrity violation) as callstate.ErrInvalidEvent:
+// trying the same event again cannot succeed. Anything else may pass.
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
+		return fmt.Errorf("%w: %w", callstate.ErrInvalidEvent, err)
+	}
+	return err
 }
 
 func nonNil(s []string) []string {
