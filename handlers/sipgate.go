@@ -131,6 +131,7 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 	_, err = h.store.Apply(ctx, ev)
 	if err != nil {
 		if form.Event != eventNewCall {
+			c.Response().Header().Set("Retry-After", "5")
 			return &echo.HTTPError{Code: http.StatusServiceUnavailable, Message: "event not stored, try again later", Internal: err}
 		}
 		// The call goes on with or without us: answer so that sipgate still

@@ -389,8 +389,8 @@ func TestNewCallWhenStoreFails(t *testing.T) {
 	if rec := e.post(newCallBody, nil); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<Response") {
 		t.Errorf("newCall: status %d body %q", rec.Code, rec.Body)
 	}
-	if rec := e.post(hangupBody, nil); rec.Code != http.StatusServiceUnavailable {
-		t.Errorf("hangup: status %d", rec.Code)
+	if rec := e.post(hangupBody, nil); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("hangup: status %d, Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
 	}
 	if !strings.Contains(e.logs.String(), "newCall not stored") {
 		t.Error("no log line for the lost newCall")

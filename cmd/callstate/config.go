@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -29,10 +30,12 @@ type Config struct {
 
 	DatabaseURL    string        `env:"DATABASE_URL" secret:"true" validate:"omitempty,startswith=postgres://|startswith=postgresql://|contains=="`
 	DBMaxConns     int32         `env:"DATABASE_MAX_CONNS" default:"16" validate:"min=1,max=1000"`
-	DBWriteTimeout time.Duration `env:"DATABASE_WRITE_TIMEOUT" default:"2s" validate:"min=10ms,max=1m"`
+	DBWriteTimeout time.Duration `env:"DATABASE_WRITE_TIMEOUT" default:"500ms" validate:"min=10ms,max=1m"`
 	DataDir        string        `env:"DATA_DIR" default:"./data" validate:"required"`
 	LocalPGPort    int           `env:"LOCAL_POSTGRES_PORT" default:"55432" validate:"min=1,max=65535"`
 	LocalPGUser    string        `env:"LOCAL_POSTGRES_USER"`
+	SpoolDir       string        `env:"SPOOL_DIR"`
+	SpoolMaxBytes  int64         `env:"SPOOL_MAX_BYTES" default:"268435456" validate:"min=1048576"`
 
 	VerifySignature bool          `env:"SIPGATE_VERIFY_SIGNATURE" default:"true"`
 	PublicKeyFile   string        `env:"SIPGATE_PUBLIC_KEY_FILE" validate:"omitempty,file"`
@@ -174,6 +177,14 @@ func expectation(fe validator.FieldError) string {
 	default:
 		return fmt.Sprintf("want a value that passes %s, got %q", fe.Tag(), fe.Value())
 	}
+}
+
+// spoolDir is SPOOL_DIR, or DATA_DIR/spool.
+func (c Config) spoolDir() string {
+	if c.SpoolDir != "" {
+		return c.SpoolDir
+	}
+	return filepath.Join(c.DataDir, "spool")
 }
 
 // envName returns the variable of the field called field in t or its nested

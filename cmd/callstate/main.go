@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/callstate/callstate/handlers"
+	"github.com/callstate/callstate/spool"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/localpg"
 	"github.com/callstate/callstate/xmlresponse"
@@ -90,12 +91,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer st.Close()
 
+	// Every accepted event goes through the spool: straight to the
+	// database when it answers in time, to local disk when it does not.
+	sp, err := spool.Open(spool.Options{
+		Dir: cfg.spoolDir(), MaxBytes: cfg.SpoolMaxBytes, DirectTimeout: cfg.DBWriteTimeout, Logger: log,
+	}, st)
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+
 	sg, err := sipgateOptions(cfg, log)
 	if err != nil {
 		return err
 	}
 	e, err := handlers.New(handlers.Options{
-		Store: st, Ready: st, Logger: log,
+		Store: sp, Ready: readiness{st, sp}, Logger: log,
 		TrustedProxies: cfg.trustedProxies(), Sipgate: sg,
 	})
 	if err != nil {
@@ -118,6 +129,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log.Info("sipgate console: set the incoming and outgoing webhook URL to " + sg.WebhookURL())
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return sp.Run(gctx) })
 	if err := startSIP(gctx, g, cfg.SIP, st, log); err != nil {
 		return err
 	}
@@ -138,6 +150,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return nil
 	})
 	err = g.Wait()
+	// Nothing new comes in now: apply what the spool still holds, within
+	// the shutdown bound; the rest waits on disk for the next start.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	if left := sp.Drain(dctx); left > 0 {
+		log.Warn("events left in the spool for the next start", "events", left, "dir", cfg.spoolDir())
+	}
+	cancel()
 	log.Info("stopped")
 	return err
 }
@@ -157,7 +176,9 @@ func sipgateOptions(cfg Config, log *slog.Logger) (handlers.SipgateOptions, erro
 	o := handlers.SipgateOptions{
 		PublicURL:    cfg.PublicURL,
 		MaxBodyBytes: cfg.MaxBodyBytes,
-		WriteTimeout: cfg.DBWriteTimeout,
+		// The spool bounds the database wait by DATABASE_WRITE_TIMEOUT; this
+		// also covers its fsync.
+		WriteTimeout: cfg.DBWriteTimeout + 3*time.Second,
 	}
 	if cfg.VerifySignature {
 		key := handlers.SipgatePublicKey
@@ -203,4 +224,18 @@ func sipgateOptions(cfg Config, log *slog.Logger) (handlers.SipgateOptions, erro
 		}
 	}
 	return o, nil
+}
+
+// readiness is /readyz's check: the database answers and the spool is not
+// close to full.
+type readiness struct {
+	st *store.Store
+	sp *spool.Spool
+}
+
+func (r readiness) Ping(ctx context.Context) error {
+	if st := r.sp.Stats(); st.Bytes > st.MaxBytes*9/10 {
+		return fmt.Errorf("spool %d of %d bytes full", st.Bytes, st.MaxBytes)
+	}
+	return r.st.Ping(ctx)
 }

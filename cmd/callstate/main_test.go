@@ -17,7 +17,17 @@ import (
 	"github.com/callstate/callstate/store/storetest"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+// runMainEnv makes the test binary run the service itself, so that tests
+// can kill it like a real process.
+const runMainEnv = "CALLSTATE_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		return
+	}
+	storetest.Main(m)
+}
 
 func freePort(tb testing.TB) int {
 	tb.Helper()
@@ -51,6 +61,9 @@ func (l *lockedBuffer) String() string {
 func startService(t *testing.T, env map[string]string) (string, *lockedBuffer, func() error) {
 	t.Helper()
 	port := freePort(t)
+	if env["DATA_DIR"] == "" {
+		env["DATA_DIR"] = t.TempDir()
+	}
 	env["LISTEN_ADDR"] = fmt.Sprintf("127.0.0.1:%d", port)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	env["PUBLIC_URL"] = base
