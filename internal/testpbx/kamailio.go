@@ -1,0 +1,392 @@
+// Package testpbx starts real SIP peers for tests: a private Kamailio acting
+// as a small PBX with dialog-event presence (RFC 4235 over RFC 6665), and sipp
+// processes that register, place and answer calls, or play scripted scenarios.
+//
+// Everything listens on 127.0.0.1 on free ports, lives in tb.TempDir() and is
+// stopped in tb.Cleanup, so tests using it may run in parallel. The packages
+// kamailio, kamailio-presence-modules and sip-tester (sipp) must be installed;
+// install-deps.sh in this directory installs them on Debian.
+//
+// A test of a dialog-event subscriber typically reads:
+//
+//	k := testpbx.StartKamailio(t)
+//	// subscribe to k.URI("101") (Event: dialog), sending to k.Addr()
+//	k.PlaceCall(t, "100", "101", 500*time.Millisecond, time.Second)
+//	// expect NOTIFYs: early, confirmed, terminated
+//
+// RunSipp plays any sipp scenario, such as testdata/sipp/fakepbx-notifier.xml,
+// a scripted PBX that challenges and notifies a subscriber.
+package testpbx
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+)
+
+//go:embed kamailio.cfg.tmpl
+var kamailioTemplate string
+
+//go:embed testdata/sipp/*.xml
+var scenarios embed.FS
+
+// DBTextSchemaDir is where Debian's kamailio package ships the db_text
+// table files; StartKamailio copies them into the test's directory.
+const DBTextSchemaDir = "/usr/share/kamailio/dbtext/kamailio"
+
+// DefaultDomain is the SIP domain of the PBX's users. It is a name under the
+// reserved TLD .invalid, so it never resolves: requests always go to Addr().
+const DefaultDomain = "testpbx.invalid"
+
+const (
+	startAttempts = 3
+	readyTimeout  = 10 * time.Second
+	stopTimeout   = time.Second
+)
+
+// Kamailio is a running private Kamailio instance started by StartKamailio.
+type Kamailio struct {
+	port    int
+	domain  string
+	dir     string
+	cfgPath string
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // set before done is closed
+}
+
+// StartKamailio starts a private Kamailio on 127.0.0.1 on a free port (UDP and
+// TCP), with a configuration rendered from the embedded kamailio.cfg.tmpl into
+// tb.TempDir(). It checks the configuration with `kamailio -c` first, runs
+// Kamailio in the foreground with its log in a file, and returns once
+// Kamailio answers an OPTIONS request. The process is stopped in tb.Cleanup,
+// and its log is written with tb.Log when the test has failed.
+//
+// StartKamailio fails tb (Fatal) if kamailio is not installed, the
+// configuration does not check, or Kamailio does not answer within 10s.
+func StartKamailio(tb testing.TB) *Kamailio {
+	tb.Helper()
+	bin, err := exec.LookPath("kamailio")
+	if err != nil {
+		bin = "/usr/sbin/kamailio"
+		if _, statErr := os.Stat(bin); statErr != nil {
+			tb.Fatalf("testpbx: kamailio not found (run internal/testpbx/install-deps.sh): %v", err)
+		}
+	}
+	base := tb.TempDir()
+
+	var lastErr error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		dir := filepath.Join(base, "kamailio-"+strconv.Itoa(attempt))
+		k, err := startKamailio(tb, bin, dir)
+		if err == nil {
+			return k
+		}
+		lastErr = err
+		// A free port can be taken by someone else between picking and
+		// binding it; only that failure is worth another attempt.
+		if !errors.Is(err, errAddrInUse) {
+			break
+		}
+	}
+	tb.Fatalf("testpbx: start kamailio: %v", lastErr)
+	return nil
+}
+
+var errAddrInUse = errors.New("address already in use")
+
+func startKamailio(tb testing.TB, bin, dir string) (*Kamailio, error) {
+	tb.Helper()
+	dbDir := filepath.Join(dir, "db")
+	if err := os.MkdirAll(dbDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := copyDir(DBTextSchemaDir, dbDir); err != nil {
+		return nil, fmt.Errorf("copy db_text schema (is kamailio installed?): %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	k := &Kamailio{
+		port:    port,
+		domain:  DefaultDomain,
+		dir:     dir,
+		cfgPath: filepath.Join(dir, "kamailio.cfg"),
+		logPath: filepath.Join(dir, "kamailio.log"),
+		done:    make(chan struct{}),
+	}
+	cfg, err := renderConfig(k.port, k.domain, "text://"+dbDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(k.cfgPath, cfg, 0o644); err != nil {
+		return nil, err
+	}
+
+	check := exec.Command(bin, "-c", "-f", k.cfgPath, "-Y", dir)
+	if out, err := check.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("kamailio -c -f %s: %v\n%s", k.cfgPath, err, out)
+	}
+
+	logFile, err := os.Create(k.logPath)
+	if err != nil {
+		return nil, err
+	}
+	// -DD: no daemon, children still forked; -E: log to stderr; -Y: runtime
+	// directory (FIFO/ctl files) inside the test directory.
+	k.cmd = exec.Command(bin, "-DD", "-E", "-f", k.cfgPath, "-Y", dir, "-w", dir, "-m", "64", "-M", "8")
+	k.cmd.Dir = dir
+	k.cmd.Stdout = logFile
+	k.cmd.Stderr = logFile
+	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := k.cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() {
+		k.waitErr = k.cmd.Wait()
+		logFile.Close()
+		close(k.done)
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if err := k.waitReady(ctx); err != nil {
+		k.stop()
+		log, _ := os.ReadFile(k.logPath)
+		if bytes.Contains(log, []byte("Address already in use")) {
+			err = fmt.Errorf("%w: %v", errAddrInUse, err)
+		}
+		return nil, fmt.Errorf("%v\n--- kamailio log ---\n%s", err, log)
+	}
+
+	// Cleanups run last-in first-out: stop first, then dump the complete log.
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			log, _ := os.ReadFile(k.logPath)
+			tb.Logf("--- kamailio log (%s) ---\n%s", k.logPath, log)
+		}
+	})
+	tb.Cleanup(k.stop)
+	return k, nil
+}
+
+// waitReady sends OPTIONS until Kamailio answers or ctx ends.
+func (k *Kamailio) waitReady(ctx context.Context) error {
+	for {
+		select {
+		case <-k.done:
+			return fmt.Errorf("kamailio exited before answering: %v", k.waitErr)
+		default:
+		}
+		attempt, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		res, err := sendRequest(attempt, k.Addr(), rawRequest{
+			Method: "OPTIONS",
+			URI:    "sip:" + k.Addr(),
+			From:   "sip:testpbx@" + k.domain,
+			To:     "sip:" + k.Addr(),
+		})
+		cancel()
+		if err == nil && res.Status > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kamailio did not answer OPTIONS on %s: %v", k.Addr(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stop ends Kamailio with SIGTERM and, if it has not exited within
+// stopTimeout, kills its process group. Kamailio 5.6's main process now and
+// then hangs in its module cleanup after the children are gone; the
+// instance keeps nothing worth a clean shutdown. Children still alive after
+// the main process exited are killed too.
+func (k *Kamailio) stop() {
+	if k.cmd == nil || k.cmd.Process == nil {
+		return
+	}
+	pgid := k.cmd.Process.Pid // Setpgid: the group of Kamailio's processes
+	select {
+	case <-k.done:
+	default:
+		_ = k.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-k.done:
+		case <-time.After(stopTimeout):
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-k.done
+		}
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL) // ESRCH when none is left
+}
+
+// Addr returns Kamailio's address, "127.0.0.1:port", for both UDP and TCP.
+func (k *Kamailio) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(k.port))
+}
+
+// Port returns the port Kamailio listens on (UDP and TCP).
+func (k *Kamailio) Port() int { return k.port }
+
+// Domain returns the SIP domain of the PBX's users (DefaultDomain), to be
+// used in URIs such as "sip:101@" + k.Domain(). It does not resolve; send
+// requests to Addr().
+func (k *Kamailio) Domain() string { return k.domain }
+
+// URI returns the address-of-record of an extension, "sip:ext@domain".
+func (k *Kamailio) URI(ext string) string { return "sip:" + ext + "@" + k.domain }
+
+// Dir returns the directory holding the generated configuration, the db_text
+// tables and the log of this instance.
+func (k *Kamailio) Dir() string { return k.dir }
+
+// Log returns what Kamailio has logged so far.
+func (k *Kamailio) Log() string {
+	b, _ := os.ReadFile(k.logPath)
+	return string(b)
+}
+
+// Register binds extension ext to contact (a SIP URI such as
+// "sip:101@127.0.0.1:5070") in Kamailio's location table for expires, as a
+// REGISTER without authentication would. An expires of 0 removes the
+// binding. Register fails tb (Fatal) unless Kamailio answers 200.
+func (k *Kamailio) Register(tb testing.TB, ext, contact string, expires time.Duration) {
+	tb.Helper()
+	if err := k.register(ext, contact, expires); err != nil {
+		tb.Fatalf("testpbx: %v", err)
+	}
+}
+
+func (k *Kamailio) register(ext, contact string, expires time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	secs := strconv.Itoa(int(expires / time.Second))
+	res, err := sendRequest(ctx, k.Addr(), rawRequest{
+		Method:  "REGISTER",
+		URI:     "sip:" + k.domain,
+		From:    k.URI(ext),
+		To:      k.URI(ext),
+		Headers: []string{"Contact: <" + contact + ">;expires=" + secs, "Expires: " + secs},
+	})
+	if err != nil {
+		return fmt.Errorf("REGISTER %s -> %s: %w", ext, contact, err)
+	}
+	if res.Status != 200 {
+		return fmt.Errorf("REGISTER %s -> %s: got %d %s", ext, contact, res.Status, res.Reason)
+	}
+	return nil
+}
+
+// Registered reports whether extension ext has a binding in Kamailio's
+// location table. It fails tb (Fatal) if Kamailio does not answer.
+func (k *Kamailio) Registered(tb testing.TB, ext string) bool {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := sendRequest(ctx, k.Addr(), rawRequest{
+		Method: "OPTIONS",
+		URI:    k.URI(ext),
+		From:   "sip:testpbx@" + k.domain,
+		To:     k.URI(ext),
+	})
+	if err != nil {
+		tb.Fatalf("testpbx: OPTIONS %s: %v", ext, err)
+	}
+	return res.Status == 200
+}
+
+type configData struct {
+	Port   int
+	Domain string
+	DBURL  string
+}
+
+func renderConfig(port int, domain, dbURL string) ([]byte, error) {
+	tmpl, err := template.New("kamailio.cfg").Option("missingkey=error").Parse(kamailioTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("parse kamailio.cfg.tmpl: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, configData{Port: port, Domain: domain, DBURL: dbURL}); err != nil {
+		return nil, fmt.Errorf("render kamailio.cfg.tmpl: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func copyDir(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// freePort returns a port on 127.0.0.1 that is free for both UDP and TCP at
+// the time of the call.
+func freePort() (int, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return port, nil
+	}
+	return 0, errors.New("testpbx: no free port on 127.0.0.1 for both UDP and TCP")
+}
+
+// FreePort returns a port on 127.0.0.1 that is free for both UDP and TCP at
+// the time of the call, or fails tb (Fatal).
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	p, err := freePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+func trimLog(b []byte, max int) string {
+	if len(b) <= max {
+		return string(b)
+	}
+	cut := b[len(b)-max:]
+	if i := bytes.IndexByte(cut, '\n'); i >= 0 {
+		cut = cut[i+1:]
+	}
+	return "[… " + strconv.Itoa(len(b)-len(cut)) + " bytes cut …]\n" + strings.TrimLeft(string(cut), "\n")
+}
