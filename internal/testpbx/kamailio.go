@@ -5,7 +5,7 @@
 // Everything listens on 127.0.0.1 on free ports, lives in tb.TempDir() and is
 // stopped in tb.Cleanup, so tests using it may run in parallel. The packages
 // kamailio, kamailio-presence-modules and sip-tester (sipp) must be installed;
-// install-deps.sh in this directory installs them on Debian.
+// scripts/install-test-deps.sh (run by make test) installs them on Debian.
 //
 // A test of a dialog-event subscriber typically reads:
 //
@@ -83,7 +83,7 @@ func StartKamailio(tb testing.TB) *Kamailio {
 	if err != nil {
 		bin = "/usr/sbin/kamailio"
 		if _, statErr := os.Stat(bin); statErr != nil {
-			tb.Fatalf("testpbx: kamailio not found (run internal/testpbx/install-deps.sh): %v", err)
+			tb.Fatalf("testpbx: kamailio not found (make deps installs it): %v", err)
 		}
 	}
 	base := tb.TempDir()

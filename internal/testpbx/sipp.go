@@ -62,7 +62,7 @@ func RunSipp(tb testing.TB, scenario string, args ...string) *SippProcess {
 	tb.Helper()
 	bin, err := exec.LookPath("sipp")
 	if err != nil {
-		tb.Fatalf("testpbx: sipp not found (run internal/testpbx/install-deps.sh): %v", err)
+		tb.Fatalf("testpbx: sipp not found (make deps installs it): %v", err)
 	}
 	dir, err := os.MkdirTemp(tb.TempDir(), "sipp-")
 	if err != nil {
