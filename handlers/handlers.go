@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/metrics"
 )
 
 // EventStore is what the webhook handlers need from a store.
@@ -33,9 +34,10 @@ type Pinger interface {
 
 // Options configure the HTTP handlers.
 type Options struct {
-	Store  EventStore   // required
-	Ready  Pinger       // optional: checked by /readyz
-	Logger *slog.Logger // nil means slog.Default()
+	Store   EventStore       // required
+	Ready   Pinger           // optional: checked by /readyz
+	Logger  *slog.Logger     // nil means slog.Default()
+	Metrics *metrics.Metrics // optional: recorded into and served at /metrics
 
 	// TrustedProxies are the networks whose X-Forwarded-For is believed when
 	// logging and checking a client's address. Empty: the peer address is
@@ -70,13 +72,21 @@ func New(opts Options) (*echo.Echo, error) {
 			return err
 		},
 	}))
-	e.Use(requestLogger(log))
+	e.Use(middleware.RequestID())
+	e.Use(requestLogger(log, opts.Metrics))
 
-	sg, err := newSipgateHandler(opts.Sipgate, opts.Store, log)
+	sg, err := newSipgateHandler(opts.Sipgate, opts.Store, log, opts.Metrics)
 	if err != nil {
 		return nil, err
 	}
-	e.POST(SipgatePath, sg.handle)
+	if opts.Sipgate.PathSecret != "" {
+		e.POST(SipgatePath+"/:secret", sg.handle)
+	} else {
+		e.POST(SipgatePath, sg.handle)
+	}
+	if opts.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(opts.Metrics.Handler()))
+	}
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", func(c echo.Context) error {
 		if opts.Ready != nil {
@@ -186,16 +196,27 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 }
 
 // requestLogger writes one structured line per request, with the reason for
-// any error and the event and call it carried.
-func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
+// any error and the event and call it carried, and records its latency.
+// Matched routes are logged by their pattern, so that a path secret never
+// reaches the log.
+func requestLogger(log *slog.Logger, m *metrics.Metrics) echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
-		LogMethod: true, LogURIPath: true, LogStatus: true, LogLatency: true,
+		LogMethod: true, LogURIPath: true, LogRoutePath: true, LogStatus: true, LogLatency: true,
 		LogRemoteIP: true, LogError: true, HandleError: true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			path := v.RoutePath
+			if path == "" || path == "/*" {
+				path = v.URIPath
+				if strings.HasPrefix(path, SipgatePath+"/") {
+					path = SipgatePath + "/…"
+				}
+			}
+			m.Request(path, v.Status, v.Latency)
 			attrs := []slog.Attr{
-				slog.String("method", v.Method), slog.String("path", v.URIPath),
+				slog.String("method", v.Method), slog.String("path", path),
 				slog.Int("status", v.Status), slog.Duration("latency", v.Latency),
 				slog.String("remote", v.RemoteIP),
+				slog.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
 			}
 			if ev, ok := c.Get(ctxEvent).(string); ok {
 				attrs = append(attrs, slog.String("event", ev))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,8 +14,12 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/xmlresponse"
 )
+
+const sourceSipgate = "sipgate"
+
 
 // SipgatePath is the path of the sipgate.io webhook endpoint, below the
 // public URL. Every event is posted here: the console's incoming and
@@ -42,16 +47,46 @@ type SipgateOptions struct {
 	// newCall is answered even when the write fails or times out, so that
 	// sipgate (which gives up after about 10 s) still gets its XML.
 	WriteTimeout time.Duration
+	// AllowedNetworks, if any, are the only source networks accepted
+	// (the client address as TrustedProxies let it be known); others get 403.
+	AllowedNetworks []*net.IPNet
+	// PathSecret, if set, is a path segment every webhook URL must end
+	// with (/webhooks/sipgate/<secret>): for setups where a proxy re-encodes
+	// bodies and signatures cannot be checked. Compared in constant time.
+	PathSecret string
+	// MaxInflight bounds events handled at once (0 means 512); a quarter
+	// more are kept for newCall. AdmissionWait is how long an event waits
+	// for a slot before it is answered 503 (0 means 1s).
+	MaxInflight   int
+	AdmissionWait time.Duration
 }
 
-// WebhookURL returns the URL to paste into the sipgate console.
+// WebhookURL returns the URL to paste into the sipgate console, with the
+// path secret if there is one.
 func (o SipgateOptions) WebhookURL() string {
-	return strings.TrimSuffix(o.PublicURL, "/") + SipgatePath
+	u := strings.TrimSuffix(o.PublicURL, "/") + SipgatePath
+	if o.PathSecret != "" {
+		u += "/" + o.PathSecret
+	}
+	return u
+}
+
+// RedactedWebhookURL is WebhookURL with the path secret masked, for logs.
+func (o SipgateOptions) RedactedWebhookURL() string {
+	u := strings.TrimSuffix(o.PublicURL, "/") + SipgatePath
+	if o.PathSecret != "" {
+		u += "/<SIPGATE_PATH_SECRET>"
+	}
+	return u
 }
 
 type sipgateHandler struct {
 	store        EventStore
 	log          *slog.Logger
+	metrics      *metrics.Metrics
+	allowed      []*net.IPNet
+	secret       string
+	admit        *admission
 	verifier     *SignatureVerifier
 	maxBody      int64
 	writeTimeout time.Duration
@@ -60,7 +95,7 @@ type sipgateHandler struct {
 	now          func() time.Time
 }
 
-func newSipgateHandler(o SipgateOptions, store EventStore, log *slog.Logger) (*sipgateHandler, error) {
+func newSipgateHandler(o SipgateOptions, store EventStore, log *slog.Logger, m *metrics.Metrics) (*sipgateHandler, error) {
 	u, err := url.Parse(o.PublicURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("handlers: public URL %q must be an absolute http(s) URL", o.PublicURL)
@@ -79,8 +114,16 @@ func newSipgateHandler(o SipgateOptions, store EventStore, log *slog.Logger) (*s
 	if err != nil {
 		return nil, fmt.Errorf("handlers: dtmf response: %w", err)
 	}
+	if strings.ContainsAny(o.PathSecret, "/?#%") {
+		return nil, errors.New("handlers: the path secret must not contain / ? # or %")
+	}
+	wait := o.AdmissionWait
+	if wait <= 0 {
+		wait = time.Second
+	}
 	h := &sipgateHandler{
-		store: store, log: log, verifier: o.Verifier,
+		store: store, log: log, metrics: m, allowed: o.AllowedNetworks, secret: o.PathSecret,
+		admit: newAdmission(o.MaxInflight, wait), verifier: o.Verifier,
 		maxBody: o.MaxBodyBytes, writeTimeout: o.WriteTimeout,
 		newCallXML: newCall, dtmfXML: dtmf, now: time.Now,
 	}
@@ -93,12 +136,19 @@ func newSipgateHandler(o SipgateOptions, store EventStore, log *slog.Logger) (*s
 	return h, nil
 }
 
-// handle takes one sipgate.io push event. In order: content type (415),
-// body size (413), signature (401/403), form (400); then the event is
-// stored and answered. A repeated event is answered as the first was and
-// changes nothing.
+// handle takes one sipgate.io push event. In order: path secret (404),
+// source network (403), content type (415), body size (413), signature
+// (401/403), form (400), capacity (503); then the event is stored and
+// answered. A repeated event is answered as the first was and changes
+// nothing.
 func (h *sipgateHandler) handle(c echo.Context) error {
 	req := c.Request()
+	if h.secret != "" && !secretMatches(h.secret, c.Param("secret")) {
+		return echo.NewHTTPError(http.StatusNotFound, "not found")
+	}
+	if !allowedFrom(h.allowed, c.RealIP()) {
+		return echo.NewHTTPError(http.StatusForbidden, "source address not allowed")
+	}
 	if err := checkFormContentType(req.Header.Get(echo.HeaderContentType)); err != nil {
 		return echo.NewHTTPError(http.StatusUnsupportedMediaType, err.Error())
 	}
@@ -117,18 +167,41 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 	}
 	form, err := parseSipgateForm(body)
 	if err != nil {
+		h.metrics.Event(sourceSipgate, "", metrics.OutcomeRejected)
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	}
 	c.Set(ctxEvent, form.Event)
 	c.Set(ctxCallID, form.CallID)
 	if err := c.Validate(&form); err != nil {
+		h.metrics.Event(sourceSipgate, "", metrics.OutcomeRejected)
 		return err
 	}
+
+	release, ok := h.admit.acquire(req.Context(), form.Event == eventNewCall)
+	if !ok {
+		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeShed)
+		if form.Event == eventNewCall {
+			h.log.Error("overloaded: newCall not stored; answering anyway", "call_id", form.CallID)
+			return c.Blob(http.StatusOK, xmlresponse.ContentType, h.newCallXML)
+		}
+		return overloaded(c)
+	}
+	defer release()
+	h.metrics.Inflight("webhook", 1)
+	defer h.metrics.Inflight("webhook", -1)
 
 	ev := form.event(body, h.now())
 	ctx, cancel := context.WithTimeout(req.Context(), h.writeTimeout)
 	defer cancel()
-	_, err = h.store.Apply(ctx, ev)
+	applied, err := h.store.Apply(ctx, ev)
+	switch {
+	case err != nil:
+		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeFailed)
+	case applied:
+		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeApplied)
+	default:
+		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeDuplicate)
+	}
 	if err != nil {
 		if form.Event != eventNewCall {
 			c.Response().Header().Set("Retry-After", "5")

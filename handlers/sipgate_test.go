@@ -15,6 +15,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
+	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 	"github.com/callstate/callstate/xmlresponse"
@@ -411,5 +413,102 @@ func TestHealth(t *testing.T) {
 	e.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz with the database closed: %d", rec.Code)
+	}
+}
+
+func TestPathSecret(t *testing.T) {
+	e := newEnv(t, handlers.SipgateOptions{PathSecret: "s3cr3t-path"})
+	for _, tt := range []struct {
+		path string
+		want int
+	}{
+		{handlers.SipgatePath + "/s3cr3t-path", http.StatusOK},
+		{handlers.SipgatePath + "/wrong", http.StatusNotFound},
+		{handlers.SipgatePath, http.StatusNotFound},
+	} {
+		req := httptest.NewRequest(http.MethodPost, tt.path, strings.NewReader(newCallBody))
+		req.Header.Set("Content-Type", formType)
+		rec := httptest.NewRecorder()
+		e.h.ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("%s: status %d, want %d", tt.path, rec.Code, tt.want)
+		}
+		if tt.want == http.StatusOK && !strings.Contains(rec.Body.String(), `onHangup="https://callstate.example.com/webhooks/sipgate/s3cr3t-path"`) {
+			t.Errorf("subscriptions lack the secret: %s", rec.Body)
+		}
+	}
+	if strings.Contains(e.logs.String(), "s3cr3t-path") {
+		t.Errorf("the path secret reached the log:\n%s", e.logs)
+	}
+}
+
+func TestAllowedNetworks(t *testing.T) {
+	_, sipgateNet, _ := net.ParseCIDR("217.116.118.0/24")
+	_, proxy, _ := net.ParseCIDR("10.0.0.0/8")
+	st, err := store.Open(context.Background(), storetest.NewDatabase(t), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	h, err := handlers.New(handlers.Options{
+		Store: st, TrustedProxies: []*net.IPNet{proxy},
+		Sipgate: handlers.SipgateOptions{PublicURL: "https://x.example.com", AllowedNetworks: []*net.IPNet{sipgateNet}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, remote, xff string
+		want              int
+	}{
+		{"OKDirect", "217.116.118.254:4000", "", http.StatusOK},
+		{"OKThroughTrustedProxy", "10.1.2.3:4000", "217.116.118.254", http.StatusOK},
+		{"ErrDirect", "203.0.113.9:4000", "", http.StatusForbidden},
+		{"ErrForgedXFF", "203.0.113.9:4000", "217.116.118.254", http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, handlers.SipgatePath, strings.NewReader(newCallBody))
+			req.Header.Set("Content-Type", formType)
+			req.RemoteAddr = tt.remote
+			if tt.xff != "" {
+				req.Header.Set("X-Forwarded-For", tt.xff)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.want {
+				t.Errorf("status %d, want %d (%s)", rec.Code, tt.want, rec.Body)
+			}
+		})
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	st, err := store.Open(context.Background(), storetest.NewDatabase(t), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	h, err := handlers.New(handlers.Options{Store: st, Metrics: metrics.New(),
+		Sipgate: handlers.SipgateOptions{PublicURL: "https://x.example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{newCallBody, newCallBody, "event=nope&callId=1"} {
+		req := httptest.NewRequest(http.MethodPost, handlers.SipgatePath, strings.NewReader(body))
+		req.Header.Set("Content-Type", formType)
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{
+		`callstate_events_total{outcome="applied",source="sipgate",type="newCall"} 1`,
+		`callstate_events_total{outcome="duplicate",source="sipgate",type="newCall"} 1`,
+		`callstate_events_total{outcome="rejected",source="sipgate",type=""} 1`,
+		`callstate_http_request_duration_seconds_count{code="2xx",route="/webhooks/sipgate"} 2`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

@@ -59,6 +59,7 @@ type Stats struct {
 	Bytes    int64 // size of those events on disk
 	MaxBytes int64 // the bound
 	Rejected int64 // events the store refused for good since start (kept in rejected.jsonl)
+	DBErrors int64 // direct writes that failed and were spooled instead, since start
 }
 
 // Spool is safe for concurrent use.
@@ -74,6 +75,7 @@ type Spool struct {
 	depth    int   // records not yet applied
 	written  int64 // records ever written (sync sequence)
 	rejected int64
+	dbErrors int64
 	wake     chan struct{} // signalled after an append
 
 	syncMu sync.Mutex
@@ -191,6 +193,9 @@ func (s *Spool) Apply(ctx context.Context, ev callstate.Event) (bool, error) {
 		if errors.Is(err, callstate.ErrInvalidEvent) {
 			return false, err
 		}
+		s.mu.Lock()
+		s.dbErrors++
+		s.mu.Unlock()
 		s.log.Warn("database write failed; spooling", "source", ev.Source, "type", ev.Type, "call", ev.Update.Key, "err", err)
 	}
 	if err := s.append(ev); err != nil {
@@ -262,7 +267,7 @@ func (s *Spool) sync(seq, size int64) error {
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Records: s.depth, Bytes: s.size - s.readOff, MaxBytes: s.opts.MaxBytes, Rejected: s.rejected}
+	return Stats{Records: s.depth, Bytes: s.size - s.readOff, MaxBytes: s.opts.MaxBytes, Rejected: s.rejected, DBErrors: s.dbErrors}
 }
 
 // Run applies spooled events in order until ctx is done, waiting with

@@ -47,6 +47,11 @@ type Config struct {
 	DialCallerID    string        `env:"SIPGATE_DIAL_CALLER_ID"`
 	DialAnonymous   bool          `env:"SIPGATE_DIAL_ANONYMOUS" default:"false"`
 	RejectReason    string        `env:"SIPGATE_REJECT_REASON" default:"busy" validate:"oneof=busy rejected"`
+	AllowedNetworks []string      `env:"SIPGATE_ALLOWED_NETWORKS" validate:"dive,cidr|ip"`
+	PathSecret      string        `env:"SIPGATE_PATH_SECRET" secret:"true" validate:"omitempty,min=16,max=128,alphanum|uuid"`
+	MaxInflight     int           `env:"WEBHOOK_MAX_INFLIGHT" default:"512" validate:"min=1,max=100000"`
+
+	MetricsEnabled bool `env:"METRICS_ENABLED" default:"true"`
 
 	LogLevel  string `env:"LOG_LEVEL" default:"info" validate:"oneof=debug info warn error"`
 	LogFormat string `env:"LOG_FORMAT" default:"text" validate:"oneof=text json"`
@@ -170,6 +175,8 @@ func expectation(fe validator.FieldError) string {
 		return fmt.Sprintf("want at most %s, got %v", fe.Param(), fe.Value())
 	case "file":
 		return fmt.Sprintf("no such file %q", fe.Value())
+	case "alphanum|uuid":
+		return "want letters and digits (or a UUID) only"
 	case "cidr|ip":
 		return fmt.Sprintf("want a CIDR such as 10.0.0.0/8 or an IP, got %q", fe.Value())
 	case "hostname_port|startswith=:":
@@ -204,10 +211,14 @@ func envName(t reflect.Type, field string) string {
 	return field
 }
 
-// trustedProxies returns TRUSTED_PROXIES as networks; a bare IP is a /32 or /128.
-func (c Config) trustedProxies() []*net.IPNet {
+// trustedProxies returns TRUSTED_PROXIES as networks.
+func (c Config) trustedProxies() []*net.IPNet { return parseNets(c.TrustedProxies) }
+
+// parseNets returns validated CIDRs or IPs as networks; a bare IP is a /32
+// or /128.
+func parseNets(list []string) []*net.IPNet {
 	var nets []*net.IPNet
-	for _, s := range c.TrustedProxies {
+	for _, s := range list {
 		if !strings.Contains(s, "/") {
 			if ip := net.ParseIP(s); ip != nil && ip.To4() != nil {
 				s += "/32"

@@ -38,6 +38,8 @@ func TestLoadConfig(t *testing.T) {
 		{"ErrProxies", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, []string{"TRUSTED_PROXIES", "CIDR"}},
 		{"ErrDialWithoutNumbers", map[string]string{"SIPGATE_NEWCALL_ACTION": "dial"}, []string{"SIPGATE_DIAL_NUMBERS", "must be set when SIPGATE_NEWCALL_ACTION is dial"}},
 		{"ErrKeyFile", map[string]string{"SIPGATE_PUBLIC_KEY_FILE": "/nonexistent.pem"}, []string{"SIPGATE_PUBLIC_KEY_FILE", "no such file"}},
+		{"ErrPathSecretShort", map[string]string{"SIPGATE_PATH_SECRET": "abc"}, []string{"SIPGATE_PATH_SECRET", "at least 16"}},
+		{"ErrPathSecretChars", map[string]string{"SIPGATE_PATH_SECRET": "abcdefghijklmnop/x"}, []string{"SIPGATE_PATH_SECRET", "letters and digits"}},
 		{"ErrSeveral", map[string]string{"LOG_FORMAT": "xml", "LISTEN_ADDR": "nope"}, []string{"LOG_FORMAT", "LISTEN_ADDR"}},
 	}
 	for _, tt := range tests {

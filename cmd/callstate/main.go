@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/callstate/callstate/handlers"
+	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/spool"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/localpg"
@@ -105,8 +106,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	var m *metrics.Metrics
+	if cfg.MetricsEnabled {
+		m = metrics.New()
+		m.GaugeFunc("callstate_spool_events", "Events waiting in the local spool for the database.",
+			func() float64 { return float64(sp.Stats().Records) })
+		m.GaugeFunc("callstate_spool_bytes", "Size of the local spool.",
+			func() float64 { return float64(sp.Stats().Bytes) })
+		m.CounterFunc("callstate_spool_rejected_total", "Spooled events the database refused for good.",
+			func() float64 { return float64(sp.Stats().Rejected) })
+		m.CounterFunc("callstate_database_errors_total", "Database writes that failed and went to the spool.",
+			func() float64 { return float64(sp.Stats().DBErrors) })
+	}
 	e, err := handlers.New(handlers.Options{
-		Store: sp, Ready: readiness{st, sp}, Logger: log,
+		Store: sp, Ready: readiness{st, sp}, Logger: log, Metrics: m,
 		TrustedProxies: cfg.trustedProxies(), Sipgate: sg,
 	})
 	if err != nil {
@@ -126,7 +139,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
 	}
 	log.Info("listening", "addr", ln.Addr().String())
-	log.Info("sipgate console: set the incoming and outgoing webhook URL to " + sg.WebhookURL())
+	log.Info("sipgate console: set the incoming and outgoing webhook URL to " + sg.RedactedWebhookURL())
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sp.Run(gctx) })
@@ -179,6 +192,10 @@ func sipgateOptions(cfg Config, log *slog.Logger) (handlers.SipgateOptions, erro
 		// The spool bounds the database wait by DATABASE_WRITE_TIMEOUT; this
 		// also covers its fsync.
 		WriteTimeout: cfg.DBWriteTimeout + 3*time.Second,
+
+		AllowedNetworks: parseNets(cfg.AllowedNetworks),
+		PathSecret:      cfg.PathSecret,
+		MaxInflight:     cfg.MaxInflight,
 	}
 	if cfg.VerifySignature {
 		key := handlers.SipgatePublicKey

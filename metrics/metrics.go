@@ -1,0 +1,121 @@
+// Package metrics holds callstate's Prometheus metrics. The adapters record
+// into a *Metrics; a nil *Metrics records nothing, so tests and tools can
+// leave it out.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Outcomes of an event, the "outcome" label of callstate_events_total.
+const (
+	OutcomeApplied   = "applied"   // stored (or spooled) and acknowledged
+	OutcomeDuplicate = "duplicate" // seen before; acknowledged, nothing changed
+	OutcomeRejected  = "rejected"  // bad input; answered 4xx
+	OutcomeFailed    = "failed"    // could not be kept; answered 5xx (or newCall's XML anyway)
+	OutcomeShed      = "shed"      // refused under overload; answered 503
+)
+
+// Metrics are the service's collectors in their own registry.
+type Metrics struct {
+	reg      *prometheus.Registry
+	events   *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	inflight *prometheus.GaugeVec
+}
+
+// New returns the metrics, registered with Go runtime and process collectors.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		reg: reg,
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callstate_events_total",
+			Help: "Events received, by source (sipgate, sip), type (newCall, answer, hangup, dtmf, dialog, presence) and outcome (applied, duplicate, rejected, failed, shed).",
+		}, []string{"source", "type", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "callstate_http_request_duration_seconds",
+			Help:    "HTTP request latency by route and status class.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "code"}),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "callstate_http_inflight_requests",
+			Help: "HTTP requests being served, by class (webhook, api).",
+		}, []string{"class"}),
+	}
+	reg.MustRegister(m.events, m.latency, m.inflight)
+	return m
+}
+
+// Handler serves the metrics in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Event counts one event by source, type and outcome.
+func (m *Metrics) Event(source, typ, outcome string) {
+	if m == nil {
+		return
+	}
+	m.events.WithLabelValues(source, typ, outcome).Inc()
+}
+
+// Request records one HTTP request's latency; code is the status code.
+func (m *Metrics) Request(route string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.latency.WithLabelValues(route, statusClass(code)).Observe(d.Seconds())
+}
+
+// Inflight adds delta to the requests in flight of a class.
+func (m *Metrics) Inflight(class string, delta float64) {
+	if m == nil {
+		return
+	}
+	m.inflight.WithLabelValues(class).Add(delta)
+}
+
+// GaugeFunc registers a gauge whose value f reads when scraped, e.g. the
+// spool's depth or the subscriptions by state.
+func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}
+
+// CounterFunc registers a counter whose value f reads when scraped.
+func (m *Metrics) CounterFunc(name, help string, f func() float64) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+}
+
+// Register adds any other collector, e.g. a labelled gauge owned by an adapter.
+func (m *Metrics) Register(c prometheus.Collector) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(c)
+}
+
+func statusClass(code int) string {
+	switch {
+	case code >= 500:
+		return "5xx"
+	case code >= 400:
+		return "4xx"
+	case code >= 300:
+		return "3xx"
+	default:
+		return "2xx"
+	}
+}
