@@ -20,7 +20,6 @@ import (
 
 const sourceSipgate = "sipgate"
 
-
 // SipgatePath is the path of the sipgate.io webhook endpoint, below the
 // public URL. Every event is posted here: the console's incoming and
 // outgoing URLs, and the onAnswer, onHangup and onData URLs that newCall's
