@@ -1,0 +1,244 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/internal/testpbx"
+	"github.com/callstate/callstate/store"
+	"github.com/callstate/callstate/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// testLogger logs to the test's output when -v, else nowhere.
+func testLogger(tb testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", tb.Name())
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func openStore(tb testing.TB) *store.Store {
+	tb.Helper()
+	st, err := store.Open(tb.Context(), storetest.NewDatabase(tb), store.Options{Logger: testLogger(tb)})
+	if err != nil {
+		tb.Fatalf("store.Open: %v", err)
+	}
+	tb.Cleanup(st.Close)
+	return st
+}
+
+// startSubscriber runs a Subscriber for cfg until the test ends, and waits
+// for it to have un-subscribed then.
+func startSubscriber(tb testing.TB, cfg Config) *Subscriber {
+	tb.Helper()
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = "127.0.0.1:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(tb)
+	}
+	if cfg.RetryMin == 0 {
+		cfg.RetryMin = 100 * time.Millisecond
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 2 * time.Second
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				tb.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			tb.Error("Run did not return within 30s of cancel")
+		}
+	})
+	return s
+}
+
+// waitFor polls cond until it returns "" or fails tb with its last message
+// after timeout.
+func waitFor(tb testing.TB, timeout time.Duration, cond func() string) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		msg := cond()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %v: %s", timeout, msg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func lampOf(tb testing.TB, st *store.Store, ext string) store.Lamp {
+	tb.Helper()
+	ls, err := st.Lamps(tb.Context())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range ls {
+		if l.Extension == ext {
+			return l
+		}
+	}
+	return store.Lamp{}
+}
+
+// sipCalls returns the SIP calls of ext, in any state.
+func sipCalls(tb testing.TB, st *store.Store, ext string) []callstate.Call {
+	tb.Helper()
+	calls, err := st.Calls(tb.Context(), callstate.SourceSIP, ext)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return calls
+}
+
+// TestKamailio places real calls through Kamailio and checks the rows the
+// subscriber writes for caller and callee.
+func TestKamailio(t *testing.T) {
+	tests := []struct {
+		name      string
+		place     func(t *testing.T, k *testpbx.Kamailio)
+		answered  bool
+		wantCause map[string]string // by extension; "" accepts any
+	}{
+		{
+			name: "Answered",
+			place: func(t *testing.T, k *testpbx.Kamailio) {
+				k.PlaceCall(t, "100", "101", 500*time.Millisecond, 500*time.Millisecond)
+			},
+			answered: true,
+		},
+		{
+			name:  "Cancelled",
+			place: func(t *testing.T, k *testpbx.Kamailio) { k.PlaceUnansweredCall(t, "100", "101", 500*time.Millisecond) },
+		},
+		{
+			name:  "Rejected",
+			place: func(t *testing.T, k *testpbx.Kamailio) { k.PlaceRejectedCall(t, "100", "101", 500*time.Millisecond) },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			k := testpbx.StartKamailio(t)
+			st := openStore(t)
+			if err := st.AddExtensions(t.Context(), []string{"100", "101"}); err != nil {
+				t.Fatal(err)
+			}
+			startSubscriber(t, Config{PBXAddr: k.Addr(), Domain: k.Domain(), Store: st, Expires: time.Minute})
+			for _, ext := range []string{"100", "101"} {
+				waitFor(t, 15*time.Second, func() string {
+					if l := lampOf(t, st, ext); l.Lamp != LampIdle {
+						return fmt.Sprintf("extension %s: lamp %+v, want idle", ext, l)
+					}
+					return ""
+				})
+			}
+			start := time.Now()
+			tt.place(t, k)
+			for _, c := range []struct{ ext, dir, from, to string }{
+				{"100", "out", "100", "101"},
+				{"101", "in", "100", "101"},
+			} {
+				waitFor(t, 10*time.Second, func() string {
+					calls := sipCalls(t, st, c.ext)
+					if len(calls) != 1 || calls[0].State != callstate.StateEnded {
+						return fmt.Sprintf("extension %s: calls %+v, want one ended", c.ext, calls)
+					}
+					return ""
+				})
+				call := sipCalls(t, st, c.ext)[0]
+				if string(call.Direction) != c.dir || call.From != c.from || call.To != c.to {
+					t.Errorf("extension %s: direction %q from %q to %q, want %q %q %q", c.ext, call.Direction, call.From, call.To, c.dir, c.from, c.to)
+				}
+				if call.CallID == "" || call.Extension != c.ext {
+					t.Errorf("extension %s: call id %q extension %q", c.ext, call.CallID, call.Extension)
+				}
+				if call.StartedAt.Before(start.Add(-time.Second)) || call.EndedAt.IsZero() || call.EndedAt.Before(call.StartedAt) {
+					t.Errorf("extension %s: started %v ended %v (test started %v)", c.ext, call.StartedAt, call.EndedAt, start)
+				}
+				if tt.answered != !call.AnsweredAt.IsZero() {
+					t.Errorf("extension %s: answered at %v, want answered=%v", c.ext, call.AnsweredAt, tt.answered)
+				}
+				if tt.answered && (call.AnsweredAt.Before(call.StartedAt) || call.EndedAt.Before(call.AnsweredAt)) {
+					t.Errorf("extension %s: started %v answered %v ended %v out of order", c.ext, call.StartedAt, call.AnsweredAt, call.EndedAt)
+				}
+				j, err := st.Journal(t.Context(), callstate.SourceSIP, call.Key)
+				if err != nil || len(j) < 2 {
+					t.Errorf("extension %s: journal %d entries, err %v; want ringing and ended at least", c.ext, len(j), err)
+				}
+				if l := lampOf(t, st, c.ext); l.Lamp != LampIdle || l.Subscription != SubActive {
+					t.Errorf("extension %s after the call: lamp %+v, want idle and active", c.ext, l)
+				}
+			}
+		})
+	}
+}
+
+// TestKamailioRuntimeExtension checks that an extension added to the table
+// at runtime is watched without a restart, and un-watched when disabled.
+func TestKamailioRuntimeExtension(t *testing.T) {
+	t.Parallel()
+	k := testpbx.StartKamailio(t)
+	st := openStore(t)
+	startSubscriber(t, Config{PBXAddr: k.Addr(), Domain: k.Domain(), Store: st, Expires: time.Minute, ReloadInterval: 200 * time.Millisecond})
+	if err := st.AddExtensions(t.Context(), []string{"105"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, func() string {
+		if l := lampOf(t, st, "105"); l.Lamp != LampIdle {
+			return fmt.Sprintf("lamp %+v, want idle", l)
+		}
+		return ""
+	})
+	k.PlaceCall(t, "104", "105", 300*time.Millisecond, 300*time.Millisecond)
+	waitFor(t, 10*time.Second, func() string {
+		calls := sipCalls(t, st, "105")
+		if len(calls) != 1 || calls[0].State != callstate.StateEnded || calls[0].AnsweredAt.IsZero() {
+			return fmt.Sprintf("calls %+v, want one answered and ended", calls)
+		}
+		return ""
+	})
+	if calls := sipCalls(t, st, "104"); len(calls) != 0 {
+		t.Errorf("unwatched extension 104 has calls: %+v", calls)
+	}
+	if err := st.SetExtensionEnabled(t.Context(), "105", false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() string {
+		if l := lampOf(t, st, "105"); l.Subscription != SubTerminated || l.Lamp != LampUnavailable {
+			return fmt.Sprintf("lamp %+v, want unavailable and terminated", l)
+		}
+		return ""
+	})
+}
+
+func contextWithCancel(tb testing.TB) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	return ctx, cancel
+}

@@ -1,0 +1,553 @@
+package sip
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/callstate/callstate"
+)
+
+// Store is what the subscriber needs from the call-state store.
+type Store interface {
+	// Apply journals ev and merges its update; applied is false for a
+	// repeat.
+	Apply(ctx context.Context, ev callstate.Event) (applied bool, err error)
+	// ActiveCalls returns the ringing or answered calls of source for ext.
+	ActiveCalls(ctx context.Context, source callstate.Source, ext string) ([]callstate.Call, error)
+	// Extensions returns the extensions to watch.
+	Extensions(ctx context.Context) ([]string, error)
+	// SetSubscription records the state of ext's dialog subscription:
+	// pending, active, retrying, refused or terminated, and why.
+	SetSubscription(ctx context.Context, ext, state, reason string) error
+	// SetPresence records ext's presence status and note.
+	SetPresence(ctx context.Context, ext, status, note string) error
+}
+
+// Subscription states, as SetSubscription receives them.
+const (
+	SubPending    = "pending"
+	SubActive     = "active"
+	SubRetrying   = "retrying"
+	SubRefused    = "refused"
+	SubTerminated = "terminated"
+)
+
+// Config configures a Subscriber. PBXAddr and Store are required.
+type Config struct {
+	PBXAddr   string // host:port the PBX receives SIP on; every request goes there
+	Transport string // udp (default), tcp or tls
+	Domain    string // SIP domain of the extensions; default PBXAddr's host
+
+	ListenAddr  string // local host:port NOTIFYs arrive on; default 0.0.0.0:5060
+	ContactAddr string // host:port put in Contact and Via (NAT); default the listen address
+
+	Username     string // our user: From of every request, and REGISTER's AOR
+	Password     string // digest password; empty: 401/407 are not answered
+	AuthUsername string // digest user name; default Username
+	Realm        string // when set, only challenges of this realm are answered
+
+	Expires  time.Duration // subscription (and registration) lifetime asked for; default 10m
+	Register bool          // REGISTER Username before subscribing
+	Presence bool          // also subscribe to the presence event package
+
+	// StuckDialogTimeout: a dialog that has not changed for this long makes
+	// the subscriber ask for full state. Zero disables the check.
+	StuckDialogTimeout time.Duration
+	// MessageURI, when set, receives a SIP MESSAGE with {"entity","status"}
+	// after every lamp change.
+	MessageURI string
+	// ReloadInterval is how often the list of extensions is read from the
+	// store; default 10s.
+	ReloadInterval time.Duration
+	// RetryMin and RetryMax bound the back-off between attempts to
+	// re-subscribe; defaults 1s and 5m.
+	RetryMin, RetryMax time.Duration
+	// RequestTimeout bounds each SUBSCRIBE, REGISTER and MESSAGE
+	// transaction; default 10s.
+	RequestTimeout time.Duration
+	// StoreTimeout bounds the store writes of one NOTIFY; default 5s.
+	StoreTimeout time.Duration
+
+	TLSConfig *tls.Config // for transport tls; nil uses the system roots
+	Store     Store
+	Logger    *slog.Logger // nil: slog.Default()
+	UserAgent string       // User-Agent header; default "callstate"
+}
+
+// ErrConfig is matched by every error New returns for a bad Config.
+var ErrConfig = errors.New("sip: bad configuration")
+
+var (
+	extensionRE = regexp.MustCompile(`^[A-Za-z0-9._~*#+-]{1,64}$`)
+	userRE      = regexp.MustCompile(`^[A-Za-z0-9._~*#+!$&'()=,;?/-]{1,64}$`)
+)
+
+// ValidExtension reports whether ext is safe to put into a SIP URI: 1 to 64
+// of A-Z, a-z, 0-9 and ._~*#+- (the sip_extension table's rule).
+func ValidExtension(ext string) bool { return extensionRE.MatchString(ext) }
+
+// Subscriber watches PBX extensions with SUBSCRIBE (Event: dialog, and
+// presence when configured) and writes what the NOTIFYs say into the store.
+type Subscriber struct {
+	cfg       Config
+	log       *slog.Logger
+	transport string // UDP, TCP or TLS
+	domain    string
+	contact   sipmsg.Uri
+	message   *sipmsg.Uri
+
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+	cli *sipgo.Client
+
+	mu      sync.Mutex
+	byCall  map[string]*subscription // by SUBSCRIBE Call-ID
+	watched map[string]*watch        // by extension
+
+	registered chan struct{} // closed after the first REGISTER, or at once without it
+	messages   chan lampMessage
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+	listener   func() error // closes the socket
+}
+
+// watch is one watched extension: its subscriptions and how to stop them.
+type watch struct {
+	subs   []*subscription
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New checks cfg, opens the listening socket and returns a Subscriber that
+// does nothing until Run. It returns an error matching ErrConfig for a bad
+// Config, and the socket's error when it cannot listen.
+func New(cfg Config) (*Subscriber, error) {
+	s := &Subscriber{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		byCall:     make(map[string]*subscription),
+		watched:    make(map[string]*watch),
+		registered: make(chan struct{}),
+		messages:   make(chan lampMessage, 1024),
+	}
+	if err := s.checkConfig(); err != nil {
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Subscriber) checkConfig() error {
+	c := &s.cfg
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	if c.Store == nil {
+		return bad("no store")
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.log = s.log.With("component", "sip")
+	host, _, err := net.SplitHostPort(c.PBXAddr)
+	if err != nil || host == "" {
+		return bad("PBX address %q: want host:port", c.PBXAddr)
+	}
+	switch strings.ToLower(c.Transport) {
+	case "", "udp":
+		s.transport = "UDP"
+	case "tcp":
+		s.transport = "TCP"
+	case "tls":
+		s.transport = "TLS"
+	default:
+		return bad("transport %q: want udp, tcp or tls", c.Transport)
+	}
+	s.domain = c.Domain
+	if s.domain == "" {
+		s.domain = host
+	}
+	if !hostRE.MatchString(s.domain) {
+		return bad("domain %q: want a host name or IP address", s.domain)
+	}
+	if c.Username == "" {
+		c.Username = "callstate"
+	}
+	if !userRE.MatchString(c.Username) {
+		return bad("username %q: not allowed in a SIP URI", c.Username)
+	}
+	for name, v := range map[string]string{"password": c.Password, "auth username": c.AuthUsername, "realm": c.Realm, "user agent": c.UserAgent} {
+		if strings.ContainsAny(v, "\r\n\x00\"") {
+			return bad("%s: control characters or quotes are not allowed", name)
+		}
+	}
+	if c.AuthUsername == "" {
+		c.AuthUsername = c.Username
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = "0.0.0.0:5060"
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		return bad("listen address %q: want host:port", c.ListenAddr)
+	}
+	if c.ContactAddr != "" {
+		h, p, err := net.SplitHostPort(c.ContactAddr)
+		if n, _ := strconv.Atoi(p); err != nil || !hostRE.MatchString(h) || n <= 0 || n > 65535 {
+			return bad("contact address %q: want host:port", c.ContactAddr)
+		}
+	}
+	if c.MessageURI != "" {
+		var u sipmsg.Uri
+		if strings.ContainsAny(c.MessageURI, "\r\n\x00 <>\"") || sipmsg.ParseUri(c.MessageURI, &u) != nil ||
+			(u.Scheme != "sip" && u.Scheme != "sips") || u.Host == "" {
+			return bad("message URI %q: want a sip: URI", c.MessageURI)
+		}
+		s.message = &u
+	}
+	if c.Expires == 0 {
+		c.Expires = 10 * time.Minute
+	}
+	if c.Expires < 10*time.Second {
+		return bad("expires %s: want at least 10s", c.Expires)
+	}
+	if c.ReloadInterval <= 0 {
+		c.ReloadInterval = 10 * time.Second
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = time.Second
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(5*time.Minute, c.RetryMin)
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 5 * time.Second
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "callstate"
+	}
+	return nil
+}
+
+var hostRE = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.:-]{1,253})$`)
+
+// listen opens the socket NOTIFYs arrive on and builds the UA around it.
+// Over UDP, requests leave from the same socket, as a phone's do, so the
+// PBX can answer the address it saw.
+func (s *Subscriber) listen() error {
+	c := s.cfg
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(c.UserAgent), sipgo.WithUserAgentHostname(s.domain),
+		sipgo.WithUserAgenTLSConfig(c.TLSConfig))
+	if err != nil {
+		return fmt.Errorf("sip: user agent: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(s.log))
+	if err != nil {
+		_ = ua.Close()
+		return fmt.Errorf("sip: server: %w", err)
+	}
+	var local net.Addr
+	var serve func() error
+	switch s.transport {
+	case "UDP":
+		pc, err := net.ListenPacket("udp", c.ListenAddr)
+		if err != nil {
+			_ = ua.Close()
+			return fmt.Errorf("sip: listen udp %s: %w", c.ListenAddr, err)
+		}
+		local, s.listener = pc.LocalAddr(), pc.Close
+		serve = func() error { return srv.ServeUDP(pc) }
+	default:
+		ln, err := net.Listen("tcp", c.ListenAddr)
+		if err != nil {
+			_ = ua.Close()
+			return fmt.Errorf("sip: listen tcp %s: %w", c.ListenAddr, err)
+		}
+		local, s.listener = ln.Addr(), ln.Close
+		if s.transport == "TLS" {
+			conf := c.TLSConfig
+			if conf == nil {
+				conf = &tls.Config{MinVersion: tls.VersionTLS12}
+			}
+			ln = tls.NewListener(ln, conf)
+			serve = func() error { return srv.ServeTLS(ln) }
+		} else {
+			serve = func() error { return srv.ServeTCP(ln) }
+		}
+	}
+	contactHost, contactPort := "", 0
+	if c.ContactAddr != "" {
+		h, p, _ := net.SplitHostPort(c.ContactAddr)
+		contactHost, contactPort = h, atoi(p)
+	} else {
+		h, p, _ := net.SplitHostPort(local.String())
+		contactHost, contactPort = h, atoi(p)
+		if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
+			contactHost = outboundIP(c.PBXAddr)
+		}
+	}
+	s.contact = sipmsg.Uri{Scheme: "sip", User: c.Username, Host: contactHost, Port: contactPort}
+	if s.transport == "TLS" {
+		s.contact.Scheme = "sips"
+	}
+	if s.transport != "UDP" {
+		s.contact.UriParams = sipmsg.NewParams()
+		s.contact.UriParams.Add("transport", strings.ToLower(s.transport))
+	}
+	opts := []sipgo.ClientOption{sipgo.WithClientLogger(s.log), sipgo.WithClientHostname(contactHost)}
+	if s.transport == "UDP" {
+		opts = append(opts, sipgo.WithClientConnectionAddr(local.String()))
+	}
+	cli, err := sipgo.NewClient(ua, opts...)
+	if err != nil {
+		_ = s.listener()
+		_ = ua.Close()
+		return fmt.Errorf("sip: client: %w", err)
+	}
+	s.ua, s.srv, s.cli = ua, srv, cli
+	srv.OnNotify(s.onNotify)
+	srv.OnOptions(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		_ = tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusOK, "OK", nil))
+	})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := serve(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Debug("sip listener stopped", "err", err)
+		}
+	}()
+	if s.transport == "UDP" {
+		// ServeUDP registers the socket asynchronously; until it has,
+		// the client would bind a second socket to the same address.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, err := ua.TransportLayer().GetConnection("udp", local.String()); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				s.Close()
+				return errors.New("sip: listening socket was not registered in time")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	s.log.Info("sip listening", "transport", s.transport, "addr", local.String(), "contact", s.contact.String())
+	return nil
+}
+
+// outboundIP returns the local IP that routes to addr, for the Contact of a
+// subscriber listening on all interfaces.
+func outboundIP(addr string) string {
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		return "127.0.0.1"
+	}
+	defer conn.Close()
+	h, _, _ := net.SplitHostPort(conn.LocalAddr().String())
+	return h
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+// Contact returns the URI the subscriber puts in its Contact header.
+func (s *Subscriber) Contact() string { return s.contact.String() }
+
+// Run watches the store's extensions until ctx is done, then un-subscribes
+// every extension (Expires: 0, each within the request timeout), closes the
+// socket and returns nil. It returns an error only if the first read of the
+// extensions fails.
+func (s *Subscriber) Run(ctx context.Context) error {
+	defer s.Close()
+	exts, err := s.cfg.Store.Extensions(ctx)
+	if err != nil {
+		return fmt.Errorf("sip: read extensions: %w", err)
+	}
+	if s.cfg.Register {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.registerLoop(ctx)
+		}()
+	} else {
+		close(s.registered)
+	}
+	if s.message != nil {
+		s.wg.Go(func() { s.sendMessages(ctx) })
+	}
+	s.sync(ctx, exts)
+	t := time.NewTicker(s.cfg.ReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.stopAll()
+			return nil
+		case <-t.C:
+			exts, err := s.cfg.Store.Extensions(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("sip: reading extensions failed; keeping the current ones", "err", err)
+				}
+				continue
+			}
+			s.sync(ctx, exts)
+		}
+	}
+}
+
+// sync starts watching extensions that are new in exts and stops (and
+// un-subscribes) those no longer listed.
+func (s *Subscriber) sync(ctx context.Context, exts []string) {
+	want := make(map[string]bool, len(exts))
+	for _, ext := range exts {
+		if !ValidExtension(ext) {
+			s.log.Warn("sip: ignoring extension with characters not allowed in a SIP URI", "extension", ext)
+			continue
+		}
+		want[ext] = true
+	}
+	s.mu.Lock()
+	var stop []*watch
+	for ext, w := range s.watched {
+		if !want[ext] {
+			stop = append(stop, w)
+			delete(s.watched, ext)
+			s.log.Info("sip: extension removed; un-subscribing", "extension", ext)
+		}
+	}
+	for ext := range want {
+		if _, ok := s.watched[ext]; ok {
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w := &watch{cancel: cancel, done: make(chan struct{})}
+		w.subs = append(w.subs, s.newSubscription(ext, eventDialog))
+		if s.cfg.Presence {
+			w.subs = append(w.subs, s.newSubscription(ext, eventPresence))
+		}
+		s.watched[ext] = w
+		var subWG sync.WaitGroup
+		for _, sub := range w.subs {
+			subWG.Go(func() { sub.run(wctx) })
+		}
+		s.wg.Go(func() {
+			subWG.Wait()
+			close(w.done)
+		})
+	}
+	s.mu.Unlock()
+	for _, w := range stop {
+		w.cancel()
+	}
+	for _, w := range stop {
+		<-w.done
+	}
+}
+
+// stopAll stops every watch and waits until each has un-subscribed.
+func (s *Subscriber) stopAll() {
+	s.mu.Lock()
+	ws := make([]*watch, 0, len(s.watched))
+	for ext, w := range s.watched {
+		ws = append(ws, w)
+		delete(s.watched, ext)
+	}
+	s.mu.Unlock()
+	for _, w := range ws {
+		w.cancel()
+	}
+	for _, w := range ws {
+		<-w.done
+	}
+}
+
+// Close releases the socket and the UA. Run calls it on its way out.
+func (s *Subscriber) Close() {
+	s.closeOnce.Do(func() {
+		s.stopAll()
+		if s.listener != nil {
+			_ = s.listener()
+		}
+		_ = s.ua.Close()
+		s.wg.Wait()
+	})
+}
+
+// Stats is a snapshot of the subscriber's subscriptions.
+type Stats struct {
+	Watched int // extensions watched
+	Active  int // subscriptions the PBX has granted and not ended
+}
+
+// Stats returns how many extensions are watched and subscriptions active.
+func (s *Subscriber) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Watched: len(s.watched)}
+	for _, w := range s.watched {
+		for _, sub := range w.subs {
+			if sub.isActive() {
+				st.Active++
+			}
+		}
+	}
+	return st
+}
+
+func (s *Subscriber) register(callID string, sub *subscription) {
+	s.mu.Lock()
+	s.byCall[callID] = sub
+	s.mu.Unlock()
+}
+
+func (s *Subscriber) unregister(callID string) {
+	s.mu.Lock()
+	delete(s.byCall, callID)
+	s.mu.Unlock()
+}
+
+// onNotify finds the subscription a NOTIFY belongs to and lets it handle
+// the request; unknown subscriptions get 481.
+func (s *Subscriber) onNotify(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	code, reason := sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
+	if cid := req.CallID(); cid != nil {
+		s.mu.Lock()
+		sub := s.byCall[cid.Value()]
+		s.mu.Unlock()
+		if sub != nil {
+			code, reason = sub.onNotify(req)
+		}
+	}
+	if code == sipmsg.StatusCallTransactionDoesNotExists {
+		s.log.Debug("sip: NOTIFY for an unknown subscription", "call_id", callIDOf(req), "from", req.From())
+	}
+	if err := tx.Respond(sipmsg.NewResponseFromRequest(req, code, reason, nil)); err != nil {
+		s.log.Debug("sip: answering NOTIFY failed", "err", err)
+	}
+}
+
+func callIDOf(m sipmsg.Message) string {
+	if h := m.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}

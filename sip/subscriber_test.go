@@ -1,0 +1,176 @@
+package sip
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/callstate/callstate"
+)
+
+// TestNotifyRules drives one subscription from a scripted notifier: unknown
+// subscriptions get 481, bad bodies 400 and change nothing, old versions
+// are ignored, a full document ends vanished dialogs, and the RFC 6665
+// termination reasons decide whether to re-subscribe.
+func TestNotifyRules(t *testing.T) {
+	t.Parallel()
+	n := startNotifier(t, nil)
+	st := openStore(t)
+	if err := st.AddExtensions(t.Context(), []string{"100"}); err != nil {
+		t.Fatal(err)
+	}
+	startSubscriber(t, Config{PBXAddr: n.addr, Domain: "pbx.test", Store: st, Expires: time.Minute})
+	var sub *fakeSub
+	waitFor(t, 10*time.Second, func() string {
+		if sub = n.sub("100"); sub == nil {
+			return "no SUBSCRIBE for 100"
+		}
+		return ""
+	})
+	send := func(state, body string, want int) {
+		t.Helper()
+		code, err := n.notify(t.Context(), sub, state, body)
+		if err != nil || code != want {
+			t.Fatalf("NOTIFY %s: got %d, %v; want %d", state, code, err, want)
+		}
+	}
+	waitFor(t, 10*time.Second, func() string {
+		if l := lampOf(t, st, "100"); l.Subscription != SubActive {
+			return fmt.Sprintf("lamp %+v, want subscription active", l)
+		}
+		return ""
+	})
+
+	t.Run("ErrUnknownSubscription", func(t *testing.T) {
+		other := *sub
+		other.callID = "unknown@pbx"
+		if code, err := n.notify(t.Context(), &other, "active", dialogDoc("100", 1, "d1", "early")); err != nil || code != 481 {
+			t.Errorf("got %d, %v; want 481", code, err)
+		}
+	})
+	t.Run("ErrBadBody", func(t *testing.T) {
+		send("active;expires=60", "<dialog-info><dialog>", 400)
+		if calls := sipCalls(t, st, "100"); len(calls) != 0 {
+			t.Errorf("calls after a bad body: %+v", calls)
+		}
+	})
+	t.Run("EmptyBody", func(t *testing.T) { send("active;expires=60", "", 200) })
+	t.Run("Ringing", func(t *testing.T) {
+		send("active;expires=60", dialogDoc("100", 5, "d1", "early"), 200)
+		if l := lampOf(t, st, "100"); l.Lamp != LampRinging {
+			t.Errorf("lamp %+v, want ringing", l)
+		}
+	})
+	t.Run("OldVersionIgnored", func(t *testing.T) {
+		send("active;expires=60", dialogDoc("100", 4, "d1", "confirmed"), 200)
+		if c, _ := st.Call(t.Context(), callstate.SourceSIP, "100/d1"); c.State != callstate.StateRinging {
+			t.Errorf("state %s after an old version, want ringing", c.State)
+		}
+	})
+	t.Run("Vanished", func(t *testing.T) {
+		send("active;expires=60", dialogDoc("100", 6, "", ""), 200)
+		c, err := st.Call(t.Context(), callstate.SourceSIP, "100/d1")
+		if err != nil || c.State != callstate.StateEnded || c.Cause != CauseVanished || c.Direction != callstate.DirectionIn || c.From != "200" {
+			t.Errorf("call %+v, %v; want ended, vanished, in from 200", c, err)
+		}
+		if l := lampOf(t, st, "100"); l.Lamp != LampIdle {
+			t.Errorf("lamp %+v, want idle", l)
+		}
+	})
+	t.Run("TerminatedDeactivatedResubscribes", func(t *testing.T) {
+		before := n.subscribes("100")
+		send("terminated;reason=deactivated", "", 200)
+		waitFor(t, 10*time.Second, func() string {
+			if s := n.sub("100"); s == nil || s.callID == sub.callID || n.subscribes("100") <= before {
+				return "no fresh SUBSCRIBE after deactivated"
+			}
+			return ""
+		})
+		sub = n.sub("100")
+		waitFor(t, 10*time.Second, func() string {
+			if l := lampOf(t, st, "100"); l.Subscription != SubActive {
+				return fmt.Sprintf("lamp %+v, want active again", l)
+			}
+			return ""
+		})
+	})
+	t.Run("TerminatedRejectedStops", func(t *testing.T) {
+		send("terminated;reason=rejected", "", 200)
+		waitFor(t, 10*time.Second, func() string {
+			if l := lampOf(t, st, "100"); l.Subscription != SubRefused || l.Lamp != LampUnavailable {
+				return fmt.Sprintf("lamp %+v, want refused and unavailable", l)
+			}
+			return ""
+		})
+	})
+}
+
+// TestBadEvent checks that 489 is reported as the PBX not supporting
+// dialog events, and not retried at once.
+func TestBadEvent(t *testing.T) {
+	t.Parallel()
+	n := startNotifier(t, func(*sipmsg.Request) (int, int) { return 489, 0 })
+	st := openStore(t)
+	if err := st.AddExtensions(t.Context(), []string{"300"}); err != nil {
+		t.Fatal(err)
+	}
+	startSubscriber(t, Config{PBXAddr: n.addr, Store: st, Expires: time.Minute, RetryMax: time.Hour})
+	waitFor(t, 10*time.Second, func() string {
+		if l := lampOf(t, st, "300"); l.Subscription != SubRefused || !strings.Contains(l.Reason, "does not support dialog events") {
+			return fmt.Sprintf("lamp %+v, want refused: does not support dialog events", l)
+		}
+		return ""
+	})
+	if got := n.subscribes("300"); got != 1 {
+		t.Errorf("%d SUBSCRIBEs, want 1", got)
+	}
+}
+
+// TestRefreshAndUnsubscribe checks that a short expiry is refreshed within
+// the dialog and that stopping un-subscribes with Expires: 0.
+func TestRefreshAndUnsubscribe(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var expires []string
+	n := startNotifier(t, func(req *sipmsg.Request) (int, int) {
+		toTag, _ := req.To().Params.Get("tag")
+		mu.Lock()
+		expires = append(expires, req.GetHeader("Expires").Value()+"/"+fmt.Sprint(toTag != ""))
+		mu.Unlock()
+		return 0, 2
+	})
+	st := openStore(t)
+	if err := st.AddExtensions(t.Context(), []string{"100"}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{PBXAddr: n.addr, ListenAddr: "127.0.0.1:0", Store: st, Expires: time.Minute, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := contextWithCancel(t)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	waitFor(t, 10*time.Second, func() string {
+		if c := n.subscribes("100"); c < 3 {
+			return fmt.Sprintf("%d SUBSCRIBEs, want the first and two refreshes", c)
+		}
+		return ""
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := append([]string(nil), expires...)
+	mu.Unlock()
+	if got[0] != "60/false" || got[1] != "60/true" || got[len(got)-1] != "0/true" {
+		t.Errorf("SUBSCRIBEs (Expires/in dialog): %v, want 60/false, 60/true …, 0/true", got)
+	}
+	if l := lampOf(t, st, "100"); l.Subscription != SubTerminated || l.Lamp != LampUnavailable {
+		t.Errorf("after stop: lamp %+v, want terminated and unavailable", l)
+	}
+}

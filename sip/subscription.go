@@ -1,0 +1,743 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/google/uuid"
+
+	"github.com/callstate/callstate"
+)
+
+// The event packages the subscriber speaks.
+const (
+	eventDialog   = "dialog"
+	eventPresence = "presence"
+)
+
+// subscription is one extension's subscription to one event package. It
+// outlives the SIP subscription dialogs it opens one after the other: sipgo
+// has no SUBSCRIBE dialogs, so Call-ID, tags, CSeq, remote target and route
+// set are kept here.
+type subscription struct {
+	s     *Subscriber
+	ext   string
+	event string
+	log   *slog.Logger
+	wake  chan struct{} // a NOTIFY changed what run should do
+
+	mu         sync.Mutex
+	callID     string // of the current dialog; empty between dialogs
+	localTag   string
+	remoteTag  string // empty until the 2xx or the first NOTIFY
+	cseq       uint32
+	target     sipmsg.Uri   // remote target: the Request-URI of in-dialog requests
+	routes     []sipmsg.Uri // route set, from Record-Route
+	active     bool         // granted and not ended
+	granted    time.Duration
+	expiresAt  time.Time
+	lastHeard  time.Time
+	hasVersion bool
+	version    uint64
+	loaded     bool // the store's active calls are in tracker for this dialog
+	term       *termination
+	wantFull   bool
+	tracker    *tracker
+	lamp       string
+	state      string // last state written with SetSubscription
+}
+
+// termination is what a NOTIFY with Subscription-State: terminated said.
+type termination struct {
+	reason     string
+	retryAfter time.Duration
+}
+
+// outcome is how an attempt to subscribe or refresh ended.
+type outcome struct {
+	ok         bool
+	state      string        // SubRetrying or SubRefused when not ok
+	reason     string        // for logs and sip_extension.reason
+	retryAfter time.Duration // >0: the PBX said when; else back off
+	now        bool          // try again at once (the PBX lost the subscription)
+	final      bool          // do not try again (RFC 6665 rejected, noresource, invariant)
+}
+
+func (s *Subscriber) newSubscription(ext, event string) *subscription {
+	return &subscription{
+		s: s, ext: ext, event: event,
+		log:     s.log.With("extension", ext, "event", event),
+		wake:    make(chan struct{}, 1),
+		tracker: newTracker(ext),
+	}
+}
+
+func (sub *subscription) isActive() bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return sub.active
+}
+
+func (sub *subscription) signal() {
+	select {
+	case sub.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run subscribes, keeps the subscription refreshed and rebuilds it when it
+// is lost, until ctx is done; then it un-subscribes.
+func (sub *subscription) run(ctx context.Context) {
+	select {
+	case <-sub.s.registered:
+	case <-ctx.Done():
+		return
+	}
+	defer sub.stop()
+	sub.setState(SubPending, "")
+	failures := 0
+	for ctx.Err() == nil {
+		out := sub.subscribe(ctx)
+		if out.ok {
+			failures = 0
+			sub.log.Info("sip: subscription up", "expires", sub.grantedExpiry())
+			out = sub.maintain(ctx)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		sub.down(out)
+		if out.final {
+			sub.log.Warn("sip: subscription refused; not retrying until the extension is re-enabled", "reason", out.reason)
+			<-ctx.Done()
+			return
+		}
+		delay := out.retryAfter
+		switch {
+		case delay > 0:
+		case out.now && failures == 0:
+			delay = 0
+		default:
+			delay = backoff(sub.s.cfg.RetryMin, sub.s.cfg.RetryMax, failures)
+		}
+		failures++
+		sub.log.Warn("sip: subscription "+out.state, "reason", out.reason, "retry_in", delay.Round(time.Millisecond))
+		if !sleep(ctx, delay) {
+			return
+		}
+	}
+}
+
+// down records that the subscription is not up, so the lamps show
+// unavailable, and forgets the dialog.
+func (sub *subscription) down(out outcome) {
+	sub.mu.Lock()
+	if sub.callID != "" {
+		sub.s.unregister(sub.callID)
+	}
+	sub.callID, sub.active = "", false
+	sub.notifyLamp(LampUnavailable)
+	sub.mu.Unlock()
+	sub.setState(out.state, out.reason)
+}
+
+// backoff returns the delay before attempt n+1: doubling from lo up to hi,
+// with jitter over its upper half.
+func backoff(lo, hi time.Duration, n int) time.Duration {
+	d := lo
+	for range min(n, 30) {
+		d *= 2
+		if d >= hi {
+			d = hi
+			break
+		}
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (sub *subscription) grantedExpiry() time.Duration {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return sub.granted
+}
+
+// setState writes the dialog subscription's state to the store when it
+// changed. Presence subscriptions only log.
+func (sub *subscription) setState(state, reason string) {
+	if sub.event != eventDialog {
+		return
+	}
+	sub.mu.Lock()
+	same := sub.state == state+"\x00"+reason
+	sub.state = state + "\x00" + reason
+	sub.mu.Unlock()
+	if same {
+		return
+	}
+	ctx, cancel := sub.s.storeContext()
+	defer cancel()
+	if err := sub.s.cfg.Store.SetSubscription(ctx, sub.ext, state, reason); err != nil {
+		sub.log.Warn("sip: recording subscription state failed", "state", state, "err", err)
+	}
+}
+
+// subscribe opens a new subscription dialog with an out-of-dialog SUBSCRIBE.
+func (sub *subscription) subscribe(ctx context.Context) outcome {
+	sub.mu.Lock()
+	sub.callID = uuid.NewString()
+	sub.localTag = sipmsg.GenerateTagN(16)
+	sub.remoteTag = ""
+	sub.cseq = 0
+	sub.target = sipmsg.Uri{Scheme: "sip", User: sub.ext, Host: sub.s.domain}
+	if sub.s.transport == "TLS" {
+		sub.target.Scheme = "sips"
+	}
+	sub.routes = nil
+	sub.active, sub.hasVersion, sub.loaded, sub.term, sub.wantFull = false, false, false, nil, false
+	callID := sub.callID
+	req := sub.request(sub.s.cfg.Expires)
+	sub.mu.Unlock()
+
+	sub.s.register(callID, sub)
+	res, err := sub.s.do(ctx, req)
+	sub.syncCSeq(req)
+	if err != nil {
+		return outcome{state: SubRetrying, reason: "no answer from the PBX: " + err.Error()}
+	}
+	if res.StatusCode/100 == 2 {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		if sub.callID != callID {
+			return outcome{state: SubRetrying, reason: "subscription replaced"}
+		}
+		if sub.remoteTag == "" {
+			sub.remoteTag, _ = res.To().Params.Get("tag")
+			sub.learnTarget(res.Contact(), res.GetHeaders("Record-Route"))
+		}
+		sub.grant(res, time.Now())
+		if sub.term != nil {
+			// A NOTIFY ended it before the 2xx arrived.
+			sub.active = false
+		}
+		return outcome{ok: true}
+	}
+	return sub.refused(res, "SUBSCRIBE")
+}
+
+// refused turns a final non-2xx response into an outcome.
+func (sub *subscription) refused(res *sipmsg.Response, what string) outcome {
+	reason := fmt.Sprintf("%s answered %d %s", what, res.StatusCode, res.Reason)
+	out := outcome{state: SubRetrying, reason: reason, retryAfter: retryAfter(res)}
+	switch res.StatusCode {
+	case statusBadEvent:
+		out.state, out.reason = SubRefused, "PBX does not support "+sub.event+" events ("+reason+")"
+		out.retryAfter = max(out.retryAfter, sub.s.cfg.RetryMax)
+	case sipmsg.StatusUnauthorized, sipmsg.StatusProxyAuthRequired, sipmsg.StatusForbidden:
+		out.state, out.reason = SubRefused, reason+": check SIP_USERNAME, SIP_PASSWORD, SIP_AUTH_USERNAME and SIP_REALM"
+		out.retryAfter = max(out.retryAfter, sub.s.cfg.RetryMax)
+	case sipmsg.StatusNotFound, sipmsg.StatusGlobalDecline:
+		out.state = SubRefused
+		out.retryAfter = max(out.retryAfter, sub.s.cfg.RetryMax)
+	case sipmsg.StatusCallTransactionDoesNotExists:
+		out.now = true
+	case 423: // Interval Too Brief
+		if h := res.GetHeader("Min-Expires"); h != nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n > 0 && n <= 86400 {
+				sub.s.raiseExpires(time.Duration(n) * time.Second)
+				out.now = true
+			}
+		}
+	}
+	return out
+}
+
+// retryAfter returns a response's Retry-After in seconds, capped at an hour,
+// or 0.
+func retryAfter(res *sipmsg.Response) time.Duration {
+	h := res.GetHeader("Retry-After")
+	if h == nil {
+		return 0
+	}
+	v, _, _ := strings.Cut(h.Value(), ";")
+	v, _, _ = strings.Cut(strings.TrimSpace(v), " ")
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second, time.Hour)
+}
+
+// grant takes the subscription's lifetime from the 2xx's Expires (capped
+// at what was asked for). Called with mu held.
+func (sub *subscription) grant(res *sipmsg.Response, now time.Time) {
+	d := sub.s.cfg.Expires
+	if h := res.GetHeader("Expires"); h != nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
+			d = min(d, time.Duration(n)*time.Second)
+		}
+	}
+	sub.granted, sub.expiresAt, sub.lastHeard = d, now.Add(d), now
+	sub.active = d > 0
+}
+
+// refreshIn returns how long before expiry a subscription of lifetime d is
+// refreshed: a third of it, at most a minute, so well before it runs out.
+func refreshLead(d time.Duration) time.Duration {
+	return min(d/3, time.Minute)
+}
+
+// maintain keeps an established subscription alive: refreshes before it
+// expires or when full state is needed, and returns when it is lost or ctx
+// is done.
+func (sub *subscription) maintain(ctx context.Context) outcome {
+	cfg := sub.s.cfg
+	sub.setState(SubActive, "")
+	var stuckCheck <-chan time.Time
+	if cfg.StuckDialogTimeout > 0 && sub.event == eventDialog {
+		t := time.NewTicker(max(cfg.StuckDialogTimeout/4, 100*time.Millisecond))
+		defer t.Stop()
+		stuckCheck = t.C
+	}
+	lastFull := time.Time{}
+	for {
+		sub.mu.Lock()
+		term, wantFull, active := sub.term, sub.wantFull, sub.active
+		refreshAt := sub.expiresAt.Add(-refreshLead(sub.granted))
+		deadAt := sub.lastHeard.Add(sub.granted + 5*time.Second)
+		sub.mu.Unlock()
+		if term != nil {
+			return sub.terminated(term)
+		}
+		if !active {
+			return outcome{state: SubRetrying, reason: "subscription expired", now: true}
+		}
+		now := time.Now()
+		if now.After(deadAt) {
+			return outcome{state: SubRetrying, reason: "no word from the PBX within the subscription's expiry", now: true}
+		}
+		refresh := !now.Before(refreshAt)
+		if wantFull && now.Sub(lastFull) >= time.Second {
+			refresh = true
+		}
+		if refresh {
+			if wantFull {
+				lastFull = now
+				sub.log.Debug("sip: asking for full state")
+			}
+			if out := sub.refresh(ctx, cfg.Expires); !out.ok {
+				return out
+			}
+			continue
+		}
+		wait := time.Until(refreshAt)
+		if wantFull {
+			wait = min(wait, time.Until(lastFull.Add(time.Second)))
+		}
+		timer := time.NewTimer(max(wait, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return outcome{state: SubTerminated, reason: "stopped"}
+		case <-sub.wake:
+		case <-timer.C:
+		case <-stuckCheck:
+			sub.mu.Lock()
+			if sub.tracker.stuck(time.Now(), cfg.StuckDialogTimeout) {
+				sub.log.Info("sip: a dialog did not change for SIP_STUCK_DIALOG_TIMEOUT; asking for full state")
+				sub.wantFull = true
+			}
+			sub.mu.Unlock()
+		}
+		timer.Stop()
+	}
+}
+
+// terminated turns a Subscription-State: terminated into an outcome, with
+// the reasons of RFC 6665 section 4.1.3 respected.
+func (sub *subscription) terminated(t *termination) outcome {
+	out := outcome{state: SubRetrying, reason: "PBX terminated the subscription", retryAfter: t.retryAfter}
+	if t.reason != "" {
+		out.reason += " (" + t.reason + ")"
+	}
+	switch t.reason {
+	case "deactivated", "timeout":
+		out.now = true
+	case "rejected", "noresource", "invariant":
+		out.state, out.final = SubRefused, true
+	}
+	return out
+}
+
+// refresh sends SUBSCRIBE within the dialog; expires 0 un-subscribes.
+func (sub *subscription) refresh(ctx context.Context, expires time.Duration) outcome {
+	sub.mu.Lock()
+	if sub.callID == "" {
+		sub.mu.Unlock()
+		return outcome{state: SubRetrying, reason: "no subscription", now: true}
+	}
+	callID := sub.callID
+	sub.wantFull = false
+	req := sub.request(expires)
+	sub.mu.Unlock()
+	res, err := sub.s.do(ctx, req)
+	sub.syncCSeq(req)
+	if err != nil {
+		return outcome{state: SubRetrying, reason: "refresh got no answer: " + err.Error(), now: true}
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.callID != callID {
+		return outcome{state: SubRetrying, reason: "subscription replaced", now: true}
+	}
+	if res.StatusCode/100 == 2 {
+		if expires > 0 {
+			sub.grant(res, time.Now())
+		}
+		return outcome{ok: true}
+	}
+	out := sub.refused(res, "refresh SUBSCRIBE")
+	if res.StatusCode == sipmsg.StatusRequestTimeout || res.StatusCode == sipmsg.StatusCallTransactionDoesNotExists {
+		out.now = true
+	}
+	return out
+}
+
+// stop un-subscribes (Expires: 0) if a subscription is up, within the
+// request timeout, and records that nobody watches the extension.
+func (sub *subscription) stop() {
+	sub.mu.Lock()
+	up := sub.callID != "" && sub.remoteTag != ""
+	callID := sub.callID
+	sub.mu.Unlock()
+	if up {
+		ctx, cancel := context.WithTimeout(context.Background(), min(sub.s.cfg.RequestTimeout, 5*time.Second))
+		if out := sub.refresh(ctx, 0); !out.ok {
+			sub.log.Debug("sip: un-subscribe failed", "reason", out.reason)
+		} else {
+			sub.log.Info("sip: un-subscribed")
+		}
+		cancel()
+	}
+	if callID != "" {
+		sub.s.unregister(callID)
+	}
+	sub.mu.Lock()
+	sub.callID, sub.active = "", false
+	sub.mu.Unlock()
+	sub.setState(SubTerminated, "not watched: callstate stopped or the extension was disabled")
+}
+
+// request builds a SUBSCRIBE in the current dialog, CSeq incremented.
+// Called with mu held.
+func (sub *subscription) request(expires time.Duration) *sipmsg.Request {
+	s := sub.s
+	req := sipmsg.NewRequest(sipmsg.SUBSCRIBE, sub.target)
+	req.SetDestination(s.cfg.PBXAddr)
+	req.SetTransport(s.transport)
+	from := &sipmsg.FromHeader{Address: sipmsg.Uri{Scheme: sub.target.Scheme, User: s.cfg.Username, Host: s.domain}, Params: sipmsg.NewParams()}
+	from.Params.Add("tag", sub.localTag)
+	to := &sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: sub.target.Scheme, User: sub.ext, Host: s.domain}, Params: sipmsg.NewParams()}
+	if sub.remoteTag != "" {
+		to.Params.Add("tag", sub.remoteTag)
+	}
+	sub.cseq++
+	callID := sipmsg.CallIDHeader(sub.callID)
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&callID)
+	req.AppendHeader(&sipmsg.CSeqHeader{SeqNo: sub.cseq, MethodName: sipmsg.SUBSCRIBE})
+	for _, r := range sub.routes {
+		req.AppendHeader(&sipmsg.RouteHeader{Address: r})
+	}
+	req.AppendHeader(&sipmsg.ContactHeader{Address: s.contact})
+	req.AppendHeader(sipmsg.NewHeader("Event", sub.event))
+	if sub.event == eventDialog {
+		req.AppendHeader(sipmsg.NewHeader("Accept", "application/dialog-info+xml"))
+	} else {
+		req.AppendHeader(sipmsg.NewHeader("Accept", "application/pidf+xml"))
+	}
+	exp := sipmsg.ExpiresHeader(uint32(expires / time.Second))
+	req.AppendHeader(&exp)
+	req.AppendHeader(sipmsg.NewHeader("User-Agent", s.cfg.UserAgent))
+	return req
+}
+
+// syncCSeq keeps the dialog's CSeq at least that of req, which digest
+// authentication may have increased.
+func (sub *subscription) syncCSeq(req *sipmsg.Request) {
+	if h := req.CSeq(); h != nil {
+		sub.mu.Lock()
+		sub.cseq = max(sub.cseq, h.SeqNo)
+		sub.mu.Unlock()
+	}
+}
+
+// learnTarget takes the remote target and route set from a 2xx or the first
+// NOTIFY. Called with mu held.
+func (sub *subscription) learnTarget(contact *sipmsg.ContactHeader, rr []sipmsg.Header) {
+	if contact != nil && (contact.Address.Scheme == "sip" || contact.Address.Scheme == "sips") && contact.Address.Host != "" {
+		sub.target = *contact.Address.Clone()
+	}
+	sub.routes = sub.routes[:0]
+	for _, h := range rr {
+		if r, ok := h.(*sipmsg.RecordRouteHeader); ok {
+			sub.routes = append(sub.routes, *r.Address.Clone())
+		}
+	}
+}
+
+// onNotify handles a NOTIFY of this subscription and returns the status to
+// answer with. The store is written before the answer, so a 200 means the
+// NOTIFY is journaled.
+func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
+	now := time.Now()
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	toTag, _ := req.To().Params.Get("tag")
+	fromTag, _ := req.From().Params.Get("tag")
+	if sub.callID == "" || toTag != sub.localTag || fromTag == "" {
+		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
+	}
+	if sub.remoteTag == "" {
+		sub.remoteTag = fromTag
+		sub.learnTarget(req.Contact(), req.GetHeaders("Record-Route"))
+	} else if fromTag != sub.remoteTag {
+		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
+	}
+	ev := req.GetHeader("Event")
+	if ev == nil || eventName(ev.Value()) != sub.event {
+		return statusBadEvent, "Bad Event"
+	}
+	ssh := req.GetHeader("Subscription-State")
+	if ssh == nil {
+		return sipmsg.StatusBadRequest, "Missing Subscription-State"
+	}
+	ss := parseSubState(ssh.Value())
+
+	code, reason := sub.body(req, now)
+	if code != sipmsg.StatusOK {
+		return code, reason
+	}
+	sub.lastHeard = now
+	switch ss.state {
+	case "terminated":
+		sub.term = &termination{reason: ss.reason, retryAfter: ss.retryAfter}
+		sub.active = false
+		sub.signal()
+	case "active", "pending":
+		if ss.expires >= 0 {
+			d := time.Duration(ss.expires) * time.Second
+			sub.granted, sub.expiresAt = min(max(sub.granted, d), sub.s.cfg.Expires), now.Add(d)
+			sub.signal()
+		}
+	}
+	return sipmsg.StatusOK, "OK"
+}
+
+// body applies a NOTIFY's body. Called with mu held.
+func (sub *subscription) body(req *sipmsg.Request, now time.Time) (int, string) {
+	if sub.event == eventPresence {
+		p, err := ParsePresence(req.Body())
+		switch {
+		case errors.Is(err, ErrEmptyBody):
+			return sipmsg.StatusOK, "OK"
+		case err != nil:
+			sub.log.Info("sip: NOTIFY body rejected", "err", err)
+			return sipmsg.StatusBadRequest, "Bad PIDF Body"
+		}
+		ctx, cancel := sub.s.storeContext()
+		defer cancel()
+		if err := sub.s.cfg.Store.SetPresence(ctx, sub.ext, p.Status(), p.Note); err != nil {
+			sub.log.Warn("sip: recording presence failed", "err", err)
+			return sipmsg.StatusInternalServerError, "Store Unavailable"
+		}
+		return sipmsg.StatusOK, "OK"
+	}
+
+	di, err := ParseDialogInfo(req.Body())
+	switch {
+	case errors.Is(err, ErrEmptyBody):
+		return sipmsg.StatusOK, "OK"
+	case err != nil:
+		sub.log.Info("sip: NOTIFY body rejected", "err", err)
+		return sipmsg.StatusBadRequest, "Bad Dialog-Info Body"
+	}
+	partial := di.State == DocPartial
+	if di.HasVersion && sub.hasVersion {
+		if di.Version <= sub.version {
+			sub.log.Debug("sip: ignoring an old dialog-info version", "version", di.Version, "have", sub.version)
+			return sipmsg.StatusOK, "OK"
+		}
+		if partial && di.Version > sub.version+1 {
+			sub.log.Info("sip: dialog-info versions skipped; asking for full state", "version", di.Version, "have", sub.version)
+			sub.wantFull = true
+			sub.signal()
+		}
+	} else if partial && !sub.hasVersion {
+		sub.wantFull = true
+		sub.signal()
+	}
+	ctx, cancel := sub.s.storeContext()
+	defer cancel()
+	if !partial && !sub.loaded {
+		calls, err := sub.s.cfg.Store.ActiveCalls(ctx, callstate.SourceSIP, sub.ext)
+		if err != nil {
+			sub.log.Warn("sip: reading active calls failed", "err", err)
+			return sipmsg.StatusInternalServerError, "Store Unavailable"
+		}
+		sub.tracker.load(calls, now)
+		sub.loaded = true
+	}
+	changes := sub.tracker.document(di, now)
+	cseq := req.CSeq().SeqNo
+	for _, c := range changes {
+		ev := callstate.Event{
+			Source:     callstate.SourceSIP,
+			Type:       eventDialog,
+			DedupKey:   fmt.Sprintf("%s|%s|%d|%s|%s", sub.ext, sub.callID, cseq, c.dialogID, c.update.State),
+			ReceivedAt: now,
+			Payload:    req.Body(),
+			Update:     c.update,
+		}
+		if _, err := sub.s.cfg.Store.Apply(ctx, ev); err != nil {
+			sub.log.Warn("sip: storing dialog state failed; will ask for full state", "err", err)
+			sub.loaded, sub.wantFull = false, true
+			sub.signal()
+			if errors.Is(err, callstate.ErrInvalidEvent) {
+				return sipmsg.StatusBadRequest, "Unusable Dialog-Info Body"
+			}
+			return sipmsg.StatusInternalServerError, "Store Unavailable"
+		}
+	}
+	if di.HasVersion {
+		sub.hasVersion, sub.version = true, di.Version
+	}
+	sub.notifyLamp(sub.tracker.lamp())
+	return sipmsg.StatusOK, "OK"
+}
+
+// notifyLamp queues a MESSAGE when the lamp changed and one is configured.
+// Called with mu held.
+func (sub *subscription) notifyLamp(lamp string) {
+	if sub.s.message == nil || sub.event != eventDialog || sub.lamp == lamp {
+		return
+	}
+	sub.lamp = lamp
+	sub.s.queueMessage(sub.ext, lamp)
+}
+
+// subState is a parsed Subscription-State header.
+type subState struct {
+	state      string // active, pending, terminated
+	reason     string
+	expires    int // -1 when absent
+	retryAfter time.Duration
+}
+
+func parseSubState(v string) subState {
+	parts := strings.Split(v, ";")
+	ss := subState{state: strings.ToLower(strings.TrimSpace(parts[0])), expires: -1}
+	for _, p := range parts[1:] {
+		k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+		val = strings.Trim(strings.TrimSpace(val), `"`)
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "reason":
+			ss.reason = strings.ToLower(val)
+		case "expires":
+			if n, err := strconv.Atoi(val); err == nil && n >= 0 {
+				ss.expires = n
+			}
+		case "retry-after":
+			if n, err := strconv.Atoi(val); err == nil && n > 0 {
+				ss.retryAfter = min(time.Duration(n)*time.Second, time.Hour)
+			}
+		}
+	}
+	return ss
+}
+
+// eventName returns the package of an Event header value, without params.
+func eventName(v string) string {
+	name, _, _ := strings.Cut(v, ";")
+	return strings.ToLower(strings.TrimSpace(name))
+}
+
+func (s *Subscriber) storeContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
+}
+
+// raiseExpires adopts a 423's Min-Expires for later requests.
+func (s *Subscriber) raiseExpires(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Expires = max(s.cfg.Expires, d)
+}
+
+// do sends req and answers a 401 or 407 with digest credentials.
+func (s *Subscriber) do(ctx context.Context, req *sipmsg.Request) (*sipmsg.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	res, err := s.cli.Do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != sipmsg.StatusUnauthorized && res.StatusCode != sipmsg.StatusProxyAuthRequired {
+		return res, nil
+	}
+	if s.cfg.Password == "" {
+		return res, nil
+	}
+	if s.cfg.Realm != "" && !slices.Contains(challengeRealms(res), s.cfg.Realm) {
+		s.log.Warn("sip: challenge from another realm; not answering", "want", s.cfg.Realm, "got", challengeRealms(res))
+		return res, nil
+	}
+	return s.cli.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: s.cfg.AuthUsername, Password: s.cfg.Password})
+}
+
+// challengeRealms returns the realms of a 401's or 407's challenges.
+func challengeRealms(res *sipmsg.Response) []string {
+	var realms []string
+	for _, name := range []string{"WWW-Authenticate", "Proxy-Authenticate"} {
+		for _, h := range res.GetHeaders(name) {
+			v := h.Value()
+			i := strings.Index(strings.ToLower(v), "realm=")
+			if i < 0 {
+				continue
+			}
+			r := strings.TrimPrefix(v[i+len("realm="):], `"`)
+			if j := strings.IndexAny(r, `",`); j >= 0 {
+				r = r[:j]
+			}
+			realms = append(realms, r)
+		}
+	}
+	return realms
+}
+
+// statusBadEvent is 489 Bad Event (RFC 6665): the notifier does not know
+// the event package, or the NOTIFY is for another one.
+const statusBadEvent = 489

@@ -1,0 +1,266 @@
+package sip
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callstate/callstate"
+)
+
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+func readDoc(tb testing.TB, path string) DialogInfo {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	di, err := ParseDialogInfo(b)
+	if err != nil {
+		tb.Fatalf("%s: %v", path, err)
+	}
+	return di
+}
+
+// TestTrackerKamailioCaptures replays the NOTIFY bodies Kamailio sent
+// during real calls, one extension at a time, and checks the call each
+// sequence builds.
+func TestTrackerKamailioCaptures(t *testing.T) {
+	tests := []struct {
+		call, ext string
+		dir       callstate.Direction
+		from, to  string
+		answered  bool
+		cause     string
+	}{
+		{"answered", "100", callstate.DirectionOut, "100", "101", true, ""},
+		{"answered", "101", callstate.DirectionIn, "100", "101", true, ""},
+		{"cancelled", "100", callstate.DirectionOut, "100", "101", false, ""},
+		{"rejected", "101", callstate.DirectionIn, "100", "101", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.call+"-"+tt.ext, func(t *testing.T) {
+			files, _ := filepath.Glob(filepath.Join("testdata", "kamailio", "kamailio-5.6-"+tt.call+"-"+tt.ext+"-*.xml"))
+			if len(files) < 2 {
+				t.Fatalf("only %d captures", len(files))
+			}
+			slices.Sort(files)
+			tr := newTracker(tt.ext)
+			var c callstate.Call
+			keys := map[string]bool{}
+			for i, f := range files {
+				for _, ch := range tr.document(readDoc(t, f), t0.Add(time.Duration(i)*time.Second)) {
+					keys[ch.update.Key] = true
+					c = c.Apply(ch.update, t0.Add(time.Duration(i)*time.Second))
+				}
+			}
+			if len(keys) != 1 {
+				t.Fatalf("keys %v, want one call", keys)
+			}
+			if c.State != callstate.StateEnded || c.Direction != tt.dir || c.From != tt.from || c.To != tt.to || c.CallID == "" {
+				t.Errorf("call %+v, want ended %s from %s to %s with a call id", c, tt.dir, tt.from, tt.to)
+			}
+			if tt.answered == c.AnsweredAt.IsZero() {
+				t.Errorf("answered at %v, want answered=%v", c.AnsweredAt, tt.answered)
+			}
+			if tt.cause != "" && c.Cause != tt.cause {
+				t.Errorf("cause %q, want %q", c.Cause, tt.cause)
+			}
+			if len(tr.active) != 0 || tr.lamp() != LampIdle {
+				t.Errorf("after the call: %d active, lamp %s", len(tr.active), tr.lamp())
+			}
+		})
+	}
+}
+
+func doc(state DocState, version uint64, dialogs ...Dialog) DialogInfo {
+	return DialogInfo{Entity: "sip:100@pbx", State: state, Version: version, HasVersion: true, Dialogs: dialogs}
+}
+
+func TestTrackerDocuments(t *testing.T) {
+	early := Dialog{ID: "d1", CallID: "c1", Direction: DirectionRecipient, State: DialogEarly,
+		LocalIdentity: "sip:100@pbx", RemoteIdentity: "<sip:200@pbx>"}
+	confirmed := early
+	confirmed.State = DialogConfirmed
+	held := confirmed
+	held.RemoteHeld = true
+	ended := Dialog{ID: "d1", CallID: "c1", State: DialogTerminated, Event: "remote-bye"}
+	asterisk := Dialog{ID: "100", State: DialogConfirmed}
+	asteriskIdle := Dialog{ID: "100", State: DialogTerminated}
+
+	type step struct {
+		doc   DialogInfo
+		want  []string // "key state cause hold"
+		lamp  string
+		after time.Duration
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"RingAnswerHoldHangUp", []step{
+			{doc: doc(DocFull, 1, early), want: []string{"100/d1 ringing  -"}, lamp: LampRinging},
+			{doc: doc(DocFull, 2, confirmed), want: []string{"100/d1 answered  false"}, lamp: LampBusy},
+			{doc: doc(DocPartial, 3, held), want: []string{"100/d1 answered  true"}, lamp: LampHold},
+			{doc: doc(DocPartial, 4, ended), want: []string{"100/d1 ended remote-bye -"}, lamp: LampIdle},
+		}},
+		{"FullDocumentEndsVanishedDialog", []step{
+			{doc: doc(DocFull, 1, confirmed), want: []string{"100/d1 answered  false"}, lamp: LampBusy},
+			{doc: doc(DocFull, 2), want: []string{"100/d1 ended vanished -"}, lamp: LampIdle},
+		}},
+		{"PartialDocumentKeepsUnlisted", []step{
+			{doc: doc(DocFull, 1, confirmed), want: []string{"100/d1 answered  false"}, lamp: LampBusy},
+			{doc: doc(DocPartial, 2, Dialog{ID: "d2", CallID: "c2", State: DialogEarly}), want: []string{"100/d2 ringing  -"}, lamp: LampBusy},
+		}},
+		{"NoStateMeansFull", []step{
+			{doc: doc(DocFull, 1, confirmed), want: []string{"100/d1 answered  false"}, lamp: LampBusy},
+			{doc: doc("", 2), want: []string{"100/d1 ended vanished -"}, lamp: LampIdle},
+		}},
+		{"AsteriskIdleIsNoCall", []step{
+			{doc: doc(DocFull, 1, asteriskIdle), want: nil, lamp: LampIdle},
+		}},
+		{"AsteriskReusedIDIsANewCall", []step{
+			{doc: doc(DocFull, 1, asterisk), want: []string{"100/100@" + stamp(t0) + " answered  false"}, lamp: LampBusy},
+			{doc: doc(DocFull, 2, asteriskIdle), want: []string{"100/100@" + stamp(t0) + " ended  -"}, lamp: LampIdle},
+			{doc: doc(DocFull, 3, asterisk), after: time.Minute, want: []string{"100/100@" + stamp(t0.Add(time.Minute)) + " answered  false"}, lamp: LampBusy},
+		}},
+		{"DialogWithoutStateIsSkipped", []step{
+			{doc: doc(DocFull, 1, Dialog{ID: "x"}), want: nil, lamp: LampIdle},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := newTracker("100")
+			now := t0
+			for i, s := range tt.steps {
+				now = now.Add(s.after)
+				var got []string
+				for _, c := range tr.document(s.doc, now) {
+					hold := "-"
+					if c.update.OnHold != nil {
+						hold = map[bool]string{true: "true", false: "false"}[*c.update.OnHold]
+					}
+					got = append(got, strings.Join([]string{c.update.Key, c.update.State.String(), c.update.Cause, hold}, " "))
+				}
+				if !slices.Equal(got, s.want) {
+					t.Errorf("step %d: got %q, want %q", i, got, s.want)
+				}
+				if l := tr.lamp(); l != s.lamp {
+					t.Errorf("step %d: lamp %s, want %s", i, l, s.lamp)
+				}
+			}
+		})
+	}
+}
+
+func stamp(at time.Time) string {
+	return strings.TrimPrefix(newTracker("100").document(doc(DocFull, 1, Dialog{ID: "s", State: DialogEarly}), at)[0].update.Key, "100/s@")
+}
+
+func TestTrackerLoad(t *testing.T) {
+	tr := newTracker("100")
+	tr.load([]callstate.Call{
+		{Key: "100/d1", CallID: "c1", State: callstate.StateAnswered},
+		{Key: "100/100@abc", State: callstate.StateRinging},
+		{Key: "200/x", CallID: "x", State: callstate.StateRinging},
+	}, t0)
+	got := tr.document(doc(DocFull, 1, Dialog{ID: "100", State: DialogConfirmed}), t0)
+	if len(got) != 2 {
+		t.Fatalf("got %+v, want the listed dialog and d1 vanished", got)
+	}
+	if got[0].update.Key != "100/100@abc" || got[0].update.State != callstate.StateAnswered {
+		t.Errorf("listed dialog: %+v, want key 100/100@abc answered", got[0].update)
+	}
+	if got[1].update.Key != "100/d1" || got[1].update.Cause != CauseVanished {
+		t.Errorf("unlisted dialog: %+v, want 100/d1 vanished", got[1].update)
+	}
+}
+
+func TestTrackerStuck(t *testing.T) {
+	tr := newTracker("100")
+	tr.document(doc(DocFull, 1, Dialog{ID: "d", CallID: "c", State: DialogEarly}), t0)
+	if tr.stuck(t0.Add(time.Second), time.Minute) {
+		t.Error("stuck after 1s")
+	}
+	if !tr.stuck(t0.Add(time.Minute), time.Minute) {
+		t.Error("not stuck after the bound")
+	}
+	if tr.stuck(t0.Add(time.Minute+time.Second), time.Minute) {
+		t.Error("asked twice within one bound")
+	}
+	if !tr.stuck(t0.Add(2*time.Minute), time.Minute) {
+		t.Error("not asked again after another bound")
+	}
+	if tr.stuck(t0.Add(time.Hour), 0) {
+		t.Error("a zero bound must disable the check")
+	}
+}
+
+func TestParty(t *testing.T) {
+	for in, want := range map[string]string{
+		"sip:101@pbx":                  "101",
+		"<sips:alice@example.com>":     "alice",
+		"tel:+4930123;phone-context=x": "+4930123",
+		"sip:pbx.example.com":          "pbx.example.com",
+		"101":                          "101",
+		"":                             "",
+	} {
+		if got := party(in); got != want {
+			t.Errorf("party(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseSubState(t *testing.T) {
+	tests := []struct {
+		in   string
+		want subState
+	}{
+		{"active;expires=119", subState{state: "active", expires: 119}},
+		{"Pending", subState{state: "pending", expires: -1}},
+		{"terminated;reason=timeout", subState{state: "terminated", reason: "timeout", expires: -1}},
+		{"terminated; reason=probation; retry-after=30", subState{state: "terminated", reason: "probation", expires: -1, retryAfter: 30 * time.Second}},
+		{"terminated;retry-after=99999999", subState{state: "terminated", expires: -1, retryAfter: time.Hour}},
+		{"active;expires=-5", subState{state: "active", expires: -1}},
+	}
+	for _, tt := range tests {
+		if got := parseSubState(tt.in); got != tt.want {
+			t.Errorf("parseSubState(%q) = %+v, want %+v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestTerminationReasons(t *testing.T) {
+	sub := &subscription{}
+	for reason, want := range map[string]outcome{
+		"deactivated": {state: SubRetrying, now: true},
+		"timeout":     {state: SubRetrying, now: true},
+		"probation":   {state: SubRetrying},
+		"giveup":      {state: SubRetrying},
+		"":            {state: SubRetrying},
+		"rejected":    {state: SubRefused, final: true},
+		"noresource":  {state: SubRefused, final: true},
+		"invariant":   {state: SubRefused, final: true},
+	} {
+		got := sub.terminated(&termination{reason: reason})
+		if got.state != want.state || got.now != want.now || got.final != want.final {
+			t.Errorf("reason %q: %+v, want %+v", reason, got, want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for n := range 40 {
+		d := backoff(time.Second, time.Minute, n)
+		if d < 500*time.Millisecond || d > time.Minute {
+			t.Fatalf("backoff(%d) = %v out of [0.5s, 1m]", n, d)
+		}
+	}
+	if d := backoff(time.Second, time.Minute, 30); d < 30*time.Second {
+		t.Errorf("backoff(30) = %v, want near the maximum", d)
+	}
+}

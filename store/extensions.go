@@ -1,0 +1,154 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callstate/callstate"
+)
+
+// ErrBadExtension is returned for an extension name the sip_extension table
+// would refuse: 1 to 64 of A-Z, a-z, 0-9 and ._~*#+-.
+var ErrBadExtension = errors.New("bad extension name")
+
+var extensionRE = regexp.MustCompile(`^[A-Za-z0-9._~*#+-]{1,64}$`)
+
+// The values of sip_extension.subscription.
+const (
+	SubscriptionPending    = "pending"
+	SubscriptionActive     = "active"
+	SubscriptionRetrying   = "retrying"
+	SubscriptionRefused    = "refused"
+	SubscriptionTerminated = "terminated"
+)
+
+// AddExtensions inserts the extensions that sip_extension does not hold yet,
+// enabled; existing rows, enabled or not, are left as they are. It returns an
+// error wrapping ErrBadExtension, and inserts nothing, if a name is invalid.
+func (s *Store) AddExtensions(ctx context.Context, exts []string) error {
+	for _, e := range exts {
+		if !extensionRE.MatchString(e) {
+			return fmt.Errorf("store: add extension %q: %w", e, ErrBadExtension)
+		}
+	}
+	if len(exts) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `
+INSERT INTO sip_extension (extension)
+SELECT unnest($1::text[])
+ON CONFLICT (extension) DO NOTHING`, exts)
+	if err != nil {
+		return fmt.Errorf("store: add extensions: %w", err)
+	}
+	return nil
+}
+
+// Extensions returns the enabled extensions of sip_extension, sorted.
+func (s *Store) Extensions(ctx context.Context) ([]string, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT extension FROM sip_extension WHERE enabled ORDER BY extension`)
+	exts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: extensions: %w", err)
+	}
+	return exts, nil
+}
+
+// SetSubscription records the state of an extension's dialog subscription
+// (one of the Subscription* values) and why. It does nothing for an
+// extension that has no row. It returns an error wrapping
+// callstate.ErrInvalidEvent for a state the table does not allow.
+func (s *Store) SetSubscription(ctx context.Context, ext, state, reason string) error {
+	_, err := s.pool.Exec(ctx, `
+UPDATE sip_extension SET subscription = $2, reason = $3, updated_at = now()
+WHERE extension = $1 AND (subscription, reason) IS DISTINCT FROM ($2, $3)`, ext, state, reason)
+	if err != nil {
+		return fmt.Errorf("store: set subscription ext=%s state=%s: %w", ext, state, classify(err))
+	}
+	return nil
+}
+
+// SetPresence records an extension's presence status (idle, ringing, busy,
+// unavailable, or empty for unknown) and note. It does nothing for an
+// extension that has no row.
+func (s *Store) SetPresence(ctx context.Context, ext, status, note string) error {
+	_, err := s.pool.Exec(ctx, `
+UPDATE sip_extension SET presence_status = $2, presence_note = $3, updated_at = now()
+WHERE extension = $1 AND (presence_status, presence_note) IS DISTINCT FROM ($2, $3)`, ext, status, note)
+	if err != nil {
+		return fmt.Errorf("store: set presence ext=%s status=%s: %w", ext, status, classify(err))
+	}
+	return nil
+}
+
+// SetExtensionEnabled enables or disables watching ext. It returns an
+// error wrapping ErrNotFound when ext has no row.
+func (s *Store) SetExtensionEnabled(ctx context.Context, ext string, enabled bool) error {
+	tag, err := s.pool.Exec(ctx, `
+UPDATE sip_extension SET enabled = $2, updated_at = now() WHERE extension = $1`, ext, enabled)
+	if err != nil {
+		return fmt.Errorf("store: set extension %s enabled=%t: %w", ext, enabled, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: set extension %s enabled=%t: %w", ext, enabled, ErrNotFound)
+	}
+	return nil
+}
+
+// Calls returns every call of source for extension, oldest first.
+func (s *Store) Calls(ctx context.Context, source callstate.Source, ext string) ([]callstate.Call, error) {
+	return s.calls(ctx, `SELECT `+callColumns+` FROM call_state
+WHERE source = $1 AND extension = $2 ORDER BY id`, source, ext)
+}
+
+// ActiveCalls returns the calls of source for extension that are ringing or
+// answered, oldest first.
+func (s *Store) ActiveCalls(ctx context.Context, source callstate.Source, ext string) ([]callstate.Call, error) {
+	return s.calls(ctx, `SELECT `+callColumns+` FROM call_state
+WHERE source = $1 AND extension = $2 AND state IN ('ringing', 'answered')
+ORDER BY id`, source, ext)
+}
+
+func (s *Store) calls(ctx context.Context, sql string, source callstate.Source, ext string) ([]callstate.Call, error) {
+	rows, _ := s.pool.Query(ctx, sql, string(source), ext)
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[callRow])
+	if err != nil {
+		return nil, fmt.Errorf("store: calls source=%s ext=%s: %w", source, ext, err)
+	}
+	calls := make([]callstate.Call, 0, len(rs))
+	for _, r := range rs {
+		c, err := r.call()
+		if err != nil {
+			return nil, err
+		}
+		calls = append(calls, c)
+	}
+	return calls, nil
+}
+
+// Lamp is one row of the sip_lamp view: what a BLF key shows.
+type Lamp struct {
+	Extension    string `db:"extension"`
+	Lamp         string `db:"lamp"` // idle, ringing, busy, hold or unavailable
+	ActiveCalls  int64  `db:"active_calls"`
+	Subscription string `db:"subscription"`
+	Reason       string `db:"reason"`
+	Presence     string `db:"presence_status"`
+	PresenceNote string `db:"presence_note"`
+}
+
+// Lamps returns the sip_lamp view, by extension.
+func (s *Store) Lamps(ctx context.Context) ([]Lamp, error) {
+	rows, _ := s.pool.Query(ctx, `
+SELECT extension, lamp, active_calls, subscription, reason, presence_status, presence_note
+FROM sip_lamp ORDER BY extension`)
+	ls, err := pgx.CollectRows(rows, pgx.RowToStructByName[Lamp])
+	if err != nil {
+		return nil, fmt.Errorf("store: lamps: %w", err)
+	}
+	return ls, nil
+}
