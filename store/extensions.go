@@ -63,9 +63,18 @@ func (s *Store) Extensions(ctx context.Context) ([]string, error) {
 // extension that has no row. It returns an error wrapping
 // callstate.ErrInvalidEvent for a state the table does not allow.
 func (s *Store) SetSubscription(ctx context.Context, ext, state, reason string) error {
+	return s.SetSubscriptionAs(ctx, "", ext, state, reason)
+}
+
+// SetSubscriptionAs is SetSubscription on behalf of the instance owner (see
+// ClaimExtensions): it does nothing while another instance holds ext, so
+// that an instance handing an extension over cannot overwrite what the new
+// owner wrote. An empty owner writes unconditionally.
+func (s *Store) SetSubscriptionAs(ctx context.Context, owner, ext, state, reason string) error {
 	_, err := s.pool.Exec(ctx, `
 UPDATE sip_extension SET subscription = $2, reason = $3, updated_at = now()
-WHERE extension = $1 AND (subscription, reason) IS DISTINCT FROM ($2, $3)`, ext, state, reason)
+WHERE extension = $1 AND (subscription, reason) IS DISTINCT FROM ($2, $3)
+  AND ($4 = '' OR owner IN ($4, ''))`, ext, state, reason, owner)
 	if err != nil {
 		return fmt.Errorf("store: set subscription ext=%s state=%s: %w", ext, state, classify(err))
 	}
@@ -76,9 +85,16 @@ WHERE extension = $1 AND (subscription, reason) IS DISTINCT FROM ($2, $3)`, ext,
 // unavailable, or empty for unknown) and note. It does nothing for an
 // extension that has no row.
 func (s *Store) SetPresence(ctx context.Context, ext, status, note string) error {
+	return s.SetPresenceAs(ctx, "", ext, status, note)
+}
+
+// SetPresenceAs is SetPresence on behalf of the instance owner, guarded like
+// SetSubscriptionAs.
+func (s *Store) SetPresenceAs(ctx context.Context, owner, ext, status, note string) error {
 	_, err := s.pool.Exec(ctx, `
 UPDATE sip_extension SET presence_status = $2, presence_note = $3, updated_at = now()
-WHERE extension = $1 AND (presence_status, presence_note) IS DISTINCT FROM ($2, $3)`, ext, status, note)
+WHERE extension = $1 AND (presence_status, presence_note) IS DISTINCT FROM ($2, $3)
+  AND ($4 = '' OR owner IN ($4, ''))`, ext, status, note, owner)
 	if err != nil {
 		return fmt.Errorf("store: set presence ext=%s status=%s: %w", ext, status, classify(err))
 	}

@@ -143,7 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sp.Run(gctx) })
-	if err := startSIP(gctx, g, cfg.SIP, st, log); err != nil {
+	if err := startSIP(gctx, g, cfg.SIP, st, sp, m, log); err != nil {
 		return err
 	}
 	g.Go(func() error {

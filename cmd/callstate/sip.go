@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/sip"
+	"github.com/callstate/callstate/spool"
 	"github.com/callstate/callstate/store"
 )
 
@@ -30,12 +34,53 @@ type sipConfig struct {
 	Presence     bool          `env:"SIP_PRESENCE" default:"false"`
 	StuckTimeout time.Duration `env:"SIP_STUCK_DIALOG_TIMEOUT" default:"2m" validate:"min=0s,max=24h"`
 	MessageURI   string        `env:"SIP_MESSAGE_URI" validate:"omitempty,startswith=sip:|startswith=sips:"`
-	ReloadEvery  time.Duration `env:"SIP_RELOAD_INTERVAL" default:"10s" validate:"min=1s,max=1h"`
+	ReloadEvery  time.Duration `env:"SIP_RELOAD_INTERVAL" default:"5s" validate:"min=1s,max=1h"`
+	LeaseTTL     time.Duration `env:"SIP_LEASE_TTL" default:"20s" validate:"min=2s,max=1h,gtefield=ReloadEvery"`
+	InstanceID   string        `env:"INSTANCE_ID" validate:"omitempty,printascii,max=128"`
+}
+
+// instanceID names this process among the instances sharing the database:
+// INSTANCE_ID, else host name and process id.
+func (c sipConfig) instanceID() string {
+	if c.InstanceID != "" {
+		return c.InstanceID
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
+}
+
+// sipStore is what the subscriber writes to. Events go through the spool,
+// like the webhooks'. The extensions it watches are those this instance
+// holds a lease on, renewed at every reload, so that several instances
+// share them and take over a dead one's within SIP_LEASE_TTL plus one
+// reload. Status writes apply only while this instance holds the extension.
+type sipStore struct {
+	*store.Store
+	events   *spool.Spool
+	instance string
+	ttl      time.Duration
+}
+
+func (s sipStore) Apply(ctx context.Context, ev callstate.Event) (bool, error) {
+	return s.events.Apply(ctx, ev)
+}
+
+func (s sipStore) Extensions(ctx context.Context) ([]string, error) {
+	return s.ClaimExtensions(ctx, s.instance, s.ttl)
+}
+
+func (s sipStore) SetSubscription(ctx context.Context, ext, state, reason string) error {
+	return s.SetSubscriptionAs(ctx, s.instance, ext, state, reason)
+}
+
+func (s sipStore) SetPresence(ctx context.Context, ext, status, note string) error {
+	return s.SetPresenceAs(ctx, s.instance, ext, status, note)
 }
 
 // startSIP starts the SIP subscriber in g when it is configured. It returns
-// once the subscriber runs; the subscriber stops when ctx is done.
-func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.Store, log *slog.Logger) error {
+// once the subscriber runs; the subscriber stops when ctx is done,
+// un-subscribes, and gives its extensions back for other instances.
+func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.Store, sp *spool.Spool, m *metrics.Metrics, log *slog.Logger) error {
 	if cfg.PBXAddr == "" {
 		log.Info("SIP subscriber off (SIP_PBX_ADDR is empty)")
 		return nil
@@ -43,17 +88,31 @@ func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.S
 	if err := st.AddExtensions(ctx, cfg.Extensions); err != nil {
 		return fmt.Errorf("SIP_EXTENSIONS: %w", err)
 	}
-	sub, err := sip.New(sipOptions(cfg, st, log))
+	ss := sipStore{Store: st, events: sp, instance: cfg.instanceID(), ttl: cfg.LeaseTTL}
+	sub, err := sip.New(sipOptions(cfg, ss, log))
 	if err != nil {
 		return fmt.Errorf("SIP_* settings: %w", err)
 	}
-	log.Info("SIP subscriber on: watching the enabled rows of sip_extension", "pbx", cfg.PBXAddr, "contact", sub.Contact())
-	g.Go(func() error { return sub.Run(ctx) })
+	m.GaugeFunc("callstate_sip_extensions_watched", "Extensions this instance watches (holds a lease on).",
+		func() float64 { return float64(sub.Stats().Watched) })
+	m.GaugeFunc("callstate_sip_subscriptions_active", "Subscriptions the PBX has granted and not ended.",
+		func() float64 { return float64(sub.Stats().Active) })
+	log.Info("SIP subscriber on: watching the enabled rows of sip_extension", "pbx", cfg.PBXAddr,
+		"contact", sub.Contact(), "instance", ss.instance)
+	g.Go(func() error {
+		err := sub.Run(ctx)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if rerr := st.ReleaseExtensions(rctx, ss.instance); rerr != nil {
+			log.Warn("giving back the SIP extensions", "err", rerr)
+		}
+		return err
+	})
 	return nil
 }
 
 // sipOptions turns the SIP_* settings into the subscriber's Config.
-func sipOptions(cfg sipConfig, st *store.Store, log *slog.Logger) sip.Config {
+func sipOptions(cfg sipConfig, st sip.Store, log *slog.Logger) sip.Config {
 	return sip.Config{
 		PBXAddr:            cfg.PBXAddr,
 		Transport:          cfg.Transport,
