@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -120,7 +121,8 @@ type Subscriber struct {
 	messages   chan lampMessage
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
-	listener   func() error // closes the socket
+	listener   func() error  // closes the socket
+	stray      atomic.Uint64 // requests outside any subscription
 }
 
 // watch is one watched extension: its subscriptions and how to stop them.
@@ -322,6 +324,7 @@ func (s *Subscriber) listen() error {
 	}
 	s.ua, s.srv, s.cli = ua, srv, cli
 	srv.OnNotify(s.onNotify)
+	srv.OnNoRoute(s.onStray)
 	srv.OnOptions(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		_ = tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusOK, "OK", nil))
 	})
@@ -494,15 +497,29 @@ func (s *Subscriber) Close() {
 
 // Stats is a snapshot of the subscriber's subscriptions.
 type Stats struct {
-	Watched int // extensions watched
-	Active  int // subscriptions the PBX has granted and not ended
+	Watched int    // extensions watched
+	Active  int    // subscriptions the PBX has granted and not ended
+	Stray   uint64 // requests that belonged to no subscription (answered 481) since start
+}
+
+// onStray answers a request of a method the subscriber does not serve:
+// it belongs to no subscription, so 481, counted and not stored.
+func (s *Subscriber) onStray(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s.stray.Add(1)
+	s.log.Debug("sip: request outside any subscription", "method", req.Method, "call_id", callIDOf(req))
+	if req.IsAck() {
+		return
+	}
+	if err := tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist", nil)); err != nil {
+		s.log.Debug("sip: answering a stray request failed", "err", err)
+	}
 }
 
 // Stats returns how many extensions are watched and subscriptions active.
 func (s *Subscriber) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Watched: len(s.watched)}
+	st := Stats{Watched: len(s.watched), Stray: s.stray.Load()}
 	for _, w := range s.watched {
 		for _, sub := range w.subs {
 			if sub.isActive() {
@@ -538,6 +555,7 @@ func (s *Subscriber) onNotify(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		}
 	}
 	if code == sipmsg.StatusCallTransactionDoesNotExists {
+		s.stray.Add(1)
 		s.log.Debug("sip: NOTIFY for an unknown subscription", "call_id", callIDOf(req), "from", req.From())
 	}
 	if err := tx.Respond(sipmsg.NewResponseFromRequest(req, code, reason, nil)); err != nil {

@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	log := newLogger(cfg, stderr)
+	slog.SetDefault(log) // libraries' logs (sipgo's) in the same format
 	log.Info("starting callstate", "config", cfg.String())
 
 	dbURL := cfg.DatabaseURL

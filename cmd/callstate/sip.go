@@ -97,6 +97,8 @@ func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.S
 		func() float64 { return float64(sub.Stats().Watched) })
 	m.GaugeFunc("callstate_sip_subscriptions_active", "Subscriptions the PBX has granted and not ended.",
 		func() float64 { return float64(sub.Stats().Active) })
+	m.CounterFunc("callstate_sip_stray_requests_total", "SIP requests that belonged to no subscription (answered 481).",
+		func() float64 { return float64(sub.Stats().Stray) })
 	log.Info("SIP subscriber on: watching the enabled rows of sip_extension", "pbx", cfg.PBXAddr,
 		"contact", sub.Contact(), "instance", ss.instance)
 	g.Go(func() error {
