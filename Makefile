@@ -10,10 +10,11 @@ help: ## Show this help.
 run: ## Run the service (starts a private PostgreSQL when DATABASE_URL is unset).
 	$(GO) run ./cmd/callstate
 
-test: deps ## Install missing test dependencies, then run every test with the race detector.
+test: deps ## Install missing test dependencies, run every test with the race detector, then fuzz each parser briefly.
 	$(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) test -race -count=1 ./...
+	@./scripts/fuzz.sh $(or $(FUZZTIME),5s)
 
 deps: ## Install PostgreSQL, Kamailio, sipp and Chromium with apt-get when missing.
 	@./scripts/install-test-deps.sh

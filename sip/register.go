@@ -71,13 +71,13 @@ func (s *Subscriber) registerLoop(ctx context.Context) {
 			if c := res.Contact(); c != nil {
 				if v, ok := c.Params.Get("expires"); ok {
 					if n := atoi(v); n > 0 {
-						granted = min(granted, time.Duration(n)*time.Second)
+						granted = min(granted, seconds(n))
 					}
 				}
 			}
 			if h := res.GetHeader("Expires"); h != nil {
 				if n := atoi(h.Value()); n > 0 {
-					granted = min(granted, time.Duration(n)*time.Second)
+					granted = min(granted, seconds(n))
 				}
 			}
 			wait = granted - refreshLead(granted)

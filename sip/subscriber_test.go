@@ -174,3 +174,27 @@ func TestRefreshAndUnsubscribe(t *testing.T) {
 		t.Errorf("after stop: lamp %+v, want terminated and unavailable", l)
 	}
 }
+
+// FuzzParseSubState: any Subscription-State value parses to bounded
+// numbers: no overflow into a negative or endless expiry or retry.
+func FuzzParseSubState(f *testing.F) {
+	for _, s := range []string{
+		"active;expires=3600", "terminated;reason=timeout", "terminated;reason=rejected",
+		`terminated;reason="noresource";retry-after=30`, "pending", "active;expires=99999999999999999",
+		"terminated;retry-after=9223372036", "ACTIVE ; Expires = 60 ;x",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		ss := parseSubState(v)
+		if ss.expires < -1 || ss.expires > maxExpires {
+			t.Fatalf("expires %d from %q", ss.expires, v)
+		}
+		if ss.retryAfter < 0 || ss.retryAfter > time.Hour {
+			t.Fatalf("retry-after %s from %q", ss.retryAfter, v)
+		}
+		if d := seconds(ss.expires); d < 0 {
+			t.Fatalf("negative duration from %q", v)
+		}
+	})
+}

@@ -267,7 +267,7 @@ func (sub *subscription) refused(res *sipmsg.Response, what string) outcome {
 	case 423: // Interval Too Brief
 		if h := res.GetHeader("Min-Expires"); h != nil {
 			if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n > 0 && n <= 86400 {
-				sub.s.raiseExpires(time.Duration(n) * time.Second)
+				sub.s.raiseExpires(seconds(n))
 				out.now = true
 			}
 		}
@@ -288,7 +288,7 @@ func retryAfter(res *sipmsg.Response) time.Duration {
 	if err != nil || n <= 0 {
 		return 0
 	}
-	return min(time.Duration(n)*time.Second, time.Hour)
+	return min(seconds(n), time.Hour)
 }
 
 // grant takes the subscription's lifetime from the 2xx's Expires (capped
@@ -297,7 +297,7 @@ func (sub *subscription) grant(res *sipmsg.Response, now time.Time) {
 	d := sub.s.cfg.Expires
 	if h := res.GetHeader("Expires"); h != nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
-			d = min(d, time.Duration(n)*time.Second)
+			d = min(d, seconds(n))
 		}
 	}
 	sub.granted, sub.expiresAt, sub.lastHeard = d, now.Add(d), now
@@ -550,7 +550,7 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 		sub.signal()
 	case "active", "pending":
 		if ss.expires >= 0 {
-			d := time.Duration(ss.expires) * time.Second
+			d := seconds(ss.expires)
 			sub.granted, sub.expiresAt = min(max(sub.granted, d), sub.s.cfg.Expires), now.Add(d)
 			sub.signal()
 		}
@@ -651,6 +651,16 @@ func (sub *subscription) notifyLamp(lamp string) {
 }
 
 // subState is a parsed Subscription-State header.
+// maxExpires bounds any number of seconds a PBX sends (a day), so that a
+// huge value cannot overflow a time.Duration.
+const maxExpires = 86400
+
+// seconds turns a count of seconds from a SIP header into a Duration,
+// bounded to [0, maxExpires].
+func seconds(n int) time.Duration {
+	return time.Duration(max(min(n, maxExpires), 0)) * time.Second
+}
+
 type subState struct {
 	state      string // active, pending, terminated
 	reason     string
@@ -669,11 +679,11 @@ func parseSubState(v string) subState {
 			ss.reason = strings.ToLower(val)
 		case "expires":
 			if n, err := strconv.Atoi(val); err == nil && n >= 0 {
-				ss.expires = n
+				ss.expires = min(n, maxExpires)
 			}
 		case "retry-after":
 			if n, err := strconv.Atoi(val); err == nil && n > 0 {
-				ss.retryAfter = min(time.Duration(n)*time.Second, time.Hour)
+				ss.retryAfter = min(seconds(n), time.Hour)
 			}
 		}
 	}
