@@ -332,7 +332,7 @@ func (w *watcher) do(req *sipmsg.Request) *sipmsg.Response {
 }
 
 // waitCallID waits until n NOTIFYs of the subscription with callID have
-// arrived and returns them, or fails the test after timeout.
+// arrived and returns them in CSeq order, or fails the test after timeout.
 func (w *watcher) waitCallID(callID string, n int, timeout time.Duration) []*sipmsg.Request {
 	w.tb.Helper()
 	deadline := time.After(timeout)
@@ -346,6 +346,10 @@ func (w *watcher) waitCallID(callID string, n int, timeout time.Duration) []*sip
 		}
 		w.mu.Unlock()
 		if len(got) >= n {
+			// sipgo may hand NOTIFYs over out of order.
+			slices.SortFunc(got, func(a, b *sipmsg.Request) int {
+				return cmp.Compare(a.CSeq().SeqNo, b.CSeq().SeqNo)
+			})
 			return got
 		}
 		select {
