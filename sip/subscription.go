@@ -650,7 +650,6 @@ func (sub *subscription) notifyLamp(lamp string) {
 	sub.s.queueMessage(sub.ext, lamp)
 }
 
-// subState is a parsed Subscription-State header.
 // maxExpires bounds any number of seconds a PBX sends (a day), so that a
 // huge value cannot overflow a time.Duration.
 const maxExpires = 86400
@@ -661,6 +660,7 @@ func seconds(n int) time.Duration {
 	return time.Duration(max(min(n, maxExpires), 0)) * time.Second
 }
 
+// subState is a parsed Subscription-State header.
 type subState struct {
 	state      string // active, pending, terminated
 	reason     string

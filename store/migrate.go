@@ -59,7 +59,13 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // migrate applies the embedded migrations that the database has not seen,
 // each in its own transaction, under an advisory lock.
 func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
-	ms, err := loadMigrations(migrationFS)
+	return migrateFS(ctx, pool, migrationFS, log)
+}
+
+// migrateFS applies the migrations of fsys (migrations/*.sql) whose version
+// schema_migrations does not record, in order of version.
+func migrateFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, log *slog.Logger) error {
+	ms, err := loadMigrations(fsys)
 	if err != nil {
 		return fmt.Errorf("store: load migrations: %w", err)
 	}
@@ -81,12 +87,20 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 		)`); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	var current int
-	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("store: migrate: read version: %w", err)
+	// Each migration not yet recorded is applied, whatever its number: a
+	// migration merged later with a lower number than one already applied
+	// (003 after 004) still runs.
+	rows, _ := conn.Query(ctx, `SELECT version FROM schema_migrations`)
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return fmt.Errorf("store: migrate: read versions: %w", err)
+	}
+	applied := make(map[int]bool, len(versions))
+	for _, v := range versions {
+		applied[int(v)] = true
 	}
 	for _, m := range ms {
-		if m.version <= current {
+		if applied[m.version] {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
