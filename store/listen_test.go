@@ -1,0 +1,152 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/callstate/callstate/store"
+	"github.com/callstate/callstate/store/storetest"
+)
+
+// listen runs st.Listen until the test ends and returns its changes, after
+// the first ChangeListening.
+func listen(t *testing.T, st *store.Store) <-chan store.Change {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan store.Change, 1000)
+	done := make(chan error, 1)
+	go func() { done <- st.Listen(ctx, func(c store.Change) { ch <- c }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Listen: %v", err)
+		}
+	})
+	select {
+	case c := <-ch:
+		if c.Kind != store.ChangeListening {
+			t.Fatalf("first change %+v", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not listening after 10s")
+	}
+	return ch
+}
+
+func next(t *testing.T, ch <-chan store.Change) store.Change {
+	t.Helper()
+	select {
+	case c := <-ch:
+		return c
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change within 5s")
+		return store.Change{}
+	}
+}
+
+// TestListenAcrossStores: a write through one Store is announced to another
+// Store's listener on the same database.
+func TestListenAcrossStores(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	a, err := store.Open(ctx, url, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := store.Open(ctx, url, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ch := listen(t, b)
+
+	applyAll(t, a, callEvents("k")[0])
+	c := next(t, ch)
+	cs, err := b.CallsByID(ctx, []int64{c.CallID})
+	if c.Kind != store.ChangeCall || err != nil || len(cs) != 1 || cs[0].Call.Key != "k" || cs[0].Seq != c.Seq {
+		t.Fatalf("change %+v, calls %+v, %v", c, cs, err)
+	}
+	// A repeated event writes nothing and announces nothing.
+	applyAll(t, a, callEvents("k")[0], callEvents("k")[1])
+	if c2 := next(t, ch); c2.CallID != c.CallID || c2.Seq <= c.Seq {
+		t.Fatalf("second change %+v after %+v", c2, c)
+	}
+	if err := a.AddExtensions(ctx, []string{"100"}); err != nil {
+		t.Fatal(err)
+	}
+	if c := next(t, ch); c.Kind != store.ChangeExtension || c.Extension != "100" {
+		t.Fatalf("extension change %+v", c)
+	}
+	select {
+	case c := <-ch:
+		t.Fatalf("unexpected change %+v", c)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestListenCatchesUp: after its connection is killed, the listener
+// reconnects and reports the changes written while it was away.
+func TestListenCatchesUp(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	ch := listen(t, st)
+	applyAll(t, st, callEvents("before")[0])
+	next(t, ch)
+
+	// Kill the listening backend and write while it is gone.
+	tag, err := st.ExecForTest(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE application_name = '`+store.ListenerApplicationName+`' AND datname = current_database()`)
+	if err != nil || tag == 0 {
+		t.Fatalf("terminate listener: %d %v", tag, err)
+	}
+	for i := range 3 {
+		applyAll(t, st, callEvents(fmt.Sprint("away", i))[0])
+	}
+	seen := map[int64]bool{}
+	deadline := time.After(15 * time.Second)
+	for len(seen) < 4 {
+		select {
+		case c := <-ch:
+			if c.Kind == store.ChangeCall {
+				seen[c.CallID] = true
+			}
+		case <-deadline:
+			t.Fatalf("saw %d calls after reconnect, want 4", len(seen))
+		}
+	}
+	cs, _, _ := st.ListCalls(ctx, store.CallFilter{})
+	for _, c := range cs {
+		if !seen[c.ID] {
+			t.Errorf("call %s not reported", c.Key)
+		}
+	}
+}
+
+// BenchmarkApply measures the webhook write path, one event per Apply (four
+// per call), with migration 004's triggers (change_seq, sipgate_user,
+// NOTIFY) and, for comparison, with them disabled.
+func BenchmarkApply(b *testing.B) {
+	for _, triggers := range []bool{true, false} {
+		b.Run(fmt.Sprintf("triggers=%v", triggers), func(b *testing.B) {
+			ctx := context.Background()
+			st := openStore(b)
+			if !triggers {
+				if _, err := st.ExecForTest(ctx, `ALTER TABLE call_state DISABLE TRIGGER USER`); err != nil {
+					b.Fatal(err)
+				}
+			}
+			evs := callEvents("x")
+			for i := 0; b.Loop(); i++ {
+				ev := evs[i%len(evs)]
+				ev.DedupKey = fmt.Sprintf("%d/%s", i/len(evs), ev.Type)
+				ev.Update.Key = fmt.Sprint(i / len(evs))
+				if _, err := st.Apply(ctx, ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callstate/callstate"
+)
+
+// ErrBadCursor is returned by ListCalls for a cursor it did not make.
+var ErrBadCursor = errors.New("bad cursor")
+
+// MaxListLimit bounds CallFilter.Limit; DefaultListLimit is used for 0.
+const (
+	MaxListLimit     = 1000
+	DefaultListLimit = 100
+)
+
+// CallFilter selects calls for ListCalls. The zero value selects every call.
+type CallFilter struct {
+	Active    bool             // only calls ringing or answered
+	Since     time.Time        // only calls changed at or after Since (updated_at)
+	Extension string           // only calls of this extension or sipgate user id
+	Source    callstate.Source // only calls from this source
+	Limit     int              // page size, 1 to MaxListLimit; 0 means DefaultListLimit
+	Cursor    string           // from the previous page's next cursor; empty for the first page
+}
+
+// ListCalls returns a page of the calls that f selects, newest first (by id),
+// and the cursor of the next page, empty after the last. Paging is by key,
+// so rows written meanwhile neither repeat nor shift a page. It returns an
+// error wrapping ErrBadCursor for a cursor it did not make.
+func (s *Store) ListCalls(ctx context.Context, f CallFilter) ([]callstate.Call, string, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	var (
+		where []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if f.Active {
+		where = append(where, `state IN ('ringing', 'answered')`)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, `updated_at >= `+arg(f.Since))
+	}
+	if f.Extension != "" {
+		where = append(where, `extension = `+arg(f.Extension))
+	}
+	if f.Source != "" {
+		where = append(where, `source = `+arg(string(f.Source)))
+	}
+	if f.Cursor != "" {
+		after, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: list calls: %w", err)
+		}
+		where = append(where, `id < `+arg(after))
+	}
+	q := `SELECT ` + callColumns + ` FROM call_state`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	q += ` ORDER BY id DESC LIMIT ` + arg(limit+1)
+	rows, _ := s.pool.Query(ctx, q, args...)
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[callRow])
+	if err != nil {
+		return nil, "", fmt.Errorf("store: list calls: %w", err)
+	}
+	next := ""
+	if len(rs) > limit {
+		rs = rs[:limit]
+		next = encodeCursor(rs[limit-1].ID)
+	}
+	calls := make([]callstate.Call, 0, len(rs))
+	for _, r := range rs {
+		c, err := r.call()
+		if err != nil {
+			return nil, "", err
+		}
+		calls = append(calls, c)
+	}
+	return calls, next, nil
+}
+
+// cursorPrefix versions the cursor's format.
+const cursorPrefix = "c1:"
+
+func encodeCursor(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + strconv.FormatInt(id, 10)))
+}
+
+func decodeCursor(c string) (int64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || !strings.HasPrefix(string(b), cursorPrefix) {
+		return 0, ErrBadCursor
+	}
+	id, err := strconv.ParseInt(strings.TrimPrefix(string(b), cursorPrefix), 10, 64)
+	if err != nil || id < 0 {
+		return 0, ErrBadCursor
+	}
+	return id, nil
+}
+
+// CallByID returns the call with the store's number id and its journal,
+// oldest event first. It returns an error wrapping ErrNotFound when there is
+// no such call.
+func (s *Store) CallByID(ctx context.Context, id int64) (callstate.Call, []JournalEntry, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+callColumns+` FROM call_state WHERE id = $1`, id)
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[callRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return callstate.Call{}, nil, fmt.Errorf("store: call id=%d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return callstate.Call{}, nil, fmt.Errorf("store: call id=%d: %w", id, err)
+	}
+	c, err := r.call()
+	if err != nil {
+		return callstate.Call{}, nil, err
+	}
+	j, err := s.Journal(ctx, c.Source, c.Key)
+	if err != nil {
+		return callstate.Call{}, nil, err
+	}
+	return c, j, nil
+}
+
+// ChangedCall is a call as it is now, with the change_seq of its last write:
+// the live stream's event id.
+type ChangedCall struct {
+	Seq  int64
+	Call callstate.Call
+}
+
+type changedRow struct {
+	callRow
+	Seq int64 `db:"change_seq"`
+}
+
+func (s *Store) changedCalls(ctx context.Context, what, q string, args ...any) ([]ChangedCall, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+callColumns+`, change_seq FROM call_state `+q, args...)
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[changedRow])
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	out := make([]ChangedCall, 0, len(rs))
+	for _, r := range rs {
+		c, err := r.call()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ChangedCall{Seq: r.Seq, Call: c})
+	}
+	return out, nil
+}
+
+// CallsByID returns the calls with the given ids as they are now, by
+// change_seq. Ids without a call are left out.
+func (s *Store) CallsByID(ctx context.Context, ids []int64) ([]ChangedCall, error) {
+	return s.changedCalls(ctx, "calls by id", `WHERE id = ANY ($1) ORDER BY change_seq`, ids)
+}
+
+// CallsChangedAfter returns at most limit calls whose last write has a
+// change_seq greater than seq, as they are now, by change_seq.
+func (s *Store) CallsChangedAfter(ctx context.Context, seq int64, limit int) ([]ChangedCall, error) {
+	return s.changedCalls(ctx, "calls changed", `WHERE change_seq > $1 ORDER BY change_seq LIMIT $2`, seq, limit)
+}
+
+// RecentCalls returns the active calls and the n calls changed last, as
+// they are now, by change_seq: what a board shows when it starts.
+func (s *Store) RecentCalls(ctx context.Context, n int) ([]ChangedCall, error) {
+	return s.changedCalls(ctx, "recent calls", `
+WHERE id IN (
+    SELECT id FROM call_state WHERE state IN ('ringing', 'answered')
+    UNION
+    (SELECT id FROM call_state ORDER BY change_seq DESC LIMIT $1)
+)
+ORDER BY change_seq`, n)
+}
+
+// LastChange returns the highest change_seq written so far, 0 for none.
+func (s *Store) LastChange(ctx context.Context) (int64, error) {
+	var seq int64
+	err := s.pool.QueryRow(ctx, `
+SELECT GREATEST(
+    (SELECT coalesce(max(change_seq), 0) FROM call_state),
+    (SELECT coalesce(max(change_seq), 0) FROM sip_extension))`).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("store: last change: %w", err)
+	}
+	return seq, nil
+}
+
+// LampStatus is one row of the lamp view: the lamp of a PBX extension
+// (source sip) or a sipgate user (source sipgate).
+type LampStatus struct {
+	Source      string    `db:"source"`
+	Extension   string    `db:"extension"` // PBX extension, or sipgate user id
+	Name        string    `db:"name"`      // sipgate user's name, if known
+	Lamp        string    `db:"lamp"`      // idle, ringing, busy, hold or unavailable
+	ActiveCalls int64     `db:"active_calls"`
+	UpdatedAt   time.Time `db:"updated_at"`
+}
+
+// LampStatuses returns the lamp view: every PBX extension and sipgate user,
+// by source and extension.
+func (s *Store) LampStatuses(ctx context.Context) ([]LampStatus, error) {
+	rows, _ := s.pool.Query(ctx, `
+SELECT source, extension, name, lamp, active_calls, updated_at
+FROM lamp ORDER BY source, extension`)
+	ls, err := pgx.CollectRows(rows, pgx.RowToStructByName[LampStatus])
+	if err != nil {
+		return nil, fmt.Errorf("store: lamp statuses: %w", err)
+	}
+	return ls, nil
+}
