@@ -45,6 +45,8 @@ type Options struct {
 	TrustedProxies []*net.IPNet
 
 	Sipgate SipgateOptions
+
+	Dashboard DashboardOptions // the API, the live stream and the board; see api.go
 }
 
 // New returns the HTTP handler with every route. It returns an error when
@@ -87,6 +89,7 @@ func New(opts Options) (*echo.Echo, error) {
 	if opts.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(opts.Metrics.Handler()))
 	}
+	registerDashboard(e, opts.Dashboard, log)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", func(c echo.Context) error {
 		if opts.Ready != nil {

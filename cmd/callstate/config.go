@@ -57,6 +57,8 @@ type Config struct {
 	LogFormat string `env:"LOG_FORMAT" default:"text" validate:"oneof=text json"`
 
 	SIP sipConfig // SIP_*: the PBX subscriber, see sip.go
+
+	Dashboard dashboardConfig // API_*, CORS_*, STREAM_*: the API, stream and board, see dashboard.go
 }
 
 // loadConfig reads the Config from getenv, applying defaults, and checks it.

@@ -119,9 +119,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		m.CounterFunc("callstate_database_errors_total", "Database writes that failed and went to the spool.",
 			func() float64 { return float64(sp.Stats().DBErrors) })
 	}
+	dash := dashboardOptions(cfg.Dashboard, st, log)
 	e, err := handlers.New(handlers.Options{
 		Store: sp, Ready: readiness{st, sp}, Logger: log, Metrics: m,
-		TrustedProxies: cfg.trustedProxies(), Sipgate: sg,
+		TrustedProxies: cfg.trustedProxies(), Sipgate: sg, Dashboard: dash,
 	})
 	if err != nil {
 		return err
@@ -144,6 +145,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sp.Run(gctx) })
+	g.Go(func() error { return runStream(gctx, st, dash.Stream) })
 	if err := startSIP(gctx, g, cfg.SIP, st, sp, m, log); err != nil {
 		return err
 	}

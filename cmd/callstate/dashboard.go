@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/handlers"
+	"github.com/callstate/callstate/store"
+)
+
+// dashboardConfig holds the settings of the HTTP API, the live stream and
+// the board. With neither API_TOKEN nor API_BASIC_AUTH_USER set, they are
+// open to anyone who can reach LISTEN_ADDR.
+type dashboardConfig struct {
+	Token          string        `env:"API_TOKEN" secret:"true" validate:"omitempty,min=16,max=256,printascii,excludesall= "`
+	BasicUser      string        `env:"API_BASIC_AUTH_USER" validate:"required_with=BasicPassword,omitempty,max=128,excludesall=:"`
+	BasicPassword  string        `env:"API_BASIC_AUTH_PASSWORD" secret:"true" validate:"required_with=BasicUser,omitempty,min=8,max=256"`
+	CORSOrigins    []string      `env:"CORS_ALLOWED_ORIGINS" validate:"dive,http_url|eq=*"`
+	Heartbeat      time.Duration `env:"STREAM_HEARTBEAT" default:"15s" validate:"min=1s,max=5m"`
+	MaxClients     int           `env:"STREAM_MAX_CLIENTS" default:"2000" validate:"min=1,max=100000"`
+	StreamWriteTO  time.Duration `env:"STREAM_WRITE_TIMEOUT" default:"10s" validate:"min=100ms,max=5m"`
+	StreamQueueLen int           `env:"STREAM_QUEUE_LEN" default:"256" validate:"min=1,max=100000"`
+}
+
+// dashboardOptions turns the dashboard settings into the handlers' options,
+// with a stream reading from st.
+func dashboardOptions(cfg dashboardConfig, st *store.Store, log *slog.Logger) handlers.DashboardOptions {
+	ds := dashboardStore{st}
+	return handlers.DashboardOptions{
+		Store: ds,
+		Stream: handlers.NewStream(ds, handlers.StreamOptions{
+			Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.StreamWriteTO, MaxClients: cfg.MaxClients,
+			QueueLen: cfg.StreamQueueLen, Logger: log,
+		}),
+		BearerToken: cfg.Token, BasicUser: cfg.BasicUser, BasicPassword: cfg.BasicPassword,
+		CORSOrigins: cfg.CORSOrigins,
+	}
+}
+
+// runStream feeds the database's change notifications to the stream and
+// sends them, until ctx is done.
+func runStream(ctx context.Context, st *store.Store, s *handlers.Stream) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	err := st.Listen(ctx, func(c store.Change) {
+		switch {
+		case c.Kind == store.ChangeCall:
+			s.Notify(handlers.ChangeCall, c.Seq, c.CallID)
+		case c.Kind == store.ChangeExtension:
+			s.Notify(handlers.ChangeExtension, c.Seq, 0)
+		case c.Kind == store.ChangeListening && c.Seq == 0:
+			s.Notify(handlers.ChangeResync, 0, 0)
+		}
+	})
+	return errors.Join(err, <-errc)
+}
+
+// dashboardStore adapts store.Store to handlers.DashboardStore: the two
+// packages do not know each other.
+type dashboardStore struct{ st *store.Store }
+
+func mapErr(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%w: %w", handlers.ErrNotFound, err)
+	case errors.Is(err, store.ErrBadCursor):
+		return fmt.Errorf("%w: %w", handlers.ErrBadCursor, err)
+	}
+	return err
+}
+
+func (d dashboardStore) ListCalls(ctx context.Context, f handlers.CallFilter) ([]callstate.Call, string, error) {
+	cs, next, err := d.st.ListCalls(ctx, store.CallFilter(f))
+	return cs, next, mapErr(err)
+}
+
+func (d dashboardStore) CallByID(ctx context.Context, id int64) (callstate.Call, []handlers.JournalEntry, error) {
+	c, j, err := d.st.CallByID(ctx, id)
+	out := make([]handlers.JournalEntry, len(j))
+	for i, e := range j {
+		out[i] = handlers.JournalEntry(e)
+	}
+	return c, out, mapErr(err)
+}
+
+func (d dashboardStore) LampStatuses(ctx context.Context) ([]handlers.LampStatus, error) {
+	ls, err := d.st.LampStatuses(ctx)
+	out := make([]handlers.LampStatus, len(ls))
+	for i, l := range ls {
+		out[i] = handlers.LampStatus(l)
+	}
+	return out, err
+}
+
+func changed(cs []store.ChangedCall, err error) ([]handlers.ChangedCall, error) {
+	out := make([]handlers.ChangedCall, len(cs))
+	for i, c := range cs {
+		out[i] = handlers.ChangedCall(c)
+	}
+	return out, err
+}
+
+func (d dashboardStore) CallsByID(ctx context.Context, ids []int64) ([]handlers.ChangedCall, error) {
+	return changed(d.st.CallsByID(ctx, ids))
+}
+
+func (d dashboardStore) CallsChangedAfter(ctx context.Context, seq int64, limit int) ([]handlers.ChangedCall, error) {
+	return changed(d.st.CallsChangedAfter(ctx, seq, limit))
+}
+
+func (d dashboardStore) RecentCalls(ctx context.Context, n int) ([]handlers.ChangedCall, error) {
+	return changed(d.st.RecentCalls(ctx, n))
+}
+
+func (d dashboardStore) LastChange(ctx context.Context) (int64, error) { return d.st.LastChange(ctx) }

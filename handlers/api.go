@@ -1,0 +1,432 @@
+package handlers
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-playground/validator/v10"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/callstate/callstate"
+)
+
+// Errors a DashboardStore returns, wrapped, for the API to tell apart.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrBadCursor = errors.New("bad cursor")
+)
+
+// DashboardStore is what the API, the live stream and the board need from a
+// store.
+type DashboardStore interface {
+	// ListCalls returns a page of calls, newest first, and the next page's
+	// cursor ("" after the last). A cursor it did not make is ErrBadCursor.
+	ListCalls(ctx context.Context, f CallFilter) ([]callstate.Call, string, error)
+	// CallByID returns a call and its journal, oldest first, or ErrNotFound.
+	CallByID(ctx context.Context, id int64) (callstate.Call, []JournalEntry, error)
+	// LampStatuses returns the lamp of every extension and user.
+	LampStatuses(ctx context.Context) ([]LampStatus, error)
+	// CallsByID returns the calls with these ids as they are now, by Seq.
+	CallsByID(ctx context.Context, ids []int64) ([]ChangedCall, error)
+	// CallsChangedAfter returns at most limit calls last written after seq, by Seq.
+	CallsChangedAfter(ctx context.Context, seq int64, limit int) ([]ChangedCall, error)
+	// RecentCalls returns the active calls and the n last changed, by Seq.
+	RecentCalls(ctx context.Context, n int) ([]ChangedCall, error)
+	// LastChange returns the highest change sequence number written so far.
+	LastChange(ctx context.Context) (int64, error)
+}
+
+// CallFilter selects calls for DashboardStore.ListCalls.
+type CallFilter struct {
+	Active    bool             // only calls ringing or answered
+	Since     time.Time        // only calls changed at or after Since
+	Extension string           // only calls of this extension or sipgate user id
+	Source    callstate.Source // only calls from this source
+	Limit     int              // page size
+	Cursor    string           // the previous page's next cursor
+}
+
+// JournalEntry is one event of a call's journal.
+type JournalEntry struct {
+	ID         int64
+	Source     string
+	DedupKey   string
+	CallKey    string
+	Type       string
+	ReceivedAt time.Time
+	Payload    []byte
+}
+
+// LampStatus is the lamp of one PBX extension (source sip) or sipgate user
+// (source sipgate): idle, ringing, busy, hold or unavailable.
+type LampStatus struct {
+	Source      string
+	Extension   string
+	Name        string
+	Lamp        string
+	ActiveCalls int64
+	UpdatedAt   time.Time
+}
+
+// ChangedCall is a call as it is now, with the change sequence number of its
+// last write.
+type ChangedCall struct {
+	Seq  int64
+	Call callstate.Call
+}
+
+// DashboardOptions configure the API, the stream and the board. With a nil
+// Store, none of them is served.
+type DashboardOptions struct {
+	Store  DashboardStore
+	Stream *Stream // nil: no /api/stream
+
+	// BearerToken and BasicUser/BasicPassword, when set, protect the API,
+	// the stream and the board: a request needs one of them. Webhooks and
+	// health checks keep their own checks.
+	BearerToken   string
+	BasicUser     string
+	BasicPassword string
+
+	// CORSOrigins are the origins allowed to call the API and the stream
+	// from a browser ("*" for any); empty turns CORS off.
+	CORSOrigins []string
+}
+
+// registerDashboard adds the API, the stream and the board to e.
+func registerDashboard(e *echo.Echo, o DashboardOptions, log *slog.Logger) {
+	if o.Store == nil {
+		return
+	}
+	isDashboard := func(c echo.Context) bool {
+		p := c.Request().URL.Path
+		return p == "/" || strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/board/")
+	}
+	if len(o.CORSOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			Skipper:       func(c echo.Context) bool { return !isDashboard(c) },
+			AllowOrigins:  o.CORSOrigins,
+			AllowMethods:  []string{http.MethodGet, http.MethodHead, http.MethodOptions},
+			AllowHeaders:  []string{echo.HeaderAuthorization, "Last-Event-ID", echo.HeaderAccept},
+			ExposeHeaders: []string{"Link"},
+			MaxAge:        3600,
+		}))
+	}
+	api := &api{store: o.Store, log: log}
+	auth := accessCheck(o)
+	g := e.Group("/api", auth)
+	g.GET("/calls", api.listCalls)
+	g.GET("/calls/:id", api.getCall)
+	g.GET("/lamps", api.lamps)
+	g.GET("/openapi.yaml", func(c echo.Context) error {
+		return c.Blob(http.StatusOK, "application/yaml", openAPI)
+	})
+	if o.Stream != nil {
+		g.GET("/stream", o.Stream.serve)
+	}
+	registerBoard(e, auth)
+}
+
+//go:embed openapi.yaml
+var openAPI []byte
+
+// accessCheck lets a request through when no credentials are configured,
+// or when it carries the bearer token (Authorization header, or the
+// access_token query parameter for EventSource and wall screens) or the
+// basic-auth user and password. Comparisons take constant time.
+func accessCheck(o DashboardOptions) echo.MiddlewareFunc {
+	token := o.BearerToken
+	basic := o.BasicUser != "" || o.BasicPassword != ""
+	hash := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+	wantToken, wantUser, wantPass := hash(token), hash(o.BasicUser), hash(o.BasicPassword)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		if token == "" && !basic {
+			return next
+		}
+		return func(c echo.Context) error {
+			req := c.Request()
+			if req.Method == http.MethodOptions {
+				return next(c) // CORS preflight carries no credentials
+			}
+			if token != "" {
+				got, ok := strings.CutPrefix(req.Header.Get(echo.HeaderAuthorization), "Bearer ")
+				if !ok {
+					got, ok = req.URL.Query().Get("access_token"), req.URL.Query().Has("access_token")
+				}
+				if ok && subtle.ConstantTimeCompare(hash(got), wantToken) == 1 {
+					return next(c)
+				}
+			}
+			if basic {
+				if u, p, ok := req.BasicAuth(); ok &&
+					subtle.ConstantTimeCompare(hash(u), wantUser)&subtle.ConstantTimeCompare(hash(p), wantPass) == 1 {
+					return next(c)
+				}
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="callstate", charset="UTF-8"`)
+			} else {
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="callstate"`)
+			}
+			return echo.NewHTTPError(http.StatusUnauthorized, "missing or wrong credentials")
+		}
+	}
+}
+
+type api struct {
+	store DashboardStore
+	log   *slog.Logger
+}
+
+// callsQuery is GET /api/calls's query string, as sent.
+type callsQuery struct {
+	Active    string `query:"active" validate:"omitempty,oneof=true false 1 0"`
+	Since     string `query:"since" validate:"omitempty,datetime=2006-01-02T15:04:05Z07:00"`
+	Extension string `query:"extension" validate:"omitempty,max=255,text"`
+	Source    string `query:"source" validate:"omitempty,oneof=sipgate sip"`
+	Limit     string `query:"limit" validate:"omitempty,number,max=4"`
+	Cursor    string `query:"cursor" validate:"omitempty,max=100,base64rawurl"`
+}
+
+// MaxCallsLimit bounds GET /api/calls's limit; 100 when not given.
+const (
+	MaxCallsLimit     = 1000
+	defaultCallsLimit = 100
+)
+
+func (a *api) listCalls(c echo.Context) error {
+	var q callsQuery
+	if err := bindQuery(c, &q); err != nil {
+		return err
+	}
+	f := CallFilter{Extension: q.Extension, Source: callstate.Source(q.Source), Cursor: q.Cursor, Limit: defaultCallsLimit}
+	f.Active = q.Active == "true" || q.Active == "1"
+	if q.Since != "" {
+		f.Since, _ = time.Parse(time.RFC3339, q.Since) // validated
+	}
+	if q.Limit != "" {
+		n, err := strconv.Atoi(q.Limit)
+		if err != nil || n < 1 || n > MaxCallsLimit {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", MaxCallsLimit))
+		}
+		f.Limit = n
+	}
+	calls, next, err := a.store.ListCalls(c.Request().Context(), f)
+	if errors.Is(err, ErrBadCursor) {
+		return echo.NewHTTPError(http.StatusBadRequest, "cursor is not one this API returned").SetInternal(err)
+	}
+	if err != nil {
+		return err
+	}
+	out := callsPage{Calls: make([]callJSON, 0, len(calls)), NextCursor: next}
+	for _, cl := range calls {
+		out.Calls = append(out.Calls, toCallJSON(cl, 0))
+	}
+	if next != "" {
+		u := *c.Request().URL
+		v := u.Query()
+		v.Set("cursor", next)
+		u.RawQuery = v.Encode()
+		c.Response().Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, u.RequestURI()))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (a *api) getCall(c echo.Context) error {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id < 1 {
+		return echo.NewHTTPError(http.StatusBadRequest, "id must be a positive whole number")
+	}
+	cl, journal, err := a.store.CallByID(c.Request().Context(), id)
+	if errors.Is(err, ErrNotFound) {
+		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no call with id %d", id)).SetInternal(err)
+	}
+	if err != nil {
+		return err
+	}
+	out := callDetail{callJSON: toCallJSON(cl, 0), Events: make([]eventJSON, 0, len(journal))}
+	for _, j := range journal {
+		ev := eventJSON{ID: j.ID, Type: j.Type, DedupKey: j.DedupKey, ReceivedAt: j.ReceivedAt}
+		if utf8.Valid(j.Payload) {
+			ev.Payload = string(j.Payload)
+		} else {
+			ev.PayloadBase64 = j.Payload
+		}
+		out.Events = append(out.Events, ev)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (a *api) lamps(c echo.Context) error {
+	if err := bindQuery(c, &struct{}{}); err != nil {
+		return err
+	}
+	ls, err := a.store.LampStatuses(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, lampsJSON{Lamps: toLampsJSON(ls)})
+}
+
+// bindQuery fills q's string fields from the query string and validates
+// them with e.Validator. Unknown parameters are refused, so a misspelt
+// filter does not silently select everything.
+func bindQuery(c echo.Context, q any) error {
+	t := reflect.TypeOf(q).Elem()
+	v := reflect.ValueOf(q).Elem()
+	known := map[string]int{"access_token": -1}
+	for i := range t.NumField() {
+		known[t.Field(i).Tag.Get("query")] = i
+	}
+	for name, vals := range c.QueryParams() {
+		i, ok := known[name]
+		if !ok {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("unknown parameter %q", name))
+		}
+		if len(vals) > 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("parameter %s given more than once", name))
+		}
+		if i >= 0 {
+			v.Field(i).SetString(vals[0])
+		}
+	}
+	if t.NumField() == 0 {
+		return nil
+	}
+	err := c.Validate(q)
+	var he *echo.HTTPError
+	var verrs validator.ValidationErrors
+	if errors.As(err, &he) && errors.As(he.Internal, &verrs) {
+		msgs := make([]string, 0, len(verrs))
+		for _, fe := range verrs {
+			f, _ := t.FieldByName(fe.StructField())
+			msgs = append(msgs, describeQueryError(f.Tag.Get("query"), fe))
+		}
+		return echo.NewHTTPError(http.StatusBadRequest, strings.Join(msgs, "; ")).SetInternal(err)
+	}
+	return err
+}
+
+func describeQueryError(name string, fe validator.FieldError) string {
+	switch fe.Tag() {
+	case "datetime":
+		return name + " must be an RFC 3339 time such as 2026-01-31T08:00:00Z"
+	case "number":
+		return name + " must be a whole number"
+	case "oneof":
+		return fmt.Sprintf("%s must be one of: %s", name, strings.ReplaceAll(fe.Param(), " ", ", "))
+	case "base64rawurl":
+		return name + " is not one this API returned"
+	case "max":
+		return name + " is too long"
+	case "text":
+		return name + " must be text without control characters"
+	}
+	return fmt.Sprintf("%s is invalid (%s)", name, fe.Tag())
+}
+
+// callJSON is a call as the API and the stream show it.
+type callJSON struct {
+	ID         int64      `json:"id"`
+	Seq        int64      `json:"seq,omitempty"`
+	Source     string     `json:"source"`
+	Key        string     `json:"key"`
+	CallID     string     `json:"call_id,omitempty"`
+	OrigCallID string     `json:"orig_call_id,omitempty"`
+	Extension  string     `json:"extension,omitempty"`
+	Direction  string     `json:"direction,omitempty"`
+	From       string     `json:"from,omitempty"`
+	To         string     `json:"to,omitempty"`
+	Users      []string   `json:"users,omitempty"`
+	UserIDs    []string   `json:"user_ids,omitempty"`
+	AnsweredBy string     `json:"answered_by,omitempty"`
+	Answering  string     `json:"answering_number,omitempty"`
+	Diversion  string     `json:"diversion,omitempty"`
+	State      string     `json:"state"`
+	Active     bool       `json:"active"`
+	OnHold     bool       `json:"on_hold"`
+	Cause      string     `json:"cause,omitempty"`
+	DTMF       string     `json:"dtmf,omitempty"`
+	StartedAt  *time.Time `json:"started_at"`
+	AnsweredAt *time.Time `json:"answered_at,omitempty"`
+	EndedAt    *time.Time `json:"ended_at,omitempty"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+}
+
+func toCallJSON(c callstate.Call, seq int64) callJSON {
+	t := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	nz := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	return callJSON{
+		ID: c.ID, Seq: seq, Source: string(c.Source), Key: c.Key, CallID: c.CallID, OrigCallID: c.OrigCallID,
+		Extension: c.Extension, Direction: string(c.Direction), From: c.From, To: c.To,
+		Users: nz(c.Users), UserIDs: nz(c.UserIDs), AnsweredBy: c.AnsweredBy, Answering: c.Answering,
+		Diversion: c.Diversion, State: c.State.String(), Active: c.Active(), OnHold: c.OnHold,
+		Cause: c.Cause, DTMF: c.DTMF,
+		StartedAt: t(c.StartedAt), AnsweredAt: t(c.AnsweredAt), EndedAt: t(c.EndedAt), UpdatedAt: c.UpdatedAt,
+	}
+}
+
+type callsPage struct {
+	Calls      []callJSON `json:"calls"`
+	NextCursor string     `json:"next_cursor"`
+}
+
+type callDetail struct {
+	callJSON
+	Events []eventJSON `json:"events"`
+}
+
+type eventJSON struct {
+	ID            int64     `json:"id"`
+	Type          string    `json:"type"`
+	DedupKey      string    `json:"dedup_key"`
+	ReceivedAt    time.Time `json:"received_at"`
+	Payload       string    `json:"payload,omitempty"`
+	PayloadBase64 []byte    `json:"payload_base64,omitempty"`
+}
+
+type lampJSON struct {
+	Source      string    `json:"source"`
+	Extension   string    `json:"extension,omitempty"`
+	Name        string    `json:"name"`
+	Lamp        string    `json:"lamp"`
+	ActiveCalls int64     `json:"active_calls"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+type lampsJSON struct {
+	Lamps []lampJSON `json:"lamps"`
+}
+
+func toLampJSON(l LampStatus) lampJSON {
+	return lampJSON{Source: l.Source, Extension: l.Extension, Name: l.Name, Lamp: l.Lamp,
+		ActiveCalls: l.ActiveCalls, UpdatedAt: l.UpdatedAt}
+}
+
+func toLampsJSON(ls []LampStatus) []lampJSON {
+	out := make([]lampJSON, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, toLampJSON(l))
+	}
+	return out
+}

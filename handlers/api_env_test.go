@@ -1,0 +1,176 @@
+package handlers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/handlers"
+	"github.com/callstate/callstate/store"
+)
+
+// dashStore adapts store.Store to handlers.DashboardStore, as
+// cmd/callstate does.
+type dashStore struct{ st *store.Store }
+
+func mapErr(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%w: %w", handlers.ErrNotFound, err)
+	case errors.Is(err, store.ErrBadCursor):
+		return fmt.Errorf("%w: %w", handlers.ErrBadCursor, err)
+	}
+	return err
+}
+
+func (d dashStore) ListCalls(ctx context.Context, f handlers.CallFilter) ([]callstate.Call, string, error) {
+	cs, next, err := d.st.ListCalls(ctx, store.CallFilter(f))
+	return cs, next, mapErr(err)
+}
+
+func (d dashStore) CallByID(ctx context.Context, id int64) (callstate.Call, []handlers.JournalEntry, error) {
+	c, j, err := d.st.CallByID(ctx, id)
+	out := make([]handlers.JournalEntry, len(j))
+	for i, e := range j {
+		out[i] = handlers.JournalEntry(e)
+	}
+	return c, out, mapErr(err)
+}
+
+func (d dashStore) LampStatuses(ctx context.Context) ([]handlers.LampStatus, error) {
+	ls, err := d.st.LampStatuses(ctx)
+	out := make([]handlers.LampStatus, len(ls))
+	for i, l := range ls {
+		out[i] = handlers.LampStatus(l)
+	}
+	return out, err
+}
+
+func changed(cs []store.ChangedCall, err error) ([]handlers.ChangedCall, error) {
+	out := make([]handlers.ChangedCall, len(cs))
+	for i, c := range cs {
+		out[i] = handlers.ChangedCall(c)
+	}
+	return out, err
+}
+
+func (d dashStore) CallsByID(ctx context.Context, ids []int64) ([]handlers.ChangedCall, error) {
+	return changed(d.st.CallsByID(ctx, ids))
+}
+
+func (d dashStore) CallsChangedAfter(ctx context.Context, seq int64, limit int) ([]handlers.ChangedCall, error) {
+	return changed(d.st.CallsChangedAfter(ctx, seq, limit))
+}
+
+func (d dashStore) RecentCalls(ctx context.Context, n int) ([]handlers.ChangedCall, error) {
+	return changed(d.st.RecentCalls(ctx, n))
+}
+
+func (d dashStore) LastChange(ctx context.Context) (int64, error) { return d.st.LastChange(ctx) }
+
+// instance is one callstate HTTP server on a database, with its live
+// stream fed by the database's notifications.
+type instance struct {
+	url   string
+	store *store.Store
+	srv   *httptest.Server
+}
+
+// newInstance starts an instance on the database at dbURL. The webhook's
+// signature check is off.
+func newInstance(tb testing.TB, dbURL string, dash handlers.DashboardOptions, so handlers.StreamOptions) *instance {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: 20, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ds := dashStore{st}
+	dash.Store = ds
+	if so.Logger == nil {
+		so.Logger = slog.New(slog.DiscardHandler)
+	}
+	dash.Stream = handlers.NewStream(ds, so)
+	e, err := handlers.New(handlers.Options{
+		Store: st, Ready: st, Logger: slog.New(slog.DiscardHandler), Dashboard: dash,
+		Sipgate: handlers.SipgateOptions{PublicURL: "https://callstate.example.com"},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(e)
+	// Like cmd/callstate: short request timeouts, which streams outlive.
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = 2*time.Second, 2*time.Second
+	srv.Start()
+	listening := make(chan struct{})
+	done := make(chan struct{}, 2)
+	go func() {
+		dash.Stream.Run(ctx) //nolint:errcheck // test
+		done <- struct{}{}
+	}()
+	go func() {
+		first := true
+		st.Listen(ctx, func(c store.Change) { //nolint:errcheck // returns nil
+			switch c.Kind {
+			case store.ChangeCall:
+				dash.Stream.Notify(handlers.ChangeCall, c.Seq, c.CallID)
+			case store.ChangeExtension:
+				dash.Stream.Notify(handlers.ChangeExtension, c.Seq, 0)
+			case store.ChangeListening:
+				if first {
+					first = false
+					close(listening)
+				}
+			}
+		})
+		done <- struct{}{}
+	}()
+	select {
+	case <-listening:
+	case <-time.After(10 * time.Second):
+		tb.Fatal("not listening after 10s")
+	}
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+		<-done
+		srv.Close()
+		st.Close()
+	})
+	return &instance{url: srv.URL, store: st, srv: srv}
+}
+
+// post sends a sipgate webhook form.
+func (in *instance) post(tb testing.TB, form string) {
+	tb.Helper()
+	res, err := http.Post(in.url+handlers.SipgatePath, "application/x-www-form-urlencoded", strings.NewReader(form))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		tb.Fatalf("post %s: %d %s", form, res.StatusCode, body)
+	}
+}
+
+// sipgateCall returns the webhook forms of a call offered to user w<n>.
+func sipgateCall(id string, user int) (newCall, answer, hangup string) {
+	u := fmt.Sprintf("w%d", user)
+	name := fmt.Sprintf("User %d", user)
+	v := url.Values{"event": {"newCall"}, "direction": {"in"}, "from": {"491701234"}, "to": {"4930555"},
+		"callId": {id}, "user[]": {name}, "userId[]": {u}}
+	a := url.Values{"event": {"answer"}, "direction": {"in"}, "from": {"491701234"}, "to": {"4930555"},
+		"callId": {id}, "user": {name}, "userId": {u}, "answeringNumber": {"4930555"}}
+	h := url.Values{"event": {"hangup"}, "direction": {"in"}, "callId": {id}, "cause": {"normalClearing"}}
+	return v.Encode(), a.Encode(), h.Encode()
+}

@@ -1,0 +1,430 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	sse "github.com/tmaxmax/go-sse"
+)
+
+// StreamOptions tune the live stream. The zero value is usable.
+type StreamOptions struct {
+	Heartbeat    time.Duration // comment line sent when idle; 0 means 15s
+	WriteTimeout time.Duration // bound on one write to a client; 0 means 10s
+	MaxClients   int           // streams at once, beyond which 503; 0 means 10000
+	QueueLen     int           // batches a client may lag before it is dropped; 0 means 256
+	ReplayMax    int           // calls replayed on resume before a snapshot is sent instead; 0 means 5000
+	History      int           // ended calls in a snapshot; 0 means 50
+	Logger       *slog.Logger  // nil means slog.Default()
+}
+
+// The event types of the stream. Every event's id is a change sequence
+// number, common to all instances, that Last-Event-ID resumes from.
+const (
+	EventSnapshot = "snapshot" // {seq, lamps, calls}: the state to start from
+	EventCall     = "call"     // a call as it is now
+	EventLamp     = "lamp"     // a lamp that changed
+	EventLamps    = "lamps"    // {lamps}: every lamp, sent on resume
+)
+
+// resumeSlack is how far below Last-Event-ID a resume re-reads: a change
+// number is taken at write time, so a write can commit (and be streamed)
+// after one with a higher number. Repeats are harmless: every call event
+// is the whole call as it is now.
+const resumeSlack = 256
+
+// Stream fans changes out to Server-Sent Events clients. Notify tells it
+// what changed (from the database's notifications, so every instance sees
+// every change); Run re-reads the changed rows, in batches, and sends them
+// to every client. Each client has its own goroutine and queue, so a slow
+// one delays nobody: when its queue is full it is dropped, and its browser
+// reconnects and resumes with Last-Event-ID.
+type Stream struct {
+	store DashboardStore
+	o     StreamOptions
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	subs   map[*subscriber]struct{}
+	closed bool // Run has returned: no new clients
+
+	pmu     sync.Mutex
+	pending map[int64]struct{} // ids of calls changed
+	pendExt bool               // an extension changed
+	pendSeq int64              // highest change number notified
+	resync  bool               // changes were lost: drop every client
+	wake    chan struct{}
+
+	clients   atomic.Int64
+	heartbeat []byte
+}
+
+type subscriber struct {
+	ch      chan []byte   // rendered events
+	dropped chan struct{} // closed when it lagged too far
+}
+
+// NewStream returns a Stream reading from st. Call Run to start it.
+func NewStream(st DashboardStore, o StreamOptions) *Stream {
+	o.Heartbeat = cmpOr(o.Heartbeat, 15*time.Second)
+	o.WriteTimeout = cmpOr(o.WriteTimeout, 10*time.Second)
+	o.MaxClients = cmpOr(o.MaxClients, 10000)
+	o.QueueLen = cmpOr(o.QueueLen, 256)
+	o.ReplayMax = cmpOr(o.ReplayMax, 5000)
+	o.History = cmpOr(o.History, 50)
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	hb := &sse.Message{}
+	hb.AppendComment("heartbeat")
+	b, _ := hb.MarshalText()
+	return &Stream{
+		store: st, o: o, log: log,
+		subs: map[*subscriber]struct{}{}, pending: map[int64]struct{}{},
+		wake: make(chan struct{}, 1), heartbeat: b,
+	}
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Clients returns the number of streams open now.
+func (s *Stream) Clients() int { return int(s.clients.Load()) }
+
+// The kinds of change Notify takes.
+const (
+	ChangeCall      = "call"      // a call was written: id
+	ChangeExtension = "ext"       // a PBX extension's row was written
+	ChangeResync    = "resync"    // changes may have been lost: clients start afresh
+	ChangeListening = "listening" // the change feed is (again) connected
+)
+
+// Notify records a change for Run to send. It never blocks.
+func (s *Stream) Notify(kind string, seq, callID int64) {
+	s.pmu.Lock()
+	switch kind {
+	case ChangeCall:
+		s.pending[callID] = struct{}{}
+	case ChangeExtension:
+		s.pendExt = true
+	case ChangeResync:
+		s.resync = true
+	default:
+		s.pmu.Unlock()
+		return
+	}
+	s.pendSeq = max(s.pendSeq, seq)
+	s.pmu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run sends the changes Notify records until ctx is done. It returns nil
+// then, or an error if the lamps cannot be read at start.
+func (s *Stream) Run(ctx context.Context) error {
+	defer func() { // ends every stream, so that the HTTP server can shut down
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.dropAll()
+	}()
+	lamps := map[string]lampJSON{}
+	if ls, err := s.store.LampStatuses(ctx); err == nil {
+		for _, l := range ls {
+			lamps[l.Source+"/"+l.Extension] = toLampJSON(l)
+		}
+	} else if ctx.Err() == nil {
+		return fmt.Errorf("stream: %w", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		}
+		// Whatever was notified meanwhile goes in this batch.
+		s.pmu.Lock()
+		ids := make([]int64, 0, len(s.pending))
+		for id := range s.pending {
+			ids = append(ids, id)
+		}
+		clear(s.pending)
+		ext, seq, resync := s.pendExt, s.pendSeq, s.resync
+		s.pendExt, s.resync = false, false
+		s.pmu.Unlock()
+
+		if resync {
+			s.dropAll()
+			continue
+		}
+		if err := s.publishChanges(ctx, ids, ext, seq, lamps); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// What could not be read is lost to live clients; make them
+			// resume from the database.
+			s.log.Error("stream: reading changes; clients will resume", "err", err)
+			s.dropAll()
+		}
+	}
+}
+
+func (s *Stream) publishChanges(ctx context.Context, ids []int64, ext bool, seq int64, lamps map[string]lampJSON) error {
+	var buf []byte
+	if len(ids) > 0 {
+		slices.Sort(ids)
+		for chunk := range slices.Chunk(ids, 1000) {
+			calls, err := s.store.CallsByID(ctx, chunk)
+			if err != nil {
+				return err
+			}
+			for _, c := range calls {
+				buf = appendEvent(buf, EventCall, c.Seq, toCallJSON(c.Call, c.Seq))
+			}
+		}
+	}
+	// Calls go out first: the lamps' query must not delay them.
+	if len(buf) > 0 {
+		s.publish(buf)
+		buf = nil
+	}
+	if len(ids) > 0 || ext {
+		ls, err := s.store.LampStatuses(ctx)
+		if err != nil {
+			return err
+		}
+		seen := make(map[string]bool, len(ls))
+		for _, l := range ls {
+			k := l.Source + "/" + l.Extension
+			seen[k] = true
+			lj := toLampJSON(l)
+			if old, ok := lamps[k]; !ok || old.Lamp != lj.Lamp || old.ActiveCalls != lj.ActiveCalls || old.Name != lj.Name {
+				lamps[k] = lj
+				buf = appendEvent(buf, EventLamp, seq, lj)
+			}
+		}
+		for k, l := range lamps {
+			if !seen[k] { // removed: shown as unavailable, then forgotten
+				delete(lamps, k)
+				l.Lamp, l.ActiveCalls = "removed", 0
+				buf = appendEvent(buf, EventLamp, seq, l)
+			}
+		}
+	}
+	if len(buf) > 0 {
+		s.publish(buf)
+	}
+	return nil
+}
+
+// appendEvent renders one event with go-sse and appends it to buf.
+func appendEvent(buf []byte, typ string, seq int64, v any) []byte {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // our own types always marshal
+	}
+	m := &sse.Message{Type: sse.Type(typ)}
+	if seq > 0 {
+		m.ID = sse.ID(strconv.FormatInt(seq, 10))
+	}
+	m.AppendData(string(data))
+	b, _ := m.MarshalText()
+	return append(buf, b...)
+}
+
+func (s *Stream) publish(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sub := range s.subs {
+		select {
+		case sub.ch <- b:
+		default:
+			s.drop(sub)
+		}
+	}
+}
+
+// drop disconnects sub; s.mu must be held.
+func (s *Stream) drop(sub *subscriber) {
+	if _, ok := s.subs[sub]; ok {
+		delete(s.subs, sub)
+		close(sub.dropped)
+	}
+}
+
+func (s *Stream) dropAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sub := range s.subs {
+		s.drop(sub)
+	}
+}
+
+// serve is GET /api/stream.
+func (s *Stream) serve(c echo.Context) error {
+	if n := s.clients.Add(1); n > int64(s.o.MaxClients) {
+		s.clients.Add(-1)
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "too many stream clients; try again later")
+	}
+	defer s.clients.Add(-1)
+	req := c.Request()
+	last, resume := int64(0), false
+	for _, v := range []string{req.Header.Get("Last-Event-ID"), c.QueryParam("last_event_id")} {
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return echo.NewHTTPError(http.StatusBadRequest, "Last-Event-ID must be an id this stream sent")
+		}
+		last, resume = n, true
+		break
+	}
+
+	sub := &subscriber{ch: make(chan []byte, s.o.QueueLen), dropped: make(chan struct{})}
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.subs[sub] = struct{}{}
+	}
+	s.mu.Unlock()
+	if closed {
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "shutting down")
+	}
+	defer func() {
+		s.mu.Lock()
+		s.drop(sub)
+		s.mu.Unlock()
+	}()
+
+	// Subscribed first, then read: what is written meanwhile is queued, at
+	// worst twice.
+	ctx := req.Context()
+	first, err := s.start(ctx, last, resume)
+	if err != nil {
+		return err
+	}
+
+	w := c.Response()
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set(echo.HeaderContentType, "text/event-stream")
+	h.Set(echo.HeaderCacheControl, "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	// The server's read and write timeouts are for requests, not streams:
+	// an expired read deadline would cancel this one. Writes get their own.
+	_ = rc.SetReadDeadline(time.Time{})
+	w.WriteHeader(http.StatusOK)
+	write := func(bs ...[]byte) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout)); err != nil {
+			return err
+		}
+		for _, b := range bs {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+		}
+		return rc.Flush()
+	}
+	if err := write(first); err != nil {
+		return nil // the client is gone; nothing to answer
+	}
+	hb := time.NewTicker(s.o.Heartbeat)
+	defer hb.Stop()
+	var bs [][]byte
+	for {
+		bs = bs[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.dropped:
+			return nil
+		case <-hb.C:
+			bs = append(bs, s.heartbeat)
+		case b := <-sub.ch:
+			// Send what else is queued with one flush.
+			bs = append(bs, b)
+			for more := true; more; {
+				select {
+				case b := <-sub.ch:
+					bs = append(bs, b)
+				default:
+					more = false
+				}
+			}
+			hb.Reset(s.o.Heartbeat)
+		}
+		if err := write(bs...); err != nil {
+			return nil
+		}
+	}
+}
+
+// retry is the reconnection delay the stream asks browsers for.
+const retry = 2 * time.Second
+
+// start renders what a client gets first: on resume, every lamp and the
+// calls changed since lastID; else (or when too much changed) a snapshot.
+func (s *Stream) start(ctx context.Context, lastID int64, resume bool) ([]byte, error) {
+	var buf []byte
+	hello := &sse.Message{Retry: retry}
+	hello.AppendComment("callstate")
+	b, _ := hello.MarshalText()
+	buf = append(buf, b...)
+	if resume {
+		calls, err := s.store.CallsChangedAfter(ctx, max(lastID-resumeSlack, 0), s.o.ReplayMax+1)
+		if err != nil {
+			return nil, err
+		}
+		if len(calls) <= s.o.ReplayMax {
+			ls, err := s.store.LampStatuses(ctx)
+			if err != nil {
+				return nil, err
+			}
+			for _, c := range calls {
+				buf = appendEvent(buf, EventCall, c.Seq, toCallJSON(c.Call, c.Seq))
+			}
+			return appendEvent(buf, EventLamps, 0, lampsJSON{Lamps: toLampsJSON(ls)}), nil
+		}
+	}
+	seq, err := s.store.LastChange(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ls, err := s.store.LampStatuses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	calls, err := s.store.RecentCalls(ctx, s.o.History)
+	if err != nil {
+		return nil, err
+	}
+	snap := snapshotJSON{Seq: seq, Lamps: toLampsJSON(ls), Calls: make([]callJSON, 0, len(calls))}
+	for _, c := range calls {
+		snap.Calls = append(snap.Calls, toCallJSON(c.Call, c.Seq))
+	}
+	return appendEvent(buf, EventSnapshot, seq, snap), nil
+}
+
+type snapshotJSON struct {
+	Seq   int64      `json:"seq"`
+	Lamps []lampJSON `json:"lamps"`
+	Calls []callJSON `json:"calls"`
+}
