@@ -22,69 +22,26 @@ import (
 	"github.com/callstate/callstate"
 )
 
-// Errors a DashboardStore returns, wrapped, for the API to tell apart.
-var (
-	ErrNotFound  = errors.New("not found")
-	ErrBadCursor = errors.New("bad cursor")
-)
-
 // DashboardStore is what the API, the live stream and the board need from a
 // store.
 type DashboardStore interface {
 	// ListCalls returns a page of calls, newest first, and the next page's
-	// cursor ("" after the last). A cursor it did not make is ErrBadCursor.
-	ListCalls(ctx context.Context, f CallFilter) ([]callstate.Call, string, error)
-	// CallByID returns a call and its journal, oldest first, or ErrNotFound.
-	CallByID(ctx context.Context, id int64) (callstate.Call, []JournalEntry, error)
+	// cursor ("" after the last). A cursor it did not make is
+	// callstate.ErrBadCursor.
+	ListCalls(ctx context.Context, f callstate.CallFilter) ([]callstate.Call, string, error)
+	// CallByID returns a call and its journal, oldest first, or
+	// callstate.ErrNotFound.
+	CallByID(ctx context.Context, id int64) (callstate.Call, []callstate.JournalEntry, error)
 	// LampStatuses returns the lamp of every extension and user.
-	LampStatuses(ctx context.Context) ([]LampStatus, error)
+	LampStatuses(ctx context.Context) ([]callstate.LampStatus, error)
 	// CallsByID returns the calls with these ids as they are now, by Seq.
-	CallsByID(ctx context.Context, ids []int64) ([]ChangedCall, error)
+	CallsByID(ctx context.Context, ids []int64) ([]callstate.ChangedCall, error)
 	// CallsChangedAfter returns at most limit calls last written after seq, by Seq.
-	CallsChangedAfter(ctx context.Context, seq int64, limit int) ([]ChangedCall, error)
+	CallsChangedAfter(ctx context.Context, seq int64, limit int) ([]callstate.ChangedCall, error)
 	// RecentCalls returns the active calls and the n last changed, by Seq.
-	RecentCalls(ctx context.Context, n int) ([]ChangedCall, error)
+	RecentCalls(ctx context.Context, n int) ([]callstate.ChangedCall, error)
 	// LastChange returns the highest change sequence number written so far.
 	LastChange(ctx context.Context) (int64, error)
-}
-
-// CallFilter selects calls for DashboardStore.ListCalls.
-type CallFilter struct {
-	Active    bool             // only calls ringing or answered
-	Since     time.Time        // only calls changed at or after Since
-	Extension string           // only calls of this extension or sipgate user id
-	Source    callstate.Source // only calls from this source
-	Limit     int              // page size
-	Cursor    string           // the previous page's next cursor
-}
-
-// JournalEntry is one event of a call's journal.
-type JournalEntry struct {
-	ID         int64
-	Source     string
-	DedupKey   string
-	CallKey    string
-	Type       string
-	ReceivedAt time.Time
-	Payload    []byte
-}
-
-// LampStatus is the lamp of one PBX extension (source sip) or sipgate user
-// (source sipgate): idle, ringing, busy, hold or unavailable.
-type LampStatus struct {
-	Source      string
-	Extension   string
-	Name        string
-	Lamp        string
-	ActiveCalls int64
-	UpdatedAt   time.Time
-}
-
-// ChangedCall is a call as it is now, with the change sequence number of its
-// last write.
-type ChangedCall struct {
-	Seq  int64
-	Call callstate.Call
 }
 
 // DashboardOptions configure the API, the stream and the board. With a nil
@@ -209,7 +166,7 @@ func (a *api) listCalls(c echo.Context) error {
 	if err := bindQuery(c, &q); err != nil {
 		return err
 	}
-	f := CallFilter{Extension: q.Extension, Source: callstate.Source(q.Source), Cursor: q.Cursor, Limit: defaultCallsLimit}
+	f := callstate.CallFilter{Extension: q.Extension, Source: callstate.Source(q.Source), Cursor: q.Cursor, Limit: defaultCallsLimit}
 	f.Active = q.Active == "true" || q.Active == "1"
 	if q.Since != "" {
 		f.Since, _ = time.Parse(time.RFC3339, q.Since) // validated
@@ -222,7 +179,7 @@ func (a *api) listCalls(c echo.Context) error {
 		f.Limit = n
 	}
 	calls, next, err := a.store.ListCalls(c.Request().Context(), f)
-	if errors.Is(err, ErrBadCursor) {
+	if errors.Is(err, callstate.ErrBadCursor) {
 		return echo.NewHTTPError(http.StatusBadRequest, "cursor is not one this API returned").SetInternal(err)
 	}
 	if err != nil {
@@ -248,7 +205,7 @@ func (a *api) getCall(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, "id must be a positive whole number")
 	}
 	cl, journal, err := a.store.CallByID(c.Request().Context(), id)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, callstate.ErrNotFound) {
 		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no call with id %d", id)).SetInternal(err)
 	}
 	if err != nil {
@@ -418,12 +375,12 @@ type lampsJSON struct {
 	Lamps []lampJSON `json:"lamps"`
 }
 
-func toLampJSON(l LampStatus) lampJSON {
-	return lampJSON{Source: l.Source, Extension: l.Extension, Name: l.Name, Lamp: l.Lamp,
+func toLampJSON(l callstate.LampStatus) lampJSON {
+	return lampJSON{Source: string(l.Source), Extension: l.Extension, Name: l.Name, Lamp: l.Lamp,
 		ActiveCalls: l.ActiveCalls, UpdatedAt: l.UpdatedAt}
 }
 
-func toLampsJSON(ls []LampStatus) []lampJSON {
+func toLampsJSON(ls []callstate.LampStatus) []lampJSON {
 	out := make([]lampJSON, 0, len(ls))
 	for _, l := range ls {
 		out = append(out, toLampJSON(l))

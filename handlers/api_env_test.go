@@ -2,7 +2,6 @@ package handlers_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,69 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/store"
 )
-
-// dashStore adapts store.Store to handlers.DashboardStore, as
-// cmd/callstate does.
-type dashStore struct{ st *store.Store }
-
-func mapErr(err error) error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("%w: %w", handlers.ErrNotFound, err)
-	case errors.Is(err, store.ErrBadCursor):
-		return fmt.Errorf("%w: %w", handlers.ErrBadCursor, err)
-	}
-	return err
-}
-
-func (d dashStore) ListCalls(ctx context.Context, f handlers.CallFilter) ([]callstate.Call, string, error) {
-	cs, next, err := d.st.ListCalls(ctx, store.CallFilter(f))
-	return cs, next, mapErr(err)
-}
-
-func (d dashStore) CallByID(ctx context.Context, id int64) (callstate.Call, []handlers.JournalEntry, error) {
-	c, j, err := d.st.CallByID(ctx, id)
-	out := make([]handlers.JournalEntry, len(j))
-	for i, e := range j {
-		out[i] = handlers.JournalEntry(e)
-	}
-	return c, out, mapErr(err)
-}
-
-func (d dashStore) LampStatuses(ctx context.Context) ([]handlers.LampStatus, error) {
-	ls, err := d.st.LampStatuses(ctx)
-	out := make([]handlers.LampStatus, len(ls))
-	for i, l := range ls {
-		out[i] = handlers.LampStatus(l)
-	}
-	return out, err
-}
-
-func changed(cs []store.ChangedCall, err error) ([]handlers.ChangedCall, error) {
-	out := make([]handlers.ChangedCall, len(cs))
-	for i, c := range cs {
-		out[i] = handlers.ChangedCall(c)
-	}
-	return out, err
-}
-
-func (d dashStore) CallsByID(ctx context.Context, ids []int64) ([]handlers.ChangedCall, error) {
-	return changed(d.st.CallsByID(ctx, ids))
-}
-
-func (d dashStore) CallsChangedAfter(ctx context.Context, seq int64, limit int) ([]handlers.ChangedCall, error) {
-	return changed(d.st.CallsChangedAfter(ctx, seq, limit))
-}
-
-func (d dashStore) RecentCalls(ctx context.Context, n int) ([]handlers.ChangedCall, error) {
-	return changed(d.st.RecentCalls(ctx, n))
-}
-
-func (d dashStore) LastChange(ctx context.Context) (int64, error) { return d.st.LastChange(ctx) }
 
 // instance is one callstate HTTP server on a database, with its live
 // stream fed by the database's notifications.
@@ -94,12 +33,11 @@ func newInstance(tb testing.TB, dbURL string, dash handlers.DashboardOptions, so
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ds := dashStore{st}
-	dash.Store = ds
+	dash.Store = st
 	if so.Logger == nil {
 		so.Logger = slog.New(slog.DiscardHandler)
 	}
-	dash.Stream = handlers.NewStream(ds, so)
+	dash.Stream = handlers.NewStream(st, so)
 	e, err := handlers.New(handlers.Options{
 		Store: st, Ready: st, Logger: slog.New(slog.DiscardHandler), Dashboard: dash,
 		Sipgate: handlers.SipgateOptions{PublicURL: "https://callstate.example.com"},

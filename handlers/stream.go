@@ -148,7 +148,7 @@ func (s *Stream) Run(ctx context.Context) error {
 	lamps := map[string]lampJSON{}
 	if ls, err := s.store.LampStatuses(ctx); err == nil {
 		for _, l := range ls {
-			lamps[l.Source+"/"+l.Extension] = toLampJSON(l)
+			lamps[string(l.Source)+"/"+l.Extension] = toLampJSON(l)
 		}
 	} else if ctx.Err() == nil {
 		return fmt.Errorf("stream: %w", err)
@@ -212,7 +212,7 @@ func (s *Stream) publishChanges(ctx context.Context, ids []int64, ext bool, seq 
 		}
 		seen := make(map[string]bool, len(ls))
 		for _, l := range ls {
-			k := l.Source + "/" + l.Extension
+			k := string(l.Source) + "/" + l.Extension
 			seen[k] = true
 			lj := toLampJSON(l)
 			if old, ok := lamps[k]; !ok || old.Lamp != lj.Lamp || old.ActiveCalls != lj.ActiveCalls || old.Name != lj.Name {

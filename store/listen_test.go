@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 )
@@ -117,7 +118,7 @@ WHERE application_name = '`+store.ListenerApplicationName+`' AND datname = curre
 			t.Fatalf("saw %d calls after reconnect, want 4", len(seen))
 		}
 	}
-	cs, _, _ := st.ListCalls(ctx, store.CallFilter{})
+	cs, _, _ := st.ListCalls(ctx, callstate.CallFilter{})
 	for _, c := range cs {
 		if !seen[c.ID] {
 			t.Errorf("call %s not reported", c.Key)

@@ -14,8 +14,9 @@ import (
 	"github.com/callstate/callstate"
 )
 
-// ErrBadCursor is returned by ListCalls for a cursor it did not make.
-var ErrBadCursor = errors.New("bad cursor")
+// ErrBadCursor is callstate.ErrBadCursor, returned wrapped by ListCalls for
+// a cursor it did not make.
+var ErrBadCursor = callstate.ErrBadCursor
 
 // MaxListLimit bounds CallFilter.Limit; DefaultListLimit is used for 0.
 const (
@@ -23,21 +24,13 @@ const (
 	DefaultListLimit = 100
 )
 
-// CallFilter selects calls for ListCalls. The zero value selects every call.
-type CallFilter struct {
-	Active    bool             // only calls ringing or answered
-	Since     time.Time        // only calls changed at or after Since (updated_at)
-	Extension string           // only calls of this extension or sipgate user id
-	Source    callstate.Source // only calls from this source
-	Limit     int              // page size, 1 to MaxListLimit; 0 means DefaultListLimit
-	Cursor    string           // from the previous page's next cursor; empty for the first page
-}
-
-// ListCalls returns a page of the calls that f selects, newest first (by id),
+// ListCalls returns a page of the calls that f selects (the zero filter
+// selects every call; Since compares with updated_at; Limit is 1 to
+// MaxListLimit, 0 meaning DefaultListLimit), newest first (by id),
 // and the cursor of the next page, empty after the last. Paging is by key,
 // so rows written meanwhile neither repeat nor shift a page. It returns an
 // error wrapping ErrBadCursor for a cursor it did not make.
-func (s *Store) ListCalls(ctx context.Context, f CallFilter) ([]callstate.Call, string, error) {
+func (s *Store) ListCalls(ctx context.Context, f callstate.CallFilter) ([]callstate.Call, string, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = DefaultListLimit
@@ -118,7 +111,7 @@ func decodeCursor(c string) (int64, error) {
 // CallByID returns the call with the store's number id and its journal,
 // oldest event first. It returns an error wrapping ErrNotFound when there is
 // no such call.
-func (s *Store) CallByID(ctx context.Context, id int64) (callstate.Call, []JournalEntry, error) {
+func (s *Store) CallByID(ctx context.Context, id int64) (callstate.Call, []callstate.JournalEntry, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT `+callColumns+` FROM call_state WHERE id = $1`, id)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[callRow])
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -138,50 +131,43 @@ func (s *Store) CallByID(ctx context.Context, id int64) (callstate.Call, []Journ
 	return c, j, nil
 }
 
-// ChangedCall is a call as it is now, with the change_seq of its last write:
-// the live stream's event id.
-type ChangedCall struct {
-	Seq  int64
-	Call callstate.Call
-}
-
 type changedRow struct {
 	callRow
 	Seq int64 `db:"change_seq"`
 }
 
-func (s *Store) changedCalls(ctx context.Context, what, q string, args ...any) ([]ChangedCall, error) {
+func (s *Store) changedCalls(ctx context.Context, what, q string, args ...any) ([]callstate.ChangedCall, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT `+callColumns+`, change_seq FROM call_state `+q, args...)
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[changedRow])
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
-	out := make([]ChangedCall, 0, len(rs))
+	out := make([]callstate.ChangedCall, 0, len(rs))
 	for _, r := range rs {
 		c, err := r.call()
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ChangedCall{Seq: r.Seq, Call: c})
+		out = append(out, callstate.ChangedCall{Seq: r.Seq, Call: c})
 	}
 	return out, nil
 }
 
 // CallsByID returns the calls with the given ids as they are now, by
 // change_seq. Ids without a call are left out.
-func (s *Store) CallsByID(ctx context.Context, ids []int64) ([]ChangedCall, error) {
+func (s *Store) CallsByID(ctx context.Context, ids []int64) ([]callstate.ChangedCall, error) {
 	return s.changedCalls(ctx, "calls by id", `WHERE id = ANY ($1) ORDER BY change_seq`, ids)
 }
 
 // CallsChangedAfter returns at most limit calls whose last write has a
 // change_seq greater than seq, as they are now, by change_seq.
-func (s *Store) CallsChangedAfter(ctx context.Context, seq int64, limit int) ([]ChangedCall, error) {
+func (s *Store) CallsChangedAfter(ctx context.Context, seq int64, limit int) ([]callstate.ChangedCall, error) {
 	return s.changedCalls(ctx, "calls changed", `WHERE change_seq > $1 ORDER BY change_seq LIMIT $2`, seq, limit)
 }
 
 // RecentCalls returns the active calls and the n calls changed last, as
 // they are now, by change_seq: what a board shows when it starts.
-func (s *Store) RecentCalls(ctx context.Context, n int) ([]ChangedCall, error) {
+func (s *Store) RecentCalls(ctx context.Context, n int) ([]callstate.ChangedCall, error) {
 	return s.changedCalls(ctx, "recent calls", `
 WHERE id IN (
     SELECT id FROM call_state WHERE state IN ('ringing', 'answered')
@@ -204,26 +190,30 @@ SELECT GREATEST(
 	return seq, nil
 }
 
-// LampStatus is one row of the lamp view: the lamp of a PBX extension
-// (source sip) or a sipgate user (source sipgate).
-type LampStatus struct {
+// lampRow is one row of the lamp view as pgx scans it by name.
+type lampRow struct {
 	Source      string    `db:"source"`
-	Extension   string    `db:"extension"` // PBX extension, or sipgate user id
-	Name        string    `db:"name"`      // sipgate user's name, if known
-	Lamp        string    `db:"lamp"`      // idle, ringing, busy, hold or unavailable
+	Extension   string    `db:"extension"`
+	Name        string    `db:"name"`
+	Lamp        string    `db:"lamp"`
 	ActiveCalls int64     `db:"active_calls"`
 	UpdatedAt   time.Time `db:"updated_at"`
 }
 
 // LampStatuses returns the lamp view: every PBX extension and sipgate user,
 // by source and extension.
-func (s *Store) LampStatuses(ctx context.Context) ([]LampStatus, error) {
+func (s *Store) LampStatuses(ctx context.Context) ([]callstate.LampStatus, error) {
 	rows, _ := s.pool.Query(ctx, `
 SELECT source, extension, name, lamp, active_calls, updated_at
 FROM lamp ORDER BY source, extension`)
-	ls, err := pgx.CollectRows(rows, pgx.RowToStructByName[LampStatus])
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[lampRow])
 	if err != nil {
 		return nil, fmt.Errorf("store: lamp statuses: %w", err)
+	}
+	ls := make([]callstate.LampStatus, len(rs))
+	for i, r := range rs {
+		ls[i] = callstate.LampStatus{Source: callstate.Source(r.Source), Extension: r.Extension, Name: r.Name,
+			Lamp: r.Lamp, ActiveCalls: r.ActiveCalls, UpdatedAt: r.UpdatedAt}
 	}
 	return ls, nil
 }

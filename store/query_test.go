@@ -51,16 +51,16 @@ func TestListCalls(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		f    store.CallFilter
+		f    callstate.CallFilter
 		want []string
 	}{
-		{"All", store.CallFilter{}, []string{"s2", "s1", "live", "sg4", "sg3", "sg2", "sg1", "sg0"}},
-		{"Active", store.CallFilter{Active: true}, []string{"s1", "live"}},
-		{"Source", store.CallFilter{Source: callstate.SourceSIP}, []string{"s2", "s1"}},
-		{"Extension", store.CallFilter{Extension: "101"}, []string{"s2"}},
-		{"SipgateUser", store.CallFilter{Extension: "w0"}, []string{"live"}},
-		{"Since", store.CallFilter{Since: t0.Add(30 * time.Second)}, []string{"s2"}},
-		{"ActiveAndSource", store.CallFilter{Active: true, Source: callstate.SourceSipgate}, []string{"live"}},
+		{"All", callstate.CallFilter{}, []string{"s2", "s1", "live", "sg4", "sg3", "sg2", "sg1", "sg0"}},
+		{"Active", callstate.CallFilter{Active: true}, []string{"s1", "live"}},
+		{"Source", callstate.CallFilter{Source: callstate.SourceSIP}, []string{"s2", "s1"}},
+		{"Extension", callstate.CallFilter{Extension: "101"}, []string{"s2"}},
+		{"SipgateUser", callstate.CallFilter{Extension: "w0"}, []string{"live"}},
+		{"Since", callstate.CallFilter{Since: t0.Add(30 * time.Second)}, []string{"s2"}},
+		{"ActiveAndSource", callstate.CallFilter{Active: true, Source: callstate.SourceSipgate}, []string{"live"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,7 +75,7 @@ func TestListCalls(t *testing.T) {
 	}
 	t.Run("Paging", func(t *testing.T) {
 		var got []string
-		f := store.CallFilter{Limit: 3}
+		f := callstate.CallFilter{Limit: 3}
 		pages := 0
 		for {
 			cs, next, err := st.ListCalls(ctx, f)
@@ -95,7 +95,7 @@ func TestListCalls(t *testing.T) {
 	})
 	t.Run("ErrBadCursor", func(t *testing.T) {
 		for _, c := range []string{"x", "%%%", "YWJj"} {
-			if _, _, err := st.ListCalls(ctx, store.CallFilter{Cursor: c}); !errors.Is(err, store.ErrBadCursor) {
+			if _, _, err := st.ListCalls(ctx, callstate.CallFilter{Cursor: c}); !errors.Is(err, store.ErrBadCursor) {
 				t.Errorf("cursor %q: %v", c, err)
 			}
 		}
@@ -106,7 +106,7 @@ func TestCallByID(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
 	applyAll(t, st, callEvents("k")...)
-	cs, _, err := st.ListCalls(ctx, store.CallFilter{})
+	cs, _, err := st.ListCalls(ctx, callstate.CallFilter{})
 	if err != nil || len(cs) != 1 {
 		t.Fatal(cs, err)
 	}
@@ -144,7 +144,7 @@ func TestLampStatuses(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, l := range ls {
-		got[l.Source+"/"+l.Extension+"/"+l.Name] = l.Lamp
+		got[string(l.Source)+"/"+l.Extension+"/"+l.Name] = l.Lamp
 	}
 	want := map[string]string{
 		"sip/100/": "hold", "sip/101/": "idle", "sip/102/": "unavailable",

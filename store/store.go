@@ -22,8 +22,9 @@ import (
 	"github.com/callstate/callstate"
 )
 
-// ErrNotFound is returned when a call or event does not exist.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is callstate.ErrNotFound, returned wrapped when a call or
+// extension does not exist.
+var ErrNotFound = callstate.ErrNotFound
 
 // Options tune a Store. The zero value is usable.
 type Options struct {
@@ -252,8 +253,8 @@ func (s *Store) Call(ctx context.Context, source callstate.Source, key string) (
 	return r.call()
 }
 
-// JournalEntry is one row of the event journal.
-type JournalEntry struct {
+// journalRow is a call_event row as pgx scans it by name.
+type journalRow struct {
 	ID         int64     `db:"id"`
 	Source     string    `db:"source"`
 	DedupKey   string    `db:"dedup_key"`
@@ -264,13 +265,18 @@ type JournalEntry struct {
 }
 
 // Journal returns the journaled events of one call, oldest first.
-func (s *Store) Journal(ctx context.Context, source callstate.Source, key string) ([]JournalEntry, error) {
+func (s *Store) Journal(ctx context.Context, source callstate.Source, key string) ([]callstate.JournalEntry, error) {
 	rows, _ := s.pool.Query(ctx, `
 		SELECT id, source, dedup_key, call_key, type, received_at, payload
 		FROM call_event WHERE source = $1 AND call_key = $2 ORDER BY id`, string(source), key)
-	es, err := pgx.CollectRows(rows, pgx.RowToStructByName[JournalEntry])
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[journalRow])
 	if err != nil {
 		return nil, fmt.Errorf("store: journal source=%s key=%s: %w", source, key, err)
+	}
+	es := make([]callstate.JournalEntry, len(rs))
+	for i, r := range rs {
+		es[i] = callstate.JournalEntry{ID: r.ID, Source: callstate.Source(r.Source), DedupKey: r.DedupKey,
+			CallKey: r.CallKey, Type: r.Type, ReceivedAt: r.ReceivedAt, Payload: r.Payload}
 	}
 	return es, nil
 }

@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/store"
 )
@@ -29,10 +27,9 @@ type dashboardConfig struct {
 // dashboardOptions turns the dashboard settings into the handlers' options,
 // with a stream reading from st.
 func dashboardOptions(cfg dashboardConfig, st *store.Store, log *slog.Logger) handlers.DashboardOptions {
-	ds := dashboardStore{st}
 	return handlers.DashboardOptions{
-		Store: ds,
-		Stream: handlers.NewStream(ds, handlers.StreamOptions{
+		Store: st,
+		Stream: handlers.NewStream(st, handlers.StreamOptions{
 			Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.StreamWriteTO, MaxClients: cfg.MaxClients,
 			QueueLen: cfg.StreamQueueLen, Logger: log,
 		}),
@@ -58,62 +55,3 @@ func runStream(ctx context.Context, st *store.Store, s *handlers.Stream) error {
 	})
 	return errors.Join(err, <-errc)
 }
-
-// dashboardStore adapts store.Store to handlers.DashboardStore: the two
-// packages do not know each other.
-type dashboardStore struct{ st *store.Store }
-
-func mapErr(err error) error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("%w: %w", handlers.ErrNotFound, err)
-	case errors.Is(err, store.ErrBadCursor):
-		return fmt.Errorf("%w: %w", handlers.ErrBadCursor, err)
-	}
-	return err
-}
-
-func (d dashboardStore) ListCalls(ctx context.Context, f handlers.CallFilter) ([]callstate.Call, string, error) {
-	cs, next, err := d.st.ListCalls(ctx, store.CallFilter(f))
-	return cs, next, mapErr(err)
-}
-
-func (d dashboardStore) CallByID(ctx context.Context, id int64) (callstate.Call, []handlers.JournalEntry, error) {
-	c, j, err := d.st.CallByID(ctx, id)
-	out := make([]handlers.JournalEntry, len(j))
-	for i, e := range j {
-		out[i] = handlers.JournalEntry(e)
-	}
-	return c, out, mapErr(err)
-}
-
-func (d dashboardStore) LampStatuses(ctx context.Context) ([]handlers.LampStatus, error) {
-	ls, err := d.st.LampStatuses(ctx)
-	out := make([]handlers.LampStatus, len(ls))
-	for i, l := range ls {
-		out[i] = handlers.LampStatus(l)
-	}
-	return out, err
-}
-
-func changed(cs []store.ChangedCall, err error) ([]handlers.ChangedCall, error) {
-	out := make([]handlers.ChangedCall, len(cs))
-	for i, c := range cs {
-		out[i] = handlers.ChangedCall(c)
-	}
-	return out, err
-}
-
-func (d dashboardStore) CallsByID(ctx context.Context, ids []int64) ([]handlers.ChangedCall, error) {
-	return changed(d.st.CallsByID(ctx, ids))
-}
-
-func (d dashboardStore) CallsChangedAfter(ctx context.Context, seq int64, limit int) ([]handlers.ChangedCall, error) {
-	return changed(d.st.CallsChangedAfter(ctx, seq, limit))
-}
-
-func (d dashboardStore) RecentCalls(ctx context.Context, n int) ([]handlers.ChangedCall, error) {
-	return changed(d.st.RecentCalls(ctx, n))
-}
-
-func (d dashboardStore) LastChange(ctx context.Context) (int64, error) { return d.st.LastChange(ctx) }
