@@ -12,22 +12,26 @@ import (
 	"github.com/callstate/callstate/store/storetest"
 )
 
+// storeAndConn opens a store on a fresh database and a plain connection to
+// the same database, for what the store has no method for.
+func storeAndConn(t *testing.T) (*store.Store, *pgx.Conn) {
+	t.Helper()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return st, conn
+}
+
 // TestClaimExtensions plays two instances sharing six extensions: the
 // first takes all, a second joining gets half, a dead one's share is taken
 // over once its leases run out, and a disabled extension is given back.
 func TestClaimExtensions(t *testing.T) {
 	ctx := context.Background()
-	url := storetest.NewDatabase(t)
-	st, err := store.Open(ctx, url, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	st, conn := storeAndConn(t)
 	if _, err := conn.Exec(ctx, `INSERT INTO sip_extension (extension) SELECT '10' || g FROM generate_series(0, 5) g`); err != nil {
 		t.Fatal(err)
 	}
@@ -87,17 +91,7 @@ func TestClaimExtensions(t *testing.T) {
 // watcher stopped renewing shows unavailable.
 func TestExpiredLeaseMakesLampUnavailable(t *testing.T) {
 	ctx := context.Background()
-	url := storetest.NewDatabase(t)
-	st, err := store.Open(ctx, url, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	_, conn := storeAndConn(t)
 	lamp := func() string {
 		var l string
 		if err := conn.QueryRow(ctx, `SELECT lamp FROM sip_lamp WHERE extension = '200'`).Scan(&l); err != nil {

@@ -17,7 +17,12 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 
 func openStore(tb testing.TB) *store.Store {
 	tb.Helper()
-	st, err := store.Open(context.Background(), storetest.NewDatabase(tb), store.Options{})
+	return openURL(tb, storetest.NewDatabase(tb))
+}
+
+func openURL(tb testing.TB, url string) *store.Store {
+	tb.Helper()
+	st, err := store.Open(context.Background(), url, store.Options{})
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}
