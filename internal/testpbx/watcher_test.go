@@ -196,6 +196,9 @@ type dialogInfo struct {
 }
 
 // dialogStates lists the states of the dialogs in ns, dropping repeats.
+// The states before an answer (trying, proceeding, early) count as one,
+// early: Kamailio 5.6 sometimes reports the caller's side as "Trying" until
+// the call is answered, skipping early.
 func dialogStates(ns []notify) []string {
 	var states []string
 	for _, n := range ns {
@@ -203,8 +206,12 @@ func dialogStates(ns []notify) []string {
 			continue
 		}
 		for _, d := range n.info.Dialogs {
-			if len(states) == 0 || states[len(states)-1] != d.State {
-				states = append(states, d.State)
+			st := strings.ToLower(d.State)
+			if st == "trying" || st == "proceeding" {
+				st = "early"
+			}
+			if len(states) == 0 || states[len(states)-1] != st {
+				states = append(states, st)
 			}
 		}
 	}

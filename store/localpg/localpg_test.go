@@ -244,11 +244,21 @@ func TestStart(t *testing.T) {
 			if err := os.Chown(dir, int(uid), int(gid)); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(bin, "-test.run=^$")
-			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), helperEnv+"=roundtrip", helperDirEnv+"="+dir, "HOME="+dir)
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
-			out, err := cmd.CombinedOutput()
+			var out []byte
+			var err error
+			// A process forked elsewhere in this test binary while the copy
+			// was open for writing holds that descriptor until it execs:
+			// exec then fails with "text file busy" for a moment.
+			for try := 0; try < 50; try++ {
+				cmd := exec.Command(bin, "-test.run=^$")
+				cmd.Dir = dir
+				cmd.Env = append(os.Environ(), helperEnv+"=roundtrip", helperDirEnv+"="+dir, "HOME="+dir)
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+				if out, err = cmd.CombinedOutput(); !errors.Is(err, syscall.ETXTBSY) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 			if err != nil || !strings.Contains(string(out), "ok") {
 				t.Fatalf("as user postgres: %v\n%s", err, out)
 			}
