@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,9 +36,18 @@ type Options struct {
 
 // Store is the PostgreSQL-backed call-state table. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool     *pgxpool.Pool
+	log      *slog.Logger
+	announce *announcer
+	writes   chan *applyReq // to the writers
+	closed   chan struct{}  // closed by Close
+	stop     context.CancelFunc
+	stopped  sync.WaitGroup
+	once     sync.Once
 }
+
+// errClosed is returned by Apply after Close.
+var errClosed = errors.New("store: closed")
 
 // Open connects to the database at url, applies pending migrations and
 // returns a Store. The caller must Close it.
@@ -64,11 +75,24 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool, log: log}, nil
+	s := &Store{pool: pool, log: log, writes: make(chan *applyReq), closed: make(chan struct{})}
+	s.startAnnouncer()
+	// As many writers as cores: PostgreSQL commits in parallel on each, and
+	// fewer, larger transactions beat more, smaller ones.
+	s.startWriters(min(runtime.NumCPU(), int(max(cfg.MaxConns-2, 1))))
+	return s, nil
 }
 
 // Close closes all connections. It waits for queries in progress.
-func (s *Store) Close() { s.pool.Close() }
+func (s *Store) Close() {
+	s.once.Do(func() {
+		close(s.closed)
+		s.stop()
+		s.stopped.Wait()
+		s.announce.stop()
+		s.pool.Close()
+	})
+}
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -130,35 +154,56 @@ ON CONFLICT (source, call_key) DO UPDATE SET
     answered_at      = LEAST(c.answered_at, EXCLUDED.answered_at),
     ended_at         = LEAST(c.ended_at, EXCLUDED.ended_at),
     updated_at       = GREATEST(c.updated_at, EXCLUDED.updated_at),
-    last_event_id    = EXCLUDED.last_event_id
+    last_event_id    = EXCLUDED.last_event_id,
+    change_seq       = EXCLUDED.change_seq -- a fresh nextval, from the column default
 RETURNING c.id`
 
-// Apply journals ev and merges its update into the call's row, atomically.
-// It reports applied=false, with no error, when the same event (same source
-// and dedup key) was applied before: the call is left as it was.
-// It returns an error wrapping callstate.ErrInvalidEvent for an incomplete
-// event, and a wrapped database error when the write fails; nothing is
-// stored then.
+// Apply journals ev and merges its update into the call's row, atomically,
+// and returns once that is committed. It reports applied=false, with no
+// error, when the same event (same source and dedup key) was applied
+// before: the call is left as it was. It returns an error wrapping
+// callstate.ErrInvalidEvent for an incomplete event or data the database
+// refuses, and a wrapped database error when the write fails; nothing is
+// stored then. If ctx ends first, Apply returns its error, and the event
+// may or may not have been stored.
+//
+// Concurrent calls share transactions (see writer), so that many events
+// cost one commit.
 func (s *Store) Apply(ctx context.Context, ev callstate.Event) (applied bool, err error) {
 	if err := ev.Validate(); err != nil {
 		return false, fmt.Errorf("store: apply: %w", err)
 	}
+	req := &applyReq{ctx: ctx, ev: ev, done: make(chan applyResult, 1)}
+	select {
+	case s.writes <- req:
+	case <-s.closed:
+		return false, errClosed
+	case <-ctx.Done():
+		return false, fmt.Errorf("store: apply %s: %w", ev.DedupKey, ctx.Err())
+	}
+	select {
+	case r := <-req.done:
+		return r.applied, r.err
+	case <-ctx.Done():
+		return false, fmt.Errorf("store: apply %s: %w", ev.DedupKey, ctx.Err())
+	}
+}
+
+// applyArgs are applySQL's parameters for ev.
+func applyArgs(ev callstate.Event) []any {
 	u := ev.Update
-	var id int64
-	err = s.pool.QueryRow(ctx, applySQL,
+	return []any{
 		string(ev.Source), ev.DedupKey, u.Key, ev.Type, ev.ReceivedAt, ev.Payload,
 		u.CallID, u.OrigCallID, u.Extension, string(u.Direction),
 		u.From, u.To, nonNil(u.Users), nonNil(u.UserIDs), nonNil(u.FullUserIDs),
 		u.AnsweredBy, u.Answering, u.Diversion, u.XCID,
 		u.State.String(), u.OnHold, u.Cause, u.DTMF, u.PinExtension,
-	).Scan(&id)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("store: apply %s %s source=%s call=%s: %w", ev.Type, ev.DedupKey, ev.Source, u.Key, classify(err))
 	}
-	return true, nil
+}
+
+// applyErr wraps a failed write of ev.
+func applyErr(ev callstate.Event, err error) error {
+	return fmt.Errorf("store: apply %s %s source=%s call=%s: %w", ev.Type, ev.DedupKey, ev.Source, ev.Update.Key, classify(err))
 }
 
 // classify marks errors caused by the event's data (PostgreSQL classes 22,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,5 +203,40 @@ func assertCall(tb testing.TB, got, want callstate.Call) {
 	}
 	if g, w := norm(got), norm(want); !reflect.DeepEqual(g, w) {
 		tb.Errorf("call\n got  %+v\n want %+v", g, w)
+	}
+}
+
+// TestApplyConcurrentWithBadEvent writes many events at once, so that they
+// share transactions, with one the database refuses (a NUL byte): that one
+// fails alone with ErrInvalidEvent, every other is stored exactly once.
+func TestApplyConcurrentWithBadEvent(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	const n = 200
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			ev := callEvents(fmt.Sprintf("batch-%03d", i))[0]
+			if i == n/2 {
+				ev.Update.From = "49\x0030"
+			}
+			_, errs[i] = st.Apply(ctx, ev)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		switch {
+		case i == n/2 && !errors.Is(err, callstate.ErrInvalidEvent):
+			t.Errorf("bad event: %v, want ErrInvalidEvent", err)
+		case i != n/2 && err != nil:
+			t.Errorf("event %d: %v", i, err)
+		}
+	}
+	for i := range n {
+		_, err := st.Call(ctx, callstate.SourceSipgate, fmt.Sprintf("batch-%03d", i))
+		if (err == nil) == (i == n/2) {
+			t.Errorf("call %d stored: %v", i, err == nil)
+		}
 	}
 }

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callstate/callstate"
+)
+
+// maxBatch bounds the events written in one transaction.
+const maxBatch = 64
+
+// writeTimeout bounds one transaction of the writers.
+const writeTimeout = 10 * time.Second
+
+type applyReq struct {
+	ctx  context.Context
+	ev   callstate.Event
+	done chan applyResult // buffered: a writer never waits for the caller
+}
+
+type applyResult struct {
+	applied bool
+	err     error
+}
+
+// startWriters starts n writers. Each takes what Apply queued meanwhile, up
+// to maxBatch events, writes them in one transaction and answers each
+// caller after the commit: under load many events share one commit and
+// one round trip, which is what PostgreSQL spends most of its time on for
+// small writes; alone, an event is written at once. Close stops them.
+func (s *Store) startWriters(n int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	for range n {
+		s.stopped.Go(func() {
+			for {
+				var first *applyReq
+				select {
+				case <-ctx.Done():
+					return
+				case first = <-s.writes:
+				}
+				batch := []*applyReq{first}
+			gather:
+				for len(batch) < maxBatch {
+					select {
+					case r := <-s.writes:
+						batch = append(batch, r)
+					default:
+						break gather
+					}
+				}
+				s.write(batch)
+			}
+		})
+	}
+}
+
+// write applies batch, answering every request, and announces the change.
+func (s *Store) write(batch []*applyReq) {
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- applyResult{err: fmt.Errorf("store: apply %s: %w", r.ev.DedupKey, err)}
+			continue
+		}
+		live = append(live, r)
+	}
+	switch {
+	case len(live) == 0:
+		return
+	case len(live) == 1:
+		s.writeOne(live[0])
+	default:
+		if err := s.writeBatch(live); err != nil {
+			// One event spoiled the transaction (or the database failed):
+			// write each on its own, so that only the bad one fails.
+			s.log.Debug("batch write failed; writing one by one", "events", len(live), "err", err)
+			for _, r := range live {
+				s.writeOne(r)
+			}
+		}
+	}
+	s.announce.changed()
+}
+
+// writeOne applies one event in its own transaction.
+func (s *Store) writeOne(r *applyReq) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), writeTimeout)
+	defer cancel()
+	var id int64
+	err := s.pool.QueryRow(ctx, applySQL, applyArgs(r.ev)...).Scan(&id)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		r.done <- applyResult{}
+	case err != nil:
+		r.done <- applyResult{err: applyErr(r.ev, err)}
+	default:
+		r.done <- applyResult{applied: true}
+	}
+}
+
+// writeBatch applies batch in one transaction and answers each request
+// after the commit. It answers none and returns the error if any statement
+// or the commit fails. Events are written in the order of their calls'
+// keys, so that two transactions never wait for each other's rows in a
+// cycle; events of one call keep their order.
+func (s *Store) writeBatch(batch []*applyReq) error {
+	slices.SortStableFunc(batch, func(a, b *applyReq) int {
+		return cmp.Or(cmp.Compare(a.ev.Source, b.ev.Source), cmp.Compare(a.ev.Update.Key, b.ev.Update.Key))
+	})
+	applied := make([]bool, len(batch))
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, r := range batch {
+			b.Queue(applySQL, applyArgs(r.ev)...)
+		}
+		br := tx.SendBatch(ctx, b)
+		for i := range batch {
+			var id int64
+			err := br.QueryRow().Scan(&id)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
+				br.Close()
+				return err
+			default:
+				applied[i] = true
+			}
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return err
+	}
+	for i, r := range batch {
+		r.done <- applyResult{applied: applied[i]}
+	}
+	return nil
+}
