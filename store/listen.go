@@ -11,8 +11,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// NotifyChannel is the channel on which every write to call_state and
-// sip_extension is announced (migration 004).
+// NotifyChannel is the channel on which writes are announced: each write
+// to sip_extension by a trigger ("ext <seq> <extension>"), writes to
+// call_state by the store after they commit, many at once (CallsChanged).
 const NotifyChannel = "callstate"
 
 // ListenerApplicationName is the application_name of Listen's connection,
@@ -39,6 +40,11 @@ type Change struct {
 // transaction commits, so a write can commit after one with a higher number.
 // Re-reading a few is harmless; missing one is not.
 const catchUpSlack = 256
+
+// wakeSlack is catchUpSlack for the reads after a CallsChanged wake-up,
+// which come often: enough for the writes in flight at once (a pool of
+// connections on each instance).
+const wakeSlack = 64
 
 // catchUpMax bounds the changes re-read after a reconnect; beyond it, fn gets
 // ChangeListening with Seq 0, meaning: too much was missed, start afresh.
@@ -87,14 +93,18 @@ func (s *Store) listenOnce(ctx context.Context, fn func(Change), lastSeen *int64
 		return fmt.Errorf("store: listen: %w", err)
 	}
 	up()
+	seen := newSeqSet(4096) // re-reads overlap: pass each change once
 	emit := func(c Change) {
+		if c.Seq != 0 && !seen.add(c.Seq) {
+			return
+		}
 		if c.Seq > *lastSeen {
 			*lastSeen = c.Seq
 		}
 		fn(c)
 	}
 	if caughtUp {
-		if err := s.catchUp(ctx, conn, *lastSeen, emit); err != nil {
+		if err := s.catchUp(ctx, conn, *lastSeen-catchUpSlack, emit); err != nil {
 			return err
 		}
 	}
@@ -113,6 +123,12 @@ SELECT GREATEST(
 		if err != nil {
 			return fmt.Errorf("store: listen: %w", err)
 		}
+		if n.Payload == CallsChanged {
+			if err := s.catchUp(ctx, conn, *lastSeen-wakeSlack, emit); err != nil {
+				return err
+			}
+			continue
+		}
 		c, err := parseNotification(n.Payload)
 		if err != nil {
 			s.log.Warn("ignoring notification", "payload", n.Payload, "err", err)
@@ -122,8 +138,8 @@ SELECT GREATEST(
 	}
 }
 
-// catchUp passes to emit the changes after seq (less catchUpSlack), as
-// Changes of the rows written since, by change_seq.
+// catchUp passes to emit the changes after seq, as Changes of the rows
+// written since, by change_seq.
 func (s *Store) catchUp(ctx context.Context, conn *pgx.Conn, seq int64, emit func(Change)) error {
 	rows, _ := conn.Query(ctx, `
 (SELECT 'call' AS kind, change_seq, id, '' AS extension FROM call_state WHERE change_seq > $1
@@ -131,7 +147,7 @@ func (s *Store) catchUp(ctx context.Context, conn *pgx.Conn, seq int64, emit fun
 UNION ALL
 (SELECT 'ext', change_seq, 0, extension FROM sip_extension WHERE change_seq > $1
  ORDER BY change_seq LIMIT $2)
-ORDER BY change_seq`, max(seq-catchUpSlack, 0), catchUpMax+1)
+ORDER BY change_seq`, max(seq, 0), catchUpMax+1)
 	var cs []Change
 	var c Change
 	_, err := pgx.ForEachRow(rows, []any{&c.Kind, &c.Seq, &c.CallID, &c.Extension}, func() error {
@@ -176,4 +192,29 @@ func parseNotification(p string) (Change, error) {
 		return Change{Kind: ChangeExtension, Seq: seq, Extension: f[2]}, nil
 	}
 	return Change{}, errBadPayload
+}
+
+// seqSet remembers the last n sequence numbers added.
+type seqSet struct {
+	m    map[int64]struct{}
+	ring []int64
+	next int
+}
+
+func newSeqSet(n int) *seqSet {
+	return &seqSet{m: make(map[int64]struct{}, n), ring: make([]int64, n)}
+}
+
+// add records seq and reports whether it was new.
+func (s *seqSet) add(seq int64) bool {
+	if _, ok := s.m[seq]; ok {
+		return false
+	}
+	if old := s.ring[s.next]; old != 0 {
+		delete(s.m, old)
+	}
+	s.ring[s.next] = seq
+	s.next = (s.next + 1) % len(s.ring)
+	s.m[seq] = struct{}{}
+	return true
 }

@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// announceDelay is how long the announcer gathers writes before one NOTIFY
+// tells every listener about all of them.
+const announceDelay = 5 * time.Millisecond
+
+// CallsChanged is the payload of the NOTIFY that announces writes to
+// call_state: listeners read what changed by change_seq.
+const CallsChanged = "calls"
+
+// announcer sends one NOTIFY on NotifyChannel after writes to call_state
+// have committed, for as many writes as came in meanwhile. Sending it from
+// the writing transaction instead would serialise every commit on
+// PostgreSQL's notification queue lock.
+type announcer struct {
+	wake   chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *Store) startAnnouncer() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &announcer{wake: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	s.announce = a
+	go func() {
+		defer close(a.done)
+		for {
+			select {
+			case <-ctx.Done():
+				select { // announce what is pending before the pool closes
+				case <-a.wake:
+					s.notifyCalls(ctx)
+				default:
+				}
+				return
+			case <-a.wake:
+			}
+			select { // gather the writes of the next few milliseconds
+			case <-ctx.Done():
+			case <-time.After(announceDelay):
+			}
+			s.notifyCalls(ctx)
+		}
+	}()
+}
+
+// notifyCalls sends the NOTIFY. A lost one costs only latency: listeners
+// also read what changed when they reconnect and at their next wake-up.
+func (s *Store) notifyCalls(ctx context.Context) {
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if _, err := s.pool.Exec(nctx, `SELECT pg_notify($1, $2)`, NotifyChannel, CallsChanged); err != nil {
+		s.log.Warn("announcing changed calls failed", "err", err)
+	}
+}
+
+// changed asks for an announcement; it never blocks.
+func (a *announcer) changed() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stop sends what is pending and ends the announcer.
+func (a *announcer) stop() {
+	a.cancel()
+	<-a.done
+}
