@@ -174,6 +174,12 @@ func (s *Stream) Run(ctx context.Context) error {
 			s.dropAll()
 			continue
 		}
+		if s.Clients() == 0 {
+			// Nobody to tell: skip reading the changes back. A client that
+			// connects starts from a snapshot; a lamp it then sees change
+			// against the stale cache is only sent once more than needed.
+			continue
+		}
 		if err := s.publishChanges(ctx, ids, ext, seq, lamps); err != nil {
 			if ctx.Err() != nil {
 				return nil
