@@ -51,7 +51,8 @@ type Config struct {
 	PathSecret      string        `env:"SIPGATE_PATH_SECRET" secret:"true" validate:"omitempty,min=16,max=128,alphanum|uuid"`
 	MaxInflight     int           `env:"WEBHOOK_MAX_INFLIGHT" default:"512" validate:"min=1,max=100000"`
 
-	MetricsEnabled bool `env:"METRICS_ENABLED" default:"true"`
+	MetricsEnabled bool   `env:"METRICS_ENABLED" default:"true"`
+	DebugAddr      string `env:"DEBUG_ADDR" validate:"omitempty,hostname_port"`
 
 	LogLevel  string `env:"LOG_LEVEL" default:"info" validate:"oneof=debug info warn error"`
 	LogFormat string `env:"LOG_FORMAT" default:"text" validate:"oneof=text json"`

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -145,6 +146,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sp.Run(gctx) })
+	if cfg.DebugAddr != "" {
+		if err := serveDebug(gctx, g, cfg.DebugAddr, log); err != nil {
+			return err
+		}
+	}
 	g.Go(func() error { return runStream(gctx, st, dash.Stream) })
 	if err := startSIP(gctx, g, cfg.SIP, st, sp, m, log); err != nil {
 		return err
@@ -258,4 +264,32 @@ func (r readiness) Ping(ctx context.Context) error {
 		return fmt.Errorf("spool %d of %d bytes full", st.Bytes, st.MaxBytes)
 	}
 	return r.st.Ping(ctx)
+}
+
+// serveDebug serves Go's profiler (net/http/pprof) on its own listener,
+// meant for 127.0.0.1 only: it is off unless DEBUG_ADDR is set.
+func serveDebug(ctx context.Context, g *errgroup.Group, addr string, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("DEBUG_ADDR %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Warn("profiler listening; keep DEBUG_ADDR on a loopback address", "addr", ln.Addr().String())
+	g.Go(func() error {
+		<-ctx.Done()
+		return srv.Close()
+	})
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("debug server: %w", err)
+		}
+		return nil
+	})
+	return nil
 }
