@@ -1,0 +1,468 @@
+// Command callstate-load drives sipgate-like webhook traffic at a running
+// callstate (or any sipgate.io webhook target) and reports events per second
+// and latency percentiles.
+//
+// Every simulated call posts newCall, answer and hangup with its own callId.
+// Closed loop (-rate 0): -c workers send as fast as answers come. Fixed rate
+// (-rate N): events are scheduled N per second and each latency is measured
+// from its scheduled time, so a stalled server shows up in the numbers
+// instead of slowing the load down.
+//
+// With -key the bodies are signed like sipgate signs them (RSA PKCS#1 v1.5,
+// SHA-256); -genkey writes a fresh 4096-bit key pair whose public half the
+// service takes as SIPGATE_PUBLIC_KEY_FILE. -replay sends one captured
+// request (headers and body, as in handlers/testdata/captured-newcall.http)
+// again and again, for servers that check sipgate's real key.
+//
+// It only targets loopback addresses unless -any-host is given, and stops
+// after -d or -n, whichever comes first.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "callstate-load:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	target   string
+	workers  int
+	duration time.Duration
+	maxEv    int
+	rate     float64
+	keyFile  string
+	genKey   string
+	replay   string
+	label    string
+	anyHost  bool
+	prefix   string
+	signed   string
+}
+
+func run(args []string, out io.Writer) error {
+	var o options
+	fl := flag.NewFlagSet("callstate-load", flag.ContinueOnError)
+	fl.StringVar(&o.target, "url", "http://127.0.0.1:8080/webhooks/sipgate", "webhook URL")
+	fl.IntVar(&o.workers, "c", 32, "concurrent requests")
+	fl.DurationVar(&o.duration, "d", 15*time.Second, "how long to send")
+	fl.IntVar(&o.maxEv, "n", 0, "stop after this many events (0: no limit but -d)")
+	fl.Float64Var(&o.rate, "rate", 0, "events per second to schedule (0: as fast as answers come)")
+	fl.StringVar(&o.keyFile, "key", "", "PEM RSA private key to sign bodies with (X-Sipgate-Signature)")
+	fl.StringVar(&o.genKey, "genkey", "", "write a new 4096-bit key pair to this folder (private.pem, public.pem) and exit")
+	fl.StringVar(&o.replay, "replay", "", "send this captured request (headers, blank line, body) again and again")
+	fl.StringVar(&o.label, "label", "run", "name of this run in the result line")
+	fl.BoolVar(&o.anyHost, "any-host", false, "allow a target that is not a loopback address")
+	fl.StringVar(&o.prefix, "prefix", "", "callId prefix (default: a random one, so runs never collide)")
+	fl.StringVar(&o.signed, "signed", "", "with -key: file of pre-signed events, made (-n of them) if missing; signing 4096-bit is ~5 ms a body, too slow to do while sending")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if o.genKey != "" {
+		return writeKeyPair(o.genKey, out)
+	}
+	if err := checkTarget(o.target, o.anyHost); err != nil {
+		return err
+	}
+	src, err := newSource(o)
+	if err != nil {
+		return err
+	}
+	res := drive(o, src)
+	res.print(out, o)
+	if res.ok == 0 {
+		return errors.New("no request succeeded")
+	}
+	return nil
+}
+
+// checkTarget refuses anything but loopback unless allowed.
+func checkTarget(target string, anyHost bool) error {
+	u, err := url.Parse(target)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("bad -url %q", target)
+	}
+	if anyHost {
+		return nil
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("-url %s is not a loopback address (use -any-host for a server you run elsewhere)", target)
+}
+
+// request is one event to send.
+type request struct {
+	body []byte
+	sig  string
+}
+
+// source makes the i-th request of a run.
+type source struct {
+	prefix string
+	key    *rsa.PrivateKey
+	replay *request
+	signed []request // pre-signed events, sent in order
+	ctype  string
+}
+
+func newSource(o options) (*source, error) {
+	s := &source{prefix: o.prefix, ctype: "application/x-www-form-urlencoded"}
+	if s.prefix == "" {
+		b := make([]byte, 4)
+		rand.Read(b)
+		s.prefix = fmt.Sprintf("load-%x", b)
+	}
+	if o.keyFile != "" {
+		k, err := readKey(o.keyFile)
+		if err != nil {
+			return nil, err
+		}
+		s.key = k
+	}
+	if s.key != nil && o.signed != "" {
+		if o.prefix == "" {
+			s.prefix = "signed" // the file is reused: its callIds must not depend on the run
+		}
+		reqs, err := loadOrSign(o.signed, s, o.maxEv)
+		if err != nil {
+			return nil, err
+		}
+		s.signed = reqs
+	}
+	if o.replay != "" {
+		r, ctype, err := readCapture(o.replay)
+		if err != nil {
+			return nil, err
+		}
+		s.replay, s.ctype = r, ctype
+	}
+	return s, nil
+}
+
+// event returns request i: call i/3, event i%3 (newCall, answer, hangup).
+func (s *source) event(i int64) request {
+	if s.replay != nil {
+		return *s.replay
+	}
+	if s.signed != nil {
+		return s.signed[i]
+	}
+	id := fmt.Sprintf("%s-%d", s.prefix, i/3)
+	var body string
+	switch i % 3 {
+	case 0:
+		body = "event=newCall&direction=in&from=4917012345678&to=4930123456789&callId=" + id +
+			"&origCallId=" + id + "&user%5B%5D=Alice&userId%5B%5D=w0&fullUserId%5B%5D=1234567w0&xcid=x" + id
+	case 1:
+		body = "event=answer&direction=in&from=4917012345678&to=4930123456789&callId=" + id +
+			"&user=Alice&userId=w0&fullUserId=1234567w0&answeringNumber=4930123456789"
+	default:
+		body = "event=hangup&direction=in&from=4917012345678&to=4930123456789&callId=" + id +
+			"&cause=normalClearing&answeringNumber=4930123456789"
+	}
+	r := request{body: []byte(body)}
+	if s.key != nil {
+		sum := sha256.Sum256(r.body)
+		sig, _ := rsa.SignPKCS1v15(nil, s.key, crypto.SHA256, sum[:])
+		r.sig = base64.StdEncoding.EncodeToString(sig)
+	}
+	return r
+}
+
+type result struct {
+	ok, failed int64
+	codes      map[int]int64
+	errs       map[string]int64
+	lat        []time.Duration
+	elapsed    time.Duration
+}
+
+// drive sends requests until the duration or count is reached.
+func drive(o options, src *source) *result {
+	tr := &http.Transport{MaxIdleConnsPerHost: o.workers, MaxConnsPerHost: o.workers, IdleConnTimeout: 30 * time.Second}
+	client := &http.Client{Transport: tr, Timeout: 15 * time.Second}
+	defer tr.CloseIdleConnections()
+
+	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+	defer cancel()
+	var next atomic.Int64
+	type sample struct {
+		d    time.Duration
+		code int
+		err  string
+	}
+	samples := make(chan sample, 4096)
+	res := &result{codes: map[int]int64{}, errs: map[string]int64{}}
+	var collect sync.WaitGroup
+	collect.Go(func() {
+		for s := range samples {
+			switch {
+			case s.err != "":
+				res.failed++
+				res.errs[s.err]++
+			case s.code/100 == 2:
+				res.ok++
+				res.lat = append(res.lat, s.d)
+			default:
+				res.failed++
+			}
+			if s.code != 0 {
+				res.codes[s.code]++
+			}
+		}
+	})
+
+	send := func(i int64, scheduled time.Time) {
+		r := src.event(i)
+		req, _ := http.NewRequest(http.MethodPost, o.target, bytes.NewReader(r.body))
+		req.Header.Set("Content-Type", src.ctype)
+		if r.sig != "" {
+			req.Header.Set("X-Sipgate-Signature", r.sig)
+		}
+		resp, err := client.Do(req)
+		d := time.Since(scheduled)
+		if err != nil {
+			if ctx.Err() == nil {
+				samples <- sample{err: shortErr(err)}
+			}
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		samples <- sample{d: d, code: resp.StatusCode}
+	}
+	limit := int64(o.maxEv)
+	if src.signed != nil && (limit == 0 || limit > int64(len(src.signed))) {
+		limit = int64(len(src.signed)) // each pre-signed event once: a repeat is a duplicate
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	if o.rate <= 0 {
+		for range o.workers {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					i := next.Add(1) - 1
+					if limit > 0 && i >= limit {
+						return
+					}
+					send(i, time.Now())
+				}
+			})
+		}
+	} else {
+		type slot struct {
+			i  int64
+			at time.Time
+		}
+		slots := make(chan slot, o.workers*4)
+		for range o.workers {
+			wg.Go(func() {
+				for s := range slots {
+					send(s.i, s.at)
+				}
+			})
+		}
+		interval := time.Duration(float64(time.Second) / o.rate)
+		for i := int64(0); limit == 0 || i < limit; i++ {
+			at := start.Add(time.Duration(i) * interval)
+			if d := time.Until(at); d > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(d):
+				}
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			slots <- slot{i, at}
+		}
+		close(slots)
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	close(samples)
+	collect.Wait()
+	return res
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		s = s[i+2:]
+	}
+	return s
+}
+
+func (r *result) print(w io.Writer, o options) {
+	sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
+	pct := func(p float64) time.Duration {
+		if len(r.lat) == 0 {
+			return 0
+		}
+		return r.lat[min(int(p*float64(len(r.lat))), len(r.lat)-1)]
+	}
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
+	perSec := float64(r.ok) / r.elapsed.Seconds()
+	mode := "closed loop"
+	if o.rate > 0 {
+		mode = fmt.Sprintf("fixed rate %.0f/s", o.rate)
+	}
+	fmt.Fprintf(w, "%s: %s, %d workers, %s\n", o.label, mode, o.workers, r.elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "  ok %d, failed %d: %.0f events/s\n", r.ok, r.failed, perSec)
+	fmt.Fprintf(w, "  latency ms: p50 %s  p90 %s  p99 %s  max %s\n", ms(pct(.5)), ms(pct(.9)), ms(pct(.99)), ms(pct(1)))
+	codes := make([]int, 0, len(r.codes))
+	for c := range r.codes {
+		codes = append(codes, c)
+	}
+	slices.Sort(codes)
+	for _, c := range codes {
+		fmt.Fprintf(w, "  status %d: %d\n", c, r.codes[c])
+	}
+	for e, n := range r.errs {
+		fmt.Fprintf(w, "  error %q: %d\n", e, n)
+	}
+	fmt.Fprintf(w, "RESULT label=%s ok=%d failed=%d seconds=%.1f events_per_s=%.0f p50_ms=%s p90_ms=%s p99_ms=%s max_ms=%s\n",
+		o.label, r.ok, r.failed, r.elapsed.Seconds(), perSec, ms(pct(.5)), ms(pct(.9)), ms(pct(.99)), ms(pct(1)))
+}
+
+// loadOrSign returns n signed events from path, signing them (on every
+// core) and saving them there first if the file does not hold enough.
+// Lines are the base64 signature, a tab, and the body.
+func loadOrSign(path string, s *source, n int) ([]request, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		var reqs []request
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			sig, body, ok := strings.Cut(line, "\t")
+			if ok {
+				reqs = append(reqs, request{body: []byte(body), sig: sig})
+			}
+		}
+		if n == 0 || len(reqs) >= n {
+			return reqs, nil
+		}
+	}
+	if n <= 0 {
+		return nil, errors.New("-signed: give -n, the number of events to sign")
+	}
+	reqs := make([]request, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.NumCPU() {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				reqs[i] = s.event(i)
+			}
+		})
+	}
+	wg.Wait()
+	var b strings.Builder
+	for _, r := range reqs {
+		b.WriteString(r.sig)
+		b.WriteByte('\t')
+		b.Write(r.body)
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return nil, err
+	}
+	return reqs, nil
+}
+
+// readCapture reads a request as handlers/testdata/captured-newcall.http
+// keeps it: request line, headers, blank line, body.
+func readCapture(path string) (*request, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	req, err := http.ReadRequest(bufio.NewReader(f))
+	if err != nil {
+		return nil, "", fmt.Errorf("-replay %s: %w", path, err)
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, "", fmt.Errorf("-replay %s: %w", path, err)
+	}
+	return &request{body: body, sig: req.Header.Get("X-Sipgate-Signature")}, req.Header.Get("Content-Type"), nil
+}
+
+func readKey(path string) (*rsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("-key %s: no PEM block", path)
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+		return k, nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("-key %s: %w", path, err)
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("-key %s: not an RSA key", path)
+	}
+	return rk, nil
+}
+
+func writeKeyPair(dir string, out io.Writer) error {
+	k, err := rsa.GenerateKey(rand.Reader, 4096)
+	if err != nil {
+		return err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	priv := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+	if err := os.WriteFile(filepath.Join(dir, "private.pem"), priv, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "public.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "wrote %s/private.pem and %s/public.pem (RSA 4096)\n", dir, dir)
+	return nil
+}
