@@ -13,8 +13,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -509,6 +511,53 @@ func TestMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// TestVerifyMatchesCryptoRSA checks the verifier against crypto/rsa on
+// genuine signatures and on signatures altered in every way that matters:
+// both must agree on each.
+func TestVerifyMatchesCryptoRSA(t *testing.T) {
+	v := testVerifier(t)
+	k := testKey()
+	n := new(big.Int).Set(k.N)
+	for i := range 100 {
+		body := fmt.Sprintf("event=newCall&callId=c%d&from=%d", i, i*7919)
+		sig, _ := base64.StdEncoding.DecodeString(sign(body))
+		cases := map[string][]byte{"genuine": sig}
+		flipped := bytes.Clone(sig)
+		flipped[i%len(flipped)] ^= 1 << (i % 8)
+		cases["flipped bit"] = flipped
+		// s + n: the same value mod n, but not a valid signature (s >= n).
+		if plusN := new(big.Int).Add(new(big.Int).SetBytes(sig), n); len(plusN.Bytes()) <= len(sig) {
+			cases["s+n"] = plusN.FillBytes(make([]byte, len(sig)))
+		}
+		cases["zero"] = make([]byte, len(sig))
+		sum := sha256.Sum256([]byte(body))
+		for name, s := range cases {
+			want := rsa.VerifyPKCS1v15(&k.PublicKey, crypto.SHA256, sum[:], s) == nil
+			got := v.Verify([]byte(body), base64.StdEncoding.EncodeToString(s)) == nil
+			if got != want {
+				t.Fatalf("%s signature of %q: verifier %v, crypto/rsa %v", name, body, got, want)
+			}
+			if name == "genuine" && !got {
+				t.Fatalf("genuine signature of %q rejected", body)
+			}
+		}
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	v, err := handlers.NewSignatureVerifier(handlers.SipgatePublicKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	header, body := readCapture(b)
+	sig := header.Get("X-Sipgate-Signature")
+	for b.Loop() {
+		if err := v.Verify(body, sig); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
