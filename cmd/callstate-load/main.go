@@ -126,8 +126,9 @@ func checkTarget(target string, anyHost bool) error {
 
 // request is one event to send.
 type request struct {
-	body []byte
-	sig  string
+	body   []byte
+	sig    string
+	header http.Header // replay: the captured headers, sent as they were
 }
 
 // source makes the i-th request of a run.
@@ -249,6 +250,9 @@ func drive(o options, src *source) *result {
 	send := func(i int64, scheduled time.Time) {
 		r := src.event(i)
 		req, _ := http.NewRequest(http.MethodPost, o.target, bytes.NewReader(r.body))
+		for k, v := range r.header {
+			req.Header[k] = v
+		}
 		req.Header.Set("Content-Type", src.ctype)
 		if r.sig != "" {
 			req.Header.Set("X-Sipgate-Signature", r.sig)
@@ -418,7 +422,10 @@ func readCapture(path string) (*request, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("-replay %s: %w", path, err)
 	}
-	return &request{body: body, sig: req.Header.Get("X-Sipgate-Signature")}, req.Header.Get("Content-Type"), nil
+	h := req.Header.Clone()
+	h.Del("Content-Length")
+	h.Del("Accept-Encoding")
+	return &request{body: body, sig: req.Header.Get("X-Sipgate-Signature"), header: h}, req.Header.Get("Content-Type"), nil
 }
 
 func readKey(path string) (*rsa.PrivateKey, error) {
