@@ -77,9 +77,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s := &Store{pool: pool, log: log, writes: make(chan *applyReq), closed: make(chan struct{})}
 	s.startAnnouncer()
-	// As many writers as cores: PostgreSQL commits in parallel on each, and
-	// fewer, larger transactions beat more, smaller ones.
-	s.startWriters(min(runtime.NumCPU(), int(max(cfg.MaxConns-2, 1))))
+	// Two writers a core: enough transactions in flight to keep PostgreSQL's
+	// cores busy, few enough that events share commits under load (measured
+	// in docs/benchmarks.md: 1, 2 and 4 a core).
+	s.startWriters(min(2*runtime.NumCPU(), int(max(cfg.MaxConns-2, 1))))
 	return s, nil
 }
 
