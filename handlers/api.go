@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -60,6 +61,10 @@ type DashboardOptions struct {
 	// CORSOrigins are the origins allowed to call the API and the stream
 	// from a browser ("*" for any); empty turns CORS off.
 	CORSOrigins []string
+
+	// MaxInflight bounds API requests served at once (0 means 64); past it
+	// they are answered 503 with Retry-After at once.
+	MaxInflight int
 }
 
 // registerDashboard adds the API, the stream and the board to e.
@@ -84,9 +89,12 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, log *slog.Logger) {
 	api := &api{store: o.Store, log: log}
 	auth := accessCheck(o)
 	g := e.Group("/api", auth)
-	g.GET("/calls", api.listCalls)
-	g.GET("/calls/:id", api.getCall)
-	g.GET("/lamps", api.lamps)
+	// API callers can come back: past the bound they get a fast 503 with
+	// Retry-After instead of queueing (the stream has its own client bound).
+	shed := Shed(cmp.Or(o.MaxInflight, 64), nil, "api")
+	g.GET("/calls", api.listCalls, shed)
+	g.GET("/calls/:id", api.getCall, shed)
+	g.GET("/lamps", api.lamps, shed)
 	g.GET("/openapi.yaml", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", openAPI)
 	})

@@ -3,8 +3,12 @@ package handlers
 import (
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/labstack/echo/v4"
 )
 
 func TestAdmission(t *testing.T) {
@@ -53,5 +57,37 @@ func TestAllowedFrom(t *testing.T) {
 				t.Errorf("allowedFrom(%s) = %v", tt.ip, got)
 			}
 		})
+	}
+}
+
+func TestShed(t *testing.T) {
+	e := echo.New()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 2)
+	e.GET("/slow", func(c echo.Context) error {
+		entered <- struct{}{}
+		<-release
+		return c.NoContent(http.StatusOK)
+	}, Shed(2, nil, "api"))
+	codes := make(chan int, 2)
+	for range 2 {
+		go func() {
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/slow", nil))
+			codes <- rec.Code
+		}()
+	}
+	<-entered
+	<-entered
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/slow", nil))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("third request: %d, Retry-After %q; want a fast 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	close(release)
+	for range 2 {
+		if c := <-codes; c != http.StatusOK {
+			t.Errorf("admitted request: %d", c)
+		}
 	}
 }

@@ -22,6 +22,7 @@ type dashboardConfig struct {
 	MaxClients     int           `env:"STREAM_MAX_CLIENTS" default:"2000" validate:"min=1,max=100000"`
 	StreamWriteTO  time.Duration `env:"STREAM_WRITE_TIMEOUT" default:"10s" validate:"min=100ms,max=5m"`
 	StreamQueueLen int           `env:"STREAM_QUEUE_LEN" default:"256" validate:"min=1,max=100000"`
+	MaxInflight    int           `env:"API_MAX_INFLIGHT" default:"64" validate:"min=1,max=100000"`
 }
 
 // dashboardOptions turns the dashboard settings into the handlers' options,
@@ -34,7 +35,7 @@ func dashboardOptions(cfg dashboardConfig, st *store.Store, log *slog.Logger) ha
 			QueueLen: cfg.StreamQueueLen, Logger: log,
 		}),
 		BearerToken: cfg.Token, BasicUser: cfg.BasicUser, BasicPassword: cfg.BasicPassword,
-		CORSOrigins: cfg.CORSOrigins,
+		CORSOrigins: cfg.CORSOrigins, MaxInflight: cfg.MaxInflight,
 	}
 }
 

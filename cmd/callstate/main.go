@@ -27,6 +27,7 @@ import (
 
 	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/metrics"
+	"github.com/callstate/callstate/sip"
 	"github.com/callstate/callstate/spool"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/localpg"
@@ -121,8 +122,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			func() float64 { return float64(sp.Stats().DBErrors) })
 	}
 	dash := dashboardOptions(cfg.Dashboard, st, log)
+	ready := &readiness{st: st, sp: sp}
 	e, err := handlers.New(handlers.Options{
-		Store: sp, Ready: readiness{st, sp}, Logger: log, Metrics: m,
+		Store: sp, Ready: ready, Logger: log, Metrics: m,
 		TrustedProxies: cfg.trustedProxies(), Sipgate: sg, Dashboard: dash,
 	})
 	if err != nil {
@@ -152,7 +154,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	g.Go(func() error { return runStream(gctx, st, dash.Stream) })
-	if err := startSIP(gctx, g, cfg.SIP, st, sp, m, log); err != nil {
+	if err := startSIP(gctx, g, cfg.SIP, st, sp, m, ready, log); err != nil {
 		return err
 	}
 	g.Go(func() error {
@@ -252,16 +254,23 @@ func sipgateOptions(cfg Config, log *slog.Logger) (handlers.SipgateOptions, erro
 	return o, nil
 }
 
-// readiness is /readyz's check: the database answers and the spool is not
-// close to full.
+// readiness is /readyz's check: the database answers, the spool is not
+// close to full, and, with the SIP subscriber on, the extensions this
+// instance watches have a subscription up.
 type readiness struct {
-	st *store.Store
-	sp *spool.Spool
+	st  *store.Store
+	sp  *spool.Spool
+	sip func() sip.Stats // set by startSIP before the server starts
 }
 
-func (r readiness) Ping(ctx context.Context) error {
+func (r *readiness) Ping(ctx context.Context) error {
 	if st := r.sp.Stats(); st.Bytes > st.MaxBytes*9/10 {
 		return fmt.Errorf("spool %d of %d bytes full", st.Bytes, st.MaxBytes)
+	}
+	if r.sip != nil {
+		if st := r.sip(); st.Watched > 0 && st.Active == 0 {
+			return fmt.Errorf("none of the %d watched extensions has a subscription up", st.Watched)
+		}
 	}
 	return r.st.Ping(ctx)
 }

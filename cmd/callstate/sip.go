@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -57,12 +58,24 @@ func (c sipConfig) instanceID() string {
 type sipStore struct {
 	*store.Store
 	events   *spool.Spool
+	metrics  *metrics.Metrics
 	instance string
 	ttl      time.Duration
 }
 
 func (s sipStore) Apply(ctx context.Context, ev callstate.Event) (bool, error) {
-	return s.events.Apply(ctx, ev)
+	applied, err := s.events.Apply(ctx, ev)
+	switch {
+	case errors.Is(err, callstate.ErrInvalidEvent):
+		s.metrics.Event(string(ev.Source), ev.Type, metrics.OutcomeRejected)
+	case err != nil:
+		s.metrics.Event(string(ev.Source), ev.Type, metrics.OutcomeFailed)
+	case applied:
+		s.metrics.Event(string(ev.Source), ev.Type, metrics.OutcomeApplied)
+	default:
+		s.metrics.Event(string(ev.Source), ev.Type, metrics.OutcomeDuplicate)
+	}
+	return applied, err
 }
 
 func (s sipStore) Extensions(ctx context.Context) ([]string, error) {
@@ -80,7 +93,7 @@ func (s sipStore) SetPresence(ctx context.Context, ext, status, note string) err
 // startSIP starts the SIP subscriber in g when it is configured. It returns
 // once the subscriber runs; the subscriber stops when ctx is done,
 // un-subscribes, and gives its extensions back for other instances.
-func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.Store, sp *spool.Spool, m *metrics.Metrics, log *slog.Logger) error {
+func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.Store, sp *spool.Spool, m *metrics.Metrics, ready *readiness, log *slog.Logger) error {
 	if cfg.PBXAddr == "" {
 		log.Info("SIP subscriber off (SIP_PBX_ADDR is empty)")
 		return nil
@@ -88,11 +101,12 @@ func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.S
 	if err := st.AddExtensions(ctx, cfg.Extensions); err != nil {
 		return fmt.Errorf("SIP_EXTENSIONS: %w", err)
 	}
-	ss := sipStore{Store: st, events: sp, instance: cfg.instanceID(), ttl: cfg.LeaseTTL}
+	ss := sipStore{Store: st, events: sp, metrics: m, instance: cfg.instanceID(), ttl: cfg.LeaseTTL}
 	sub, err := sip.New(sipOptions(cfg, ss, log))
 	if err != nil {
 		return fmt.Errorf("SIP_* settings: %w", err)
 	}
+	ready.sip = sub.Stats
 	m.GaugeFunc("callstate_sip_extensions_watched", "Extensions this instance watches (holds a lease on).",
 		func() float64 { return float64(sub.Stats().Watched) })
 	m.GaugeFunc("callstate_sip_subscriptions_active", "Subscriptions the PBX has granted and not ended.",
