@@ -121,12 +121,21 @@ func sipCalls(tb testing.TB, st *store.Store, ext string) []callstate.Call {
 func TestKamailio(t *testing.T) {
 	tests := []struct {
 		name      string
+		transport string // the subscriber's; "" is UDP
 		place     func(t *testing.T, k *testpbx.Kamailio)
 		answered  bool
 		wantCause map[string]string // by extension; "" accepts any
 	}{
 		{
 			name: "Answered",
+			place: func(t *testing.T, k *testpbx.Kamailio) {
+				k.PlaceCall(t, "100", "101", 500*time.Millisecond, 500*time.Millisecond)
+			},
+			answered: true,
+		},
+		{
+			name:      "AnsweredOverTCP",
+			transport: "tcp",
 			place: func(t *testing.T, k *testpbx.Kamailio) {
 				k.PlaceCall(t, "100", "101", 500*time.Millisecond, 500*time.Millisecond)
 			},
@@ -149,7 +158,7 @@ func TestKamailio(t *testing.T) {
 			if err := st.AddExtensions(t.Context(), []string{"100", "101"}); err != nil {
 				t.Fatal(err)
 			}
-			startSubscriber(t, Config{PBXAddr: k.Addr(), Domain: k.Domain(), Store: st, Expires: time.Minute})
+			startSubscriber(t, Config{PBXAddr: k.Addr(), Domain: k.Domain(), Transport: tt.transport, Store: st, Expires: time.Minute})
 			for _, ext := range []string{"100", "101"} {
 				waitFor(t, 15*time.Second, func() string {
 					if l := lampOf(t, st, ext); l.Lamp != LampIdle {
