@@ -1,37 +1,50 @@
 #!/usr/bin/env bash
 # Webhook benchmark: drives sipgate-like traffic at a running callstate on
-# 127.0.0.1 with durable writes (its private PostgreSQL, fsync on: every
-# event committed before its 200) and, side by side, at sipgate's official
-# Node webhook server (npm sipgateio) with its signature check on.
+# 127.0.0.1 with durable writes (its private PostgreSQL, fsync and
+# synchronous_commit on: every event committed before its 200) and, side by
+# side, at sipgate's official Node webhook server (npm sipgateio) with its
+# signature check on.
 #
-#   scripts/bench-webhooks.sh            # every scenario, 10 s each
-#   DURATION=30s scripts/bench-webhooks.sh
+#   scripts/bench-webhooks.sh                    # every scenario once, 10 s each
+#   RUNS=3 scripts/bench-webhooks.sh             # three rounds, to see the spread
+#   DURATION=30s CONC=64 scripts/bench-webhooks.sh
 #
 # Scenarios (each callstate one on a fresh database):
-#   off      signatures off, as fast as answers come
+#   off      signatures off, as fast as answers come (closed loop, CONC requests at once)
 #   signed   signatures on (a 4096-bit key, like sipgate's), as fast as answers come
-#   rate1000 signatures on, 1,000 events/s scheduled: latency at a steady load
+#   rate1000 signatures on, 1,000 events/s scheduled: latency at a steady load,
+#            measured from each event's scheduled time
 #   replay   sipgate's captured request again and again, callstate and Node:
 #            both verify sipgate's real signature; callstate journals the
-#            first and answers the repeats as duplicates, Node stores nothing
+#            first and answers the repeats as duplicates (a database round
+#            trip, no write), Node stores nothing
 #
-# Signing with a 4096-bit key takes ~5 ms a body, so signed events are made
-# once and kept in $BENCH_DIR (default ./data/bench). Needs Go, the
-# PostgreSQL server, and Node.js with npm for the comparison (skipped, with a
-# note, when npm is missing). Everything runs on 127.0.0.1 and stops by itself.
+# After each callstate scenario the journal's rows are counted, so that the
+# events answered 200 can be seen to be stored. Signing with a 4096-bit key
+# takes ~5 ms a body, so signed events are made once and kept in $BENCH_DIR
+# (default ./data/bench, with the key pair and the Node server's
+# node_modules). Needs Go, the PostgreSQL server, and Node.js with npm for
+# the comparison (skipped, with a note, when npm is missing). Everything runs
+# on 127.0.0.1 and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 DURATION=${DURATION:-10s}
 CONC=${CONC:-48}
+RUNS=${RUNS:-1}
 BENCH_DIR=${BENCH_DIR:-$root/data/bench}
-secs=${DURATION%s}
+case $DURATION in
+*s) secs=${DURATION%s} ;;
+*) echo "DURATION: give seconds, such as 10s" >&2; exit 2 ;;
+esac
 mkdir -p "$BENCH_DIR"
 tmp=$(mktemp -d)
 chmod 755 "$tmp" # the private PostgreSQL runs as an unprivileged user
-pids=()
+cs_pid=
+cs_dir=
+node_pid=
 cleanup() {
-  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  for p in $cs_pid $node_pid; do kill -INT "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -41,16 +54,20 @@ go build -o "$tmp/callstate" ./cmd/callstate
 go build -o "$tmp/load" ./cmd/callstate-load
 port=18180
 pgport=55480
+nodeport=18190
 hook="http://127.0.0.1:$port/webhooks/sipgate"
+db="postgres://postgres@127.0.0.1:$pgport/callstate?sslmode=disable"
+capture=handlers/testdata/captured-newcall.http
 
 # start_callstate NAME [VAR=value...]: a fresh callstate on a fresh database.
 start_callstate() {
   local name=$1; shift
   stop_callstate
-  env DATA_DIR="$tmp/$name" LOCAL_POSTGRES_PORT=$pgport LISTEN_ADDR=127.0.0.1:$port \
+  cs_dir=$tmp/data-$name
+  rm -rf "$cs_dir"
+  env DATA_DIR="$cs_dir" LOCAL_POSTGRES_PORT=$pgport LISTEN_ADDR=127.0.0.1:$port \
     PUBLIC_URL=http://127.0.0.1:$port LOG_LEVEL=warn "$@" "$tmp/callstate" >"$tmp/$name.log" 2>&1 &
   cs_pid=$!
-  pids+=("$cs_pid")
   for _ in $(seq 300); do
     curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0
     sleep 0.1
@@ -60,45 +77,80 @@ start_callstate() {
   exit 1
 }
 stop_callstate() {
-  if [ -n "${cs_pid:-}" ]; then
+  if [ -n "$cs_pid" ]; then
     kill -INT "$cs_pid" 2>/dev/null || true
     wait "$cs_pid" 2>/dev/null || true
     cs_pid=
+    rm -rf "$cs_dir"
   fi
 }
+# journal: the events stored in this run's database.
+journal() {
+  psql "$db" -Atc "SELECT count(*) FROM call_event" 2>/dev/null || echo "?"
+}
+# load ARGS...: one run of the load generator; its RESULT line is kept.
+load() {
+  "$tmp/load" "$@" | tee -a "$tmp/out"
+}
 
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(postgres --version 2>/dev/null || echo PostgreSQL)"
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(postgres --version 2>/dev/null || echo PostgreSQL), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 [ -f "$BENCH_DIR/private.pem" ] || "$tmp/load" -genkey "$BENCH_DIR" >/dev/null
 signed_n=$((secs * 6000))
-if [ ! -f "$BENCH_DIR/signed-$signed_n.txt" ]; then
+signed="$BENCH_DIR/signed-$signed_n.txt"
+if [ ! -f "$signed" ]; then
   echo "== signing $signed_n events once (4096-bit RSA, ~5 ms each, kept in $BENCH_DIR)"
 fi
-
-start_callstate off SIPGATE_VERIFY_SIGNATURE=false
-"$tmp/load" -url "$hook" -c "$CONC" -d "$DURATION" -label callstate-sig-off
-
-start_callstate signed SIPGATE_PUBLIC_KEY_FILE="$BENCH_DIR/public.pem"
-"$tmp/load" -url "$hook" -c "$CONC" -d "$DURATION" -key "$BENCH_DIR/private.pem" \
-  -signed "$BENCH_DIR/signed-$signed_n.txt" -n "$signed_n" -label callstate-sig-on
-
-start_callstate rate1000 SIPGATE_PUBLIC_KEY_FILE="$BENCH_DIR/public.pem"
-"$tmp/load" -url "$hook" -c 64 -d "$DURATION" -rate 1000 -key "$BENCH_DIR/private.pem" \
-  -signed "$BENCH_DIR/signed-$signed_n.txt" -n "$signed_n" -label callstate-sig-on-1000-per-s
-
-start_callstate replay
-"$tmp/load" -url "$hook" -c 32 -d "$DURATION" -replay handlers/testdata/captured-newcall.http -label callstate-replay
-stop_callstate
-
+node_ok=
 if command -v npm >/dev/null 2>&1; then
   node_dir=$BENCH_DIR/sipgateio-node
   mkdir -p "$node_dir"
   cp scripts/sipgateio-node/package.json scripts/sipgateio-node/server.js "$node_dir/"
   (cd "$node_dir" && npm install --no-audit --no-fund --silent >/dev/null)
-  node "$node_dir/server.js" 18190 >"$tmp/node.log" 2>&1 &
-  pids+=("$!")
-  for _ in $(seq 100); do grep -q "webhook server" "$tmp/node.log" && break; sleep 0.1; done
-  "$tmp/load" -url http://127.0.0.1:18190/ -c 32 -d "$DURATION" -replay handlers/testdata/captured-newcall.http -label sipgateio-node-replay
+  node_ok=1
+  echo "== sipgateio $(node -p "require('$node_dir/node_modules/sipgateio/package.json').version"), node $(node --version)"
 else
   echo "== npm not found: the sipgateio Node comparison is skipped (apt-get install npm)"
 fi
+
+for run in $(seq "$RUNS"); do
+  echo "== round $run of $RUNS"
+  start_callstate off SIPGATE_VERIFY_SIGNATURE=false
+  if [ "$run" = 1 ]; then
+    echo "== PostgreSQL: fsync $(psql "$db" -Atc 'SHOW fsync'), synchronous_commit $(psql "$db" -Atc 'SHOW synchronous_commit')"
+  fi
+  load -url "$hook" -c "$CONC" -d "$DURATION" -label callstate-sig-off
+  echo "  journal rows: $(journal)"
+
+  start_callstate signed SIPGATE_PUBLIC_KEY_FILE="$BENCH_DIR/public.pem"
+  load -url "$hook" -c "$CONC" -d "$DURATION" -key "$BENCH_DIR/private.pem" \
+    -signed "$signed" -n "$signed_n" -label callstate-sig-on
+  echo "  journal rows: $(journal)"
+
+  start_callstate rate1000 SIPGATE_PUBLIC_KEY_FILE="$BENCH_DIR/public.pem"
+  load -url "$hook" -c 64 -d "$DURATION" -rate 1000 -key "$BENCH_DIR/private.pem" \
+    -signed "$signed" -n "$signed_n" -label callstate-sig-on-1000-per-s
+  echo "  journal rows: $(journal)"
+
+  start_callstate replay
+  load -url "$hook" -c "$CONC" -d "$DURATION" -replay "$capture" -expect '<Response' -label callstate-replay
+  echo "  journal rows: $(journal) (the first request; the rest are duplicates)"
+  stop_callstate
+
+  if [ -n "$node_ok" ]; then
+    node "$node_dir/server.js" $nodeport >"$tmp/node.log" 2>&1 &
+    node_pid=$!
+    for _ in $(seq 100); do grep -q "webhook server" "$tmp/node.log" && break; sleep 0.1; done
+    load -url "http://127.0.0.1:$nodeport/" -c "$CONC" -d "$DURATION" -replay "$capture" \
+      -expect '<Response' -label sipgateio-node-replay
+    kill -INT "$node_pid" 2>/dev/null || true
+    wait "$node_pid" 2>/dev/null || true
+    node_pid=
+    if grep -qv "webhook server" "$tmp/node.log"; then
+      echo "  the Node server logged:"; grep -v "webhook server" "$tmp/node.log" | sort | uniq -c | head
+    fi
+  fi
+done
+
+echo "== results (events/s; latency in ms)"
+grep '^RESULT' "$tmp/out" | sed 's/^RESULT //'

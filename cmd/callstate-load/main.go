@@ -12,7 +12,9 @@
 // SHA-256); -genkey writes a fresh 4096-bit key pair whose public half the
 // service takes as SIPGATE_PUBLIC_KEY_FILE. -replay sends one captured
 // request (headers and body, as in handlers/testdata/captured-newcall.http)
-// again and again, for servers that check sipgate's real key.
+// again and again, for servers that check sipgate's real key. -expect
+// counts a 2xx answer as failed unless its body holds the given text:
+// sipgate's Node server answers a failed signature check with 200.
 //
 // It only targets loopback addresses unless -any-host is given, and stops
 // after -d or -n, whichever comes first.
@@ -67,6 +69,7 @@ type options struct {
 	anyHost  bool
 	prefix   string
 	signed   string
+	expect   string
 }
 
 func run(args []string, out io.Writer) error {
@@ -84,6 +87,7 @@ func run(args []string, out io.Writer) error {
 	fl.BoolVar(&o.anyHost, "any-host", false, "allow a target that is not a loopback address")
 	fl.StringVar(&o.prefix, "prefix", "", "callId prefix (default: a random one, so runs never collide)")
 	fl.StringVar(&o.signed, "signed", "", "with -key: file of pre-signed events, made (-n of them) if missing; signing 4096-bit is ~5 ms a body, too slow to do while sending")
+	fl.StringVar(&o.expect, "expect", "", "count a 2xx answer as failed unless its body contains this (sipgate's Node server answers a bad signature with 200 and <Error …/>)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -265,8 +269,19 @@ func drive(o options, src *source) *result {
 			}
 			return
 		}
-		io.Copy(io.Discard, resp.Body)
+		if o.expect == "" {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			samples <- sample{d: d, code: resp.StatusCode}
+			return
+		}
+		var body bytes.Buffer
+		io.Copy(&body, resp.Body)
 		resp.Body.Close()
+		if resp.StatusCode/100 == 2 && !bytes.Contains(body.Bytes(), []byte(o.expect)) {
+			samples <- sample{code: resp.StatusCode, err: fmt.Sprintf("body without %q", o.expect)}
+			return
+		}
 		samples <- sample{d: d, code: resp.StatusCode}
 	}
 	limit := int64(o.maxEv)
