@@ -21,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/metrics"
 )
 
 // DashboardStore is what the API, the live stream and the board need from a
@@ -68,7 +69,7 @@ type DashboardOptions struct {
 }
 
 // registerDashboard adds the API, the stream and the board to e.
-func registerDashboard(e *echo.Echo, o DashboardOptions, log *slog.Logger) {
+func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log *slog.Logger) {
 	if o.Store == nil {
 		return
 	}
@@ -91,7 +92,7 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, log *slog.Logger) {
 	g := e.Group("/api", auth)
 	// API callers can come back: past the bound they get a fast 503 with
 	// Retry-After instead of queueing (the stream has its own client bound).
-	shed := Shed(cmp.Or(o.MaxInflight, 64), nil, "api")
+	shed := Shed(cmp.Or(o.MaxInflight, 64), m, "api")
 	g.GET("/calls", api.listCalls, shed)
 	g.GET("/calls/:id", api.getCall, shed)
 	g.GET("/lamps", api.lamps, shed)

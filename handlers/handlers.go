@@ -89,7 +89,7 @@ func New(opts Options) (*echo.Echo, error) {
 	if opts.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(opts.Metrics.Handler()))
 	}
-	registerDashboard(e, opts.Dashboard, log)
+	registerDashboard(e, opts.Dashboard, opts.Metrics, log)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", func(c echo.Context) error {
 		if opts.Ready != nil {

@@ -49,18 +49,26 @@ var testKey = sync.OnceValue(func() *rsa.PrivateKey {
 	return k
 })
 
-func sign(body string) string {
+func sign(body string) string { return signWith(testKey(), body) }
+
+// signWith signs body as sipgate does: RSA PKCS#1 v1.5 over its SHA-256,
+// base64.
+func signWith(k *rsa.PrivateKey, body string) string {
 	sum := sha256.Sum256([]byte(body))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, testKey(), crypto.SHA256, sum[:])
+	sig, err := rsa.SignPKCS1v15(nil, k, crypto.SHA256, sum[:])
 	if err != nil {
 		panic(err)
 	}
 	return base64.StdEncoding.EncodeToString(sig)
 }
 
-func testVerifier(tb testing.TB) *handlers.SignatureVerifier {
+func testVerifier(tb testing.TB) *handlers.SignatureVerifier { return verifierFor(tb, testKey()) }
+
+// verifierFor returns a verifier for k's public half, given as a PEM
+// "PUBLIC KEY" the way SIPGATE_PUBLIC_KEY_FILE holds one.
+func verifierFor(tb testing.TB, k *rsa.PrivateKey) *handlers.SignatureVerifier {
 	tb.Helper()
-	der, err := x509.MarshalPKIXPublicKey(&testKey().PublicKey)
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,13 +1,8 @@
 package handlers_test
 
 import (
-	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -41,7 +36,7 @@ func BenchmarkWebhook(b *testing.B) {
 			b.Cleanup(func() { slog.SetDefault(prev) })
 			var opts handlers.SipgateOptions
 			if signed {
-				opts.Verifier = benchVerifier(b)
+				opts.Verifier = verifierFor(b, benchKey())
 			}
 			e := newEnv(b, opts)
 			events := benchEvents(b.N, signed)
@@ -78,19 +73,6 @@ var benchKey = sync.OnceValue(func() *rsa.PrivateKey {
 	return k
 })
 
-func benchVerifier(tb testing.TB) *handlers.SignatureVerifier {
-	tb.Helper()
-	der, err := x509.MarshalPKIXPublicKey(&benchKey().PublicKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	v, err := handlers.NewSignatureVerifier(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return v
-}
-
 var (
 	benchMu     sync.Mutex
 	benchSigned []benchEvent
@@ -118,12 +100,7 @@ func benchEvents(n int, signed bool) []benchEvent {
 			wg.Go(func() {
 				for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
 					body := benchBody(i)
-					sum := sha256.Sum256([]byte(body))
-					sig, err := rsa.SignPKCS1v15(nil, benchKey(), crypto.SHA256, sum[:])
-					if err != nil {
-						panic(err)
-					}
-					benchSigned[i] = benchEvent{body: body, sig: base64.StdEncoding.EncodeToString(sig)}
+					benchSigned[i] = benchEvent{body: body, sig: signWith(benchKey(), body)}
 				}
 			})
 		}

@@ -99,14 +99,6 @@ func (m *Metrics) CounterFunc(name, help string, f func() float64) {
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 }
 
-// Register adds any other collector, e.g. a labelled gauge owned by an adapter.
-func (m *Metrics) Register(c prometheus.Collector) {
-	if m == nil {
-		return
-	}
-	m.reg.MustRegister(c)
-}
-
 func statusClass(code int) string {
 	switch {
 	case code >= 500:
