@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callstate/callstate/internal/testpbx"
 	"github.com/callstate/callstate/store/storetest"
 )
 
@@ -29,15 +29,9 @@ func TestMain(m *testing.M) {
 	storetest.Main(m)
 }
 
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// freePort returns a port on 127.0.0.1 that was free a moment ago, drawn
+// outside the kernel's ephemeral range (see testpbx.FreePort).
+func freePort(tb testing.TB) int { return testpbx.FreePort(tb) }
 
 type lockedBuffer struct {
 	mu sync.Mutex

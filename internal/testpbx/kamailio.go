@@ -24,6 +24,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -178,7 +179,7 @@ func startKamailio(tb testing.TB, bin, dir string) (*Kamailio, error) {
 	tb.Cleanup(func() {
 		if tb.Failed() {
 			log, _ := os.ReadFile(k.logPath)
-			tb.Logf("--- kamailio log (%s) ---\n%s", k.logPath, log)
+			tb.Logf("--- kamailio log (%s), its end ---\n%s", k.logPath, trimLog(log, 12000))
 		}
 	})
 	tb.Cleanup(k.stop)
@@ -349,15 +350,25 @@ func copyDir(src, dst string) error {
 	return nil
 }
 
+// Test ports are drawn at random below Linux's default ephemeral range
+// (32768-60999), from which the kernel hands out ports to every bind(":0")
+// and outgoing connection: a port taken from there can be handed to someone
+// else between the check and the peer's own bind, which made parallel tests
+// flaky.
+const (
+	portLo = 20000
+	portHi = 32768
+)
+
 // freePort returns a port on 127.0.0.1 that is free for both UDP and TCP at
 // the time of the call.
 func freePort() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 100 {
+		port := portLo + rand.IntN(portHi-portLo)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			return 0, err
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		l.Close()
 		if err != nil {
