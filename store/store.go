@@ -36,9 +36,11 @@ type Options struct {
 
 // Store is the PostgreSQL-backed call-state table. It is safe for concurrent use.
 type Store struct {
-	pool     *pgxpool.Pool
+	pool     *pgxpool.Pool // reads, and writes other than Apply's
+	wpool    *pgxpool.Pool // the writers' connections, see Open
 	log      *slog.Logger
 	announce *announcer
+	users    userCache
 	writes   chan *applyReq // to the writers
 	closed   chan struct{}  // closed by Close
 	stop     context.CancelFunc
@@ -75,12 +77,30 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, log: log, writes: make(chan *applyReq), closed: make(chan struct{})}
-	s.startAnnouncer()
 	// Two writers a core: enough transactions in flight to keep PostgreSQL's
 	// cores busy, few enough that events share commits under load (measured
 	// in docs/benchmarks.md: 1, 2 and 4 a core).
-	s.startWriters(min(2*runtime.NumCPU(), int(max(cfg.MaxConns-2, 1))))
+	writers := min(2*runtime.NumCPU(), int(max(cfg.MaxConns-2, 1)))
+	// The writers run the same few statements all day, on connections of
+	// their own that always use the statements' generic plans. Left to
+	// choose, PostgreSQL decides per connection, from the costs of a
+	// statement's first runs, whether to plan it anew at every run; the
+	// upsert and the sipgate_user trigger planned anew cost PostgreSQL
+	// eight times the CPU per event and halved the webhook rate
+	// (docs/benchmarks.md). The other queries build their filters per
+	// request and keep the default.
+	wcfg := cfg.Copy()
+	wcfg.MaxConns = int32(writers)
+	wcfg.MinConns = 0
+	wcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	wpool, err := pgxpool.NewWithConfig(ctx, wcfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	s := &Store{pool: pool, wpool: wpool, log: log, writes: make(chan *applyReq), closed: make(chan struct{})}
+	s.startAnnouncer()
+	s.startWriters(writers)
 	return s, nil
 }
 
@@ -91,6 +111,7 @@ func (s *Store) Close() {
 		s.stop()
 		s.stopped.Wait()
 		s.announce.stop()
+		s.wpool.Close()
 		s.pool.Close()
 	})
 }

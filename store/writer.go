@@ -73,45 +73,38 @@ func (s *Store) write(batch []*applyReq) {
 		}
 		live = append(live, r)
 	}
-	switch {
-	case len(live) == 0:
+	if len(live) == 0 {
 		return
-	case len(live) == 1:
-		s.writeOne(live[0])
-	default:
-		if err := s.writeBatch(live); err != nil {
+	}
+	if err := s.writeBatch(live); err != nil {
+		if len(live) == 1 {
+			live[0].done <- applyResult{err: applyErr(live[0].ev, err)}
+		} else {
 			// One event spoiled the transaction (or the database failed):
 			// write each on its own, so that only the bad one fails.
 			s.log.Debug("batch write failed; writing one by one", "events", len(live), "err", err)
 			for _, r := range live {
-				s.writeOne(r)
+				if err := s.writeBatch([]*applyReq{r}); err != nil {
+					r.done <- applyResult{err: applyErr(r.ev, err)}
+				}
 			}
 		}
 	}
 	s.announce.changed()
 }
 
-// writeOne applies one event in its own transaction.
-func (s *Store) writeOne(r *applyReq) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), writeTimeout)
-	defer cancel()
-	var id int64
-	err := s.pool.QueryRow(ctx, applySQL, applyArgs(r.ev)...).Scan(&id)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		r.done <- applyResult{}
-	case err != nil:
-		r.done <- applyResult{err: applyErr(r.ev, err)}
-	default:
-		r.done <- applyResult{applied: true}
-	}
-}
-
-// writeBatch applies batch in one transaction and answers each request
+// writeBatch applies batch in one transaction, with the sipgate users it
+// names that sipgate_user may lack (userCache), and answers each request
 // after the commit. It answers none and returns the error if any statement
 // or the commit fails. Events are written in the order of their calls'
 // keys, so that two transactions never wait for each other's rows in a
 // cycle; events of one call keep their order.
+//
+// The statements go out in one pipeline with a single Sync and no BEGIN or
+// COMMIT: PostgreSQL runs the statements up to a Sync as one implicit
+// transaction, commits it at the Sync and rolls all of it back if one
+// fails. One round trip a batch instead of three keeps the transaction
+// short even when this process waits for a CPU.
 func (s *Store) writeBatch(batch []*applyReq) error {
 	slices.SortStableFunc(batch, func(a, b *applyReq) int {
 		return cmp.Or(cmp.Compare(a.ev.Source, b.ev.Source), cmp.Compare(a.ev.Update.Key, b.ev.Update.Key))
@@ -119,29 +112,32 @@ func (s *Store) writeBatch(batch []*applyReq) error {
 	applied := make([]bool, len(batch))
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		for _, r := range batch {
-			b.Queue(applySQL, applyArgs(r.ev)...)
+	b := &pgx.Batch{}
+	for _, r := range batch {
+		b.Queue(applySQL, applyArgs(r.ev)...)
+	}
+	now := time.Now()
+	userIDs, userNames := s.users.pending(batch, now)
+	queueUsers(b, userIDs, userNames)
+	br := s.wpool.SendBatch(ctx, b)
+	for i := range batch {
+		var id int64
+		err := br.QueryRow().Scan(&id)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			br.Close()
+			return err
+		default:
+			applied[i] = true
 		}
-		br := tx.SendBatch(ctx, b)
-		for i := range batch {
-			var id int64
-			err := br.QueryRow().Scan(&id)
-			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-			case err != nil:
-				br.Close()
-				return err
-			default:
-				applied[i] = true
-			}
-		}
-		return br.Close()
-	})
-	if err != nil {
+	}
+	// Close reads the users' statement's result, if any, and up to the
+	// Sync's ReadyForQuery: the commit's outcome.
+	if err := br.Close(); err != nil {
 		return err
 	}
+	s.users.remember(userIDs, userNames, now)
 	for i, r := range batch {
 		r.done <- applyResult{applied: applied[i]}
 	}
