@@ -84,9 +84,19 @@ stop_callstate() {
     rm -rf "$cs_dir"
   fi
 }
-# journal: the events stored in this run's database.
+# journal: the events stored in this run's database, and how many of them
+# went through the local spool instead of straight into PostgreSQL (an
+# event the database does not take within DATABASE_WRITE_TIMEOUT is
+# spooled, and while the spool holds events every later one queues behind
+# them: such a run measures the spool's fsync, not PostgreSQL's commit).
 journal() {
-  psql "$db" -Atc "SELECT count(*) FROM call_event" 2>/dev/null || echo "?"
+  local rows spooled
+  rows=$(psql "$db" -Atc "SELECT count(*) FROM call_event" 2>/dev/null || echo "?")
+  spooled=$(curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "callstate_spool_appended_total" {print $2}')
+  echo "$rows, of them through the spool: ${spooled:-?}"
+  if [ -n "$spooled" ] && [ "$spooled" != 0 ]; then
+    echo "  WARNING: events went through the spool; this run is not a measure of durable PostgreSQL writes" >&2
+  fi
 }
 # load ARGS...: one run of the load generator; its RESULT line is kept.
 load() {

@@ -60,6 +60,7 @@ type Stats struct {
 	MaxBytes int64 // the bound
 	Rejected int64 // events the store refused for good since start (kept in rejected.jsonl)
 	DBErrors int64 // direct writes that failed and were spooled instead, since start
+	Spooled  int64 // events accepted into the spool since start, instead of straight into the store
 }
 
 // Spool is safe for concurrent use.
@@ -74,6 +75,7 @@ type Spool struct {
 	readOff  int64 // bytes already applied
 	depth    int   // records not yet applied
 	written  int64 // records ever written (sync sequence)
+	spooled  int64 // records appended since start
 	rejected int64
 	dbErrors int64
 	wake     chan struct{} // signalled after an append
@@ -231,6 +233,7 @@ func (s *Spool) append(ev callstate.Event) error {
 	}
 	s.size += int64(len(rec))
 	s.written++
+	s.spooled++
 	s.depth++ // counted from now: even if the fsync fails, the record may be applied
 	seq, size := s.written, s.size
 	s.mu.Unlock()
@@ -267,7 +270,7 @@ func (s *Spool) sync(seq, size int64) error {
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Records: s.depth, Bytes: s.size - s.readOff, MaxBytes: s.opts.MaxBytes, Rejected: s.rejected, DBErrors: s.dbErrors}
+	return Stats{Records: s.depth, Bytes: s.size - s.readOff, MaxBytes: s.opts.MaxBytes, Rejected: s.rejected, DBErrors: s.dbErrors, Spooled: s.spooled}
 }
 
 // Run applies spooled events in order until ctx is done, waiting with

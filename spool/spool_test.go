@@ -101,8 +101,8 @@ func TestDirectWhenStoreUp(t *testing.T) {
 	if applied, err := s.Apply(context.Background(), event(0)); err != nil || applied {
 		t.Errorf("repeat: applied=%v err=%v, want false, nil", applied, err)
 	}
-	if got := s.Stats().Records; got != 0 {
-		t.Errorf("spool holds %d records", got)
+	if st := s.Stats(); st.Records != 0 || st.Spooled != 0 {
+		t.Errorf("stats %+v, want nothing spooled", st)
 	}
 }
 
@@ -123,8 +123,8 @@ func TestOutageKeepsOrder(t *testing.T) {
 			t.Fatalf("Apply during outage: %v %v", applied, err)
 		}
 	}
-	if got := s.Stats().Records; got != 50 {
-		t.Fatalf("spool holds %d, want 50", got)
+	if st := s.Stats(); st.Records != 50 || st.Spooled != 50 {
+		t.Fatalf("stats %+v, want 50 records spooled", st)
 	}
 	st.setDown(false)
 	for i := 50; i < 100; i++ {
@@ -133,6 +133,9 @@ func TestOutageKeepsOrder(t *testing.T) {
 		}
 	}
 	waitFor(t, "the spool to drain", func() bool { return s.Stats().Records == 0 && len(st.keys()) == 100 })
+	if got := s.Stats().Spooled; got < 50 {
+		t.Errorf("%d events counted as spooled, want at least the 50 of the outage", got)
+	}
 	for i, k := range st.keys() {
 		if want := event(i).DedupKey; k != want {
 			t.Fatalf("applied[%d] = %s, want %s", i, k, want)

@@ -120,6 +120,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			func() float64 { return float64(sp.Stats().Rejected) })
 		m.CounterFunc("callstate_database_errors_total", "Database writes that failed and went to the spool.",
 			func() float64 { return float64(sp.Stats().DBErrors) })
+		m.CounterFunc("callstate_spool_appended_total", "Events accepted into the local spool instead of straight into the database.",
+			func() float64 { return float64(sp.Stats().Spooled) })
 	}
 	dash := dashboardOptions(cfg.Dashboard, st, log)
 	ready := &readiness{st: st, sp: sp}
