@@ -18,7 +18,8 @@ import (
 
 // BenchmarkNotifyStorm holds 1,000 subscriptions against one sipgo notifier
 // and sends b.N NOTIFYs from 64 concurrent senders (each extension's
-// NOTIFYs in version order), each with a full document whose one dialog
+// NOTIFYs in version order; at a fixed rate, the senders' ticks are spread
+// evenly over the period), each with a full document whose one dialog
 // rings or ends. It reports the heap the subscriptions hold, NOTIFYs/s
 // applied to PostgreSQL and the NOTIFY-to-row latency: the subscriber
 // answers 200 only after the rows are committed, so the time from sending a
@@ -78,7 +79,12 @@ func notifyStorm(b *testing.B, rate int) {
 			version := make(map[int]int)
 			var tick *time.Ticker
 			if rate > 0 {
-				tick = time.NewTicker(time.Duration(senders) * time.Second / time.Duration(rate))
+				// Each sender ticks at rate/senders, its phase shifted by
+				// its share of the period, so that the NOTIFYs arrive
+				// evenly at rate rather than in bursts of one per sender.
+				period := time.Duration(senders) * time.Second / time.Duration(rate)
+				time.Sleep(time.Duration(w) * period / senders)
+				tick = time.NewTicker(period)
 				defer tick.Stop()
 			}
 			for i := w; i < b.N; i += senders {
