@@ -44,6 +44,14 @@ var dialogInfoFiles = map[string]dialogInfoCase{
 		Entity: "sip:103@192.168.1.10:5060", Version: 10, HasVersion: true, State: DocFull,
 		Dialogs: []Dialog{{ID: "103", State: DialogTerminated, Duration: -1}},
 	}},
+	"asterisk-chansip-early.xml": {want: DialogInfo{
+		Entity: "sip:101@192.168.1.10", Version: 4, HasVersion: true, State: DocFull,
+		Dialogs: []Dialog{{ID: "101", Direction: DirectionRecipient, State: DialogEarly, Duration: -1}},
+	}},
+	"asterisk-chansip-confirmed.xml": {want: DialogInfo{
+		Entity: "sip:101@192.168.1.10", Version: 5, HasVersion: true, State: DocFull,
+		Dialogs: []Dialog{{ID: "101", State: DialogConfirmed, Duration: -1}},
+	}},
 	"freeswitch-full-empty.xml": {want: DialogInfo{
 		Entity: "sip:1000@bling.babblevoice.com", Version: 0, HasVersion: true, State: DocFull,
 	}},
