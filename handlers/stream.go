@@ -64,6 +64,9 @@ type Stream struct {
 	resync  bool               // changes were lost: drop every client
 	wake    chan struct{}
 
+	lampSeq  atomic.Int64  // change number for the next lamp events
+	lampWake chan struct{} // lamps may have changed
+
 	clients   atomic.Int64
 	heartbeat []byte
 }
@@ -91,7 +94,7 @@ func NewStream(st DashboardStore, o StreamOptions) *Stream {
 	return &Stream{
 		store: st, o: o, log: log,
 		subs: map[*subscriber]struct{}{}, pending: map[int64]struct{}{},
-		wake: make(chan struct{}, 1), heartbeat: b,
+		wake: make(chan struct{}, 1), lampWake: make(chan struct{}, 1), heartbeat: b,
 	}
 }
 
@@ -138,6 +141,11 @@ func (s *Stream) Notify(kind string, seq, callID int64) {
 
 // Run sends the changes Notify records until ctx is done. It returns nil
 // then, or an error if the lamps cannot be read at start.
+//
+// Calls and lamps go out from two goroutines: the changed calls of a batch
+// are read back and sent at once, and the lamps, which take a query over
+// every active call, are read after them, as often as they can be, without
+// holding back the next batch of calls.
 func (s *Stream) Run(ctx context.Context) error {
 	defer func() { // ends every stream, so that the HTTP server can shut down
 		s.mu.Lock()
@@ -153,6 +161,9 @@ func (s *Stream) Run(ctx context.Context) error {
 	} else if ctx.Err() == nil {
 		return fmt.Errorf("stream: %w", err)
 	}
+	var lampsDone sync.WaitGroup
+	lampsDone.Go(func() { s.runLamps(ctx, lamps) })
+	defer lampsDone.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -180,7 +191,7 @@ func (s *Stream) Run(ctx context.Context) error {
 			// against the stale cache is only sent once more than needed.
 			continue
 		}
-		if err := s.publishChanges(ctx, ids, ext, seq, lamps); err != nil {
+		if err := s.publishCalls(ctx, ids); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -189,49 +200,79 @@ func (s *Stream) Run(ctx context.Context) error {
 			s.log.Error("stream: reading changes; clients will resume", "err", err)
 			s.dropAll()
 		}
+		if len(ids) > 0 || ext {
+			s.lampSeq.Store(seq)
+			select {
+			case s.lampWake <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
-func (s *Stream) publishChanges(ctx context.Context, ids []int64, ext bool, seq int64, lamps map[string]lampJSON) error {
+// publishCalls reads the calls ids back and sends them.
+func (s *Stream) publishCalls(ctx context.Context, ids []int64) error {
 	var buf []byte
-	if len(ids) > 0 {
-		slices.Sort(ids)
-		for chunk := range slices.Chunk(ids, 1000) {
-			calls, err := s.store.CallsByID(ctx, chunk)
-			if err != nil {
-				return err
-			}
-			for _, c := range calls {
-				buf = appendEvent(buf, EventCall, c.Seq, toCallJSON(c.Call, c.Seq))
-			}
-		}
-	}
-	// Calls go out first: the lamps' query must not delay them.
-	if len(buf) > 0 {
-		s.publish(buf)
-		buf = nil
-	}
-	if len(ids) > 0 || ext {
-		ls, err := s.store.LampStatuses(ctx)
+	slices.Sort(ids)
+	for chunk := range slices.Chunk(ids, 1000) {
+		calls, err := s.store.CallsByID(ctx, chunk)
 		if err != nil {
 			return err
 		}
-		seen := make(map[string]bool, len(ls))
-		for _, l := range ls {
-			k := string(l.Source) + "/" + l.Extension
-			seen[k] = true
-			lj := toLampJSON(l)
-			if old, ok := lamps[k]; !ok || old.Lamp != lj.Lamp || old.ActiveCalls != lj.ActiveCalls || old.Name != lj.Name {
-				lamps[k] = lj
-				buf = appendEvent(buf, EventLamp, seq, lj)
-			}
+		for _, c := range calls {
+			buf = appendEvent(buf, EventCall, c.Seq, toCallJSON(c.Call, c.Seq))
 		}
-		for k, l := range lamps {
-			if !seen[k] { // removed: shown as unavailable, then forgotten
-				delete(lamps, k)
-				l.Lamp, l.ActiveCalls = "removed", 0
-				buf = appendEvent(buf, EventLamp, seq, l)
+	}
+	if len(buf) > 0 {
+		s.publish(buf)
+	}
+	return nil
+}
+
+// runLamps sends the lamps that changed, compared with lamps (what the
+// clients were last sent), each time Run says they may have, until ctx is
+// done.
+func (s *Stream) runLamps(ctx context.Context, lamps map[string]lampJSON) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.lampWake:
+		}
+		if s.Clients() == 0 {
+			continue
+		}
+		if err := s.publishLamps(ctx, s.lampSeq.Load(), lamps); err != nil {
+			if ctx.Err() != nil {
+				return
 			}
+			s.log.Error("stream: reading lamps; clients will resume", "err", err)
+			s.dropAll()
+		}
+	}
+}
+
+func (s *Stream) publishLamps(ctx context.Context, seq int64, lamps map[string]lampJSON) error {
+	ls, err := s.store.LampStatuses(ctx)
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	seen := make(map[string]bool, len(ls))
+	for _, l := range ls {
+		k := string(l.Source) + "/" + l.Extension
+		seen[k] = true
+		lj := toLampJSON(l)
+		if old, ok := lamps[k]; !ok || old.Lamp != lj.Lamp || old.ActiveCalls != lj.ActiveCalls || old.Name != lj.Name {
+			lamps[k] = lj
+			buf = appendEvent(buf, EventLamp, seq, lj)
+		}
+	}
+	for k, l := range lamps {
+		if !seen[k] { // removed: shown as unavailable, then forgotten
+			delete(lamps, k)
+			l.Lamp, l.ActiveCalls = "removed", 0
+			buf = appendEvent(buf, EventLamp, seq, l)
 		}
 	}
 	if len(buf) > 0 {
