@@ -28,7 +28,7 @@ type fakeNotifier struct {
 	mu     sync.Mutex
 	subs   map[string]*fakeSub // by extension
 	counts map[string]int      // SUBSCRIBEs by extension
-	cseq   uint32
+	cseqs  map[string]uint32   // last NOTIFY CSeq by subscription Call-ID
 	wake   chan struct{}
 }
 
@@ -50,7 +50,7 @@ func startNotifier(tb testing.TB, onSubscribe func(req *sipmsg.Request) (status 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n := &fakeNotifier{tb: tb, addr: pc.LocalAddr().String(), subs: map[string]*fakeSub{}, counts: map[string]int{}, wake: make(chan struct{}, 1), onSubscribe: onSubscribe}
+	n := &fakeNotifier{tb: tb, addr: pc.LocalAddr().String(), subs: map[string]*fakeSub{}, counts: map[string]int{}, cseqs: map[string]uint32{}, wake: make(chan struct{}, 1), onSubscribe: onSubscribe}
 	n.cli, _ = sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientConnectionAddr(n.addr))
 	srv.OnSubscribe(n.handle)
 	go func() { _ = srv.ServeUDP(pc) }()
@@ -124,12 +124,29 @@ func (n *fakeNotifier) subscribes(ext string) int {
 	return n.counts[ext]
 }
 
-// notify sends a NOTIFY in sub's dialog and returns the status it got.
+// notify sends a NOTIFY in sub's dialog, with the dialog's next CSeq, and
+// returns the status it got.
 func (n *fakeNotifier) notify(ctx context.Context, sub *fakeSub, state, body string) (int, error) {
+	n.mu.Lock()
+	n.cseqs[sub.callID]++
+	cseq := n.cseqs[sub.callID]
+	n.mu.Unlock()
+	return n.notifyAt(ctx, sub, cseq, state, body)
+}
+
+// nextCSeq returns the CSeq that notify would send next in sub's dialog.
+func (n *fakeNotifier) nextCSeq(sub *fakeSub) uint32 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cseqs[sub.callID] + 1
+}
+
+// notifyAt sends a NOTIFY in sub's dialog with CSeq cseq (later NOTIFYs
+// go on from the highest sent) and returns the status it got.
+func (n *fakeNotifier) notifyAt(ctx context.Context, sub *fakeSub, cseq uint32, state, body string) (int, error) {
 	req := sipmsg.NewRequest(sipmsg.NOTIFY, sub.contact)
 	n.mu.Lock()
-	n.cseq++
-	cseq := n.cseq
+	n.cseqs[sub.callID] = max(n.cseqs[sub.callID], cseq)
 	n.mu.Unlock()
 	from := &sipmsg.FromHeader{Address: sipmsg.Uri{Scheme: "sip", User: sub.ext, Host: "pbx.test"}, Params: sipmsg.NewParams()}
 	from.Params.Add("tag", sub.ourTag)

@@ -71,6 +71,31 @@ func TestNotifyRules(t *testing.T) {
 			t.Errorf("state %s after an old version, want ringing", c.State)
 		}
 	})
+	t.Run("ReorderedKeepsAnswer", func(t *testing.T) {
+		// The PBX sends confirmed and then terminated; the terminated one
+		// is handled first. The subscriber holds it until the confirmed one
+		// is in, so the call is answered before it ends.
+		next := n.nextCSeq(sub)
+		done := make(chan error, 1)
+		go func() {
+			code, err := n.notifyAt(t.Context(), sub, next+1, "active;expires=60", dialogDoc("100", 8, "d2", "terminated"))
+			if err == nil && code != 200 {
+				err = fmt.Errorf("got %d", code)
+			}
+			done <- err
+		}()
+		time.Sleep(10 * time.Millisecond)
+		if code, err := n.notifyAt(t.Context(), sub, next, "active;expires=60", dialogDoc("100", 7, "d2", "confirmed")); err != nil || code != 200 {
+			t.Fatalf("NOTIFY confirmed: %d %v", code, err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("NOTIFY terminated: %v", err)
+		}
+		c, err := st.Call(t.Context(), callstate.SourceSIP, "100/d2")
+		if err != nil || c.State != callstate.StateEnded || c.AnsweredAt.IsZero() {
+			t.Errorf("call %+v, %v; want answered, then ended", c, err)
+		}
+	})
 	t.Run("Vanished", func(t *testing.T) {
 		send("active;expires=60", dialogDoc("100", 6, "", ""), 200)
 		c, err := st.Call(t.Context(), callstate.SourceSIP, "100/d1")

@@ -52,6 +52,9 @@ type subscription struct {
 	loaded     bool // the store's active calls are in tracker for this dialog
 	term       *termination
 	wantFull   bool
+	notifyCSeq uint32        // highest NOTIFY CSeq answered in this dialog; 0 before the first
+	turn       chan struct{} // closed and replaced when notifyCSeq moves
+	outOfTurn  int           // NOTIFYs that waited in vain for an earlier CSeq
 	tracker    *tracker
 	lamp       string
 	state      string // last state written with SetSubscription
@@ -78,6 +81,7 @@ func (s *Subscriber) newSubscription(ext, event string) *subscription {
 		s: s, ext: ext, event: event,
 		log:     s.log.With("extension", ext, "event", event),
 		wake:    make(chan struct{}, 1),
+		turn:    make(chan struct{}),
 		tracker: newTracker(ext),
 	}
 }
@@ -212,6 +216,7 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 	sub.localTag = sipmsg.GenerateTagN(16)
 	sub.remoteTag = ""
 	sub.cseq = 0
+	sub.notifyCSeq, sub.outOfTurn = 0, 0
 	sub.target = sipmsg.Uri{Scheme: "sip", User: sub.ext, Host: sub.s.domain}
 	if sub.s.transport == "TLS" {
 		sub.target.Scheme = "sips"
@@ -519,6 +524,7 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	defer sub.mu.Unlock()
 	toTag, _ := req.To().Params.Get("tag")
 	fromTag, _ := req.From().Params.Get("tag")
+	callID := sub.callID
 	if sub.callID == "" || toTag != sub.localTag || fromTag == "" {
 		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
 	}
@@ -528,6 +534,13 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	} else if fromTag != sub.remoteTag {
 		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
 	}
+	cseq := req.CSeq().SeqNo
+	sub.waitTurn(cseq)
+	if sub.callID != callID {
+		// Replaced while waiting; the new dialog knows nothing of it.
+		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
+	}
+	defer sub.tookTurn(cseq)
 	ev := req.GetHeader("Event")
 	if ev == nil || eventName(ev.Value()) != sub.event {
 		return statusBadEvent, "Bad Event"
@@ -556,6 +569,52 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 		}
 	}
 	return sipmsg.StatusOK, "OK"
+}
+
+// reorderWait bounds how long a NOTIFY waits for the ones sent before it.
+const reorderWait = 50 * time.Millisecond
+
+// waitTurn holds a NOTIFY whose CSeq is beyond the next one expected for
+// up to reorderWait, so that a NOTIFY the PBX sent before it, which sipgo
+// may hand over later (each request has its own goroutine), is applied
+// first: otherwise its document is an old version and ignored, and what it
+// told (an answer just before a hang-up, say) would be lost. A NOTIFY that
+// was lost itself comes again as a retransmission; one that waited in vain
+// goes ahead. After three of those in one dialog the PBX is taken to number
+// its NOTIFYs with gaps, and nothing waits any more. Called with mu held;
+// it may release it meanwhile.
+func (sub *subscription) waitTurn(cseq uint32) {
+	if sub.notifyCSeq == 0 || cseq <= sub.notifyCSeq+1 || sub.outOfTurn >= 3 {
+		return
+	}
+	timeout := time.NewTimer(reorderWait)
+	defer timeout.Stop()
+	callID := sub.callID
+	for sub.callID == callID && cseq > sub.notifyCSeq+1 {
+		turn := sub.turn
+		sub.mu.Unlock()
+		select {
+		case <-turn:
+			sub.mu.Lock()
+		case <-timeout.C:
+			sub.mu.Lock()
+			if sub.callID == callID && cseq > sub.notifyCSeq+1 {
+				sub.outOfTurn++
+				sub.log.Debug("sip: NOTIFY waited in vain for an earlier one", "cseq", cseq, "have", sub.notifyCSeq)
+			}
+			return
+		}
+	}
+}
+
+// tookTurn records that the NOTIFY numbered cseq has been answered and
+// wakes those waiting for it. Called with mu held.
+func (sub *subscription) tookTurn(cseq uint32) {
+	if cseq > sub.notifyCSeq {
+		sub.notifyCSeq = cseq
+	}
+	close(sub.turn)
+	sub.turn = make(chan struct{})
 }
 
 // body applies a NOTIFY's body. Called with mu held.
