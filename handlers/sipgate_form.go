@@ -32,21 +32,21 @@ const (
 type sipgateForm struct {
 	Event           string   `form:"event" validate:"required,oneof=newCall answer hangup dtmf"`
 	CallID          string   `form:"callId" validate:"required,max=255,text"`
-	OrigCallID      string   `form:"origCallId" validate:"max=255,text"`
+	OrigCallID      string   `form:"origCallId" validate:"omitempty,max=255,text"`
 	Direction       string   `form:"direction" validate:"omitempty,oneof=in out"`
-	From            string   `form:"from" validate:"max=255,text"`
-	To              string   `form:"to" validate:"max=255,text"`
-	XCID            string   `form:"xcid" validate:"max=255,text"`
-	Diversion       string   `form:"diversion" validate:"max=255,text"`
-	Users           []string `form:"user[]" validate:"max=256,dive,max=255,text"`
-	UserIDs         []string `form:"userId[]" validate:"max=256,dive,max=255,text"`
-	FullUserIDs     []string `form:"fullUserId[]" validate:"max=256,dive,max=255,text"`
-	User            string   `form:"user" validate:"max=255,text"`
-	UserID          string   `form:"userId" validate:"max=255,text"`
-	FullUserID      string   `form:"fullUserId" validate:"max=255,text"`
-	AnsweringNumber string   `form:"answeringNumber" validate:"max=255,text"`
-	Cause           string   `form:"cause" validate:"max=64,text"`
-	DTMF            string   `form:"dtmf" validate:"max=64,dtmf"`
+	From            string   `form:"from" validate:"omitempty,max=255,text"`
+	To              string   `form:"to" validate:"omitempty,max=255,text"`
+	XCID            string   `form:"xcid" validate:"omitempty,max=255,text"`
+	Diversion       string   `form:"diversion" validate:"omitempty,max=255,text"`
+	Users           []string `form:"user[]" validate:"omitempty,max=256,dive,max=255,text"`
+	UserIDs         []string `form:"userId[]" validate:"omitempty,max=256,dive,max=255,text"`
+	FullUserIDs     []string `form:"fullUserId[]" validate:"omitempty,max=256,dive,max=255,text"`
+	User            string   `form:"user" validate:"omitempty,max=255,text"`
+	UserID          string   `form:"userId" validate:"omitempty,max=255,text"`
+	FullUserID      string   `form:"fullUserId" validate:"omitempty,max=255,text"`
+	AnsweringNumber string   `form:"answeringNumber" validate:"omitempty,max=255,text"`
+	Cause           string   `form:"cause" validate:"omitempty,max=64,text"`
+	DTMF            string   `form:"dtmf" validate:"omitempty,max=64,dtmf"`
 }
 
 // errBadForm marks a request body that is not a well-formed sipgate form.

@@ -186,7 +186,9 @@ func (s *Spool) Apply(ctx context.Context, ev callstate.Event) (bool, error) {
 		return false, err
 	}
 	if s.Stats().Records == 0 {
-		dctx, cancel := context.WithTimeout(ctx, s.opts.DirectTimeout)
+		// The write goes on if the caller gives up (a webhook client that
+		// hung up): the event arrived, and storing it twice changes nothing.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DirectTimeout)
 		applied, err := s.next.Apply(dctx, ev)
 		cancel()
 		if err == nil {
