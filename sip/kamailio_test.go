@@ -200,9 +200,12 @@ func TestKamailio(t *testing.T) {
 				if err != nil || len(j) < 2 {
 					t.Errorf("extension %s: journal %d entries, err %v; want ringing and ended at least", c.ext, len(j), err)
 				}
-				if l := lampOf(t, st, c.ext); l.Lamp != LampIdle || l.Subscription != SubActive {
-					t.Errorf("extension %s after the call: lamp %+v, want idle and active", c.ext, l)
-				}
+				waitFor(t, 5*time.Second, func() string {
+					if l := lampOf(t, st, c.ext); l.Lamp != LampIdle || l.Subscription != SubActive {
+						return fmt.Sprintf("extension %s after the call: lamp %+v, want idle and active", c.ext, l)
+					}
+					return ""
+				})
 			}
 		})
 	}
