@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what callstate's tests run against, when it is missing:
-# the PostgreSQL server, Kamailio with its presence modules, sipp, Chromium.
+# the PostgreSQL server, Kamailio with its presence and TLS modules, sipp,
+# Chromium.
 # Debian/Ubuntu only (apt-get); elsewhere it says what to install.
 set -euo pipefail
 
@@ -17,6 +18,7 @@ have_kamailio_presence() {
 missing=()
 have_postgres || missing+=(postgresql)
 have_kamailio_presence || missing+=(kamailio kamailio-presence-modules)
+compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null || missing+=(kamailio-tls-modules)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 

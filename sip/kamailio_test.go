@@ -2,6 +2,8 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -142,6 +144,14 @@ func TestKamailio(t *testing.T) {
 			answered: true,
 		},
 		{
+			name:      "AnsweredOverTLS",
+			transport: "tls",
+			place: func(t *testing.T, k *testpbx.Kamailio) {
+				k.PlaceCall(t, "100", "101", 500*time.Millisecond, 500*time.Millisecond)
+			},
+			answered: true,
+		},
+		{
 			name:  "Cancelled",
 			place: func(t *testing.T, k *testpbx.Kamailio) { k.PlaceUnansweredCall(t, "100", "101", 500*time.Millisecond) },
 		},
@@ -153,12 +163,22 @@ func TestKamailio(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			k := testpbx.StartKamailio(t)
+			cfg := Config{Transport: tt.transport, Expires: time.Minute}
+			var k *testpbx.Kamailio
+			if tt.transport == "tls" {
+				files, conf := testCertificate(t)
+				k = testpbx.StartKamailioTLS(t, files)
+				cfg.PBXAddr, cfg.TLSConfig = k.TLSAddr(), conf
+			} else {
+				k = testpbx.StartKamailio(t)
+				cfg.PBXAddr = k.Addr()
+			}
 			st := openStore(t)
 			if err := st.AddExtensions(t.Context(), []string{"100", "101"}); err != nil {
 				t.Fatal(err)
 			}
-			startSubscriber(t, Config{PBXAddr: k.Addr(), Domain: k.Domain(), Transport: tt.transport, Store: st, Expires: time.Minute})
+			cfg.Domain, cfg.Store = k.Domain(), st
+			startSubscriber(t, cfg)
 			for _, ext := range []string{"100", "101"} {
 				waitFor(t, 15*time.Second, func() string {
 					if l := lampOf(t, st, ext); l.Lamp != LampIdle {
@@ -247,6 +267,23 @@ func TestKamailioRuntimeExtension(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// testCertificate makes a certificate for 127.0.0.1 for Kamailio and
+// returns a TLS configuration that trusts it and presents it on the
+// subscriber's own listener.
+func testCertificate(tb testing.TB) (testpbx.TLSFiles, *tls.Config) {
+	tb.Helper()
+	files := testpbx.NewCertificate(tb)
+	pair, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if pem, err := os.ReadFile(files.CertFile); err != nil || !roots.AppendCertsFromPEM(pem) {
+		tb.Fatalf("read %s: %v", files.CertFile, err)
+	}
+	return files, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 }
 
 func contextWithCancel(tb testing.TB) (context.Context, context.CancelFunc) {

@@ -168,6 +168,8 @@ func expectation(fe validator.FieldError) string {
 	case "required_if":
 		field, value, _ := strings.Cut(fe.Param(), " ")
 		return fmt.Sprintf("must be set when %s is %s", envName(reflect.TypeFor[Config](), field), value)
+	case "required_with":
+		return fmt.Sprintf("must be set with %s", envName(reflect.TypeFor[Config](), fe.Param()))
 	case "http_url":
 		return fmt.Sprintf("want an absolute http(s) URL, got %q", fe.Value())
 	case "oneof":

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +40,9 @@ type sipConfig struct {
 	ReloadEvery  time.Duration `env:"SIP_RELOAD_INTERVAL" default:"5s" validate:"min=1s,max=1h"`
 	LeaseTTL     time.Duration `env:"SIP_LEASE_TTL" default:"20s" validate:"min=2s,max=1h,gtefield=ReloadEvery"`
 	InstanceID   string        `env:"INSTANCE_ID" validate:"omitempty,printascii,max=128"`
+	TLSCAFile    string        `env:"SIP_TLS_CA_FILE" validate:"omitempty,file"`
+	TLSCertFile  string        `env:"SIP_TLS_CERT_FILE" validate:"required_with=TLSKeyFile,omitempty,file"`
+	TLSKeyFile   string        `env:"SIP_TLS_KEY_FILE" validate:"required_with=TLSCertFile,omitempty,file"`
 }
 
 // instanceID names this process among the instances sharing the database:
@@ -102,7 +107,11 @@ func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.S
 		return fmt.Errorf("SIP_EXTENSIONS: %w", err)
 	}
 	ss := sipStore{Store: st, events: sp, metrics: m, instance: cfg.instanceID(), ttl: cfg.LeaseTTL}
-	sub, err := sip.New(sipOptions(cfg, ss, log))
+	opts, err := sipOptions(cfg, ss, log)
+	if err != nil {
+		return err
+	}
+	sub, err := sip.New(opts)
 	if err != nil {
 		return fmt.Errorf("SIP_* settings: %w", err)
 	}
@@ -127,9 +136,15 @@ func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.S
 	return nil
 }
 
-// sipOptions turns the SIP_* settings into the subscriber's Config.
-func sipOptions(cfg sipConfig, st sip.Store, log *slog.Logger) sip.Config {
+// sipOptions turns the SIP_* settings into the subscriber's Config. It
+// returns an error naming the variable when a TLS file cannot be used.
+func sipOptions(cfg sipConfig, st sip.Store, log *slog.Logger) (sip.Config, error) {
+	conf, err := sipTLS(cfg, log)
+	if err != nil {
+		return sip.Config{}, err
+	}
 	return sip.Config{
+		TLSConfig:          conf,
 		PBXAddr:            cfg.PBXAddr,
 		Transport:          cfg.Transport,
 		Domain:             cfg.Domain,
@@ -147,5 +162,37 @@ func sipOptions(cfg sipConfig, st sip.Store, log *slog.Logger) sip.Config {
 		ReloadInterval:     cfg.ReloadEvery,
 		Store:              st,
 		Logger:             log,
+	}, nil
+}
+
+// sipTLS builds the TLS configuration for SIP_TRANSPORT=tls: the PBX's
+// certificate is checked against SIP_TLS_CA_FILE (else the system's
+// roots), and SIP_TLS_CERT_FILE with SIP_TLS_KEY_FILE is what callstate
+// presents on its own listener and to a PBX that asks for a client
+// certificate. It returns nil for other transports.
+func sipTLS(cfg sipConfig, log *slog.Logger) (*tls.Config, error) {
+	if cfg.Transport != "tls" {
+		return nil, nil
 	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("SIP_TLS_CA_FILE: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("SIP_TLS_CA_FILE: no PEM certificate in %s", cfg.TLSCAFile)
+		}
+	}
+	if cfg.TLSCertFile != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("SIP_TLS_CERT_FILE, SIP_TLS_KEY_FILE: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{pair}
+	} else {
+		log.Warn("SIP over TLS without SIP_TLS_CERT_FILE: NOTIFYs can arrive only on the connection callstate opens to the PBX (most PBXes reuse it); a PBX that connects back to SIP_CONTACT_ADDR cannot")
+	}
+	return conf, nil
 }

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callstate/callstate/internal/testpbx"
 )
 
 func TestLoadSIPConfig(t *testing.T) {
@@ -22,6 +27,8 @@ func TestLoadSIPConfig(t *testing.T) {
 		{"ErrExtensionInjection", map[string]string{"SIP_EXTENSIONS": "100,101@evil"}, []string{"SIP_EXTENSIONS"}},
 		{"ErrUsername", map[string]string{"SIP_USERNAME": "a:b"}, []string{"SIP_USERNAME"}},
 		{"ErrMessageURI", map[string]string{"SIP_MESSAGE_URI": "http://x"}, []string{"SIP_MESSAGE_URI"}},
+		{"ErrTLSKeyWithoutCert", map[string]string{"SIP_TLS_KEY_FILE": "sip_test.go"}, []string{"SIP_TLS_CERT_FILE", "must be set with SIP_TLS_KEY_FILE"}},
+		{"ErrTLSCAFile", map[string]string{"SIP_TLS_CA_FILE": "/nonexistent/ca.pem"}, []string{"SIP_TLS_CA_FILE", "no such file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,5 +61,42 @@ func TestSIPPasswordMasked(t *testing.T) {
 	}
 	if s := cfg.String(); strings.Contains(s, "hunter2secret") || !strings.Contains(s, "SIP_PASSWORD=****") {
 		t.Errorf("config string does not mask SIP_PASSWORD: %s", s)
+	}
+}
+
+func TestSIPTLS(t *testing.T) {
+	files := testpbx.NewCertificate(t)
+	garbage := filepath.Join(t.TempDir(), "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	tests := []struct {
+		name    string
+		cfg     sipConfig
+		wantErr string
+	}{
+		{"OffForUDP", sipConfig{Transport: "udp", TLSCAFile: garbage}, ""},
+		{"OK", sipConfig{Transport: "tls", TLSCAFile: files.CertFile, TLSCertFile: files.CertFile, TLSKeyFile: files.KeyFile}, ""},
+		{"OKSystemRootsNoCertificate", sipConfig{Transport: "tls"}, ""},
+		{"ErrCAFileNotPEM", sipConfig{Transport: "tls", TLSCAFile: garbage}, "SIP_TLS_CA_FILE: no PEM certificate"},
+		{"ErrKeyPair", sipConfig{Transport: "tls", TLSCertFile: files.CertFile, TLSKeyFile: garbage}, "SIP_TLS_CERT_FILE, SIP_TLS_KEY_FILE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf, err := sipTLS(tt.cfg, log)
+			switch {
+			case tt.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case tt.cfg.Transport != "tls" && conf != nil:
+				t.Errorf("TLS configuration for transport %s", tt.cfg.Transport)
+			case tt.name == "OK" && (conf.RootCAs == nil || len(conf.Certificates) != 1):
+				t.Errorf("configuration %+v: want the CA and the certificate", conf)
+			}
+		})
 	}
 }

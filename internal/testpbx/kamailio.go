@@ -4,7 +4,8 @@
 //
 // Everything listens on 127.0.0.1 on free ports, lives in tb.TempDir() and is
 // stopped in tb.Cleanup, so tests using it may run in parallel. The packages
-// kamailio, kamailio-presence-modules and sip-tester (sipp) must be installed;
+// kamailio, kamailio-presence-modules, kamailio-tls-modules (for
+// StartKamailioTLS) and sip-tester (sipp) must be installed;
 // scripts/install-test-deps.sh (run by make test) installs them on Debian.
 //
 // A test of a dialog-event subscriber typically reads:
@@ -60,6 +61,7 @@ const (
 // Kamailio is a running private Kamailio instance started by StartKamailio.
 type Kamailio struct {
 	port    int
+	tlsPort int // 0 without TLS
 	domain  string
 	dir     string
 	cfgPath string
@@ -80,6 +82,26 @@ type Kamailio struct {
 // configuration does not check, or Kamailio does not answer within 10s.
 func StartKamailio(tb testing.TB) *Kamailio {
 	tb.Helper()
+	return startWith(tb, nil)
+}
+
+// TLSFiles are the PEM files of the certificate Kamailio presents on its
+// TLS listener (StartKamailioTLS).
+type TLSFiles struct {
+	CertFile, KeyFile string
+}
+
+// StartKamailioTLS is StartKamailio with a TLS listener besides, on
+// TLSAddr(), presenting the certificate in files (which should name
+// 127.0.0.1). Kamailio does not check its peers' certificates. It needs
+// the package kamailio-tls-modules.
+func StartKamailioTLS(tb testing.TB, files TLSFiles) *Kamailio {
+	tb.Helper()
+	return startWith(tb, &files)
+}
+
+func startWith(tb testing.TB, tlsFiles *TLSFiles) *Kamailio {
+	tb.Helper()
 	bin, err := exec.LookPath("kamailio")
 	if err != nil {
 		bin = "/usr/sbin/kamailio"
@@ -92,7 +114,7 @@ func StartKamailio(tb testing.TB) *Kamailio {
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
 		dir := filepath.Join(base, "kamailio-"+strconv.Itoa(attempt))
-		k, err := startKamailio(tb, bin, dir)
+		k, err := startKamailio(tb, bin, dir, tlsFiles)
 		if err == nil {
 			return k
 		}
@@ -109,7 +131,7 @@ func StartKamailio(tb testing.TB) *Kamailio {
 
 var errAddrInUse = errors.New("address already in use")
 
-func startKamailio(tb testing.TB, bin, dir string) (*Kamailio, error) {
+func startKamailio(tb testing.TB, bin, dir string, tlsFiles *TLSFiles) (*Kamailio, error) {
 	tb.Helper()
 	dbDir := filepath.Join(dir, "db")
 	if err := os.MkdirAll(dbDir, 0o755); err != nil {
@@ -130,7 +152,29 @@ func startKamailio(tb testing.TB, bin, dir string) (*Kamailio, error) {
 		logPath: filepath.Join(dir, "kamailio.log"),
 		done:    make(chan struct{}),
 	}
-	cfg, err := renderConfig(k.port, k.domain, "text://"+dbDir)
+	data := configData{Port: k.port, Domain: k.domain, DBURL: "text://" + dbDir}
+	if tlsFiles != nil {
+		if k.tlsPort, err = freePort(); err != nil {
+			return nil, err
+		}
+		data.TLSPort, data.TLSConfig = k.tlsPort, filepath.Join(dir, "tls.cfg")
+		tlsCfg := fmt.Sprintf(`[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+certificate = %s
+private_key = %s
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+`, tlsFiles.CertFile, tlsFiles.KeyFile)
+		if err := os.WriteFile(data.TLSConfig, []byte(tlsCfg), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := renderConfig(data)
 	if err != nil {
 		return nil, err
 	}
@@ -242,6 +286,15 @@ func (k *Kamailio) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(k.port))
 }
 
+// TLSAddr returns the address of Kamailio's TLS listener, "127.0.0.1:port",
+// or "" if it was started without TLS.
+func (k *Kamailio) TLSAddr() string {
+	if k.tlsPort == 0 {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(k.tlsPort))
+}
+
 // Port returns the port Kamailio listens on (UDP and TCP).
 func (k *Kamailio) Port() int { return k.port }
 
@@ -313,18 +366,20 @@ func (k *Kamailio) Registered(tb testing.TB, ext string) bool {
 }
 
 type configData struct {
-	Port   int
-	Domain string
-	DBURL  string
+	Port      int
+	Domain    string
+	DBURL     string
+	TLSPort   int
+	TLSConfig string
 }
 
-func renderConfig(port int, domain, dbURL string) ([]byte, error) {
+func renderConfig(data configData) ([]byte, error) {
 	tmpl, err := template.New("kamailio.cfg").Option("missingkey=error").Parse(kamailioTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("parse kamailio.cfg.tmpl: %w", err)
 	}
 	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, configData{Port: port, Domain: domain, DBURL: dbURL}); err != nil {
+	if err := tmpl.Execute(&buf, data); err != nil {
 		return nil, fmt.Errorf("render kamailio.cfg.tmpl: %w", err)
 	}
 	return buf.Bytes(), nil
