@@ -192,7 +192,7 @@ func sipTLS(cfg sipConfig, log *slog.Logger) (*tls.Config, error) {
 		}
 		conf.Certificates = []tls.Certificate{pair}
 	} else {
-		log.Warn("SIP over TLS without SIP_TLS_CERT_FILE: NOTIFYs can arrive only on the connection callstate opens to the PBX (most PBXes reuse it); a PBX that connects back to SIP_CONTACT_ADDR cannot")
+		log.Warn("SIP over TLS without SIP_TLS_CERT_FILE: NOTIFYs can arrive only on the connection callstate opens to the PBX; a PBX that connects back to SIP_CONTACT_ADDR for them, as Kamailio does, cannot deliver them")
 	}
 	return conf, nil
 }
