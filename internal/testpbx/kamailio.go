@@ -197,7 +197,10 @@ require_certificate = no
 	k.cmd.Dir = dir
 	k.cmd.Stdout = logFile
 	k.cmd.Stderr = logFile
-	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: if the test process is killed before its cleanups run,
+	// Kamailio gets SIGTERM and ends its children as on a normal stop
+	// (SIGKILL would leave them running).
+	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := k.cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)

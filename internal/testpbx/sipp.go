@@ -112,7 +112,7 @@ func RunSipp(tb testing.TB, scenario string, args ...string) *SippProcess {
 	p.cmd.Dir = dir
 	p.cmd.Stdout = out
 	p.cmd.Stderr = out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		cancel()
 		out.Close()
