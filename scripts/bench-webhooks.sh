@@ -10,7 +10,11 @@
 #   DURATION=30s CONC=64 scripts/bench-webhooks.sh
 #
 # Scenarios (each callstate one on a fresh database):
-#   off      signatures off, as fast as answers come (closed loop, CONC requests at once)
+#   off      signatures off, as fast as answers come (closed loop, CONC requests at once;
+#            a call's newCall, answer and hangup are in flight at once)
+#   percall  the same, but each of the CONC senders posts a call's three events one
+#            after the other, as sipgate does (answer and hangup only come after
+#            newCall's answer)
 #   signed   signatures on (a 4096-bit key, like sipgate's), as fast as answers come
 #   rate1000 signatures on, 1,000 events/s scheduled: latency at a steady load,
 #            measured from each event's scheduled time
@@ -130,6 +134,10 @@ for run in $(seq "$RUNS"); do
     echo "== PostgreSQL: fsync $(psql "$db" -Atc 'SHOW fsync'), synchronous_commit $(psql "$db" -Atc 'SHOW synchronous_commit')"
   fi
   load -url "$hook" -c "$CONC" -d "$DURATION" -label callstate-sig-off
+  echo "  journal rows: $(journal)"
+
+  start_callstate percall SIPGATE_VERIFY_SIGNATURE=false
+  load -url "$hook" -c "$CONC" -d "$DURATION" -per-call -label callstate-sig-off-per-call
   echo "  journal rows: $(journal)"
 
   start_callstate signed SIPGATE_PUBLIC_KEY_FILE="$BENCH_DIR/public.pem"

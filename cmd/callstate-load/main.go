@@ -70,6 +70,7 @@ type options struct {
 	prefix   string
 	signed   string
 	expect   string
+	perCall  bool
 }
 
 func run(args []string, out io.Writer) error {
@@ -87,6 +88,7 @@ func run(args []string, out io.Writer) error {
 	fl.BoolVar(&o.anyHost, "any-host", false, "allow a target that is not a loopback address")
 	fl.StringVar(&o.prefix, "prefix", "", "callId prefix (default: a random one, so runs never collide)")
 	fl.StringVar(&o.signed, "signed", "", "with -key: file of pre-signed events, made (-n of them) if missing; signing 4096-bit is ~5 ms a body, too slow to do while sending")
+	fl.BoolVar(&o.perCall, "per-call", false, "closed loop: each worker posts a call's newCall, answer and hangup one after the other, as sipgate does (default: every request is the next event, so a call's three events are in flight at once)")
 	fl.StringVar(&o.expect, "expect", "", "count a 2xx answer as failed unless its body contains this (sipgate's Node server answers a bad signature with 200 and <Error …/>)")
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -291,14 +293,20 @@ func drive(o options, src *source) *result {
 	start := time.Now()
 	var wg sync.WaitGroup
 	if o.rate <= 0 {
+		perWorker := int64(1) // events a worker takes at once, and sends in order
+		if o.perCall && src.replay == nil {
+			perWorker = 3
+		}
 		for range o.workers {
 			wg.Go(func() {
 				for ctx.Err() == nil {
-					i := next.Add(1) - 1
-					if limit > 0 && i >= limit {
-						return
+					first := (next.Add(1) - 1) * perWorker
+					for i := first; i < first+perWorker && ctx.Err() == nil; i++ {
+						if limit > 0 && i >= limit {
+							return
+						}
+						send(i, time.Now())
 					}
-					send(i, time.Now())
 				}
 			})
 		}
@@ -357,6 +365,9 @@ func (r *result) print(w io.Writer, o options) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
 	perSec := float64(r.ok) / r.elapsed.Seconds()
 	mode := "closed loop"
+	if o.perCall {
+		mode += ", a call's events in order"
+	}
 	if o.rate > 0 {
 		mode = fmt.Sprintf("fixed rate %.0f/s", o.rate)
 	}
