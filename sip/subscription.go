@@ -584,13 +584,13 @@ const reorderWait = 50 * time.Millisecond
 // its NOTIFYs with gaps, and nothing waits any more. Called with mu held;
 // it may release it meanwhile.
 func (sub *subscription) waitTurn(cseq uint32) {
-	if sub.notifyCSeq == 0 || cseq <= sub.notifyCSeq+1 || sub.outOfTurn >= 3 {
+	if sub.notifyCSeq == 0 || !sub.aheadOfTurn(cseq) || sub.outOfTurn >= 3 {
 		return
 	}
 	timeout := time.NewTimer(reorderWait)
 	defer timeout.Stop()
 	callID := sub.callID
-	for sub.callID == callID && cseq > sub.notifyCSeq+1 {
+	for sub.callID == callID && sub.aheadOfTurn(cseq) {
 		turn := sub.turn
 		sub.mu.Unlock()
 		select {
@@ -598,13 +598,19 @@ func (sub *subscription) waitTurn(cseq uint32) {
 			sub.mu.Lock()
 		case <-timeout.C:
 			sub.mu.Lock()
-			if sub.callID == callID && cseq > sub.notifyCSeq+1 {
+			if sub.callID == callID && sub.aheadOfTurn(cseq) {
 				sub.outOfTurn++
 				sub.log.Debug("sip: NOTIFY waited in vain for an earlier one", "cseq", cseq, "have", sub.notifyCSeq)
 			}
 			return
 		}
 	}
+}
+
+// aheadOfTurn reports whether cseq is beyond the next NOTIFY expected.
+// Called with mu held.
+func (sub *subscription) aheadOfTurn(cseq uint32) bool {
+	return uint64(cseq) > uint64(sub.notifyCSeq)+1 // no wrap at 2^32-1
 }
 
 // tookTurn records that the NOTIFY numbered cseq has been answered and
