@@ -12,7 +12,9 @@
 # Scenarios (each callstate one on a fresh database):
 #   off      signatures off, as fast as answers come (closed loop, CONC requests at once;
 #            a call's newCall, answer and hangup are in flight at once)
-#   percall  the same, but each of the CONC senders posts a call's three events one
+#   off-high signatures off, CONC_HIGH (160) requests at once: more events share each
+#            commit, so the rate is higher and so is the latency
+#   percall  the same as off, but each of the CONC senders posts a call's three events one
 #            after the other, as sipgate does (answer and hangup only come after
 #            newCall's answer)
 #   signed   signatures on (a 4096-bit key, like sipgate's), as fast as answers come
@@ -35,6 +37,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 DURATION=${DURATION:-10s}
 CONC=${CONC:-48}
+CONC_HIGH=${CONC_HIGH:-160}
 RUNS=${RUNS:-1}
 BENCH_DIR=${BENCH_DIR:-$root/data/bench}
 case $DURATION in
@@ -134,6 +137,10 @@ for run in $(seq "$RUNS"); do
     echo "== PostgreSQL: fsync $(psql "$db" -Atc 'SHOW fsync'), synchronous_commit $(psql "$db" -Atc 'SHOW synchronous_commit')"
   fi
   load -url "$hook" -c "$CONC" -d "$DURATION" -label callstate-sig-off
+  echo "  journal rows: $(journal)"
+
+  start_callstate offhigh SIPGATE_VERIFY_SIGNATURE=false
+  load -url "$hook" -c "$CONC_HIGH" -d "$DURATION" -label callstate-sig-off-c$CONC_HIGH
   echo "  journal rows: $(journal)"
 
   start_callstate percall SIPGATE_VERIFY_SIGNATURE=false
