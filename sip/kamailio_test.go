@@ -7,9 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/internal/testpbx"
@@ -290,4 +296,88 @@ func contextWithCancel(tb testing.TB) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
 	return ctx, cancel
+}
+
+// messageSink is a SIP UA that answers MESSAGE with 200 and keeps the
+// bodies, standing in for the receiver of SIP_MESSAGE_URI.
+type messageSink struct {
+	addr   string
+	mu     sync.Mutex
+	bodies []string
+}
+
+func startMessageSink(tb testing.TB) *messageSink {
+	tb.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("sink"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := &messageSink{addr: pc.LocalAddr().String()}
+	srv.OnMessage(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		m.mu.Lock()
+		m.bodies = append(m.bodies, string(req.Body()))
+		m.mu.Unlock()
+		_ = tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusOK, "OK", nil))
+	})
+	go func() { _ = srv.ServeUDP(pc) }()
+	tb.Cleanup(func() { _ = ua.Close(); _ = pc.Close() })
+	return m
+}
+
+func (m *messageSink) received() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.bodies)
+}
+
+// TestKamailioRegisterPresenceMessage runs the optional parts against
+// Kamailio: REGISTER of our user, presence subscriptions beside the dialog
+// ones, and a SIP MESSAGE with the lamp after every change.
+func TestKamailioRegisterPresenceMessage(t *testing.T) {
+	t.Parallel()
+	k := testpbx.StartKamailio(t)
+	sink := startMessageSink(t)
+	st := openStore(t)
+	if err := st.AddExtensions(t.Context(), []string{"110", "111"}); err != nil {
+		t.Fatal(err)
+	}
+	s := startSubscriber(t, Config{PBXAddr: k.Addr(), Domain: k.Domain(), Store: st, Expires: time.Minute,
+		Username: "watcher", Register: true, Presence: true, MessageURI: "sip:board@" + sink.addr})
+	waitFor(t, 15*time.Second, func() string {
+		if got := s.Stats().Active; got != 4 {
+			return fmt.Sprintf("%d subscriptions active, want 4 (dialog and presence for 110 and 111)", got)
+		}
+		return ""
+	})
+	if !k.Registered(t, "watcher") {
+		t.Error("Kamailio has no binding for watcher: REGISTER did not happen")
+	}
+	k.PlaceCall(t, "110", "111", 300*time.Millisecond, 300*time.Millisecond)
+	want := []string{
+		`{"entity":"sip:111@` + k.Domain() + `","status":"ringing"}`,
+		`{"entity":"sip:111@` + k.Domain() + `","status":"busy"}`,
+		`{"entity":"sip:111@` + k.Domain() + `","status":"idle"}`,
+	}
+	waitFor(t, 10*time.Second, func() string {
+		got := sink.received()
+		// The callee's MESSAGEs, in order, among the caller's.
+		i := 0
+		for _, b := range got {
+			if i < len(want) && b == want[i] {
+				i++
+			}
+		}
+		if i < len(want) {
+			return fmt.Sprintf("MESSAGE bodies %q, want %q among them in order", got, want)
+		}
+		return ""
+	})
 }
