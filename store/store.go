@@ -30,7 +30,7 @@ var ErrNotFound = callstate.ErrNotFound
 
 // Options tune a Store. The zero value is usable.
 type Options struct {
-	MaxConns int32        // pool size; 0 means pgxpool's default
+	MaxConns int32        // pool size; 0 means pgxpool's default. The writers of Apply keep up to two connections a core of their own besides, never more than MaxConns
 	Logger   *slog.Logger // nil means slog.Default()
 }
 
@@ -79,8 +79,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	// Two writers a core: enough transactions in flight to keep PostgreSQL's
 	// cores busy, few enough that events share commits under load (measured
-	// in docs/benchmarks.md: 1, 2 and 4 a core).
-	writers := min(2*runtime.NumCPU(), int(max(cfg.MaxConns-2, 1)))
+	// in docs/benchmarks.md: 1, 2 and 4 a core). A small pool size bounds
+	// them too.
+	writers := min(2*runtime.NumCPU(), int(max(cfg.MaxConns, 1)))
 	// The writers run the same few statements all day, on connections of
 	// their own that always use the statements' generic plans. Left to
 	// choose, PostgreSQL decides per connection, from the costs of a
