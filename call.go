@@ -4,11 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
 // Call is the current state of one call, one row of the call-state table.
 // A call is identified by its Source and Key.
+//
+// A Call is a projection of the call's events (the journal): Apply merges
+// one event into it by rules that are commutative and idempotent, so the
+// same set of events gives the same Call whatever order they are applied
+// in, on whichever instance, once or more. The fields after UpdatedAt are
+// what those rules need besides the visible state.
 type Call struct {
 	ID     int64  // the store's number for the call, stable for its life
 	Source Source // who reported it
@@ -32,12 +39,17 @@ type Call struct {
 	State  State  // ringing, answered or ended
 	OnHold bool   // held (SIP only, from +sip.rendering)
 	Cause  string // why it ended: sipgate's hangup cause or SIP's dialog event
-	DTMF   string // all DTMF digits received, in order of arrival
+	DTMF   string // DTMF digits received, in the order received (see Presses)
 
-	StartedAt  time.Time // first event about the call; zero if unknown
-	AnsweredAt time.Time // first event saying it was answered; zero if never
-	EndedAt    time.Time // first event saying it ended; zero if not yet
-	UpdatedAt  time.Time // last change
+	StartedAt  time.Time // earliest event about the call; zero if unknown
+	AnsweredAt time.Time // earliest event saying it was answered, never after EndedAt; zero if never
+	EndedAt    time.Time // earliest event saying it ended; zero if not yet
+	UpdatedAt  time.Time // latest event about the call
+
+	ExtensionPinned bool      // Extension comes from an update that pins it
+	HoldAt          time.Time // time of the latest event that stated OnHold
+	CauseAt         time.Time // time of the earliest event that stated Cause
+	Presses         []Press   // every DTMF event, ordered by Press.Key
 }
 
 // Update is what one event tells about one call. Zero fields tell nothing.
@@ -59,18 +71,19 @@ type Update struct {
 	Diversion    string
 	XCID         string
 
-	State  State
-	OnHold *bool  // nil: says nothing about hold
-	Cause  string // set by the event that ends the call
-	DTMF   string // digits to append
+	State      State
+	OnHold     *bool  // nil: says nothing about hold
+	Cause      string // set by the event that ends the call
+	DTMF       string // digits the caller pressed
+	DTMFDigest string // with DTMF: a digest of the event's bytes, the same for copies of one request (see ReplayWindow)
 }
 
 // Event is one accepted input from a source, as the journal keeps it.
 type Event struct {
 	Source     Source
 	Type       string    // the source's event name: newCall, answer, hangup, dtmf; dialog, presence
-	DedupKey   string    // identical events share it; a repeat is not applied twice
-	ReceivedAt time.Time // when callstate accepted it
+	DedupKey   string    // identical events share it; a repeat is not journaled twice
+	ReceivedAt time.Time // when the accepting instance accepted it; the event's time in every merge rule
 	Payload    []byte    // the raw input, as received
 	Update     Update    // what it tells about the call
 }
@@ -98,87 +111,135 @@ func (e Event) Validate() error {
 		return fmt.Errorf("%w: bad state %d", ErrInvalidEvent, e.Update.State)
 	case !e.Update.Direction.Valid():
 		return fmt.Errorf("%w: bad direction %q", ErrInvalidEvent, e.Update.Direction)
+	case strings.ContainsRune(e.Update.DTMF, ':') || strings.ContainsRune(e.Update.DTMFDigest, ':'):
+		return fmt.Errorf("%w: DTMF or its digest contains ':'", ErrInvalidEvent)
 	}
 	return nil
 }
 
+// EventTime is t as events carry it: to the microsecond, as PostgreSQL
+// keeps it, so that the domain and the store compare the same times.
+func EventTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
+
 // Apply merges u, received at at, into c and returns the result. These rules
-// are the contract the store implements in SQL:
+// are the contract the store implements in SQL; each is a join (commutative,
+// associative, idempotent), so the result depends on the set of updates and
+// their times only, never on the order in which they are applied:
 //
-//   - State only moves forward (Advance); ended is final.
-//   - Identity and parties (call ids, direction, from, to, users, xcid,
-//     diversion, answering number, answered-by, cause) keep their first
-//     non-empty value, so a repeat or a late event cannot overwrite them.
-//   - Extension keeps its first non-empty value unless the update pins it
-//     (sipgate's answer names who answered), then the pinned value wins.
-//   - StartedAt is the earliest event; AnsweredAt and EndedAt the earliest
-//     event that reached that state; UpdatedAt the latest event.
-//   - OnHold follows the last update that states it, and is false once ended.
-//   - DTMF digits are appended.
+//   - State is the greatest of the updates' states (ringing < answered <
+//     ended): a call never goes back.
+//   - StartedAt is the earliest event, EndedAt the earliest event that said
+//     ended, AnsweredAt the earliest that said answered but never after
+//     EndedAt (a hang-up received before its answer leaves a talk time of
+//     zero, not a negative one), UpdatedAt the latest event. So
+//     StartedAt ≤ AnsweredAt ≤ EndedAt always.
+//   - Cause comes from the earliest event that states one.
+//   - OnHold follows the latest event that states it (a SIP subscription's
+//     events carry times in the source's own CSeq order), and is false
+//     once ended.
+//   - Extension: a pinned one (sipgate's answer names who answered) beats
+//     a first guess.
+//   - Every other field is the same in every event that carries it; a
+//     non-empty value beats an empty one, and should two differ, the
+//     greater (byte order) wins, so that no order can change it.
+//   - DTMF: every dtmf event is kept as a Press and the digits are read in
+//     the order of the presses' times (see Presses and ReplayWindow).
 //
-// Applying the same event twice is prevented by the journal (Event.DedupKey);
-// every rule but DTMF's is idempotent anyway, and all but OnHold's and pinned
-// Extension's are independent of order.
+// A Call is thus a state-based CRDT: Apply(u, t) twice is Apply once, and
+// any two orders of the same updates give the same Call. Times are the
+// accepting instance's clock (EventTime); instances must keep their clocks
+// in step (NTP) for DTMF digits received by different instances within a
+// clock skew of each other to keep their order.
 func (c Call) Apply(u Update, at time.Time) Call {
-	if c.Key == "" {
-		c.Key = u.Key
-	}
-	first := func(dst *string, v string) {
-		if *dst == "" {
-			*dst = v
+	at = EventTime(at)
+	c.Key = join(c.Key, u.Key)
+	c.CallID = join(c.CallID, u.CallID)
+	c.OrigCallID = join(c.OrigCallID, u.OrigCallID)
+	if u.Extension != "" {
+		pinned := u.PinExtension
+		switch {
+		case pinned && !c.ExtensionPinned:
+			c.Extension, c.ExtensionPinned = u.Extension, true
+		case pinned == c.ExtensionPinned:
+			c.Extension = join(c.Extension, u.Extension)
 		}
 	}
-	first(&c.CallID, u.CallID)
-	first(&c.OrigCallID, u.OrigCallID)
-	if u.PinExtension && u.Extension != "" {
-		c.Extension = u.Extension
-	} else {
-		first(&c.Extension, u.Extension)
+	c.Direction = Direction(join(string(c.Direction), string(u.Direction)))
+	c.From = join(c.From, u.From)
+	c.To = join(c.To, u.To)
+	c.Users = joinList(c.Users, u.Users)
+	c.UserIDs = joinList(c.UserIDs, u.UserIDs)
+	c.FullUserIDs = joinList(c.FullUserIDs, u.FullUserIDs)
+	c.AnsweredBy = join(c.AnsweredBy, u.AnsweredBy)
+	c.Answering = join(c.Answering, u.Answering)
+	c.Diversion = join(c.Diversion, u.Diversion)
+	c.XCID = join(c.XCID, u.XCID)
+	if u.Cause != "" {
+		switch {
+		case c.CauseAt.IsZero() || at.Before(c.CauseAt):
+			c.Cause, c.CauseAt = u.Cause, at
+		case at.Equal(c.CauseAt):
+			c.Cause = join(c.Cause, u.Cause)
+		}
 	}
-	if c.Direction == DirectionUnknown {
-		c.Direction = u.Direction
-	}
-	first(&c.From, u.From)
-	first(&c.To, u.To)
-	if len(c.Users) == 0 {
-		c.Users = slices.Clone(u.Users)
-	}
-	if len(c.UserIDs) == 0 {
-		c.UserIDs = slices.Clone(u.UserIDs)
-	}
-	if len(c.FullUserIDs) == 0 {
-		c.FullUserIDs = slices.Clone(u.FullUserIDs)
-	}
-	first(&c.AnsweredBy, u.AnsweredBy)
-	first(&c.Answering, u.Answering)
-	first(&c.Diversion, u.Diversion)
-	first(&c.XCID, u.XCID)
-	first(&c.Cause, u.Cause)
-	c.DTMF += u.DTMF
 
 	c.State = c.State.Advance(u.State)
 	if u.OnHold != nil {
-		c.OnHold = *u.OnHold
+		switch {
+		case at.After(c.HoldAt):
+			c.OnHold, c.HoldAt = *u.OnHold, at
+		case at.Equal(c.HoldAt):
+			c.OnHold = c.OnHold || *u.OnHold
+		}
 	}
 	if c.State == StateEnded {
 		c.OnHold = false
 	}
 
 	c.StartedAt = earliest(c.StartedAt, at)
-	if u.State == StateAnswered {
-		c.AnsweredAt = earliest(c.AnsweredAt, at)
-	}
 	if u.State == StateEnded {
 		c.EndedAt = earliest(c.EndedAt, at)
 	}
+	if u.State == StateAnswered {
+		c.AnsweredAt = earliest(c.AnsweredAt, at)
+	}
+	if !c.AnsweredAt.IsZero() && !c.EndedAt.IsZero() && c.EndedAt.Before(c.AnsweredAt) {
+		c.AnsweredAt = c.EndedAt
+	}
 	if at.After(c.UpdatedAt) {
 		c.UpdatedAt = at
+	}
+
+	if u.DTMF != "" {
+		c.Presses = AddPress(c.Presses, Press{At: at, Digest: u.DTMFDigest, Digits: u.DTMF})
+		c.DTMF = Digits(c.Presses)
 	}
 	return c
 }
 
 // Active reports whether the call is still going on.
 func (c Call) Active() bool { return c.State == StateRinging || c.State == StateAnswered }
+
+// join is the merge of two values of a field that every event carrying it
+// should agree on: non-empty beats empty, then the greater wins.
+func join(a, b string) string {
+	if b > a {
+		return b
+	}
+	return a
+}
+
+// joinList is join for lists: non-empty beats empty, then the greater in
+// element-wise byte order wins.
+func joinList(a, b []string) []string {
+	switch {
+	case len(b) == 0:
+		return a
+	case len(a) == 0 || slices.Compare(b, a) > 0:
+		return slices.Clone(b)
+	}
+	return a
+}
 
 func earliest(a, b time.Time) time.Time {
 	if a.IsZero() || (!b.IsZero() && b.Before(a)) {

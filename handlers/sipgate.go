@@ -58,6 +58,10 @@ type SipgateOptions struct {
 	// for a slot before it is answered 503 (0 means 1s).
 	MaxInflight   int
 	AdmissionWait time.Duration
+
+	// Now is the clock that stamps each event's receive time; nil means
+	// time.Now.
+	Now func() time.Time
 }
 
 // WebhookURL returns the URL to paste into the sipgate console, with the
@@ -124,7 +128,10 @@ func newSipgateHandler(o SipgateOptions, store EventStore, log *slog.Logger, m *
 		store: store, log: log, metrics: m, allowed: o.AllowedNetworks, secret: o.PathSecret,
 		admit: newAdmission(o.MaxInflight, wait), verifier: o.Verifier,
 		maxBody: o.MaxBodyBytes, writeTimeout: o.WriteTimeout,
-		newCallXML: newCall, dtmfXML: dtmf, now: time.Now,
+		newCallXML: newCall, dtmfXML: dtmf, now: o.Now,
+	}
+	if h.now == nil {
+		h.now = time.Now
 	}
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBytes

@@ -137,7 +137,8 @@ func isText(s string) bool {
 
 // event turns a validated form into the domain's event. The dedup key is the
 // body's SHA-256: sipgate sends no event id, and the same body twice is the
-// same event.
+// same event, but for dtmf, where the receive time is part of the key (see
+// callstate.ReplayWindow).
 func (f sipgateForm) event(body []byte, at time.Time) callstate.Event {
 	sum := sha256.Sum256(body)
 	u := callstate.Update{
@@ -169,11 +170,20 @@ func (f sipgateForm) event(body []byte, at time.Time) callstate.Event {
 		u.Answering = f.AnsweringNumber
 	case eventDTMF:
 		u.DTMF = f.DTMF
+		u.DTMFDigest = hex.EncodeToString(sum[:8])
+	}
+	at = callstate.EventTime(at)
+	key := hex.EncodeToString(sum[:])
+	if f.Event == eventDTMF {
+		// The same digits again may be a caller in the next menu: every
+		// dtmf request is journaled, and the call's row tells repeats
+		// from new presses by their times (callstate.ReplayWindow).
+		key += fmt.Sprintf(":%d", at.UnixMicro())
 	}
 	return callstate.Event{
 		Source:     callstate.SourceSipgate,
 		Type:       f.Event,
-		DedupKey:   hex.EncodeToString(sum[:]),
+		DedupKey:   key,
 		ReceivedAt: at,
 		Payload:    body,
 		Update:     u,

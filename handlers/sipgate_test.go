@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
@@ -213,7 +214,10 @@ const (
 )
 
 // TestFullCallAnyOrder posts a whole call in several orders, some events
-// twice, and expects one correct row and four journal entries each time.
+// twice, and expects one correct row each time, and four journal entries
+// and one for each copy of the dtmf request (every dtmf request is
+// journaled; the row counts a copy received within
+// callstate.ReplayWindow once).
 func TestFullCallAnyOrder(t *testing.T) {
 	orders := map[string][]string{
 		"InOrder":     {newCallBody, answerBody, dtmfBody, hangupBody},
@@ -239,9 +243,55 @@ func TestFullCallAnyOrder(t *testing.T) {
 				len(c.Users) != 1 || c.Users[0] != "Alice" || c.AnsweredAt.IsZero() || c.EndedAt.IsZero() {
 				t.Errorf("stored call %+v", c)
 			}
+			want := 3
+			for _, b := range bodies {
+				if b == dtmfBody {
+					want++
+				}
+			}
 			j, err := e.store.Journal(context.Background(), callstate.SourceSipgate, "C2")
-			if err != nil || len(j) != 4 {
+			if err != nil || len(j) != want {
 				t.Errorf("journal: %d entries, %v", len(j), err)
+			}
+		})
+	}
+}
+
+// TestDTMFRepeatOrPress posts the same dtmf request twice: within
+// callstate.ReplayWindow it is a copy of one request and counts once; a
+// later one is the caller pressing the same key again, in the next menu.
+func TestDTMFRepeatOrPress(t *testing.T) {
+	tests := []struct {
+		name string
+		gap  time.Duration
+		want string
+	}{
+		{"CopyWithinTheWindow", 300 * time.Millisecond, "12#"},
+		{"PressedAgainLater", 6 * time.Second, "12#12#"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			clock := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+			now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+			e := newEnv(t, handlers.SipgateOptions{Verifier: testVerifier(t), Now: now})
+			for i := range 2 {
+				if rec := e.postSigned(dtmfBody); rec.Code != http.StatusOK {
+					t.Fatalf("post %d: status %d %s", i, rec.Code, rec.Body)
+				}
+				mu.Lock()
+				clock = clock.Add(tt.gap)
+				mu.Unlock()
+			}
+			c, err := e.store.Call(context.Background(), callstate.SourceSipgate, "C2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.DTMF != tt.want {
+				t.Errorf("DTMF = %q, want %q", c.DTMF, tt.want)
+			}
+			if j, err := e.store.Journal(context.Background(), callstate.SourceSipgate, "C2"); err != nil || len(j) != 2 {
+				t.Errorf("journal: %d entries, %v; want both requests", len(j), err)
 			}
 		})
 	}

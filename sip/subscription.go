@@ -49,7 +49,8 @@ type subscription struct {
 	lastHeard  time.Time
 	hasVersion bool
 	version    uint64
-	loaded     bool // the store's active calls are in tracker for this dialog
+	lastAt     time.Time // time given to the last NOTIFY applied, see eventTime
+	loaded     bool      // the store's active calls are in tracker for this dialog
 	term       *termination
 	wantFull   bool
 	notifyCSeq uint32        // highest NOTIFY CSeq answered in this dialog; 0 before the first
@@ -515,6 +516,19 @@ func (sub *subscription) learnTarget(contact *sipmsg.ContactHeader, rr []sipmsg.
 	}
 }
 
+// eventTime returns the time of a NOTIFY that arrived at now, in the order
+// NOTIFYs are applied (CSeq order): never before the previous one's, so
+// that the store's "latest event wins" rules (hold) follow the PBX's own
+// order even when a NOTIFY overtook an earlier one. Called with mu held.
+func (sub *subscription) eventTime(now time.Time) time.Time {
+	now = callstate.EventTime(now)
+	if !now.After(sub.lastAt) {
+		now = sub.lastAt.Add(time.Microsecond)
+	}
+	sub.lastAt = now
+	return now
+}
+
 // onNotify handles a NOTIFY of this subscription and returns the status to
 // answer with. The store is written before the answer, so a 200 means the
 // NOTIFY is journaled.
@@ -541,6 +555,7 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
 	}
 	defer sub.tookTurn(cseq)
+	now = sub.eventTime(now)
 	ev := req.GetHeader("Event")
 	if ev == nil || eventName(ev.Value()) != sub.event {
 		return statusBadEvent, "Bad Event"

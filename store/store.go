@@ -129,6 +129,10 @@ func (s *Store) Ping(ctx context.Context) error {
 // one statement and so one transaction. A repeated event (same source and
 // dedup key) inserts no journal row, and with nothing to select the upsert
 // does nothing: RETURNING then yields no row.
+//
+// The merge is callstate.Call.Apply's, column by column: each is a join
+// (GREATEST, LEAST, callstate_join, a union of presses), so the row is the
+// same whatever order events are applied in, by whichever instance.
 const applySQL = `
 WITH ev AS (
     INSERT INTO call_event (source, dedup_key, call_key, type, received_at, payload)
@@ -139,45 +143,64 @@ WITH ev AS (
     SELECT $20::text::call_phase AS state
 )
 INSERT INTO call_state AS c (
-    source, call_key, call_id, orig_call_id, extension, direction,
+    source, call_key, call_id, orig_call_id, extension, extension_pinned, direction,
     from_party, to_party, users, user_ids, full_user_ids,
     answered_by, answering_number, diversion, xcid,
-    state, on_hold, hangup_cause, dtmf,
+    state, on_hold, hold_at, hangup_cause, cause_at, dtmf, dtmf_presses,
     started_at, answered_at, ended_at, updated_at, last_event_id
 )
-SELECT $1, $3, $7, $8, $9, $10,
+SELECT $1, $3, $7, $8, $9, $24 AND $9 <> '', $10,
        $11, $12, $13, $14, $15,
        $16, $17, $18, $19,
-       u.state, coalesce($21::boolean, false) AND u.state <> 'ended', $22, $23,
+       u.state, coalesce($21::boolean, false) AND u.state <> 'ended',
+       CASE WHEN $21::boolean IS NOT NULL THEN $5::timestamptz END,
+       $22, CASE WHEN $22 <> '' THEN $5::timestamptz END,
+       callstate_dtmf($23::text[]), $23::text[],
        $5,
        CASE WHEN u.state = 'answered' THEN $5::timestamptz END,
        CASE WHEN u.state = 'ended' THEN $5::timestamptz END,
        $5, ev.id
 FROM ev, u
 ON CONFLICT (source, call_key) DO UPDATE SET
-    call_id          = CASE WHEN c.call_id = '' THEN EXCLUDED.call_id ELSE c.call_id END,
-    orig_call_id     = CASE WHEN c.orig_call_id = '' THEN EXCLUDED.orig_call_id ELSE c.orig_call_id END,
-    extension        = CASE WHEN ($24 AND EXCLUDED.extension <> '') OR c.extension = ''
-                            THEN EXCLUDED.extension ELSE c.extension END,
-    direction        = CASE WHEN c.direction = '' THEN EXCLUDED.direction ELSE c.direction END,
-    from_party       = CASE WHEN c.from_party = '' THEN EXCLUDED.from_party ELSE c.from_party END,
-    to_party         = CASE WHEN c.to_party = '' THEN EXCLUDED.to_party ELSE c.to_party END,
-    users            = CASE WHEN cardinality(c.users) = 0 THEN EXCLUDED.users ELSE c.users END,
-    user_ids         = CASE WHEN cardinality(c.user_ids) = 0 THEN EXCLUDED.user_ids ELSE c.user_ids END,
-    full_user_ids    = CASE WHEN cardinality(c.full_user_ids) = 0 THEN EXCLUDED.full_user_ids ELSE c.full_user_ids END,
-    answered_by      = CASE WHEN c.answered_by = '' THEN EXCLUDED.answered_by ELSE c.answered_by END,
-    answering_number = CASE WHEN c.answering_number = '' THEN EXCLUDED.answering_number ELSE c.answering_number END,
-    diversion        = CASE WHEN c.diversion = '' THEN EXCLUDED.diversion ELSE c.diversion END,
-    xcid             = CASE WHEN c.xcid = '' THEN EXCLUDED.xcid ELSE c.xcid END,
+    call_id          = callstate_join(c.call_id, EXCLUDED.call_id),
+    orig_call_id     = callstate_join(c.orig_call_id, EXCLUDED.orig_call_id),
+    extension        = CASE WHEN EXCLUDED.extension = '' THEN c.extension
+                            WHEN EXCLUDED.extension_pinned AND NOT c.extension_pinned THEN EXCLUDED.extension
+                            WHEN EXCLUDED.extension_pinned = c.extension_pinned THEN callstate_join(c.extension, EXCLUDED.extension)
+                            ELSE c.extension END,
+    extension_pinned = c.extension_pinned OR EXCLUDED.extension_pinned,
+    direction        = callstate_join(c.direction, EXCLUDED.direction),
+    from_party       = callstate_join(c.from_party, EXCLUDED.from_party),
+    to_party         = callstate_join(c.to_party, EXCLUDED.to_party),
+    users            = callstate_join(c.users, EXCLUDED.users),
+    user_ids         = callstate_join(c.user_ids, EXCLUDED.user_ids),
+    full_user_ids    = callstate_join(c.full_user_ids, EXCLUDED.full_user_ids),
+    answered_by      = callstate_join(c.answered_by, EXCLUDED.answered_by),
+    answering_number = callstate_join(c.answering_number, EXCLUDED.answering_number),
+    diversion        = callstate_join(c.diversion, EXCLUDED.diversion),
+    xcid             = callstate_join(c.xcid, EXCLUDED.xcid),
     state            = GREATEST(c.state, EXCLUDED.state),
-    on_hold          = coalesce($21::boolean, c.on_hold) AND GREATEST(c.state, EXCLUDED.state) <> 'ended',
-    hangup_cause     = CASE WHEN c.hangup_cause = '' THEN EXCLUDED.hangup_cause ELSE c.hangup_cause END,
-    dtmf             = c.dtmf || EXCLUDED.dtmf,
+    on_hold          = CASE WHEN $21::boolean IS NULL THEN c.on_hold
+                            WHEN c.hold_at IS NULL OR EXCLUDED.hold_at > c.hold_at THEN $21::boolean
+                            WHEN EXCLUDED.hold_at = c.hold_at THEN c.on_hold OR $21::boolean
+                            ELSE c.on_hold END
+                       AND GREATEST(c.state, EXCLUDED.state) <> 'ended',
+    hold_at          = GREATEST(c.hold_at, EXCLUDED.hold_at),
+    hangup_cause     = CASE WHEN EXCLUDED.cause_at IS NULL THEN c.hangup_cause
+                            WHEN c.cause_at IS NULL OR EXCLUDED.cause_at < c.cause_at THEN EXCLUDED.hangup_cause
+                            WHEN EXCLUDED.cause_at = c.cause_at THEN callstate_join(c.hangup_cause, EXCLUDED.hangup_cause)
+                            ELSE c.hangup_cause END,
+    cause_at         = LEAST(c.cause_at, EXCLUDED.cause_at),
+    dtmf_presses     = CASE WHEN cardinality(EXCLUDED.dtmf_presses) = 0 THEN c.dtmf_presses
+                            ELSE callstate_presses(c.dtmf_presses, EXCLUDED.dtmf_presses) END,
+    dtmf             = CASE WHEN cardinality(EXCLUDED.dtmf_presses) = 0 THEN c.dtmf
+                            ELSE callstate_dtmf(callstate_presses(c.dtmf_presses, EXCLUDED.dtmf_presses)) END,
     started_at       = LEAST(c.started_at, EXCLUDED.started_at),
-    answered_at      = LEAST(c.answered_at, EXCLUDED.answered_at),
+    answered_at      = CASE WHEN c.answered_at IS NULL AND EXCLUDED.answered_at IS NULL THEN NULL
+                            ELSE LEAST(c.answered_at, EXCLUDED.answered_at, c.ended_at, EXCLUDED.ended_at) END,
     ended_at         = LEAST(c.ended_at, EXCLUDED.ended_at),
     updated_at       = GREATEST(c.updated_at, EXCLUDED.updated_at),
-    last_event_id    = EXCLUDED.last_event_id,
+    last_event_id    = GREATEST(c.last_event_id, EXCLUDED.last_event_id),
     change_seq       = EXCLUDED.change_seq -- a fresh nextval, from the column default
 RETURNING c.id`
 
@@ -220,7 +243,7 @@ func applyArgs(ev callstate.Event) []any {
 		u.CallID, u.OrigCallID, u.Extension, string(u.Direction),
 		u.From, u.To, nonNil(u.Users), nonNil(u.UserIDs), nonNil(u.FullUserIDs),
 		u.AnsweredBy, u.Answering, u.Diversion, u.XCID,
-		u.State.String(), u.OnHold, u.Cause, u.DTMF, u.PinExtension,
+		u.State.String(), u.OnHold, u.Cause, presses(ev), u.PinExtension,
 	}
 }
 
@@ -240,6 +263,16 @@ func classify(err error) error {
 	return err
 }
 
+// presses is ev's DTMF press as the store keeps it (callstate.Press.Key):
+// none, or one.
+func presses(ev callstate.Event) []string {
+	if ev.Update.DTMF == "" {
+		return []string{}
+	}
+	p := callstate.Press{At: callstate.EventTime(ev.ReceivedAt), Digest: ev.Update.DTMFDigest, Digits: ev.Update.DTMF}
+	return []string{p.Key()}
+}
+
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
@@ -252,7 +285,8 @@ const callColumns = `
     from_party, to_party, users, user_ids, full_user_ids,
     answered_by, answering_number, diversion, xcid,
     state::text AS state, on_hold, hangup_cause, dtmf,
-    started_at, answered_at, ended_at, updated_at`
+    started_at, answered_at, ended_at, updated_at,
+    extension_pinned, hold_at, cause_at, dtmf_presses`
 
 // callRow is a call_state row as pgx scans it by name.
 type callRow struct {
@@ -280,12 +314,24 @@ type callRow struct {
 	AnsweredAt      *time.Time `db:"answered_at"`
 	EndedAt         *time.Time `db:"ended_at"`
 	UpdatedAt       time.Time  `db:"updated_at"`
+	ExtensionPinned bool       `db:"extension_pinned"`
+	HoldAt          *time.Time `db:"hold_at"`
+	CauseAt         *time.Time `db:"cause_at"`
+	DTMFPresses     []string   `db:"dtmf_presses"`
 }
 
 func (r callRow) call() (callstate.Call, error) {
 	st, err := callstate.ParseState(r.State)
 	if err != nil {
 		return callstate.Call{}, fmt.Errorf("store: call %d: %w", r.ID, err)
+	}
+	var ps []callstate.Press
+	for _, k := range r.DTMFPresses {
+		p, err := callstate.ParsePress(k)
+		if err != nil {
+			return callstate.Call{}, fmt.Errorf("store: call %d: %w", r.ID, err)
+		}
+		ps = append(ps, p)
 	}
 	return callstate.Call{
 		ID: r.ID, Source: callstate.Source(r.Source), Key: r.CallKey,
@@ -296,7 +342,9 @@ func (r callRow) call() (callstate.Call, error) {
 		Diversion: r.Diversion, XCID: r.XCID,
 		State: st, OnHold: r.OnHold, Cause: r.HangupCause, DTMF: r.DTMF,
 		StartedAt: deref(r.StartedAt), AnsweredAt: deref(r.AnsweredAt), EndedAt: deref(r.EndedAt),
-		UpdatedAt: r.UpdatedAt,
+		UpdatedAt:       r.UpdatedAt,
+		ExtensionPinned: r.ExtensionPinned, HoldAt: deref(r.HoldAt), CauseAt: deref(r.CauseAt),
+		Presses: ps,
 	}, nil
 }
 

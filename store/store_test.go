@@ -189,7 +189,7 @@ func TestOpenTwice(t *testing.T) {
 func assertCall(tb testing.TB, got, want callstate.Call) {
 	tb.Helper()
 	norm := func(c callstate.Call) callstate.Call {
-		for _, p := range []*time.Time{&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.UpdatedAt} {
+		for _, p := range []*time.Time{&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.UpdatedAt, &c.HoldAt, &c.CauseAt} {
 			if !p.IsZero() {
 				*p = p.UTC()
 			}
@@ -198,6 +198,12 @@ func assertCall(tb testing.TB, got, want callstate.Call) {
 			if len(*s) == 0 {
 				*s = nil
 			}
+		}
+		if len(c.Presses) == 0 {
+			c.Presses = nil
+		}
+		for i := range c.Presses {
+			c.Presses[i].At = c.Presses[i].At.UTC()
 		}
 		return c
 	}

@@ -1,0 +1,116 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callstate/callstate"
+)
+
+// messyCall returns the events of one call with everything that can make
+// a merge depend on order: DTMF presses, one of them a copy of the same
+// request, hold stated back and forth, a hang-up received before the
+// answer, two causes, a first guess of the extension and who answered.
+func messyCall(r *rand.Rand, key string) []callstate.Event {
+	var evs []callstate.Event
+	n := 0
+	add := func(typ string, ms int, u callstate.Update) {
+		u.Key = key
+		n++
+		evs = append(evs, callstate.Event{
+			Source: callstate.SourceSipgate, Type: typ, DedupKey: fmt.Sprintf("%s/%d", key, n),
+			ReceivedAt: t0.Add(time.Duration(ms) * time.Millisecond), Payload: []byte(typ), Update: u,
+		})
+	}
+	add("newCall", r.IntN(50), callstate.Update{CallID: key, Direction: callstate.DirectionIn, From: "491701", To: "4930",
+		Users: []string{"Alice", "Bob"}, UserIDs: []string{"w0", "w1"}, Extension: "w0", State: callstate.StateRinging})
+	add("answer", 1000+r.IntN(5000), callstate.Update{CallID: key, Extension: fmt.Sprintf("w%d", r.IntN(2)), PinExtension: true,
+		AnsweredBy: "Bob", Answering: "4930", State: callstate.StateAnswered})
+	for i := range 2 + r.IntN(3) {
+		d := string("0123456789*#"[r.IntN(12)])
+		ms := 2000 + 1000*i + r.IntN(3000)
+		add("dtmf", ms, callstate.Update{DTMF: d, DTMFDigest: "d" + d})
+		if r.IntN(3) == 0 {
+			add("dtmf", ms+r.IntN(2500), callstate.Update{DTMF: d, DTMFDigest: "d" + d})
+		}
+	}
+	for range r.IntN(4) {
+		add("dialog", 3000+r.IntN(3000), callstate.Update{State: callstate.StateAnswered, OnHold: ptr(r.IntN(2) == 0)})
+	}
+	add("hangup", 4000+r.IntN(4000), callstate.Update{Cause: "normalClearing", State: callstate.StateEnded})
+	if r.IntN(2) == 0 {
+		add("hangup", 4000+r.IntN(4000), callstate.Update{Cause: "cancel", Answering: "4930", State: callstate.StateEnded})
+	}
+	return evs
+}
+
+// TestApplyOrderIndependent: a call's events in any order, split across
+// any number of concurrent appliers (as several instances and their
+// spools would apply them), some of them applied twice, give the row that
+// callstate.Call.Apply gives: the same row whatever the order.
+func TestApplyOrderIndependent(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	r := rand.New(rand.NewPCG(7, 8))
+	type call struct {
+		key  string
+		evs  []callstate.Event
+		want callstate.Call
+	}
+	var calls []call
+	var all []callstate.Event
+	for i := range 200 {
+		key := fmt.Sprintf("messy-%03d", i)
+		evs := messyCall(r, key)
+		var want callstate.Call
+		for _, ev := range evs {
+			want = want.Apply(ev.Update, ev.ReceivedAt)
+		}
+		want.Source = callstate.SourceSipgate
+		calls = append(calls, call{key, evs, want})
+		all = append(all, evs...)
+		for range r.IntN(2) { // applied twice, by another applier
+			all = append(all, evs[r.IntN(len(evs))])
+		}
+	}
+	r.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	appliers := 1 + r.IntN(6)
+	queues := make([][]callstate.Event, appliers)
+	for _, ev := range all {
+		k := r.IntN(appliers)
+		queues[k] = append(queues[k], ev)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, appliers)
+	for _, q := range queues {
+		wg.Go(func() {
+			for _, ev := range q {
+				if _, err := st.Apply(ctx, ev); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Logf("%d events of %d calls through %d appliers", len(all), len(calls), appliers)
+	for _, c := range calls {
+		got, err := st.Call(ctx, callstate.SourceSipgate, c.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.want.ID = got.ID
+		assertCall(t, got, c.want)
+		if !got.AnsweredAt.IsZero() && (got.AnsweredAt.Before(got.StartedAt) || got.EndedAt.Before(got.AnsweredAt)) {
+			t.Errorf("%s: started %v answered %v ended %v", c.key, got.StartedAt, got.AnsweredAt, got.EndedAt)
+		}
+	}
+}
