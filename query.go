@@ -7,8 +7,9 @@ import (
 
 // Errors a store returns, wrapped, when reading calls.
 var (
-	ErrNotFound  = errors.New("not found")  // no such call
-	ErrBadCursor = errors.New("bad cursor") // a page cursor the store did not make
+	ErrNotFound    = errors.New("not found")            // no such call
+	ErrBadCursor   = errors.New("bad cursor")           // a page cursor the store did not make
+	ErrUnavailable = errors.New("database unavailable") // not connected yet, unreachable, or no answer in time
 )
 
 // CallFilter selects calls to list, newest first.

@@ -66,7 +66,14 @@ type DashboardOptions struct {
 	// MaxInflight bounds API requests served at once (0 means 64); past it
 	// they are answered 503 with Retry-After at once.
 	MaxInflight int
+
+	// QueryTimeout bounds the store's answer to an API request (0 means
+	// DefaultQueryTimeout); past it the request is answered 503.
+	QueryTimeout time.Duration
 }
+
+// DefaultQueryTimeout is DashboardOptions.QueryTimeout's default.
+const DefaultQueryTimeout = 3 * time.Second
 
 // registerDashboard adds the API, the stream and the board to e.
 func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log *slog.Logger) {
@@ -87,7 +94,7 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 			MaxAge:        3600,
 		}))
 	}
-	api := &api{store: o.Store, log: log}
+	api := &api{store: o.Store, log: log, timeout: cmp.Or(o.QueryTimeout, DefaultQueryTimeout)}
 	auth := accessCheck(o)
 	g := e.Group("/api", auth)
 	// API callers can come back: past the bound they get a fast 503 with
@@ -150,8 +157,14 @@ func accessCheck(o DashboardOptions) echo.MiddlewareFunc {
 }
 
 type api struct {
-	store DashboardStore
-	log   *slog.Logger
+	store   DashboardStore
+	log     *slog.Logger
+	timeout time.Duration // of one store query
+}
+
+// queryContext is the context of one store query of an API request.
+func (a *api) queryContext(c echo.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Request().Context(), a.timeout)
 }
 
 // callsQuery is GET /api/calls's query string, as sent.
@@ -187,7 +200,9 @@ func (a *api) listCalls(c echo.Context) error {
 		}
 		f.Limit = n
 	}
-	calls, next, err := a.store.ListCalls(c.Request().Context(), f)
+	ctx, cancel := a.queryContext(c)
+	defer cancel()
+	calls, next, err := a.store.ListCalls(ctx, f)
 	if errors.Is(err, callstate.ErrBadCursor) {
 		return echo.NewHTTPError(http.StatusBadRequest, "cursor is not one this API returned").SetInternal(err)
 	}
@@ -213,7 +228,9 @@ func (a *api) getCall(c echo.Context) error {
 	if err != nil || id < 1 {
 		return echo.NewHTTPError(http.StatusBadRequest, "id must be a positive whole number")
 	}
-	cl, journal, err := a.store.CallByID(c.Request().Context(), id)
+	ctx, cancel := a.queryContext(c)
+	defer cancel()
+	cl, journal, err := a.store.CallByID(ctx, id)
 	if errors.Is(err, callstate.ErrNotFound) {
 		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no call with id %d", id)).SetInternal(err)
 	}
@@ -237,7 +254,9 @@ func (a *api) lamps(c echo.Context) error {
 	if err := bindQuery(c, &struct{}{}); err != nil {
 		return err
 	}
-	ls, err := a.store.LampStatuses(c.Request().Context())
+	ctx, cancel := a.queryContext(c)
+	defer cancel()
+	ls, err := a.store.LampStatuses(ctx)
 	if err != nil {
 		return err
 	}

@@ -27,10 +27,31 @@ type EventStore interface {
 	Apply(ctx context.Context, ev callstate.Event) (applied bool, err error)
 }
 
-// Pinger reports whether a dependency answers; /readyz uses it.
+// Pinger reports whether a dependency answers; /readyz uses it. An error
+// that is a *NotReady gives the reason /readyz answers with.
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
+
+// NotReady is an error that says why the service is not ready, in words
+// fit for /readyz's answer; Err is the cause, for the log only.
+type NotReady struct {
+	Reason string
+	Err    error
+}
+
+func (e *NotReady) Error() string {
+	if e.Err == nil {
+		return e.Reason
+	}
+	return e.Reason + ": " + e.Err.Error()
+}
+
+func (e *NotReady) Unwrap() error { return e.Err }
+
+// ReadyTimeout bounds /readyz's check: a dependency that does not answer
+// within it is not ready.
+const ReadyTimeout = time.Second
 
 // Options configure the HTTP handlers.
 type Options struct {
@@ -93,10 +114,17 @@ func New(opts Options) (*echo.Echo, error) {
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", func(c echo.Context) error {
 		if opts.Ready != nil {
-			ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(c.Request().Context(), ReadyTimeout)
 			defer cancel()
 			if err := opts.Ready.Ping(ctx); err != nil {
-				return &echo.HTTPError{Code: http.StatusServiceUnavailable, Message: "database unreachable", Internal: err}
+				reason := "not ready"
+				var nr *NotReady
+				if errors.As(err, &nr) {
+					reason = nr.Reason
+				} else if errors.Is(err, callstate.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+					reason = "database unreachable"
+				}
+				return &echo.HTTPError{Code: http.StatusServiceUnavailable, Message: reason, Internal: err}
 			}
 		}
 		return c.String(http.StatusOK, "ready\n")
@@ -185,6 +213,11 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			} else {
 				msg = http.StatusText(code)
 			}
+		} else if errors.Is(err, callstate.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+			// A store that is down or did not answer in time: the caller
+			// may try again.
+			code, msg = http.StatusServiceUnavailable, "database unavailable, try again later"
+			c.Response().Header().Set("Retry-After", "5")
 		}
 		var werr error
 		if c.Request().Method == http.MethodHead {
@@ -231,7 +264,7 @@ func requestLogger(log *slog.Logger, m *metrics.Metrics) echo.MiddlewareFunc {
 			if v.Error != nil {
 				attrs = append(attrs, slog.String("err", errorText(v.Error)))
 				level = slog.LevelWarn
-				if v.Status >= 500 {
+				if v.Status >= 500 && path != "/readyz" { // a load balancer's probe of an instance that says why
 					level = slog.LevelError
 				}
 			}
@@ -248,7 +281,11 @@ func errorText(err error) string {
 	if errors.As(err, &he) {
 		msg := fmt.Sprint(he.Message)
 		if he.Internal != nil {
-			msg += ": " + he.Internal.Error()
+			if in := he.Internal.Error(); strings.HasPrefix(in, msg) {
+				msg = in
+			} else {
+				msg += ": " + in
+			}
 		}
 		return msg
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/xmlresponse"
 )
@@ -185,11 +186,12 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 
 	release, ok := h.admit.acquire(req.Context(), form.Event == eventNewCall)
 	if !ok {
-		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeShed)
 		if form.Event == eventNewCall {
-			h.log.Error("overloaded: newCall not stored; answering anyway", "call_id", form.CallID)
+			h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeLost)
+			h.log.Error("overloaded: newCall lost, answered all the same so that its later events come", "call_id", form.CallID)
 			return c.Blob(http.StatusOK, xmlresponse.ContentType, h.newCallXML)
 		}
+		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeShed)
 		return overloaded(c)
 	}
 	defer release()
@@ -201,21 +203,24 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 	defer cancel()
 	applied, err := h.store.Apply(ctx, ev)
 	switch {
+	case errors.Is(err, callstate.ErrInvalidEvent):
+		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeRejected)
+		return &echo.HTTPError{Code: http.StatusBadRequest, Message: "event refused: data the database cannot store", Internal: err}
+	case err != nil && form.Event == eventNewCall:
+		// The call goes on with or without us: answer so that sipgate
+		// still sends answer and hangup, which make the row without
+		// newCall's parties.
+		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeLost)
+		h.log.Error("newCall lost: neither the database nor the spool could keep it; answered all the same so that its later events come",
+			"call_id", form.CallID, "err", err)
 	case err != nil:
 		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeFailed)
+		c.Response().Header().Set("Retry-After", "5")
+		return &echo.HTTPError{Code: http.StatusServiceUnavailable, Message: "event not stored, try again later", Internal: err}
 	case applied:
 		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeApplied)
 	default:
 		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeDuplicate)
-	}
-	if err != nil {
-		if form.Event != eventNewCall {
-			c.Response().Header().Set("Retry-After", "5")
-			return &echo.HTTPError{Code: http.StatusServiceUnavailable, Message: "event not stored, try again later", Internal: err}
-		}
-		// The call goes on with or without us: answer so that sipgate still
-		// sends answer and hangup.
-		h.log.Error("newCall not stored; answering anyway", "call_id", form.CallID, "err", err)
 	}
 
 	switch form.Event {

@@ -454,7 +454,7 @@ func TestNewCallWhenStoreFails(t *testing.T) {
 	if rec := e.post(hangupBody, nil); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
 		t.Errorf("hangup: status %d, Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
 	}
-	if !strings.Contains(e.logs.String(), "newCall not stored") {
+	if !strings.Contains(e.logs.String(), "newCall lost") {
 		t.Error("no log line for the lost newCall")
 	}
 }

@@ -17,8 +17,9 @@ const (
 	OutcomeApplied   = "applied"   // stored (or spooled) and acknowledged
 	OutcomeDuplicate = "duplicate" // seen before; acknowledged, nothing changed
 	OutcomeRejected  = "rejected"  // bad input; answered 4xx
-	OutcomeFailed    = "failed"    // could not be kept; answered 5xx (or newCall's XML anyway)
+	OutcomeFailed    = "failed"    // could not be kept; answered 5xx, so the sender knows
 	OutcomeShed      = "shed"      // refused under overload; answered 503
+	OutcomeLost      = "lost"      // could not be kept, yet answered 2xx: a newCall gets its XML all the same, so that the call's later events still come
 )
 
 // Metrics are the service's collectors in their own registry.

@@ -1,19 +1,31 @@
 // Package spool keeps accepted events safe on local disk while the database
-// cannot take them, and applies them, in order, once it can.
+// cannot take them, and applies them once it can.
 //
 // A Spool sits between the adapters (webhooks, SIP) and the store. Apply
-// writes an event straight to the store when the spool is empty and the
-// store answers within DirectTimeout; otherwise it appends the event to the
-// spool file, fsyncs it, and reports it accepted. A drainer applies spooled
-// events in order when the store is back. Because every event carries a
-// dedup key, an event that reached the store and the spool both (a write
-// that timed out but committed) is applied once in effect.
+// writes an event straight to the store while the store answers within
+// DirectTimeout; when a write fails or times out, the spool takes the
+// store for down, and from then on appends each event to the spool file,
+// fsyncs it and reports it accepted, without waiting for the store. A
+// runner probes the store a few times a second; as soon as it answers,
+// new events go straight to it again, and the runner drains the backlog
+// beside them, many events at a time through the store's group commit.
+//
+// Live events never wait for the backlog, and the backlog is applied in no
+// particular order: the store's merge is independent of the order events
+// are applied in (callstate.Call.Apply), so this is safe, and several
+// instances, each with a spool of its own, can drain at once. Because every
+// event carries a dedup key, an event that reached the store and the spool
+// both (a write that timed out but committed) is applied once in effect.
 //
 // The file is a sequence of records: 4-byte big-endian length, 4-byte
 // CRC-32C of the data, then the event as JSON. A torn record at the end
 // (a crash during a write, never acknowledged) is cut off at open. After a
 // restart the whole file is applied again from the start; repeats are
 // harmless. The file is truncated whenever it has been drained.
+//
+// A part of the bound (Options.Reserve) is kept for events that start a
+// call (a sipgate newCall, a ringing dialog): when the spool is nearly
+// full, other events are refused first.
 package spool
 
 import (
@@ -26,10 +38,10 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/callstate/callstate"
@@ -38,29 +50,38 @@ import (
 // Applier is what the spool writes to: the store.
 type Applier interface {
 	Apply(ctx context.Context, ev callstate.Event) (applied bool, err error)
+	Ping(ctx context.Context) error
 }
 
-// ErrFull is returned by Apply when the spool holds MaxBytes already: the
-// event is not accepted.
+// ErrFull is returned by Apply when the spool cannot take the event
+// within its bound: the event is not accepted.
 var ErrFull = errors.New("spool: full")
 
 // Options configure a Spool.
 type Options struct {
 	Dir           string        // folder of the spool file; created if missing
 	MaxBytes      int64         // bound on the spool file; 0 means 256 MiB
+	Reserve       int64         // part of MaxBytes only events that start a call may use; 0 means a tenth
 	DirectTimeout time.Duration // how long a direct store write may take before the event is spooled; 0 means 500ms
-	RetryMax      time.Duration // longest pause between drain attempts while the store is down; 0 means 10s
+	ProbeEvery    time.Duration // how often a down store is probed; 0 means 250ms
+	DrainBatch    int           // records read from the file at a time while draining; 0 means 1024
+	DrainParallel int           // events in flight to the store while draining; 0 means 64
 	Logger        *slog.Logger  // nil means slog.Default()
 }
 
 // Stats describe the spool for logs, metrics and /readyz.
 type Stats struct {
-	Records  int   // events waiting to be applied
-	Bytes    int64 // size of those events on disk
-	MaxBytes int64 // the bound
-	Rejected int64 // events the store refused for good since start (kept in rejected.jsonl)
-	DBErrors int64 // direct writes that failed and were spooled instead, since start
-	Spooled  int64 // events accepted into the spool since start, instead of straight into the store
+	Records     int   // events waiting to be applied
+	Bytes       int64 // size of those events on disk
+	MaxBytes    int64 // the bound
+	Reserve     int64 // the part of the bound kept for events that start a call
+	Rejected    int64 // events the store refused for good since start (kept in rejected.jsonl)
+	DBErrors    int64 // direct writes that failed and were spooled instead, since start
+	Spooled     int64 // events accepted into the spool since start, instead of straight into the store
+	Drained     int64 // spooled events applied to the store since start
+	Refused     int64 // events the spool could not take (full, or the disk failed), since start
+	WriteErrors int64 // appends that failed on the disk, since start
+	StoreDown   bool  // events go to the spool instead of the store
 }
 
 // Spool is safe for concurrent use.
@@ -69,22 +90,30 @@ type Spool struct {
 	opts Options
 	log  *slog.Logger
 
-	mu       sync.Mutex
-	f        *os.File
-	size     int64 // bytes in the file
-	readOff  int64 // bytes already applied
-	depth    int   // records not yet applied
-	written  int64 // records ever written (sync sequence)
-	spooled  int64 // records appended since start
-	rejected int64
-	dbErrors int64
-	wake     chan struct{} // signalled after an append
+	down atomic.Bool   // the store is taken for down: events are spooled without trying it
+	wake chan struct{} // signalled after an append and when the store goes down
+
+	mu        sync.Mutex
+	f         *os.File
+	size      int64 // bytes in the file
+	readOff   int64 // bytes already applied
+	depth     int   // records not yet applied
+	written   int64 // records ever written (sync sequence)
+	spooled   int64 // records appended since start
+	rejected  int64
+	dbErrors  int64
+	drained   int64
+	refused   int64
+	writeErrs int64
+	writeErr  error // the last append's failure, until an append or a disk probe succeeds
+	full      bool  // an event was refused for want of room, and nothing was drained since
 
 	syncMu sync.Mutex
 	synced int64 // records known to be on disk
 	syncTo int64 // file size known to be on disk
 
-	drainMu sync.Mutex // one drainer at a time
+	drainMu  sync.Mutex // one drainer at a time
+	rejectMu sync.Mutex // rejected.jsonl
 }
 
 const fileName = "events.spool"
@@ -97,11 +126,20 @@ func Open(opts Options, next Applier) (*Spool, error) {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = 256 << 20
 	}
+	if opts.Reserve <= 0 || opts.Reserve >= opts.MaxBytes {
+		opts.Reserve = opts.MaxBytes / 10
+	}
 	if opts.DirectTimeout <= 0 {
 		opts.DirectTimeout = 500 * time.Millisecond
 	}
-	if opts.RetryMax <= 0 {
-		opts.RetryMax = 10 * time.Second
+	if opts.ProbeEvery <= 0 {
+		opts.ProbeEvery = 250 * time.Millisecond
+	}
+	if opts.DrainBatch <= 0 {
+		opts.DrainBatch = 1024
+	}
+	if opts.DrainParallel <= 0 {
+		opts.DrainParallel = 64
 	}
 	log := opts.Logger
 	if log == nil {
@@ -175,17 +213,17 @@ func readRecord(r io.Reader) ([]byte, int64, error) {
 	return data, int64(8 + n), nil
 }
 
-// Apply stores ev: directly when the spool is empty and the store answers
-// within DirectTimeout, else durably in the spool. It returns applied=false
-// only for an event the store knew already. It returns an error wrapping
+// Apply stores ev: directly while the store answers within DirectTimeout,
+// else durably in the spool. It returns applied=false only for an event
+// the store knew already. It returns an error wrapping
 // callstate.ErrInvalidEvent for an event the store refuses for good,
-// ErrFull when the spool is full, and a wrapped I/O error when the spool
-// cannot be written; the event is not accepted then.
+// ErrFull when the spool has no room for it, and a wrapped I/O error when
+// the spool cannot be written; the event is not accepted then.
 func (s *Spool) Apply(ctx context.Context, ev callstate.Event) (bool, error) {
 	if err := ev.Validate(); err != nil {
 		return false, err
 	}
-	if s.Stats().Records == 0 {
+	if !s.down.Load() {
 		// The write goes on if the caller gives up (a webhook client that
 		// hung up): the event arrived, and storing it twice changes nothing.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DirectTimeout)
@@ -200,13 +238,21 @@ func (s *Spool) Apply(ctx context.Context, ev callstate.Event) (bool, error) {
 		s.mu.Lock()
 		s.dbErrors++
 		s.mu.Unlock()
-		s.log.Warn("database write failed; spooling", "source", ev.Source, "type", ev.Type, "call", ev.Update.Key, "err", err)
+		if s.down.CompareAndSwap(false, true) {
+			s.log.Warn("database write failed; spooling events until it answers", "source", ev.Source, "type", ev.Type, "call", ev.Update.Key, "err", err)
+			s.signal()
+		}
 	}
 	if err := s.append(ev); err != nil {
 		return false, err
 	}
 	return true, nil
 }
+
+// StartsCall reports whether ev may use the spool's reserve: it is the
+// first news of a call (sipgate's newCall, a ringing dialog), without which
+// the call's later events have nothing to complete.
+func StartsCall(ev callstate.Event) bool { return ev.Update.State == callstate.StateRinging }
 
 // append writes ev to the file and returns once it is on disk. Concurrent
 // appends share one fsync.
@@ -220,8 +266,14 @@ func (s *Spool) append(ev callstate.Event) error {
 	binary.BigEndian.PutUint32(rec[4:8], crc32.Checksum(data, crcTable))
 	copy(rec[8:], data)
 
+	limit := s.opts.MaxBytes
+	if !StartsCall(ev) {
+		limit -= s.opts.Reserve
+	}
 	s.mu.Lock()
-	if s.size-s.readOff+int64(len(rec)) > s.opts.MaxBytes {
+	if s.size-s.readOff+int64(len(rec)) > limit {
+		s.full = true
+		s.refused++
 		s.mu.Unlock()
 		return ErrFull
 	}
@@ -230,6 +282,7 @@ func (s *Spool) append(ev callstate.Event) error {
 		// records stay readable.
 		_ = s.f.Truncate(s.size)
 		_, _ = s.f.Seek(s.size, io.SeekStart)
+		s.failedWrite(err)
 		s.mu.Unlock()
 		return fmt.Errorf("spool: write: %w", err)
 	}
@@ -241,13 +294,33 @@ func (s *Spool) append(ev callstate.Event) error {
 	s.mu.Unlock()
 
 	if err := s.sync(seq, size); err != nil {
+		s.mu.Lock()
+		s.failedWrite(err)
+		s.mu.Unlock()
 		return err
 	}
+	s.mu.Lock()
+	s.writeErr = nil
+	s.mu.Unlock()
+	s.signal()
+	return nil
+}
+
+// failedWrite records a failed append. Called with mu held.
+func (s *Spool) failedWrite(err error) {
+	if s.writeErr == nil {
+		s.log.Error("spool cannot write; events that the database cannot take now are lost", "dir", s.opts.Dir, "err", err)
+	}
+	s.writeErr = err
+	s.writeErrs++
+	s.refused++
+}
+
+func (s *Spool) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // sync makes sure record seq is on disk; whoever syncs covers everything
@@ -268,76 +341,151 @@ func (s *Spool) sync(seq, size int64) error {
 	return nil
 }
 
-// Stats returns the spool's current depth.
+// Stats returns the spool's current state.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Records: s.depth, Bytes: s.size - s.readOff, MaxBytes: s.opts.MaxBytes, Rejected: s.rejected, DBErrors: s.dbErrors, Spooled: s.spooled}
-}
-
-// Run applies spooled events in order until ctx is done, waiting with
-// backoff while the store is unavailable.
-func (s *Spool) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
-	down := false
-	for {
-		n, err := s.drainOnce(ctx)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return nil
-		case err != nil:
-			if !down {
-				st := s.Stats()
-				s.log.Warn("database unavailable; events wait in the spool", "events", st.Records, "bytes", st.Bytes, "err", err)
-				down = true
-			}
-			pause := backoff/2 + rand.N(backoff/2+1)
-			backoff = min(backoff*2, s.opts.RetryMax)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(pause):
-			}
-			continue
-		case n > 0:
-			if down {
-				s.log.Info("database back; spool drained", "applied", n)
-				down = false
-			}
-			backoff = 100 * time.Millisecond
-		}
-		if n == 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-s.wake:
-			case <-time.After(time.Second):
-			}
-		}
+	return Stats{
+		Records: s.depth, Bytes: s.size - s.readOff, MaxBytes: s.opts.MaxBytes, Reserve: s.opts.Reserve,
+		Rejected: s.rejected, DBErrors: s.dbErrors, Spooled: s.spooled, Drained: s.drained,
+		Refused: s.refused, WriteErrors: s.writeErrs, StoreDown: s.down.Load(),
 	}
 }
 
-// Drain applies what the spool holds until it is empty or ctx is done; it
-// is what shutdown calls after the listeners have stopped. It returns how
-// many events remain.
-func (s *Spool) Drain(ctx context.Context) int {
+// Err reports why the spool cannot take every event now, or nil: its last
+// append failed on the disk (until an append or a probe of the disk
+// succeeds), or it is so full that only events that start a call fit.
+func (s *Spool) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writeErr != nil {
+		return fmt.Errorf("spool cannot write: %w", s.writeErr)
+	}
+	if s.full {
+		return fmt.Errorf("spool full: %d of %d bytes used, %d of them kept for new calls", s.size-s.readOff, s.opts.MaxBytes, s.opts.Reserve)
+	}
+	return nil
+}
+
+// Run probes the store while it is down, drains the backlog while it is
+// up, and, after a failed append, probes the disk, until ctx is done.
+func (s *Spool) Run(ctx context.Context) error {
+	var (
+		draining   bool // a backlog is being applied
+		drainStart time.Time
+		drainedAt  int64 // Stats().Drained when the drain started
+	)
+	if s.Stats().Records > 0 {
+		draining, drainStart = true, time.Now()
+	}
 	for ctx.Err() == nil {
-		if s.Stats().Records == 0 {
-			return 0
+		s.mu.Lock()
+		diskBad := s.writeErr != nil
+		s.mu.Unlock()
+		if diskBad {
+			s.probeDisk()
 		}
-		if _, err := s.drainOnce(ctx); err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
+		if s.down.Load() {
+			pctx, cancel := context.WithTimeout(ctx, max(s.opts.DirectTimeout, time.Second))
+			err := s.next.Ping(pctx)
+			cancel()
+			if err != nil {
+				s.pause(ctx, s.opts.ProbeEvery)
+				continue
 			}
+			st := s.Stats()
+			s.down.Store(false)
+			s.log.Info("database answers again; new events go straight to it", "spooled_events", st.Records)
+			if st.Records > 0 && !draining {
+				draining, drainStart, drainedAt = true, time.Now(), st.Drained
+			}
+		}
+		if s.Stats().Records == 0 {
+			if draining {
+				st := s.Stats()
+				s.log.Info("spool drained", "applied", st.Drained-drainedAt, "took", time.Since(drainStart).Round(time.Millisecond))
+				draining = false
+			}
+			s.pause(ctx, time.Second)
+			continue
+		}
+		if !draining {
+			draining, drainStart, drainedAt = true, time.Now(), s.Stats().Drained
+		}
+		if _, err := s.drainOnce(ctx); err != nil && ctx.Err() == nil {
+			if s.down.CompareAndSwap(false, true) {
+				st := s.Stats()
+				s.log.Warn("database unavailable; events wait in the spool", "events", st.Records, "bytes", st.Bytes, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// pause waits d, or less if an append or a failed write signals.
+func (s *Spool) pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-s.wake:
+	case <-t.C:
+	}
+}
+
+// probeDisk writes and syncs a small file beside the spool; if that works,
+// the spool can write again.
+func (s *Spool) probeDisk() {
+	path := filepath.Join(s.opts.Dir, "probe")
+	err := func() error {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		defer os.Remove(path)
+		defer f.Close()
+		if _, err := f.Write(make([]byte, 64<<10)); err != nil {
+			return err
+		}
+		return f.Sync()
+	}()
+	if err == nil {
+		s.mu.Lock()
+		if s.writeErr != nil {
+			s.log.Info("spool can write again")
+		}
+		s.writeErr = nil
+		s.mu.Unlock()
+	}
+}
+
+// Drain applies what the spool holds until it is empty, the store fails,
+// or ctx is done; it is what shutdown calls after the listeners have
+// stopped. It returns how many events remain.
+func (s *Spool) Drain(ctx context.Context) int {
+	if s.down.Load() {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := s.next.Ping(pctx)
+		cancel()
+		if err != nil {
+			return s.Stats().Records
+		}
+	}
+	for ctx.Err() == nil && s.Stats().Records > 0 {
+		if _, err := s.drainOnce(ctx); err != nil {
+			break
 		}
 	}
 	return s.Stats().Records
 }
 
-// drainOnce applies the records on disk from the read offset on, in order,
-// and truncates the file when it is empty. It stops at the first failure
-// that may pass (the store is down) and returns how many it applied.
+// drainOnce applies up to DrainBatch records from the read offset on,
+// DrainParallel at a time, so that the store's writers commit many of them
+// together, and truncates the file when it is empty. Records are applied
+// in no particular order. If any write fails in a way that may pass (the
+// store is down), the read offset stays where it was: the whole batch is
+// applied again later, and what was stored already is a repeat. It returns
+// how many records it applied.
 func (s *Spool) drainOnce(ctx context.Context) (int, error) {
 	s.drainMu.Lock()
 	defer s.drainMu.Unlock()
@@ -351,35 +499,60 @@ func (s *Spool) drainOnce(ctx context.Context) (int, error) {
 		s.truncateIfDrained()
 		return 0, nil
 	}
-	r := bufio.NewReader(io.NewSectionReader(s.f, start, end-start))
-	applied := 0
-	for off := start; off < end; {
+	r := bufio.NewReaderSize(io.NewSectionReader(s.f, start, end-start), 256<<10)
+	var recs [][]byte
+	off := start
+	for off < end && len(recs) < s.opts.DrainBatch {
 		data, n, err := readRecord(r)
 		if err != nil {
-			return applied, fmt.Errorf("spool: read at %d: %w", off, err)
+			return 0, fmt.Errorf("spool: read at %d: %w", off, err)
 		}
+		recs = append(recs, data)
+		off += n
+	}
+
+	var (
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, s.opts.DrainParallel)
+		errMu    sync.Mutex
+		firstErr error
+	)
+	for _, data := range recs {
 		var ev callstate.Event
 		if err := json.Unmarshal(data, &ev); err != nil {
 			s.reject(data, err)
-		} else {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := s.next.Apply(actx, ev)
 			cancel()
-			if errors.Is(err, callstate.ErrInvalidEvent) {
+			switch {
+			case errors.Is(err, callstate.ErrInvalidEvent):
 				s.reject(data, err)
-			} else if err != nil {
-				return applied, err
+			case err != nil:
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
 			}
-		}
-		off += n
-		applied++
-		s.mu.Lock()
-		s.readOff = off
-		s.depth--
-		s.mu.Unlock()
+		})
 	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	s.mu.Lock()
+	s.readOff = off
+	s.full = false
+	s.depth -= len(recs)
+	s.drained += int64(len(recs))
+	s.mu.Unlock()
 	s.truncateIfDrained()
-	return applied, nil
+	return len(recs), nil
 }
 
 // truncateIfDrained empties the file once everything in it was applied.
@@ -409,6 +582,8 @@ func (s *Spool) reject(data []byte, cause error) {
 	s.rejected++
 	s.mu.Unlock()
 	s.log.Error("spooled event refused by the database; kept in rejected.jsonl", "err", cause)
+	s.rejectMu.Lock()
+	defer s.rejectMu.Unlock()
 	f, err := os.OpenFile(filepath.Join(s.opts.Dir, "rejected.jsonl"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		s.log.Error("spool: keep rejected event", "err", err)

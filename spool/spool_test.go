@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +47,15 @@ func (m *memStore) Apply(ctx context.Context, ev callstate.Event) (bool, error) 
 	return true, nil
 }
 
+func (m *memStore) Ping(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return errors.New("connection refused")
+	}
+	return nil
+}
+
 func (m *memStore) setDown(down bool) {
 	m.mu.Lock()
 	m.down = down
@@ -69,7 +79,7 @@ func event(i int) callstate.Event {
 func open(tb testing.TB, dir string, st spool.Applier, opts spool.Options) *spool.Spool {
 	tb.Helper()
 	opts.Dir = dir
-	opts.RetryMax = 50 * time.Millisecond
+	opts.ProbeEvery = 10 * time.Millisecond
 	s, err := spool.Open(opts, st)
 	if err != nil {
 		tb.Fatal(err)
@@ -106,12 +116,12 @@ func TestDirectWhenStoreUp(t *testing.T) {
 	}
 }
 
-// TestOutageKeepsOrder: while the store is down, events are accepted into
-// the spool, later ones queue behind them even after the store is back, and
-// all are applied once, in order.
-func TestOutageKeepsOrder(t *testing.T) {
+// TestOutageThenDirect: while the store is down, events are accepted into
+// the spool; once it answers, new events go straight to it while the
+// backlog drains beside them, and every event is applied once.
+func TestOutageThenDirect(t *testing.T) {
 	st := newMemStore()
-	s := open(t, t.TempDir(), st, spool.Options{})
+	s := open(t, t.TempDir(), st, spool.Options{DrainBatch: 7, DrainParallel: 3})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
@@ -123,26 +133,60 @@ func TestOutageKeepsOrder(t *testing.T) {
 			t.Fatalf("Apply during outage: %v %v", applied, err)
 		}
 	}
-	if st := s.Stats(); st.Records != 50 || st.Spooled != 50 {
-		t.Fatalf("stats %+v, want 50 records spooled", st)
+	if st := s.Stats(); st.Records != 50 || st.Spooled != 50 || !st.StoreDown || st.DBErrors != 1 {
+		t.Fatalf("stats %+v, want 50 records spooled after one failed direct write", st)
 	}
 	st.setDown(false)
+	waitFor(t, "the probe to find the store back", func() bool { return !s.Stats().StoreDown })
 	for i := 50; i < 100; i++ {
 		if _, err := s.Apply(ctx, event(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitFor(t, "the spool to drain", func() bool { return s.Stats().Records == 0 && len(st.keys()) == 100 })
-	if got := s.Stats().Spooled; got < 50 {
-		t.Errorf("%d events counted as spooled, want at least the 50 of the outage", got)
+	if got := s.Stats(); got.Spooled != 50 || got.Drained != 50 {
+		t.Errorf("stats %+v: want the 50 of the outage spooled and drained, the rest direct", got)
 	}
-	for i, k := range st.keys() {
-		if want := event(i).DedupKey; k != want {
-			t.Fatalf("applied[%d] = %s, want %s", i, k, want)
+	seen := map[string]bool{}
+	for _, k := range st.keys() {
+		if seen[k] {
+			t.Errorf("%s applied twice", k)
 		}
+		seen[k] = true
 	}
 	cancel()
 	<-done
+}
+
+// TestDrainFailsMidway: a batch that fails halfway is applied again when
+// the store is back; what got through the first time is a repeat.
+func TestDrainFailsMidway(t *testing.T) {
+	st := newMemStore()
+	st.setDown(true)
+	s := open(t, t.TempDir(), st, spool.Options{DrainBatch: 1000, DrainParallel: 1})
+	for i := range 20 {
+		if _, err := s.Apply(context.Background(), event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.setDown(false)
+	st.mu.Lock()
+	st.refuse = "" // the store goes down after 10 events
+	st.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	go func() {
+		waitFor(t, "ten events", func() bool { return len(st.keys()) >= 10 })
+		st.setDown(true)
+	}()
+	s.Drain(ctx)
+	cancel()
+	st.setDown(false)
+	if left := s.Drain(context.Background()); left != 0 {
+		t.Fatalf("%d left", left)
+	}
+	if got := len(st.keys()); got != 20 {
+		t.Errorf("applied %d, want 20", got)
+	}
 }
 
 // TestSurvivesRestart: what was spooled is applied after the process comes
@@ -181,20 +225,50 @@ func TestSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestFull(t *testing.T) {
+// nonStart is an event that does not start a call.
+func nonStart(i int) callstate.Event {
+	ev := event(i)
+	ev.Type, ev.Update.State = "hangup", callstate.StateEnded
+	return ev
+}
+
+// TestFullKeepsReserveForNewCalls: other events are refused once the
+// spool reaches its bound less the reserve; events that start a call fill
+// the reserve; nothing goes over the bound; Err says so.
+func TestFullKeepsReserveForNewCalls(t *testing.T) {
 	st := newMemStore()
 	st.setDown(true)
-	s := open(t, t.TempDir(), st, spool.Options{MaxBytes: 2000})
+	s := open(t, t.TempDir(), st, spool.Options{MaxBytes: 20000, Reserve: 5000})
 	var err error
 	n := 0
-	for ; n < 100 && err == nil; n++ {
-		_, err = s.Apply(context.Background(), event(n))
+	for ; n < 1000 && err == nil; n++ {
+		_, err = s.Apply(context.Background(), nonStart(n))
 	}
 	if !errors.Is(err, spool.ErrFull) {
 		t.Fatalf("after %d events: %v, want ErrFull", n, err)
 	}
-	if st := s.Stats(); st.Bytes > 2000 {
+	if st := s.Stats(); st.Bytes > 15000 || st.Refused != 1 {
+		t.Errorf("stats %+v: want at most 15000 bytes of other events, 1 refused", st)
+	}
+	if err := s.Err(); err == nil {
+		t.Error("Err() = nil for a spool that refuses events")
+	}
+	calls := 0
+	for err = nil; err == nil; calls++ {
+		_, err = s.Apply(context.Background(), event(1000+calls))
+	}
+	if !errors.Is(err, spool.ErrFull) || calls < 10 {
+		t.Fatalf("%d new calls fitted in the reserve, then %v", calls-1, err)
+	}
+	if st := s.Stats(); st.Bytes > 20000 {
 		t.Errorf("spool grew to %d bytes over its bound", st.Bytes)
+	}
+	st.setDown(false)
+	if left := s.Drain(context.Background()); left != 0 {
+		t.Fatalf("%d left", left)
+	}
+	if err := s.Err(); err != nil {
+		t.Errorf("Err() = %v after the drain", err)
 	}
 }
 
@@ -216,7 +290,9 @@ func TestRejectedDoNotBlock(t *testing.T) {
 	if left := s.Drain(context.Background()); left != 0 {
 		t.Fatalf("%d left", left)
 	}
-	if got := st.keys(); len(got) != 2 || got[0] != "e0000" || got[1] != "e0002" {
+	got := st.keys()
+	slices.Sort(got)
+	if len(got) != 2 || got[0] != "e0000" || got[1] != "e0002" {
 		t.Errorf("applied %v", got)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "rejected.jsonl"))

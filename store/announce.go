@@ -34,7 +34,7 @@ func (s *Store) startAnnouncer() {
 			case <-ctx.Done():
 				select { // announce what is pending before the pool closes
 				case <-a.wake:
-					s.notifyCalls(ctx)
+					s.notifyCalls(ctx, 300*time.Millisecond)
 				default:
 				}
 				return
@@ -44,15 +44,15 @@ func (s *Store) startAnnouncer() {
 			case <-ctx.Done():
 			case <-time.After(announceDelay):
 			}
-			s.notifyCalls(ctx)
+			s.notifyCalls(ctx, 2*time.Second)
 		}
 	}()
 }
 
 // notifyCalls sends the NOTIFY. A lost one costs only latency: listeners
 // also read what changed when they reconnect and at their next wake-up.
-func (s *Store) notifyCalls(ctx context.Context) {
-	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+func (s *Store) notifyCalls(ctx context.Context, timeout time.Duration) {
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	if _, err := s.pool.Exec(nctx, `SELECT pg_notify($1, $2)`, NotifyChannel, CallsChanged); err != nil {
 		s.log.Warn("announcing changed calls failed", "err", err)

@@ -26,14 +26,23 @@ const (
 	SubscriptionTerminated = "terminated"
 )
 
-// AddExtensions inserts the extensions that sip_extension does not hold yet,
-// enabled; existing rows, enabled or not, are left as they are. It returns an
-// error wrapping ErrBadExtension, and inserts nothing, if a name is invalid.
-func (s *Store) AddExtensions(ctx context.Context, exts []string) error {
+// CheckExtensions returns an error wrapping ErrBadExtension for the first
+// name in exts that sip_extension cannot hold.
+func CheckExtensions(exts []string) error {
 	for _, e := range exts {
 		if !extensionRE.MatchString(e) {
 			return fmt.Errorf("store: add extension %q: %w", e, ErrBadExtension)
 		}
+	}
+	return nil
+}
+
+// AddExtensions inserts the extensions that sip_extension does not hold yet,
+// enabled; existing rows, enabled or not, are left as they are. It returns an
+// error wrapping ErrBadExtension, and inserts nothing, if a name is invalid.
+func (s *Store) AddExtensions(ctx context.Context, exts []string) error {
+	if err := CheckExtensions(exts); err != nil {
+		return err
 	}
 	if len(exts) == 0 {
 		return nil
@@ -43,7 +52,7 @@ INSERT INTO sip_extension (extension)
 SELECT unnest($1::text[])
 ON CONFLICT (extension) DO NOTHING`, exts)
 	if err != nil {
-		return fmt.Errorf("store: add extensions: %w", err)
+		return fmt.Errorf("store: add extensions: %w", readErr(err))
 	}
 	return nil
 }
@@ -53,7 +62,7 @@ func (s *Store) Extensions(ctx context.Context) ([]string, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT extension FROM sip_extension WHERE enabled ORDER BY extension`)
 	exts, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("store: extensions: %w", err)
+		return nil, fmt.Errorf("store: extensions: %w", readErr(err))
 	}
 	return exts, nil
 }
@@ -107,7 +116,7 @@ func (s *Store) SetExtensionEnabled(ctx context.Context, ext string, enabled boo
 	tag, err := s.pool.Exec(ctx, `
 UPDATE sip_extension SET enabled = $2, updated_at = now() WHERE extension = $1`, ext, enabled)
 	if err != nil {
-		return fmt.Errorf("store: set extension %s enabled=%t: %w", ext, enabled, err)
+		return fmt.Errorf("store: set extension %s enabled=%t: %w", ext, enabled, readErr(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("store: set extension %s enabled=%t: %w", ext, enabled, ErrNotFound)
@@ -133,7 +142,7 @@ func (s *Store) calls(ctx context.Context, sql string, source callstate.Source, 
 	rows, _ := s.pool.Query(ctx, sql, string(source), ext)
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[callRow])
 	if err != nil {
-		return nil, fmt.Errorf("store: calls source=%s ext=%s: %w", source, ext, err)
+		return nil, fmt.Errorf("store: calls source=%s ext=%s: %w", source, ext, readErr(err))
 	}
 	calls := make([]callstate.Call, 0, len(rs))
 	for _, r := range rs {
@@ -164,7 +173,7 @@ SELECT extension, lamp, active_calls, subscription, reason, presence_status, pre
 FROM sip_lamp ORDER BY extension`)
 	ls, err := pgx.CollectRows(rows, pgx.RowToStructByName[Lamp])
 	if err != nil {
-		return nil, fmt.Errorf("store: lamps: %w", err)
+		return nil, fmt.Errorf("store: lamps: %w", readErr(err))
 	}
 	return ls, nil
 }

@@ -68,7 +68,7 @@ WHERE extension IN (
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: claim extensions instance=%s: %w", instance, err)
+		return nil, fmt.Errorf("store: claim extensions instance=%s: %w", instance, readErr(err))
 	}
 	return held, nil
 }
@@ -84,7 +84,7 @@ func (s *Store) ReleaseExtensions(ctx context.Context, instance string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("store: release extensions instance=%s: %w", instance, err)
+		return fmt.Errorf("store: release extensions instance=%s: %w", instance, readErr(err))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -12,11 +13,16 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
+
+// errMigration marks a migration that the database refused: trying again
+// will not help.
+var errMigration = errors.New("migration failed")
 
 // migrationLock is the advisory lock key held while migrating, so that
 // several instances starting at once apply each migration exactly once.
@@ -110,6 +116,10 @@ func migrateFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, log *slog.Lo
 			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
 			return err
 		})
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return fmt.Errorf("store: migration %s: %w: %w", m.name, errMigration, err)
+		}
 		if err != nil {
 			return fmt.Errorf("store: migration %s: %w", m.name, err)
 		}

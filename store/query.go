@@ -59,7 +59,7 @@ func (s *Store) ListCalls(ctx context.Context, f callstate.CallFilter) ([]callst
 	if f.Cursor != "" {
 		after, err := decodeCursor(f.Cursor)
 		if err != nil {
-			return nil, "", fmt.Errorf("store: list calls: %w", err)
+			return nil, "", fmt.Errorf("store: list calls: %w", readErr(err))
 		}
 		where = append(where, `id < `+arg(after))
 	}
@@ -71,7 +71,7 @@ func (s *Store) ListCalls(ctx context.Context, f callstate.CallFilter) ([]callst
 	rows, _ := s.pool.Query(ctx, q, args...)
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[callRow])
 	if err != nil {
-		return nil, "", fmt.Errorf("store: list calls: %w", err)
+		return nil, "", fmt.Errorf("store: list calls: %w", readErr(err))
 	}
 	next := ""
 	if len(rs) > limit {
@@ -118,7 +118,7 @@ func (s *Store) CallByID(ctx context.Context, id int64) (callstate.Call, []calls
 		return callstate.Call{}, nil, fmt.Errorf("store: call id=%d: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return callstate.Call{}, nil, fmt.Errorf("store: call id=%d: %w", id, err)
+		return callstate.Call{}, nil, fmt.Errorf("store: call id=%d: %w", id, readErr(err))
 	}
 	c, err := r.call()
 	if err != nil {
@@ -140,7 +140,7 @@ func (s *Store) changedCalls(ctx context.Context, what, q string, args ...any) (
 	rows, _ := s.pool.Query(ctx, `SELECT `+callColumns+`, change_seq FROM call_state `+q, args...)
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[changedRow])
 	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", what, err)
+		return nil, fmt.Errorf("store: %s: %w", what, readErr(err))
 	}
 	out := make([]callstate.ChangedCall, 0, len(rs))
 	for _, r := range rs {
@@ -185,7 +185,7 @@ SELECT GREATEST(
     (SELECT coalesce(max(change_seq), 0) FROM call_state),
     (SELECT coalesce(max(change_seq), 0) FROM sip_extension))`).Scan(&seq)
 	if err != nil {
-		return 0, fmt.Errorf("store: last change: %w", err)
+		return 0, fmt.Errorf("store: last change: %w", readErr(err))
 	}
 	return seq, nil
 }
@@ -208,7 +208,7 @@ SELECT source, extension, name, lamp, active_calls, updated_at
 FROM lamp ORDER BY source, extension`)
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[lampRow])
 	if err != nil {
-		return nil, fmt.Errorf("store: lamp statuses: %w", err)
+		return nil, fmt.Errorf("store: lamp statuses: %w", readErr(err))
 	}
 	ls := make([]callstate.LampStatus, len(rs))
 	for i, r := range rs {

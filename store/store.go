@@ -11,10 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,8 +44,12 @@ type Store struct {
 	log      *slog.Logger
 	announce *announcer
 	users    userCache
+	host     string         // the database's host, for logs
 	writes   chan *applyReq // to the writers
 	closed   chan struct{}  // closed by Close
+	ready    chan struct{}  // closed once connected and migrated
+	lastErr  atomic.Pointer[connErr]
+	wctx     context.Context // the writers' and reconnect's; cancelled by Close
 	stop     context.CancelFunc
 	stopped  sync.WaitGroup
 	once     sync.Once
@@ -51,8 +58,34 @@ type Store struct {
 // errClosed is returned by Apply after Close.
 var errClosed = errors.New("store: closed")
 
-// Open connects to the database at url, applies pending migrations and
-// returns a Store. The caller must Close it.
+// ErrUnavailable is callstate.ErrUnavailable, returned wrapped while the
+// database cannot be reached: before the first connection, and when a
+// query fails for want of a connection or an answer in time.
+var ErrUnavailable = callstate.ErrUnavailable
+
+// reconnectEvery is how often a Store that started without its database
+// tries again.
+const reconnectEvery = 500 * time.Millisecond
+
+// firstConnectTimeout bounds Open's own try to reach the database.
+const firstConnectTimeout = 5 * time.Second
+
+// connectTimeout bounds a new connection when the URL sets none
+// (connect_timeout).
+const connectTimeout = 5 * time.Second
+
+// closeWait bounds how long Close waits for the connections to close; a
+// database that does not answer can hold them longer.
+const closeWait = time.Second
+
+// Open returns a Store for the database at url; the caller must Close it.
+// It connects and applies pending migrations before it returns when the
+// database answers within a few seconds. When it does not, Open returns
+// all the same, with the Store unavailable (Apply, reads and Ping return
+// errors wrapping ErrUnavailable), and goes on trying in the background:
+// Ready is closed once it is connected and migrated. Open returns an error
+// for a bad URL and for what trying again cannot mend: a refused login,
+// a database that does not exist, a failed migration.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	log := opts.Logger
 	if log == nil {
@@ -65,17 +98,14 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// A server that accepts the connection and then says nothing (a
+		// frozen one) must not hold a new connection, nor Close, forever.
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("store: connect to %s: %w", cfg.ConnConfig.Host, err)
-	}
-	if err := migrate(ctx, pool, log); err != nil {
-		pool.Close()
-		return nil, err
 	}
 	// Two writers a core: enough transactions in flight to keep PostgreSQL's
 	// cores busy, few enough that events share commits under load (measured
@@ -99,30 +129,157 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
-	s := &Store{pool: pool, wpool: wpool, log: log, writes: make(chan *applyReq), closed: make(chan struct{})}
+	s := &Store{pool: pool, wpool: wpool, log: log, host: cfg.ConnConfig.Host,
+		writes: make(chan *applyReq), closed: make(chan struct{}), ready: make(chan struct{})}
+	s.lastErr.Store(&connErr{errors.New("not connected yet")})
+	s.wctx, s.stop = context.WithCancel(context.Background())
+
+	fctx, cancel := context.WithTimeout(ctx, firstConnectTimeout)
+	err = s.connect(fctx, ctx)
+	cancel()
+	switch {
+	case err == nil:
+	case permanent(err):
+		s.stop()
+		wpool.Close()
+		pool.Close()
+		return nil, err
+	default:
+		log.Warn("database unreachable; starting without it, events wait in the spool until it answers", "host", s.host, "err", err)
+	}
 	s.startAnnouncer()
 	s.startWriters(writers)
+	if err != nil {
+		s.stopped.Go(s.reconnect)
+	}
 	return s, nil
 }
 
-// Close closes all connections. It waits for queries in progress.
+// connErr holds the last reason the Store is unavailable.
+type connErr struct{ err error }
+
+// connect pings the database within pctx and migrates it within mctx, and
+// marks the Store ready.
+func (s *Store) connect(pctx, mctx context.Context) error {
+	if err := s.pool.Ping(pctx); err != nil {
+		err = fmt.Errorf("store: connect to %s: %w", s.host, readErr(err))
+		s.lastErr.Store(&connErr{err})
+		return err
+	}
+	if err := migrate(mctx, s.pool, s.log); err != nil {
+		s.lastErr.Store(&connErr{err})
+		return err
+	}
+	close(s.ready)
+	return nil
+}
+
+// reconnect tries to connect every reconnectEvery until it does or the
+// Store is closed.
+func (s *Store) reconnect() {
+	t := time.NewTicker(reconnectEvery)
+	defer t.Stop()
+	for tries := 1; ; tries++ {
+		select {
+		case <-s.closed:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		stop := context.AfterFunc(s.wctx, cancel)
+		pctx, pcancel := context.WithTimeout(ctx, firstConnectTimeout)
+		err := s.connect(pctx, ctx)
+		pcancel()
+		stop()
+		cancel()
+		if err == nil {
+			s.log.Info("database connected and migrated", "host", s.host, "after_tries", tries)
+			return
+		}
+		if permanent(err) || tries%20 == 0 {
+			s.log.Warn("database still unreachable", "host", s.host, "err", err)
+		}
+	}
+}
+
+// permanent reports whether err is one that connecting again cannot mend:
+// login refused (class 28), no such database (3D000), or a failed
+// migration.
+func permanent(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "28") || pgErr.Code == "3D000" || errors.Is(err, errMigration)
+	}
+	return errors.Is(err, errMigration)
+}
+
+// Ready is closed once the Store is connected and migrated.
+func (s *Store) Ready() <-chan struct{} { return s.ready }
+
+// available returns nil once the Store is connected, else an error
+// wrapping ErrUnavailable with the reason.
+func (s *Store) available() error {
+	select {
+	case <-s.ready:
+		return nil
+	default:
+		return fmt.Errorf("%w: %w", ErrUnavailable, s.lastErr.Load().err)
+	}
+}
+
+// Close closes all connections. Writes in progress are cancelled; they
+// report an error, and the spool keeps their events. Close waits up to a
+// second for the connections to close: a database that does not answer
+// (frozen) can keep one connecting or closing for longer, and it is left
+// to close by itself then.
 func (s *Store) Close() {
 	s.once.Do(func() {
 		close(s.closed)
 		s.stop()
 		s.stopped.Wait()
 		s.announce.stop()
-		s.wpool.Close()
-		s.pool.Close()
+		done := make(chan struct{})
+		go func() {
+			s.wpool.Close()
+			s.pool.Close()
+			close(done)
+		}()
+		t := time.NewTimer(closeWait)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			s.log.Warn("database connections did not close in time; leaving them", "host", s.host)
+		}
 	})
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers. It returns an error wrapping
+// ErrUnavailable when it does not.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
+	if err := s.available(); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w: %w", ErrUnavailable, err)
+	}
 	return nil
+}
+
+// readErr wraps an error of a read with ErrUnavailable when it is one of
+// connection or time: no answer in time, a connection refused or broken.
+func readErr(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.Timeout(err) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || pgconn.SafeToRetry(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
 }
 
 // applySQL journals one event and merges its update into the call's row, in
@@ -218,6 +375,9 @@ RETURNING c.id`
 func (s *Store) Apply(ctx context.Context, ev callstate.Event) (applied bool, err error) {
 	if err := ev.Validate(); err != nil {
 		return false, fmt.Errorf("store: apply: %w", err)
+	}
+	if err := s.available(); err != nil {
+		return false, fmt.Errorf("store: apply %s: %w", ev.DedupKey, err)
 	}
 	req := &applyReq{ctx: ctx, ev: ev, done: make(chan applyResult, 1)}
 	select {
@@ -364,7 +524,7 @@ func (s *Store) Call(ctx context.Context, source callstate.Source, key string) (
 		return callstate.Call{}, fmt.Errorf("store: call source=%s key=%s: %w", source, key, ErrNotFound)
 	}
 	if err != nil {
-		return callstate.Call{}, fmt.Errorf("store: call source=%s key=%s: %w", source, key, err)
+		return callstate.Call{}, fmt.Errorf("store: call source=%s key=%s: %w", source, key, readErr(err))
 	}
 	return r.call()
 }
@@ -387,7 +547,7 @@ func (s *Store) Journal(ctx context.Context, source callstate.Source, key string
 		FROM call_event WHERE source = $1 AND call_key = $2 ORDER BY id`, string(source), key)
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[journalRow])
 	if err != nil {
-		return nil, fmt.Errorf("store: journal source=%s key=%s: %w", source, key, err)
+		return nil, fmt.Errorf("store: journal source=%s key=%s: %w", source, key, readErr(err))
 	}
 	es := make([]callstate.JournalEntry, len(rs))
 	for i, r := range rs {

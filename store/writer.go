@@ -36,8 +36,7 @@ type applyResult struct {
 // one round trip, which is what PostgreSQL spends most of its time on for
 // small writes; alone, an event is written at once. Close stops them.
 func (s *Store) startWriters(n int) {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.stop = cancel
+	ctx := s.wctx
 	for range n {
 		s.stopped.Go(func() {
 			for {
@@ -110,7 +109,7 @@ func (s *Store) writeBatch(batch []*applyReq) error {
 		return cmp.Or(cmp.Compare(a.ev.Source, b.ev.Source), cmp.Compare(a.ev.Update.Key, b.ev.Update.Key))
 	})
 	applied := make([]bool, len(batch))
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	ctx, cancel := context.WithTimeout(s.wctx, writeTimeout)
 	defer cancel()
 	b := &pgx.Batch{}
 	for _, r := range batch {

@@ -28,14 +28,16 @@ type Config struct {
 	TrustedProxies  []string      `env:"TRUSTED_PROXIES" validate:"dive,cidr|ip"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"15s" validate:"min=1s,max=5m"`
 
-	DatabaseURL    string        `env:"DATABASE_URL" secret:"true" validate:"omitempty,startswith=postgres://|startswith=postgresql://|contains=="`
-	DBMaxConns     int32         `env:"DATABASE_MAX_CONNS" default:"16" validate:"min=1,max=1000"`
-	DBWriteTimeout time.Duration `env:"DATABASE_WRITE_TIMEOUT" default:"500ms" validate:"min=10ms,max=1m"`
-	DataDir        string        `env:"DATA_DIR" default:"./data" validate:"required"`
-	LocalPGPort    int           `env:"LOCAL_POSTGRES_PORT" default:"55432" validate:"min=1,max=65535"`
-	LocalPGUser    string        `env:"LOCAL_POSTGRES_USER"`
-	SpoolDir       string        `env:"SPOOL_DIR"`
-	SpoolMaxBytes  int64         `env:"SPOOL_MAX_BYTES" default:"268435456" validate:"min=1048576"`
+	DatabaseURL       string        `env:"DATABASE_URL" secret:"true" validate:"omitempty,startswith=postgres://|startswith=postgresql://|contains=="`
+	DBMaxConns        int32         `env:"DATABASE_MAX_CONNS" default:"16" validate:"min=1,max=1000"`
+	DBWriteTimeout    time.Duration `env:"DATABASE_WRITE_TIMEOUT" default:"500ms" validate:"min=10ms,max=1m"`
+	DBQueryTimeout    time.Duration `env:"DATABASE_QUERY_TIMEOUT" default:"3s" validate:"min=100ms,max=5m"`
+	DataDir           string        `env:"DATA_DIR" default:"./data" validate:"required"`
+	LocalPGPort       int           `env:"LOCAL_POSTGRES_PORT" default:"55432" validate:"min=1,max=65535"`
+	LocalPGUser       string        `env:"LOCAL_POSTGRES_USER"`
+	SpoolDir          string        `env:"SPOOL_DIR"`
+	SpoolMaxBytes     int64         `env:"SPOOL_MAX_BYTES" default:"268435456" validate:"min=1048576"`
+	SpoolReserveBytes int64         `env:"SPOOL_RESERVE_BYTES" validate:"omitempty,min=0,ltfield=SpoolMaxBytes"`
 
 	VerifySignature bool          `env:"SIPGATE_VERIFY_SIGNATURE" default:"true"`
 	PublicKeyFile   string        `env:"SIPGATE_PUBLIC_KEY_FILE" validate:"omitempty,file"`

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return fmt.Errorf("no DATABASE_URL, so callstate starts its own PostgreSQL, which failed: %w", err)
 		}
 		defer func() {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(cfg.ShutdownTimeout/10, 2*time.Second))
 			defer cancel()
 			if err := pg.Stop(ctx); err != nil {
 				log.Error("stopping private PostgreSQL", "err", err)
@@ -89,6 +90,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Info("using private PostgreSQL; connect with psql", "url", dbURL)
 	}
 
+	// The store connects in the background when the database is not
+	// there yet: callstate serves without it, into the spool.
 	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: cfg.DBMaxConns, Logger: log})
 	if err != nil {
 		return err
@@ -98,7 +101,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// Every accepted event goes through the spool: straight to the
 	// database when it answers in time, to local disk when it does not.
 	sp, err := spool.Open(spool.Options{
-		Dir: cfg.spoolDir(), MaxBytes: cfg.SpoolMaxBytes, DirectTimeout: cfg.DBWriteTimeout, Logger: log,
+		Dir: cfg.spoolDir(), MaxBytes: cfg.SpoolMaxBytes, Reserve: cfg.SpoolReserveBytes,
+		DirectTimeout: cfg.DBWriteTimeout, Logger: log,
 	}, st)
 	if err != nil {
 		return err
@@ -122,8 +126,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			func() float64 { return float64(sp.Stats().DBErrors) })
 		m.CounterFunc("callstate_spool_appended_total", "Events accepted into the local spool instead of straight into the database.",
 			func() float64 { return float64(sp.Stats().Spooled) })
+		m.CounterFunc("callstate_spool_drained_total", "Spooled events applied to the database.",
+			func() float64 { return float64(sp.Stats().Drained) })
+		m.CounterFunc("callstate_spool_refused_total", "Events the spool could not take: full, or its disk failed.",
+			func() float64 { return float64(sp.Stats().Refused) })
+		m.CounterFunc("callstate_spool_write_errors_total", "Appends to the spool that failed on the disk.",
+			func() float64 { return float64(sp.Stats().WriteErrors) })
+		m.GaugeFunc("callstate_database_up", "1 while events go straight to the database, 0 while they go to the spool.",
+			func() float64 {
+				if sp.Stats().StoreDown {
+					return 0
+				}
+				return 1
+			})
 	}
 	dash := dashboardOptions(cfg.Dashboard, st, log)
+	dash.QueryTimeout = cfg.DBQueryTimeout
 	ready := &readiness{st: st, sp: sp}
 	e, err := handlers.New(handlers.Options{
 		Store: sp, Ready: ready, Logger: log, Metrics: m,
@@ -165,24 +183,38 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return nil
 	})
+	// One bound for the whole shutdown: the HTTP server's goodbye, the
+	// spool's last drain and the store's close all end by this deadline,
+	// even with a database that does not answer; what is left stays in
+	// the spool for the next start.
+	var deadline atomic.Pointer[time.Time]
 	g.Go(func() error {
 		<-gctx.Done()
+		d := time.Now().Add(cfg.ShutdownTimeout)
+		deadline.Store(&d)
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.ShutdownTimeout)
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(gctx), d)
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
 			return fmt.Errorf("http shutdown: %w", err)
 		}
 		return nil
 	})
 	err = g.Wait()
 	// Nothing new comes in now: apply what the spool still holds, within
-	// the shutdown bound; the rest waits on disk for the next start.
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	// the shutdown bound, keeping a moment for closing; the rest waits on
+	// disk for the next start.
+	end := time.Now().Add(cfg.ShutdownTimeout)
+	if d := deadline.Load(); d != nil {
+		end = *d
+	}
+	dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), end.Add(-cfg.ShutdownTimeout/10))
 	if left := sp.Drain(dctx); left > 0 {
 		log.Warn("events left in the spool for the next start", "events", left, "dir", cfg.spoolDir())
 	}
 	cancel()
+	st.Close()
 	log.Info("stopped")
 	return err
 }
@@ -256,9 +288,9 @@ func sipgateOptions(cfg Config, log *slog.Logger) (handlers.SipgateOptions, erro
 	return o, nil
 }
 
-// readiness is /readyz's check: the database answers, the spool is not
-// close to full, and, with the SIP subscriber on, the extensions this
-// instance watches have a subscription up.
+// readiness is /readyz's check: the spool can take events, the database
+// answers, and, with the SIP subscriber on, the extensions this instance
+// watches have a subscription up. Each answer says which.
 type readiness struct {
 	st  *store.Store
 	sp  *spool.Spool
@@ -266,15 +298,24 @@ type readiness struct {
 }
 
 func (r *readiness) Ping(ctx context.Context) error {
-	if st := r.sp.Stats(); st.Bytes > st.MaxBytes*9/10 {
-		return fmt.Errorf("spool %d of %d bytes full", st.Bytes, st.MaxBytes)
+	if err := r.sp.Err(); err != nil {
+		if errors.Is(err, spool.ErrFull) {
+			return &handlers.NotReady{Reason: "spool full: only new calls are kept", Err: err}
+		}
+		return &handlers.NotReady{Reason: "spool cannot write to its disk", Err: err}
+	}
+	if r.sp.Stats().StoreDown {
+		return &handlers.NotReady{Reason: "database unreachable: events are kept in the spool", Err: r.st.Ping(ctx)}
+	}
+	if err := r.st.Ping(ctx); err != nil {
+		return &handlers.NotReady{Reason: "database unreachable", Err: err}
 	}
 	if r.sip != nil {
 		if st := r.sip(); st.Watched > 0 && st.Active == 0 {
-			return fmt.Errorf("none of the %d watched extensions has a subscription up", st.Watched)
+			return &handlers.NotReady{Reason: "no SIP subscription up", Err: fmt.Errorf("none of the %d watched extensions has a subscription up", st.Watched)}
 		}
 	}
-	return r.st.Ping(ctx)
+	return nil
 }
 
 // serveDebug serves Go's profiler (net/http/pprof) on its own listener,

@@ -74,6 +74,8 @@ func (s sipStore) Apply(ctx context.Context, ev callstate.Event) (bool, error) {
 	case errors.Is(err, callstate.ErrInvalidEvent):
 		s.metrics.Event(string(ev.Source), ev.Type, metrics.OutcomeRejected)
 	case err != nil:
+		// Answered 500: the PBX sends the state again (a refresh, or the
+		// full state the subscriber asks for).
 		s.metrics.Event(string(ev.Source), ev.Type, metrics.OutcomeFailed)
 	case applied:
 		s.metrics.Event(string(ev.Source), ev.Type, metrics.OutcomeApplied)
@@ -103,7 +105,7 @@ func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.S
 		log.Info("SIP subscriber off (SIP_PBX_ADDR is empty)")
 		return nil
 	}
-	if err := st.AddExtensions(ctx, cfg.Extensions); err != nil {
+	if err := store.CheckExtensions(cfg.Extensions); err != nil {
 		return fmt.Errorf("SIP_EXTENSIONS: %w", err)
 	}
 	ss := sipStore{Store: st, events: sp, metrics: m, instance: cfg.instanceID(), ttl: cfg.LeaseTTL}
@@ -125,6 +127,28 @@ func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.S
 	log.Info("SIP subscriber on: watching the enabled rows of sip_extension", "pbx", cfg.PBXAddr,
 		"contact", sub.Contact(), "instance", ss.instance)
 	g.Go(func() error {
+		// The subscriber needs its extensions' leases: it starts once the
+		// database is there, which may be after callstate has started.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-st.Ready():
+		}
+		for {
+			err := st.AddExtensions(ctx, cfg.Extensions)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Warn("adding SIP_EXTENSIONS to sip_extension failed; trying again", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
 		err := sub.Run(ctx)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
