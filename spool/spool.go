@@ -25,7 +25,9 @@
 //
 // A part of the bound (Options.Reserve) is kept for events that start a
 // call (a sipgate newCall, a ringing dialog): when the spool is nearly
-// full, other events are refused first.
+// full, other events are refused first. Disk space for them (the reserve,
+// at most 64 MiB and a tenth of the free space) is held by a file beside
+// the spool, given up for those events when the disk itself is full.
 package spool
 
 import (
@@ -42,6 +44,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/callstate/callstate"
@@ -107,6 +110,8 @@ type Spool struct {
 	writeErrs int64
 	writeErr  error // the last append's failure, until an append or a disk probe succeeds
 	full      bool  // an event was refused for want of room, and nothing was drained since
+	ballast   bool  // the ballast file holds disk space for new calls
+	released  bool  // the ballast was given up and is not back yet
 
 	syncMu sync.Mutex
 	synced int64 // records known to be on disk
@@ -158,6 +163,7 @@ func Open(opts Options, next Applier) (*Spool, error) {
 		f.Close()
 		return nil, err
 	}
+	s.makeBallast()
 	if s.depth > 0 {
 		s.log.Warn("spool holds events from an earlier run; applying them", "events", s.depth, "bytes", s.size, "path", path)
 	}
@@ -277,7 +283,21 @@ func (s *Spool) append(ev callstate.Event) error {
 		s.mu.Unlock()
 		return ErrFull
 	}
-	if _, err := s.f.Write(rec); err != nil {
+	if s.writeErr != nil && !StartsCall(ev) {
+		// The disk is full: what room there is (the ballast's) is for
+		// new calls, until a probe finds the disk writable again.
+		err := s.writeErr
+		s.refused++
+		s.mu.Unlock()
+		return fmt.Errorf("spool: write: %w", err)
+	}
+	_, err = s.f.Write(rec)
+	if err != nil && errors.Is(err, syscall.ENOSPC) && StartsCall(ev) && s.freeBallast() {
+		_ = s.f.Truncate(s.size)
+		_, _ = s.f.Seek(s.size, io.SeekStart)
+		_, err = s.f.Write(rec)
+	}
+	if err != nil {
 		// A partial write leaves a torn record; cut it off so later
 		// records stay readable.
 		_ = s.f.Truncate(s.size)
@@ -300,10 +320,64 @@ func (s *Spool) append(ev callstate.Event) error {
 		return err
 	}
 	s.mu.Lock()
-	s.writeErr = nil
+	if !s.released { // written into the ballast's room: the disk is still full
+		s.writeErr = nil
+	}
 	s.mu.Unlock()
 	s.signal()
 	return nil
+}
+
+// ballastName is the file that holds disk space for events that start a
+// call: when the disk is full, it is removed to make room for them.
+const ballastName = "reserve"
+
+// makeBallast allocates the ballast file, of the reserve's size but at
+// most 64 MiB and a tenth of the free space, unless it is there. Without it (no room, or a file system that
+// cannot allocate ahead) the reserve is kept within MaxBytes only.
+func (s *Spool) makeBallast() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ballast {
+		return
+	}
+	defer func() { s.released = s.released && !s.ballast }()
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(s.opts.Dir, &fs); err != nil {
+		return
+	}
+	size := min(s.opts.Reserve, 64<<20, int64(fs.Bavail)*fs.Bsize/10)
+	if size < 64<<10 {
+		return
+	}
+	path := filepath.Join(s.opts.Dir, ballastName)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err == nil {
+		err = syscall.Fallocate(int(f.Fd()), 0, 0, size)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		os.Remove(path)
+		s.log.Debug("spool: no disk space set aside for new calls", "err", err)
+		return
+	}
+	s.ballast = true
+}
+
+// freeBallast removes the ballast file and reports whether there was one.
+// Called with mu held.
+func (s *Spool) freeBallast() bool {
+	if !s.ballast {
+		return false
+	}
+	s.ballast, s.released = false, true
+	if err := os.Remove(filepath.Join(s.opts.Dir, ballastName)); err != nil {
+		return false
+	}
+	s.log.Warn("spool's disk is full; the space set aside for new calls is in use now", "dir", s.opts.Dir)
+	return true
 }
 
 // failedWrite records a failed append. Called with mu held.
@@ -401,6 +475,7 @@ func (s *Spool) Run(ctx context.Context) error {
 			}
 		}
 		if s.Stats().Records == 0 {
+			s.makeBallast()
 			if draining {
 				st := s.Stats()
 				s.log.Info("spool drained", "applied", st.Drained-drainedAt, "took", time.Since(drainStart).Round(time.Millisecond))
@@ -433,22 +508,36 @@ func (s *Spool) pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-// probeDisk writes and syncs a small file beside the spool; if that works,
-// the spool can write again.
+// probeDisk finds out whether the spool can write again after a failed
+// append: it sets the ballast aside again if it was given up, or else
+// writes and syncs a small file beside the spool.
 func (s *Spool) probeDisk() {
-	path := filepath.Join(s.opts.Dir, "probe")
-	err := func() error {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			return err
+	s.mu.Lock()
+	released := s.released
+	s.mu.Unlock()
+	var err error
+	if released {
+		s.makeBallast()
+		s.mu.Lock()
+		if !s.ballast {
+			err = errors.New("no room for the ballast")
 		}
-		defer os.Remove(path)
-		defer f.Close()
-		if _, err := f.Write(make([]byte, 64<<10)); err != nil {
-			return err
-		}
-		return f.Sync()
-	}()
+		s.mu.Unlock()
+	} else {
+		path := filepath.Join(s.opts.Dir, "probe")
+		err = func() error {
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			defer os.Remove(path)
+			defer f.Close()
+			if _, err := f.Write(make([]byte, 4<<10)); err != nil {
+				return err
+			}
+			return f.Sync()
+		}()
+	}
 	if err == nil {
 		s.mu.Lock()
 		if s.writeErr != nil {
