@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-playground/validator/v10"
@@ -34,8 +35,11 @@ type Pinger interface {
 }
 
 // NotReady is an error that says why the service is not ready, in words
-// fit for /readyz's answer; Err is the cause, for the log only.
+// fit for /readyz's answer; Err is the cause, for the log only. A
+// readiness check of several parts returns one NotReady for each part that
+// fails, joined with errors.Join; /readyz lists them all.
 type NotReady struct {
+	Check  string // the part that fails: "database", "spool", "sip"
 	Reason string
 	Err    error
 }
@@ -48,6 +52,48 @@ func (e *NotReady) Error() string {
 }
 
 func (e *NotReady) Unwrap() error { return e.Err }
+
+// notReadyBody is /readyz's answer when not ready: the first reason, and
+// every failing check's.
+type notReadyBody struct {
+	Error  string            `json:"error"`
+	Checks map[string]string `json:"checks,omitempty"`
+}
+
+// readyReport turns a Pinger's error into /readyz's answer.
+func readyReport(err error) notReadyBody {
+	var body notReadyBody
+	var walk func(error)
+	walk = func(err error) {
+		var nr *NotReady
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		if errors.As(err, &nr) {
+			if body.Error == "" {
+				body.Error = nr.Reason
+			}
+			if nr.Check != "" {
+				if body.Checks == nil {
+					body.Checks = map[string]string{}
+				}
+				body.Checks[nr.Check] = nr.Reason
+			}
+			return
+		}
+		if body.Error == "" {
+			body.Error = "not ready"
+			if errors.Is(err, callstate.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+				body.Error = "database unreachable"
+			}
+		}
+	}
+	walk(err)
+	return body
+}
 
 // ReadyTimeout bounds /readyz's check: a dependency that does not answer
 // within it is not ready.
@@ -112,20 +158,21 @@ func New(opts Options) (*echo.Echo, error) {
 	}
 	registerDashboard(e, opts.Dashboard, opts.Metrics, log)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	var wasReady atomic.Int32 // 0 unknown, 1 ready, 2 not ready: a change is logged once
 	e.GET("/readyz", func(c echo.Context) error {
 		if opts.Ready != nil {
 			ctx, cancel := context.WithTimeout(c.Request().Context(), ReadyTimeout)
 			defer cancel()
 			if err := opts.Ready.Ping(ctx); err != nil {
-				reason := "not ready"
-				var nr *NotReady
-				if errors.As(err, &nr) {
-					reason = nr.Reason
-				} else if errors.Is(err, callstate.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-					reason = "database unreachable"
+				body := readyReport(err)
+				if wasReady.Swap(2) != 2 {
+					log.Warn("not ready", "reason", body.Error, "checks", body.Checks, "err", err)
 				}
-				return &echo.HTTPError{Code: http.StatusServiceUnavailable, Message: reason, Internal: err}
+				return c.JSON(http.StatusServiceUnavailable, body)
 			}
+		}
+		if wasReady.Swap(1) == 2 {
+			log.Info("ready again")
 		}
 		return c.String(http.StatusOK, "ready\n")
 	})

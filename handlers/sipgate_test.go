@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -473,6 +475,69 @@ func TestHealth(t *testing.T) {
 	e.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz with the database closed: %d", rec.Code)
+	}
+}
+
+// nopStore takes every event and keeps none: for tests of routes that
+// store nothing.
+type nopStore struct{}
+
+func (nopStore) Apply(context.Context, callstate.Event) (bool, error) { return true, nil }
+
+type pingFunc func(context.Context) error
+
+func (f pingFunc) Ping(ctx context.Context) error { return f(ctx) }
+
+// TestReadyzSaysWhy: /readyz names every failing check, with the reasons
+// fit to show and not the causes, and logs a change of readiness once.
+func TestReadyzSaysWhy(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	ready := pingFunc(func(context.Context) error {
+		if !fail.Load() {
+			return nil
+		}
+		return errors.Join(
+			&handlers.NotReady{Check: "spool", Reason: "spool full: only new calls are kept", Err: errors.New("/var/spool/secret-path")},
+			&handlers.NotReady{Check: "database", Reason: "database unreachable", Err: errors.New("dial tcp 10.1.2.3:5432")},
+		)
+	})
+	logs := &bytes.Buffer{}
+	h, err := handlers.New(handlers.Options{Store: nopStore{}, Ready: ready, Logger: slog.New(slog.NewTextHandler(&syncWriter{w: logs}, nil)),
+		Sipgate: handlers.SipgateOptions{PublicURL: "https://callstate.example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec
+	}
+	for range 3 {
+		rec := get()
+		var body struct {
+			Error  string            `json:"error"`
+			Checks map[string]string `json:"checks"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("status %d body %s: %v", rec.Code, rec.Body, err)
+		}
+		if body.Error != "spool full: only new calls are kept" || body.Checks["database"] != "database unreachable" || body.Checks["spool"] == "" {
+			t.Errorf("body %+v", body)
+		}
+		if strings.Contains(rec.Body.String(), "10.1.2.3") || strings.Contains(rec.Body.String(), "secret-path") {
+			t.Errorf("the answer discloses a cause: %s", rec.Body)
+		}
+	}
+	fail.Store(false)
+	if rec := get(); rec.Code != http.StatusOK {
+		t.Fatalf("ready: %d", rec.Code)
+	}
+	if n := strings.Count(logs.String(), `msg="not ready"`); n != 1 {
+		t.Errorf("%d 'not ready' lines for three probes, want 1:\n%s", n, logs)
+	}
+	if !strings.Contains(logs.String(), `msg="ready again"`) {
+		t.Errorf("no 'ready again' line:\n%s", logs)
 	}
 }
 

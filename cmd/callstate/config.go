@@ -33,7 +33,7 @@ type Config struct {
 	DBWriteTimeout    time.Duration `env:"DATABASE_WRITE_TIMEOUT" default:"500ms" validate:"min=10ms,max=1m"`
 	DBQueryTimeout    time.Duration `env:"DATABASE_QUERY_TIMEOUT" default:"3s" validate:"min=100ms,max=5m"`
 	DataDir           string        `env:"DATA_DIR" default:"./data" validate:"required"`
-	LocalPGPort       int           `env:"LOCAL_POSTGRES_PORT" default:"55432" validate:"min=1,max=65535"`
+	LocalPGPort       int           `env:"LOCAL_POSTGRES_PORT" default:"25432" validate:"min=1,max=65535"`
 	LocalPGUser       string        `env:"LOCAL_POSTGRES_USER"`
 	SpoolDir          string        `env:"SPOOL_DIR"`
 	SpoolMaxBytes     int64         `env:"SPOOL_MAX_BYTES" default:"268435456" validate:"min=1048576"`

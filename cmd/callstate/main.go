@@ -298,24 +298,26 @@ type readiness struct {
 }
 
 func (r *readiness) Ping(ctx context.Context) error {
+	var errs []error
 	if err := r.sp.Err(); err != nil {
 		if errors.Is(err, spool.ErrFull) {
-			return &handlers.NotReady{Reason: "spool full: only new calls are kept", Err: err}
+			errs = append(errs, &handlers.NotReady{Check: "spool", Reason: "spool full: only new calls are kept", Err: err})
+		} else {
+			errs = append(errs, &handlers.NotReady{Check: "spool", Reason: "spool cannot write to its disk", Err: err})
 		}
-		return &handlers.NotReady{Reason: "spool cannot write to its disk", Err: err}
 	}
 	if r.sp.Stats().StoreDown {
-		return &handlers.NotReady{Reason: "database unreachable: events are kept in the spool", Err: r.st.Ping(ctx)}
-	}
-	if err := r.st.Ping(ctx); err != nil {
-		return &handlers.NotReady{Reason: "database unreachable", Err: err}
+		errs = append(errs, &handlers.NotReady{Check: "database", Reason: "database unreachable: events are kept in the spool", Err: r.st.Ping(ctx)})
+	} else if err := r.st.Ping(ctx); err != nil {
+		errs = append(errs, &handlers.NotReady{Check: "database", Reason: "database unreachable", Err: err})
 	}
 	if r.sip != nil {
 		if st := r.sip(); st.Watched > 0 && st.Active == 0 {
-			return &handlers.NotReady{Reason: "no SIP subscription up", Err: fmt.Errorf("none of the %d watched extensions has a subscription up", st.Watched)}
+			errs = append(errs, &handlers.NotReady{Check: "sip", Reason: "no SIP subscription up",
+				Err: fmt.Errorf("none of the %d watched extensions has a subscription up", st.Watched)})
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // serveDebug serves Go's profiler (net/http/pprof) on its own listener,
