@@ -64,6 +64,7 @@ func (s *Subscriber) registerLoop(ctx context.Context) {
 			return
 		case err != nil:
 			failures++
+			s.checkPBX("REGISTER got no answer")
 			s.log.Warn("sip: REGISTER got no answer; retrying", "err", err, "retry_in", wait)
 		case res.StatusCode/100 == 2:
 			failures, registered = 0, true

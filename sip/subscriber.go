@@ -80,6 +80,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// StoreTimeout bounds the store writes of one NOTIFY; default 5s.
 	StoreTimeout time.Duration
+	// Keepalive is how often OPTIONS goes to the PBX, to notice within
+	// seconds that it went away or restarted; each round also refreshes
+	// one dialog subscription. Zero turns it off.
+	Keepalive time.Duration
 
 	TLSConfig *tls.Config // for transport tls; nil uses the system roots
 	Store     Store
@@ -123,6 +127,10 @@ type Subscriber struct {
 	closeOnce  sync.Once
 	listener   func() error  // closes the socket
 	stray      atomic.Uint64 // requests outside any subscription
+
+	pbxMu sync.Mutex
+	pbx   pbxState
+	check chan string // reasons to check the PBX at once, for keepalive
 }
 
 // watch is one watched extension: its subscriptions and how to stop them.
@@ -143,6 +151,7 @@ func New(cfg Config) (*Subscriber, error) {
 		watched:    make(map[string]*watch),
 		registered: make(chan struct{}),
 		messages:   make(chan lampMessage, 1024),
+		check:      make(chan string, 1),
 	}
 	if err := s.checkConfig(); err != nil {
 		return nil, err
@@ -240,6 +249,9 @@ func (s *Subscriber) checkConfig() error {
 	}
 	if c.StoreTimeout <= 0 {
 		c.StoreTimeout = 5 * time.Second
+	}
+	if c.Keepalive < 0 {
+		return bad("keepalive %s: want 0 (off) or more", c.Keepalive)
 	}
 	if c.UserAgent == "" {
 		c.UserAgent = "callstate"
@@ -395,6 +407,9 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	}
 	if s.message != nil {
 		s.wg.Go(func() { s.sendMessages(ctx) })
+	}
+	if s.cfg.Keepalive > 0 {
+		s.wg.Go(func() { s.keepalive(ctx) })
 	}
 	s.sync(ctx, exts)
 	t := time.NewTicker(s.cfg.ReloadInterval)

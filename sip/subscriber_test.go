@@ -65,10 +65,12 @@ func TestNotifyRules(t *testing.T) {
 			t.Errorf("lamp %+v, want ringing", l)
 		}
 	})
-	t.Run("OldVersionIgnored", func(t *testing.T) {
+	t.Run("OldVersionStillCounts", func(t *testing.T) {
+		// A document older than one applied came late: what it says
+		// happened, and a call only moves forward.
 		send("active;expires=60", dialogDoc("100", 4, "d1", "confirmed"), 200)
-		if c, _ := st.Call(t.Context(), callstate.SourceSIP, "100/d1"); c.State != callstate.StateRinging {
-			t.Errorf("state %s after an old version, want ringing", c.State)
+		if c, _ := st.Call(t.Context(), callstate.SourceSIP, "100/d1~"+callHash("d1@pbx")); c.State != callstate.StateAnswered {
+			t.Errorf("state %s after an old version, want answered", c.State)
 		}
 	})
 	t.Run("ReorderedKeepsAnswer", func(t *testing.T) {
@@ -91,14 +93,14 @@ func TestNotifyRules(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("NOTIFY terminated: %v", err)
 		}
-		c, err := st.Call(t.Context(), callstate.SourceSIP, "100/d2")
+		c, err := st.Call(t.Context(), callstate.SourceSIP, "100/d2~"+callHash("d2@pbx"))
 		if err != nil || c.State != callstate.StateEnded || c.AnsweredAt.IsZero() {
 			t.Errorf("call %+v, %v; want answered, then ended", c, err)
 		}
 	})
 	t.Run("Vanished", func(t *testing.T) {
 		send("active;expires=60", dialogDoc("100", 6, "", ""), 200)
-		c, err := st.Call(t.Context(), callstate.SourceSIP, "100/d1")
+		c, err := st.Call(t.Context(), callstate.SourceSIP, "100/d1~"+callHash("d1@pbx"))
 		if err != nil || c.State != callstate.StateEnded || c.Cause != CauseVanished || c.Direction != callstate.DirectionIn || c.From != "200" {
 			t.Errorf("call %+v, %v; want ended, vanished, in from 200", c, err)
 		}

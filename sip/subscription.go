@@ -53,12 +53,21 @@ type subscription struct {
 	loaded     bool      // the store's active calls are in tracker for this dialog
 	term       *termination
 	wantFull   bool
-	notifyCSeq uint32        // highest NOTIFY CSeq answered in this dialog; 0 before the first
-	turn       chan struct{} // closed and replaced when notifyCSeq moves
-	outOfTurn  int           // NOTIFYs that waited in vain for an earlier CSeq
+	notifyCSeq uint32               // highest NOTIFY CSeq answered in this dialog; 0 before the first
+	turn       chan struct{}        // closed and replaced when notifyCSeq moves
+	outOfTurn  int                  // NOTIFYs that waited in vain for an earlier CSeq
+	arrived    map[uint32]bool      // NOTIFYs of this dialog in hand, not answered yet, by CSeq
+	times      map[uint32]time.Time // times given to the NOTIFYs answered lately, by CSeq
+	notified   bool                 // a NOTIFY of this dialog has been applied
 	tracker    *tracker
 	lamp       string
 	state      string // last state written with SetSubscription
+
+	epoch        uint64    // the Subscriber's restart count when this dialog was opened
+	lost         string    // why the PBX lost the subscription; maintain gives it up
+	resubAt      time.Time // when to subscribe again after the PBX lost it
+	afterRestart bool      // the next fresh full state ends unlisted calls with CausePBXRestart
+	probe        bool      // refresh at once: does the PBX still know the subscription?
 }
 
 // termination is what a NOTIFY with Subscription-State: terminated said.
@@ -75,6 +84,7 @@ type outcome struct {
 	retryAfter time.Duration // >0: the PBX said when; else back off
 	now        bool          // try again at once (the PBX lost the subscription)
 	final      bool          // do not try again (RFC 6665 rejected, noresource, invariant)
+	lost       bool          // the PBX restarted or is unreachable; the Subscriber says when to try again
 }
 
 func (s *Subscriber) newSubscription(ext, event string) *subscription {
@@ -83,6 +93,8 @@ func (s *Subscriber) newSubscription(ext, event string) *subscription {
 		log:     s.log.With("extension", ext, "event", event),
 		wake:    make(chan struct{}, 1),
 		turn:    make(chan struct{}),
+		arrived: make(map[uint32]bool),
+		times:   make(map[uint32]time.Time),
 		tracker: newTracker(ext),
 	}
 }
@@ -112,6 +124,9 @@ func (sub *subscription) run(ctx context.Context) {
 	sub.setState(SubPending, "")
 	failures := 0
 	for ctx.Err() == nil {
+		if !sub.s.waitPBX(ctx) || !sub.waitResubscribe(ctx) {
+			return
+		}
 		out := sub.subscribe(ctx)
 		if out.ok {
 			failures = 0
@@ -122,10 +137,20 @@ func (sub *subscription) run(ctx context.Context) {
 			return
 		}
 		sub.down(out)
+		sub.mu.Lock()
+		out.lost = out.lost || sub.lost != ""
+		sub.mu.Unlock()
 		if out.final {
 			sub.log.Warn("sip: subscription refused; not retrying until the extension is re-enabled", "reason", out.reason)
 			<-ctx.Done()
 			return
+		}
+		if out.lost {
+			// The PBX restarted or is unreachable: the Subscriber has
+			// spread the new SUBSCRIBEs (resubAt), and waitPBX holds them
+			// while the PBX does not answer.
+			sub.log.Warn("sip: subscription lost with the PBX", "reason", out.reason)
+			continue
 		}
 		delay := out.retryAfter
 		switch {
@@ -137,10 +162,43 @@ func (sub *subscription) run(ctx context.Context) {
 		}
 		failures++
 		sub.log.Warn("sip: subscription "+out.state, "reason", out.reason, "retry_in", delay.Round(time.Millisecond))
-		if !sleep(ctx, delay) {
+		if !sub.pause(ctx, delay) {
 			return
 		}
 	}
+}
+
+// pause waits for d, or less when the PBX restarts meanwhile (the
+// Subscriber then sets when to subscribe again). It returns false when ctx
+// is done.
+func (sub *subscription) pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-sub.wake:
+			sub.mu.Lock()
+			lost := sub.lost != ""
+			sub.mu.Unlock()
+			if lost {
+				return true
+			}
+		}
+	}
+}
+
+// waitResubscribe waits until the time the Subscriber gave this
+// subscription to subscribe again after the PBX lost it, if any.
+func (sub *subscription) waitResubscribe(ctx context.Context) bool {
+	sub.mu.Lock()
+	at := sub.resubAt
+	sub.lost, sub.resubAt = "", time.Time{}
+	sub.mu.Unlock()
+	return at.IsZero() || sleep(ctx, time.Until(at))
 }
 
 // down records that the subscription is not up, so the lamps show
@@ -217,7 +275,10 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 	sub.localTag = sipmsg.GenerateTagN(16)
 	sub.remoteTag = ""
 	sub.cseq = 0
-	sub.notifyCSeq, sub.outOfTurn = 0, 0
+	sub.notifyCSeq, sub.outOfTurn, sub.notified = 0, 0, false
+	clear(sub.arrived)
+	clear(sub.times)
+	sub.epoch, sub.probe = sub.s.restartEpoch(), false
 	sub.target = sipmsg.Uri{Scheme: "sip", User: sub.ext, Host: sub.s.domain}
 	if sub.s.transport == "TLS" {
 		sub.target.Scheme = "sips"
@@ -232,6 +293,7 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 	res, err := sub.s.do(ctx, req)
 	sub.syncCSeq(req)
 	if err != nil {
+		sub.s.checkPBX("SUBSCRIBE got no answer")
 		return outcome{state: SubRetrying, reason: "no answer from the PBX: " + err.Error()}
 	}
 	if res.StatusCode/100 == 2 {
@@ -331,10 +393,14 @@ func (sub *subscription) maintain(ctx context.Context) outcome {
 	lastFull := time.Time{}
 	for {
 		sub.mu.Lock()
-		term, wantFull, active := sub.term, sub.wantFull, sub.active
+		term, wantFull, active, lost, probe := sub.term, sub.wantFull, sub.active, sub.lost, sub.probe
 		refreshAt := sub.expiresAt.Add(-refreshLead(sub.granted))
 		deadAt := sub.lastHeard.Add(sub.granted + 5*time.Second)
+		sub.probe = false
 		sub.mu.Unlock()
+		if lost != "" {
+			return outcome{state: SubRetrying, reason: lost, lost: true}
+		}
 		if term != nil {
 			return sub.terminated(term)
 		}
@@ -345,7 +411,7 @@ func (sub *subscription) maintain(ctx context.Context) outcome {
 		if now.After(deadAt) {
 			return outcome{state: SubRetrying, reason: "no word from the PBX within the subscription's expiry", now: true}
 		}
-		refresh := !now.Before(refreshAt)
+		refresh := !now.Before(refreshAt) || probe
 		if wantFull && now.Sub(lastFull) >= time.Second {
 			refresh = true
 		}
@@ -412,21 +478,35 @@ func (sub *subscription) refresh(ctx context.Context, expires time.Duration) out
 	res, err := sub.s.do(ctx, req)
 	sub.syncCSeq(req)
 	if err != nil {
+		if expires > 0 {
+			sub.s.checkPBX("refresh SUBSCRIBE got no answer")
+		}
 		return outcome{state: SubRetrying, reason: "refresh got no answer: " + err.Error(), now: true}
 	}
 	sub.mu.Lock()
-	defer sub.mu.Unlock()
 	if sub.callID != callID {
+		sub.mu.Unlock()
 		return outcome{state: SubRetrying, reason: "subscription replaced", now: true}
 	}
 	if res.StatusCode/100 == 2 {
 		if expires > 0 {
 			sub.grant(res, time.Now())
 		}
+		sub.mu.Unlock()
 		return outcome{ok: true}
 	}
 	out := sub.refused(res, "refresh SUBSCRIBE")
-	if res.StatusCode == sipmsg.StatusRequestTimeout || res.StatusCode == sipmsg.StatusCallTransactionDoesNotExists {
+	epoch := sub.epoch
+	sub.mu.Unlock()
+	switch res.StatusCode {
+	case sipmsg.StatusCallTransactionDoesNotExists:
+		// The PBX no longer knows a subscription it granted: it restarted
+		// (or lost its subscriptions some other way), and lost everyone's.
+		out.now = true
+		if expires > 0 {
+			sub.s.pbxRestarted("a refresh SUBSCRIBE was answered 481", epoch)
+		}
+	case sipmsg.StatusRequestTimeout:
 		out.now = true
 	}
 	return out
@@ -516,17 +596,57 @@ func (sub *subscription) learnTarget(contact *sipmsg.ContactHeader, rr []sipmsg.
 	}
 }
 
-// eventTime returns the time of a NOTIFY that arrived at now, in the order
-// NOTIFYs are applied (CSeq order): never before the previous one's, so
-// that the store's "latest event wins" rules (hold) follow the PBX's own
-// order even when a NOTIFY overtook an earlier one. Called with mu held.
-func (sub *subscription) eventTime(now time.Time) time.Time {
+// eventTime returns the time of the NOTIFY numbered cseq that arrived at
+// now, in the order the PBX numbered its NOTIFYs (CSeq order): after the
+// previous one's, so that the store's "latest event wins" rules (hold)
+// follow the PBX's own order even when a NOTIFY overtook an earlier one.
+// A NOTIFY that arrives after later ones were applied gets a time between
+// theirs. Called with mu held.
+func (sub *subscription) eventTime(now time.Time, cseq uint32) time.Time {
 	now = callstate.EventTime(now)
+	if sub.notified && cseq < sub.notifyCSeq {
+		var lo, hi time.Time
+		var loSeq, hiSeq uint32
+		for c, t := range sub.times {
+			if c < cseq && (lo.IsZero() || c > loSeq) {
+				lo, loSeq = t, c
+			}
+			if c > cseq && (hi.IsZero() || c < hiSeq) {
+				hi, hiSeq = t, c
+			}
+		}
+		if !hi.IsZero() {
+			t := hi.Add(-time.Microsecond)
+			if !t.After(lo) {
+				t = hi
+			}
+			sub.keepTime(cseq, t)
+			return t
+		}
+	}
 	if !now.After(sub.lastAt) {
 		now = sub.lastAt.Add(time.Microsecond)
 	}
 	sub.lastAt = now
+	sub.keepTime(cseq, now)
 	return now
+}
+
+// keptTimes is how many NOTIFY times a subscription keeps for the ones
+// that come late.
+const keptTimes = 64
+
+// keepTime records the time given to NOTIFY cseq, forgetting the oldest.
+// Called with mu held.
+func (sub *subscription) keepTime(cseq uint32, t time.Time) {
+	sub.times[cseq] = t
+	if len(sub.times) > keptTimes {
+		oldest := cseq
+		for c := range sub.times {
+			oldest = min(oldest, c)
+		}
+		delete(sub.times, oldest)
+	}
 }
 
 // onNotify handles a NOTIFY of this subscription and returns the status to
@@ -546,16 +666,25 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 		sub.remoteTag = fromTag
 		sub.learnTarget(req.Contact(), req.GetHeaders("Record-Route"))
 	} else if fromTag != sub.remoteTag {
+		// Our subscription, from a dialog the PBX did not have before:
+		// it has restarted and kept (or rebuilt) its subscriptions.
+		sub.s.goPBXRestarted("a NOTIFY came from a new remote tag", sub.epoch)
 		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
+	} else if c := req.Contact(); c != nil && c.Address.Host != "" && !sameTarget(c.Address, sub.target) {
+		// NOTIFY refreshes the remote target (RFC 6665 section 4.1.2.4).
+		sub.learnTarget(c, req.GetHeaders("Record-Route"))
+		sub.s.checkPBX("the PBX's Contact changed")
 	}
 	cseq := req.CSeq().SeqNo
+	sub.arrived[cseq] = true
 	sub.waitTurn(cseq)
+	defer sub.tookTurn(callID, cseq)
 	if sub.callID != callID {
 		// Replaced while waiting; the new dialog knows nothing of it.
 		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
 	}
-	defer sub.tookTurn(cseq)
-	now = sub.eventTime(now)
+	late := sub.notified && cseq <= sub.notifyCSeq
+	now = sub.eventTime(now, cseq)
 	ev := req.GetHeader("Event")
 	if ev == nil || eventName(ev.Value()) != sub.event {
 		return statusBadEvent, "Bad Event"
@@ -566,18 +695,20 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	}
 	ss := parseSubState(ssh.Value())
 
-	code, reason := sub.body(req, now)
+	code, reason := sub.body(req, now, ss, late)
 	if code != sipmsg.StatusOK {
 		return code, reason
 	}
+	sub.notified = true
 	sub.lastHeard = now
 	switch ss.state {
 	case "terminated":
 		sub.term = &termination{reason: ss.reason, retryAfter: ss.retryAfter}
 		sub.active = false
 		sub.signal()
+		sub.s.checkPBX("the PBX terminated a subscription")
 	case "active", "pending":
-		if ss.expires >= 0 {
+		if ss.expires >= 0 && !late {
 			d := seconds(ss.expires)
 			sub.granted, sub.expiresAt = min(max(sub.granted, d), sub.s.cfg.Expires), now.Add(d)
 			sub.signal()
@@ -586,40 +717,87 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	return sipmsg.StatusOK, "OK"
 }
 
-// reorderWait bounds how long a NOTIFY waits for the ones sent before it.
-const reorderWait = 50 * time.Millisecond
+// sameTarget reports whether a NOTIFY's Contact is the remote target
+// already known.
+func sameTarget(a, b sipmsg.Uri) bool {
+	return a.Host == b.Host && a.Port == b.Port && a.User == b.User
+}
 
-// waitTurn holds a NOTIFY whose CSeq is beyond the next one expected for
-// up to reorderWait, so that a NOTIFY the PBX sent before it, which sipgo
-// may hand over later (each request has its own goroutine), is applied
-// first: otherwise its document is an old version and ignored, and what it
-// told (an answer just before a hang-up, say) would be lost. A NOTIFY that
-// was lost itself comes again as a retransmission; one that waited in vain
-// goes ahead. After three of those in one dialog the PBX is taken to number
-// its NOTIFYs with gaps, and nothing waits any more. Called with mu held;
-// it may release it meanwhile.
+// reorderWait bounds how long a NOTIFY waits for an earlier one that has
+// not arrived; maxReorderWait bounds its wait for earlier ones that have
+// arrived and are being applied.
+const (
+	reorderWait    = 50 * time.Millisecond
+	maxReorderWait = 2 * time.Second
+)
+
+// waitTurn holds a NOTIFY whose CSeq is beyond the next one expected until
+// the NOTIFYs the PBX sent before it are answered, so that they are applied
+// in the PBX's order: sipgo hands each request over in a goroutine of its
+// own, so a burst arrives in any order. The wait lasts while the earlier
+// ones are in hand (up to maxReorderWait); for one that has not arrived it
+// lasts reorderWait. A NOTIFY that goes ahead then is applied as usual, and
+// the missing one, should it still come, as a late one (see body). After
+// three vain waits in one dialog the PBX is taken to number its NOTIFYs
+// with gaps, and nothing waits for a missing one any more. Called with mu
+// held; it may release it meanwhile.
 func (sub *subscription) waitTurn(cseq uint32) {
-	if sub.notifyCSeq == 0 || !sub.aheadOfTurn(cseq) || sub.outOfTurn >= 3 {
+	if sub.notifyCSeq == 0 || !sub.aheadOfTurn(cseq) {
 		return
 	}
-	timeout := time.NewTimer(reorderWait)
-	defer timeout.Stop()
+	start := time.Now()
+	missingSince := time.Time{}
 	callID := sub.callID
 	for sub.callID == callID && sub.aheadOfTurn(cseq) {
+		now := time.Now()
+		if sub.allArrived(cseq) {
+			missingSince = time.Time{}
+		} else if missingSince.IsZero() {
+			missingSince = now
+		}
+		deadline := start.Add(maxReorderWait)
+		if !missingSince.IsZero() {
+			if sub.outOfTurn >= 3 {
+				return
+			}
+			deadline = earliest(deadline, missingSince.Add(reorderWait))
+		}
+		if !now.Before(deadline) {
+			sub.outOfTurn++
+			sub.log.Debug("sip: NOTIFY waited in vain for an earlier one", "cseq", cseq, "have", sub.notifyCSeq)
+			return
+		}
 		turn := sub.turn
+		timer := time.NewTimer(min(deadline.Sub(now), reorderWait/5))
 		sub.mu.Unlock()
 		select {
 		case <-turn:
-			sub.mu.Lock()
-		case <-timeout.C:
-			sub.mu.Lock()
-			if sub.callID == callID && sub.aheadOfTurn(cseq) {
-				sub.outOfTurn++
-				sub.log.Debug("sip: NOTIFY waited in vain for an earlier one", "cseq", cseq, "have", sub.notifyCSeq)
-			}
-			return
+		case <-timer.C:
+		}
+		timer.Stop()
+		sub.mu.Lock()
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// allArrived reports whether every NOTIFY between the last answered and
+// cseq is in hand. Called with mu held.
+func (sub *subscription) allArrived(cseq uint32) bool {
+	if uint64(cseq)-uint64(sub.notifyCSeq) > keptTimes {
+		return false
+	}
+	for c := sub.notifyCSeq + 1; c < cseq; c++ {
+		if !sub.arrived[c] {
+			return false
 		}
 	}
+	return true
 }
 
 // aheadOfTurn reports whether cseq is beyond the next NOTIFY expected.
@@ -628,9 +806,13 @@ func (sub *subscription) aheadOfTurn(cseq uint32) bool {
 	return uint64(cseq) > uint64(sub.notifyCSeq)+1 // no wrap at 2^32-1
 }
 
-// tookTurn records that the NOTIFY numbered cseq has been answered and
-// wakes those waiting for it. Called with mu held.
-func (sub *subscription) tookTurn(cseq uint32) {
+// tookTurn records that the NOTIFY numbered cseq of dialog callID has been
+// answered and wakes those waiting for it. Called with mu held.
+func (sub *subscription) tookTurn(callID string, cseq uint32) {
+	if sub.callID != callID {
+		return
+	}
+	delete(sub.arrived, cseq)
 	if cseq > sub.notifyCSeq {
 		sub.notifyCSeq = cseq
 	}
@@ -638,12 +820,13 @@ func (sub *subscription) tookTurn(cseq uint32) {
 	sub.turn = make(chan struct{})
 }
 
-// body applies a NOTIFY's body. Called with mu held.
-func (sub *subscription) body(req *sipmsg.Request, now time.Time) (int, string) {
+// body applies a NOTIFY's body, in its turn (late: after a later NOTIFY
+// of the dialog was applied). Called with mu held.
+func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, late bool) (int, string) {
 	if sub.event == eventPresence {
 		p, err := ParsePresence(req.Body())
 		switch {
-		case errors.Is(err, ErrEmptyBody):
+		case errors.Is(err, ErrEmptyBody) || late:
 			return sipmsg.StatusOK, "OK"
 		case err != nil:
 			sub.log.Info("sip: NOTIFY body rejected", "err", err)
@@ -660,6 +843,12 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time) (int, string) 
 
 	di, err := ParseDialogInfo(req.Body())
 	switch {
+	case errors.Is(err, ErrEmptyBody) && !sub.notified && !late && ss.state == "active":
+		// The first NOTIFY of a fresh subscription carries the full
+		// state (RFC 6665 section 4.2.2); an empty one is what a PBX
+		// that has nothing to tell sends: Kamailio after a restart,
+		// before any call. No dialogs, then.
+		di = DialogInfo{State: DocFull}
 	case errors.Is(err, ErrEmptyBody):
 		return sipmsg.StatusOK, "OK"
 	case err != nil:
@@ -667,23 +856,28 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time) (int, string) 
 		return sipmsg.StatusBadRequest, "Bad Dialog-Info Body"
 	}
 	partial := di.State == DocPartial
-	if di.HasVersion && sub.hasVersion {
-		if di.Version <= sub.version {
-			sub.log.Debug("sip: ignoring an old dialog-info version", "version", di.Version, "have", sub.version)
-			return sipmsg.StatusOK, "OK"
-		}
-		if partial && di.Version > sub.version+1 {
-			sub.log.Info("sip: dialog-info versions skipped; asking for full state", "version", di.Version, "have", sub.version)
-			sub.wantFull = true
-			sub.signal()
-		}
-	} else if partial && !sub.hasVersion {
+	if di.HasVersion && sub.hasVersion && di.Version <= sub.version {
+		late = true
+	}
+	switch {
+	case late:
+		// What it says still happened; the documents applied since may
+		// not have said it (a quick answer before a hang-up), so it is
+		// applied too, and full state asked for to settle the rest.
+		sub.log.Debug("sip: applying a NOTIFY that came after later ones; asking for full state", "version", di.Version, "have", sub.version)
+		sub.wantFull = true
+		sub.signal()
+	case di.HasVersion && sub.hasVersion && partial && di.Version > sub.version+1:
+		sub.log.Info("sip: dialog-info versions skipped; asking for full state", "version", di.Version, "have", sub.version)
+		sub.wantFull = true
+		sub.signal()
+	case partial && !sub.hasVersion:
 		sub.wantFull = true
 		sub.signal()
 	}
 	ctx, cancel := sub.s.storeContext()
 	defer cancel()
-	if !partial && !sub.loaded {
+	if !partial && !late && !sub.loaded {
 		calls, err := sub.s.cfg.Store.ActiveCalls(ctx, callstate.SourceSIP, sub.ext)
 		if err != nil {
 			sub.log.Warn("sip: reading active calls failed", "err", err)
@@ -692,7 +886,17 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time) (int, string) 
 		sub.tracker.load(calls, now)
 		sub.loaded = true
 	}
-	changes := sub.tracker.document(di, now)
+	var changes []dialogChange
+	cause := CauseVanished
+	switch {
+	case late:
+		changes = sub.tracker.late(di, now)
+	default:
+		if !partial && sub.afterRestart {
+			cause = CausePBXRestart
+		}
+		changes = sub.tracker.apply(di, now, cause)
+	}
 	cseq := req.CSeq().SeqNo
 	for _, c := range changes {
 		ev := callstate.Event{
@@ -703,6 +907,12 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time) (int, string) 
 			Payload:    req.Body(),
 			Update:     c.update,
 		}
+		if c.ended != "" {
+			// An end the subscriber concludes itself: an event of its own,
+			// named after why.
+			ev.Type = eventDialog + "-" + c.ended
+			ev.DedupKey += "|" + c.ended
+		}
 		if _, err := sub.s.cfg.Store.Apply(ctx, ev); err != nil {
 			sub.log.Warn("sip: storing dialog state failed; will ask for full state", "err", err)
 			sub.loaded, sub.wantFull = false, true
@@ -712,8 +922,14 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time) (int, string) 
 			}
 			return sipmsg.StatusInternalServerError, "Store Unavailable"
 		}
+		if c.ended == CausePBXRestart {
+			sub.log.Info("sip: call ended: the PBX restarted and no longer lists it", "call_key", c.update.Key)
+		}
 	}
-	if di.HasVersion {
+	if !partial && !late {
+		sub.afterRestart = false
+	}
+	if di.HasVersion && !late {
 		sub.hasVersion, sub.version = true, di.Version
 	}
 	sub.notifyLamp(sub.tracker.lamp())

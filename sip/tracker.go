@@ -1,6 +1,10 @@
 package sip
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -8,25 +12,40 @@ import (
 	"github.com/callstate/callstate"
 )
 
-// CauseVanished is the Cause of a call ended because a full dialog-info
-// document no longer listed it.
-const CauseVanished = "vanished"
+// Causes of calls the subscriber ends itself, when the PBX no longer lists
+// them: CauseVanished when a full dialog-info document (or the reuse of the
+// dialog's id for another call) says the dialog is gone, CausePBXRestart when
+// that document is the first after the PBX restarted or was unreachable.
+const (
+	CauseVanished   = "vanished"
+	CausePBXRestart = "pbx-restart"
+)
+
+// endedMemory is how many ended calls a tracker remembers, so that a late
+// document about one of them does not bring it back.
+const endedMemory = 256
 
 // tracker keeps the active dialogs of one watched extension and turns
 // dialog-info documents into call updates (RFC 4235: a full document replaces
 // the extension's dialogs, a partial one updates those it lists).
 type tracker struct {
-	ext    string
-	active map[string]*trackedDialog // by dialog id
+	ext        string
+	active     map[string]*trackedDialog // by dialog id
+	ended      map[string]*trackedDialog // recently ended, by call key without a first-seen stamp
+	endedOrder []string
 }
 
-// trackedDialog is an active dialog the tracker knows about.
+// trackedDialog is a dialog the tracker knows about: its call key and, when
+// the PBX sends them, the SIP identifiers that tell one use of a dialog id
+// from the next.
 type trackedDialog struct {
-	key     string
-	state   callstate.State
-	onHold  bool
-	changed time.Time // last change of state or hold
-	checked time.Time // last refresh asked for because it seemed stuck
+	key                      string
+	base                     string // key without a first-seen stamp
+	callID, localTag, remote string
+	state                    callstate.State
+	onHold                   bool
+	changed                  time.Time // last change of state or hold
+	checked                  time.Time // last refresh asked for because it seemed stuck
 }
 
 // dialogChange is one call update a document implies, with the dialog id it
@@ -34,10 +53,29 @@ type trackedDialog struct {
 type dialogChange struct {
 	dialogID string
 	update   callstate.Update
+	ended    string // the cause, when the tracker itself ends the call
 }
 
 func newTracker(ext string) *tracker {
-	return &tracker{ext: ext, active: make(map[string]*trackedDialog)}
+	return &tracker{ext: ext, active: make(map[string]*trackedDialog), ended: make(map[string]*trackedDialog)}
+}
+
+// callHash is the part of a call key that stands for the dialog's Call-ID:
+// a PBX may give a dialog id to another call later (Kamailio counts its ids
+// from 1 again after a restart), and the Call-ID tells the calls apart.
+func callHash(callID string) string {
+	h := sha256.Sum256([]byte(callID))
+	return hex.EncodeToString(h[:4])
+}
+
+// baseKey is the call key of dialog d: "<ext>/<id>~<hash of call-id>", or
+// "<ext>/<id>" when the PBX sends no call-id (then a first-seen stamp is
+// added, see dialog).
+func (t *tracker) baseKey(d Dialog) string {
+	if d.CallID == "" {
+		return t.ext + "/" + d.ID
+	}
+	return t.ext + "/" + d.ID + "~" + callHash(d.CallID)
 }
 
 // load seeds the tracker with the extension's active calls from the store,
@@ -45,68 +83,157 @@ func newTracker(ext string) *tracker {
 // Calls already tracked are kept.
 func (t *tracker) load(calls []callstate.Call, now time.Time) {
 	prefix := t.ext + "/"
+	tracked := make(map[string]bool, len(t.active))
+	for _, td := range t.active {
+		tracked[td.key] = true
+	}
 	for _, c := range calls {
-		if !strings.HasPrefix(c.Key, prefix) {
+		if !strings.HasPrefix(c.Key, prefix) || tracked[c.Key] {
 			continue
 		}
-		id := strings.TrimPrefix(c.Key, prefix)
-		if c.CallID == "" {
-			// Keys of dialogs without call-id carry a first-seen stamp.
-			if i := strings.LastIndexByte(id, '@'); i >= 0 {
-				id = id[:i]
+		id, base := strings.TrimPrefix(c.Key, prefix), c.Key
+		if c.CallID != "" {
+			h := "~" + callHash(c.CallID)
+			if i := strings.LastIndex(id, h); i >= 0 {
+				id, base = id[:i], prefix+id[:i]+h
 			}
+		} else if i := strings.LastIndexByte(id, '@'); i >= 0 {
+			// Keys of dialogs without call-id carry a first-seen stamp.
+			id, base = id[:i], prefix+id[:i]
 		}
-		if _, ok := t.active[id]; !ok {
-			t.active[id] = &trackedDialog{key: c.Key, state: c.State, onHold: c.OnHold, changed: now}
+		if _, ok := t.active[id]; ok {
+			// Two calls left active under one dialog id: the PBX can list
+			// only one of them; the other ends with the next full document.
+			id += "\x00" + c.Key
 		}
+		t.active[id] = &trackedDialog{key: c.Key, base: base, callID: c.CallID, state: c.State, onHold: c.OnHold, changed: now}
+		tracked[c.Key] = true
 	}
 }
 
 // document returns the updates doc implies and records them. A document
-// without a state attribute is taken as full.
+// without a state attribute is taken as full; a full one ends the dialogs it
+// does not list with CauseVanished.
 func (t *tracker) document(doc DialogInfo, now time.Time) []dialogChange {
+	return t.apply(doc, now, CauseVanished)
+}
+
+// apply is document with the cause given to the dialogs a full document
+// no longer lists.
+func (t *tracker) apply(doc DialogInfo, now time.Time, cause string) []dialogChange {
 	var out []dialogChange
 	listed := make(map[string]bool, len(doc.Dialogs))
 	for _, d := range doc.Dialogs {
 		listed[d.ID] = true
-		if c, ok := t.dialog(d, now); ok {
-			out = append(out, c)
-		}
+		out = append(out, t.dialog(d, now, false)...)
 	}
 	if doc.State != DocPartial {
-		for id, td := range t.active {
-			if listed[id] {
-				continue
+		ids := make([]string, 0, len(t.active))
+		for id := range t.active {
+			if !listed[id] {
+				ids = append(ids, id)
 			}
-			delete(t.active, id)
-			out = append(out, dialogChange{dialogID: id, update: callstate.Update{
-				Key: td.key, Extension: t.ext, State: callstate.StateEnded, Cause: CauseVanished,
-			}})
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			out = append(out, t.end(id, cause))
 		}
 	}
 	return out
 }
 
-func (t *tracker) dialog(d Dialog, now time.Time) (dialogChange, bool) {
+// late returns the updates of a document that arrived after a newer one
+// was applied. What it says still counts (that a call was answered before
+// it ended, say), but it cannot bring back a call that is over, change what
+// the newer documents said about hold, or end the dialogs it does not list.
+func (t *tracker) late(doc DialogInfo, now time.Time) []dialogChange {
+	var out []dialogChange
+	for _, d := range doc.Dialogs {
+		out = append(out, t.dialog(d, now, true)...)
+	}
+	return out
+}
+
+// end forgets the active dialog id and returns the update that ends its
+// call with cause.
+func (t *tracker) end(id, cause string) dialogChange {
+	td := t.active[id]
+	delete(t.active, id)
+	t.remember(td)
+	dialogID, _, _ := strings.Cut(id, "\x00")
+	return dialogChange{dialogID: dialogID, ended: cause, update: callstate.Update{
+		Key: td.key, Extension: t.ext, State: callstate.StateEnded, Cause: cause,
+	}}
+}
+
+// remember keeps an ended call for endedMemory ends.
+func (t *tracker) remember(td *trackedDialog) {
+	if _, ok := t.ended[td.base]; !ok {
+		t.endedOrder = append(t.endedOrder, td.base)
+	}
+	t.ended[td.base] = td
+	if len(t.endedOrder) > endedMemory {
+		delete(t.ended, t.endedOrder[0])
+		t.endedOrder = t.endedOrder[1:]
+	}
+}
+
+// conflicts reports whether d is another dialog than td though it has the
+// same id: its call-id or one of its tags differs from what td had.
+func (td *trackedDialog) conflicts(d Dialog) bool {
+	differ := func(a, b string) bool { return a != "" && b != "" && a != b }
+	return differ(td.callID, d.CallID) || differ(td.localTag, d.LocalTag) || differ(td.remote, d.RemoteTag)
+}
+
+// learn takes the identifiers d carries that td did not have yet.
+func (td *trackedDialog) learn(d Dialog) {
+	td.callID = cmp.Or(td.callID, d.CallID)
+	td.localTag = cmp.Or(td.localTag, d.LocalTag)
+	td.remote = cmp.Or(td.remote, d.RemoteTag)
+}
+
+// dialog returns the updates one listed dialog implies: its own, after the
+// end of the call that had its id before when the PBX gave the id to
+// another call. A late dialog never reopens an ended call nor changes hold.
+func (t *tracker) dialog(d Dialog, now time.Time, late bool) []dialogChange {
 	state := dialogState(d.State)
 	if state == callstate.StateUnknown {
-		return dialogChange{}, false
+		return nil
 	}
+	var out []dialogChange
 	td := t.active[d.ID]
+	if td != nil && td.conflicts(d) {
+		out = append(out, t.end(d.ID, CauseVanished))
+		td = nil
+	}
+	tracked := true
 	if td == nil {
 		if state == callstate.StateEnded && d.CallID == "" {
 			// Asterisk and FreeSWITCH list an idle extension as a
 			// terminated dialog named after it: no call to record.
-			return dialogChange{}, false
+			return out
 		}
-		td = &trackedDialog{key: t.ext + "/" + d.ID, changed: now}
-		if d.CallID == "" {
+		base := t.baseKey(d)
+		key, old := base, t.ended[base]
+		switch {
+		case d.CallID == "":
 			// The id may come back for the next call (Asterisk uses the
 			// extension): tell the calls apart by when they started.
-			td.key += "@" + strconv.FormatInt(now.UnixMilli(), 36)
+			key += "@" + strconv.FormatInt(now.UnixMilli(), 36)
+		case old != nil && old.conflicts(d):
+			// Same id and call-id, other tags: another dialog of the call.
+			key += "@" + strconv.FormatInt(now.UnixMilli(), 36)
+		case old != nil:
+			// A word about a call that is over: it counts, but the call
+			// stays over.
+			key, tracked = old.key, false
 		}
-		t.active[d.ID] = td
+		td = &trackedDialog{key: key, base: base, changed: now}
+		if tracked {
+			t.active[d.ID] = td
+		}
 	}
+	td.learn(d)
 	u := callstate.Update{
 		Key:       td.key,
 		CallID:    d.CallID,
@@ -124,20 +251,24 @@ func (t *tracker) dialog(d Dialog, now time.Time) (dialogChange, bool) {
 	if state == callstate.StateAnswered {
 		held := d.LocalHeld || d.RemoteHeld
 		u.OnHold = &held
-		if held != td.onHold {
+		if held != td.onHold && !late {
 			td.onHold, td.changed = held, now
 		}
 	}
-	if state == callstate.StateEnded {
+	switch {
+	case state == callstate.StateEnded:
 		u.Cause = d.Event
 		if u.Cause == "" && d.Code > 0 {
 			u.Cause = strconv.Itoa(d.Code)
 		}
-		delete(t.active, d.ID)
-	} else if state > td.state {
+		if tracked {
+			delete(t.active, d.ID)
+			t.remember(td)
+		}
+	case state > td.state:
 		td.state, td.changed = state, now
 	}
-	return dialogChange{dialogID: d.ID, update: u}, true
+	return append(out, dialogChange{dialogID: d.ID, update: u})
 }
 
 // stuck reports whether some dialog has not changed for longer than bound,

@@ -90,6 +90,16 @@ func TestTrackerDocuments(t *testing.T) {
 	held.RemoteHeld = true
 	ended := Dialog{ID: "d1", CallID: "c1", State: DialogTerminated, Event: "remote-bye"}
 	asterisk := Dialog{ID: "100", State: DialogConfirmed}
+	k1 := "100/d1~" + callHash("c1")
+	reused := early
+	reused.CallID = "c9"
+	k9 := "100/d1~" + callHash("c9")
+	otherTags := confirmed
+	otherTags.LocalTag, otherTags.RemoteTag = "l2", "r2"
+	tagged := confirmed
+	tagged.LocalTag, tagged.RemoteTag = "l1", "r1"
+	taggedEnd := ended
+	taggedEnd.LocalTag, taggedEnd.RemoteTag = "l1", "r1"
 	asteriskIdle := Dialog{ID: "100", State: DialogTerminated}
 
 	type step struct {
@@ -103,22 +113,22 @@ func TestTrackerDocuments(t *testing.T) {
 		steps []step
 	}{
 		{"RingAnswerHoldHangUp", []step{
-			{doc: doc(DocFull, 1, early), want: []string{"100/d1 ringing  -"}, lamp: LampRinging},
-			{doc: doc(DocFull, 2, confirmed), want: []string{"100/d1 answered  false"}, lamp: LampBusy},
-			{doc: doc(DocPartial, 3, held), want: []string{"100/d1 answered  true"}, lamp: LampHold},
-			{doc: doc(DocPartial, 4, ended), want: []string{"100/d1 ended remote-bye -"}, lamp: LampIdle},
+			{doc: doc(DocFull, 1, early), want: []string{k1 + " ringing  -"}, lamp: LampRinging},
+			{doc: doc(DocFull, 2, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+			{doc: doc(DocPartial, 3, held), want: []string{k1 + " answered  true"}, lamp: LampHold},
+			{doc: doc(DocPartial, 4, ended), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
 		}},
 		{"FullDocumentEndsVanishedDialog", []step{
-			{doc: doc(DocFull, 1, confirmed), want: []string{"100/d1 answered  false"}, lamp: LampBusy},
-			{doc: doc(DocFull, 2), want: []string{"100/d1 ended vanished -"}, lamp: LampIdle},
+			{doc: doc(DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+			{doc: doc(DocFull, 2), want: []string{k1 + " ended vanished -"}, lamp: LampIdle},
 		}},
 		{"PartialDocumentKeepsUnlisted", []step{
-			{doc: doc(DocFull, 1, confirmed), want: []string{"100/d1 answered  false"}, lamp: LampBusy},
-			{doc: doc(DocPartial, 2, Dialog{ID: "d2", CallID: "c2", State: DialogEarly}), want: []string{"100/d2 ringing  -"}, lamp: LampBusy},
+			{doc: doc(DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+			{doc: doc(DocPartial, 2, Dialog{ID: "d2", CallID: "c2", State: DialogEarly}), want: []string{"100/d2~" + callHash("c2") + " ringing  -"}, lamp: LampBusy},
 		}},
 		{"NoStateMeansFull", []step{
-			{doc: doc(DocFull, 1, confirmed), want: []string{"100/d1 answered  false"}, lamp: LampBusy},
-			{doc: doc("", 2), want: []string{"100/d1 ended vanished -"}, lamp: LampIdle},
+			{doc: doc(DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+			{doc: doc("", 2), want: []string{k1 + " ended vanished -"}, lamp: LampIdle},
 		}},
 		{"AsteriskIdleIsNoCall", []step{
 			{doc: doc(DocFull, 1, asteriskIdle), want: nil, lamp: LampIdle},
@@ -127,6 +137,34 @@ func TestTrackerDocuments(t *testing.T) {
 			{doc: doc(DocFull, 1, asterisk), want: []string{"100/100@" + stamp(t0) + " answered  false"}, lamp: LampBusy},
 			{doc: doc(DocFull, 2, asteriskIdle), want: []string{"100/100@" + stamp(t0) + " ended  -"}, lamp: LampIdle},
 			{doc: doc(DocFull, 3, asterisk), after: time.Minute, want: []string{"100/100@" + stamp(t0.Add(time.Minute)) + " answered  false"}, lamp: LampBusy},
+		}},
+		{"ReusedIDAfterTheEndIsANewCall", []step{
+			{doc: doc(DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+			{doc: doc(DocPartial, 2, ended), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
+			{doc: doc(DocFull, 3, reused), want: []string{k9 + " ringing  -"}, lamp: LampRinging},
+		}},
+		{"ReusedIDWhileActiveEndsTheOldCall", []step{
+			{doc: doc(DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+			{doc: doc(DocPartial, 2, reused), want: []string{k1 + " ended vanished -", k9 + " ringing  -"}, lamp: LampRinging},
+		}},
+		{"SameCallIDOtherTagsIsANewCall", []step{
+			{doc: doc(DocFull, 1, tagged), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+			{doc: doc(DocPartial, 2, taggedEnd), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
+			{doc: doc(DocPartial, 3, otherTags), after: time.Second, want: []string{k1 + "@" + stamp(t0.Add(time.Second)) + " answered  false"}, lamp: LampBusy},
+		}},
+		{"TagsLearnedLaterAreTheSameCall", []step{
+			{doc: doc(DocFull, 1, early), want: []string{k1 + " ringing  -"}, lamp: LampRinging},
+			{doc: doc(DocFull, 2, tagged), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+		}},
+		{"FullDocumentAfterTheEndChangesNothing", []step{
+			{doc: doc(DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+			{doc: doc(DocPartial, 2, ended), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
+			{doc: doc(DocFull, 3), want: nil, lamp: LampIdle},
+		}},
+		{"TerminatedDialogListedAgainStaysOver", []step{
+			{doc: doc(DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+			{doc: doc(DocFull, 2, ended), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
+			{doc: doc(DocFull, 3, ended), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
 		}},
 		{"DialogWithoutStateIsSkipped", []step{
 			{doc: doc(DocFull, 1, Dialog{ID: "x"}), want: nil, lamp: LampIdle},
@@ -262,5 +300,79 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := backoff(time.Second, time.Minute, 30); d < 30*time.Second {
 		t.Errorf("backoff(30) = %v, want near the maximum", d)
+	}
+}
+
+func TestTrackerLoadKeys(t *testing.T) {
+	tr := newTracker("100")
+	k1 := "100/d1~" + callHash("c1")
+	tr.load([]callstate.Call{
+		{Key: k1, CallID: "c1", State: callstate.StateAnswered},
+		{Key: "100/d1", CallID: "c0", State: callstate.StateRinging}, // before call-ids were in keys
+	}, t0)
+	got := tr.apply(doc(DocFull, 1, Dialog{ID: "d1", CallID: "c1", State: DialogConfirmed}), t0, CausePBXRestart)
+	var keys []string
+	for _, c := range got {
+		keys = append(keys, c.update.Key+" "+c.update.State.String()+" "+c.update.Cause)
+	}
+	want := []string{k1 + " answered ", "100/d1 ended " + CausePBXRestart}
+	if !slices.Equal(keys, want) {
+		t.Errorf("got %q, want %q", keys, want)
+	}
+	if tr.lamp() != LampBusy {
+		t.Errorf("lamp %s, want busy", tr.lamp())
+	}
+}
+
+// TestTrackerLate checks what a document that arrives after newer ones
+// changes: it still tells the answer, never reopens a call or resets hold.
+func TestTrackerLate(t *testing.T) {
+	confirmed := Dialog{ID: "d1", CallID: "c1", State: DialogConfirmed}
+	held := confirmed
+	held.LocalHeld = true
+	ended := Dialog{ID: "d1", CallID: "c1", State: DialogTerminated}
+	k1 := "100/d1~" + callHash("c1")
+	tests := []struct {
+		name     string
+		applied  []Dialog
+		late     Dialog
+		want     string
+		lamp     string
+		tracking int
+	}{
+		{"AnswerAfterTheEnd", []Dialog{{ID: "d1", CallID: "c1", State: DialogEarly}, ended}, confirmed, k1 + " answered", LampIdle, 0},
+		{"UnheldDoesNotResetHold", []Dialog{held}, confirmed, k1 + " answered", LampHold, 1},
+		{"UnknownDialogIsTracked", nil, confirmed, k1 + " answered", LampBusy, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := newTracker("100")
+			for i, d := range tt.applied {
+				tr.document(doc(DocPartial, uint64(i+2), d), t0)
+			}
+			got := tr.late(doc(DocFull, 1, tt.late), t0.Add(time.Second))
+			if len(got) != 1 || got[0].update.Key+" "+got[0].update.State.String() != tt.want {
+				t.Fatalf("got %+v, want one update %q", got, tt.want)
+			}
+			if tr.lamp() != tt.lamp || len(tr.active) != tt.tracking {
+				t.Errorf("lamp %s with %d tracked, want %s with %d", tr.lamp(), len(tr.active), tt.lamp, tt.tracking)
+			}
+		})
+	}
+}
+
+// TestCauseOfAnEndedCall checks that the end the subscriber adds itself
+// (vanished, pbx-restart) never replaces the cause the PBX stated, in
+// either order of applying.
+func TestCauseOfAnEndedCall(t *testing.T) {
+	bye := callstate.Update{Key: "k", State: callstate.StateEnded, Cause: "remote-bye"}
+	gone := callstate.Update{Key: "k", State: callstate.StateEnded, Cause: CausePBXRestart}
+	for name, c := range map[string]callstate.Call{
+		"InOrder":  callstate.Call{}.Apply(bye, t0).Apply(gone, t0.Add(time.Second)),
+		"Reversed": callstate.Call{}.Apply(gone, t0.Add(time.Second)).Apply(bye, t0),
+	} {
+		if c.Cause != "remote-bye" || !c.EndedAt.Equal(t0) {
+			t.Errorf("%s: cause %q ended %v, want remote-bye at %v", name, c.Cause, c.EndedAt, t0)
+		}
 	}
 }
