@@ -41,18 +41,36 @@ type fakeSub struct {
 
 func startNotifier(tb testing.TB, onSubscribe func(req *sipmsg.Request) (status int, expires int)) *fakeNotifier {
 	tb.Helper()
+	return startNotifierOn(tb, "udp", onSubscribe)
+}
+
+// startNotifierOn is startNotifier listening on network, udp or tcp.
+func startNotifierOn(tb testing.TB, network string, onSubscribe func(req *sipmsg.Request) (status int, expires int)) *fakeNotifier {
+	tb.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("fakepbx"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	srv, _ := sipgo.NewServer(ua)
+	n := &fakeNotifier{tb: tb, subs: map[string]*fakeSub{}, counts: map[string]int{}, cseqs: map[string]uint32{}, wake: make(chan struct{}, 1), onSubscribe: onSubscribe}
+	srv.OnSubscribe(n.handle)
+	if network == "tcp" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n.addr = ln.Addr().String()
+		n.cli, _ = sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+		go func() { _ = srv.ServeTCP(ln) }()
+		tb.Cleanup(func() { _ = ua.Close(); _ = ln.Close() })
+		return n
+	}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n := &fakeNotifier{tb: tb, addr: pc.LocalAddr().String(), subs: map[string]*fakeSub{}, counts: map[string]int{}, cseqs: map[string]uint32{}, wake: make(chan struct{}, 1), onSubscribe: onSubscribe}
+	n.addr = pc.LocalAddr().String()
 	n.cli, _ = sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientConnectionAddr(n.addr))
-	srv.OnSubscribe(n.handle)
 	go func() { _ = srv.ServeUDP(pc) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

@@ -267,7 +267,8 @@ var hostRE = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.:-]{1,253})$`)
 func (s *Subscriber) listen() error {
 	c := s.cfg
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent(c.UserAgent), sipgo.WithUserAgentHostname(s.domain),
-		sipgo.WithUserAgenTLSConfig(c.TLSConfig))
+		sipgo.WithUserAgenTLSConfig(c.TLSConfig), sipgo.WithUserAgentParser(newParser()),
+		sipgo.WithUserAgentTransportLayerOptions(sipmsg.WithTransportLayerLogger(newTransportLogger(s.log.Handler(), time.Minute))))
 	if err != nil {
 		return fmt.Errorf("sip: user agent: %w", err)
 	}
@@ -561,7 +562,10 @@ func (s *Subscriber) unregister(callID string) {
 // the request; unknown subscriptions get 481.
 func (s *Subscriber) onNotify(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	code, reason := sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
-	if cid := req.CallID(); cid != nil {
+	if n := len(req.Body()); n > MaxBodySize {
+		s.log.Warn("sip: NOTIFY body too large; answered 413", "bytes", n, "max", MaxBodySize, "call_id", clip(callIDOf(req)))
+		code, reason = statusTooLarge, "Request Entity Too Large"
+	} else if cid := req.CallID(); cid != nil {
 		s.mu.Lock()
 		sub := s.byCall[cid.Value()]
 		s.mu.Unlock()

@@ -600,7 +600,8 @@ func (sub *subscription) learnTarget(contact *sipmsg.ContactHeader, rr []sipmsg.
 // now, in the order the PBX numbered its NOTIFYs (CSeq order): after the
 // previous one's, so that the store's "latest event wins" rules (hold)
 // follow the PBX's own order even when a NOTIFY overtook an earlier one.
-// A NOTIFY that arrives after later ones were applied gets a time between
+// One that goes ahead of missing ones leaves a microsecond for each, and a
+// NOTIFY that arrives after later ones were applied gets a time between
 // theirs. Called with mu held.
 func (sub *subscription) eventTime(now time.Time, cseq uint32) time.Time {
 	now = callstate.EventTime(now)
@@ -617,6 +618,9 @@ func (sub *subscription) eventTime(now time.Time, cseq uint32) time.Time {
 		}
 		if !hi.IsZero() {
 			t := hi.Add(-time.Microsecond)
+			if slot := lo.Add(time.Duration(cseq-loSeq) * time.Microsecond); !lo.IsZero() && slot.Before(t) {
+				t = slot
+			}
 			if !t.After(lo) {
 				t = hi
 			}
@@ -624,8 +628,12 @@ func (sub *subscription) eventTime(now time.Time, cseq uint32) time.Time {
 			return t
 		}
 	}
-	if !now.After(sub.lastAt) {
-		now = sub.lastAt.Add(time.Microsecond)
+	step := time.Microsecond
+	if sub.notified && cseq > sub.notifyCSeq {
+		step = time.Duration(min(cseq-sub.notifyCSeq, keptTimes)) * time.Microsecond
+	}
+	if now.Before(sub.lastAt.Add(step)) {
+		now = sub.lastAt.Add(step)
 	}
 	sub.lastAt = now
 	sub.keepTime(cseq, now)
@@ -898,13 +906,17 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 		changes = sub.tracker.apply(di, now, cause)
 	}
 	cseq := req.CSeq().SeqNo
+	payload := req.Body()
+	if payload == nil {
+		payload = []byte{} // the journal keeps an empty body as received
+	}
 	for _, c := range changes {
 		ev := callstate.Event{
 			Source:     callstate.SourceSIP,
 			Type:       eventDialog,
 			DedupKey:   fmt.Sprintf("%s|%s|%d|%s|%s", sub.ext, sub.callID, cseq, c.dialogID, c.update.State),
 			ReceivedAt: now,
-			Payload:    req.Body(),
+			Payload:    payload,
 			Update:     c.update,
 		}
 		if c.ended != "" {

@@ -1,0 +1,330 @@
+package sip
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/store"
+)
+
+// rawPeer sends NOTIFYs written by hand in a subscription's dialog over a
+// socket of its own, UDP or TCP, and collects the responses by CSeq: a
+// notifier that puts any body, any size, in any order on the wire.
+type rawPeer struct {
+	tb      testing.TB
+	network string
+	conn    net.Conn
+	sub     *fakeSub
+	from    string // the notifier's address, for Contact
+
+	mu    sync.Mutex
+	got   map[uint32]int
+	wake  chan struct{}
+	close sync.Once
+}
+
+func newRawPeer(tb testing.TB, network string, n *fakeNotifier, sub *fakeSub) *rawPeer {
+	tb.Helper()
+	addr := net.JoinHostPort(sub.contact.Host, strconv.Itoa(sub.contact.Port))
+	conn, err := net.Dial(network, addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &rawPeer{tb: tb, network: network, conn: conn, sub: sub, from: n.addr, got: map[uint32]int{}, wake: make(chan struct{}, 1)}
+	tb.Cleanup(func() { _ = conn.Close() })
+	go p.read()
+	return p
+}
+
+// read collects responses until the socket closes.
+func (p *rawPeer) read() {
+	var r *bufio.Reader
+	buf := make([]byte, 65535)
+	if p.network == "tcp" {
+		r = bufio.NewReader(p.conn)
+	}
+	for {
+		if p.network != "tcp" {
+			n, err := p.conn.Read(buf)
+			if err != nil {
+				return
+			}
+			r = bufio.NewReader(bytes.NewReader(buf[:n]))
+		}
+		tp := textproto.NewReader(r)
+		line, err := tp.ReadLine()
+		if err != nil {
+			return
+		}
+		h, err := tp.ReadMIMEHeader()
+		if err != nil && len(h) == 0 {
+			return
+		}
+		if n, _ := strconv.Atoi(h.Get("Content-Length")); n > 0 {
+			if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+				return
+			}
+		}
+		parts := strings.SplitN(line, " ", 3)
+		code, _ := strconv.Atoi(parts[min(1, len(parts)-1)])
+		seq, _, _ := strings.Cut(h.Get("CSeq"), " ")
+		cseq, _ := strconv.Atoi(seq)
+		p.mu.Lock()
+		p.got[uint32(cseq)] = code
+		p.mu.Unlock()
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// message returns a NOTIFY numbered cseq with body, whose Content-Length
+// says length (the body's own when negative).
+func (p *rawPeer) message(cseq uint32, body string, length int) []byte {
+	if length < 0 {
+		length = len(body)
+	}
+	local := p.conn.LocalAddr().String()
+	var b strings.Builder
+	fmt.Fprintf(&b, "NOTIFY %s SIP/2.0\r\n", p.sub.contact.String())
+	fmt.Fprintf(&b, "Via: SIP/2.0/%s %s;branch=z9hG4bK-raw-%d-%d;rport\r\n", strings.ToUpper(p.network), local, cseq, rand.Uint32())
+	b.WriteString("Max-Forwards: 70\r\n")
+	fmt.Fprintf(&b, "From: <sip:%s@pbx.test>;tag=%s\r\n", p.sub.ext, p.sub.ourTag)
+	fmt.Fprintf(&b, "To: <sip:callstate@pbx.test>;tag=%s\r\n", p.sub.theirTag)
+	fmt.Fprintf(&b, "Call-ID: %s\r\n", p.sub.callID)
+	fmt.Fprintf(&b, "CSeq: %d NOTIFY\r\n", cseq)
+	fmt.Fprintf(&b, "Contact: <sip:%s>\r\n", p.from)
+	b.WriteString("Event: dialog\r\nSubscription-State: active;expires=60\r\n")
+	b.WriteString("Content-Type: application/dialog-info+xml\r\n")
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", length, body)
+	return []byte(b.String())
+}
+
+func (p *rawPeer) send(msg []byte) {
+	p.tb.Helper()
+	if _, err := p.conn.Write(msg); err != nil {
+		p.tb.Fatalf("send NOTIFY: %v", err)
+	}
+}
+
+// status waits up to timeout for the response to cseq; 0 if none came.
+func (p *rawPeer) status(cseq uint32, timeout time.Duration) int {
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		code := p.got[cseq]
+		p.mu.Unlock()
+		if code != 0 {
+			return code
+		}
+		select {
+		case <-p.wake:
+		case <-deadline:
+			return 0
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// bigDoc returns a full dialog-info document of about size bytes: one
+// early dialog id and, to make up the size, an element of another
+// namespace, which the parser skips.
+func bigDoc(ext string, version int, id string, size int) string {
+	doc := dialogDoc(ext, version, id, "early")
+	pad := `<x:pad xmlns:x="urn:example:pad">` + strings.Repeat("0123456789", max(size-len(doc)-50, 0)/10) + `</x:pad>`
+	return strings.Replace(doc, "</dialog-info>", pad+"</dialog-info>", 1)
+}
+
+// subscribed starts a subscriber for extension ext against a fake
+// notifier on network and returns the notifier's side of the dialog.
+func subscribed(t *testing.T, network, ext string, log *slog.Logger) (*fakeNotifier, *fakeSub, *store.Store) {
+	t.Helper()
+	n := startNotifierOn(t, network, nil)
+	st := openStore(t)
+	if err := st.AddExtensions(t.Context(), []string{ext}); err != nil {
+		t.Fatal(err)
+	}
+	s := startSubscriber(t, Config{PBXAddr: n.addr, Transport: network, Domain: "pbx.test", Store: st, Expires: time.Minute, Logger: log})
+	var sub *fakeSub
+	waitFor(t, 10*time.Second, func() string {
+		if sub = n.sub(ext); sub == nil || s.Stats().Active != 1 {
+			return "no subscription up for " + ext
+		}
+		return ""
+	})
+	return n, sub, st
+}
+
+// TestBigNotify sends NOTIFYs of 60 KB, within the body bound, over UDP
+// and TCP: both are answered 200 and their dialog recorded. Over TCP a
+// larger one is answered 413 and the connection stays usable.
+func TestBigNotify(t *testing.T) {
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(strings.ToUpper(network), func(t *testing.T) {
+			t.Parallel()
+			n, sub, st := subscribed(t, network, "130", nil)
+			p := newRawPeer(t, network, n, sub)
+			cseq := n.nextCSeq(sub)
+			body := bigDoc("130", 1, "big1", 60_000)
+			if len(body) < 59_000 || len(body) > MaxBodySize {
+				t.Fatalf("body of %d bytes", len(body))
+			}
+			p.send(p.message(cseq, body, -1))
+			if code := p.status(cseq, 5*time.Second); code != 200 {
+				t.Fatalf("60 KB NOTIFY over %s answered %d, want 200", network, code)
+			}
+			if c, err := st.Call(t.Context(), callstate.SourceSIP, "130/big1~"+callHash("big1@pbx")); err != nil || c.State != callstate.StateRinging {
+				t.Errorf("call of the 60 KB NOTIFY: %+v, %v; want ringing", c, err)
+			}
+			if network == "tcp" {
+				huge := bigDoc("130", 2, "big2", 100_000)
+				p.send(p.message(cseq+1, huge, -1))
+				if code := p.status(cseq+1, 5*time.Second); code != statusTooLarge {
+					t.Fatalf("100 KB NOTIFY over TCP answered %d, want %d", code, statusTooLarge)
+				}
+				p.send(p.message(cseq+2, dialogDoc("130", 3, "big1", "confirmed"), -1))
+				if code := p.status(cseq+2, 5*time.Second); code != 200 {
+					t.Fatalf("NOTIFY after the 413 answered %d, want 200", code)
+				}
+			}
+		})
+	}
+}
+
+// logSink keeps the records a logger writes, for tests of what is logged.
+type logSink struct {
+	mu      sync.Mutex
+	records []string
+}
+
+func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logSink) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	r.Attrs(func(a slog.Attr) bool { b.WriteString(" " + a.String()); return true })
+	l.mu.Lock()
+	l.records = append(l.records, b.String())
+	l.mu.Unlock()
+	return nil
+}
+func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logSink) WithGroup(string) slog.Handler      { return l }
+
+func (l *logSink) matching(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, r := range l.records {
+		if strings.Contains(r, s) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestCutNotifyOverUDP sends datagrams that do not parse, NOTIFYs whose
+// Content-Length promises more than the datagram holds: each is dropped,
+// and the log gets one short line for all of them, not a copy of each.
+func TestCutNotifyOverUDP(t *testing.T) {
+	t.Parallel()
+	sink := &logSink{}
+	n, sub, _ := subscribed(t, "udp", "131", slog.New(sink))
+	p := newRawPeer(t, "udp", n, sub)
+	cseq := n.nextCSeq(sub)
+	body := bigDoc("131", 1, "cut", 40_000)
+	for i := range uint32(5) {
+		p.send(p.message(cseq+i, body, len(body)+30_000))
+	}
+	// A good one after them is answered: nothing is stuck.
+	p.send(p.message(cseq, dialogDoc("131", 1, "ok", "early"), -1))
+	if code := p.status(cseq, 5*time.Second); code != 200 {
+		t.Fatalf("NOTIFY after the cut ones answered %d, want 200", code)
+	}
+	lines := sink.matching("does not parse")
+	if len(lines) != 1 {
+		t.Fatalf("%d log lines about the cut datagrams, want 1: %q", len(lines), lines)
+	}
+	if len(lines[0]) > 500 || !strings.Contains(lines[0], "bytes=") {
+		t.Errorf("log line of %d bytes: %.300q", len(lines[0]), lines[0])
+	}
+	for _, r := range sink.matching("") {
+		if len(r) > 2000 {
+			t.Errorf("a log line of %d bytes: %.200q", len(r), r)
+		}
+	}
+}
+
+// TestNotifyBurstOutOfOrder hands the subscriber 30 NOTIFYs of 10 calls,
+// each ringing, answered and hung up, in a shuffled order within about
+// 80 ms, and two of the answers only 300 ms later, when the documents
+// after them have long been applied. Every call must be recorded answered
+// and ended, with the PBX's cause, and the lamp end idle.
+func TestNotifyBurstOutOfOrder(t *testing.T) {
+	t.Parallel()
+	n, sub, st := subscribed(t, "udp", "132", nil)
+	p := newRawPeer(t, "udp", n, sub)
+	first := n.nextCSeq(sub)
+	type notify struct {
+		cseq uint32
+		body string
+	}
+	var all []notify
+	for i := range 10 {
+		id := fmt.Sprintf("b%d", i)
+		for j, state := range []string{"early", "confirmed", "terminated"} {
+			v := 1 + 3*i + j
+			doc := dialogDoc("132", v, id, state)
+			if state == "terminated" {
+				doc = strings.Replace(doc, "<state>terminated</state>", `<state event="remote-bye">terminated</state>`, 1)
+			}
+			all = append(all, notify{cseq: first + uint32(v-1), body: doc})
+		}
+	}
+	late := map[uint32]bool{all[4].cseq: true, all[22].cseq: true} // answers of calls 1 and 7
+	order := rand.Perm(len(all))
+	start := time.Now()
+	for k, i := range order {
+		if late[all[i].cseq] {
+			continue
+		}
+		p.send(p.message(all[i].cseq, all[i].body, -1))
+		time.Sleep(time.Until(start.Add(time.Duration(k+1) * 80 * time.Millisecond / time.Duration(len(all)))))
+	}
+	time.Sleep(300 * time.Millisecond)
+	for c := range late {
+		p.send(p.message(c, all[c-first].body, -1))
+	}
+	for _, nt := range all {
+		if code := p.status(nt.cseq, 10*time.Second); code != 200 {
+			t.Fatalf("NOTIFY %d answered %d, want 200", nt.cseq, code)
+		}
+	}
+	for i := range 10 {
+		key := fmt.Sprintf("132/b%d~%s", i, callHash(fmt.Sprintf("b%d@pbx", i)))
+		c, err := st.Call(t.Context(), callstate.SourceSIP, key)
+		if err != nil || c.State != callstate.StateEnded || c.AnsweredAt.IsZero() || c.Cause != "remote-bye" ||
+			c.AnsweredAt.Before(c.StartedAt) || c.EndedAt.Before(c.AnsweredAt) {
+			t.Errorf("call %d: %+v, %v; want answered, then ended by remote-bye", i, c, err)
+		}
+	}
+	waitFor(t, 5*time.Second, func() string {
+		if l := lampOf(t, st, "132"); l.Lamp != LampIdle {
+			return fmt.Sprintf("lamp %+v, want idle", l)
+		}
+		return ""
+	})
+}
