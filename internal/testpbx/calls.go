@@ -91,3 +91,44 @@ func (k *Kamailio) unregister(tb testing.TB, ext, contact string) {
 func millis(d time.Duration) string {
 	return strconv.FormatInt(d.Milliseconds(), 10)
 }
+
+// Call is a call StartCall placed, going on in the background.
+type Call struct {
+	k                    *Kamailio
+	tb                   testing.TB
+	from, to             string
+	callerURI, calleeURI string
+	caller, callee       *SippProcess
+}
+
+// StartCall is PlaceCall without waiting: it registers both extensions,
+// starts the callee and the caller and returns at once. Call Err to wait
+// for the call to finish; unlike PlaceCall's, its failures are returned,
+// not fatal, for calls a test expects to be disturbed (by Restart, say).
+func (k *Kamailio) StartCall(tb testing.TB, from, to string, ring, talk time.Duration) *Call {
+	tb.Helper()
+	keys := []string{"-key", "caller", from, "-key", "callee", to, "-key", "domain", k.domain}
+	c := &Call{k: k, tb: tb, from: from, to: to}
+	c.callee = RunSipp(tb, "uas-answer.xml", append([]string{"-m", "1", "-d", millis(ring)}, keys...)...)
+	c.calleeURI = "sip:" + to + "@" + c.callee.Addr()
+	k.Register(tb, to, c.calleeURI, peerExpires)
+	callerPort := FreePort(tb)
+	c.callerURI = "sip:" + from + "@127.0.0.1:" + strconv.Itoa(callerPort)
+	k.Register(tb, from, c.callerURI, peerExpires)
+	c.caller = RunSipp(tb, "uac-call.xml", append([]string{
+		"-m", "1", "-d", millis(talk), "-p", strconv.Itoa(callerPort), "-s", to, k.Addr(),
+	}, keys...)...)
+	return c
+}
+
+// Err waits for both sipp processes of the call and returns the first
+// failure, after removing the registrations StartCall made.
+func (c *Call) Err() error {
+	callerErr, calleeErr := c.caller.Err(), c.callee.Err()
+	c.k.unregister(c.tb, c.to, c.calleeURI)
+	c.k.unregister(c.tb, c.from, c.callerURI)
+	if callerErr != nil {
+		return callerErr
+	}
+	return calleeErr
+}

@@ -60,6 +60,7 @@ const (
 
 // Kamailio is a running private Kamailio instance started by StartKamailio.
 type Kamailio struct {
+	bin     string
 	port    int
 	tlsPort int // 0 without TLS
 	domain  string
@@ -187,39 +188,9 @@ require_certificate = no
 		return nil, fmt.Errorf("kamailio -c -f %s: %v\n%s", k.cfgPath, err, out)
 	}
 
-	logFile, err := os.Create(k.logPath)
-	if err != nil {
+	k.bin = bin
+	if err := k.launch(); err != nil {
 		return nil, err
-	}
-	// -DD: no daemon, children still forked; -E: log to stderr; -Y: runtime
-	// directory (FIFO/ctl files) inside the test directory.
-	k.cmd = exec.Command(bin, "-DD", "-E", "-f", k.cfgPath, "-Y", dir, "-w", dir, "-m", "64", "-M", "8")
-	k.cmd.Dir = dir
-	k.cmd.Stdout = logFile
-	k.cmd.Stderr = logFile
-	// Pdeathsig: if the test process is killed before its cleanups run,
-	// Kamailio gets SIGTERM and ends its children as on a normal stop
-	// (SIGKILL would leave them running).
-	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := k.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() {
-		k.waitErr = k.cmd.Wait()
-		logFile.Close()
-		close(k.done)
-	}()
-
-	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-	defer cancel()
-	if err := k.waitReady(ctx); err != nil {
-		k.stop()
-		log, _ := os.ReadFile(k.logPath)
-		if bytes.Contains(log, []byte("Address already in use")) {
-			err = fmt.Errorf("%w: %v", errAddrInUse, err)
-		}
-		return nil, fmt.Errorf("%v\n--- kamailio log ---\n%s", err, log)
 	}
 
 	// Cleanups run last-in first-out: stop first, then dump the complete log.
@@ -231,6 +202,64 @@ require_certificate = no
 	})
 	tb.Cleanup(k.stop)
 	return k, nil
+}
+
+// launch starts the Kamailio process with the instance's configuration
+// and waits until it answers OPTIONS. Its log is appended to the log file.
+func (k *Kamailio) launch() error {
+	logFile, err := os.OpenFile(k.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	// -DD: no daemon, children still forked; -E: log to stderr; -Y: runtime
+	// directory (FIFO/ctl files) inside the test directory.
+	k.cmd = exec.Command(k.bin, "-DD", "-E", "-f", k.cfgPath, "-Y", k.dir, "-w", k.dir, "-m", "64", "-M", "8")
+	k.cmd.Dir = k.dir
+	k.cmd.Stdout = logFile
+	k.cmd.Stderr = logFile
+	// Pdeathsig: if the test process is killed before its cleanups run,
+	// Kamailio gets SIGTERM and ends its children as on a normal stop
+	// (SIGKILL would leave them running).
+	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := k.cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start %s: %w", k.bin, err)
+	}
+	done := make(chan struct{})
+	k.done = done
+	cmd := k.cmd
+	go func() {
+		k.waitErr = cmd.Wait()
+		logFile.Close()
+		close(done)
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if err := k.waitReady(ctx); err != nil {
+		k.stop()
+		log, _ := os.ReadFile(k.logPath)
+		if bytes.Contains(log, []byte("Address already in use")) {
+			err = fmt.Errorf("%w: %v", errAddrInUse, err)
+		}
+		return fmt.Errorf("%v\n--- kamailio log ---\n%s", err, log)
+	}
+	return nil
+}
+
+// Restart kills every process of this Kamailio (SIGKILL, as a crash or
+// kill -9 would), waits for down, and starts it again with the same
+// configuration and ports, returning once it answers OPTIONS. What it kept
+// in memory is gone: registrations, dialogs, presentities and
+// subscriptions. Restart fails tb (Fatal) if Kamailio does not come back.
+func (k *Kamailio) Restart(tb testing.TB, down time.Duration) {
+	tb.Helper()
+	_ = syscall.Kill(-k.cmd.Process.Pid, syscall.SIGKILL)
+	<-k.done
+	time.Sleep(down)
+	if err := k.launch(); err != nil {
+		tb.Fatalf("testpbx: restart kamailio: %v", err)
+	}
 }
 
 // waitReady sends OPTIONS until Kamailio answers or ctx ends.

@@ -1,0 +1,122 @@
+package sip
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/internal/testpbx"
+)
+
+// TestKamailioRestart restarts Kamailio (SIGKILL of all its processes, then
+// the same configuration again) while a call is up. Within 10 s the lamps
+// must be right again, the call ended with cause pbx-restart by an event of
+// its own, and a call placed right after must be recorded with its own
+// row and times. Kamailio's dialog ids start again from the same values
+// after a restart, so that call reuses the first one's dialog id.
+func TestKamailioRestart(t *testing.T) {
+	tests := []struct {
+		name      string
+		keepalive time.Duration
+		down      time.Duration // between kill and start
+	}{
+		// OPTIONS go unanswered twice: lamps unavailable until Kamailio is
+		// back.
+		{"DownForSeconds", 500 * time.Millisecond, 3 * time.Second},
+		// Back before OPTIONS miss twice: the refresh of one subscription
+		// per keepalive round is answered 481.
+		{"QuickRestart", 2 * time.Second, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			k := testpbx.StartKamailio(t)
+			st := openStore(t)
+			exts := []string{"120", "121"}
+			if err := st.AddExtensions(t.Context(), exts); err != nil {
+				t.Fatal(err)
+			}
+			startSubscriber(t, Config{PBXAddr: k.Addr(), Domain: k.Domain(), Store: st,
+				Expires: 10 * time.Minute, Keepalive: tt.keepalive})
+			waitLamps := func(timeout time.Duration, want string) {
+				t.Helper()
+				for _, ext := range exts {
+					waitFor(t, timeout, func() string {
+						if l := lampOf(t, st, ext); l.Lamp != want || l.Subscription != SubActive {
+							return fmt.Sprintf("extension %s: lamp %+v, want %s and active", ext, l, want)
+						}
+						return ""
+					})
+				}
+			}
+			waitLamps(15*time.Second, LampIdle)
+
+			call := k.StartCall(t, "120", "121", 200*time.Millisecond, 8*time.Second)
+			waitLamps(10*time.Second, LampBusy)
+			first := map[string]callstate.Call{}
+			for _, ext := range exts {
+				first[ext] = sipCalls(t, st, ext)[0]
+			}
+
+			sawUnavailable := make(chan bool, 1)
+			go func() {
+				saw := false
+				deadline := time.Now().Add(tt.down + 5*time.Second)
+				for time.Now().Before(deadline) && !saw {
+					saw = lampOf(t, st, "120").Lamp == LampUnavailable
+					time.Sleep(20 * time.Millisecond)
+				}
+				sawUnavailable <- saw
+			}()
+			k.Restart(t, tt.down)
+			back := time.Now()
+			waitLamps(10*time.Second, LampIdle)
+			for _, ext := range exts {
+				waitFor(t, time.Second, func() string {
+					c, err := st.Call(t.Context(), callstate.SourceSIP, first[ext].Key)
+					if err != nil || c.State != callstate.StateEnded || c.Cause != CausePBXRestart {
+						return fmt.Sprintf("extension %s: call %+v, %v; want ended with cause %s", ext, c, err, CausePBXRestart)
+					}
+					return ""
+				})
+				j, err := st.Journal(t.Context(), callstate.SourceSIP, first[ext].Key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if last := j[len(j)-1]; last.Type != "dialog-"+CausePBXRestart {
+					t.Errorf("extension %s: last journal entry %+v, want type dialog-%s", ext, last, CausePBXRestart)
+				}
+			}
+			t.Logf("lamps right and the call ended %v after Kamailio was back", time.Since(back).Round(time.Millisecond))
+			if tt.down > 0 && !<-sawUnavailable {
+				t.Error("the lamp never showed unavailable while Kamailio was down")
+			}
+			if err := call.Err(); err != nil {
+				t.Logf("the call through the restart: %v", err)
+			}
+
+			placed := time.Now()
+			k.PlaceCall(t, "120", "121", 300*time.Millisecond, 300*time.Millisecond)
+			for _, ext := range exts {
+				var c callstate.Call
+				waitFor(t, 10*time.Second, func() string {
+					calls := sipCalls(t, st, ext)
+					if len(calls) != 2 || calls[1].State != callstate.StateEnded {
+						return fmt.Sprintf("extension %s: calls %+v, want the first and a second one ended", ext, calls)
+					}
+					c = calls[1]
+					return ""
+				})
+				if c.Key == first[ext].Key || c.CallID == first[ext].CallID {
+					t.Errorf("extension %s: second call %q (call-id %q) is the first one's", ext, c.Key, c.CallID)
+				}
+				if c.StartedAt.Before(placed.Add(-time.Second)) || c.AnsweredAt.IsZero() || c.AnsweredAt.Before(c.StartedAt) ||
+					c.EndedAt.Before(c.AnsweredAt) || c.Cause == CausePBXRestart {
+					t.Errorf("extension %s: second call started %v answered %v ended %v cause %q (placed %v)",
+						ext, c.StartedAt, c.AnsweredAt, c.EndedAt, c.Cause, placed)
+				}
+			}
+		})
+	}
+}
