@@ -328,3 +328,85 @@ func TestNotifyBurstOutOfOrder(t *testing.T) {
 		return ""
 	})
 }
+
+// callDoc returns a full dialog-info document with one dialog of the given
+// id and call-id, in state, ended by event when it is terminated.
+func callDoc(ext string, version int, id, callID, state, event string) string {
+	doc := strings.Replace(dialogDoc(ext, version, id, state), `call-id="`+id+`@pbx"`, `call-id="`+callID+`"`, 1)
+	if event != "" {
+		doc = strings.Replace(doc, "<state>", `<state event="`+event+`">`, 1)
+	}
+	return doc
+}
+
+// TestReusedDialogID gives a dialog id to a second call after the first
+// ended: the second call gets a row of its own, and a full document that
+// ends it later leaves the first call's cause and end as they were.
+func TestReusedDialogID(t *testing.T) {
+	t.Parallel()
+	n, sub, st := subscribed(t, "udp", "140", nil)
+	p := newRawPeer(t, "udp", n, sub)
+	cseq := n.nextCSeq(sub)
+	for i, doc := range []string{
+		callDoc("140", 1, "d1", "first@pbx", "confirmed", ""),
+		callDoc("140", 2, "d1", "first@pbx", "terminated", "remote-bye"),
+		callDoc("140", 3, "d1", "second@pbx", "early", ""),
+		dialogDoc("140", 4, "", ""),
+	} {
+		c := cseq + uint32(i)
+		p.send(p.message(c, doc, -1))
+		if code := p.status(c, 5*time.Second); code != 200 {
+			t.Fatalf("NOTIFY %d answered %d", i, code)
+		}
+	}
+	calls := sipCalls(t, st, "140")
+	if len(calls) != 2 {
+		t.Fatalf("calls %+v, want two", calls)
+	}
+	first, second := calls[0], calls[1]
+	if first.CallID != "first@pbx" || first.Cause != "remote-bye" || first.AnsweredAt.IsZero() || !first.EndedAt.Before(second.StartedAt) {
+		t.Errorf("first call %+v, want answered and ended by remote-bye before the second began", first)
+	}
+	if second.CallID != "second@pbx" || second.State != callstate.StateEnded || second.Cause != CauseVanished || !second.AnsweredAt.IsZero() {
+		t.Errorf("second call %+v, want a ringing call ended as vanished", second)
+	}
+	j, err := st.Journal(t.Context(), callstate.SourceSIP, second.Key)
+	if err != nil || len(j) != 2 || j[1].Type != "dialog-"+CauseVanished {
+		t.Errorf("second call's journal %+v, %v; want its ringing and an end of type dialog-%s", j, err, CauseVanished)
+	}
+}
+
+// TestEmptyFirstNotify checks that an empty body on the first NOTIFY of a
+// subscription is the PBX's full state with no dialogs: a call left active
+// in the table ends (what Kamailio sends after a restart), while an empty
+// body later in the subscription changes nothing.
+func TestEmptyFirstNotify(t *testing.T) {
+	t.Parallel()
+	n, sub, st := subscribed(t, "udp", "141", nil)
+	stale := "141/old~" + callHash("old@pbx")
+	if _, err := st.Apply(t.Context(), callstate.Event{Source: callstate.SourceSIP, Type: eventDialog, DedupKey: "seed-141",
+		ReceivedAt: time.Now().Add(-time.Minute), Payload: []byte("seed"),
+		Update: callstate.Update{Key: stale, CallID: "old@pbx", Extension: "141", State: callstate.StateAnswered}}); err != nil {
+		t.Fatal(err)
+	}
+	p := newRawPeer(t, "udp", n, sub)
+	cseq := n.nextCSeq(sub)
+	for i, body := range []string{"", dialogDoc("141", 1, "d2", "early"), ""} {
+		c := cseq + uint32(i)
+		p.send(p.message(c, body, -1))
+		if code := p.status(c, 5*time.Second); code != 200 {
+			t.Fatalf("NOTIFY %d answered %d", i, code)
+		}
+	}
+	c, err := st.Call(t.Context(), callstate.SourceSIP, stale)
+	if err != nil || c.State != callstate.StateEnded || c.Cause != CauseVanished {
+		t.Errorf("stale call %+v, %v; want ended as vanished by the empty first NOTIFY", c, err)
+	}
+	c, err = st.Call(t.Context(), callstate.SourceSIP, "141/d2~"+callHash("d2@pbx"))
+	if err != nil || c.State != callstate.StateRinging {
+		t.Errorf("call d2 %+v, %v; want still ringing after a later empty NOTIFY", c, err)
+	}
+	if l := lampOf(t, st, "141"); l.Lamp != LampRinging {
+		t.Errorf("lamp %+v, want ringing", l)
+	}
+}
