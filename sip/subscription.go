@@ -55,7 +55,8 @@ type subscription struct {
 	wantFull   bool
 	notifyCSeq uint32               // highest NOTIFY CSeq answered in this dialog; 0 before the first
 	turn       chan struct{}        // closed and replaced when notifyCSeq moves
-	outOfTurn  int                  // NOTIFYs that waited in vain for an earlier CSeq
+	outOfTurn  int                  // earlier CSeqs waited for in vain
+	vainFor    uint32               // the last of them
 	arrived    map[uint32]bool      // NOTIFYs of this dialog in hand, not answered yet, by CSeq
 	times      map[uint32]time.Time // times given to the NOTIFYs answered lately, by CSeq
 	notified   bool                 // a NOTIFY of this dialog has been applied
@@ -275,7 +276,7 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 	sub.localTag = sipmsg.GenerateTagN(16)
 	sub.remoteTag = ""
 	sub.cseq = 0
-	sub.notifyCSeq, sub.outOfTurn, sub.notified = 0, 0, false
+	sub.notifyCSeq, sub.outOfTurn, sub.vainFor, sub.notified = 0, 0, 0, false
 	clear(sub.arrived)
 	clear(sub.times)
 	sub.epoch, sub.probe = sub.s.restartEpoch(), false
@@ -771,7 +772,9 @@ func (sub *subscription) waitTurn(cseq uint32) {
 			deadline = earliest(deadline, missingSince.Add(reorderWait))
 		}
 		if !now.Before(deadline) {
-			sub.outOfTurn++
+			if sub.vainFor != sub.notifyCSeq+1 {
+				sub.outOfTurn, sub.vainFor = sub.outOfTurn+1, sub.notifyCSeq+1
+			}
 			sub.log.Debug("sip: NOTIFY waited in vain for an earlier one", "cseq", cseq, "have", sub.notifyCSeq)
 			return
 		}
@@ -864,17 +867,20 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 		return sipmsg.StatusBadRequest, "Bad Dialog-Info Body"
 	}
 	partial := di.State == DocPartial
-	if di.HasVersion && sub.hasVersion && di.Version <= sub.version {
-		late = true
-	}
 	switch {
 	case late:
-		// What it says still happened; the documents applied since may
-		// not have said it (a quick answer before a hang-up), so it is
-		// applied too, and full state asked for to settle the rest.
+		// It came after NOTIFYs the PBX sent later. What it says still
+		// happened, and the documents applied since may not have said it
+		// (a quick answer before a hang-up), so it is applied too, and
+		// full state asked for to settle the rest.
 		sub.log.Debug("sip: applying a NOTIFY that came after later ones; asking for full state", "version", di.Version, "have", sub.version)
 		sub.wantFull = true
 		sub.signal()
+	case di.HasVersion && sub.hasVersion && di.Version <= sub.version:
+		// In its turn, but not newer than the document applied: what it
+		// says counts as a late document's does, no more.
+		sub.log.Debug("sip: dialog-info version not newer than the one applied", "version", di.Version, "have", sub.version)
+		late = true
 	case di.HasVersion && sub.hasVersion && partial && di.Version > sub.version+1:
 		sub.log.Info("sip: dialog-info versions skipped; asking for full state", "version", di.Version, "have", sub.version)
 		sub.wantFull = true

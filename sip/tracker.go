@@ -61,8 +61,8 @@ func newTracker(ext string) *tracker {
 }
 
 // callHash is the part of a call key that stands for the dialog's Call-ID:
-// a PBX may give a dialog id to another call later (Kamailio counts its ids
-// from 1 again after a restart), and the Call-ID tells the calls apart.
+// a PBX may give a dialog id to another call later, and the Call-ID tells
+// the calls apart.
 func callHash(callID string) string {
 	h := sha256.Sum256([]byte(callID))
 	return hex.EncodeToString(h[:4])
