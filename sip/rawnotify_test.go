@@ -410,3 +410,48 @@ func TestEmptyFirstNotify(t *testing.T) {
 		t.Errorf("lamp %+v, want ringing", l)
 	}
 }
+
+// TestNewRemoteTagResubscribesAll sends a NOTIFY in one subscription's
+// dialog but from another remote tag, as a PBX that restarted with its
+// subscriptions kept but its dialogs new would: it is answered 481, and
+// every extension of the PBX is subscribed again, not only that one.
+func TestNewRemoteTagResubscribesAll(t *testing.T) {
+	t.Parallel()
+	n := startNotifier(t, nil)
+	st := openStore(t)
+	exts := []string{"150", "151"}
+	if err := st.AddExtensions(t.Context(), exts); err != nil {
+		t.Fatal(err)
+	}
+	s := startSubscriber(t, Config{PBXAddr: n.addr, Domain: "pbx.test", Store: st, Expires: time.Minute})
+	waitFor(t, 10*time.Second, func() string {
+		if s.Stats().Active != 2 {
+			return "subscriptions not up"
+		}
+		return ""
+	})
+	before := map[string]string{}
+	for _, ext := range exts {
+		before[ext] = n.sub(ext).callID
+	}
+	sub := n.sub("150")
+	other := *sub
+	other.ourTag = "restarted"
+	p := newRawPeer(t, "udp", n, &other)
+	cseq := n.nextCSeq(sub)
+	p.send(p.message(cseq, dialogDoc("150", 1, "", ""), -1))
+	if code := p.status(cseq, 5*time.Second); code != 481 {
+		t.Fatalf("NOTIFY from a new remote tag answered %d, want 481", code)
+	}
+	for _, ext := range exts {
+		waitFor(t, 10*time.Second, func() string {
+			if got := n.sub(ext).callID; got == before[ext] {
+				return fmt.Sprintf("extension %s: still subscription %s, want a new one", ext, got)
+			}
+			if l := lampOf(t, st, ext); l.Subscription != SubActive {
+				return fmt.Sprintf("extension %s: lamp %+v, want active again", ext, l)
+			}
+			return ""
+		})
+	}
+}
