@@ -20,6 +20,7 @@ type fakeNotifier struct {
 	tb   testing.TB
 	addr string
 	cli  *sipgo.Client
+	srv  *sipgo.Server
 
 	// onSubscribe returns the status for a SUBSCRIBE (0: 200) and the
 	// expiry to grant.
@@ -52,7 +53,7 @@ func startNotifierOn(tb testing.TB, network string, onSubscribe func(req *sipmsg
 		tb.Fatal(err)
 	}
 	srv, _ := sipgo.NewServer(ua)
-	n := &fakeNotifier{tb: tb, subs: map[string]*fakeSub{}, counts: map[string]int{}, cseqs: map[string]uint32{}, wake: make(chan struct{}, 1), onSubscribe: onSubscribe}
+	n := &fakeNotifier{tb: tb, srv: srv, subs: map[string]*fakeSub{}, counts: map[string]int{}, cseqs: map[string]uint32{}, wake: make(chan struct{}, 1), onSubscribe: onSubscribe}
 	srv.OnSubscribe(n.handle)
 	if network == "tcp" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -108,6 +108,12 @@ func (s *Subscriber) pbxUnreachable(err error) {
 // pbxAnswers ends what pbxUnreachable began: every subscription is opened
 // again within spreadWindow.
 func (s *Subscriber) pbxAnswers() {
+	s.pbxMu.Lock()
+	down := s.pbx.down
+	s.pbxMu.Unlock()
+	if !down {
+		return
+	}
 	subs := s.subscriptions()
 	window := spreadWindow(len(subs))
 	now := time.Now()
@@ -152,13 +158,15 @@ func (s *Subscriber) subscriptions() []*subscription {
 
 // keepalive sends OPTIONS to the PBX every cfg.Keepalive, and at once when
 // checkPBX asks. Two in a row without an answer make the PBX unreachable
-// (pbxUnreachable) until one is answered. While the PBX answers, each round
-// also refreshes one dialog subscription, a different one each time: a PBX
-// that restarted between two rounds answers it 481 (see refresh).
+// (pbxUnreachable) until one is answered; a PBX that has never answered
+// OPTIONS (some drop them) is never taken for unreachable. While the PBX
+// answers, each round also refreshes one dialog subscription, a different
+// one each time: a PBX that restarted between two rounds answers it 481
+// (see refresh).
 func (s *Subscriber) keepalive(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Keepalive)
 	defer t.Stop()
-	misses := 0
+	misses, answered, warned := 0, false, false
 	var lastProbe time.Time
 	next := 0
 	for {
@@ -176,18 +184,30 @@ func (s *Subscriber) keepalive(ctx context.Context) {
 		if err != nil {
 			misses++
 			s.log.Debug("sip: OPTIONS to the PBX got no answer", "misses", misses, "err", err)
-			switch misses {
-			case 1:
+			switch {
+			case !answered:
+				// Some PBXes drop OPTIONS: without an answer ever, the
+				// refreshes alone tell of a restart.
+				if misses == 2 && !warned {
+					warned = true
+					s.log.Warn("sip: the PBX does not answer OPTIONS; it will not be taken for unreachable, a restart shows at the refresh of a subscription each round", "err", err)
+				}
+			case misses == 1:
 				s.checkPBX("OPTIONS got no answer")
-			case 2:
+				continue
+			case misses == 2:
 				s.pbxUnreachable(err)
+				continue
+			default:
+				continue
 			}
-			continue
+		} else {
+			answered = true
+			if misses >= 2 {
+				s.pbxAnswers()
+			}
+			misses = 0
 		}
-		if misses >= 2 {
-			s.pbxAnswers()
-		}
-		misses = 0
 		if time.Since(lastProbe) >= min(time.Second, s.cfg.Keepalive) {
 			lastProbe = time.Now()
 			next = s.probeOne(next)

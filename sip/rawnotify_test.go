@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	sipmsg "github.com/emiago/sipgo/sip"
+
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/store"
 )
@@ -453,5 +455,36 @@ func TestNewRemoteTagResubscribesAll(t *testing.T) {
 			}
 			return ""
 		})
+	}
+}
+
+// TestKeepaliveWithoutOptions runs the keepalive against a PBX that drops
+// OPTIONS, as some do: it is never taken for unreachable, the subscription
+// stays up, and each round still refreshes it.
+func TestKeepaliveWithoutOptions(t *testing.T) {
+	t.Parallel()
+	n := startNotifier(t, nil)
+	n.srv.OnOptions(func(*sipmsg.Request, sipmsg.ServerTransaction) {})
+	st := openStore(t)
+	if err := st.AddExtensions(t.Context(), []string{"160"}); err != nil {
+		t.Fatal(err)
+	}
+	startSubscriber(t, Config{PBXAddr: n.addr, Domain: "pbx.test", Store: st, Expires: time.Minute, Keepalive: 200 * time.Millisecond})
+	waitFor(t, 10*time.Second, func() string {
+		if l := lampOf(t, st, "160"); l.Subscription != SubActive {
+			return fmt.Sprintf("lamp %+v, want active", l)
+		}
+		return ""
+	})
+	callID, before := n.sub("160").callID, n.subscribes("160")
+	time.Sleep(3 * time.Second)
+	if l := lampOf(t, st, "160"); l.Subscription != SubActive || l.Lamp != LampIdle {
+		t.Errorf("lamp %+v, want idle and active", l)
+	}
+	if got := n.sub("160").callID; got != callID {
+		t.Errorf("subscribed again (%s, was %s); want the one subscription kept", got, callID)
+	}
+	if got := n.subscribes("160"); got < before+2 {
+		t.Errorf("%d SUBSCRIBEs in 3s after %d, want refreshes by the keepalive", got, before)
 	}
 }
