@@ -169,13 +169,15 @@ func (s *Subscriber) keepalive(ctx context.Context) {
 	misses, answered, warned := 0, false, false
 	var lastProbe time.Time
 	next := 0
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case why := <-s.check:
-			s.log.Debug("sip: checking the PBX", "why", why)
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case why := <-s.check:
+				s.log.Debug("sip: checking the PBX", "why", why)
+			}
 		}
 		err := s.ping(ctx)
 		if ctx.Err() != nil {

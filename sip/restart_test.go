@@ -24,8 +24,8 @@ func TestKamailioRestart(t *testing.T) {
 		// back.
 		{"DownForSeconds", 500 * time.Millisecond, 3 * time.Second},
 		// Back before OPTIONS miss twice: the refresh of one subscription
-		// per keepalive round is answered 481.
-		{"QuickRestart", 2 * time.Second, 0},
+		// per keepalive round is answered 481. The default SIP_KEEPALIVE.
+		{"QuickRestart", 5 * time.Second, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
