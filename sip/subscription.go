@@ -206,12 +206,14 @@ func (sub *subscription) waitResubscribe(ctx context.Context) bool {
 // unavailable, and forgets the dialog.
 func (sub *subscription) down(out outcome) {
 	sub.mu.Lock()
-	if sub.callID != "" {
-		sub.s.unregister(sub.callID)
-	}
+	callID := sub.callID
 	sub.callID, sub.active = "", false
 	sub.notifyLamp(LampUnavailable)
 	sub.mu.Unlock()
+	// Not under mu: Stats takes the Subscriber's lock before mu.
+	if callID != "" {
+		sub.s.unregister(callID)
+	}
 	sub.setState(out.state, out.reason)
 }
 
@@ -496,9 +498,9 @@ func (sub *subscription) refresh(ctx context.Context, expires time.Duration) out
 		sub.mu.Unlock()
 		return outcome{ok: true}
 	}
-	out := sub.refused(res, "refresh SUBSCRIBE")
 	epoch := sub.epoch
 	sub.mu.Unlock()
+	out := sub.refused(res, "refresh SUBSCRIBE")
 	switch res.StatusCode {
 	case sipmsg.StatusCallTransactionDoesNotExists:
 		// The PBX no longer knows a subscription it granted: it restarted
