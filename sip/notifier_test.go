@@ -20,7 +20,6 @@ type fakeNotifier struct {
 	tb   testing.TB
 	addr string
 	cli  *sipgo.Client
-	srv  *sipgo.Server
 
 	// onSubscribe returns the status for a SUBSCRIBE (0: 200) and the
 	// expiry to grant.
@@ -42,19 +41,23 @@ type fakeSub struct {
 
 func startNotifier(tb testing.TB, onSubscribe func(req *sipmsg.Request) (status int, expires int)) *fakeNotifier {
 	tb.Helper()
-	return startNotifierOn(tb, "udp", onSubscribe)
+	return startNotifierOn(tb, "udp", onSubscribe, nil)
 }
 
-// startNotifierOn is startNotifier listening on network, udp or tcp.
-func startNotifierOn(tb testing.TB, network string, onSubscribe func(req *sipmsg.Request) (status int, expires int)) *fakeNotifier {
+// startNotifierOn is startNotifier listening on network, udp or tcp;
+// setup, when not nil, adds handlers to the server before it serves.
+func startNotifierOn(tb testing.TB, network string, onSubscribe func(req *sipmsg.Request) (status int, expires int), setup func(*sipgo.Server)) *fakeNotifier {
 	tb.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("fakepbx"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	srv, _ := sipgo.NewServer(ua)
-	n := &fakeNotifier{tb: tb, srv: srv, subs: map[string]*fakeSub{}, counts: map[string]int{}, cseqs: map[string]uint32{}, wake: make(chan struct{}, 1), onSubscribe: onSubscribe}
+	n := &fakeNotifier{tb: tb, subs: map[string]*fakeSub{}, counts: map[string]int{}, cseqs: map[string]uint32{}, wake: make(chan struct{}, 1), onSubscribe: onSubscribe}
 	srv.OnSubscribe(n.handle)
+	if setup != nil {
+		setup(srv)
+	}
 	if network == "tcp" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

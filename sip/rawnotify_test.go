@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/callstate/callstate"
@@ -155,7 +156,7 @@ func bigDoc(ext string, version int, id string, size int) string {
 // notifier on network and returns the notifier's side of the dialog.
 func subscribed(t *testing.T, network, ext string, log *slog.Logger) (*fakeNotifier, *fakeSub, *store.Store) {
 	t.Helper()
-	n := startNotifierOn(t, network, nil)
+	n := startNotifierOn(t, network, nil, nil)
 	st := openStore(t)
 	if err := st.AddExtensions(t.Context(), []string{ext}); err != nil {
 		t.Fatal(err)
@@ -463,8 +464,9 @@ func TestNewRemoteTagResubscribesAll(t *testing.T) {
 // stays up, and each round still refreshes it.
 func TestKeepaliveWithoutOptions(t *testing.T) {
 	t.Parallel()
-	n := startNotifier(t, nil)
-	n.srv.OnOptions(func(*sipmsg.Request, sipmsg.ServerTransaction) {})
+	n := startNotifierOn(t, "udp", nil, func(srv *sipgo.Server) {
+		srv.OnOptions(func(*sipmsg.Request, sipmsg.ServerTransaction) {})
+	})
 	st := openStore(t)
 	if err := st.AddExtensions(t.Context(), []string{"160"}); err != nil {
 		t.Fatal(err)
