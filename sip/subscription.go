@@ -935,6 +935,7 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 		}
 		if _, err := sub.s.cfg.Store.Apply(ctx, ev); err != nil {
 			sub.log.Warn("sip: storing dialog state failed; will ask for full state", "err", err)
+			sub.tracker.unsent()
 			sub.loaded, sub.wantFull = false, true
 			sub.signal()
 			if errors.Is(err, callstate.ErrInvalidEvent) {

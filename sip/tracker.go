@@ -39,13 +39,14 @@ type tracker struct {
 // the PBX sends them, the SIP identifiers that tell one use of a dialog id
 // from the next.
 type trackedDialog struct {
-	key                      string
-	base                     string // key without a first-seen stamp
-	callID, localTag, remote string
-	state                    callstate.State
-	onHold                   bool
-	changed                  time.Time // last change of state or hold
-	checked                  time.Time // last refresh asked for because it seemed stuck
+	key                         string
+	base                        string // key without a first-seen stamp
+	callID, localTag, remoteTag string
+	state                       callstate.State
+	onHold                      bool
+	changed                     time.Time // last change of state or hold
+	checked                     time.Time // last refresh asked for because it seemed stuck
+	sent                        string    // the last update returned for it, see said
 }
 
 // dialogChange is one call update a document implies, with the dialog id it
@@ -182,14 +183,14 @@ func (t *tracker) remember(td *trackedDialog) {
 // same id: its call-id or one of its tags differs from what td had.
 func (td *trackedDialog) conflicts(d Dialog) bool {
 	differ := func(a, b string) bool { return a != "" && b != "" && a != b }
-	return differ(td.callID, d.CallID) || differ(td.localTag, d.LocalTag) || differ(td.remote, d.RemoteTag)
+	return differ(td.callID, d.CallID) || differ(td.localTag, d.LocalTag) || differ(td.remoteTag, d.RemoteTag)
 }
 
 // learn takes the identifiers d carries that td did not have yet.
 func (td *trackedDialog) learn(d Dialog) {
 	td.callID = cmp.Or(td.callID, d.CallID)
 	td.localTag = cmp.Or(td.localTag, d.LocalTag)
-	td.remote = cmp.Or(td.remote, d.RemoteTag)
+	td.remoteTag = cmp.Or(td.remoteTag, d.RemoteTag)
 }
 
 // dialog returns the updates one listed dialog implies: its own, after the
@@ -226,11 +227,13 @@ func (t *tracker) dialog(d Dialog, now time.Time, late bool) []dialogChange {
 		case old != nil:
 			// A word about a call that is over: it counts, but the call
 			// stays over.
-			key, tracked = old.key, false
+			tracked = false
 		}
-		td = &trackedDialog{key: key, base: base, changed: now}
 		if tracked {
+			td = &trackedDialog{key: key, base: base, changed: now}
 			t.active[d.ID] = td
+		} else {
+			td = old
 		}
 	}
 	td.learn(d)
@@ -268,7 +271,39 @@ func (t *tracker) dialog(d Dialog, now time.Time, late bool) []dialogChange {
 	case state > td.state:
 		td.state, td.changed = state, now
 	}
+	if !td.said(u) {
+		// The PBX repeats itself (every full document lists every
+		// dialog): nothing new to journal.
+		return out
+	}
 	return append(out, dialogChange{dialogID: d.ID, update: u})
+}
+
+// said records u as the last update returned for td, and reports whether
+// it differs from the one before.
+func (td *trackedDialog) said(u callstate.Update) bool {
+	hold := "-"
+	if u.OnHold != nil {
+		hold = strconv.FormatBool(*u.OnHold)
+	}
+	s := strings.Join([]string{u.State.String(), hold, u.CallID, string(u.Direction), u.From, u.To, u.Cause}, "\x00")
+	if s == td.sent {
+		return false
+	}
+	td.sent = s
+	return true
+}
+
+// unsent forgets which updates were returned, so that the next document
+// returns all it implies again: those returned last may not have been
+// stored.
+func (t *tracker) unsent() {
+	for _, td := range t.active {
+		td.sent = ""
+	}
+	for _, td := range t.ended {
+		td.sent = ""
+	}
 }
 
 // stuck reports whether some dialog has not changed for longer than bound,

@@ -164,7 +164,13 @@ func TestTrackerDocuments(t *testing.T) {
 		{"TerminatedDialogListedAgainStaysOver", []step{
 			{doc: doc(DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
 			{doc: doc(DocFull, 2, ended), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
-			{doc: doc(DocFull, 3, ended), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
+			{doc: doc(DocFull, 3, ended), want: nil, lamp: LampIdle},
+			{doc: doc(DocFull, 4, confirmed), want: []string{k1 + " answered  false"}, lamp: LampIdle},
+		}},
+		{"RepeatsAreNotReturned", []step{
+			{doc: doc(DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+			{doc: doc(DocFull, 2, confirmed), want: nil, lamp: LampBusy},
+			{doc: doc(DocFull, 3, held), want: []string{k1 + " answered  true"}, lamp: LampHold},
 		}},
 		{"DialogWithoutStateIsSkipped", []step{
 			{doc: doc(DocFull, 1, Dialog{ID: "x"}), want: nil, lamp: LampIdle},
