@@ -53,13 +53,13 @@ type subscription struct {
 	loaded     bool      // the store's active calls are in tracker for this dialog
 	term       *termination
 	wantFull   bool
-	notifyCSeq uint32               // highest NOTIFY CSeq answered in this dialog; 0 before the first
-	turn       chan struct{}        // closed and replaced when notifyCSeq moves
-	outOfTurn  int                  // earlier CSeqs waited for in vain
-	vainFor    uint32               // the last of them
-	arrived    map[uint32]bool      // NOTIFYs of this dialog in hand, not answered yet, by CSeq
-	times      map[uint32]time.Time // times given to the NOTIFYs answered lately, by CSeq
-	notified   bool                 // a NOTIFY of this dialog has been applied
+	notifyCSeq uint32          // highest NOTIFY CSeq answered in this dialog; 0 before the first
+	turn       chan struct{}   // closed and replaced when notifyCSeq moves
+	outOfTurn  int             // earlier CSeqs waited for in vain
+	vainFor    uint32          // the last of them
+	arrived    map[uint32]bool // NOTIFYs of this dialog in hand, not answered yet, by CSeq
+	times      []notifyTime    // times given to the NOTIFYs answered lately, oldest first
+	notified   bool            // a NOTIFY of this dialog has been applied
 	tracker    *tracker
 	lamp       string
 	state      string // last state written with SetSubscription
@@ -95,7 +95,6 @@ func (s *Subscriber) newSubscription(ext, event string) *subscription {
 		wake:    make(chan struct{}, 1),
 		turn:    make(chan struct{}),
 		arrived: make(map[uint32]bool),
-		times:   make(map[uint32]time.Time),
 		tracker: newTracker(ext),
 	}
 }
@@ -280,7 +279,7 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 	sub.cseq = 0
 	sub.notifyCSeq, sub.outOfTurn, sub.vainFor, sub.notified = 0, 0, 0, false
 	clear(sub.arrived)
-	clear(sub.times)
+	sub.times = sub.times[:0]
 	sub.epoch, sub.probe = sub.s.restartEpoch(), false
 	sub.target = sipmsg.Uri{Scheme: "sip", User: sub.ext, Host: sub.s.domain}
 	if sub.s.transport == "TLS" {
@@ -611,7 +610,8 @@ func (sub *subscription) eventTime(now time.Time, cseq uint32) time.Time {
 	if sub.notified && cseq < sub.notifyCSeq {
 		var lo, hi time.Time
 		var loSeq, hiSeq uint32
-		for c, t := range sub.times {
+		for _, nt := range sub.times {
+			c, t := nt.cseq, nt.at
 			if c < cseq && (lo.IsZero() || c > loSeq) {
 				lo, loSeq = t, c
 			}
@@ -645,19 +645,21 @@ func (sub *subscription) eventTime(now time.Time, cseq uint32) time.Time {
 
 // keptTimes is how many NOTIFY times a subscription keeps for the ones
 // that come late.
-const keptTimes = 64
+const keptTimes = 32
+
+// notifyTime is the time given to the NOTIFY numbered cseq.
+type notifyTime struct {
+	cseq uint32
+	at   time.Time
+}
 
 // keepTime records the time given to NOTIFY cseq, forgetting the oldest.
 // Called with mu held.
 func (sub *subscription) keepTime(cseq uint32, t time.Time) {
-	sub.times[cseq] = t
-	if len(sub.times) > keptTimes {
-		oldest := cseq
-		for c := range sub.times {
-			oldest = min(oldest, c)
-		}
-		delete(sub.times, oldest)
+	if len(sub.times) == keptTimes {
+		sub.times = append(sub.times[:0], sub.times[1:]...)
 	}
+	sub.times = append(sub.times, notifyTime{cseq: cseq, at: t})
 }
 
 // onNotify handles a NOTIFY of this subscription and returns the status to

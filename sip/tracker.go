@@ -21,9 +21,13 @@ const (
 	CausePBXRestart = "pbx-restart"
 )
 
-// endedMemory is how many ended calls a tracker remembers, so that a late
-// document about one of them does not bring it back.
-const endedMemory = 256
+// A tracker remembers the last endedMemory calls that ended, for up to
+// endedKeep, so that a late document about one of them does not bring it
+// back.
+const (
+	endedMemory = 16
+	endedKeep   = 5 * time.Minute
+)
 
 // tracker keeps the active dialogs of one watched extension and turns
 // dialog-info documents into call updates (RFC 4235: a full document replaces
@@ -46,6 +50,7 @@ type trackedDialog struct {
 	onHold                      bool
 	changed                     time.Time // last change of state or hold
 	checked                     time.Time // last refresh asked for because it seemed stuck
+	endedAt                     time.Time // when the call ended, for those remembered
 	sent                        string    // the last update returned for it, see said
 }
 
@@ -137,7 +142,7 @@ func (t *tracker) apply(doc DialogInfo, now time.Time, cause string) []dialogCha
 		}
 		slices.Sort(ids)
 		for _, id := range ids {
-			out = append(out, t.end(id, cause))
+			out = append(out, t.end(id, cause, now))
 		}
 	}
 	return out
@@ -156,24 +161,30 @@ func (t *tracker) late(doc DialogInfo, now time.Time) []dialogChange {
 }
 
 // end forgets the active dialog id and returns the update that ends its
-// call with cause.
-func (t *tracker) end(id, cause string) dialogChange {
+// call with cause, at now.
+func (t *tracker) end(id, cause string, now time.Time) dialogChange {
 	td := t.active[id]
 	delete(t.active, id)
-	t.remember(td)
+	t.remember(td, now)
 	dialogID, _, _ := strings.Cut(id, "\x00")
 	return dialogChange{dialogID: dialogID, ended: cause, update: callstate.Update{
 		Key: td.key, Extension: t.ext, State: callstate.StateEnded, Cause: cause,
 	}}
 }
 
-// remember keeps an ended call for endedMemory ends.
-func (t *tracker) remember(td *trackedDialog) {
+// remember keeps a call that ended at now, and forgets the oldest beyond
+// endedMemory and those ended more than endedKeep ago.
+func (t *tracker) remember(td *trackedDialog, now time.Time) {
 	if _, ok := t.ended[td.base]; !ok {
 		t.endedOrder = append(t.endedOrder, td.base)
 	}
+	td.endedAt = now
 	t.ended[td.base] = td
-	if len(t.endedOrder) > endedMemory {
+	for len(t.endedOrder) > 0 {
+		old := t.ended[t.endedOrder[0]]
+		if len(t.endedOrder) <= endedMemory && now.Sub(old.endedAt) < endedKeep {
+			break
+		}
 		delete(t.ended, t.endedOrder[0])
 		t.endedOrder = t.endedOrder[1:]
 	}
@@ -204,7 +215,7 @@ func (t *tracker) dialog(d Dialog, now time.Time, late bool) []dialogChange {
 	var out []dialogChange
 	td := t.active[d.ID]
 	if td != nil && td.conflicts(d) {
-		out = append(out, t.end(d.ID, CauseVanished))
+		out = append(out, t.end(d.ID, CauseVanished, now))
 		td = nil
 	}
 	tracked := true
@@ -266,7 +277,7 @@ func (t *tracker) dialog(d Dialog, now time.Time, late bool) []dialogChange {
 		}
 		if tracked {
 			delete(t.active, d.ID)
-			t.remember(td)
+			t.remember(td, now)
 		}
 	case state > td.state:
 		td.state, td.changed = state, now

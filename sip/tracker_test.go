@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -380,5 +381,22 @@ func TestCauseOfAnEndedCall(t *testing.T) {
 		if c.Cause != "remote-bye" || !c.EndedAt.Equal(t0) {
 			t.Errorf("%s: cause %q ended %v, want remote-bye at %v", name, c.Cause, c.EndedAt, t0)
 		}
+	}
+}
+
+func TestTrackerEndedMemory(t *testing.T) {
+	tr := newTracker("100")
+	for i := range endedMemory + 4 {
+		d := Dialog{ID: "d", CallID: "c" + strconv.Itoa(i), State: DialogTerminated}
+		tr.document(doc(DocPartial, uint64(i+1), Dialog{ID: "d", CallID: d.CallID, State: DialogConfirmed}), t0)
+		tr.document(doc(DocPartial, uint64(i+1), d), t0)
+	}
+	if len(tr.ended) != endedMemory || len(tr.endedOrder) != endedMemory {
+		t.Errorf("%d ended remembered (%d in order), want %d", len(tr.ended), len(tr.endedOrder), endedMemory)
+	}
+	tr.document(doc(DocPartial, 99, Dialog{ID: "x", CallID: "x", State: DialogConfirmed}), t0)
+	tr.document(doc(DocPartial, 100, Dialog{ID: "x", CallID: "x", State: DialogTerminated}), t0.Add(endedKeep))
+	if len(tr.ended) != 1 {
+		t.Errorf("%d ended remembered after %v, want only the last", len(tr.ended), endedKeep)
 	}
 }
