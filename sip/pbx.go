@@ -76,6 +76,7 @@ func (s *Subscriber) pbxRestarted(why string, epoch uint64) {
 	}
 	s.pbx.epoch++
 	s.pbxMu.Unlock()
+	s.registerAgain()
 	subs := s.subscriptions()
 	window := spreadWindow(len(subs))
 	s.log.Warn("sip: the PBX restarted; subscribing every extension again", "why", why,
@@ -114,6 +115,7 @@ func (s *Subscriber) pbxAnswers() {
 	if !down {
 		return
 	}
+	s.registerAgain()
 	subs := s.subscriptions()
 	window := spreadWindow(len(subs))
 	now := time.Now()
@@ -126,6 +128,19 @@ func (s *Subscriber) pbxAnswers() {
 	s.pbxMu.Unlock()
 	s.log.Info("sip: the PBX answers again; subscribing every extension again", "subscriptions", len(subs), "within", window)
 	close(back)
+}
+
+// registerAgain has registerLoop send REGISTER at once, when it runs: a PBX
+// that restarted has forgotten the registration, and may want it before
+// the SUBSCRIBEs that follow.
+func (s *Subscriber) registerAgain() {
+	if !s.cfg.Register {
+		return
+	}
+	select {
+	case s.reregister <- struct{}{}:
+	default:
+	}
 }
 
 // spreadWindow is how long the SUBSCRIBEs of n subscriptions are spread

@@ -91,8 +91,16 @@ func (s *Subscriber) registerLoop(ctx context.Context) {
 			first = false
 			close(s.registered)
 		}
-		if !sleep(ctx, wait) {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-t.C:
+		case <-s.reregister:
+			// The PBX restarted: it has forgotten the registration.
+			t.Stop()
+			failures = 0
 		}
 	}
 }

@@ -19,13 +19,15 @@ func TestKamailioRestart(t *testing.T) {
 		name      string
 		keepalive time.Duration
 		down      time.Duration // between kill and start
+		register  bool          // REGISTER first; again after the restart
 	}{
 		// OPTIONS go unanswered twice: lamps unavailable until Kamailio is
 		// back.
-		{"DownForSeconds", 500 * time.Millisecond, 3 * time.Second},
+		{"DownForSeconds", 500 * time.Millisecond, 3 * time.Second, false},
 		// Back before OPTIONS miss twice: the refresh of one subscription
 		// per keepalive round is answered 481. The default SIP_KEEPALIVE.
-		{"QuickRestart", 5 * time.Second, 0},
+		{"QuickRestart", 5 * time.Second, 0, false},
+		{"QuickRestartRegistered", 2 * time.Second, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,7 +39,7 @@ func TestKamailioRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			startSubscriber(t, Config{PBXAddr: k.Addr(), Domain: k.Domain(), Store: st,
-				Expires: 10 * time.Minute, Keepalive: tt.keepalive})
+				Expires: 10 * time.Minute, Keepalive: tt.keepalive, Username: "watcher", Register: tt.register})
 			waitLamps := func(timeout time.Duration, want string) {
 				t.Helper()
 				for _, ext := range exts {
@@ -88,6 +90,9 @@ func TestKamailioRestart(t *testing.T) {
 				}
 			}
 			t.Logf("lamps right and the call ended %v after Kamailio was back", time.Since(back).Round(time.Millisecond))
+			if tt.register && !k.Registered(t, "watcher") {
+				t.Error("watcher is not registered again after the restart")
+			}
 			if tt.down > 0 && !<-sawUnavailable {
 				t.Error("the lamp never showed unavailable while Kamailio was down")
 			}

@@ -128,9 +128,10 @@ type Subscriber struct {
 	listener   func() error  // closes the socket
 	stray      atomic.Uint64 // requests outside any subscription
 
-	pbxMu sync.Mutex
-	pbx   pbxState
-	check chan string // reasons to check the PBX at once, for keepalive
+	pbxMu      sync.Mutex
+	pbx        pbxState
+	check      chan string   // reasons to check the PBX at once, for keepalive
+	reregister chan struct{} // REGISTER again at once, for registerLoop
 }
 
 // watch is one watched extension: its subscriptions and how to stop them.
@@ -152,6 +153,7 @@ func New(cfg Config) (*Subscriber, error) {
 		registered: make(chan struct{}),
 		messages:   make(chan lampMessage, 1024),
 		check:      make(chan string, 1),
+		reregister: make(chan struct{}, 1),
 	}
 	if err := s.checkConfig(); err != nil {
 		return nil, err
