@@ -20,14 +20,16 @@ func TestKamailioRestart(t *testing.T) {
 		keepalive time.Duration
 		down      time.Duration // between kill and start
 		register  bool          // REGISTER first; again after the restart
+		transport string
 	}{
 		// OPTIONS go unanswered twice: lamps unavailable until Kamailio is
 		// back.
-		{"DownForSeconds", 500 * time.Millisecond, 3 * time.Second, false},
+		{"DownForSeconds", 500 * time.Millisecond, 3 * time.Second, false, ""},
 		// Back before OPTIONS miss twice: the refresh of one subscription
 		// per keepalive round is answered 481. The default SIP_KEEPALIVE.
-		{"QuickRestart", 5 * time.Second, 0, false},
-		{"QuickRestartRegistered", 2 * time.Second, 0, true},
+		{"QuickRestart", 5 * time.Second, 0, false, ""},
+		{"QuickRestartRegistered", 2 * time.Second, 0, true, ""},
+		{"DownForSecondsOverTCP", 500 * time.Millisecond, 3 * time.Second, false, "tcp"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,7 +41,7 @@ func TestKamailioRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			startSubscriber(t, Config{PBXAddr: k.Addr(), Domain: k.Domain(), Store: st,
-				Expires: 10 * time.Minute, Keepalive: tt.keepalive, Username: "watcher", Register: tt.register})
+				Expires: 10 * time.Minute, Keepalive: tt.keepalive, Username: "watcher", Register: tt.register, Transport: tt.transport})
 			waitLamps := func(timeout time.Duration, want string) {
 				t.Helper()
 				for _, ext := range exts {
