@@ -16,8 +16,15 @@
 // counts a 2xx answer as failed unless its body holds the given text:
 // sipgate's Node server answers a failed signature check with 200.
 //
+// -interval prints an INTERVAL line for every interval of the run (the
+// requests answered in it: ok, failed, p50, p99, max), and -requests writes
+// every request's send time, latency and status to a file, so that a
+// script can compute exact percentiles over any window of a long run. The
+// final RESULT line is the same with or without them.
+//
 // It only targets loopback addresses unless -any-host is given, and stops
-// after -d or -n, whichever comes first.
+// after -d or -n, whichever comes first, or on SIGINT or SIGTERM (it then
+// waits for the requests in flight and prints its results as usual).
 package main
 
 import (
@@ -39,13 +46,14 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -71,6 +79,9 @@ type options struct {
 	signed   string
 	expect   string
 	perCall  bool
+	interval time.Duration
+	interOut string
+	reqLog   string
 }
 
 func run(args []string, out io.Writer) error {
@@ -90,8 +101,17 @@ func run(args []string, out io.Writer) error {
 	fl.StringVar(&o.signed, "signed", "", "with -key: file of pre-signed events, made (-n of them) if missing; signing 4096-bit is ~5 ms a body, too slow to do while sending")
 	fl.BoolVar(&o.perCall, "per-call", false, "closed loop: each worker posts a call's newCall, answer and hangup one after the other, as sipgate does (default: every request is the next event, so a call's three events are in flight at once)")
 	fl.StringVar(&o.expect, "expect", "", "count a 2xx answer as failed unless its body contains this (sipgate's Node server answers a bad signature with 200 and <Error …/>)")
+	fl.DurationVar(&o.interval, "interval", 0, "print an INTERVAL line (t_s ok failed p50_ms p99_ms max_ms, of the requests answered in it) every this long; 0: none")
+	fl.StringVar(&o.interOut, "interval-out", "", "with -interval: append the INTERVAL lines to this file instead of stdout")
+	fl.StringVar(&o.reqLog, "requests", "", "write one line per request to this file: send time (Unix µs; with -rate the scheduled time), latency µs, HTTP status (0: no answer, or a body without -expect's text)")
 	if err := fl.Parse(args); err != nil {
 		return err
+	}
+	if fl.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fl.Arg(0))
+	}
+	if o.interval < 0 || (o.interval > 0 && o.interval < time.Millisecond) {
+		return errors.New("-interval: give 1ms or more, or 0")
 	}
 	if o.genKey != "" {
 		return writeKeyPair(o.genKey, out)
@@ -103,7 +123,37 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res := drive(o, src)
+	interOut := out
+	if o.interOut != "" {
+		f, err := os.OpenFile(o.interOut, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		interOut = f
+	}
+	var reqLog *bufio.Writer
+	if o.reqLog != "" {
+		f, err := os.Create(o.reqLog)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		reqLog = bufio.NewWriterSize(f, 1<<16)
+	}
+	// SIGINT or SIGTERM ends the run like -d does; a second one kills.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	defer stop()
+	res := drive(ctx, o, src, interOut, reqLog)
+	if reqLog != nil {
+		if err := reqLog.Flush(); err != nil {
+			return fmt.Errorf("-requests: %w", err)
+		}
+	}
 	res.print(out, o)
 	if res.ok == 0 {
 		return errors.New("no request succeeded")
@@ -218,37 +268,101 @@ type result struct {
 	elapsed    time.Duration
 }
 
-// drive sends requests until the duration or count is reached.
-func drive(o options, src *source) *result {
+// window gathers the requests answered in one -interval.
+type window struct {
+	ok, failed int64
+	lat        []time.Duration
+}
+
+// print writes the window's INTERVAL line, t seconds into the run, and
+// empties it.
+func (w *window) print(out io.Writer, t time.Duration) {
+	slices.Sort(w.lat)
+	fmt.Fprintf(out, "INTERVAL t_s=%.1f ok=%d failed=%d p50_ms=%s p99_ms=%s max_ms=%s\n",
+		t.Seconds(), w.ok, w.failed, msStr(pctOf(w.lat, .5)), msStr(pctOf(w.lat, .99)), msStr(pctOf(w.lat, 1)))
+	w.ok, w.failed, w.lat = 0, 0, w.lat[:0]
+}
+
+// pctOf returns the p-th quantile of sorted latencies (0 when empty).
+func pctOf(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(int(p*float64(len(sorted))), len(sorted)-1)]
+}
+
+func msStr(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
+
+// drive sends requests until the duration or count is reached, or parent
+// is done. Every -interval it writes an INTERVAL line to interOut; with
+// reqLog set, a line per request.
+func drive(parent context.Context, o options, src *source, interOut io.Writer, reqLog *bufio.Writer) *result {
 	tr := &http.Transport{MaxIdleConnsPerHost: o.workers, MaxConnsPerHost: o.workers, IdleConnTimeout: 30 * time.Second}
 	client := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 	defer tr.CloseIdleConnections()
 
-	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+	ctx, cancel := context.WithTimeout(parent, o.duration)
 	defer cancel()
 	var next atomic.Int64
 	type sample struct {
+		at   time.Time // sent, or with -rate scheduled
 		d    time.Duration
 		code int
 		err  string
 	}
 	samples := make(chan sample, 4096)
 	res := &result{codes: map[int]int64{}, errs: map[string]int64{}}
+	start := time.Now()
 	var collect sync.WaitGroup
 	collect.Go(func() {
-		for s := range samples {
-			switch {
-			case s.err != "":
-				res.failed++
-				res.errs[s.err]++
-			case s.code/100 == 2:
-				res.ok++
-				res.lat = append(res.lat, s.d)
-			default:
-				res.failed++
-			}
-			if s.code != 0 {
-				res.codes[s.code]++
+		var tick <-chan time.Time
+		if o.interval > 0 {
+			t := time.NewTicker(o.interval)
+			defer t.Stop()
+			tick = t.C
+		}
+		var win window
+		for {
+			select {
+			case now := <-tick:
+				win.print(interOut, now.Sub(start))
+				continue
+			case s, more := <-samples:
+				if !more {
+					if o.interval > 0 && (win.ok > 0 || win.failed > 0) {
+						win.print(interOut, time.Since(start))
+					}
+					return
+				}
+				ok := s.err == "" && s.code/100 == 2
+				switch {
+				case s.err != "":
+					res.failed++
+					res.errs[s.err]++
+				case ok:
+					res.ok++
+					res.lat = append(res.lat, s.d)
+				default:
+					res.failed++
+				}
+				if s.code != 0 {
+					res.codes[s.code]++
+				}
+				if o.interval > 0 {
+					if ok {
+						win.ok++
+						win.lat = append(win.lat, s.d)
+					} else {
+						win.failed++
+					}
+				}
+				if reqLog != nil {
+					code := s.code
+					if s.err != "" {
+						code = 0
+					}
+					fmt.Fprintf(reqLog, "%d %d %d\n", s.at.UnixMicro(), s.d.Microseconds(), code)
+				}
 			}
 		}
 	})
@@ -267,30 +381,29 @@ func drive(o options, src *source) *result {
 		d := time.Since(scheduled)
 		if err != nil {
 			if ctx.Err() == nil {
-				samples <- sample{err: shortErr(err)}
+				samples <- sample{at: scheduled, d: d, err: shortErr(err)}
 			}
 			return
 		}
 		if o.expect == "" {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			samples <- sample{d: d, code: resp.StatusCode}
+			samples <- sample{at: scheduled, d: d, code: resp.StatusCode}
 			return
 		}
 		var body bytes.Buffer
 		io.Copy(&body, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode/100 == 2 && !bytes.Contains(body.Bytes(), []byte(o.expect)) {
-			samples <- sample{code: resp.StatusCode, err: fmt.Sprintf("body without %q", o.expect)}
+			samples <- sample{at: scheduled, d: d, code: resp.StatusCode, err: fmt.Sprintf("body without %q", o.expect)}
 			return
 		}
-		samples <- sample{d: d, code: resp.StatusCode}
+		samples <- sample{at: scheduled, d: d, code: resp.StatusCode}
 	}
 	limit := int64(o.maxEv)
 	if src.signed != nil && (limit == 0 || limit > int64(len(src.signed))) {
 		limit = int64(len(src.signed)) // each pre-signed event once: a repeat is a duplicate
 	}
-	start := time.Now()
 	var wg sync.WaitGroup
 	if o.rate <= 0 {
 		perWorker := int64(1) // events a worker takes at once, and sends in order
@@ -355,14 +468,9 @@ func shortErr(err error) string {
 }
 
 func (r *result) print(w io.Writer, o options) {
-	sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
-	pct := func(p float64) time.Duration {
-		if len(r.lat) == 0 {
-			return 0
-		}
-		return r.lat[min(int(p*float64(len(r.lat))), len(r.lat)-1)]
-	}
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
+	slices.Sort(r.lat)
+	pct := func(p float64) time.Duration { return pctOf(r.lat, p) }
+	ms := msStr
 	perSec := float64(r.ok) / r.elapsed.Seconds()
 	mode := "closed loop"
 	if o.perCall {
