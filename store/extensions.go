@@ -90,6 +90,54 @@ WHERE extension = $1 AND (subscription, reason) IS DISTINCT FROM ($2, $3)
 	return nil
 }
 
+// SetSubscriptionsAs is SetSubscriptionAs for many extensions in one
+// statement: exts[i] gets states[i] and reasons[i]. The slices must be of
+// one length and exts free of repeats (a repeated extension gets one of its
+// states, which one is not said). Extensions without a row, and those
+// another instance holds, are left alone. It returns an error wrapping
+// callstate.ErrInvalidEvent when a state is not allowed (and writes none),
+// and one wrapping ErrUnavailable when the database cannot be reached.
+func (s *Store) SetSubscriptionsAs(ctx context.Context, owner string, exts, states, reasons []string) error {
+	if len(exts) != len(states) || len(exts) != len(reasons) {
+		return fmt.Errorf("store: set subscriptions: %d extensions, %d states, %d reasons: %w",
+			len(exts), len(states), len(reasons), callstate.ErrInvalidEvent)
+	}
+	if len(exts) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `
+UPDATE sip_extension e SET subscription = v.state, reason = v.reason, updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[]) AS v(extension, state, reason)
+WHERE e.extension = v.extension AND (e.subscription, e.reason) IS DISTINCT FROM (v.state, v.reason)
+  AND ($4 = '' OR e.owner IN ($4, ''))`, exts, states, reasons, owner)
+	if err != nil {
+		return fmt.Errorf("store: set subscriptions of %d extensions: %w", len(exts), readErr(classify(err)))
+	}
+	return nil
+}
+
+// SetPresencesAs is SetPresenceAs for many extensions in one statement:
+// exts[i] gets statuses[i] and notes[i], under the rules and with the
+// errors of SetSubscriptionsAs.
+func (s *Store) SetPresencesAs(ctx context.Context, owner string, exts, statuses, notes []string) error {
+	if len(exts) != len(statuses) || len(exts) != len(notes) {
+		return fmt.Errorf("store: set presences: %d extensions, %d statuses, %d notes: %w",
+			len(exts), len(statuses), len(notes), callstate.ErrInvalidEvent)
+	}
+	if len(exts) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `
+UPDATE sip_extension e SET presence_status = v.status, presence_note = v.note, updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[]) AS v(extension, status, note)
+WHERE e.extension = v.extension AND (e.presence_status, e.presence_note) IS DISTINCT FROM (v.status, v.note)
+  AND ($4 = '' OR e.owner IN ($4, ''))`, exts, statuses, notes, owner)
+	if err != nil {
+		return fmt.Errorf("store: set presences of %d extensions: %w", len(exts), readErr(classify(err)))
+	}
+	return nil
+}
+
 // SetPresence records an extension's presence status (idle, ringing, busy,
 // unavailable, or empty for unknown) and note. It does nothing for an
 // extension that has no row.

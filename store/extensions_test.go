@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/store"
@@ -70,4 +72,66 @@ func TestExtensions(t *testing.T) {
 	if ls[0].Presence != "busy" || ls[0].PresenceNote != "On the phone" || ls[0].ActiveCalls != 1 {
 		t.Errorf("lamp row %+v", ls[0])
 	}
+}
+
+func TestSetSubscriptionsAs(t *testing.T) {
+	st := openStore(t)
+	ctx := t.Context()
+	if err := st.AddExtensions(ctx, []string{"100", "101", "102"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ClaimExtensions(ctx, "a", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	states := func() map[string]string {
+		t.Helper()
+		ls, err := st.Lamps(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := make(map[string]string)
+		for _, l := range ls {
+			m[l.Extension] = l.Subscription + "/" + l.Reason + "/" + l.Presence
+		}
+		return m
+	}
+
+	t.Run("OK", func(t *testing.T) {
+		err := st.SetSubscriptionsAs(ctx, "a", []string{"100", "101", "999"},
+			[]string{store.SubscriptionActive, store.SubscriptionRetrying, store.SubscriptionActive}, []string{"", "503", ""})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SetPresencesAs(ctx, "a", []string{"100"}, []string{"busy"}, []string{"On the phone"}); err != nil {
+			t.Fatal(err)
+		}
+		got := states()
+		want := map[string]string{"100": "active//busy", "101": "retrying/503/", "102": "pending//"}
+		if !maps.Equal(got, want) {
+			t.Errorf("states %v, want %v", got, want)
+		}
+	})
+	t.Run("OtherOwnerUntouched", func(t *testing.T) {
+		if err := st.SetSubscriptionsAs(ctx, "b", []string{"100", "102"}, []string{"terminated", "terminated"}, []string{"", ""}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SetPresencesAs(ctx, "b", []string{"100"}, []string{"idle"}, []string{""}); err != nil {
+			t.Fatal(err)
+		}
+		if got := states(); got["100"] != "active//busy" || got["102"] != "pending//" {
+			t.Errorf("instance b wrote over a's: %v", got)
+		}
+	})
+	t.Run("ErrInvalidEvent", func(t *testing.T) {
+		err := st.SetSubscriptionsAs(ctx, "a", []string{"100", "101"}, []string{"bogus", store.SubscriptionActive}, []string{"", ""})
+		if !errors.Is(err, callstate.ErrInvalidEvent) {
+			t.Errorf("bad state: %v, want ErrInvalidEvent", err)
+		}
+		if got := states(); got["101"] != "retrying/503/" {
+			t.Errorf("a refused batch wrote %v", got)
+		}
+		if err := st.SetSubscriptionsAs(ctx, "a", []string{"100"}, nil, nil); !errors.Is(err, callstate.ErrInvalidEvent) {
+			t.Errorf("slices of different lengths: %v, want ErrInvalidEvent", err)
+		}
+	})
 }
