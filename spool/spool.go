@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -56,6 +57,12 @@ type Applier interface {
 	Ping(ctx context.Context) error
 }
 
+// BacklogApplier is an Applier that takes a backlog's events after live
+// ones; the drain uses it when the store has it.
+type BacklogApplier interface {
+	ApplyBacklog(ctx context.Context, ev callstate.Event) (applied bool, err error)
+}
+
 // ErrFull is returned by Apply when the spool cannot take the event
 // within its bound: the event is not accepted.
 var ErrFull = errors.New("spool: full")
@@ -67,8 +74,8 @@ type Options struct {
 	Reserve       int64         // part of MaxBytes only events that start a call may use; 0 means a tenth
 	DirectTimeout time.Duration // how long a direct store write may take before the event is spooled; 0 means 500ms
 	ProbeEvery    time.Duration // how often a down store is probed; 0 means 250ms
-	DrainBatch    int           // records read from the file at a time while draining; 0 means 1024
-	DrainParallel int           // events in flight to the store while draining; 0 means 64
+	DrainBatch    int           // records read from the file at a time while draining; 0 means 4096
+	DrainParallel int           // lanes (events in flight to the store) while draining; 0 means 128
 	Logger        *slog.Logger  // nil means slog.Default()
 }
 
@@ -141,10 +148,10 @@ func Open(opts Options, next Applier) (*Spool, error) {
 		opts.ProbeEvery = 250 * time.Millisecond
 	}
 	if opts.DrainBatch <= 0 {
-		opts.DrainBatch = 1024
+		opts.DrainBatch = 4096
 	}
 	if opts.DrainParallel <= 0 {
-		opts.DrainParallel = 64
+		opts.DrainParallel = 128
 	}
 	log := opts.Logger
 	if log == nil {
@@ -553,7 +560,7 @@ func (s *Spool) probeDisk() {
 // stopped. It returns how many events remain.
 func (s *Spool) Drain(ctx context.Context) int {
 	if s.down.Load() {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		err := s.next.Ping(pctx)
 		cancel()
 		if err != nil {
@@ -568,10 +575,11 @@ func (s *Spool) Drain(ctx context.Context) int {
 	return s.Stats().Records
 }
 
-// drainOnce applies up to DrainBatch records from the read offset on,
-// DrainParallel at a time, so that the store's writers commit many of them
-// together, and truncates the file when it is empty. Records are applied
-// in no particular order. If any write fails in a way that may pass (the
+// drainOnce applies up to DrainBatch records from the read offset on, in
+// DrainParallel lanes side by side (a call's events in one lane, one after
+// the other), so that the store's writers commit many of them together,
+// and truncates the file when it is empty. Records of different calls are
+// applied in no particular order. If any write fails in a way that may pass (the
 // store is down), the read offset stays where it was: the whole batch is
 // applied again later, and what was stored already is a repeat. It returns
 // how many records it applied.
@@ -600,33 +608,55 @@ func (s *Spool) drainOnce(ctx context.Context) (int, error) {
 		off += n
 	}
 
-	var (
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, s.opts.DrainParallel)
-		errMu    sync.Mutex
-		firstErr error
-	)
+	apply := s.next.Apply
+	if b, ok := s.next.(BacklogApplier); ok {
+		apply = b.ApplyBacklog
+	}
+	// One lane a call: a call's events are applied one after the other,
+	// so that two of the store's transactions never wait for each other
+	// on the same call's row, and the lanes run side by side.
+	type rec struct {
+		data []byte
+		ev   callstate.Event
+	}
+	lanes := make([][]rec, s.opts.DrainParallel)
 	for _, data := range recs {
 		var ev callstate.Event
 		if err := json.Unmarshal(data, &ev); err != nil {
 			s.reject(data, err)
 			continue
 		}
-		sem <- struct{}{}
+		h := fnv.New32a()
+		h.Write([]byte(ev.Source))
+		h.Write([]byte(ev.Update.Key))
+		i := h.Sum32() % uint32(len(lanes))
+		lanes[i] = append(lanes[i], rec{data, ev})
+	}
+	var (
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+	)
+	for _, lane := range lanes {
+		if len(lane) == 0 {
+			continue
+		}
 		wg.Go(func() {
-			defer func() { <-sem }()
-			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := s.next.Apply(actx, ev)
-			cancel()
-			switch {
-			case errors.Is(err, callstate.ErrInvalidEvent):
-				s.reject(data, err)
-			case err != nil:
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = err
+			for _, r := range lane {
+				actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := apply(actx, r.ev)
+				cancel()
+				switch {
+				case errors.Is(err, callstate.ErrInvalidEvent):
+					s.reject(r.data, err)
+				case err != nil:
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+					return
 				}
-				errMu.Unlock()
 			}
 		})
 	}

@@ -34,7 +34,7 @@ func (s *Store) startAnnouncer() {
 			case <-ctx.Done():
 				select { // announce what is pending before the pool closes
 				case <-a.wake:
-					s.notifyCalls(ctx, 300*time.Millisecond)
+					s.notifyCalls(ctx, 200*time.Millisecond)
 				default:
 				}
 				return
@@ -52,7 +52,10 @@ func (s *Store) startAnnouncer() {
 // notifyCalls sends the NOTIFY. A lost one costs only latency: listeners
 // also read what changed when they reconnect and at their next wake-up.
 func (s *Store) notifyCalls(ctx context.Context, timeout time.Duration) {
-	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	if ctx.Err() != nil { // the last one, on the way out: short
+		ctx, timeout = context.WithoutCancel(ctx), min(timeout, 200*time.Millisecond)
+	}
+	nctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if _, err := s.pool.Exec(nctx, `SELECT pg_notify($1, $2)`, NotifyChannel, CallsChanged); err != nil {
 		s.log.Warn("announcing changed calls failed", "err", err)

@@ -45,7 +45,8 @@ type Store struct {
 	announce *announcer
 	users    userCache
 	host     string         // the database's host, for logs
-	writes   chan *applyReq // to the writers
+	writes   chan *applyReq // live events, to the writers
+	backlog  chan *applyReq // a spool's backlog, to the writers after live events
 	closed   chan struct{}  // closed by Close
 	ready    chan struct{}  // closed once connected and migrated
 	lastErr  atomic.Pointer[connErr]
@@ -76,7 +77,7 @@ const connectTimeout = 5 * time.Second
 
 // closeWait bounds how long Close waits for the connections to close; a
 // database that does not answer can hold them longer.
-const closeWait = time.Second
+const closeWait = 500 * time.Millisecond
 
 // Open returns a Store for the database at url; the caller must Close it.
 // It connects and applies pending migrations before it returns when the
@@ -130,7 +131,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
 	s := &Store{pool: pool, wpool: wpool, log: log, host: cfg.ConnConfig.Host,
-		writes: make(chan *applyReq), closed: make(chan struct{}), ready: make(chan struct{})}
+		writes: make(chan *applyReq), backlog: make(chan *applyReq), closed: make(chan struct{}), ready: make(chan struct{})}
 	s.lastErr.Store(&connErr{errors.New("not connected yet")})
 	s.wctx, s.stop = context.WithCancel(context.Background())
 
@@ -228,8 +229,8 @@ func (s *Store) available() error {
 }
 
 // Close closes all connections. Writes in progress are cancelled; they
-// report an error, and the spool keeps their events. Close waits up to a
-// second for the connections to close: a database that does not answer
+// report an error, and the spool keeps their events. Close waits up to
+// half a second for the connections to close: a database that does not answer
 // (frozen) can keep one connecting or closing for longer, and it is left
 // to close by itself then.
 func (s *Store) Close() {
@@ -373,15 +374,25 @@ RETURNING c.id`
 // Concurrent calls share transactions (see writer), so that many events
 // cost one commit.
 func (s *Store) Apply(ctx context.Context, ev callstate.Event) (applied bool, err error) {
+	return s.apply(ctx, ev, s.writes)
+}
+
+// ApplyBacklog is Apply for an event that waited (in a spool): live
+// events go before it into the writers' transactions.
+func (s *Store) ApplyBacklog(ctx context.Context, ev callstate.Event) (applied bool, err error) {
+	return s.apply(ctx, ev, s.backlog)
+}
+
+func (s *Store) apply(ctx context.Context, ev callstate.Event, to chan<- *applyReq) (applied bool, err error) {
 	if err := ev.Validate(); err != nil {
 		return false, fmt.Errorf("store: apply: %w", err)
 	}
 	if err := s.available(); err != nil {
 		return false, fmt.Errorf("store: apply %s: %w", ev.DedupKey, err)
 	}
-	req := &applyReq{ctx: ctx, ev: ev, done: make(chan applyResult, 1)}
+	req := &applyReq{live: to == s.writes, ctx: ctx, ev: ev, done: make(chan applyResult, 1)}
 	select {
-	case s.writes <- req:
+	case to <- req:
 	case <-s.closed:
 		return false, errClosed
 	case <-ctx.Done():

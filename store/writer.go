@@ -20,6 +20,7 @@ const maxBatch = 64
 const writeTimeout = 10 * time.Second
 
 type applyReq struct {
+	live bool // from Apply, not ApplyBacklog
 	ctx  context.Context
 	ev   callstate.Event
 	done chan applyResult // buffered: a writer never waits for the caller
@@ -35,31 +36,63 @@ type applyResult struct {
 // caller after the commit: under load many events share one commit and
 // one round trip, which is what PostgreSQL spends most of its time on for
 // small writes; alone, an event is written at once. Close stops them.
+//
+// Live events (Apply) go before a backlog's (ApplyBacklog): a writer takes
+// what live events wait first and fills the rest of its batch from the
+// backlog, so that a spool draining after an outage makes a live event wait
+// for one batch at most, while the backlog keeps the batches full.
 func (s *Store) startWriters(n int) {
 	ctx := s.wctx
-	for range n {
+	for i := range n {
+		// The first writer takes live events only, so that one is free for
+		// them however big a backlog is.
+		backlog := s.backlog
+		if i == 0 && n > 1 {
+			backlog = nil
+		}
 		s.stopped.Go(func() {
 			for {
 				var first *applyReq
 				select {
-				case <-ctx.Done():
-					return
 				case first = <-s.writes:
-				}
-				batch := []*applyReq{first}
-			gather:
-				for len(batch) < maxBatch {
+				default:
 					select {
-					case r := <-s.writes:
-						batch = append(batch, r)
-					default:
-						break gather
+					case <-ctx.Done():
+						return
+					case first = <-s.writes:
+					case first = <-backlog:
 					}
+				}
+				batch := gather([]*applyReq{first}, s.writes, maxBatch)
+				// A batch that carries live events takes few of the
+				// backlog's, so that it commits soon.
+				room := maxBatch
+				if batch[0].live {
+					room = min(maxBatch, len(batch)+maxBacklogWithLive)
+				}
+				if backlog != nil {
+					batch = gather(batch, backlog, room)
 				}
 				s.write(batch)
 			}
 		})
 	}
+}
+
+// maxBacklogWithLive bounds a backlog's events in a batch with live ones.
+const maxBacklogWithLive = 8
+
+// gather adds to batch what waits on ch, up to max, without waiting.
+func gather(batch []*applyReq, ch <-chan *applyReq, max int) []*applyReq {
+	for len(batch) < max {
+		select {
+		case r := <-ch:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // write applies batch, answering every request, and announces the change.

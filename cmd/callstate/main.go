@@ -209,7 +209,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if d := deadline.Load(); d != nil {
 		end = *d
 	}
-	dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), end.Add(-cfg.ShutdownTimeout/10))
+	// The store's close may take a second more with a database that does
+	// not answer (see store.Close).
+	dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), end.Add(-min(cfg.ShutdownTimeout/2, 1500*time.Millisecond)))
 	if left := sp.Drain(dctx); left > 0 {
 		log.Warn("events left in the spool for the next start", "events", left, "dir", cfg.spoolDir())
 	}
