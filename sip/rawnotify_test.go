@@ -409,9 +409,13 @@ func TestEmptyFirstNotify(t *testing.T) {
 	if err != nil || c.State != callstate.StateRinging {
 		t.Errorf("call d2 %+v, %v; want still ringing after a later empty NOTIFY", c, err)
 	}
-	if l := lampOf(t, st, "141"); l.Lamp != LampRinging {
-		t.Errorf("lamp %+v, want ringing", l)
-	}
+	// The subscription's state is written within the state writer's flush.
+	waitFor(t, 5*time.Second, func() string {
+		if l := lampOf(t, st, "141"); l.Lamp != LampRinging {
+			return fmt.Sprintf("lamp %+v, want ringing", l)
+		}
+		return ""
+	})
 }
 
 // TestNewRemoteTagResubscribesAll sends a NOTIFY in one subscription's

@@ -29,14 +29,18 @@ type Store interface {
 	ActiveCalls(ctx context.Context, source callstate.Source, ext string) ([]callstate.Call, error)
 	// Extensions returns the extensions to watch.
 	Extensions(ctx context.Context) ([]string, error)
-	// SetSubscription records the state of ext's dialog subscription:
-	// pending, active, retrying, refused or terminated, and why.
-	SetSubscription(ctx context.Context, ext, state, reason string) error
-	// SetPresence records ext's presence status and note.
-	SetPresence(ctx context.Context, ext, status, note string) error
+	// SetSubscriptions records the states of dialog subscriptions, in one
+	// statement: exts[i] (no repeats) is pending, active, retrying,
+	// refused or terminated (states[i]), and why (reasons[i]). An error
+	// wrapping callstate.ErrInvalidEvent says that trying again is in
+	// vain; after any other the subscriber tries again until it lands.
+	SetSubscriptions(ctx context.Context, exts, states, reasons []string) error
+	// SetPresences records presence statuses and notes, like
+	// SetSubscriptions.
+	SetPresences(ctx context.Context, exts, statuses, notes []string) error
 }
 
-// Subscription states, as SetSubscription receives them.
+// Subscription states, as SetSubscriptions receives them.
 const (
 	SubPending    = "pending"
 	SubActive     = "active"
@@ -127,6 +131,8 @@ type Subscriber struct {
 	closeOnce  sync.Once
 	listener   func() error  // closes the socket
 	stray      atomic.Uint64 // requests outside any subscription
+	subscribes atomic.Uint64 // SUBSCRIBEs sent, refreshes and un-subscribes included
+	states     *stateWriter
 
 	pbxMu      sync.Mutex
 	pbx        pbxState
@@ -158,6 +164,7 @@ func New(cfg Config) (*Subscriber, error) {
 	if err := s.checkConfig(); err != nil {
 		return nil, err
 	}
+	s.states = newStateWriter(cfg.Store, s.log, s.cfg.StoreTimeout)
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
@@ -399,6 +406,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sip: read extensions: %w", err)
 	}
+	s.states.start()
 	if s.cfg.Register {
 		s.wg.Add(1)
 		go func() {
@@ -505,6 +513,7 @@ func (s *Subscriber) stopAll() {
 func (s *Subscriber) Close() {
 	s.closeOnce.Do(func() {
 		s.stopAll()
+		s.states.close()
 		if s.listener != nil {
 			_ = s.listener()
 		}

@@ -62,7 +62,7 @@ type subscription struct {
 	notified   bool            // a NOTIFY of this dialog has been applied
 	tracker    *tracker
 	lamp       string
-	state      string // last state written with SetSubscription
+	state      string // last state queued for SetSubscriptions
 
 	epoch        uint64    // the Subscriber's restart count when this dialog was opened
 	lost         string    // why the PBX lost the subscription; maintain gives it up
@@ -250,8 +250,9 @@ func (sub *subscription) grantedExpiry() time.Duration {
 	return sub.granted
 }
 
-// setState writes the dialog subscription's state to the store when it
-// changed. Presence subscriptions only log.
+// setState queues the dialog subscription's state for the store when it
+// changed; the state writer writes it, and again until it lands. Presence
+// subscriptions only log.
 func (sub *subscription) setState(state, reason string) {
 	if sub.event != eventDialog {
 		return
@@ -263,11 +264,7 @@ func (sub *subscription) setState(state, reason string) {
 	if same {
 		return
 	}
-	ctx, cancel := sub.s.storeContext()
-	defer cancel()
-	if err := sub.s.cfg.Store.SetSubscription(ctx, sub.ext, state, reason); err != nil {
-		sub.log.Warn("sip: recording subscription state failed", "state", state, "err", err)
-	}
+	sub.s.states.setSubscription(sub.ext, state, reason)
 }
 
 // subscribe opens a new subscription dialog with an out-of-dialog SUBSCRIBE.
@@ -847,12 +844,7 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 			sub.log.Info("sip: NOTIFY body rejected", "err", err)
 			return sipmsg.StatusBadRequest, "Bad PIDF Body"
 		}
-		ctx, cancel := sub.s.storeContext()
-		defer cancel()
-		if err := sub.s.cfg.Store.SetPresence(ctx, sub.ext, p.Status(), p.Note); err != nil {
-			sub.log.Warn("sip: recording presence failed", "err", err)
-			return sipmsg.StatusInternalServerError, "Store Unavailable"
-		}
+		sub.s.states.setPresence(sub.ext, p.Status(), p.Note)
 		return sipmsg.StatusOK, "OK"
 	}
 

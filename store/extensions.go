@@ -90,6 +90,17 @@ WHERE extension = $1 AND (subscription, reason) IS DISTINCT FROM ($2, $3)
 	return nil
 }
 
+// SetSubscriptions is SetSubscriptionsAs with no owner: it writes
+// unconditionally.
+func (s *Store) SetSubscriptions(ctx context.Context, exts, states, reasons []string) error {
+	return s.SetSubscriptionsAs(ctx, "", exts, states, reasons)
+}
+
+// SetPresences is SetPresencesAs with no owner.
+func (s *Store) SetPresences(ctx context.Context, exts, statuses, notes []string) error {
+	return s.SetPresencesAs(ctx, "", exts, statuses, notes)
+}
+
 // SetSubscriptionsAs is SetSubscriptionAs for many extensions in one
 // statement: exts[i] gets states[i] and reasons[i]. The slices must be of
 // one length and exts free of repeats (a repeated extension gets one of its

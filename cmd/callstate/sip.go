@@ -90,12 +90,12 @@ func (s sipStore) Extensions(ctx context.Context) ([]string, error) {
 	return s.ClaimExtensions(ctx, s.instance, s.ttl)
 }
 
-func (s sipStore) SetSubscription(ctx context.Context, ext, state, reason string) error {
-	return s.SetSubscriptionAs(ctx, s.instance, ext, state, reason)
+func (s sipStore) SetSubscriptions(ctx context.Context, exts, states, reasons []string) error {
+	return s.SetSubscriptionsAs(ctx, s.instance, exts, states, reasons)
 }
 
-func (s sipStore) SetPresence(ctx context.Context, ext, status, note string) error {
-	return s.SetPresenceAs(ctx, s.instance, ext, status, note)
+func (s sipStore) SetPresences(ctx context.Context, exts, statuses, notes []string) error {
+	return s.SetPresencesAs(ctx, s.instance, exts, statuses, notes)
 }
 
 // startSIP starts the SIP subscriber in g when it is configured. It returns
