@@ -62,18 +62,20 @@ func newStateWriter(st Store, log *slog.Logger, timeout time.Duration) *stateWri
 // setSubscription queues ext's subscription state; it replaces a state of
 // ext not written yet.
 func (w *stateWriter) setSubscription(ext, state, reason string) {
-	w.put(w.subs, ext, stateValue{state, reason})
+	w.put(&w.subs, ext, stateValue{state, reason})
 }
 
 // setPresence queues ext's presence, replacing one not written yet.
 func (w *stateWriter) setPresence(ext, status, note string) {
-	w.put(w.presence, ext, stateValue{status, note})
+	w.put(&w.presence, ext, stateValue{status, note})
 }
 
-func (w *stateWriter) put(m map[string]stateValue, ext string, v stateValue) {
+// put sets ext's pending value in *m; m is read under the lock, since
+// flush replaces the map.
+func (w *stateWriter) put(m *map[string]stateValue, ext string, v stateValue) {
 	w.mu.Lock()
-	m[ext] = v
-	n := len(m)
+	(*m)[ext] = v
+	n := len(*m)
 	w.mu.Unlock()
 	if n >= stateBatch {
 		select {
