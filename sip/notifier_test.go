@@ -22,7 +22,7 @@ type fakeNotifier struct {
 	cli  *sipgo.Client
 
 	// onSubscribe returns the status for a SUBSCRIBE (0: 200) and the
-	// expiry to grant.
+	// expiry to grant; a 503 or 480 comes with Retry-After: 2.
 	onSubscribe func(req *sipmsg.Request) (status int, expires int)
 
 	mu     sync.Mutex
@@ -116,6 +116,9 @@ func (n *fakeNotifier) handle(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		status = 200
 	}
 	res := sipmsg.NewResponseFromRequest(req, status, "Fake", nil)
+	if status == sipmsg.StatusServiceUnavailable || status == sipmsg.StatusTemporarilyUnavailable {
+		res.AppendHeader(sipmsg.NewHeader("Retry-After", "2"))
+	}
 	if status == 200 {
 		res.To().Params.Add("tag", sub.ourTag)
 		res.AppendHeader(sipmsg.NewHeader("Expires", strconv.Itoa(expires)))

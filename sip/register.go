@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -81,7 +82,7 @@ func (s *Subscriber) registerLoop(ctx context.Context) {
 					granted = min(granted, seconds(n))
 				}
 			}
-			wait = granted - refreshLead(granted)
+			wait = granted - refreshLead(granted, rand.Float64())
 			s.log.Info("sip: registered", "user", s.cfg.Username, "expires", granted)
 		default:
 			failures++

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"regexp"
 	"strconv"
@@ -455,6 +456,16 @@ func (s *Subscriber) sync(ctx context.Context, exts []string) {
 		want[ext] = true
 	}
 	s.mu.Lock()
+	fresh := 0
+	for ext := range want {
+		if _, ok := s.watched[ext]; !ok {
+			fresh++
+		}
+	}
+	// The first SUBSCRIBEs of many new extensions (all of them at start)
+	// are spread over a window that grows with their number.
+	window := startWindow(fresh, s.cfg.Expires)
+	now := time.Now()
 	var stop []*watch
 	for ext, w := range s.watched {
 		if !want[ext] {
@@ -474,14 +485,24 @@ func (s *Subscriber) sync(ctx context.Context, exts []string) {
 			w.subs = append(w.subs, s.newSubscription(ext, eventPresence))
 		}
 		s.watched[ext] = w
-		var subWG sync.WaitGroup
-		for _, sub := range w.subs {
-			subWG.Go(func() { sub.run(wctx) })
+		var at time.Time
+		if window > 0 {
+			at = now.Add(rand.N(window))
 		}
-		s.wg.Go(func() {
-			subWG.Wait()
-			close(w.done)
-		})
+		var left atomic.Int32
+		left.Store(int32(len(w.subs)))
+		for _, sub := range w.subs {
+			sub.mu.Lock()
+			sub.resubAt = at
+			sub.mu.Unlock()
+			// One goroutine a subscription; the last to end closes done.
+			s.wg.Go(func() {
+				sub.run(wctx)
+				if left.Add(-1) == 0 {
+					close(w.done)
+				}
+			})
+		}
 	}
 	s.mu.Unlock()
 	for _, w := range stop {
@@ -527,6 +548,10 @@ type Stats struct {
 	Watched int    // extensions watched
 	Active  int    // subscriptions the PBX has granted and not ended
 	Stray   uint64 // requests that belonged to no subscription (answered 481) since start
+	// Subscribes counts the SUBSCRIBEs sent since start: new
+	// subscriptions, refreshes and un-subscribes, each once however often
+	// the transport sent it.
+	Subscribes uint64
 }
 
 // onStray answers a request of a method the subscriber does not serve:
@@ -546,7 +571,7 @@ func (s *Subscriber) onStray(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 func (s *Subscriber) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Watched: len(s.watched), Stray: s.stray.Load()}
+	st := Stats{Watched: len(s.watched), Stray: s.stray.Load(), Subscribes: s.subscribes.Load()}
 	for _, w := range s.watched {
 		for _, sub := range w.subs {
 			if sub.isActive() {

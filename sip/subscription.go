@@ -36,33 +36,34 @@ type subscription struct {
 	log   *slog.Logger
 	wake  chan struct{} // a NOTIFY changed what run should do
 
-	mu         sync.Mutex
-	callID     string // of the current dialog; empty between dialogs
-	localTag   string
-	remoteTag  string // empty until the 2xx or the first NOTIFY
-	cseq       uint32
-	target     sipmsg.Uri   // remote target: the Request-URI of in-dialog requests
-	routes     []sipmsg.Uri // route set, from Record-Route
-	active     bool         // granted and not ended
-	granted    time.Duration
-	expiresAt  time.Time
-	lastHeard  time.Time
-	hasVersion bool
-	version    uint64
-	lastAt     time.Time // time given to the last NOTIFY applied, see eventTime
-	loaded     bool      // the store's active calls are in tracker for this dialog
-	term       *termination
-	wantFull   bool
-	notifyCSeq uint32          // highest NOTIFY CSeq answered in this dialog; 0 before the first
-	turn       chan struct{}   // closed and replaced when notifyCSeq moves
-	outOfTurn  int             // earlier CSeqs waited for in vain
-	vainFor    uint32          // the last of them
-	arrived    map[uint32]bool // NOTIFYs of this dialog in hand, not answered yet, by CSeq
-	times      []notifyTime    // times given to the NOTIFYs answered lately, oldest first
-	notified   bool            // a NOTIFY of this dialog has been applied
-	tracker    *tracker
-	lamp       string
-	state      string // last state queued for SetSubscriptions
+	mu           sync.Mutex
+	callID       string // of the current dialog; empty between dialogs
+	localTag     string
+	remoteTag    string // empty until the 2xx or the first NOTIFY
+	cseq         uint32
+	target       sipmsg.Uri   // remote target: the Request-URI of in-dialog requests
+	routes       []sipmsg.Uri // route set, from Record-Route
+	active       bool         // granted and not ended
+	granted      time.Duration
+	refreshPoint float64 // where between 80 % and 90 % of granted to refresh, see refreshLead
+	expiresAt    time.Time
+	lastHeard    time.Time
+	hasVersion   bool
+	version      uint64
+	lastAt       time.Time // time given to the last NOTIFY applied, see eventTime
+	loaded       bool      // the store's active calls are in tracker for this dialog
+	term         *termination
+	wantFull     bool
+	notifyCSeq   uint32          // highest NOTIFY CSeq answered in this dialog; 0 before the first
+	turn         chan struct{}   // closed and replaced when notifyCSeq moves
+	outOfTurn    int             // earlier CSeqs waited for in vain
+	vainFor      uint32          // the last of them
+	arrived      map[uint32]bool // NOTIFYs of this dialog in hand, not answered yet, by CSeq
+	times        []notifyTime    // times given to the NOTIFYs answered lately, oldest first
+	notified     bool            // a NOTIFY of this dialog has been applied
+	tracker      *tracker
+	lamp         string
+	state        string // last state queued for SetSubscriptions
 
 	epoch        uint64    // the Subscriber's restart count when this dialog was opened
 	lost         string    // why the PBX lost the subscription; maintain gives it up
@@ -155,6 +156,7 @@ func (sub *subscription) run(ctx context.Context) {
 		delay := out.retryAfter
 		switch {
 		case delay > 0:
+			delay = retryJitter(delay)
 		case out.now && failures == 0:
 			delay = 0
 		default:
@@ -369,12 +371,30 @@ func (sub *subscription) grant(res *sipmsg.Response, now time.Time) {
 	}
 	sub.granted, sub.expiresAt, sub.lastHeard = d, now.Add(d), now
 	sub.active = d > 0
+	sub.refreshPoint = rand.Float64()
 }
 
-// refreshIn returns how long before expiry a subscription of lifetime d is
-// refreshed: a third of it, at most a minute, so well before it runs out.
-func refreshLead(d time.Duration) time.Duration {
-	return min(d/3, time.Minute)
+// refreshLead returns how long before expiry a subscription of lifetime d
+// is refreshed: at a point between 80 % and 90 % of d, r (in [0, 1)) says
+// where. Each grant draws a new r, so that subscriptions granted together
+// drift apart and the refreshes of many are spread over a tenth of the
+// lifetime instead of coming in one burst.
+func refreshLead(d time.Duration, r float64) time.Duration {
+	return d/10 + time.Duration(float64(d/10)*min(max(r, 0), 1))
+}
+
+// startWindow is how long the first SUBSCRIBEs of n extensions are spread
+// over: 2 ms each (500 a second), at most a minute and a quarter of the
+// expiry asked for.
+func startWindow(n int, expires time.Duration) time.Duration {
+	return min(time.Duration(n)*2*time.Millisecond, time.Minute, expires/4)
+}
+
+// retryJitter adds up to a tenth to a delay the PBX asked for (Retry-After,
+// retry-after), never less: many subscriptions told the same wait do not
+// all come back in the same second.
+func retryJitter(d time.Duration) time.Duration {
+	return d + rand.N(d/10+1)
 }
 
 // maintain keeps an established subscription alive: refreshes before it
@@ -393,7 +413,7 @@ func (sub *subscription) maintain(ctx context.Context) outcome {
 	for {
 		sub.mu.Lock()
 		term, wantFull, active, lost, probe := sub.term, sub.wantFull, sub.active, sub.lost, sub.probe
-		refreshAt := sub.expiresAt.Add(-refreshLead(sub.granted))
+		refreshAt := sub.expiresAt.Add(-refreshLead(sub.granted, sub.refreshPoint))
 		deadAt := sub.lastHeard.Add(sub.granted + 5*time.Second)
 		sub.probe = false
 		sub.mu.Unlock()
@@ -1022,6 +1042,9 @@ func (s *Subscriber) raiseExpires(d time.Duration) {
 func (s *Subscriber) do(ctx context.Context, req *sipmsg.Request) (*sipmsg.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
+	if req.Method == sipmsg.SUBSCRIBE {
+		s.subscribes.Add(1)
+	}
 	res, err := s.cli.Do(ctx, req)
 	if err != nil {
 		return nil, err
