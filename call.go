@@ -53,29 +53,31 @@ type Call struct {
 }
 
 // Update is what one event tells about one call. Zero fields tell nothing.
+// The spool and the journal keep it as JSON under the fields' names: rename
+// none.
 type Update struct {
-	Key string // the call's identity within its source (sipgate: callId; SIP: entity and dialog id)
+	Key string `json:",omitempty"` // the call's identity within its source (sipgate: callId; SIP: entity and dialog id)
 
-	CallID       string
-	OrigCallID   string
-	Extension    string
-	PinExtension bool // Extension is authoritative (who answered), not a first guess
-	Direction    Direction
-	From         string
-	To           string
-	Users        []string
-	UserIDs      []string
-	FullUserIDs  []string
-	AnsweredBy   string
-	Answering    string
-	Diversion    string
-	XCID         string
+	CallID       string    `json:",omitempty"`
+	OrigCallID   string    `json:",omitempty"`
+	Extension    string    `json:",omitempty"`
+	PinExtension bool      `json:",omitempty"` // Extension is authoritative (who answered), not a first guess
+	Direction    Direction `json:",omitempty"`
+	From         string    `json:",omitempty"`
+	To           string    `json:",omitempty"`
+	Users        []string  `json:",omitempty"`
+	UserIDs      []string  `json:",omitempty"`
+	FullUserIDs  []string  `json:",omitempty"`
+	AnsweredBy   string    `json:",omitempty"`
+	Answering    string    `json:",omitempty"`
+	Diversion    string    `json:",omitempty"`
+	XCID         string    `json:",omitempty"`
 
-	State      State
-	OnHold     *bool  // nil: says nothing about hold
-	Cause      string // set by the event that ends the call
-	DTMF       string // digits the caller pressed
-	DTMFDigest string // with DTMF: a digest of the event's bytes, the same for copies of one request (see ReplayWindow)
+	State      State  `json:",omitempty"`
+	OnHold     *bool  `json:",omitempty"` // nil: says nothing about hold
+	Cause      string `json:",omitempty"` // set by the event that ends the call
+	DTMF       string `json:",omitempty"` // digits the caller pressed
+	DTMFDigest string `json:",omitempty"` // with DTMF: a digest of the event's bytes, the same for copies of one request (see ReplayWindow)
 }
 
 // Event is one accepted input from a source, as the journal keeps it.

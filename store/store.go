@@ -9,6 +9,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -293,8 +294,8 @@ func readErr(err error) error {
 // same whatever order events are applied in, by whichever instance.
 const applySQL = `
 WITH ev AS (
-    INSERT INTO call_event (source, dedup_key, call_key, type, received_at, payload)
-    VALUES ($1, $2, $3, $4, $5, $6)
+    INSERT INTO call_event (source, dedup_key, call_key, type, received_at, payload, call_update)
+    VALUES ($1, $2, $3, $4, $5, $6, $25)
     ON CONFLICT (source, dedup_key) DO NOTHING
     RETURNING id
 ), u AS (
@@ -415,6 +416,7 @@ func applyArgs(ev callstate.Event) []any {
 		u.From, u.To, nonNil(u.Users), nonNil(u.UserIDs), nonNil(u.FullUserIDs),
 		u.AnsweredBy, u.Answering, u.Diversion, u.XCID,
 		u.State.String(), u.OnHold, u.Cause, presses(ev), u.PinExtension,
+		updateJSON(u),
 	}
 }
 
@@ -432,6 +434,16 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", callstate.ErrInvalidEvent, err)
 	}
 	return err
+}
+
+// updateJSON is u as the journal keeps it. An Update is plain data, so
+// encoding cannot fail.
+func updateJSON(u callstate.Update) []byte {
+	b, err := json.Marshal(u)
+	if err != nil {
+		panic(fmt.Sprintf("store: encode update: %v", err))
+	}
+	return b
 }
 
 // presses is ev's DTMF press as the store keeps it (callstate.Press.Key):
