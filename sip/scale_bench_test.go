@@ -1,0 +1,207 @@
+package sip
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callstate/callstate/internal/testpbx"
+	"github.com/callstate/callstate/store"
+	"github.com/callstate/callstate/store/storetest"
+)
+
+// BenchmarkScale watches SCALE_EXTENSIONS extensions (default 10,000)
+// against the test Kamailio with an expiry of SCALE_EXPIRES (default 60s)
+// for SCALE_RUN (default 150s, two refresh cycles and a half) after all
+// are up, then reports the time until all were up, the peak RSS of the
+// test process, the heap after GC, goroutines, SUBSCRIBEs per second
+// (mean and the busiest second, after all were up), database commits per
+// second (pg_stat_database.xact_commit, mean and busiest second, over the
+// whole run) and the share of lamps right (idle with an active
+// subscription) at the end. Every second's numbers go to the benchmark's
+// log. With SCALE_PROFILE=dir, heap and goroutine profiles taken at the end
+// are written there (heap.pprof, goroutine.pprof).
+//
+//	go test ./sip -run '^$' -bench Scale -benchtime 1x -timeout 30m
+func BenchmarkScale(b *testing.B) {
+	n := envInt(b, "SCALE_EXTENSIONS", 10000)
+	expires := envDuration(b, "SCALE_EXPIRES", time.Minute)
+	runFor := envDuration(b, "SCALE_RUN", 150*time.Second)
+	ctx := context.Background()
+	k := testpbx.StartKamailio(b)
+	dsn := storetest.NewDatabase(b)
+	st, err := store.Open(ctx, dsn, store.Options{Logger: testLogger(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	stats, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stats.Close(ctx)
+	commits := func() int64 {
+		var c int64
+		if err := stats.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&c); err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = strconv.Itoa(100000 + i)
+	}
+	if err := st.AddExtensions(ctx, names); err != nil {
+		b.Fatal(err)
+	}
+
+	s, err := New(Config{PBXAddr: k.Addr(), Domain: k.Domain(), ListenAddr: "127.0.0.1:0", Store: st,
+		Expires: expires, ReloadInterval: 10 * time.Second, Logger: testLogger(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	b.ResetTimer()
+	start := time.Now()
+	go func() { done <- s.Run(runCtx) }()
+
+	var (
+		up                             time.Duration
+		peakRSS, peakGoroutines        int64
+		upSubscribes, lastSubscribes   uint64
+		busiestSubscribe, busiestCommt int64
+		firstCommits                   = commits()
+		lastCommits                    = firstCommits
+	)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	limit := time.After(runFor + 10*time.Minute) // bounds the wait for all to be up
+	var end <-chan time.Time
+sample:
+	for {
+		select {
+		case <-tick.C:
+		case <-end:
+			break sample
+		case <-limit:
+			b.Errorf("not all %d subscriptions up within 10 minutes", n)
+			break sample
+		}
+		sst := s.Stats()
+		c := commits()
+		rss := rssBytes(b)
+		g := int64(runtime.NumGoroutine())
+		peakRSS, peakGoroutines = max(peakRSS, rss), max(peakGoroutines, g)
+		dSub, dCommit := int64(sst.Subscribes-lastSubscribes), c-lastCommits
+		lastSubscribes, lastCommits = sst.Subscribes, c
+		busiestCommt = max(busiestCommt, dCommit)
+		if up > 0 {
+			busiestSubscribe = max(busiestSubscribe, dSub)
+		}
+		b.Logf("t=%3.0fs active=%d subscribes/s=%d commits/s=%d rss=%.0fMiB goroutines=%d",
+			time.Since(start).Seconds(), sst.Active, dSub, dCommit, float64(rss)/(1<<20), g)
+		if up == 0 && sst.Active >= n {
+			up = time.Since(start)
+			upSubscribes = sst.Subscribes
+			end = time.After(runFor)
+		}
+	}
+	elapsed := time.Since(start)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	goroutines := runtime.NumGoroutine()
+	if dir := os.Getenv("SCALE_PROFILE"); dir != "" {
+		for _, name := range []string{"heap", "goroutine"} {
+			f, err := os.Create(filepath.Join(dir, name+".pprof"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	}
+	time.Sleep(time.Second) // the last state writes land
+	ls, err := st.Lamps(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	right := 0
+	for _, l := range ls {
+		if l.Lamp == LampIdle && l.Subscription == SubActive {
+			right++
+		}
+	}
+	b.StopTimer()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		b.Error("Run did not return within 3 minutes of cancel")
+	}
+
+	b.ReportMetric(float64(n), "extensions")
+	b.ReportMetric(up.Seconds(), "all-up-s")
+	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-MiB")
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+	b.ReportMetric(float64(goroutines), "goroutines")
+	b.ReportMetric(float64(peakGoroutines), "peak-goroutines")
+	if up > 0 {
+		after := elapsed - up
+		b.ReportMetric(float64(lastSubscribes-upSubscribes)/after.Seconds(), "subscribes/s")
+		b.ReportMetric(float64(busiestSubscribe), "busiest-subscribes/s")
+	}
+	b.ReportMetric(float64(lastCommits-firstCommits)/elapsed.Seconds(), "commits/s")
+	b.ReportMetric(float64(busiestCommt), "busiest-commits/s")
+	b.ReportMetric(100*float64(right)/float64(n), "lamps-right-%")
+}
+
+// rssBytes returns the resident set size of this process.
+func rssBytes(tb testing.TB) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func envInt(tb testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+func envDuration(tb testing.TB, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		tb.Fatalf("%s=%q: want a positive duration", name, v)
+	}
+	return d
+}
