@@ -109,11 +109,31 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 	if o.Stream != nil {
 		g.GET("/stream", o.Stream.serve)
 	}
+	// The API is read-only: any other method is 405, not 404.
+	for _, path := range []string{"/calls", "/calls/:id", "/lamps", "/openapi.yaml", "/stream"} {
+		g.Match([]string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}, path, methodNotAllowed)
+	}
 	registerBoard(e, auth)
+}
+
+// methodNotAllowed answers a method a read-only route does not take.
+func methodNotAllowed(c echo.Context) error {
+	c.Response().Header().Set(echo.HeaderAllow, "GET, HEAD, OPTIONS")
+	return echo.NewHTTPError(http.StatusMethodNotAllowed, "method not allowed: the API is read-only")
 }
 
 //go:embed openapi.yaml
 var openAPI []byte
+
+// bearer returns the token of an Authorization header of the Bearer
+// scheme, whose name is case-insensitive (RFC 9110, section 11.1).
+func bearer(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimLeft(token, " "), true
+}
 
 // accessCheck lets a request through when no credentials are configured,
 // or when it carries the bearer token (Authorization header, or the
@@ -134,7 +154,7 @@ func accessCheck(o DashboardOptions) echo.MiddlewareFunc {
 				return next(c) // CORS preflight carries no credentials
 			}
 			if token != "" {
-				got, ok := strings.CutPrefix(req.Header.Get(echo.HeaderAuthorization), "Bearer ")
+				got, ok := bearer(req.Header.Get(echo.HeaderAuthorization))
 				if !ok {
 					got, ok = req.URL.Query().Get("access_token"), req.URL.Query().Has("access_token")
 				}

@@ -1,14 +1,19 @@
 package handlers_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/callstate/callstate/handlers"
+	"github.com/callstate/callstate/metrics"
+	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 )
 
@@ -290,5 +295,67 @@ func TestCORS(t *testing.T) {
 	res.Body.Close()
 	if res.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatalf("webhook has CORS: %v", res.Header)
+	}
+}
+
+// TestHardening: made-up paths do not grow /metrics, the board serves its
+// own files only and says 404 for anything else, the read-only API says
+// 405 to writes, and the Bearer scheme is case-insensitive.
+func TestHardening(t *testing.T) {
+	const token = "s3cret-token-for-tests"
+	m := metrics.New()
+	st, err := store.Open(context.Background(), storetest.NewDatabase(t), store.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	e, err := handlers.New(handlers.Options{
+		Store: st, Ready: st, Logger: slog.New(slog.DiscardHandler), Metrics: m,
+		Dashboard: handlers.DashboardOptions{Store: st, BearerToken: token},
+		Sipgate:   handlers.SipgateOptions{PublicURL: "https://callstate.example.com"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path string, h http.Header) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, nil)
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		return rec
+	}
+	for i := range 200 {
+		do(http.MethodGet, fmt.Sprintf("/made-up/%d", i), nil)
+	}
+	rec := do(http.MethodGet, "/metrics", nil)
+	if n := strings.Count(rec.Body.String(), "/made-up/"); n != 0 {
+		t.Errorf("/metrics names %d made-up paths", n)
+	}
+	if !strings.Contains(rec.Body.String(), `route="unmatched"`) {
+		t.Errorf("/metrics has no unmatched route")
+	}
+	for _, p := range []string{"/board/%ff", "/board/%c0%ae%c0%ae/go.mod", "/board/..%2fgo.mod", "/board/", "/board/nope.js"} {
+		if rec := do(http.MethodGet, p, nil); rec.Code != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, rec.Code)
+		}
+	}
+	if rec := do(http.MethodGet, "/board/board.js", nil); rec.Code != http.StatusOK {
+		t.Errorf("GET /board/board.js: %d", rec.Code)
+	}
+	for _, p := range []string{"/api/calls", "/api/calls/1", "/api/lamps"} {
+		rec := do(http.MethodPost, p, http.Header{"Authorization": {"Bearer " + token}})
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") == "" {
+			t.Errorf("POST %s: %d, Allow %q; want 405 with Allow", p, rec.Code, rec.Header().Get("Allow"))
+		}
+	}
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER"} {
+		if rec := do(http.MethodGet, "/api/lamps", http.Header{"Authorization": {scheme + " " + token}}); rec.Code != http.StatusOK {
+			t.Errorf("%s token: %d", scheme, rec.Code)
+		}
+	}
+	if rec := do(http.MethodGet, "/api/lamps", http.Header{"Authorization": {"Basic " + token}}); rec.Code != http.StatusUnauthorized {
+		t.Errorf("token under another scheme: %d, want 401", rec.Code)
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"net/url"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 )
@@ -23,10 +26,18 @@ func registerBoard(e *echo.Echo, auth echo.MiddlewareFunc) {
 			"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'")
 		return c.HTMLBlob(http.StatusOK, page)
 	}, auth)
-	assets := http.StripPrefix("/board/", http.FileServerFS(sub))
 	e.GET("/board/*", func(c echo.Context) error {
+		// Only names of the embedded files: a path that does not decode,
+		// is not UTF-8 or climbs out is not one of them.
+		name, err := url.PathUnescape(strings.TrimPrefix(c.Request().URL.EscapedPath(), "/board/"))
+		if err != nil || !utf8.ValidString(name) || !fs.ValidPath(name) || name == "." {
+			return echo.NewHTTPError(http.StatusNotFound, "not found")
+		}
+		if st, err := fs.Stat(sub, name); err != nil || st.IsDir() {
+			return echo.NewHTTPError(http.StatusNotFound, "not found")
+		}
 		c.Response().Header().Set(echo.HeaderCacheControl, "no-cache")
-		assets.ServeHTTP(c.Response(), c.Request())
+		http.ServeFileFS(c.Response(), c.Request(), sub, name)
 		return nil
 	})
 }

@@ -287,14 +287,16 @@ func requestLogger(log *slog.Logger, m *metrics.Metrics) echo.MiddlewareFunc {
 		LogMethod: true, LogURIPath: true, LogRoutePath: true, LogStatus: true, LogLatency: true,
 		LogRemoteIP: true, LogError: true, HandleError: true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
-			path := v.RoutePath
+			path, route := v.RoutePath, v.RoutePath
 			if path == "" || path == "/*" {
-				path = v.URIPath
+				// No route: the log shows the path, the metrics one label
+				// for all, so that anyone's made-up paths cannot grow them.
+				path, route = v.URIPath, "unmatched"
 				if strings.HasPrefix(path, SipgatePath+"/") {
 					path = SipgatePath + "/…"
 				}
 			}
-			m.Request(path, v.Status, v.Latency)
+			m.Request(route, v.Status, v.Latency)
 			attrs := []slog.Attr{
 				slog.String("method", v.Method), slog.String("path", path),
 				slog.Int("status", v.Status), slog.Duration("latency", v.Latency),
