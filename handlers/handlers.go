@@ -230,7 +230,9 @@ func describeFieldError(fe validator.FieldError) string {
 	case "min":
 		return fmt.Sprintf("%s is too short (at least %s)", name, fe.Param())
 	case "text":
-		return name + " must be UTF-8 text without control characters"
+		return name + " must be UTF-8 text without control characters (bidirectional controls and line separators included)"
+	case "notblank":
+		return name + " must not be blank"
 	case "dtmf":
 		return name + " must contain only 0-9, *, #, A-D"
 	default:

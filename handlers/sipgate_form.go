@@ -31,7 +31,7 @@ const (
 // Field names are sipgate's; the form tag is the form key.
 type sipgateForm struct {
 	Event           string   `form:"event" validate:"required,oneof=newCall answer hangup dtmf"`
-	CallID          string   `form:"callId" validate:"required,max=255,text"`
+	CallID          string   `form:"callId" validate:"required,max=255,text,notblank"`
 	OrigCallID      string   `form:"origCallId" validate:"omitempty,max=255,text"`
 	Direction       string   `form:"direction" validate:"omitempty,oneof=in out"`
 	From            string   `form:"from" validate:"omitempty,max=255,text"`
@@ -121,18 +121,26 @@ func registerSipgateRules(v *validator.Validate) {
 		return f.Name
 	})
 	_ = v.RegisterValidation("text", func(fl validator.FieldLevel) bool { return isText(fl.Field().String()) })
+	_ = v.RegisterValidation("notblank", func(fl validator.FieldLevel) bool { return strings.TrimSpace(fl.Field().String()) != "" })
 	_ = v.RegisterValidation("dtmf", func(fl validator.FieldLevel) bool {
 		return strings.Trim(fl.Field().String(), "0123456789*#ABCD") == ""
 	})
 }
 
 // isText reports whether s is valid UTF-8 with no control characters: what
-// can go into a text column and a log line as it is.
+// can go into a text column and a log line as it is, and be shown on a
+// board without changing what is around it. Besides C0 and C1 controls
+// that rules out the bidirectional controls (a right-to-left override
+// turns "Anna" into what reads as another name) and the line and paragraph
+// separators; joiners, which emoji need, are fine.
 func isText(s string) bool {
 	if !utf8.ValidString(s) {
 		return false
 	}
-	return strings.IndexFunc(s, unicode.IsControl) < 0
+	return strings.IndexFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) ||
+			unicode.In(r, unicode.Zl, unicode.Zp)
+	}) < 0
 }
 
 // event turns a validated form into the domain's event. The dedup key is the

@@ -359,6 +359,9 @@ func TestBadInput(t *testing.T) {
 		{"ErrInvalidUTF8", "event=newCall&callId=x&from=%ff%fe", formType, "", 400, "from must be UTF-8 text"},
 		{"ErrControlChars", "event=newCall&callId=x%0d%0aX-Evil:1", formType, "", 400, "callId must be UTF-8 text"},
 		{"ErrNUL", "event=newCall&callId=x&to=1%002", formType, "", 400, "to must be UTF-8 text"},
+		{"ErrBlankCallID", "event=newCall&callId=%20%20%20", formType, "", 400, "callId must not be blank"},
+		{"ErrRightToLeftOverride", "event=newCall&callId=x&user%5B%5D=Ann%E2%80%AEa", formType, "", 400, "user[][0] must be UTF-8 text"},
+		{"ErrLineSeparator", "event=answer&callId=x&user=Ann%E2%80%A8Bob", formType, "", 400, "user must be UTF-8 text"},
 		{"ErrDTMF", "event=dtmf&callId=x&dtmf=12x", formType, "", 400, "dtmf must contain only"},
 		{"ErrTooLong", "event=newCall&callId=" + strings.Repeat("a", 300), formType, "", 400, "callId is too long"},
 	}
