@@ -2,13 +2,16 @@
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: help run test deps lint fuzz bench
+.PHONY: help run build test deps lint fuzz bench
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## Run the service (starts a private PostgreSQL when DATABASE_URL is unset).
 	$(GO) run ./cmd/callstate
+
+build: ## Build bin/callstate with its version and commit embedded.
+	$(GO) build -trimpath -ldflags "-X main.Version=$$(git describe --tags --always --dirty 2>/dev/null || echo devel) -X main.Commit=$$(git rev-parse HEAD 2>/dev/null)" -o bin/callstate ./cmd/callstate
 
 test: deps ## Install missing test dependencies, run every test with the race detector, then fuzz each parser briefly.
 	$(GO) vet ./...

@@ -68,13 +68,26 @@ type Config struct {
 // Its error lists every bad variable by name with what is expected.
 func loadConfig(getenv func(string) string) (Config, error) {
 	var cfg Config
-	if errs := loadFields(reflect.ValueOf(&cfg).Elem(), getenv); len(errs) > 0 {
-		return cfg, errors.Join(errs...)
+	errs := loadFields(reflect.ValueOf(&cfg).Elem(), getenv)
+	// Check the rest too, so that every bad variable is reported at once;
+	// one that did not parse is reported for that alone.
+	bad := map[string]bool{}
+	for _, err := range errs {
+		name, _, _ := strings.Cut(err.Error(), ":")
+		bad[name] = true
 	}
 	if err := validateConfig(cfg); err != nil {
-		return cfg, err
+		list := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			list = j.Unwrap()
+		}
+		for _, e := range list {
+			if name, _, _ := strings.Cut(e.Error(), ":"); !bad[name] {
+				errs = append(errs, e)
+			}
+		}
 	}
-	return cfg, nil
+	return cfg, errors.Join(errs...)
 }
 
 // loadFields sets each field of the struct v from its env variable or its

@@ -19,6 +19,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -41,24 +45,82 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "callstate:", err)
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
 
-// run starts the service and blocks until ctx is done, then shuts down
-// within the configured timeout. getenv is the environment; logs go to
-// stderr.
+// stdout is where version, help and check-config write.
+var stdout io.Writer = os.Stdout
+
+// exitError is an error that asks for an exit code of its own: 2 for a
+// bad command line or configuration.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+const usage = `callstate turns sipgate.io webhooks and SIP dialog events into one call-state table in PostgreSQL.
+
+Usage:
+  callstate [serve] [-env-file FILE]   run the service (the default)
+  callstate check-config [-env-file FILE]
+                                       check the settings, report every bad one, exit 2 if any
+  callstate version                    print the version
+  callstate help                       print this help and the settings
+
+Settings come from the environment and from FILE (default .env); the
+environment wins. Each is explained in .env.example and the README.
+`
+
+// run runs the command in args: the service (blocking until ctx is done,
+// then shutting down within the configured timeout), or one of the others
+// (see usage). getenv is the environment; logs go to stderr.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	fl := flag.NewFlagSet("callstate", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve", "check-config":
+	case "version":
+		fmt.Fprintln(stdout, "callstate", version())
+		return nil
+	case "help":
+		printHelp(stdout)
+		return nil
+	default:
+		return exitError{2, fmt.Errorf("unknown command %q; try callstate help", cmd)}
+	}
+	fl := flag.NewFlagSet("callstate "+cmd, flag.ContinueOnError)
+	fl.SetOutput(io.Discard)
 	envFile := fl.String("env-file", ".env", "file of KEY=value settings; the environment wins over it")
-	if err := fl.Parse(args); err != nil {
-		return err
+	if err := fl.Parse(args); errors.Is(err, flag.ErrHelp) {
+		printHelp(stdout)
+		return nil
+	} else if err != nil {
+		return exitError{2, fmt.Errorf("%w; try callstate help", err)}
+	}
+	if fl.NArg() > 0 {
+		return exitError{2, fmt.Errorf("unexpected arguments %q; try callstate help", fl.Args())}
 	}
 	if err := godotenv.Load(*envFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("read %s: %w", *envFile, err)
 	}
 	cfg, err := loadConfig(getenv)
+	if cmd == "check-config" {
+		if err != nil {
+			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
+		}
+		fmt.Fprintln(stdout, "configuration is fine:", cfg.String())
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
@@ -348,4 +410,72 @@ func serveDebug(ctx context.Context, g *errgroup.Group, addr string, log *slog.L
 		return nil
 	})
 	return nil
+}
+
+// Version and Commit are set at build time (-ldflags "-X main.Version=…");
+// without them, version reads what the Go toolchain recorded.
+var (
+	Version = ""
+	Commit  = ""
+)
+
+// version says which build this is: Version and Commit, else the module
+// version and VCS revision the toolchain embedded, and the Go version.
+func version() string {
+	v, c := Version, Commit
+	dirty := false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch {
+			case s.Key == "vcs.revision" && c == "":
+				c = s.Value
+			case s.Key == "vcs.modified" && s.Value == "true":
+				dirty = true
+			}
+		}
+	}
+	if v == "" {
+		v = "devel"
+	}
+	if len(c) > 12 {
+		c = c[:12]
+	}
+	out := v
+	if c != "" {
+		out += " commit " + c
+		if dirty && Commit == "" {
+			out += " (modified)"
+		}
+	}
+	return out + " " + runtime.Version()
+}
+
+// printHelp writes the usage and every setting with its default, from the
+// Config itself.
+func printHelp(w io.Writer) {
+	fmt.Fprint(w, usage)
+	fmt.Fprintln(w, "\nSettings (default):")
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := f.Tag.Get("env")
+			if name == "" && f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+				continue
+			}
+			if name == "" {
+				continue
+			}
+			def := f.Tag.Get("default")
+			if def == "" {
+				def = "(empty)"
+			}
+			fmt.Fprintf(w, "  %-28s %s\n", name, def)
+		}
+	}
+	walk(reflect.TypeFor[Config]())
 }

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the command line args and returns what it wrote to stdout.
+func runCLI(t *testing.T, env map[string]string, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	prev := stdout
+	stdout = &out
+	t.Cleanup(func() { stdout = prev })
+	err := run(context.Background(), args, envFunc(env), io.Discard)
+	return out.String(), err
+}
+
+func exitCode(err error) int {
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+func TestCommands(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		code     int
+		want     []string // in stdout
+		wantErrs []string // in the error
+	}{
+		{"Version", []string{"version"}, nil, 0, []string{"callstate ", "go1."}, nil},
+		{"Help", []string{"help"}, nil, 0, []string{"check-config", "LISTEN_ADDR", "SIP_PBX_ADDR", "SPOOL_RESERVE_BYTES"}, nil},
+		{"HelpFlag", []string{"--help"}, nil, 0, []string{"Usage:"}, nil},
+		{"ErrUnknownCommand", []string{"versoin"}, nil, 2, nil, []string{`unknown command "versoin"`}},
+		{"ErrUnknownFlag", []string{"-port", "80"}, nil, 2, nil, []string{"-port"}},
+		{"ErrStrayArgument", []string{"serve", "now"}, nil, 2, nil, []string{"unexpected arguments"}},
+		{"CheckConfigFine", []string{"check-config", "-env-file", "/nonexistent"}, nil, 0, []string{"configuration is fine"}, nil},
+		{"ErrCheckConfigReportsEveryBadValue", []string{"check-config", "-env-file", "/nonexistent"},
+			map[string]string{"LISTEN_ADDR": "bad", "SHUTDOWN_TIMEOUT": "xx", "DATABASE_MAX_CONNS": "0", "LOG_LEVEL": "loud"}, 2, nil,
+			[]string{"LISTEN_ADDR", "SHUTDOWN_TIMEOUT", "DATABASE_MAX_CONNS", "LOG_LEVEL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := runCLI(t, tt.env, tt.args...)
+			if got := exitCode(err); got != tt.code {
+				t.Fatalf("exit code %d (%v), want %d", got, err, tt.code)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tt.wantErrs {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("error %v lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestHelpListsEverySetting: help is made from the Config, so it names
+// every variable the Config reads.
+func TestHelpListsEverySetting(t *testing.T) {
+	out, err := runCLI(t, nil, "help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(rt reflect.Type)
+	walk = func(rt reflect.Type) {
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			if name := f.Tag.Get("env"); name != "" {
+				if !strings.Contains(out, name+" ") {
+					t.Errorf("help does not list %s", name)
+				}
+			} else if f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config]())
+}
