@@ -326,7 +326,20 @@ func (s *Server) waitReady(ctx context.Context, port int) error {
 	for {
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err == nil {
-			return conn.Close(ctx)
+			// Whoever answers on the port must be the server just started:
+			// another PostgreSQL there (another checkout's, the system's)
+			// is never used in its place.
+			var dir string
+			qerr := conn.QueryRow(ctx, `SELECT current_setting('data_directory')`).Scan(&dir)
+			conn.Close(ctx)
+			if qerr != nil {
+				return fmt.Errorf("postgres on port %d: %w", port, qerr)
+			}
+			if !sameDir(dir, s.dataDir) {
+				return fmt.Errorf("%w: port %d answers for another PostgreSQL (data directory %s), not the one callstate started on %s; set LOCAL_POSTGRES_PORT to a free port",
+					errPortInUse, port, dir, s.dataDir)
+			}
+			return nil
 		}
 		select {
 		case <-s.done:
@@ -336,6 +349,20 @@ func (s *Server) waitReady(ctx context.Context, port int) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// sameDir reports whether a and b name the same directory.
+func sameDir(a, b string) bool {
+	clean := func(p string) string {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			p = r
+		}
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+		return filepath.Clean(p)
+	}
+	return clean(a) == clean(b)
 }
 
 // startError explains why the server did not start, with the tail of the

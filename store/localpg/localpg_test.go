@@ -135,6 +135,24 @@ func TestStart(t *testing.T) {
 				t.Fatalf("Start on a used port: got %v, want an error naming the port", err)
 			}
 		}},
+		{"ErrPortOfAnotherPostgres", func(t *testing.T, opts Options) {
+			// Another PostgreSQL (another checkout's) on the port: Start
+			// must not take it for its own.
+			other := startServer(t, opts)
+			mine := opts
+			mine.DataDir = filepath.Join(reachableDir(t), "data")
+			mine.Port = other.port
+			s, err := Start(t.Context(), mine)
+			if err == nil {
+				stopServer(t, s)
+				t.Fatalf("Start on the port of another PostgreSQL succeeded: it would use the other one")
+			}
+			if !errors.Is(err, errPortInUse) || !strings.Contains(err.Error(), fmt.Sprint(other.port)) {
+				t.Fatalf("Start on another PostgreSQL's port: got %v, want an error naming the port", err)
+			}
+			t.Logf("Start: %v", err)
+			queryRow(t, other.URL(), `SELECT 1`, new(int)) // the other one still serves
+		}},
 		{"StopLeavesNoProcess", func(t *testing.T, opts Options) {
 			s := startServer(t, opts)
 			pid := s.cmd.Process.Pid
