@@ -298,7 +298,9 @@ func requestLogger(log *slog.Logger, m *metrics.Metrics) echo.MiddlewareFunc {
 					path = SipgatePath + "/…"
 				}
 			}
-			m.Request(route, v.Status, v.Latency)
+			if route != "/api/stream" { // a stream lasts as long as its client: no latency
+				m.Request(route, v.Status, v.Latency)
+			}
 			attrs := []slog.Attr{
 				slog.String("method", v.Method), slog.String("path", path),
 				slog.Int("status", v.Status), slog.Duration("latency", v.Latency),

@@ -28,6 +28,7 @@ type Metrics struct {
 	events   *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	inflight *prometheus.GaugeVec
+	last     *prometheus.GaugeVec
 }
 
 // New returns the metrics, registered with Go runtime and process collectors.
@@ -38,7 +39,7 @@ func New() *Metrics {
 		reg: reg,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callstate_events_total",
-			Help: "Events received, by source (sipgate, sip), type (newCall, answer, hangup, dtmf, dialog, presence) and outcome (applied, duplicate, rejected, failed, shed).",
+			Help: "Events received, by source (sipgate, sip), type (newCall, answer, hangup, dtmf, dialog, presence) and outcome (applied, duplicate, rejected, failed, lost, shed).",
 		}, []string{"source", "type", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "callstate_http_request_duration_seconds",
@@ -50,8 +51,25 @@ func New() *Metrics {
 			Help: "HTTP requests being served, by class (webhook, api).",
 		}, []string{"class"}),
 	}
-	reg.MustRegister(m.events, m.latency, m.inflight)
+	m.last = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "callstate_last_event_timestamp_seconds",
+		Help: "When the last event of a source was taken (applied or a repeat), in Unix seconds: a source that went quiet shows.",
+	}, []string{"source"})
+	reg.MustRegister(m.events, m.latency, m.inflight, m.last)
 	return m
+}
+
+// BuildInfo registers callstate_build_info, 1 with the version as a label.
+func (m *Metrics) BuildInfo(version, goVersion string) {
+	if m == nil {
+		return
+	}
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "callstate_build_info",
+		Help: "1, with the build's version and Go version as labels.",
+	}, []string{"version", "goversion"})
+	g.WithLabelValues(version, goVersion).Set(1)
+	m.reg.MustRegister(g)
 }
 
 // Handler serves the metrics in Prometheus' text format.
@@ -65,9 +83,14 @@ func (m *Metrics) Event(source, typ, outcome string) {
 		return
 	}
 	m.events.WithLabelValues(source, typ, outcome).Inc()
+	if outcome == OutcomeApplied || outcome == OutcomeDuplicate {
+		m.last.WithLabelValues(source).SetToCurrentTime()
+	}
 }
 
 // Request records one HTTP request's latency; code is the status code.
+// Long-lived requests (the live stream) are not requests in this sense:
+// leave them out.
 func (m *Metrics) Request(route string, code int, d time.Duration) {
 	if m == nil {
 		return

@@ -203,6 +203,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			})
 	}
 	dash := dashboardOptions(cfg.Dashboard, st, log)
+	if m != nil {
+		m.BuildInfo(strings.TrimSuffix(version(), " "+runtime.Version()), runtime.Version())
+		if dash.Stream != nil {
+			m.GaugeFunc("callstate_stream_clients", "Live stream clients connected to this instance.",
+				func() float64 { return float64(dash.Stream.Clients()) })
+		}
+	}
 	dash.QueryTimeout = cfg.DBQueryTimeout
 	ready := &readiness{st: st, sp: sp}
 	e, err := handlers.New(handlers.Options{
