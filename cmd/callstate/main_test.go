@@ -50,56 +50,25 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// startService runs the whole service as main does, and returns its base
-// URL, its log, and a stop function that returns run's error.
+// startService runs the whole service as main does, waits until it is
+// ready, and returns its base URL, its log, and a stop function that
+// returns run's error.
 func startService(t *testing.T, env map[string]string) (string, *lockedBuffer, func() error) {
 	t.Helper()
-	port := freePort(t)
-	if env["DATA_DIR"] == "" {
-		env["DATA_DIR"] = t.TempDir()
-	}
-	env["LISTEN_ADDR"] = fmt.Sprintf("127.0.0.1:%d", port)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	env["PUBLIC_URL"] = base
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &lockedBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-env-file", "/nonexistent/.env"}, envFunc(env), logs) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
+	base, logs, stop := startServiceUnready(t, env)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := client.Get(base + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return base, logs, stop
 			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("service exited: %v\n%s", err, logs)
-		default:
 		}
 		if time.Now().After(deadline) {
-			cancel()
+			stop()
 			t.Fatalf("service not ready within 60s\n%s", logs)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(30 * time.Second):
-				runErr = fmt.Errorf("service did not stop within 30s")
-			}
-		})
-		return runErr
-	}
-	t.Cleanup(func() { stop() })
-	return base, logs, stop
 }
 
 // postCapture replays sipgate's captured, signed newCall.
