@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,9 +32,10 @@ var errMigration = errors.New("migration failed")
 const migrationLock = 0x63616c6c73746174 // "callstat"
 
 type migration struct {
-	version int
-	name    string
-	sql     string
+	version  int
+	name     string
+	sql      string
+	checksum string // SHA-256 of sql, hex
 }
 
 func loadMigrations(fsys fs.FS) ([]migration, error) {
@@ -51,7 +55,8 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+		sum := sha256.Sum256(b)
+		ms = append(ms, migration{version: v, name: base, sql: string(b), checksum: hex.EncodeToString(sum[:])})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	for i := 1; i < len(ms); i++ {
@@ -85,25 +90,35 @@ func migrateFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, log *slog.Lo
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLock)) //nolint:errcheck // released with the session anyway
 
-	if _, err := conn.Exec(ctx, `
-		CREATE TABLE IF NOT EXISTS schema_migrations (
-			version    integer PRIMARY KEY,
-			name       text NOT NULL,
-			applied_at timestamptz NOT NULL DEFAULT now()
-		)`); err != nil {
+	if _, err := conn.Exec(ctx, createMigrationsTable); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
 	// Each migration not yet recorded is applied, whatever its number: a
 	// migration merged later with a lower number than one already applied
-	// (003 after 004) still runs.
-	rows, _ := conn.Query(ctx, `SELECT version FROM schema_migrations`)
-	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	// (003 after 004) still runs. One applied already must be the same SQL
+	// as the file now: a migration changed after the fact would leave
+	// databases that differ by when they were migrated.
+	recorded, err := readApplied(ctx, conn.Conn())
 	if err != nil {
-		return fmt.Errorf("store: migrate: read versions: %w", err)
+		return err
 	}
-	applied := make(map[int]bool, len(versions))
-	for _, v := range versions {
-		applied[int(v)] = true
+	applied := make(map[int]bool, len(recorded))
+	for _, m := range ms {
+		r, ok := recorded[m.version]
+		if !ok {
+			continue
+		}
+		applied[m.version] = true
+		switch r.checksum {
+		case m.checksum:
+		case "": // applied before checksums were kept
+			if _, err := conn.Exec(ctx, `UPDATE schema_migrations SET checksum = $2 WHERE version = $1`, m.version, m.checksum); err != nil {
+				return fmt.Errorf("store: migrate: record checksum of %s: %w", m.name, err)
+			}
+		default:
+			return fmt.Errorf("store: migration %s: %w: changed after it was applied on %s (checksum %.12s…, the file's %.12s…); restore the file and put the change in a new migration",
+				m.name, errMigration, r.appliedAt.Format(time.DateTime), r.checksum, m.checksum)
+		}
 	}
 	for _, m := range ms {
 		if applied[m.version] {
@@ -113,7 +128,7 @@ func migrateFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, log *slog.Lo
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)`, m.version, m.name, m.checksum)
 			return err
 		})
 		var pgErr *pgconn.PgError
@@ -126,4 +141,111 @@ func migrateFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, log *slog.Lo
 		log.Info("database migrated", "migration", m.name)
 	}
 	return nil
+}
+
+const createMigrationsTable = `
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text;`
+
+type appliedMigration struct {
+	checksum  string
+	appliedAt time.Time
+}
+
+// readApplied returns the migrations schema_migrations records, by version.
+func readApplied(ctx context.Context, conn *pgx.Conn) (map[int]appliedMigration, error) {
+	rows, _ := conn.Query(ctx, `SELECT version, coalesce(checksum, ''), applied_at FROM schema_migrations`)
+	out := map[int]appliedMigration{}
+	var (
+		v  int32
+		a  appliedMigration
+		at time.Time
+	)
+	_, err := pgx.ForEachRow(rows, []any{&v, &a.checksum, &at}, func() error {
+		a.appliedAt = at
+		out[int(v)] = a
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: migrate: read versions: %w", err)
+	}
+	return out, nil
+}
+
+// Migration is one embedded migration and where a database stands with it.
+type Migration struct {
+	Version   int
+	Name      string
+	Applied   bool
+	AppliedAt time.Time // when Applied
+	Changed   bool      // Applied, but the file differs from what was applied
+}
+
+// Migrations reports each embedded migration's state in the database at
+// url, without applying any. A database never migrated has them all
+// pending.
+func Migrations(ctx context.Context, url string) ([]Migration, error) {
+	ms, err := loadMigrations(migrationFS)
+	if err != nil {
+		return nil, fmt.Errorf("store: load migrations: %w", err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", readErr(err))
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("store: migrations: %w", readErr(err))
+	}
+	recorded := map[int]appliedMigration{}
+	if exists {
+		var hasSum bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+			WHERE table_name = 'schema_migrations' AND column_name = 'checksum')`).Scan(&hasSum); err != nil {
+			return nil, fmt.Errorf("store: migrations: %w", readErr(err))
+		}
+		if !hasSum {
+			rows, _ := conn.Query(ctx, `SELECT version, '', applied_at FROM schema_migrations`)
+			var (
+				v  int32
+				a  appliedMigration
+				at time.Time
+			)
+			if _, err := pgx.ForEachRow(rows, []any{&v, &a.checksum, &at}, func() error {
+				a.appliedAt = at
+				recorded[int(v)] = a
+				return nil
+			}); err != nil {
+				return nil, fmt.Errorf("store: migrations: %w", readErr(err))
+			}
+		} else if recorded, err = readApplied(ctx, conn); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]Migration, len(ms))
+	for i, m := range ms {
+		r, ok := recorded[m.version]
+		out[i] = Migration{Version: m.version, Name: m.name, Applied: ok, AppliedAt: r.appliedAt,
+			Changed: ok && r.checksum != "" && r.checksum != m.checksum}
+	}
+	return out, nil
+}
+
+// Migrate applies the pending embedded migrations to the database at url,
+// as Open does, and returns.
+func Migrate(ctx context.Context, url string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return fmt.Errorf("store: connect: %w", err)
+	}
+	defer pool.Close()
+	return migrate(ctx, pool, log)
 }

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -58,5 +60,41 @@ func TestMigrateAppliesEveryUnrecordedVersion(t *testing.T) {
 	// Running again changes nothing.
 	if err := migrateFS(ctx, pool, later, log); err != nil {
 		t.Fatalf("third migrate: %v", err)
+	}
+}
+
+// TestMigrateRefusesChangedMigration: a migration edited after it was
+// applied stops the start with its name; one applied before checksums were
+// kept gets its checksum recorded.
+func TestMigrateRefusesChangedMigration(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, storetest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	log := slog.New(slog.DiscardHandler)
+	fsys := fstest.MapFS{
+		"migrations/001_a.sql": {Data: []byte(`CREATE TABLE a (x int)`)},
+		"migrations/002_b.sql": {Data: []byte(`CREATE TABLE b (x int)`)},
+	}
+	if err := migrateFS(ctx, pool, fsys, log); err != nil {
+		t.Fatal(err)
+	}
+	// As if 002 had been applied by a version that kept no checksum.
+	if _, err := pool.Exec(ctx, `UPDATE schema_migrations SET checksum = NULL WHERE version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateFS(ctx, pool, fsys, log); err != nil {
+		t.Fatalf("migrate with a checksum missing: %v", err)
+	}
+	var missing int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE checksum IS NULL`).Scan(&missing); err != nil || missing != 0 {
+		t.Fatalf("%d migrations without a checksum, %v", missing, err)
+	}
+	fsys["migrations/001_a.sql"] = &fstest.MapFile{Data: []byte(`CREATE TABLE a (x bigint)`)}
+	err = migrateFS(ctx, pool, fsys, log)
+	if !errors.Is(err, errMigration) || !strings.Contains(err.Error(), "001_a.sql") || !permanent(err) {
+		t.Fatalf("migrate with 001 changed: %v, want a migration error naming 001_a.sql", err)
 	}
 }

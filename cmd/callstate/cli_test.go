@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/callstate/callstate/store/storetest"
 )
 
 // runCLI runs the command line args and returns what it wrote to stdout.
@@ -93,4 +95,22 @@ func TestHelpListsEverySetting(t *testing.T) {
 		}
 	}
 	walk(reflect.TypeFor[Config]())
+}
+
+func TestMigrateCommand(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": storetest.NewDatabase(t), "LOG_LEVEL": "warn"}
+	out, err := runCLI(t, env, "migrate", "status", "-env-file", "/nonexistent")
+	if err != nil || !strings.Contains(out, "001_call_state.sql") || !strings.Contains(out, "0 of ") {
+		t.Fatalf("status of a new database: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, env, "migrate", "up", "-env-file", "/nonexistent")
+	if err != nil || !strings.Contains(out, ", 0 pending") || strings.Contains(out, "pending\n0") {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, env, "migrate", "status", "-env-file", "/nonexistent"); err != nil || !strings.Contains(out, ", 0 pending") {
+		t.Fatalf("status after up: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, env, "migrate"); exitCode(err) != 2 {
+		t.Errorf("migrate without status or up: %v, want exit 2", err)
+	}
 }

@@ -72,6 +72,9 @@ Usage:
   callstate [serve] [-env-file FILE]   run the service (the default)
   callstate check-config [-env-file FILE]
                                        check the settings, report every bad one, exit 2 if any
+  callstate migrate status|up [-env-file FILE]
+                                       list the database's migrations, or apply the pending ones
+                                       (serve applies them at start too)
   callstate version                    print the version
   callstate help                       print this help and the settings
 
@@ -87,7 +90,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
+	sub := ""
 	switch cmd {
+	case "migrate":
+		if len(args) == 0 || (args[0] != "status" && args[0] != "up") {
+			return exitError{2, errors.New("migrate needs status or up; try callstate help")}
+		}
+		sub, args = args[0], args[1:]
 	case "serve", "check-config":
 	case "version":
 		fmt.Fprintln(stdout, "callstate", version())
@@ -114,6 +123,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("read %s: %w", *envFile, err)
 	}
 	cfg, err := loadConfig(getenv)
+	if cmd == "migrate" {
+		if err != nil {
+			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
+		}
+		return migrateCommand(ctx, sub, cfg, newLogger(cfg, stderr))
+	}
 	if cmd == "check-config" {
 		if err != nil {
 			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
@@ -128,29 +143,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	slog.SetDefault(log) // libraries' logs (sipgo's) in the same format
 	log.Info("starting callstate", "config", cfg.String())
 
-	dbURL := cfg.DatabaseURL
-	if dbURL == "" {
-		dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "postgres"))
-		if err != nil {
-			return fmt.Errorf("DATA_DIR: %w", err)
-		}
-		pg, err := localpg.Start(ctx, localpg.Options{
-			DataDir: dir, Port: cfg.LocalPGPort, OSUser: cfg.LocalPGUser,
-			Durable: true, Logger: log,
-		})
-		if err != nil {
-			return fmt.Errorf("no DATABASE_URL, so callstate starts its own PostgreSQL, which failed: %w", err)
-		}
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(cfg.ShutdownTimeout/10, 2*time.Second))
-			defer cancel()
-			if err := pg.Stop(ctx); err != nil {
-				log.Error("stopping private PostgreSQL", "err", err)
-			}
-		}()
-		dbURL = pg.URL()
-		log.Info("using private PostgreSQL; connect with psql", "url", dbURL)
+	dbURL, stopPG, err := databaseURL(ctx, cfg, log)
+	if err != nil {
+		return err
 	}
+	defer stopPG()
 
 	// The store connects in the background when the database is not
 	// there yet: callstate serves without it, into the spool.
@@ -288,6 +285,70 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	st.Close()
 	log.Info("stopped")
 	return err
+}
+
+// databaseURL is DATABASE_URL, or the URL of the private PostgreSQL that it
+// starts when DATABASE_URL is empty; stop stops that one (and does nothing
+// otherwise).
+func databaseURL(ctx context.Context, cfg Config, log *slog.Logger) (url string, stop func(), err error) {
+	if cfg.DatabaseURL != "" {
+		return cfg.DatabaseURL, func() {}, nil
+	}
+	dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "postgres"))
+	if err != nil {
+		return "", nil, fmt.Errorf("DATA_DIR: %w", err)
+	}
+	pg, err := localpg.Start(ctx, localpg.Options{
+		DataDir: dir, Port: cfg.LocalPGPort, OSUser: cfg.LocalPGUser,
+		Durable: true, Logger: log,
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("no DATABASE_URL, so callstate starts its own PostgreSQL, which failed: %w", err)
+	}
+	log.Info("using private PostgreSQL; connect with psql", "url", pg.URL())
+	return pg.URL(), func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(cfg.ShutdownTimeout/10, 2*time.Second))
+		defer cancel()
+		if err := pg.Stop(ctx); err != nil {
+			log.Error("stopping private PostgreSQL", "err", err)
+		}
+	}, nil
+}
+
+// migrateCommand runs "callstate migrate status" or "callstate migrate up".
+func migrateCommand(ctx context.Context, what string, cfg Config, log *slog.Logger) error {
+	url, stop, err := databaseURL(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if what == "up" {
+		if err := store.Migrate(ctx, url, log); err != nil {
+			return err
+		}
+	}
+	ms, err := store.Migrations(ctx, url)
+	if err != nil {
+		return err
+	}
+	pending, changed := 0, 0
+	for _, m := range ms {
+		state := "pending"
+		switch {
+		case m.Changed:
+			state, changed = "CHANGED since applied "+m.AppliedAt.Format(time.DateTime), changed+1
+		case m.Applied:
+			state = "applied " + m.AppliedAt.Format(time.DateTime)
+		default:
+			pending++
+		}
+		fmt.Fprintf(stdout, "%-40s %s\n", m.Name, state)
+	}
+	if changed > 0 {
+		return exitError{2, fmt.Errorf("%d migration(s) changed after they were applied", changed)}
+	}
+	fmt.Fprintf(stdout, "%d of %d applied, %d pending\n", len(ms)-pending, len(ms), pending)
+	return nil
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
