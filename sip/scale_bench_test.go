@@ -2,6 +2,8 @@ package sip
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -27,18 +29,21 @@ import (
 // second (pg_stat_database.xact_commit, mean and busiest second, over the
 // whole run) and the share of lamps right (idle with an active
 // subscription) at the end. Every second's numbers go to the benchmark's
-// log. With SCALE_PROFILE=dir, heap and goroutine profiles taken at the end
+// log (all of it with -v). With SCALE_PROFILE=dir, heap and goroutine profiles taken at the end
 // are written there (heap.pprof, goroutine.pprof).
 //
-//	go test ./sip -run '^$' -bench Scale -benchtime 1x -timeout 30m
+//	go test ./sip -run '^$' -bench Scale -benchtime 1x -timeout 30m -v
 func BenchmarkScale(b *testing.B) {
 	n := envInt(b, "SCALE_EXTENSIONS", 10000)
 	expires := envDuration(b, "SCALE_EXPIRES", time.Minute)
 	runFor := envDuration(b, "SCALE_RUN", 150*time.Second)
 	ctx := context.Background()
+	// The subscriber's own log is left out: at debug level (-v) it would
+	// cost more than what is measured.
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	k := testpbx.StartKamailio(b)
 	dsn := storetest.NewDatabase(b)
-	st, err := store.Open(ctx, dsn, store.Options{Logger: testLogger(b)})
+	st, err := store.Open(ctx, dsn, store.Options{Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -64,7 +69,7 @@ func BenchmarkScale(b *testing.B) {
 	}
 
 	s, err := New(Config{PBXAddr: k.Addr(), Domain: k.Domain(), ListenAddr: "127.0.0.1:0", Store: st,
-		Expires: expires, ReloadInterval: 10 * time.Second, Logger: testLogger(b)})
+		Expires: expires, ReloadInterval: 10 * time.Second, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 // TestRefreshSpread: the refreshes of subscriptions granted together fall
 // between 80 % and 90 % of the lifetime, evenly, not in one instant.
 func TestRefreshSpread(t *testing.T) {
-	const granted, n, bins = 60 * time.Second, 10000, 10
+	const granted, n, bins = 10 * time.Minute, 10000, 10
 	lo, hi := granted*8/10, granted*9/10
 	var count [bins]int
 	for range n {
@@ -34,6 +34,18 @@ func TestRefreshSpread(t *testing.T) {
 	}
 	if got := refreshLead(granted, 1); got != granted/5 {
 		t.Errorf("latest lead %s, want %s", got, granted/5)
+	}
+	// Short lifetimes are refreshed earlier, so that a slow answer still
+	// comes in time.
+	for _, c := range []struct{ d, lo, hi time.Duration }{
+		{10 * time.Second, 2500 * time.Millisecond, 5 * time.Second},
+		{60 * time.Second, 15 * time.Second, 30 * time.Second},
+		{120 * time.Second, 20 * time.Second, 40 * time.Second},
+		{200 * time.Second, 20 * time.Second, 40 * time.Second},
+	} {
+		if lo, hi := refreshLead(c.d, 0), refreshLead(c.d, 1); lo != c.lo || hi != c.hi {
+			t.Errorf("lifetime %s: lead from %s to %s, want from %s to %s", c.d, lo, hi, c.lo, c.hi)
+		}
 	}
 }
 

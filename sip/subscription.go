@@ -375,12 +375,16 @@ func (sub *subscription) grant(res *sipmsg.Response, now time.Time) {
 }
 
 // refreshLead returns how long before expiry a subscription of lifetime d
-// is refreshed: at a point between 80 % and 90 % of d, r (in [0, 1)) says
-// where. Each grant draws a new r, so that subscriptions granted together
-// drift apart and the refreshes of many are spread over a tenth of the
-// lifetime instead of coming in one burst.
+// is refreshed: between one and two times a base lead, r (in [0, 1)) says
+// where. The base is a tenth of d, so from 200 s on the refresh comes
+// between 80 % and 90 % of d; for shorter lifetimes it is a quarter of d up
+// to 20 s, so that a refresh the PBX is slow to answer (a busy PBX, a
+// retransmission) still arrives before the PBX ends the subscription. Each
+// grant draws a new r, so that subscriptions granted together drift apart
+// and the refreshes of many are spread instead of coming in one burst.
 func refreshLead(d time.Duration, r float64) time.Duration {
-	return d/10 + time.Duration(float64(d/10)*min(max(r, 0), 1))
+	base := max(d/10, min(d/4, 20*time.Second))
+	return base + time.Duration(float64(base)*min(max(r, 0), 1))
 }
 
 // startWindow is how long the first SUBSCRIBEs of n extensions are spread
