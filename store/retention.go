@@ -1,0 +1,81 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// forgetBatch bounds the calls one statement of Forget deletes, so that no
+// statement holds many locks or runs long.
+const forgetBatch = 5000
+
+// deleteCallsSQL deletes the calls that $1 selects by ctid, with their
+// journals, and counts both.
+const deleteCallsSQL = `
+WITH gone AS (
+    DELETE FROM call_state c WHERE c.ctid IN (%s)
+    RETURNING c.source, c.call_key
+), events AS (
+    DELETE FROM call_event e USING gone g
+    WHERE e.source = g.source AND e.call_key = g.call_key
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM events)`
+
+// Forget deletes the calls that ended before cutoff, with their journals:
+// personal data is kept no longer than it is needed. It works in batches
+// until none is left or ctx is done, and returns how many calls and
+// journaled events it deleted.
+func (s *Store) Forget(ctx context.Context, cutoff time.Time) (calls, events int64, err error) {
+	q := fmt.Sprintf(deleteCallsSQL, `
+        SELECT ctid FROM call_state WHERE state = 'ended' AND ended_at < $1 LIMIT $2`)
+	for {
+		var c, e int64
+		if err := s.pool.QueryRow(ctx, q, cutoff, forgetBatch).Scan(&c, &e); err != nil {
+			return calls, events, fmt.Errorf("store: forget calls ended before %s: %w", cutoff.Format(time.RFC3339), readErr(err))
+		}
+		calls, events = calls+c, events+e
+		if c < forgetBatch {
+			break
+		}
+	}
+	if calls > 0 {
+		s.announce.changed()
+	}
+	return calls, events, nil
+}
+
+// ErrBadNumber is returned by Erase for a number it will not look for.
+var ErrBadNumber = errors.New("bad number")
+
+// Erase deletes every call in which number took part, as caller, callee,
+// answering number or the number a call was diverted from, with their
+// journals, and returns how many calls and journaled events it deleted.
+// Calls still going on are deleted too. The number must be given as the
+// source writes it (sipgate: 4930123456, no plus sign).
+func (s *Store) Erase(ctx context.Context, number string) (calls, events int64, err error) {
+	number = strings.TrimSpace(number)
+	if number == "" || strings.ContainsAny(number, "%_\\") {
+		return 0, 0, fmt.Errorf("store: erase %q: %w", number, ErrBadNumber)
+	}
+	q := fmt.Sprintf(deleteCallsSQL, `
+        SELECT ctid FROM call_state
+        WHERE $1 IN (from_party, to_party, answering_number, diversion) LIMIT $2`)
+	for {
+		var c, e int64
+		if err := s.pool.QueryRow(ctx, q, number, forgetBatch).Scan(&c, &e); err != nil {
+			return calls, events, fmt.Errorf("store: erase a number: %w", readErr(err))
+		}
+		calls, events = calls+c, events+e
+		if c < forgetBatch {
+			break
+		}
+	}
+	if calls > 0 {
+		s.announce.changed()
+	}
+	return calls, events, nil
+}
