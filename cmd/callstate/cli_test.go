@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 )
 
@@ -112,5 +116,30 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if _, err := runCLI(t, env, "migrate"); exitCode(err) != 2 {
 		t.Errorf("migrate without status or up: %v, want exit 2", err)
+	}
+}
+
+func TestEraseCommand(t *testing.T) {
+	dbURL := storetest.NewDatabase(t)
+	st, err := store.Open(context.Background(), dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, from := range []string{"4917011111", "4917022222", "4917011111"} {
+		ev := callstate.Event{Source: callstate.SourceSipgate, Type: "newCall", DedupKey: fmt.Sprint("e", i),
+			ReceivedAt: time.Now(), Payload: []byte("from=" + from),
+			Update: callstate.Update{Key: fmt.Sprint("c", i), From: from, To: "4930", State: callstate.StateRinging}}
+		if _, err := st.Apply(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	env := map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"}
+	out, err := runCLI(t, env, "erase", "4917011111", "-env-file", "/nonexistent")
+	if err != nil || !strings.Contains(out, "erased 2 calls (2 journaled events)") {
+		t.Fatalf("erase: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, env, "erase"); exitCode(err) != 2 {
+		t.Errorf("erase without a number: %v, want exit 2", err)
 	}
 }

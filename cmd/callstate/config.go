@@ -38,6 +38,7 @@ type Config struct {
 	SpoolDir          string        `env:"SPOOL_DIR"`
 	SpoolMaxBytes     int64         `env:"SPOOL_MAX_BYTES" default:"268435456" validate:"min=1048576"`
 	SpoolReserveBytes int64         `env:"SPOOL_RESERVE_BYTES" validate:"omitempty,min=0,ltfield=SpoolMaxBytes"`
+	RetentionDays     int           `env:"RETENTION_DAYS" default:"0" validate:"min=0,max=36500"`
 
 	VerifySignature bool          `env:"SIPGATE_VERIFY_SIGNATURE" default:"true"`
 	PublicKeyFile   string        `env:"SIPGATE_PUBLIC_KEY_FILE" validate:"omitempty,file"`

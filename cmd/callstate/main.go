@@ -75,6 +75,9 @@ Usage:
   callstate migrate status|up [-env-file FILE]
                                        list the database's migrations, or apply the pending ones
                                        (serve applies them at start too)
+  callstate erase NUMBER [-env-file FILE]
+                                       delete every call of NUMBER (caller, callee, answering or
+                                       diverting number) with its journal
   callstate version                    print the version
   callstate help                       print this help and the settings
 
@@ -95,6 +98,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case "migrate":
 		if len(args) == 0 || (args[0] != "status" && args[0] != "up") {
 			return exitError{2, errors.New("migrate needs status or up; try callstate help")}
+		}
+		sub, args = args[0], args[1:]
+	case "erase":
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			return exitError{2, errors.New("erase needs the number whose calls to delete; try callstate help")}
 		}
 		sub, args = args[0], args[1:]
 	case "serve", "check-config":
@@ -123,9 +131,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("read %s: %w", *envFile, err)
 	}
 	cfg, err := loadConfig(getenv)
-	if cmd == "migrate" {
+	if cmd == "migrate" || cmd == "erase" {
 		if err != nil {
 			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
+		}
+		if cmd == "erase" {
+			return eraseCommand(ctx, sub, cfg, newLogger(cfg, stderr))
 		}
 		return migrateCommand(ctx, sub, cfg, newLogger(cfg, stderr))
 	}
@@ -240,6 +251,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	g.Go(func() error { return runStream(gctx, st, dash.Stream) })
+	if cfg.RetentionDays > 0 {
+		g.Go(func() error { return forgetOldCalls(gctx, st, cfg.RetentionDays, log) })
+	}
 	if err := startSIP(gctx, g, cfg.SIP, st, sp, m, ready, log); err != nil {
 		return err
 	}
@@ -313,6 +327,60 @@ func databaseURL(ctx context.Context, cfg Config, log *slog.Logger) (url string,
 			log.Error("stopping private PostgreSQL", "err", err)
 		}
 	}, nil
+}
+
+// forgetOldCalls deletes, once the database is there and then every hour,
+// the calls that ended more than days ago, with their journals.
+func forgetOldCalls(ctx context.Context, st *store.Store, days int, log *slog.Logger) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-st.Ready():
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		cutoff := time.Now().AddDate(0, 0, -days)
+		calls, events, err := st.Forget(ctx, cutoff)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			log.Warn("forgetting old calls failed; trying again in an hour", "retention_days", days, "err", err)
+		case calls > 0:
+			log.Info("forgot calls past RETENTION_DAYS", "calls", calls, "events", events, "ended_before", cutoff.Format(time.RFC3339))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// eraseCommand runs "callstate erase NUMBER".
+func eraseCommand(ctx context.Context, number string, cfg Config, log *slog.Logger) error {
+	url, stop, err := databaseURL(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	st, err := store.Open(ctx, url, store.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	select {
+	case <-st.Ready():
+	default:
+		return errors.New("database unreachable; nothing erased")
+	}
+	calls, events, err := st.Erase(ctx, number)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "erased %d calls (%d journaled events) of %s\n", calls, events, number)
+	return nil
 }
 
 // migrateCommand runs "callstate migrate status" or "callstate migrate up".
