@@ -143,3 +143,14 @@ func TestEraseCommand(t *testing.T) {
 		t.Errorf("erase without a number: %v, want exit 2", err)
 	}
 }
+
+func TestHealthcheckCommand(t *testing.T) {
+	base, _, _ := startServiceUnready(t, map[string]string{"DATABASE_URL": storetest.NewDatabase(t), "SIPGATE_VERIFY_SIGNATURE": "false"})
+	addr := strings.TrimPrefix(base, "http://")
+	if _, err := runCLI(t, map[string]string{"LISTEN_ADDR": addr}, "healthcheck"); err != nil {
+		t.Errorf("healthcheck of a running service: %v", err)
+	}
+	if _, err := runCLI(t, map[string]string{"LISTEN_ADDR": "127.0.0.1:1"}, "healthcheck"); err == nil {
+		t.Error("healthcheck of nothing succeeded")
+	}
+}

@@ -78,6 +78,8 @@ Usage:
   callstate erase NUMBER [-env-file FILE]
                                        delete every call of NUMBER (caller, callee, answering or
                                        diverting number) with its journal
+  callstate healthcheck                exit 0 if the service on LISTEN_ADDR answers /healthz
+                                       (a container's HEALTHCHECK; the image has no shell or curl)
   callstate version                    print the version
   callstate help                       print this help and the settings
 
@@ -109,6 +111,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case "version":
 		fmt.Fprintln(stdout, "callstate", version())
 		return nil
+	case "healthcheck":
+		return healthcheck(ctx, getenv)
 	case "help":
 		printHelp(stdout)
 		return nil
@@ -327,6 +331,38 @@ func databaseURL(ctx context.Context, cfg Config, log *slog.Logger) (url string,
 			log.Error("stopping private PostgreSQL", "err", err)
 		}
 	}, nil
+}
+
+// healthcheck asks the service on LISTEN_ADDR (the environment's, else the
+// default) for /healthz and returns an error unless it answers 200 within
+// two seconds.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	addr := getenv("LISTEN_ADDR")
+	if addr == "" {
+		addr = ":8080"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return exitError{2, fmt.Errorf("LISTEN_ADDR %q: %w", addr, err)}
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /healthz answered %s", resp.Status)
+	}
+	return nil
 }
 
 // forgetOldCalls deletes, once the database is there and then every hour,
