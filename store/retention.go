@@ -48,18 +48,18 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time) (calls, events int
 	return calls, events, nil
 }
 
-// ErrBadNumber is returned by Erase for a number it will not look for.
+// ErrBadNumber is returned by ForgetNumber for a number it will not look for.
 var ErrBadNumber = errors.New("bad number")
 
-// Erase deletes every call in which number took part, as caller, callee,
+// ForgetNumber deletes every call in which number took part, as caller, callee,
 // answering number or the number a call was diverted from, with their
 // journals, and returns how many calls and journaled events it deleted.
 // Calls still going on are deleted too. The number must be given as the
 // source writes it (sipgate: 4930123456, no plus sign).
-func (s *Store) Erase(ctx context.Context, number string) (calls, events int64, err error) {
+func (s *Store) ForgetNumber(ctx context.Context, number string) (calls, events int64, err error) {
 	number = strings.TrimSpace(number)
 	if number == "" || strings.ContainsAny(number, "%_\\") {
-		return 0, 0, fmt.Errorf("store: erase %q: %w", number, ErrBadNumber)
+		return 0, 0, fmt.Errorf("store: forget %q: %w", number, ErrBadNumber)
 	}
 	q := fmt.Sprintf(deleteCallsSQL, `
         SELECT ctid FROM call_state
@@ -67,7 +67,7 @@ func (s *Store) Erase(ctx context.Context, number string) (calls, events int64, 
 	for {
 		var c, e int64
 		if err := s.pool.QueryRow(ctx, q, number, forgetBatch).Scan(&c, &e); err != nil {
-			return calls, events, fmt.Errorf("store: erase a number: %w", readErr(err))
+			return calls, events, fmt.Errorf("store: forget a number: %w", readErr(err))
 		}
 		calls, events = calls+c, events+e
 		if c < forgetBatch {

@@ -11,7 +11,7 @@ import (
 	"github.com/callstate/callstate/store"
 )
 
-func TestForgetAndErase(t *testing.T) {
+func TestForget(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
 	// Calls 0-4 ended at t0+9s (callEvents), 5 is still ringing; call 3 is
@@ -34,15 +34,15 @@ func TestForgetAndErase(t *testing.T) {
 	if err != nil || calls != 0 || events != 0 {
 		t.Fatalf("Forget before any end: %d calls, %d events, %v", calls, events, err)
 	}
-	calls, events, err = st.Erase(ctx, "4915199999")
+	calls, events, err = st.ForgetNumber(ctx, "4915199999")
 	if err != nil || calls != 1 || events != 4 {
-		t.Fatalf("Erase: %d calls, %d events, %v; want 1 call of 4 events", calls, events, err)
+		t.Fatalf("ForgetNumber: %d calls, %d events, %v; want 1 call of 4 events", calls, events, err)
 	}
 	if _, err := st.Call(ctx, callstate.SourceSipgate, "ret-3"); !errors.Is(err, callstate.ErrNotFound) {
-		t.Errorf("erased call still there: %v", err)
+		t.Errorf("forgotten call still there: %v", err)
 	}
 	if j, _ := st.Journal(ctx, callstate.SourceSipgate, "ret-3"); len(j) != 0 {
-		t.Errorf("erased call's journal still holds %d events", len(j))
+		t.Errorf("forgotten call's journal still holds %d events", len(j))
 	}
 	calls, events, err = st.Forget(ctx, t0.Add(time.Minute))
 	if err != nil || calls != 4 || events != 16 {
@@ -51,7 +51,7 @@ func TestForgetAndErase(t *testing.T) {
 	if _, err := st.Call(ctx, callstate.SourceSipgate, "ret-5"); err != nil {
 		t.Errorf("the ringing call was forgotten: %v", err)
 	}
-	if _, _, err := st.Erase(ctx, " "); !errors.Is(err, store.ErrBadNumber) {
-		t.Errorf("Erase of a blank number: %v, want ErrBadNumber", err)
+	if _, _, err := st.ForgetNumber(ctx, " "); !errors.Is(err, store.ErrBadNumber) {
+		t.Errorf("ForgetNumber of a blank number: %v, want ErrBadNumber", err)
 	}
 }

@@ -54,6 +54,8 @@ func TestCommands(t *testing.T) {
 		{"ErrUnknownFlag", []string{"-port", "80"}, nil, 2, nil, []string{"-port"}},
 		{"ErrStrayArgument", []string{"serve", "now"}, nil, 2, nil, []string{"unexpected arguments"}},
 		{"CheckConfigFine", []string{"check-config", "-env-file", "/nonexistent"}, nil, 0, []string{"configuration is fine"}, nil},
+		{"CheckConfigRetentionInDays", []string{"check-config", "-env-file", "/nonexistent"}, map[string]string{"RETENTION_CALLS": "90d"}, 0, []string{"RETENTION_CALLS=2160h0m0s"}, nil},
+		{"ErrCheckConfigRetentionTooShort", []string{"check-config", "-env-file", "/nonexistent"}, map[string]string{"RETENTION_CALLS": "5m"}, 2, nil, []string{"RETENTION_CALLS"}},
 		{"ErrCheckConfigReportsEveryBadValue", []string{"check-config", "-env-file", "/nonexistent"},
 			map[string]string{"LISTEN_ADDR": "bad", "SHUTDOWN_TIMEOUT": "xx", "DATABASE_MAX_CONNS": "0", "LOG_LEVEL": "loud"}, 2, nil,
 			[]string{"LISTEN_ADDR", "SHUTDOWN_TIMEOUT", "DATABASE_MAX_CONNS", "LOG_LEVEL"}},
@@ -119,7 +121,7 @@ func TestMigrateCommand(t *testing.T) {
 	}
 }
 
-func TestEraseCommand(t *testing.T) {
+func TestForgetCommand(t *testing.T) {
 	dbURL := storetest.NewDatabase(t)
 	st, err := store.Open(context.Background(), dbURL, store.Options{})
 	if err != nil {
@@ -135,12 +137,12 @@ func TestEraseCommand(t *testing.T) {
 	}
 	st.Close()
 	env := map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"}
-	out, err := runCLI(t, env, "erase", "4917011111", "-env-file", "/nonexistent")
-	if err != nil || !strings.Contains(out, "erased 2 calls (2 journaled events)") {
-		t.Fatalf("erase: %v\n%s", err, out)
+	out, err := runCLI(t, env, "forget", "4917011111", "-env-file", "/nonexistent")
+	if err != nil || !strings.Contains(out, "forgot 2 calls (2 journaled events)") {
+		t.Fatalf("forget: %v\n%s", err, out)
 	}
-	if _, err := runCLI(t, env, "erase"); exitCode(err) != 2 {
-		t.Errorf("erase without a number: %v, want exit 2", err)
+	if _, err := runCLI(t, env, "forget"); exitCode(err) != 2 {
+		t.Errorf("forget without a number: %v, want exit 2", err)
 	}
 }
 

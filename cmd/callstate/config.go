@@ -38,7 +38,7 @@ type Config struct {
 	SpoolDir          string        `env:"SPOOL_DIR"`
 	SpoolMaxBytes     int64         `env:"SPOOL_MAX_BYTES" default:"268435456" validate:"min=1048576"`
 	SpoolReserveBytes int64         `env:"SPOOL_RESERVE_BYTES" validate:"omitempty,min=0,ltfield=SpoolMaxBytes"`
-	RetentionDays     int           `env:"RETENTION_DAYS" default:"0" validate:"min=0,max=36500"`
+	RetentionCalls    time.Duration `env:"RETENTION_CALLS" validate:"omitempty,min=1h"`
 
 	VerifySignature bool          `env:"SIPGATE_VERIFY_SIGNATURE" default:"true"`
 	PublicKeyFile   string        `env:"SIPGATE_PUBLIC_KEY_FILE" validate:"omitempty,file"`
@@ -125,8 +125,15 @@ func setField(v reflect.Value, raw string) error {
 	switch v.Interface().(type) {
 	case time.Duration:
 		d, err := time.ParseDuration(raw)
+		if days, ok := strings.CutSuffix(raw, "d"); ok && err != nil {
+			// Days, which Go's durations lack: 90d.
+			n, nerr := strconv.Atoi(days)
+			if nerr == nil && n >= 0 && n <= 36500 {
+				d, err = time.Duration(n)*24*time.Hour, nil
+			}
+		}
 		if err != nil {
-			return errors.New("want a duration such as 500ms, 10s or 2m")
+			return errors.New("want a duration such as 500ms, 10s, 2m or 90d")
 		}
 		v.SetInt(int64(d))
 	case string:

@@ -75,7 +75,7 @@ Usage:
   callstate migrate status|up [-env-file FILE]
                                        list the database's migrations, or apply the pending ones
                                        (serve applies them at start too)
-  callstate erase NUMBER [-env-file FILE]
+  callstate forget NUMBER [-env-file FILE]
                                        delete every call of NUMBER (caller, callee, answering or
                                        diverting number) with its journal
   callstate healthcheck                exit 0 if the service on LISTEN_ADDR answers /healthz
@@ -102,9 +102,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return exitError{2, errors.New("migrate needs status or up; try callstate help")}
 		}
 		sub, args = args[0], args[1:]
-	case "erase":
+	case "forget":
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-			return exitError{2, errors.New("erase needs the number whose calls to delete; try callstate help")}
+			return exitError{2, errors.New("forget needs the number whose calls to delete; try callstate help")}
 		}
 		sub, args = args[0], args[1:]
 	case "serve", "check-config":
@@ -135,12 +135,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("read %s: %w", *envFile, err)
 	}
 	cfg, err := loadConfig(getenv)
-	if cmd == "migrate" || cmd == "erase" {
+	if cmd == "migrate" || cmd == "forget" {
 		if err != nil {
 			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
 		}
-		if cmd == "erase" {
-			return eraseCommand(ctx, sub, cfg, newLogger(cfg, stderr))
+		if cmd == "forget" {
+			return forgetCommand(ctx, sub, cfg, newLogger(cfg, stderr))
 		}
 		return migrateCommand(ctx, sub, cfg, newLogger(cfg, stderr))
 	}
@@ -255,8 +255,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	g.Go(func() error { return runStream(gctx, st, dash.Stream) })
-	if cfg.RetentionDays > 0 {
-		g.Go(func() error { return forgetOldCalls(gctx, st, cfg.RetentionDays, log) })
+	if cfg.RetentionCalls > 0 {
+		g.Go(func() error { return forgetOldCalls(gctx, st, cfg.RetentionCalls, log) })
 	}
 	if err := startSIP(gctx, g, cfg.SIP, st, sp, m, ready, log); err != nil {
 		return err
@@ -366,8 +366,8 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 }
 
 // forgetOldCalls deletes, once the database is there and then every hour,
-// the calls that ended more than days ago, with their journals.
-func forgetOldCalls(ctx context.Context, st *store.Store, days int, log *slog.Logger) error {
+// the calls that ended more than keep ago, with their journals.
+func forgetOldCalls(ctx context.Context, st *store.Store, keep time.Duration, log *slog.Logger) error {
 	select {
 	case <-ctx.Done():
 		return nil
@@ -376,15 +376,15 @@ func forgetOldCalls(ctx context.Context, st *store.Store, days int, log *slog.Lo
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		cutoff := time.Now().AddDate(0, 0, -days)
+		cutoff := time.Now().Add(-keep)
 		calls, events, err := st.Forget(ctx, cutoff)
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
-			log.Warn("forgetting old calls failed; trying again in an hour", "retention_days", days, "err", err)
+			log.Warn("forgetting old calls failed; trying again in an hour", "retention", keep, "err", err)
 		case calls > 0:
-			log.Info("forgot calls past RETENTION_DAYS", "calls", calls, "events", events, "ended_before", cutoff.Format(time.RFC3339))
+			log.Info("forgot calls past RETENTION_CALLS", "calls", calls, "events", events, "ended_before", cutoff.Format(time.RFC3339))
 		}
 		select {
 		case <-ctx.Done():
@@ -394,8 +394,8 @@ func forgetOldCalls(ctx context.Context, st *store.Store, days int, log *slog.Lo
 	}
 }
 
-// eraseCommand runs "callstate erase NUMBER".
-func eraseCommand(ctx context.Context, number string, cfg Config, log *slog.Logger) error {
+// forgetCommand runs "callstate forget NUMBER".
+func forgetCommand(ctx context.Context, number string, cfg Config, log *slog.Logger) error {
 	url, stop, err := databaseURL(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -409,13 +409,13 @@ func eraseCommand(ctx context.Context, number string, cfg Config, log *slog.Logg
 	select {
 	case <-st.Ready():
 	default:
-		return errors.New("database unreachable; nothing erased")
+		return errors.New("database unreachable; nothing forgotten")
 	}
-	calls, events, err := st.Erase(ctx, number)
+	calls, events, err := st.ForgetNumber(ctx, number)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "erased %d calls (%d journaled events) of %s\n", calls, events, number)
+	fmt.Fprintf(stdout, "forgot %d calls (%d journaled events) of %s\n", calls, events, number)
 	return nil
 }
 
