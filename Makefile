@@ -8,7 +8,9 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## Run the service (starts a private PostgreSQL when DATABASE_URL is unset).
-	$(GO) run ./cmd/callstate
+	@echo "building callstate (the first build fetches and compiles its modules: a minute or more)..."
+	@$(GO) build -o bin/callstate ./cmd/callstate
+	./bin/callstate
 
 build: ## Build bin/callstate with its version and commit embedded.
 	$(GO) build -trimpath -ldflags "-X main.Version=$$(git describe --tags --always --dirty 2>/dev/null || echo devel) -X main.Commit=$$(git rev-parse HEAD 2>/dev/null)" -o bin/callstate ./cmd/callstate

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -154,5 +155,43 @@ func TestHealthcheckCommand(t *testing.T) {
 	}
 	if _, err := runCLI(t, map[string]string{"LISTEN_ADDR": "127.0.0.1:1"}, "healthcheck"); err == nil {
 		t.Error("healthcheck of nothing succeeded")
+	}
+}
+
+// TestEnvExampleMatchesConfig: .env.example names every variable the
+// Config reads, and nothing else, so that help and the example agree.
+func TestEnvExampleMatchesConfig(t *testing.T) {
+	raw, err := os.ReadFile("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inExample := map[string]bool{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if name, _, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") && name != "" {
+			inExample[strings.TrimSpace(name)] = true
+		}
+	}
+	inConfig := map[string]bool{}
+	var walk func(rt reflect.Type)
+	walk = func(rt reflect.Type) {
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			if name := f.Tag.Get("env"); name != "" {
+				inConfig[name] = true
+			} else if f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config]())
+	for name := range inConfig {
+		if !inExample[name] {
+			t.Errorf(".env.example lacks %s", name)
+		}
+	}
+	for name := range inExample {
+		if !inConfig[name] {
+			t.Errorf(".env.example names %s, which the configuration does not read", name)
+		}
 	}
 }
