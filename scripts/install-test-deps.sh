@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what callstate's tests run against, when it is missing:
 # the PostgreSQL server, Kamailio with its presence and TLS modules, sipp,
-# Chromium.
+# Chromium, and promtool (package prometheus) for the alert rules.
 # Debian/Ubuntu only (apt-get); elsewhere it says what to install.
 set -euo pipefail
 
@@ -21,6 +21,7 @@ have_kamailio_presence || missing+=(kamailio kamailio-presence-modules)
 compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null || missing+=(kamailio-tls-modules)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -41,3 +42,5 @@ $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts a Kamailio service on install; the tests start their own.
 if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop kamailio >/dev/null 2>&1 || true; fi
+# Nor is Prometheus' own server needed, only its promtool.
+if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop prometheus >/dev/null 2>&1 || true; fi
