@@ -68,6 +68,8 @@ type Stream struct {
 	lampWake chan struct{} // lamps may have changed
 
 	clients   atomic.Int64
+	queued    atomic.Int64 // events handed to clients' queues
+	dropped   atomic.Int64 // clients dropped for falling behind
 	heartbeat []byte
 }
 
@@ -108,6 +110,11 @@ func cmpOr[T comparable](v, def T) T {
 
 // Clients returns the number of streams open now.
 func (s *Stream) Clients() int { return int(s.clients.Load()) }
+
+// Sent returns how many events were handed to clients since start (one
+// event to ten clients counts ten), and how many clients were dropped for
+// falling behind.
+func (s *Stream) Sent() (events, dropped int64) { return s.queued.Load(), s.dropped.Load() }
 
 // The kinds of change Notify takes.
 const (
@@ -302,7 +309,9 @@ func (s *Stream) publish(b []byte) {
 	for sub := range s.subs {
 		select {
 		case sub.ch <- b:
+			s.queued.Add(1)
 		default:
+			s.dropped.Add(1)
 			s.drop(sub)
 		}
 	}

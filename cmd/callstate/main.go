@@ -220,6 +220,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if dash.Stream != nil {
 			m.GaugeFunc("callstate_stream_clients", "Live stream clients connected to this instance.",
 				func() float64 { return float64(dash.Stream.Clients()) })
+			m.CounterFunc("callstate_stream_events_total", "Events handed to live stream clients (one event to ten clients counts ten).",
+				func() float64 { n, _ := dash.Stream.Sent(); return float64(n) })
+			m.CounterFunc("callstate_stream_dropped_clients_total", "Live stream clients dropped for falling behind.",
+				func() float64 { _, n := dash.Stream.Sent(); return float64(n) })
 		}
 	}
 	dash.QueryTimeout = cfg.DBQueryTimeout
