@@ -12,8 +12,9 @@ import (
 // statement holds many locks or runs long.
 const forgetBatch = 5000
 
-// deleteCallsSQL deletes the calls that $1 selects by ctid, with their
-// journals, and counts both.
+// deleteCallsSQL deletes the calls that the subquery selects by ctid, with
+// their journals, and counts both; the second %s may add statements that
+// see the deleted calls as gone.
 const deleteCallsSQL = `
 WITH gone AS (
     DELETE FROM call_state c WHERE c.ctid IN (%s)
@@ -22,8 +23,18 @@ WITH gone AS (
     DELETE FROM call_event e USING gone g
     WHERE e.source = g.source AND e.call_key = g.call_key
     RETURNING 1
-)
+)%s
 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM events)`
+
+// erasedMarkSQL journals, for each call ForgetNumber deleted, that it was
+// erased and when, without the number or anything else of the call but
+// the source's key.
+const erasedMarkSQL = `, marks AS (
+    INSERT INTO call_event (source, dedup_key, call_key, type, received_at, payload)
+    SELECT g.source, 'erased:' || g.call_key, g.call_key, 'erased', now(), '\x'::bytea FROM gone g
+    ON CONFLICT (source, dedup_key) DO NOTHING
+    RETURNING 1
+)`
 
 // Forget deletes the calls that ended before cutoff, with their journals:
 // personal data is kept no longer than it is needed. It works in batches
@@ -31,7 +42,7 @@ SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM events)`
 // journaled events it deleted.
 func (s *Store) Forget(ctx context.Context, cutoff time.Time) (calls, events int64, err error) {
 	q := fmt.Sprintf(deleteCallsSQL, `
-        SELECT ctid FROM call_state WHERE state = 'ended' AND ended_at < $1 LIMIT $2`)
+        SELECT ctid FROM call_state WHERE state = 'ended' AND ended_at < $1 LIMIT $2`, "")
 	for {
 		var c, e int64
 		if err := s.pool.QueryRow(ctx, q, cutoff, forgetBatch).Scan(&c, &e); err != nil {
@@ -54,7 +65,9 @@ var ErrBadNumber = errors.New("bad number")
 // ForgetNumber deletes every call in which number took part, as caller, callee,
 // answering number or the number a call was diverted from, with their
 // journals, and returns how many calls and journaled events it deleted.
-// Calls still going on are deleted too. The number must be given as the
+// Each deleted call leaves one journal entry of type "erased", with the
+// call's key and the time and nothing else, so that it can be told that
+// the call was erased, not lost. Calls still going on are deleted too. The number must be given as the
 // source writes it (sipgate: 4930123456, no plus sign).
 func (s *Store) ForgetNumber(ctx context.Context, number string) (calls, events int64, err error) {
 	number = strings.TrimSpace(number)
@@ -63,7 +76,7 @@ func (s *Store) ForgetNumber(ctx context.Context, number string) (calls, events 
 	}
 	q := fmt.Sprintf(deleteCallsSQL, `
         SELECT ctid FROM call_state
-        WHERE $1 IN (from_party, to_party, answering_number, diversion) LIMIT $2`)
+        WHERE $1 IN (from_party, to_party, answering_number, diversion) LIMIT $2`, erasedMarkSQL)
 	for {
 		var c, e int64
 		if err := s.pool.QueryRow(ctx, q, number, forgetBatch).Scan(&c, &e); err != nil {

@@ -41,11 +41,18 @@ func TestForget(t *testing.T) {
 	if _, err := st.Call(ctx, callstate.SourceSipgate, "ret-3"); !errors.Is(err, callstate.ErrNotFound) {
 		t.Errorf("forgotten call still there: %v", err)
 	}
-	if j, _ := st.Journal(ctx, callstate.SourceSipgate, "ret-3"); len(j) != 0 {
-		t.Errorf("forgotten call's journal still holds %d events", len(j))
+	if j, _ := st.Journal(ctx, callstate.SourceSipgate, "ret-3"); len(j) != 1 || j[0].Type != "erased" || len(j[0].Payload) != 0 {
+		t.Errorf("forgotten call's journal: %+v, want one empty erased entry", j)
+	}
+	// No trace of the number anywhere.
+	n, err := st.ExecForTest(ctx, `SELECT 1 FROM call_event WHERE position('4915199999'::bytea in payload) > 0
+		OR position('4915199999'::bytea in coalesce(call_update, ''::bytea)) > 0
+		UNION ALL SELECT 1 FROM call_state WHERE '4915199999' IN (from_party, to_party, answering_number, diversion)`)
+	if err != nil || n != 0 {
+		t.Errorf("%d rows still hold the number, %v", n, err)
 	}
 	calls, events, err = st.Forget(ctx, t0.Add(time.Minute))
-	if err != nil || calls != 4 || events != 16 {
+	if err != nil || calls != 4 || events != 16 { // the erased mark of ret-3 stays
 		t.Fatalf("Forget: %d calls, %d events, %v; want the 4 ended calls and their 16 events", calls, events, err)
 	}
 	if _, err := st.Call(ctx, callstate.SourceSipgate, "ret-5"); err != nil {
