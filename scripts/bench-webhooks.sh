@@ -60,7 +60,7 @@ trap cleanup EXIT
 go build -o "$tmp/callstate" ./cmd/callstate
 go build -o "$tmp/load" ./cmd/callstate-load
 port=18180
-pgport=55480
+pgport=25480
 nodeport=18190
 hook="http://127.0.0.1:$port/webhooks/sipgate"
 db="postgres://postgres@127.0.0.1:$pgport/callstate?sslmode=disable"

@@ -22,7 +22,7 @@ trap cleanup EXIT
 
 go build -o "$tmp/callstate" ./cmd/callstate
 go build -o "$tmp/load" ./cmd/callstate-load
-DATA_DIR="$tmp/data" LOCAL_POSTGRES_PORT=55481 LISTEN_ADDR=127.0.0.1:$port PUBLIC_URL=http://127.0.0.1:$port \
+DATA_DIR="$tmp/data" LOCAL_POSTGRES_PORT=25481 LISTEN_ADDR=127.0.0.1:$port PUBLIC_URL=http://127.0.0.1:$port \
   SIPGATE_VERIFY_SIGNATURE=false LOG_LEVEL=warn "$tmp/callstate" >"$tmp/callstate.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
