@@ -53,6 +53,8 @@ type Config struct {
 	AllowedNetworks []string      `env:"SIPGATE_ALLOWED_NETWORKS" validate:"dive,cidr|ip"`
 	PathSecret      string        `env:"SIPGATE_PATH_SECRET" secret:"true" validate:"omitempty,min=16,max=128,alphanum|uuid"`
 	MaxInflight     int           `env:"WEBHOOK_MAX_INFLIGHT" default:"512" validate:"min=1,max=100000"`
+	RingingTimeout  time.Duration `env:"SIPGATE_RINGING_TIMEOUT" default:"30m" validate:"min=0s,max=24h"`
+	AnsweredTimeout time.Duration `env:"SIPGATE_ANSWERED_TIMEOUT" default:"12h" validate:"min=0s,max=720h"`
 
 	MetricsEnabled bool   `env:"METRICS_ENABLED" default:"true"`
 	DebugAddr      string `env:"DEBUG_ADDR" validate:"omitempty,hostname_port"`

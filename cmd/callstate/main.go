@@ -259,6 +259,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	g.Go(func() error { return runStream(gctx, st, dash.Stream) })
+	if cfg.RingingTimeout > 0 || cfg.AnsweredTimeout > 0 {
+		g.Go(func() error { return endStuckCalls(gctx, st, sp, cfg.RingingTimeout, cfg.AnsweredTimeout, log) })
+	}
 	if cfg.RetentionCalls > 0 {
 		g.Go(func() error { return forgetOldCalls(gctx, st, cfg.RetentionCalls, log) })
 	}
