@@ -41,7 +41,7 @@ func BenchmarkScale(b *testing.B) {
 	// The subscriber's own log is left out: at debug level (-v) it would
 	// cost more than what is measured.
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	k := testpbx.StartKamailio(b)
+	k := testpbx.StartKamailioLarge(b, 256) // presence keeps 10,000 subscriptions in shared memory
 	dsn := storetest.NewDatabase(b)
 	st, err := store.Open(ctx, dsn, store.Options{Logger: quiet})
 	if err != nil {

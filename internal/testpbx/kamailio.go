@@ -70,6 +70,7 @@ type Kamailio struct {
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the process has exited
 	waitErr error         // set before done is closed
+	shmMiB  int           // Kamailio's shared memory (-m)
 }
 
 // StartKamailio starts a private Kamailio on 127.0.0.1 on a free port (UDP and
@@ -83,7 +84,19 @@ type Kamailio struct {
 // configuration does not check, or Kamailio does not answer within 10s.
 func StartKamailio(tb testing.TB) *Kamailio {
 	tb.Helper()
-	return startWith(tb, nil)
+	return startWith(tb, nil, defaultShmMiB)
+}
+
+// defaultShmMiB is the shared memory a test Kamailio gets: enough for the
+// tests, not for thousands of subscriptions (presence keeps each one there,
+// and answers 500 once it runs out).
+const defaultShmMiB = 64
+
+// StartKamailioLarge is StartKamailio with shmMiB MiB of shared memory, for
+// benchmarks with thousands of subscriptions: 10,000 need more than 64.
+func StartKamailioLarge(tb testing.TB, shmMiB int) *Kamailio {
+	tb.Helper()
+	return startWith(tb, nil, shmMiB)
 }
 
 // TLSFiles are the PEM files of the certificate Kamailio presents on its
@@ -98,10 +111,10 @@ type TLSFiles struct {
 // the package kamailio-tls-modules.
 func StartKamailioTLS(tb testing.TB, files TLSFiles) *Kamailio {
 	tb.Helper()
-	return startWith(tb, &files)
+	return startWith(tb, &files, defaultShmMiB)
 }
 
-func startWith(tb testing.TB, tlsFiles *TLSFiles) *Kamailio {
+func startWith(tb testing.TB, tlsFiles *TLSFiles, shmMiB int) *Kamailio {
 	tb.Helper()
 	bin, err := exec.LookPath("kamailio")
 	if err != nil {
@@ -115,7 +128,7 @@ func startWith(tb testing.TB, tlsFiles *TLSFiles) *Kamailio {
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
 		dir := filepath.Join(base, "kamailio-"+strconv.Itoa(attempt))
-		k, err := startKamailio(tb, bin, dir, tlsFiles)
+		k, err := startKamailio(tb, bin, dir, tlsFiles, shmMiB)
 		if err == nil {
 			return k
 		}
@@ -132,7 +145,7 @@ func startWith(tb testing.TB, tlsFiles *TLSFiles) *Kamailio {
 
 var errAddrInUse = errors.New("address already in use")
 
-func startKamailio(tb testing.TB, bin, dir string, tlsFiles *TLSFiles) (*Kamailio, error) {
+func startKamailio(tb testing.TB, bin, dir string, tlsFiles *TLSFiles, shmMiB int) (*Kamailio, error) {
 	tb.Helper()
 	dbDir := filepath.Join(dir, "db")
 	if err := os.MkdirAll(dbDir, 0o755); err != nil {
@@ -146,6 +159,7 @@ func startKamailio(tb testing.TB, bin, dir string, tlsFiles *TLSFiles) (*Kamaili
 		return nil, err
 	}
 	k := &Kamailio{
+		shmMiB:  shmMiB,
 		port:    port,
 		domain:  DefaultDomain,
 		dir:     dir,
@@ -213,7 +227,7 @@ func (k *Kamailio) launch() error {
 	}
 	// -DD: no daemon, children still forked; -E: log to stderr; -Y: runtime
 	// directory (FIFO/ctl files) inside the test directory.
-	k.cmd = exec.Command(k.bin, "-DD", "-E", "-f", k.cfgPath, "-Y", k.dir, "-w", k.dir, "-m", "64", "-M", "8")
+	k.cmd = exec.Command(k.bin, "-DD", "-E", "-f", k.cfgPath, "-Y", k.dir, "-w", k.dir, "-m", strconv.Itoa(k.shmMiB), "-M", "8")
 	k.cmd.Dir = k.dir
 	k.cmd.Stdout = logFile
 	k.cmd.Stderr = logFile
