@@ -448,6 +448,11 @@ func (s *Spool) Err() error {
 	return nil
 }
 
+// isolateAfter is how many batches in a row may fail while the store
+// answers before the drain applies events one at a time and sets aside
+// the one that fails.
+const isolateAfter = 3
+
 // Run probes the store while it is down, drains the backlog while it is
 // up, and, after a failed append, probes the disk, until ctx is done.
 func (s *Spool) Run(ctx context.Context) error {
@@ -455,6 +460,7 @@ func (s *Spool) Run(ctx context.Context) error {
 		draining   bool // a backlog is being applied
 		drainStart time.Time
 		drainedAt  int64 // Stats().Drained when the drain started
+		failures   int   // batches in a row that failed while the store answered
 	)
 	if s.Stats().Records > 0 {
 		draining, drainStart = true, time.Now()
@@ -494,12 +500,29 @@ func (s *Spool) Run(ctx context.Context) error {
 		if !draining {
 			draining, drainStart, drainedAt = true, time.Now(), s.Stats().Drained
 		}
-		if _, err := s.drainOnce(ctx); err != nil && ctx.Err() == nil {
+		_, err := s.drainOnce(ctx, failures >= isolateAfter)
+		if err == nil || ctx.Err() != nil {
+			failures = 0
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		perr := s.next.Ping(pctx)
+		cancel()
+		if perr != nil {
+			failures = 0
 			if s.down.CompareAndSwap(false, true) {
 				st := s.Stats()
 				s.log.Warn("database unavailable; events wait in the spool", "events", st.Records, "bytes", st.Bytes, "err", err)
 			}
+			continue
 		}
+		// The store answers, yet the batch failed: try again a little
+		// later, and after a few tries one event at a time, setting
+		// aside one that fails on its own, so that it cannot hold the
+		// spool up for ever.
+		failures++
+		s.log.Warn("applying spooled events failed while the database answers; trying again", "tries", failures, "err", err)
+		s.pause(ctx, min(100*time.Millisecond<<failures, 5*time.Second))
 	}
 	return nil
 }
@@ -568,7 +591,7 @@ func (s *Spool) Drain(ctx context.Context) int {
 		}
 	}
 	for ctx.Err() == nil && s.Stats().Records > 0 {
-		if _, err := s.drainOnce(ctx); err != nil {
+		if _, err := s.drainOnce(ctx, false); err != nil {
 			break
 		}
 	}
@@ -578,12 +601,14 @@ func (s *Spool) Drain(ctx context.Context) int {
 // drainOnce applies up to DrainBatch records from the read offset on, in
 // DrainParallel lanes side by side (a call's events in one lane, one after
 // the other), so that the store's writers commit many of them together,
-// and truncates the file when it is empty. Records of different calls are
+// and truncates the file when it is empty. Isolating, it applies them one
+// at a time and sets aside (rejected.jsonl) one that fails while the store
+// answers. Records of different calls are
 // applied in no particular order. If any write fails in a way that may pass (the
 // store is down), the read offset stays where it was: the whole batch is
 // applied again later, and what was stored already is a repeat. It returns
 // how many records it applied.
-func (s *Spool) drainOnce(ctx context.Context) (int, error) {
+func (s *Spool) drainOnce(ctx context.Context, isolate bool) (int, error) {
 	s.drainMu.Lock()
 	defer s.drainMu.Unlock()
 	s.syncMu.Lock()
@@ -614,16 +639,30 @@ func (s *Spool) drainOnce(ctx context.Context) (int, error) {
 	}
 	// One lane a call: a call's events are applied one after the other,
 	// so that two of the store's transactions never wait for each other
-	// on the same call's row, and the lanes run side by side.
+	// on the same call's row, and the lanes run side by side. Isolating,
+	// one lane: an event that fails while the store answers is set aside.
 	type rec struct {
 		data []byte
 		ev   callstate.Event
 	}
-	lanes := make([][]rec, s.opts.DrainParallel)
+	type refused struct {
+		data  []byte
+		cause error
+	}
+	var (
+		mu       sync.Mutex
+		rejects  []refused // kept only once the whole batch is through
+		firstErr error
+	)
+	nLanes := s.opts.DrainParallel
+	if isolate {
+		nLanes = 1
+	}
+	lanes := make([][]rec, nLanes)
 	for _, data := range recs {
 		var ev callstate.Event
 		if err := json.Unmarshal(data, &ev); err != nil {
-			s.reject(data, err)
+			rejects = append(rejects, refused{data, err})
 			continue
 		}
 		h := fnv.New32a()
@@ -632,11 +671,7 @@ func (s *Spool) drainOnce(ctx context.Context) (int, error) {
 		i := h.Sum32() % uint32(len(lanes))
 		lanes[i] = append(lanes[i], rec{data, ev})
 	}
-	var (
-		wg       sync.WaitGroup
-		errMu    sync.Mutex
-		firstErr error
-	)
+	var wg sync.WaitGroup
 	for _, lane := range lanes {
 		if len(lane) == 0 {
 			continue
@@ -646,15 +681,24 @@ func (s *Spool) drainOnce(ctx context.Context) (int, error) {
 				actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				_, err := apply(actx, r.ev)
 				cancel()
+				if err != nil && !errors.Is(err, callstate.ErrInvalidEvent) && isolate {
+					pctx, cancel := context.WithTimeout(ctx, time.Second)
+					if s.next.Ping(pctx) == nil {
+						err = fmt.Errorf("%w (the database answers, yet this event failed again and again)", err)
+						err = errors.Join(callstate.ErrInvalidEvent, err)
+					}
+					cancel()
+				}
+				mu.Lock()
 				switch {
 				case errors.Is(err, callstate.ErrInvalidEvent):
-					s.reject(r.data, err)
-				case err != nil:
-					errMu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					errMu.Unlock()
+					rejects = append(rejects, refused{r.data, err})
+				case err != nil && firstErr == nil:
+					firstErr = err
+				}
+				failed := firstErr != nil
+				mu.Unlock()
+				if failed {
 					return
 				}
 			}
@@ -663,6 +707,9 @@ func (s *Spool) drainOnce(ctx context.Context) (int, error) {
 	wg.Wait()
 	if firstErr != nil {
 		return 0, firstErr
+	}
+	for _, r := range rejects {
+		s.reject(r.data, r.cause)
 	}
 	s.mu.Lock()
 	s.readOff = off

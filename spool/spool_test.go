@@ -24,6 +24,7 @@ type memStore struct {
 	mu      sync.Mutex
 	down    bool
 	refuse  string // dedup key refused for good
+	poison  string // dedup key that fails, though the store is up
 	seen    map[string]bool
 	applied []string // dedup keys in the order applied
 }
@@ -35,6 +36,9 @@ func (m *memStore) Apply(ctx context.Context, ev callstate.Event) (bool, error) 
 	defer m.mu.Unlock()
 	if m.down {
 		return false, errors.New("connection refused")
+	}
+	if ev.DedupKey == m.poison {
+		return false, errors.New("something odd")
 	}
 	if ev.DedupKey == m.refuse {
 		return false, fmt.Errorf("%w: value too long", callstate.ErrInvalidEvent)
@@ -342,4 +346,42 @@ func BenchmarkSpoolAppend(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestPoisonDoesNotHoldUpTheSpool: an event that fails every time, while
+// the store answers, is set aside after a few tries; the rest are applied,
+// and live events keep going straight to the store.
+func TestPoisonDoesNotHoldUpTheSpool(t *testing.T) {
+	dir := t.TempDir()
+	st := newMemStore()
+	st.setDown(true)
+	s := open(t, dir, st, spool.Options{})
+	for i := range 20 {
+		if _, err := s.Apply(context.Background(), event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.mu.Lock()
+	st.down, st.poison = false, event(7).DedupKey
+	st.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	waitFor(t, "the spool to drain past the poison", func() bool { return s.Stats().Records == 0 })
+	if got := len(st.keys()); got != 19 {
+		t.Errorf("applied %d, want the 19 others", got)
+	}
+	if s.Stats().Rejected != 1 {
+		t.Errorf("stats %+v, want the poison set aside", s.Stats())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "rejected.jsonl"))
+	if err != nil || !bytes.Contains(b, []byte(event(7).DedupKey)) || bytes.Count(b, []byte("\n")) != 1 {
+		t.Errorf("rejected.jsonl: %q %v, want the poison once", b, err)
+	}
+	if s.Stats().StoreDown {
+		t.Error("the store was taken for down because of one event")
+	}
+	cancel()
+	<-done
 }
