@@ -111,3 +111,21 @@ func TestPressKey(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePress: whatever ParsePress takes, Key writes it back the same
+// way it reads again.
+func FuzzParsePress(f *testing.F) {
+	f.Add("01796169255432917:ab12cd34:4#")
+	f.Add("00000000000000001::5")
+	f.Add("x:y:z")
+	f.Fuzz(func(t *testing.T, key string) {
+		p, err := callstate.ParsePress(key)
+		if err != nil {
+			return
+		}
+		again, err := callstate.ParsePress(p.Key())
+		if err != nil || !again.At.Equal(p.At) || again.Digest != p.Digest || again.Digits != p.Digits {
+			t.Fatalf("ParsePress(%q) = %+v, then ParsePress(Key()) = %+v, %v", key, p, again, err)
+		}
+	})
+}
