@@ -300,6 +300,13 @@ func (s *Spool) append(ev callstate.Event) error {
 	}
 	_, err = s.f.Write(rec)
 	if err != nil && errors.Is(err, syscall.ENOSPC) && StartsCall(ev) && s.freeBallast() {
+		// The disk is full: from now on only events that start a call
+		// get the ballast's room, until a probe finds the disk has room
+		// again (probeDisk).
+		if s.writeErr == nil {
+			s.log.Error("spool's disk is full; only new calls are kept now", "dir", s.opts.Dir, "err", err)
+		}
+		s.writeErr = err
 		_ = s.f.Truncate(s.size)
 		_, _ = s.f.Seek(s.size, io.SeekStart)
 		_, err = s.f.Write(rec)
