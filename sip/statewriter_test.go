@@ -151,7 +151,10 @@ func TestStateWriterRetries(t *testing.T) {
 	w.mu.Lock()
 	writes := w.writes
 	w.mu.Unlock()
-	if writes > 4 {
-		t.Errorf("%d statements for %d extensions and one presence, want at most 4", writes, n)
+	// At best 3 statements for the states (1,000 a statement) and one for
+	// the presence; a retry that lands while the next flush is due may
+	// split a batch. One a change would be thousands.
+	if writes > 8 {
+		t.Errorf("%d statements for %d extensions and one presence, want at most 8", writes, n)
 	}
 }
