@@ -199,9 +199,18 @@ ORDER BY id`, source, ext)
 
 func (s *Store) calls(ctx context.Context, sql string, source callstate.Source, ext string) ([]callstate.Call, error) {
 	rows, _ := s.pool.Query(ctx, sql, string(source), ext)
+	calls, err := collectCalls(rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: calls source=%s ext=%s: %w", source, ext, err)
+	}
+	return calls, nil
+}
+
+// collectCalls reads call_state rows of callColumns into calls.
+func collectCalls(rows pgx.Rows) ([]callstate.Call, error) {
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[callRow])
 	if err != nil {
-		return nil, fmt.Errorf("store: calls source=%s ext=%s: %w", source, ext, readErr(err))
+		return nil, readErr(err)
 	}
 	calls := make([]callstate.Call, 0, len(rs))
 	for _, r := range rs {

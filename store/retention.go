@@ -43,10 +43,21 @@ const erasedMarkSQL = `, marks AS (
 func (s *Store) Forget(ctx context.Context, cutoff time.Time) (calls, events int64, err error) {
 	q := fmt.Sprintf(deleteCallsSQL, `
         SELECT ctid FROM call_state WHERE state = 'ended' AND ended_at < $1 LIMIT $2`, "")
+	calls, events, err = s.deleteCalls(ctx, q, cutoff)
+	if err != nil {
+		return calls, events, fmt.Errorf("store: forget calls ended before %s: %w", cutoff.Format(time.RFC3339), err)
+	}
+	return calls, events, nil
+}
+
+// deleteCalls runs q, a deleteCallsSQL, with arg and the batch size until
+// a batch deletes fewer calls than the batch size, and announces the
+// change.
+func (s *Store) deleteCalls(ctx context.Context, q string, arg any) (calls, events int64, err error) {
 	for {
 		var c, e int64
-		if err := s.pool.QueryRow(ctx, q, cutoff, forgetBatch).Scan(&c, &e); err != nil {
-			return calls, events, fmt.Errorf("store: forget calls ended before %s: %w", cutoff.Format(time.RFC3339), readErr(err))
+		if err := s.pool.QueryRow(ctx, q, arg, forgetBatch).Scan(&c, &e); err != nil {
+			return calls, events, readErr(err)
 		}
 		calls, events = calls+c, events+e
 		if c < forgetBatch {
@@ -62,13 +73,14 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time) (calls, events int
 // ErrBadNumber is returned by ForgetNumber for a number it will not look for.
 var ErrBadNumber = errors.New("bad number")
 
-// ForgetNumber deletes every call in which number took part, as caller, callee,
-// answering number or the number a call was diverted from, with their
+// ForgetNumber deletes every call in which number took part, as caller,
+// callee, answering number or the number a call was diverted from, with their
 // journals, and returns how many calls and journaled events it deleted.
 // Each deleted call leaves one journal entry of type "erased", with the
 // call's key and the time and nothing else, so that it can be told that
-// the call was erased, not lost. Calls still going on are deleted too. The number must be given as the
-// source writes it (sipgate: 4930123456, no plus sign).
+// the call was erased, not lost. Calls still going on are deleted too.
+// The number must be given as the source writes it (sipgate: 4930123456,
+// no plus sign).
 func (s *Store) ForgetNumber(ctx context.Context, number string) (calls, events int64, err error) {
 	number = strings.TrimSpace(number)
 	if number == "" || strings.ContainsAny(number, "%_\\") {
@@ -77,18 +89,9 @@ func (s *Store) ForgetNumber(ctx context.Context, number string) (calls, events 
 	q := fmt.Sprintf(deleteCallsSQL, `
         SELECT ctid FROM call_state
         WHERE $1 IN (from_party, to_party, answering_number, diversion) LIMIT $2`, erasedMarkSQL)
-	for {
-		var c, e int64
-		if err := s.pool.QueryRow(ctx, q, number, forgetBatch).Scan(&c, &e); err != nil {
-			return calls, events, fmt.Errorf("store: forget a number: %w", readErr(err))
-		}
-		calls, events = calls+c, events+e
-		if c < forgetBatch {
-			break
-		}
-	}
-	if calls > 0 {
-		s.announce.changed()
+	calls, events, err = s.deleteCalls(ctx, q, number)
+	if err != nil {
+		return calls, events, fmt.Errorf("store: forget a number: %w", err)
 	}
 	return calls, events, nil
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/callstate/callstate"
 )
 
@@ -20,17 +18,9 @@ func (s *Store) StuckCalls(ctx context.Context, source callstate.Source, ringing
 		  AND ((state = 'ringing' AND started_at < $2) OR (state = 'answered' AND answered_at < $3))
 		ORDER BY id LIMIT $4`,
 		string(source), timeOrNil(ringingBefore), timeOrNil(answeredBefore), limit)
-	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[callRow])
+	calls, err := collectCalls(rows)
 	if err != nil {
-		return nil, fmt.Errorf("store: stuck calls source=%s: %w", source, readErr(err))
-	}
-	calls := make([]callstate.Call, 0, len(rs))
-	for _, r := range rs {
-		c, err := r.call()
-		if err != nil {
-			return nil, err
-		}
-		calls = append(calls, c)
+		return nil, fmt.Errorf("store: stuck calls source=%s: %w", source, err)
 	}
 	return calls, nil
 }
