@@ -72,7 +72,7 @@ func (s *Store) Extensions(ctx context.Context) ([]string, error) {
 // extension that has no row. It returns an error wrapping
 // callstate.ErrInvalidEvent for a state the table does not allow.
 func (s *Store) SetSubscription(ctx context.Context, ext, state, reason string) error {
-	return s.SetSubscriptionAs(ctx, "", ext, state, reason)
+	return s.SetSubscriptionsAs(ctx, "", []string{ext}, []string{state}, []string{reason})
 }
 
 // SetSubscriptionAs is SetSubscription on behalf of the instance owner (see
@@ -80,25 +80,13 @@ func (s *Store) SetSubscription(ctx context.Context, ext, state, reason string) 
 // that an instance handing an extension over cannot overwrite what the new
 // owner wrote. An empty owner writes unconditionally.
 func (s *Store) SetSubscriptionAs(ctx context.Context, owner, ext, state, reason string) error {
-	_, err := s.pool.Exec(ctx, `
-UPDATE sip_extension SET subscription = $2, reason = $3, updated_at = now()
-WHERE extension = $1 AND (subscription, reason) IS DISTINCT FROM ($2, $3)
-  AND ($4 = '' OR owner IN ($4, ''))`, ext, state, reason, owner)
-	if err != nil {
-		return fmt.Errorf("store: set subscription ext=%s state=%s: %w", ext, state, classify(err))
-	}
-	return nil
+	return s.SetSubscriptionsAs(ctx, owner, []string{ext}, []string{state}, []string{reason})
 }
 
 // SetSubscriptions is SetSubscriptionsAs with no owner: it writes
 // unconditionally.
 func (s *Store) SetSubscriptions(ctx context.Context, exts, states, reasons []string) error {
 	return s.SetSubscriptionsAs(ctx, "", exts, states, reasons)
-}
-
-// SetPresences is SetPresencesAs with no owner.
-func (s *Store) SetPresences(ctx context.Context, exts, statuses, notes []string) error {
-	return s.SetPresencesAs(ctx, "", exts, statuses, notes)
 }
 
 // SetSubscriptionsAs is SetSubscriptionAs for many extensions in one
@@ -109,62 +97,52 @@ func (s *Store) SetPresences(ctx context.Context, exts, statuses, notes []string
 // callstate.ErrInvalidEvent when a state is not allowed (and writes none),
 // and one wrapping ErrUnavailable when the database cannot be reached.
 func (s *Store) SetSubscriptionsAs(ctx context.Context, owner string, exts, states, reasons []string) error {
-	if len(exts) != len(states) || len(exts) != len(reasons) {
-		return fmt.Errorf("store: set subscriptions: %d extensions, %d states, %d reasons: %w",
-			len(exts), len(states), len(reasons), callstate.ErrInvalidEvent)
-	}
-	if len(exts) == 0 {
-		return nil
-	}
-	_, err := s.pool.Exec(ctx, `
-UPDATE sip_extension e SET subscription = v.state, reason = v.reason, updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::text[]) AS v(extension, state, reason)
-WHERE e.extension = v.extension AND (e.subscription, e.reason) IS DISTINCT FROM (v.state, v.reason)
-  AND ($4 = '' OR e.owner IN ($4, ''))`, exts, states, reasons, owner)
-	if err != nil {
-		return fmt.Errorf("store: set subscriptions of %d extensions: %w", len(exts), readErr(classify(err)))
-	}
-	return nil
-}
-
-// SetPresencesAs is SetPresenceAs for many extensions in one statement:
-// exts[i] gets statuses[i] and notes[i], under the rules and with the
-// errors of SetSubscriptionsAs.
-func (s *Store) SetPresencesAs(ctx context.Context, owner string, exts, statuses, notes []string) error {
-	if len(exts) != len(statuses) || len(exts) != len(notes) {
-		return fmt.Errorf("store: set presences: %d extensions, %d statuses, %d notes: %w",
-			len(exts), len(statuses), len(notes), callstate.ErrInvalidEvent)
-	}
-	if len(exts) == 0 {
-		return nil
-	}
-	_, err := s.pool.Exec(ctx, `
-UPDATE sip_extension e SET presence_status = v.status, presence_note = v.note, updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::text[]) AS v(extension, status, note)
-WHERE e.extension = v.extension AND (e.presence_status, e.presence_note) IS DISTINCT FROM (v.status, v.note)
-  AND ($4 = '' OR e.owner IN ($4, ''))`, exts, statuses, notes, owner)
-	if err != nil {
-		return fmt.Errorf("store: set presences of %d extensions: %w", len(exts), readErr(classify(err)))
-	}
-	return nil
+	return s.setMany(ctx, "subscription", "reason", owner, exts, states, reasons)
 }
 
 // SetPresence records an extension's presence status (idle, ringing, busy,
 // unavailable, or empty for unknown) and note. It does nothing for an
 // extension that has no row.
 func (s *Store) SetPresence(ctx context.Context, ext, status, note string) error {
-	return s.SetPresenceAs(ctx, "", ext, status, note)
+	return s.SetPresencesAs(ctx, "", []string{ext}, []string{status}, []string{note})
 }
 
 // SetPresenceAs is SetPresence on behalf of the instance owner, guarded like
 // SetSubscriptionAs.
 func (s *Store) SetPresenceAs(ctx context.Context, owner, ext, status, note string) error {
+	return s.SetPresencesAs(ctx, owner, []string{ext}, []string{status}, []string{note})
+}
+
+// SetPresences is SetPresencesAs with no owner.
+func (s *Store) SetPresences(ctx context.Context, exts, statuses, notes []string) error {
+	return s.SetPresencesAs(ctx, "", exts, statuses, notes)
+}
+
+// SetPresencesAs is SetPresenceAs for many extensions in one statement:
+// exts[i] gets statuses[i] and notes[i], under the rules and with the
+// errors of SetSubscriptionsAs.
+func (s *Store) SetPresencesAs(ctx context.Context, owner string, exts, statuses, notes []string) error {
+	return s.setMany(ctx, "presence_status", "presence_note", owner, exts, statuses, notes)
+}
+
+// setMany sets the columns value and why (constants of the callers, never
+// input) of many extensions in one statement, under the owner guard of
+// SetSubscriptionAs.
+func (s *Store) setMany(ctx context.Context, value, why, owner string, exts, values, whys []string) error {
+	if len(exts) != len(values) || len(exts) != len(whys) {
+		return fmt.Errorf("store: set %s: %d extensions, %d values, %d %ss: %w",
+			value, len(exts), len(values), len(whys), why, callstate.ErrInvalidEvent)
+	}
+	if len(exts) == 0 {
+		return nil
+	}
 	_, err := s.pool.Exec(ctx, `
-UPDATE sip_extension SET presence_status = $2, presence_note = $3, updated_at = now()
-WHERE extension = $1 AND (presence_status, presence_note) IS DISTINCT FROM ($2, $3)
-  AND ($4 = '' OR owner IN ($4, ''))`, ext, status, note, owner)
+UPDATE sip_extension e SET `+value+` = v.value, `+why+` = v.why, updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[]) AS v(extension, value, why)
+WHERE e.extension = v.extension AND (e.`+value+`, e.`+why+`) IS DISTINCT FROM (v.value, v.why)
+  AND ($4 = '' OR e.owner IN ($4, ''))`, exts, values, whys, owner)
 	if err != nil {
-		return fmt.Errorf("store: set presence ext=%s status=%s: %w", ext, status, classify(err))
+		return fmt.Errorf("store: set %s of %d extensions: %w", value, len(exts), readErr(classify(err)))
 	}
 	return nil
 }
