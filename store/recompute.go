@@ -66,13 +66,7 @@ func (s *Store) Recompute(ctx context.Context, source callstate.Source, key stri
 			presses[i] = p.Key()
 		}
 		return tx.QueryRow(ctx, `
-INSERT INTO call_state AS c (
-    source, call_key, call_id, orig_call_id, extension, extension_pinned, direction,
-    from_party, to_party, users, user_ids, full_user_ids,
-    answered_by, answering_number, diversion, xcid,
-    state, on_hold, hold_at, hangup_cause, cause_at, dtmf, dtmf_presses,
-    started_at, answered_at, ended_at, updated_at, last_event_id
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+INSERT INTO call_state AS c (`+stateColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
           $17::text::call_phase, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
 ON CONFLICT (source, call_key) DO UPDATE SET
     call_id = EXCLUDED.call_id, orig_call_id = EXCLUDED.orig_call_id,

@@ -284,6 +284,16 @@ func readErr(err error) error {
 	return err
 }
 
+// stateColumns are the call_state columns a write sets, in the order of
+// applySQL's and Recompute's values.
+const stateColumns = `
+    source, call_key, call_id, orig_call_id, extension, extension_pinned, direction,
+    from_party, to_party, users, user_ids, full_user_ids,
+    answered_by, answering_number, diversion, xcid,
+    state, on_hold, hold_at, hangup_cause, cause_at, dtmf, dtmf_presses,
+    started_at, answered_at, ended_at, updated_at, last_event_id
+`
+
 // applySQL journals one event and merges its update into the call's row, in
 // one statement and so one transaction. A repeated event (same source and
 // dedup key) inserts no journal row, and with nothing to select the upsert
@@ -301,13 +311,7 @@ WITH ev AS (
 ), u AS (
     SELECT $20::text::call_phase AS state
 )
-INSERT INTO call_state AS c (
-    source, call_key, call_id, orig_call_id, extension, extension_pinned, direction,
-    from_party, to_party, users, user_ids, full_user_ids,
-    answered_by, answering_number, diversion, xcid,
-    state, on_hold, hold_at, hangup_cause, cause_at, dtmf, dtmf_presses,
-    started_at, answered_at, ended_at, updated_at, last_event_id
-)
+INSERT INTO call_state AS c (` + stateColumns + `)
 SELECT $1, $3, $7, $8, $9, $24 AND $9 <> '', $10,
        $11, $12, $13, $14, $15,
        $16, $17, $18, $19,
