@@ -13,16 +13,21 @@ import (
 	"github.com/callstate/callstate/store/storetest"
 )
 
-// TestMigrateAppliesEveryUnrecordedVersion: a migration with a lower number
-// than one already applied (003 merged after 004) still runs.
-func TestMigrateAppliesEveryUnrecordedVersion(t *testing.T) {
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, storetest.NewDatabase(t))
+// migrationTest returns a pool on a fresh, empty database and a quiet log.
+func migrationTest(t *testing.T) (context.Context, *pgxpool.Pool, *slog.Logger) {
+	t.Helper()
+	pool, err := pgxpool.New(t.Context(), storetest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
-	log := slog.New(slog.DiscardHandler)
+	t.Cleanup(pool.Close)
+	return context.Background(), pool, slog.New(slog.DiscardHandler)
+}
+
+// TestMigrateAppliesEveryUnrecordedVersion: a migration with a lower number
+// than one already applied (003 merged after 004) still runs.
+func TestMigrateAppliesEveryUnrecordedVersion(t *testing.T) {
+	ctx, pool, log := migrationTest(t)
 
 	first := fstest.MapFS{
 		"migrations/001_a.sql": {Data: []byte(`CREATE TABLE a (x int)`)},
@@ -67,13 +72,7 @@ func TestMigrateAppliesEveryUnrecordedVersion(t *testing.T) {
 // applied stops the start with its name; one applied before checksums were
 // kept gets its checksum recorded.
 func TestMigrateRefusesChangedMigration(t *testing.T) {
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, storetest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	log := slog.New(slog.DiscardHandler)
+	ctx, pool, log := migrationTest(t)
 	fsys := fstest.MapFS{
 		"migrations/001_a.sql": {Data: []byte(`CREATE TABLE a (x int)`)},
 		"migrations/002_b.sql": {Data: []byte(`CREATE TABLE b (x int)`)},
@@ -93,7 +92,7 @@ func TestMigrateRefusesChangedMigration(t *testing.T) {
 		t.Fatalf("%d migrations without a checksum, %v", missing, err)
 	}
 	fsys["migrations/001_a.sql"] = &fstest.MapFile{Data: []byte(`CREATE TABLE a (x bigint)`)}
-	err = migrateFS(ctx, pool, fsys, log)
+	err := migrateFS(ctx, pool, fsys, log)
 	if !errors.Is(err, errMigration) || !strings.Contains(err.Error(), "001_a.sql") || !permanent(err) {
 		t.Fatalf("migrate with 001 changed: %v, want a migration error naming 001_a.sql", err)
 	}

@@ -281,15 +281,25 @@ func TestTwoInstancesOutage(t *testing.T) {
 			n, postedAfter)
 	}
 
+	settleTwoInstances(t, pg.url, sum, a, b, fmt.Sprintf("%v of the %d posted after both were ready again (%s after the database started)",
+		spooledAfter-spooledBefore, postedAfter, ready.Round(100*time.Millisecond)))
+}
+
+// settleTwoInstances waits until both instances' spools are empty, makes
+// sure the outage reached a spool, and checks that every call acknowledged
+// whole is in the database whole and right; what is said of the run goes
+// into its log line.
+func settleTwoInstances(t *testing.T, dbURL string, sum callSummary, a, b, what string) {
+	t.Helper()
 	drained := waitSpoolsEmpty(t, 30*time.Second, a, b)
 	spooled := requireSpooled(t, a, b)
-	t.Logf("%d calls (%d events) posted, %d acknowledged whole; %v events spooled, %v of the %d posted after both were ready again (%s after the database started); spools empty %s after the last post",
-		sum.calls, sum.events, len(sum.acked), spooled, spooledAfter-spooledBefore, postedAfter, ready.Round(100*time.Millisecond), drained.Round(100*time.Millisecond))
+	t.Logf("%d calls (%d events) posted, %d acknowledged whole; %v events spooled; %s; spools empty %s after the last post",
+		sum.calls, sum.events, len(sum.acked), spooled, what, drained.Round(100*time.Millisecond))
 	if len(sum.acked) < 30 {
 		t.Fatalf("only %d calls acknowledged whole", len(sum.acked))
 	}
 	checkRefused(t, sum)
-	checkWholeCalls(t, pg.url, sum.acked)
+	checkWholeCalls(t, dbURL, sum.acked)
 }
 
 // TestTwoInstancesFrozen is TestTwoInstancesOutage with the database frozen
@@ -349,15 +359,7 @@ func TestTwoInstancesFrozen(t *testing.T) {
 		t.Error(s)
 	}
 
-	drained := waitSpoolsEmpty(t, 30*time.Second, a, b)
-	spooled := requireSpooled(t, a, b)
-	t.Logf("frozen for %s; %d calls (%d events) posted, %d acknowledged whole; %v events spooled; spools empty %s after the last post",
-		frozeFor.Round(100*time.Millisecond), sum.calls, sum.events, len(sum.acked), spooled, drained.Round(100*time.Millisecond))
-	if len(sum.acked) < 30 {
-		t.Fatalf("only %d calls acknowledged whole", len(sum.acked))
-	}
-	checkRefused(t, sum)
-	checkWholeCalls(t, pg.url, sum.acked)
+	settleTwoInstances(t, pg.url, sum, a, b, "frozen for "+frozeFor.Round(100*time.Millisecond).String())
 }
 
 // TestStartWithoutDatabase starts the service while its database is not
