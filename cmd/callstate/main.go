@@ -550,7 +550,8 @@ func (r *readiness) Ping(ctx context.Context) error {
 		}
 	}
 	if r.sp.Stats().StoreDown {
-		errs = append(errs, &handlers.NotReady{Check: "database", Reason: "database unreachable: events are kept in the spool", Err: r.st.Ping(ctx)})
+		errs = append(errs, &handlers.NotReady{Check: "database", Reason: "database unreachable: events are kept in the spool",
+			Err: errors.New("a write failed; the spool probes the database until it answers")})
 	} else if err := r.st.Ping(ctx); err != nil {
 		errs = append(errs, &handlers.NotReady{Check: "database", Reason: "database unreachable", Err: err})
 	}
