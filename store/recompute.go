@@ -26,7 +26,9 @@ var ErrIncompleteJournal = errors.New("journal has events without their updates"
 func (s *Store) Recompute(ctx context.Context, source callstate.Source, key string) (callstate.Call, error) {
 	var c callstate.Call
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM call_state WHERE source = $1 AND call_key = $2 FOR UPDATE`, string(source), key); err != nil {
+		var before []string // the journey the row was a leg of, if it was
+		if err := tx.QueryRow(ctx, `SELECT ARRAY(SELECT journey_id FROM call_state WHERE source = $1 AND call_key = $2 FOR UPDATE)`,
+			string(source), key).Scan(&before); err != nil {
 			return err
 		}
 		rows, _ := tx.Query(ctx, `
@@ -65,7 +67,7 @@ func (s *Store) Recompute(ctx context.Context, source callstate.Source, key stri
 		for i, p := range c.Presses {
 			presses[i] = p.Key()
 		}
-		return tx.QueryRow(ctx, `
+		if err := tx.QueryRow(ctx, `
 INSERT INTO call_state AS c (`+stateColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
           $17::text::call_phase, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
 ON CONFLICT (source, call_key) DO UPDATE SET
@@ -88,7 +90,10 @@ RETURNING id`,
 			c.AnsweredBy, c.Answering, c.Diversion, c.XCID,
 			c.State.String(), c.OnHold, timeOrNil(c.HoldAt), c.Cause, timeOrNil(c.CauseAt), c.DTMF, presses,
 			timeOrNil(c.StartedAt), timeOrNil(c.AnsweredAt), timeOrNil(c.EndedAt), c.UpdatedAt, last,
-		).Scan(&c.ID)
+		).Scan(&c.ID); err != nil {
+			return err
+		}
+		return refreshJourneys(ctx, tx, before, []string{string(source)}, []string{key})
 	})
 	if err != nil {
 		return callstate.Call{}, fmt.Errorf("store: recompute source=%s key=%s: %w", source, key, readErr(err))

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // forgetBatch bounds the calls one statement of Forget deletes, so that no
@@ -18,13 +20,13 @@ const forgetBatch = 5000
 const deleteCallsSQL = `
 WITH gone AS (
     DELETE FROM call_state c WHERE c.ctid IN (%s)
-    RETURNING c.source, c.call_key
+    RETURNING c.source, c.call_key, c.journey_id
 ), events AS (
     DELETE FROM call_event e USING gone g
     WHERE e.source = g.source AND e.call_key = g.call_key
     RETURNING 1
 )%s
-SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM events)`
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM events), ARRAY(SELECT DISTINCT journey_id FROM gone)`
 
 // erasedMarkSQL journals, for each call ForgetNumber deleted, that it was
 // erased and when, without the number or anything else of the call but
@@ -52,11 +54,19 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time) (calls, events int
 
 // deleteCalls runs q, a deleteCallsSQL, with arg and the batch size until
 // a batch deletes fewer calls than the batch size, and announces the
-// change.
+// change. Each batch recomputes, in its transaction, the journeys its
+// calls were legs of: a journey left without legs goes with them.
 func (s *Store) deleteCalls(ctx context.Context, q string, arg any) (calls, events int64, err error) {
 	for {
 		var c, e int64
-		if err := s.pool.QueryRow(ctx, q, arg, forgetBatch).Scan(&c, &e); err != nil {
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var journeys []string
+			if err := tx.QueryRow(ctx, q, arg, forgetBatch).Scan(&c, &e, &journeys); err != nil {
+				return err
+			}
+			return refreshJourneys(ctx, tx, journeys, nil, nil)
+		})
+		if err != nil {
 			return calls, events, readErr(err)
 		}
 		calls, events = calls+c, events+e

@@ -1,0 +1,218 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/store"
+	"github.com/callstate/callstate/store/storetest"
+)
+
+// sg builds a sipgate event of call id received sec seconds after t0.
+func sg(id, typ string, sec float64, u callstate.Update) callstate.Event {
+	u.Key, u.CallID = id, id
+	at := t0.Add(time.Duration(sec * float64(time.Second)))
+	return callstate.Event{Source: callstate.SourceSipgate, Type: typ,
+		DedupKey: fmt.Sprintf("%s/%s/%v", id, typ, sec), ReceivedAt: at, Payload: []byte("event=" + typ), Update: u}
+}
+
+type journeyRow struct {
+	Outcome, Direction, From, To, AnsweredBy string
+	Wait, Talk                               *float64
+	Users                                    []string
+	Legs                                     int
+}
+
+func readJourney(tb testing.TB, pool *pgxpool.Pool, id string) journeyRow {
+	tb.Helper()
+	var r journeyRow
+	err := pool.QueryRow(context.Background(), `
+		SELECT outcome, direction, from_party, to_party, answered_by, wait_seconds, talk_seconds, user_ids, legs
+		FROM call_journey WHERE journey_id = $1`, id).
+		Scan(&r.Outcome, &r.Direction, &r.From, &r.To, &r.AnsweredBy, &r.Wait, &r.Talk, &r.Users, &r.Legs)
+	if err != nil {
+		tb.Fatalf("journey %s: %v", id, err)
+	}
+	return r
+}
+
+// TestJourneyVoicemailForward is sipgate.io issue 134's sequence: the
+// first leg rings, ends "forwarded", and a voicemail leg with the first
+// leg's origCallId answers. In every order, it is one journey, voicemail.
+func TestJourneyVoicemailForward(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for i := range 6 {
+		a, b := fmt.Sprintf("A%d", i), fmt.Sprintf("B%d", i)
+		evs := []callstate.Event{
+			sg(a, "newCall", 0, callstate.Update{OrigCallID: a, Direction: "in", From: "49178", To: "49203",
+				Users: []string{"Oliver"}, UserIDs: []string{"w1"}, Extension: "w1", State: callstate.StateRinging}),
+			sg(a, "hangup", 21.5, callstate.Update{OrigCallID: a, Direction: "in", From: "49178", To: "49203",
+				Cause: "forwarded", State: callstate.StateEnded}),
+			sg(b, "newCall", 21.6, callstate.Update{OrigCallID: a, Direction: "in", From: "49178", To: "49203",
+				Users: []string{"voicemail"}, Diversion: "49203", State: callstate.StateRinging}),
+			sg(b, "answer", 22, callstate.Update{OrigCallID: a, Direction: "in", From: "49178", To: "49203",
+				State: callstate.StateAnswered}),
+			sg(b, "hangup", 50, callstate.Update{OrigCallID: a, Cause: "normalClearing", State: callstate.StateEnded}),
+		}
+		rand.Shuffle(len(evs), func(x, y int) { evs[x], evs[y] = evs[y], evs[x] })
+		for _, ev := range evs {
+			if _, err := st.Apply(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := readJourney(t, pool, a)
+		if got.Outcome != "voicemail" || got.Legs != 2 || got.Direction != "in" || got.From != "49178" ||
+			got.Wait == nil || *got.Wait != 22 || got.Talk != nil || len(got.Users) != 1 || got.Users[0] != "w1" {
+			t.Errorf("order %d: journey %+v", i, got)
+		}
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM call_journey`).Scan(&n); err != nil || n != 6 {
+		t.Errorf("journeys = %d, %v; want 6", n, err)
+	}
+}
+
+// TestJourneyConcurrentLegs writes the legs of many journeys from several
+// goroutines at once, in random order: each journey ends up computed from
+// all its legs, as computing it again from scratch gives.
+func TestJourneyConcurrentLegs(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var evs []callstate.Event
+	for i := range 40 {
+		a, b := fmt.Sprintf("J%d", i), fmt.Sprintf("J%d-fwd", i)
+		evs = append(evs,
+			sg(a, "newCall", 0, callstate.Update{OrigCallID: a, Direction: "in", From: "4917", To: "4930",
+				UserIDs: []string{"w1"}, Extension: "w1", State: callstate.StateRinging}),
+			sg(a, "hangup", 10, callstate.Update{OrigCallID: a, Cause: "forwarded", State: callstate.StateEnded}),
+			sg(b, "newCall", 10, callstate.Update{OrigCallID: a, Direction: "in", From: "4917", To: "4930",
+				UserIDs: []string{"w2"}, Extension: "w2", Diversion: "4930", State: callstate.StateRinging}),
+			sg(b, "answer", 14, callstate.Update{OrigCallID: a, AnsweredBy: "Bea", Extension: "w2", PinExtension: true,
+				State: callstate.StateAnswered}),
+			sg(b, "hangup", 74, callstate.Update{OrigCallID: a, Cause: "normalClearing", State: callstate.StateEnded}))
+	}
+	rand.Shuffle(len(evs), func(x, y int) { evs[x], evs[y] = evs[y], evs[x] })
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < len(evs); i += 8 {
+				if _, err := st.Apply(ctx, evs[i]); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var bad int
+	err = pool.QueryRow(ctx, `
+		SELECT count(*) FROM journey_from_legs f FULL JOIN journey j USING (journey_id)
+		WHERE (f.outcome, f.legs, f.answered_by, f.talk_seconds, f.user_ids) IS DISTINCT FROM (j.outcome, j.legs, j.answered_by, j.talk_seconds, j.user_ids)`).Scan(&bad)
+	if err != nil || bad != 0 {
+		t.Fatalf("journeys that differ from their legs: %d, %v", bad, err)
+	}
+	got := readJourney(t, pool, "J7")
+	if got.Outcome != "answered" || got.AnsweredBy != "Bea" || got.Legs != 2 || *got.Wait != 14 || *got.Talk != 60 {
+		t.Errorf("journey %+v", got)
+	}
+}
+
+// TestJourneyViews reads the missed-call and stats views: an outgoing busy
+// call is no missed call, a missed call is called back by a later
+// answered outgoing call to the number, and a day's stats count journeys.
+func TestJourneyViews(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	evs := []callstate.Event{
+		// outgoing, busy
+		sg("o1", "newCall", 0, callstate.Update{Direction: "out", From: "4930", To: "4917", UserIDs: []string{"w1"}, Extension: "w1", State: callstate.StateRinging}),
+		sg("o1", "hangup", 3, callstate.Update{Cause: "busy", State: callstate.StateEnded}),
+		// incoming, caller gives up
+		sg("m1", "newCall", 10, callstate.Update{Direction: "in", From: "4917", To: "4930", UserIDs: []string{"w1", "w2"}, State: callstate.StateRinging}),
+		sg("m1", "hangup", 25, callstate.Update{Cause: "cancel", State: callstate.StateEnded}),
+		// incoming, answered by w2 after 4 s, 30 s talk
+		sg("a1", "newCall", 40, callstate.Update{Direction: "in", From: "4916", To: "4930", UserIDs: []string{"w1", "w2"}, State: callstate.StateRinging}),
+		sg("a1", "answer", 44, callstate.Update{AnsweredBy: "Bea", Extension: "w2", PinExtension: true, State: callstate.StateAnswered}),
+		sg("a1", "hangup", 74, callstate.Update{Cause: "normalClearing", State: callstate.StateEnded}),
+	}
+	for _, ev := range evs {
+		if _, err := st.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readJourney(t, pool, "o1"); got.Outcome != "outgoing-unreached" {
+		t.Errorf("outgoing busy: %+v", got)
+	}
+	if got := readJourney(t, pool, "m1"); got.Outcome != "missed" || *got.Wait != 15 {
+		t.Errorf("caller gave up: %+v", got)
+	}
+	missed := func() (n int, back bool) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT count(*), coalesce(bool_or(called_back), false) FROM missed_call`).Scan(&n, &back); err != nil {
+			t.Fatal(err)
+		}
+		return n, back
+	}
+	if n, back := missed(); n != 1 || back {
+		t.Errorf("missed calls = %d, called back %v; want 1, false", n, back)
+	}
+	for _, ev := range []callstate.Event{
+		sg("cb", "newCall", 100, callstate.Update{Direction: "out", From: "4930", To: "4917", UserIDs: []string{"w1"}, Extension: "w1", State: callstate.StateRinging}),
+		sg("cb", "answer", 105, callstate.Update{Extension: "w1", PinExtension: true, AnsweredBy: "Al", State: callstate.StateAnswered}),
+		sg("cb", "hangup", 125, callstate.Update{Cause: "normalClearing", State: callstate.StateEnded}),
+	} {
+		if _, err := st.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, back := missed(); n != 1 || !back {
+		t.Errorf("after the call back: missed calls = %d, called back %v; want 1, true", n, back)
+	}
+	type stat struct {
+		in, out, answered, missed, vm int64
+		ratio, mean, talk            float64
+	}
+	read := func(user string) stat {
+		t.Helper()
+		var s stat
+		if err := pool.QueryRow(ctx, `
+			SELECT calls_in, calls_out, answered, missed, voicemail, answer_ratio, mean_answer_seconds, talk_seconds
+			FROM journey_stats_day WHERE day = $1 AND user_id = $2`, t0, user).
+			Scan(&s.in, &s.out, &s.answered, &s.missed, &s.vm, &s.ratio, &s.mean, &s.talk); err != nil {
+			t.Fatalf("stats %q: %v", user, err)
+		}
+		return s
+	}
+	if got, want := read(""), (stat{in: 2, out: 2, answered: 1, missed: 1, ratio: 0.5, mean: 4, talk: 50}); got != want {
+		t.Errorf("team stats %+v, want %+v", got, want)
+	}
+	if got, want := read("w2"), (stat{in: 2, answered: 1, missed: 1, ratio: 0.5, mean: 4, talk: 30}); got != want {
+		t.Errorf("w2 stats %+v, want %+v", got, want)
+	}
+	_ = store.ErrNotFound
+}
