@@ -195,7 +195,7 @@ func TestJourneyViews(t *testing.T) {
 	}
 	type stat struct {
 		in, out, answered, missed, vm int64
-		ratio, mean, talk            float64
+		ratio, mean, talk             float64
 	}
 	read := func(user string) stat {
 		t.Helper()
