@@ -14,42 +14,57 @@ import (
 // statement holds many locks or runs long.
 const forgetBatch = 5000
 
-// deleteCallsSQL deletes the calls that the subquery selects by ctid, with
-// their journals, and counts both; the second %s may add statements that
-// see the deleted calls as gone.
+// deleteCallsSQL deletes the calls that the subquery selects by ctid; the
+// second %s adds statements that see the deleted calls as gone, and the
+// final SELECT of the calls and journaled events deleted (or 0) and the
+// deleted calls' journeys.
 const deleteCallsSQL = `
 WITH gone AS (
     DELETE FROM call_state c WHERE c.ctid IN (%s)
     RETURNING c.source, c.call_key, c.journey_id
-), events AS (
+)%s`
+
+// keepJournalSQL counts no events: Forget leaves the journal to its
+// partitions (DropJournalBefore).
+const keepJournalSQL = `
+SELECT (SELECT count(*) FROM gone), 0::bigint, ARRAY(SELECT DISTINCT journey_id FROM gone)`
+
+// eraseJournalSQL deletes the deleted calls' journals, in every partition,
+// with their dedup keys, and journals for each call that it was erased and
+// when, without the number or anything else of the call but the source's
+// key. A call erased before keeps its first mark.
+const eraseJournalSQL = `, events AS (
     DELETE FROM call_event e USING gone g
-    WHERE e.source = g.source AND e.call_key = g.call_key
-    RETURNING 1
-)%s
+    WHERE e.source = g.source AND e.call_key = g.call_key AND e.type <> 'erased'
+    RETURNING e.source, e.dedup_key
+), keys AS (
+    DELETE FROM call_event_key k USING events e
+    WHERE k.source = e.source AND k.dedup_key = e.dedup_key
+), mark_keys AS (
+    INSERT INTO call_event_key (source, dedup_key, received_at)
+    SELECT g.source, 'erased:' || g.call_key, now() FROM gone g
+    ON CONFLICT (source, dedup_key) DO NOTHING
+    RETURNING source, dedup_key, received_at
+), marks AS (
+    INSERT INTO call_event (source, dedup_key, call_key, type, received_at, payload)
+    SELECT k.source, k.dedup_key, substr(k.dedup_key, length('erased:') + 1), 'erased', k.received_at, '\x'::bytea
+    FROM mark_keys k
+)
 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM events), ARRAY(SELECT DISTINCT journey_id FROM gone)`
 
-// erasedMarkSQL journals, for each call ForgetNumber deleted, that it was
-// erased and when, without the number or anything else of the call but
-// the source's key.
-const erasedMarkSQL = `, marks AS (
-    INSERT INTO call_event (source, dedup_key, call_key, type, received_at, payload)
-    SELECT g.source, 'erased:' || g.call_key, g.call_key, 'erased', now(), '\x'::bytea FROM gone g
-    ON CONFLICT (source, dedup_key) DO NOTHING
-    RETURNING 1
-)`
-
-// Forget deletes the calls that ended before cutoff, with their journals:
-// personal data is kept no longer than it is needed. It works in batches
-// until none is left or ctx is done, and returns how many calls and
-// journaled events it deleted.
-func (s *Store) Forget(ctx context.Context, cutoff time.Time) (calls, events int64, err error) {
+// Forget deletes the rows of the calls that ended before cutoff: personal
+// data is kept no longer than it is needed. Their journals stay until
+// their days' partitions are dropped (DropJournalBefore). It works in
+// batches until none is left or ctx is done, and returns how many calls it
+// deleted.
+func (s *Store) Forget(ctx context.Context, cutoff time.Time) (calls int64, err error) {
 	q := fmt.Sprintf(deleteCallsSQL, `
-        SELECT ctid FROM call_state WHERE state = 'ended' AND ended_at < $1 LIMIT $2`, "")
-	calls, events, err = s.deleteCalls(ctx, q, cutoff)
+        SELECT ctid FROM call_state WHERE state = 'ended' AND ended_at < $1 LIMIT $2`, keepJournalSQL)
+	calls, _, err = s.deleteCalls(ctx, q, cutoff)
 	if err != nil {
-		return calls, events, fmt.Errorf("store: forget calls ended before %s: %w", cutoff.Format(time.RFC3339), err)
+		return calls, fmt.Errorf("store: forget calls ended before %s: %w", cutoff.Format(time.RFC3339), err)
 	}
-	return calls, events, nil
+	return calls, nil
 }
 
 // deleteCalls runs q, a deleteCallsSQL, with arg and the batch size until
@@ -85,8 +100,8 @@ var ErrBadNumber = errors.New("bad number")
 
 // ForgetNumber deletes every call in which number took part, as caller,
 // callee, answering number or the number a call was diverted from, with their
-// journals, and returns how many calls and journaled events it deleted.
-// Each deleted call leaves one journal entry of type "erased", with the
+// journals in every partition and their dedup keys, and returns how many
+// calls and journaled events it deleted. Each deleted call leaves one journal entry of type "erased", with the
 // call's key and the time and nothing else, so that it can be told that
 // the call was erased, not lost. Calls still going on are deleted too.
 // The number must be given as the source writes it (sipgate: 4930123456,
@@ -98,7 +113,7 @@ func (s *Store) ForgetNumber(ctx context.Context, number string) (calls, events 
 	}
 	q := fmt.Sprintf(deleteCallsSQL, `
         SELECT ctid FROM call_state
-        WHERE $1 IN (from_party, to_party, answering_number, diversion) LIMIT $2`, erasedMarkSQL)
+        WHERE $1 IN (from_party, to_party, answering_number, diversion) LIMIT $2`, eraseJournalSQL)
 	calls, events, err = s.deleteCalls(ctx, q, number)
 	if err != nil {
 		return calls, events, fmt.Errorf("store: forget a number: %w", err)

@@ -172,6 +172,11 @@ func (s *Store) connect(pctx, mctx context.Context) error {
 		s.lastErr.Store(&connErr{err})
 		return err
 	}
+	// Today's and the next days' partitions of the journal; a day without
+	// is made by the write that needs it.
+	if _, err := s.EnsureJournalPartitions(mctx, time.Now()); err != nil {
+		s.log.Warn("making the journal's partitions ahead failed; writes make their own", "err", err)
+	}
 	close(s.ready)
 	return nil
 }
@@ -296,17 +301,21 @@ const stateColumns = `
 
 // applySQL journals one event and merges its update into the call's row, in
 // one statement and so one transaction. A repeated event (same source and
-// dedup key) inserts no journal row, and with nothing to select the upsert
-// does nothing: RETURNING then yields no row.
+// dedup key, in call_event_key whatever the journal's partition) inserts no
+// key and so no journal row, and with nothing to select the upsert does
+// nothing: RETURNING then yields no row.
 //
 // The merge is callstate.Call.Apply's, column by column: each is a join
 // (GREATEST, LEAST, callstate_join, a union of presses), so the row is the
 // same whatever order events are applied in, by whichever instance.
 const applySQL = `
-WITH ev AS (
-    INSERT INTO call_event (source, dedup_key, call_key, type, received_at, payload, call_update)
-    VALUES ($1, $2, $3, $4, $5, $6, $25)
+WITH k AS (
+    INSERT INTO call_event_key (source, dedup_key, received_at) VALUES ($1, $2, $5)
     ON CONFLICT (source, dedup_key) DO NOTHING
+    RETURNING 1
+), ev AS (
+    INSERT INTO call_event (source, dedup_key, call_key, type, received_at, payload, call_update)
+    SELECT $1, $2, $3, $4::text, $5, $6::bytea, $25::bytea FROM k
     RETURNING id
 ), u AS (
     SELECT $20::text::call_phase AS state

@@ -108,7 +108,18 @@ func (s *Store) write(batch []*applyReq) {
 	if len(live) == 0 {
 		return
 	}
-	if err := s.writeBatch(live); err != nil {
+	err := s.writeBatch(live)
+	if isNoPartition(err) {
+		// An event of a day the journal has no partition for (a backlog
+		// older than the partitions made ahead): make it, and again.
+		if n, perr := s.ensurePartitions(s.wctx, eventDays(live)); perr != nil {
+			s.log.Warn("making the journal's partition for an event failed", "err", perr)
+		} else {
+			s.log.Info("made the journal's partitions for events of other days", "partitions", n)
+			err = s.writeBatch(live)
+		}
+	}
+	if err != nil {
 		if len(live) == 1 {
 			live[0].done <- applyResult{err: applyErr(live[0].ev, err)}
 		} else {

@@ -39,6 +39,7 @@ type Config struct {
 	SpoolMaxBytes     int64         `env:"SPOOL_MAX_BYTES" default:"268435456" validate:"min=1048576"`
 	SpoolReserveBytes int64         `env:"SPOOL_RESERVE_BYTES" validate:"omitempty,min=0,ltfield=SpoolMaxBytes"`
 	RetentionCalls    time.Duration `env:"RETENTION_CALLS" validate:"omitempty,min=1h"`
+	RetentionEvents   time.Duration `env:"RETENTION_EVENTS" validate:"omitempty,min=24h"`
 
 	VerifySignature bool          `env:"SIPGATE_VERIFY_SIGNATURE" default:"true"`
 	PublicKeyFile   string        `env:"SIPGATE_PUBLIC_KEY_FILE" validate:"omitempty,file"`

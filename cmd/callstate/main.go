@@ -6,6 +6,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -265,6 +266,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.RetentionCalls > 0 {
 		g.Go(func() error { return forgetOldCalls(gctx, st, cfg.RetentionCalls, log) })
 	}
+	g.Go(func() error { return keepJournal(gctx, st, cmp.Or(cfg.RetentionEvents, cfg.RetentionCalls), log) })
 	if err := startSIP(gctx, g, cfg.SIP, st, sp, m, ready, log); err != nil {
 		return err
 	}
@@ -373,8 +375,48 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 }
 
 // forgetOldCalls deletes, once the database is there and then every hour,
-// the calls that ended more than keep ago, with their journals.
+// the rows of the calls that ended more than keep ago.
 func forgetOldCalls(ctx context.Context, st *store.Store, keep time.Duration, log *slog.Logger) error {
+	return hourly(ctx, st, func() {
+		cutoff := time.Now().Add(-keep)
+		calls, err := st.Forget(ctx, cutoff)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			log.Warn("forgetting old calls failed; trying again in an hour", "retention", keep, "err", err)
+		case calls > 0:
+			log.Info("forgot calls past RETENTION_CALLS", "calls", calls, "ended_before", cutoff.Format(time.RFC3339))
+		}
+	})
+}
+
+// keepJournal makes, once the database is there and then every hour, the
+// journal's partitions of the next days and, when keep is not 0, drops
+// those of the days that ended more than keep ago.
+func keepJournal(ctx context.Context, st *store.Store, keep time.Duration, log *slog.Logger) error {
+	return hourly(ctx, st, func() {
+		now := time.Now()
+		if _, err := st.EnsureJournalPartitions(ctx, now); err != nil && ctx.Err() == nil {
+			log.Warn("making the journal's partitions ahead failed; writes make their own, trying again in an hour", "err", err)
+		}
+		if keep == 0 {
+			return
+		}
+		cutoff := now.Add(-keep)
+		parts, keys, err := st.DropJournalBefore(ctx, cutoff)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			log.Warn("dropping the journal's old days failed; trying again in an hour", "retention", keep, "err", err)
+		case parts > 0 || keys > 0:
+			log.Info("dropped the journal's days past RETENTION_EVENTS", "partitions", parts, "dedup_keys", keys,
+				"before", cutoff.UTC().Format(time.DateOnly))
+		}
+	})
+}
+
+// hourly runs fn once st is ready and then every hour, until ctx is done.
+func hourly(ctx context.Context, st *store.Store, fn func()) error {
 	select {
 	case <-ctx.Done():
 		return nil
@@ -383,16 +425,7 @@ func forgetOldCalls(ctx context.Context, st *store.Store, keep time.Duration, lo
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		cutoff := time.Now().Add(-keep)
-		calls, events, err := st.Forget(ctx, cutoff)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			log.Warn("forgetting old calls failed; trying again in an hour", "retention", keep, "err", err)
-		case calls > 0:
-			log.Info("forgot calls past RETENTION_CALLS", "calls", calls, "events", events, "ended_before", cutoff.Format(time.RFC3339))
-		}
+		fn()
 		select {
 		case <-ctx.Done():
 			return nil
