@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what callstate's tests run against, when it is missing:
 # the PostgreSQL server, Kamailio with its presence and TLS modules, sipp,
-# Chromium, and promtool (package prometheus) for the alert rules.
+# Chromium, promtool (package prometheus) for the alert rules, and
+# docker-compose to validate compose.yaml.
 # Debian/Ubuntu only (apt-get); elsewhere it says what to install.
 set -euo pipefail
 
@@ -22,6 +23,7 @@ compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null || missing+=(kamailio
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

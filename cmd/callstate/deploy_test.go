@@ -109,3 +109,18 @@ func TestGrafanaDashboard(t *testing.T) {
 		t.Errorf("the dashboard's PromQL: %v\n%s", err, out)
 	}
 }
+
+// TestComposeFile validates compose.yaml against the Compose schema with
+// docker-compose (Debian package docker-compose; make deps installs it):
+// no container engine is needed for that.
+func TestComposeFile(t *testing.T) {
+	tool, err := exec.LookPath("docker-compose")
+	if err != nil {
+		t.Fatal("docker-compose is needed to check compose.yaml; install it with: apt-get install -y docker-compose (make deps does)")
+	}
+	cmd := exec.Command(tool, "-f", "compose.yaml", "config", "-q")
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	}
+}
