@@ -5,7 +5,9 @@
 # flight (bench-webhooks.sh's first scenario), then with -rate at a steady
 # rate; it prints events/s, latency, and per event the WAL written and the
 # CPU time callstate and PostgreSQL spent (which depend on the machine's
-# other load much less than the rate does).
+# other load much less than the rate does), and how long their threads
+# waited for a CPU (/proc/PID/task/*/schedstat: the share of the latency
+# that is the machine's).
 #
 #   git worktree add /tmp/old OLDCOMMIT && (cd /tmp/old && go build -o /tmp/callstate-old ./cmd/callstate)
 #   OLD=/tmp/callstate-old scripts/bench-builds.sh          # against this tree's build
@@ -39,6 +41,14 @@ ticks() {
   done
   echo "$t"
 }
+# runq PID...: the time (µs) the processes' threads waited for a CPU so far.
+runq() {
+  local t=0 p
+  for p in "$@"; do
+    t=$((t + $(cat /proc/"$p"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%d", s / 1000}')))
+  done
+  echo "$t"
+}
 # one BUILD NAME LOADARGS...: a fresh database, the load, the WAL and the
 # CPU time (callstate's, PostgreSQL's) per event.
 one() {
@@ -49,21 +59,22 @@ one() {
     "$bin" serve -env-file /nonexistent >"$tmp/log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-  local lsn0 lsn1 rows pm pgs cs0 cs1 pg0 pg1 hz
+  local lsn0 lsn1 rows pm pgs cs0 cs1 pg0 pg1 cq0 cq1 pq0 pq1 hz n
   hz=$(getconf CLK_TCK)
-  pm=$(awk '/^PPid/ {print $2}' "/proc/$(psql "$db" -Atc 'SELECT pg_backend_pid()')/status" 2>/dev/null || true)
+  pm=$(head -1 "$(psql "$db" -Atc 'SHOW data_directory')/postmaster.pid")
   lsn0=$(psql "$db" -Atc 'SELECT pg_current_wal_lsn()')
-  pgs=$(pgrep -P "$pm" | tr '\n' ' ')
-  cs0=$(ticks "$pid"); pg0=$(ticks "$pm" $pgs)
+  pgs=$(pgrep -P "$pm" | tr '\n' ' ' || true)
+  cs0=$(ticks "$pid"); pg0=$(ticks "$pm" $pgs); cq0=$(runq "$pid"); pq0=$(runq "$pm" $pgs)
   "$tmp/load" -url "$hook" -label "$name" "$@" | grep '^RESULT' >"$tmp/result"
-  pgs=$(pgrep -P "$pm" | tr '\n' ' ')
-  cs1=$(ticks "$pid"); pg1=$(ticks "$pm" $pgs)
+  pgs=$(pgrep -P "$pm" | tr '\n' ' ' || true)
+  cs1=$(ticks "$pid"); pg1=$(ticks "$pm" $pgs); cq1=$(runq "$pid"); pq1=$(runq "$pm" $pgs)
   lsn1=$(psql "$db" -Atc 'SELECT pg_current_wal_lsn()')
   rows=$(psql "$db" -Atc 'SELECT count(*) FROM call_event')
   wal=$(psql "$db" -Atc "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint / greatest($rows, 1)")
+  n=$((rows > 0 ? rows : 1))
   echo "$(sed 's/^RESULT //' "$tmp/result") journal=$rows wal_bytes_per_event=$wal" \
-    "callstate_cpu_us_per_event=$(((cs1 - cs0) * 1000000 / hz / (rows > 0 ? rows : 1)))" \
-    "postgres_cpu_us_per_event=$(((pg1 - pg0) * 1000000 / hz / (rows > 0 ? rows : 1)))"
+    "cpu_us_per_event: callstate=$(((cs1 - cs0) * 1000000 / hz / n)) postgres=$(((pg1 - pg0) * 1000000 / hz / n))" \
+    "waiting_for_a_cpu_us_per_event: callstate=$(((cq1 - cq0) / n)) postgres=$(((pq1 - pq0) / n))"
   kill -INT "$pid"; wait "$pid" 2>/dev/null || true; pid=
 }
 for run in $(seq "$RUNS"); do
