@@ -67,6 +67,13 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 	return ms, nil
 }
 
+// The runner is our own rather than github.com/jackc/tern's: tern keeps
+// one version number per database and refuses a gap in the numbers
+// ("Missing migration 3"; we have none numbered 3), so a migration merged
+// after a higher-numbered one was applied would never run, and it keeps no
+// checksums, so an edited migration would go unnoticed. Here every applied
+// migration has its row in schema_migrations, with its checksum.
+
 // migrate applies the embedded migrations that the database has not seen,
 // each in its own transaction, under an advisory lock.
 func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
