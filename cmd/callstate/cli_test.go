@@ -57,6 +57,8 @@ func TestCommands(t *testing.T) {
 		{"CheckConfigFine", []string{"check-config", "-env-file", "/nonexistent"}, nil, 0, []string{"configuration is fine"}, nil},
 		{"CheckConfigRetentionInDays", []string{"check-config", "-env-file", "/nonexistent"}, map[string]string{"RETENTION_CALLS": "90d"}, 0, []string{"RETENTION_CALLS=2160h0m0s"}, nil},
 		{"ErrCheckConfigRetentionTooShort", []string{"check-config", "-env-file", "/nonexistent"}, map[string]string{"RETENTION_CALLS": "5m"}, 2, nil, []string{"RETENTION_CALLS"}},
+		{"CheckConfigEventRetentionInDays", []string{"check-config", "-env-file", "/nonexistent"}, map[string]string{"RETENTION_EVENTS": "30d"}, 0, []string{"RETENTION_EVENTS=720h0m0s"}, nil},
+		{"ErrCheckConfigEventRetentionUnderADay", []string{"check-config", "-env-file", "/nonexistent"}, map[string]string{"RETENTION_EVENTS": "12h"}, 2, nil, []string{"RETENTION_EVENTS"}},
 		{"ErrCheckConfigReportsEveryBadValue", []string{"check-config", "-env-file", "/nonexistent"},
 			map[string]string{"LISTEN_ADDR": "bad", "SHUTDOWN_TIMEOUT": "xx", "DATABASE_MAX_CONNS": "0", "LOG_LEVEL": "loud"}, 2, nil,
 			[]string{"LISTEN_ADDR", "SHUTDOWN_TIMEOUT", "DATABASE_MAX_CONNS", "LOG_LEVEL"}},
