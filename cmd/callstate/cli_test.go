@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
@@ -195,5 +197,50 @@ func TestEnvExampleMatchesConfig(t *testing.T) {
 		if !inConfig[name] {
 			t.Errorf(".env.example names %s, which the configuration does not read", name)
 		}
+	}
+}
+
+// TestRetentionEvents: a service with RETENTION_EVENTS drops the journal's
+// days past it at start, and keeps today's.
+func TestRetentionEvents(t *testing.T) {
+	dbURL := storetest.NewDatabase(t)
+	st, err := store.Open(context.Background(), dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().AddDate(0, 0, -10)
+	for i, at := range []time.Time{old, time.Now()} {
+		ev := callstate.Event{Source: callstate.SourceSipgate, Type: "newCall", DedupKey: fmt.Sprint("r", i),
+			ReceivedAt: at, Payload: []byte("from=1"),
+			Update: callstate.Update{Key: fmt.Sprint("r", i), From: "1", To: "2", State: callstate.StateRinging}}
+		if _, err := st.Apply(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	_, logs, _ := startService(t, map[string]string{"DATABASE_URL": dbURL, "RETENTION_EVENTS": "2d", "SIPGATE_VERIFY_SIGNATURE": "false", "SIPGATE_RINGING_TIMEOUT": "0s"})
+	conn, err := pgx.Connect(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	partition := func(at time.Time) bool {
+		var ok bool
+		if err := conn.QueryRow(t.Context(), `SELECT to_regclass($1) IS NOT NULL`, "call_event_"+at.UTC().Format("20060102")).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for deadline := time.Now().Add(10 * time.Second); partition(old); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the partition of 10 days ago is still there; log:\n%s", logs)
+		}
+	}
+	if !partition(time.Now()) || !partition(time.Now().AddDate(0, 0, 7)) {
+		t.Error("today's or next week's partition is missing")
+	}
+	var n int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM call_event`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("journal holds %d events (%v), want today's 1", n, err)
 	}
 }
