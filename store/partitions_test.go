@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -246,4 +247,43 @@ ORDER BY 1, 2`)
 		}
 	}
 	return found
+}
+
+// TestEventsOfManyDaysAtOnce: events of days without partitions, written
+// at once with a bad event among them (so that batches fail and are
+// written again one by one), are each journaled in a partition made for
+// them; only the bad one fails.
+func TestEventsOfManyDaysAtOnce(t *testing.T) {
+	st, conn := journalDB(t)
+	const n = 40
+	errs := make(chan error, n+1)
+	for i := range n + 1 {
+		go func() {
+			day, key := time.Date(2019, 1, 1, 12, 0, 0, 0, time.UTC).AddDate(0, 0, i), fmt.Sprint("many", i)
+			u := callstate.Update{From: "1"}
+			if i == n {
+				// Refused by PostgreSQL (NUL in text), of a day with a
+				// partition, and first in a batch (by its key): the
+				// batch fails for it before any missing partition.
+				u.From, day, key = "bad\x00", time.Now(), "a-bad"
+			}
+			_, err := st.Apply(context.Background(), eventAt(key, fmt.Sprint("m", i), day, u))
+			errs <- err
+		}()
+	}
+	var failed int
+	for range n + 1 {
+		if err := <-errs; err != nil {
+			failed++
+			if !errors.Is(err, callstate.ErrInvalidEvent) {
+				t.Errorf("Apply: %v, want an invalid event", err)
+			}
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d events failed, want the bad one", failed)
+	}
+	if got := count(t, conn, `SELECT count(*) FROM call_event WHERE received_at < '2020-01-01'`); got != n {
+		t.Errorf("%d events journaled, want %d", got, n)
+	}
 }

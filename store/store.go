@@ -440,10 +440,12 @@ func applyErr(ev callstate.Event, err error) error {
 
 // classify marks errors caused by the event's data (PostgreSQL classes 22,
 // data exception, and 23, integrity violation) as callstate.ErrInvalidEvent:
-// trying the same event again cannot succeed. Anything else may pass.
+// trying the same event again cannot succeed. Anything else may pass, and
+// so may a missing partition of the journal (23514 too), which the next
+// try makes.
 func classify(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
+	if errors.As(err, &pgErr) && !isNoPartition(err) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
 		return fmt.Errorf("%w: %w", callstate.ErrInvalidEvent, err)
 	}
 	return err

@@ -108,18 +108,7 @@ func (s *Store) write(batch []*applyReq) {
 	if len(live) == 0 {
 		return
 	}
-	err := s.writeBatch(live)
-	if isNoPartition(err) {
-		// An event of a day the journal has no partition for (a backlog
-		// older than the partitions made ahead): make it, and again.
-		if n, perr := s.ensurePartitions(s.wctx, eventDays(live)); perr != nil {
-			s.log.Warn("making the journal's partition for an event failed", "err", perr)
-		} else {
-			s.log.Info("made the journal's partitions for events of other days", "partitions", n)
-			err = s.writeBatch(live)
-		}
-	}
-	if err != nil {
+	if err := s.writeWithPartitions(live); err != nil {
 		if len(live) == 1 {
 			live[0].done <- applyResult{err: applyErr(live[0].ev, err)}
 		} else {
@@ -127,13 +116,30 @@ func (s *Store) write(batch []*applyReq) {
 			// write each on its own, so that only the bad one fails.
 			s.log.Debug("batch write failed; writing one by one", "events", len(live), "err", err)
 			for _, r := range live {
-				if err := s.writeBatch([]*applyReq{r}); err != nil {
+				if err := s.writeWithPartitions([]*applyReq{r}); err != nil {
 					r.done <- applyResult{err: applyErr(r.ev, err)}
 				}
 			}
 		}
 	}
 	s.announce.changed()
+}
+
+// writeWithPartitions is writeBatch, made again after the journal's
+// partitions of its events' days when one was missing (an event older or
+// newer than the partitions made ahead, such as a spool's old backlog).
+func (s *Store) writeWithPartitions(batch []*applyReq) error {
+	err := s.writeBatch(batch)
+	if !isNoPartition(err) {
+		return err
+	}
+	n, perr := s.ensurePartitions(s.wctx, eventDays(batch))
+	if perr != nil {
+		s.log.Warn("making the journal's partition for an event failed", "err", perr)
+		return err
+	}
+	s.log.Info("made the journal's partitions for events of other days", "partitions", n)
+	return s.writeBatch(batch)
 }
 
 // writeBatch applies batch in one transaction, with the sipgate users it
