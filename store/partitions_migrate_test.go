@@ -120,3 +120,55 @@ FROM generate_series(0, 149) i`, start)
 		t.Errorf("journal of c0: %v, %v; want its 3 migrated events and the new one with id %d", j, err, before.maxID+1)
 	}
 }
+
+// BenchmarkMigrateJournal times migration 014 on a journal of 200,000
+// events over 30 days, against the anchor of writing those rows in the
+// first place (one INSERT ... SELECT, in the same run):
+//
+//	go test -run '^$' -bench MigrateJournal -benchtime 1x ./store/
+func BenchmarkMigrateJournal(b *testing.B) {
+	const rows = 200000
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	var populate, migrate time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		url := storetest.NewDatabase(b)
+		pool, err := pgxpool.New(ctx, url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ms, err := loadMigrations(migrationFS)
+		if err != nil {
+			b.Fatal(err)
+		}
+		before := fstest.MapFS{}
+		for _, m := range ms {
+			if m.version < 14 {
+				before["migrations/"+m.name] = &fstest.MapFile{Data: []byte(m.sql)}
+			}
+		}
+		if err := migrateFS(ctx, pool, before, log); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		_, err = pool.Exec(ctx, `
+INSERT INTO call_event (source, dedup_key, call_key, type, received_at, payload, call_update)
+SELECT 'sipgate', md5(i::text), 'c' || (i / 3), 'newCall', now() - (i * interval '30 days' / $1),
+       convert_to(repeat('from=4917012345678&to=4930123456&', 8), 'UTF8'), convert_to('{"key":"x"}', 'UTF8')
+FROM generate_series(1, $1) i`, rows)
+		if err != nil {
+			b.Fatal(err)
+		}
+		populate += time.Since(start)
+		b.StartTimer()
+		start = time.Now()
+		if err := migrateFS(ctx, pool, migrationFS, log); err != nil {
+			b.Fatal(err)
+		}
+		migrate += time.Since(start)
+		pool.Close()
+	}
+	b.ReportMetric(populate.Seconds()/float64(b.N), "populate_s")
+	b.ReportMetric(migrate.Seconds()/float64(b.N), "migrate_s")
+}
