@@ -28,7 +28,9 @@ import (
 // (mean and the busiest second, after all were up), database commits per
 // second (pg_stat_database.xact_commit, mean and busiest second, over the
 // whole run) and the share of lamps right (idle with an active
-// subscription) at the end. Every second's numbers go to the benchmark's
+// subscription) at the end, with the peak heap in use and goroutine stacks
+// (runtime.MemStats, sampled every second) and the memory the Go runtime
+// took from the system at the end. Every second's numbers go to the benchmark's
 // log (all of it with -v). With SCALE_PROFILE=dir, heap and goroutine profiles taken at the end
 // are written there (heap.pprof, goroutine.pprof).
 //
@@ -84,6 +86,7 @@ func BenchmarkScale(b *testing.B) {
 		peakRSS, peakGoroutines        int64
 		upSubscribes, lastSubscribes   uint64
 		busiestSubscribe, busiestCommt int64
+		peakHeap, peakStack            uint64
 		firstCommits                   = commits()
 		lastCommits                    = firstCommits
 	)
@@ -112,8 +115,12 @@ sample:
 		if up > 0 {
 			busiestSubscribe = max(busiestSubscribe, dSub)
 		}
-		b.Logf("t=%3.0fs active=%d subscribes/s=%d commits/s=%d rss=%.0fMiB goroutines=%d",
-			time.Since(start).Seconds(), sst.Active, dSub, dCommit, float64(rss)/(1<<20), g)
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		peakHeap, peakStack = max(peakHeap, m.HeapInuse), max(peakStack, m.StackInuse)
+		b.Logf("t=%3.0fs active=%d subscribes/s=%d commits/s=%d rss=%.0fMiB heap-inuse=%.0fMiB stacks=%.0fMiB goroutines=%d",
+			time.Since(start).Seconds(), sst.Active, dSub, dCommit, float64(rss)/(1<<20),
+			float64(m.HeapInuse)/(1<<20), float64(m.StackInuse)/(1<<20), g)
 		if up == 0 && sst.Active >= n {
 			up = time.Since(start)
 			upSubscribes = sst.Subscribes
@@ -160,6 +167,9 @@ sample:
 	b.ReportMetric(up.Seconds(), "all-up-s")
 	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-MiB")
 	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-inuse-MiB")
+	b.ReportMetric(float64(peakStack)/(1<<20), "peak-stacks-MiB")
+	b.ReportMetric(float64(ms.Sys)/(1<<20), "go-sys-MiB")
 	b.ReportMetric(float64(goroutines), "goroutines")
 	b.ReportMetric(float64(peakGoroutines), "peak-goroutines")
 	if up > 0 {
