@@ -16,8 +16,7 @@ import (
 // been unreachable), which tells a signal about subscriptions opened before
 // the last restart, already handled, from a new one.
 type pbxState struct {
-	down  bool          // the keepalive found the PBX not answering
-	back  chan struct{} // closed when it answers again
+	down  bool // the keepalive found the PBX not answering
 	epoch uint64
 }
 
@@ -28,21 +27,12 @@ func (s *Subscriber) restartEpoch() uint64 {
 	return s.pbx.epoch
 }
 
-// waitPBX waits while the keepalive finds the PBX not answering. It returns
-// false when ctx is done first.
-func (s *Subscriber) waitPBX(ctx context.Context) bool {
+// pbxDown reports whether the keepalive finds the PBX not answering: no
+// SUBSCRIBE goes out then.
+func (s *Subscriber) pbxDown() bool {
 	s.pbxMu.Lock()
-	down, back := s.pbx.down, s.pbx.back
-	s.pbxMu.Unlock()
-	if !down {
-		return true
-	}
-	select {
-	case <-back:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	defer s.pbxMu.Unlock()
+	return s.pbx.down
 }
 
 // checkPBX asks the keepalive to check the PBX now, because something
@@ -96,7 +86,7 @@ func (s *Subscriber) pbxUnreachable(err error) {
 		s.pbxMu.Unlock()
 		return
 	}
-	s.pbx.down, s.pbx.back = true, make(chan struct{})
+	s.pbx.down = true
 	s.pbx.epoch++
 	s.pbxMu.Unlock()
 	subs := s.subscriptions()
@@ -123,11 +113,13 @@ func (s *Subscriber) pbxAnswers() {
 		sub.lose("the PBX was unreachable", now.Add(rand.N(window)))
 	}
 	s.pbxMu.Lock()
-	back := s.pbx.back
 	s.pbx.down = false
 	s.pbxMu.Unlock()
 	s.log.Info("sip: the PBX answers again; subscribing every extension again", "subscriptions", len(subs), "within", window)
-	close(back)
+	// Those stepped before down was cleared wait to be woken.
+	for _, sub := range subs {
+		sub.signal()
+	}
 }
 
 // registerAgain has registerLoop send REGISTER at once, when it runs: a PBX
@@ -149,9 +141,9 @@ func spreadWindow(n int) time.Duration {
 	return min(max(time.Duration(n)*time.Millisecond, 200*time.Millisecond), 10*time.Second)
 }
 
-// lose gives the subscription up because the PBX lost it: maintain returns,
-// the lamp shows unavailable, and the next SUBSCRIBE goes out at at (at
-// once when zero, or when the PBX answers again).
+// lose gives the subscription up because the PBX lost it: its next step
+// finds it lost, the lamp shows unavailable, and the next SUBSCRIBE goes
+// out at at (at once when zero, or when the PBX answers again).
 func (sub *subscription) lose(why string, at time.Time) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()

@@ -59,7 +59,7 @@ func (s *Subscriber) registerLoop(ctx context.Context) {
 	}()
 	for ctx.Err() == nil {
 		wait := backoff(s.cfg.RetryMin, s.cfg.RetryMax, failures)
-		res, err := send(ctx, s.cfg.Expires)
+		res, err := send(ctx, s.expiry())
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -69,7 +69,7 @@ func (s *Subscriber) registerLoop(ctx context.Context) {
 			s.log.Warn("sip: REGISTER got no answer; retrying", "err", err, "retry_in", wait)
 		case res.StatusCode/100 == 2:
 			failures, registered = 0, true
-			granted := s.cfg.Expires
+			granted := s.expiry()
 			if c := res.Contact(); c != nil {
 				if v, ok := c.Params.Get("expires"); ok {
 					if n := atoi(v); n > 0 {

@@ -134,6 +134,8 @@ type Subscriber struct {
 	stray      atomic.Uint64 // requests outside any subscription
 	subscribes atomic.Uint64 // SUBSCRIBEs sent, refreshes and un-subscribes included
 	states     *stateWriter
+	sched      *scheduler
+	expires    atomic.Int64 // time.Duration: cfg.Expires, raised by a 423 (see expiry)
 
 	pbxMu      sync.Mutex
 	pbx        pbxState
@@ -141,11 +143,9 @@ type Subscriber struct {
 	reregister chan struct{} // REGISTER again at once, for registerLoop
 }
 
-// watch is one watched extension: its subscriptions and how to stop them.
+// watch is one watched extension: its subscriptions.
 type watch struct {
-	subs   []*subscription
-	cancel context.CancelFunc
-	done   chan struct{}
+	subs []*subscription
 }
 
 // New checks cfg, opens the listening socket and returns a Subscriber that
@@ -161,10 +161,12 @@ func New(cfg Config) (*Subscriber, error) {
 		messages:   make(chan lampMessage, 1024),
 		check:      make(chan string, 1),
 		reregister: make(chan struct{}, 1),
+		sched:      newScheduler(),
 	}
 	if err := s.checkConfig(); err != nil {
 		return nil, err
 	}
+	s.expires.Store(int64(s.cfg.Expires))
 	s.states = newStateWriter(cfg.Store, s.log, s.cfg.StoreTimeout)
 	if err := s.listen(); err != nil {
 		return nil, err
@@ -408,6 +410,8 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		return fmt.Errorf("sip: read extensions: %w", err)
 	}
 	s.states.start()
+	// Subscriptions are stepped once the first REGISTER was tried.
+	s.wg.Go(func() { s.sched.run(ctx, s.registered) })
 	if s.cfg.Register {
 		s.wg.Add(1)
 		go func() {
@@ -464,12 +468,12 @@ func (s *Subscriber) sync(ctx context.Context, exts []string) {
 	}
 	// The first SUBSCRIBEs of many new extensions (all of them at start)
 	// are spread over a window that grows with their number.
-	window := startWindow(fresh, s.cfg.Expires)
+	window := startWindow(fresh, s.expiry())
 	now := time.Now()
-	var stop []*watch
+	var stop []*subscription
 	for ext, w := range s.watched {
 		if !want[ext] {
-			stop = append(stop, w)
+			stop = append(stop, w.subs...)
 			delete(s.watched, ext)
 			s.log.Info("sip: extension removed; un-subscribing", "extension", ext)
 		}
@@ -478,56 +482,56 @@ func (s *Subscriber) sync(ctx context.Context, exts []string) {
 		if _, ok := s.watched[ext]; ok {
 			continue
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		w := &watch{cancel: cancel, done: make(chan struct{})}
+		w := &watch{}
 		w.subs = append(w.subs, s.newSubscription(ext, eventDialog))
 		if s.cfg.Presence {
 			w.subs = append(w.subs, s.newSubscription(ext, eventPresence))
 		}
 		s.watched[ext] = w
-		var at time.Time
+		at := now
 		if window > 0 {
 			at = now.Add(rand.N(window))
 		}
-		var left atomic.Int32
-		left.Store(int32(len(w.subs)))
 		for _, sub := range w.subs {
 			sub.mu.Lock()
 			sub.resubAt = at
 			sub.mu.Unlock()
-			// One goroutine a subscription; the last to end closes done.
-			s.wg.Go(func() {
-				sub.run(wctx)
-				if left.Add(-1) == 0 {
-					close(w.done)
-				}
-			})
+			s.sched.add(sub, at)
 		}
 	}
 	s.mu.Unlock()
-	for _, w := range stop {
-		w.cancel()
+	s.stopSubscriptions(stop)
+}
+
+// stopParallel bounds how many subscriptions un-subscribe at once.
+const stopParallel = 256
+
+// stopSubscriptions takes subs out of the schedule, waits for the steps
+// that run to end and un-subscribes each (stopParallel at a time).
+func (s *Subscriber) stopSubscriptions(subs []*subscription) {
+	sem := make(chan struct{}, stopParallel)
+	var wg sync.WaitGroup
+	for _, sub := range subs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.sched.remove(sub)
+			sub.stop()
+		})
 	}
-	for _, w := range stop {
-		<-w.done
-	}
+	wg.Wait()
 }
 
 // stopAll stops every watch and waits until each has un-subscribed.
 func (s *Subscriber) stopAll() {
 	s.mu.Lock()
-	ws := make([]*watch, 0, len(s.watched))
+	var subs []*subscription
 	for ext, w := range s.watched {
-		ws = append(ws, w)
+		subs = append(subs, w.subs...)
 		delete(s.watched, ext)
 	}
 	s.mu.Unlock()
-	for _, w := range ws {
-		w.cancel()
-	}
-	for _, w := range ws {
-		<-w.done
-	}
+	s.stopSubscriptions(subs)
 }
 
 // Close releases the socket and the UA. Run calls it on its way out.

@@ -33,8 +33,14 @@ type subscription struct {
 	s     *Subscriber
 	ext   string
 	event string
-	log   *slog.Logger
-	wake  chan struct{} // a NOTIFY changed what run should do
+	slot  slot // its place in the Subscriber's scheduler
+
+	// Only step uses these; the scheduler runs one step at a time.
+	phase     int
+	begun     bool      // the first step has run
+	failures  int       // attempts in a row that failed
+	lastFull  time.Time // when full state was last asked for
+	nextStuck time.Time // when to look for dialogs that seem stuck
 
 	mu           sync.Mutex
 	callID       string // of the current dialog; empty between dialogs
@@ -67,7 +73,7 @@ type subscription struct {
 
 	epoch        uint64    // the Subscriber's restart count when this dialog was opened
 	lost         string    // why the PBX lost the subscription; maintain gives it up
-	resubAt      time.Time // when to subscribe again after the PBX lost it
+	resubAt      time.Time // when to subscribe again: after a back-off, or when the PBX lost it
 	afterRestart bool      // the next fresh full state ends unlisted calls with CausePBXRestart
 	probe        bool      // refresh at once: does the PBX still know the subscription?
 }
@@ -92,12 +98,17 @@ type outcome struct {
 func (s *Subscriber) newSubscription(ext, event string) *subscription {
 	return &subscription{
 		s: s, ext: ext, event: event,
-		log:     s.log.With("extension", ext, "event", event),
-		wake:    make(chan struct{}, 1),
 		turn:    make(chan struct{}),
 		arrived: make(map[uint32]bool),
 		tracker: newTracker(ext),
 	}
+}
+
+// log returns the Subscriber's logger with the subscription's extension
+// and event package. It is built when something is logged, not kept: with
+// tens of thousands of subscriptions a logger each costs megabytes.
+func (sub *subscription) log() *slog.Logger {
+	return sub.s.log.With("extension", sub.ext, "event", sub.event)
 }
 
 func (sub *subscription) isActive() bool {
@@ -106,101 +117,117 @@ func (sub *subscription) isActive() bool {
 	return sub.active
 }
 
-func (sub *subscription) signal() {
-	select {
-	case sub.wake <- struct{}{}:
-	default:
-	}
-}
+// signal has the subscription stepped again soon, because something
+// changed what it should do. Callers may hold mu.
+func (sub *subscription) signal() { sub.s.sched.wake(sub) }
 
-// run subscribes, keeps the subscription refreshed and rebuilds it when it
-// is lost, until ctx is done; then it un-subscribes.
-func (sub *subscription) run(ctx context.Context) {
-	select {
-	case <-sub.s.registered:
-	case <-ctx.Done():
-		return
+// Phases of a subscription between steps.
+const (
+	phaseDown  = iota // no subscription dialog: subscribe at resubAt, or at once
+	phaseUp           // subscribed: refresh it in time, notice when it ends
+	phaseFinal        // refused for good: nothing until the extension is re-enabled
+)
+
+// step does what the subscription needs done now (subscribe, refresh, give
+// a lost subscription up and plan the next attempt) and returns when it
+// wants to be stepped next; zero means only when woken (signal). The
+// scheduler runs one step of a subscription at a time, so the fields step
+// alone uses (phase, failures, lastFull, nextStuck) need no lock. A step
+// that ctx ends returns at once; stop un-subscribes afterwards.
+func (sub *subscription) step(ctx context.Context) time.Time {
+	if !sub.begun {
+		sub.begun = true
+		sub.setState(SubPending, "")
 	}
-	defer sub.stop()
-	sub.setState(SubPending, "")
-	failures := 0
 	for ctx.Err() == nil {
-		if !sub.s.waitPBX(ctx) || !sub.waitResubscribe(ctx) {
-			return
-		}
-		out := sub.subscribe(ctx)
-		if out.ok {
-			failures = 0
-			sub.log.Info("sip: subscription up", "expires", sub.grantedExpiry())
-			out = sub.maintain(ctx)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		sub.down(out)
-		sub.mu.Lock()
-		out.lost = out.lost || sub.lost != ""
-		sub.mu.Unlock()
-		if out.final {
-			sub.log.Warn("sip: subscription refused; not retrying until the extension is re-enabled", "reason", out.reason)
-			<-ctx.Done()
-			return
-		}
-		if out.lost {
-			// The PBX restarted or is unreachable: the Subscriber has
-			// spread the new SUBSCRIBEs (resubAt), and waitPBX holds them
-			// while the PBX does not answer.
-			sub.log.Warn("sip: subscription lost with the PBX", "reason", out.reason)
-			continue
-		}
-		delay := out.retryAfter
-		switch {
-		case delay > 0:
-			delay = retryJitter(delay)
-		case out.now && failures == 0:
-			delay = 0
-		default:
-			delay = backoff(sub.s.cfg.RetryMin, sub.s.cfg.RetryMax, failures)
-		}
-		failures++
-		sub.log.Warn("sip: subscription "+out.state, "reason", out.reason, "retry_in", delay.Round(time.Millisecond))
-		if !sub.pause(ctx, delay) {
-			return
-		}
-	}
-}
-
-// pause waits for d, or less when the PBX restarts meanwhile (the
-// Subscriber then sets when to subscribe again). It returns false when ctx
-// is done.
-func (sub *subscription) pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(max(d, 0))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		case <-sub.wake:
-			sub.mu.Lock()
-			lost := sub.lost != ""
-			sub.mu.Unlock()
-			if lost {
-				return true
+		switch sub.phase {
+		case phaseFinal:
+			return time.Time{}
+		case phaseDown:
+			if sub.s.pbxDown() {
+				// pbxAnswers wakes it when the PBX answers again.
+				return time.Time{}
 			}
+			sub.mu.Lock()
+			if at := sub.resubAt; at.After(time.Now()) {
+				sub.mu.Unlock()
+				return at
+			}
+			sub.lost, sub.resubAt = "", time.Time{}
+			sub.mu.Unlock()
+			out := sub.subscribe(ctx)
+			if ctx.Err() != nil {
+				return time.Time{}
+			}
+			if !out.ok {
+				sub.fail(out)
+				continue
+			}
+			sub.failures = 0
+			sub.log().Info("sip: subscription up", "expires", sub.grantedExpiry())
+			sub.setState(SubActive, "")
+			sub.phase, sub.lastFull = phaseUp, time.Time{}
+			if every := sub.stuckEvery(); every > 0 {
+				sub.nextStuck = time.Now().Add(every)
+			}
+		case phaseUp:
+			next, out := sub.maintain(ctx)
+			if ctx.Err() != nil {
+				return time.Time{}
+			}
+			if !next.IsZero() {
+				return next
+			}
+			sub.fail(out)
 		}
+	}
+	return time.Time{}
+}
+
+// fail records that the subscription is down for out's reason and plans
+// the next attempt: at once or after a back-off or the wait the PBX asked
+// for, never after a final refusal, and at the time the Subscriber gave
+// (resubAt) when the PBX restarted or is unreachable.
+func (sub *subscription) fail(out outcome) {
+	sub.down(out)
+	sub.phase = phaseDown
+	delay := out.retryAfter
+	switch {
+	case delay > 0:
+		delay = retryJitter(delay)
+	case out.now && sub.failures == 0:
+		delay = 0
+	default:
+		delay = backoff(sub.s.cfg.RetryMin, sub.s.cfg.RetryMax, sub.failures)
+	}
+	sub.mu.Lock()
+	out.lost = out.lost || sub.lost != ""
+	if !out.lost && !out.final {
+		sub.resubAt = time.Now().Add(delay)
+	}
+	sub.mu.Unlock()
+	switch {
+	case out.final:
+		sub.phase = phaseFinal
+		sub.log().Warn("sip: subscription refused; not retrying until the extension is re-enabled", "reason", out.reason)
+	case out.lost:
+		// The PBX restarted or is unreachable: the Subscriber has spread
+		// the new SUBSCRIBEs (resubAt), and none goes out while the PBX
+		// does not answer (pbxDown).
+		sub.log().Warn("sip: subscription lost with the PBX", "reason", out.reason)
+	default:
+		sub.failures++
+		sub.log().Warn("sip: subscription "+out.state, "reason", out.reason, "retry_in", delay.Round(time.Millisecond))
 	}
 }
 
-// waitResubscribe waits until the time the Subscriber gave this
-// subscription to subscribe again after the PBX lost it, if any.
-func (sub *subscription) waitResubscribe(ctx context.Context) bool {
-	sub.mu.Lock()
-	at := sub.resubAt
-	sub.lost, sub.resubAt = "", time.Time{}
-	sub.mu.Unlock()
-	return at.IsZero() || sleep(ctx, time.Until(at))
+// stuckEvery is how often an established dialog subscription checks for
+// dialogs that seem stuck; zero when it does not.
+func (sub *subscription) stuckEvery() time.Duration {
+	if d := sub.s.cfg.StuckDialogTimeout; d > 0 && sub.event == eventDialog {
+		return max(d/4, 100*time.Millisecond)
+	}
+	return 0
 }
 
 // down records that the subscription is not up, so the lamps show
@@ -230,20 +257,6 @@ func backoff(lo, hi time.Duration, n int) time.Duration {
 		}
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func (sub *subscription) grantedExpiry() time.Duration {
@@ -287,7 +300,7 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 	sub.routes = nil
 	sub.active, sub.hasVersion, sub.loaded, sub.term, sub.wantFull = false, false, false, nil, false
 	callID := sub.callID
-	req := sub.request(sub.s.cfg.Expires)
+	req := sub.request(sub.s.expiry())
 	sub.mu.Unlock()
 
 	sub.s.register(callID, sub)
@@ -363,7 +376,7 @@ func retryAfter(res *sipmsg.Response) time.Duration {
 // grant takes the subscription's lifetime from the 2xx's Expires (capped
 // at what was asked for). Called with mu held.
 func (sub *subscription) grant(res *sipmsg.Response, now time.Time) {
-	d := sub.s.cfg.Expires
+	d := sub.s.expiry()
 	if h := res.GetHeader("Expires"); h != nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
 			d = min(d, seconds(n))
@@ -401,19 +414,11 @@ func retryJitter(d time.Duration) time.Duration {
 	return d + rand.N(d/10+1)
 }
 
-// maintain keeps an established subscription alive: refreshes before it
-// expires or when full state is needed, and returns when it is lost or ctx
-// is done.
-func (sub *subscription) maintain(ctx context.Context) outcome {
+// maintain keeps an established subscription alive: it refreshes it when
+// its refresh is due or full state is needed, and returns when it wants to
+// be stepped next, or a zero time and why the subscription is lost.
+func (sub *subscription) maintain(ctx context.Context) (time.Time, outcome) {
 	cfg := sub.s.cfg
-	sub.setState(SubActive, "")
-	var stuckCheck <-chan time.Time
-	if cfg.StuckDialogTimeout > 0 && sub.event == eventDialog {
-		t := time.NewTicker(max(cfg.StuckDialogTimeout/4, 100*time.Millisecond))
-		defer t.Stop()
-		stuckCheck = t.C
-	}
-	lastFull := time.Time{}
 	for {
 		sub.mu.Lock()
 		term, wantFull, active, lost, probe := sub.term, sub.wantFull, sub.active, sub.lost, sub.probe
@@ -422,52 +427,50 @@ func (sub *subscription) maintain(ctx context.Context) outcome {
 		sub.probe = false
 		sub.mu.Unlock()
 		if lost != "" {
-			return outcome{state: SubRetrying, reason: lost, lost: true}
+			return time.Time{}, outcome{state: SubRetrying, reason: lost, lost: true}
 		}
 		if term != nil {
-			return sub.terminated(term)
+			return time.Time{}, sub.terminated(term)
 		}
 		if !active {
-			return outcome{state: SubRetrying, reason: "subscription expired", now: true}
+			return time.Time{}, outcome{state: SubRetrying, reason: "subscription expired", now: true}
 		}
 		now := time.Now()
 		if now.After(deadAt) {
-			return outcome{state: SubRetrying, reason: "no word from the PBX within the subscription's expiry", now: true}
+			return time.Time{}, outcome{state: SubRetrying, reason: "no word from the PBX within the subscription's expiry", now: true}
+		}
+		every := sub.stuckEvery()
+		if every > 0 && !now.Before(sub.nextStuck) {
+			sub.nextStuck = now.Add(every)
+			sub.mu.Lock()
+			if sub.tracker.stuck(now, cfg.StuckDialogTimeout) {
+				sub.log().Info("sip: a dialog did not change for SIP_STUCK_DIALOG_TIMEOUT; asking for full state")
+				sub.wantFull, wantFull = true, true
+			}
+			sub.mu.Unlock()
 		}
 		refresh := !now.Before(refreshAt) || probe
-		if wantFull && now.Sub(lastFull) >= time.Second {
+		if wantFull && now.Sub(sub.lastFull) >= time.Second {
 			refresh = true
 		}
 		if refresh {
 			if wantFull {
-				lastFull = now
-				sub.log.Debug("sip: asking for full state")
+				sub.lastFull = now
+				sub.log().Debug("sip: asking for full state")
 			}
-			if out := sub.refresh(ctx, cfg.Expires); !out.ok {
-				return out
+			if out := sub.refresh(ctx, sub.s.expiry()); !out.ok {
+				return time.Time{}, out
 			}
 			continue
 		}
-		wait := time.Until(refreshAt)
+		next := earliest(refreshAt, deadAt)
 		if wantFull {
-			wait = min(wait, time.Until(lastFull.Add(time.Second)))
+			next = earliest(next, sub.lastFull.Add(time.Second))
 		}
-		timer := time.NewTimer(max(wait, time.Millisecond))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return outcome{state: SubTerminated, reason: "stopped"}
-		case <-sub.wake:
-		case <-timer.C:
-		case <-stuckCheck:
-			sub.mu.Lock()
-			if sub.tracker.stuck(time.Now(), cfg.StuckDialogTimeout) {
-				sub.log.Info("sip: a dialog did not change for SIP_STUCK_DIALOG_TIMEOUT; asking for full state")
-				sub.wantFull = true
-			}
-			sub.mu.Unlock()
+		if every > 0 {
+			next = earliest(next, sub.nextStuck)
 		}
-		timer.Stop()
+		return latest(next, now.Add(time.Millisecond)), outcome{}
 	}
 }
 
@@ -545,9 +548,9 @@ func (sub *subscription) stop() {
 	if up {
 		ctx, cancel := context.WithTimeout(context.Background(), min(sub.s.cfg.RequestTimeout, 5*time.Second))
 		if out := sub.refresh(ctx, 0); !out.ok {
-			sub.log.Debug("sip: un-subscribe failed", "reason", out.reason)
+			sub.log().Debug("sip: un-subscribe failed", "reason", out.reason)
 		} else {
-			sub.log.Info("sip: un-subscribed")
+			sub.log().Info("sip: un-subscribed")
 		}
 		cancel()
 	}
@@ -744,7 +747,7 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	case "active", "pending":
 		if ss.expires >= 0 && !late {
 			d := seconds(ss.expires)
-			sub.granted, sub.expiresAt = min(max(sub.granted, d), sub.s.cfg.Expires), now.Add(d)
+			sub.granted, sub.expiresAt = min(max(sub.granted, d), sub.s.expiry()), now.Add(d)
 			sub.signal()
 		}
 	}
@@ -800,7 +803,7 @@ func (sub *subscription) waitTurn(cseq uint32) {
 			if sub.vainFor != sub.notifyCSeq+1 {
 				sub.outOfTurn, sub.vainFor = sub.outOfTurn+1, sub.notifyCSeq+1
 			}
-			sub.log.Debug("sip: NOTIFY waited in vain for an earlier one", "cseq", cseq, "have", sub.notifyCSeq)
+			sub.log().Debug("sip: NOTIFY waited in vain for an earlier one", "cseq", cseq, "have", sub.notifyCSeq)
 			return
 		}
 		turn := sub.turn
@@ -817,6 +820,13 @@ func (sub *subscription) waitTurn(cseq uint32) {
 
 func earliest(a, b time.Time) time.Time {
 	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
 		return a
 	}
 	return b
@@ -865,7 +875,7 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 		case errors.Is(err, ErrEmptyBody) || late:
 			return sipmsg.StatusOK, "OK"
 		case err != nil:
-			sub.log.Info("sip: NOTIFY body rejected", "err", err)
+			sub.log().Info("sip: NOTIFY body rejected", "err", err)
 			return sipmsg.StatusBadRequest, "Bad PIDF Body"
 		}
 		sub.s.states.setPresence(sub.ext, p.Status(), p.Note)
@@ -883,7 +893,7 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 	case errors.Is(err, ErrEmptyBody):
 		return sipmsg.StatusOK, "OK"
 	case err != nil:
-		sub.log.Info("sip: NOTIFY body rejected", "err", err)
+		sub.log().Info("sip: NOTIFY body rejected", "err", err)
 		return sipmsg.StatusBadRequest, "Bad Dialog-Info Body"
 	}
 	partial := di.State == DocPartial
@@ -893,16 +903,16 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 		// happened, and the documents applied since may not have said it
 		// (a quick answer before a hang-up), so it is applied too, and
 		// full state asked for to settle the rest.
-		sub.log.Debug("sip: applying a NOTIFY that came after later ones; asking for full state", "version", di.Version, "have", sub.version)
+		sub.log().Debug("sip: applying a NOTIFY that came after later ones; asking for full state", "version", di.Version, "have", sub.version)
 		sub.wantFull = true
 		sub.signal()
 	case di.HasVersion && sub.hasVersion && di.Version <= sub.version:
 		// In its turn, but not newer than the document applied: what it
 		// says counts as a late document's does, no more.
-		sub.log.Debug("sip: dialog-info version not newer than the one applied", "version", di.Version, "have", sub.version)
+		sub.log().Debug("sip: dialog-info version not newer than the one applied", "version", di.Version, "have", sub.version)
 		late = true
 	case di.HasVersion && sub.hasVersion && partial && di.Version > sub.version+1:
-		sub.log.Info("sip: dialog-info versions skipped; asking for full state", "version", di.Version, "have", sub.version)
+		sub.log().Info("sip: dialog-info versions skipped; asking for full state", "version", di.Version, "have", sub.version)
 		sub.wantFull = true
 		sub.signal()
 	case partial && !sub.hasVersion:
@@ -914,7 +924,7 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 	if !partial && !late && !sub.loaded {
 		calls, err := sub.s.cfg.Store.ActiveCalls(ctx, callstate.SourceSIP, sub.ext)
 		if err != nil {
-			sub.log.Warn("sip: reading active calls failed", "err", err)
+			sub.log().Warn("sip: reading active calls failed", "err", err)
 			return sipmsg.StatusInternalServerError, "Store Unavailable"
 		}
 		sub.tracker.load(calls, now)
@@ -952,7 +962,7 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 			ev.DedupKey += "|" + c.ended
 		}
 		if _, err := sub.s.cfg.Store.Apply(ctx, ev); err != nil {
-			sub.log.Warn("sip: storing dialog state failed; will ask for full state", "err", err)
+			sub.log().Warn("sip: storing dialog state failed; will ask for full state", "err", err)
 			sub.tracker.unsent()
 			sub.loaded, sub.wantFull = false, true
 			sub.signal()
@@ -962,7 +972,7 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 			return sipmsg.StatusInternalServerError, "Store Unavailable"
 		}
 		if c.ended == CausePBXRestart {
-			sub.log.Info("sip: call ended: the PBX restarted and no longer lists it", "call_key", c.update.Key)
+			sub.log().Info("sip: call ended: the PBX restarted and no longer lists it", "call_key", c.update.Key)
 		}
 	}
 	if !partial && !late {
@@ -1037,10 +1047,17 @@ func (s *Subscriber) storeContext() (context.Context, context.CancelFunc) {
 
 // raiseExpires adopts a 423's Min-Expires for later requests.
 func (s *Subscriber) raiseExpires(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cfg.Expires = max(s.cfg.Expires, d)
+	for {
+		old := s.expires.Load()
+		if int64(d) <= old || s.expires.CompareAndSwap(old, int64(d)) {
+			return
+		}
+	}
 }
+
+// expiry returns the subscription (and registration) lifetime to ask
+// for: cfg.Expires, or more after a 423 (raiseExpires).
+func (s *Subscriber) expiry() time.Duration { return time.Duration(s.expires.Load()) }
 
 // do sends req and answers a 401 or 407 with digest credentials.
 func (s *Subscriber) do(ctx context.Context, req *sipmsg.Request) (*sipmsg.Response, error) {
