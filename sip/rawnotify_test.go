@@ -494,3 +494,36 @@ func TestKeepaliveWithoutOptions(t *testing.T) {
 		t.Errorf("%d SUBSCRIBEs in 3s after %d, want refreshes by the keepalive", got, before)
 	}
 }
+
+// TestRepeatedNotify sends a NOTIFY twice, byte for byte, as a PBX does
+// when our 200 was lost: the subscriber no longer holds the transaction
+// after answering, so the repeat reaches the subscription, which answers
+// it 200 again without applying it again (as a NOTIFY that came late,
+// which would ask the PBX for full state).
+func TestRepeatedNotify(t *testing.T) {
+	t.Parallel()
+	sink := &logSink{}
+	n, sub, st := subscribed(t, "udp", "142", slog.New(sink))
+	p := newRawPeer(t, "udp", n, sub)
+	cseq := n.nextCSeq(sub)
+	msg := p.message(cseq, dialogDoc("142", 1, "r1", "early"), -1)
+	p.send(msg)
+	if code := p.status(cseq, 5*time.Second); code != 200 {
+		t.Fatalf("NOTIFY answered %d, want 200", code)
+	}
+	for range 2 {
+		p.mu.Lock()
+		delete(p.got, cseq)
+		p.mu.Unlock()
+		p.send(msg)
+		if code := p.status(cseq, 5*time.Second); code != 200 {
+			t.Fatalf("repeated NOTIFY answered %d, want 200", code)
+		}
+	}
+	if lines := sink.matching("came after later ones"); len(lines) != 0 {
+		t.Errorf("the repeat was applied as a late NOTIFY: %q", lines)
+	}
+	if j, err := st.Journal(t.Context(), callstate.SourceSIP, "142/r1~"+callHash("r1@pbx")); err != nil || len(j) != 1 {
+		t.Errorf("journal %+v, %v; want the ringing once", j, err)
+	}
+}

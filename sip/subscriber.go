@@ -620,6 +620,10 @@ func (s *Subscriber) onNotify(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	if err := tx.Respond(sipmsg.NewResponseFromRequest(req, code, reason, nil)); err != nil {
 		s.log.Debug("sip: answering NOTIFY failed", "err", err)
 	}
+	// The transaction, request and response, is let go at once: a repeat
+	// of the NOTIFY is answered by its subscription (see repeated), and
+	// one for no subscription gets 481 again.
+	tx.Terminate()
 }
 
 func callIDOf(m sipmsg.Message) string {

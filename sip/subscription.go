@@ -60,8 +60,10 @@ type subscription struct {
 	loaded       bool      // the store's active calls are in tracker for this dialog
 	term         *termination
 	wantFull     bool
-	notifyCSeq   uint32          // highest NOTIFY CSeq answered in this dialog; 0 before the first
-	turn         chan struct{}   // closed and replaced when notifyCSeq moves
+	notifyCSeq   uint32               // highest NOTIFY CSeq answered in this dialog; 0 before the first
+	turn         chan struct{}        // closed when notifyCSeq moves; made by the first NOTIFY to wait for it
+	answered     [answeredKept]uint32 // CSeqs of the NOTIFYs of this dialog last answered 200, see repeated
+	nAnswered    int
 	outOfTurn    int             // earlier CSeqs waited for in vain
 	vainFor      uint32          // the last of them
 	arrived      map[uint32]bool // NOTIFYs of this dialog in hand, not answered yet, by CSeq
@@ -98,8 +100,6 @@ type outcome struct {
 func (s *Subscriber) newSubscription(ext, event string) *subscription {
 	return &subscription{
 		s: s, ext: ext, event: event,
-		turn:    make(chan struct{}),
-		arrived: make(map[uint32]bool),
 		tracker: newTracker(ext),
 	}
 }
@@ -290,6 +290,7 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 	sub.remoteTag = ""
 	sub.cseq = 0
 	sub.notifyCSeq, sub.outOfTurn, sub.vainFor, sub.notified = 0, 0, 0, false
+	sub.nAnswered = 0
 	clear(sub.arrived)
 	sub.times = sub.times[:0]
 	sub.epoch, sub.probe = sub.s.restartEpoch(), false
@@ -713,6 +714,12 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 		sub.s.checkPBX("the PBX's Contact changed")
 	}
 	cseq := req.CSeq().SeqNo
+	if sub.repeated(cseq) {
+		return sipmsg.StatusOK, "OK"
+	}
+	if sub.arrived == nil {
+		sub.arrived = make(map[uint32]bool)
+	}
 	sub.arrived[cseq] = true
 	sub.waitTurn(cseq)
 	defer sub.tookTurn(callID, cseq)
@@ -738,6 +745,7 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	}
 	sub.notified = true
 	sub.lastHeard = now
+	sub.answeredOK(cseq)
 	switch ss.state {
 	case "terminated":
 		sub.term = &termination{reason: ss.reason, retryAfter: ss.retryAfter}
@@ -806,6 +814,9 @@ func (sub *subscription) waitTurn(cseq uint32) {
 			sub.log().Debug("sip: NOTIFY waited in vain for an earlier one", "cseq", cseq, "have", sub.notifyCSeq)
 			return
 		}
+		if sub.turn == nil {
+			sub.turn = make(chan struct{})
+		}
 		turn := sub.turn
 		timer := time.NewTimer(min(deadline.Sub(now), reorderWait/5))
 		sub.mu.Unlock()
@@ -862,8 +873,36 @@ func (sub *subscription) tookTurn(callID string, cseq uint32) {
 	if cseq > sub.notifyCSeq {
 		sub.notifyCSeq = cseq
 	}
-	close(sub.turn)
-	sub.turn = make(chan struct{})
+	if sub.turn != nil {
+		close(sub.turn)
+		sub.turn = nil
+	}
+}
+
+// answeredKept is how many NOTIFYs answered 200 a subscription remembers,
+// to answer their retransmissions.
+const answeredKept = 8
+
+// repeated reports whether the NOTIFY numbered cseq of the current dialog
+// was answered 200 already: the PBX sends it again because our answer was
+// lost or late. The subscriber ends each NOTIFY's server transaction as
+// soon as it has answered (instead of holding it, request and response,
+// for the 32 s of RFC 3261's Timer J), so such a repeat comes here and is
+// answered 200 again without being applied again. Called with mu held.
+func (sub *subscription) repeated(cseq uint32) bool {
+	for _, c := range sub.answered[:min(sub.nAnswered, answeredKept)] {
+		if c == cseq {
+			return true
+		}
+	}
+	return false
+}
+
+// answeredOK records that the NOTIFY numbered cseq was answered 200.
+// Called with mu held.
+func (sub *subscription) answeredOK(cseq uint32) {
+	sub.answered[sub.nAnswered%answeredKept] = cseq
+	sub.nAnswered++
 }
 
 // body applies a NOTIFY's body, in its turn (late: after a later NOTIFY
