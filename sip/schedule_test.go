@@ -50,22 +50,25 @@ func TestRefreshSpread(t *testing.T) {
 }
 
 // TestStartWindow: the first SUBSCRIBEs are spread over a window that grows
-// with the number of extensions, within bounds.
+// with the number of extensions, at the rate configured, within a quarter
+// of the expiry.
 func TestStartWindow(t *testing.T) {
 	for _, c := range []struct {
-		n       int
+		n, rate int
 		expires time.Duration
 		want    time.Duration
 	}{
-		{0, time.Minute, 0},
-		{1, time.Minute, 2 * time.Millisecond},
-		{1000, 10 * time.Minute, 2 * time.Second},
-		{10000, 10 * time.Minute, 20 * time.Second},
-		{100000, 10 * time.Minute, time.Minute},
-		{10000, time.Minute, 15 * time.Second},
+		{0, 500, time.Minute, 0},
+		{1, 500, time.Minute, 2 * time.Millisecond},
+		{1000, 500, 10 * time.Minute, 2 * time.Second},
+		{10000, 500, 10 * time.Minute, 20 * time.Second},
+		{10000, 100, 10 * time.Minute, 100 * time.Second},
+		{10000, 2000, 10 * time.Minute, 5 * time.Second},
+		{100000, 500, 10 * time.Minute, 150 * time.Second},
+		{10000, 500, time.Minute, 15 * time.Second},
 	} {
-		if got := startWindow(c.n, c.expires); got != c.want {
-			t.Errorf("startWindow(%d, %s) = %s, want %s", c.n, c.expires, got, c.want)
+		if got := startWindow(c.n, c.rate, c.expires); got != c.want {
+			t.Errorf("startWindow(%d, %d, %s) = %s, want %s", c.n, c.rate, c.expires, got, c.want)
 		}
 	}
 	for range 1000 {

@@ -85,6 +85,11 @@ type Config struct {
 	RequestTimeout time.Duration
 	// StoreTimeout bounds the store writes of one NOTIFY; default 5s.
 	StoreTimeout time.Duration
+	// SubscribeRate is how many new subscriptions a second are started
+	// when many extensions are new at once (all of them at start): their
+	// first SUBSCRIBEs are spread over a window of that many a second, at
+	// most a quarter of Expires. Default 500.
+	SubscribeRate int
 	// Keepalive is how often OPTIONS goes to the PBX, to notice within
 	// seconds that it went away or restarted; each round also refreshes
 	// one dialog subscription. Zero turns it off.
@@ -261,6 +266,12 @@ func (s *Subscriber) checkConfig() error {
 	}
 	if c.StoreTimeout <= 0 {
 		c.StoreTimeout = 5 * time.Second
+	}
+	if c.SubscribeRate < 0 {
+		return bad("subscribe rate %d: want 0 (the default, 500) or more", c.SubscribeRate)
+	}
+	if c.SubscribeRate == 0 {
+		c.SubscribeRate = 500
 	}
 	if c.Keepalive < 0 {
 		return bad("keepalive %s: want 0 (off) or more", c.Keepalive)
@@ -467,8 +478,9 @@ func (s *Subscriber) sync(ctx context.Context, exts []string) {
 		}
 	}
 	// The first SUBSCRIBEs of many new extensions (all of them at start)
-	// are spread over a window that grows with their number.
-	window := startWindow(fresh, s.expiry())
+	// are spread over a window that grows with their number
+	// (cfg.SubscribeRate).
+	window := startWindow(fresh, s.cfg.SubscribeRate, s.expiry())
 	now := time.Now()
 	var stop []*subscription
 	for ext, w := range s.watched {

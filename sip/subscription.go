@@ -402,10 +402,10 @@ func refreshLead(d time.Duration, r float64) time.Duration {
 }
 
 // startWindow is how long the first SUBSCRIBEs of n extensions are spread
-// over: 2 ms each (500 a second), at most a minute and a quarter of the
-// expiry asked for.
-func startWindow(n int, expires time.Duration) time.Duration {
-	return min(time.Duration(n)*2*time.Millisecond, time.Minute, expires/4)
+// over: rate a second (cfg.SubscribeRate), but at most a quarter of the
+// expiry asked for, so that all are up well within one lifetime.
+func startWindow(n, rate int, expires time.Duration) time.Duration {
+	return min(time.Duration(n)*time.Second/time.Duration(max(rate, 1)), expires/4)
 }
 
 // retryJitter adds up to a tenth to a delay the PBX asked for (Retry-After,

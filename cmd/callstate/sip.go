@@ -37,6 +37,7 @@ type sipConfig struct {
 	Presence     bool          `env:"SIP_PRESENCE" default:"false"`
 	StuckTimeout time.Duration `env:"SIP_STUCK_DIALOG_TIMEOUT" default:"2m" validate:"min=0s,max=24h"`
 	Keepalive    time.Duration `env:"SIP_KEEPALIVE" default:"5s" validate:"min=0s,max=1h"`
+	SubRate      int           `env:"SIP_SUBSCRIBE_RATE" default:"500" validate:"min=1,max=100000"`
 	MessageURI   string        `env:"SIP_MESSAGE_URI" validate:"omitempty,startswith=sip:|startswith=sips:"`
 	ReloadEvery  time.Duration `env:"SIP_RELOAD_INTERVAL" default:"5s" validate:"min=1s,max=1h"`
 	LeaseTTL     time.Duration `env:"SIP_LEASE_TTL" default:"20s" validate:"min=2s,max=1h,gtefield=ReloadEvery"`
@@ -184,6 +185,7 @@ func sipOptions(cfg sipConfig, st sip.Store, log *slog.Logger) (sip.Config, erro
 		Presence:           cfg.Presence,
 		StuckDialogTimeout: cfg.StuckTimeout,
 		Keepalive:          cfg.Keepalive,
+		SubscribeRate:      cfg.SubRate,
 		MessageURI:         cfg.MessageURI,
 		ReloadInterval:     cfg.ReloadEvery,
 		Store:              st,
