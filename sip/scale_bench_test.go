@@ -32,7 +32,8 @@ import (
 // (runtime.MemStats, sampled every second) and the memory the Go runtime
 // took from the system at the end. Every second's numbers go to the benchmark's
 // log (all of it with -v). With SCALE_PROFILE=dir, heap and goroutine profiles taken at the end
-// are written there (heap.pprof, goroutine.pprof).
+// are written there (heap.pprof, goroutine.pprof); with SCALE_LOG=file the
+// subscriber's warnings go there.
 //
 //	go test ./sip -run '^$' -bench Scale -benchtime 1x -timeout 30m -v
 func BenchmarkScale(b *testing.B) {
@@ -43,6 +44,15 @@ func BenchmarkScale(b *testing.B) {
 	// The subscriber's own log is left out: at debug level (-v) it would
 	// cost more than what is measured.
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sipLog := quiet
+	if name := os.Getenv("SCALE_LOG"); name != "" {
+		f, err := os.Create(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		sipLog = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	k := testpbx.StartKamailioLarge(b, 256) // presence keeps 10,000 subscriptions in shared memory
 	dsn := storetest.NewDatabase(b)
 	st, err := store.Open(ctx, dsn, store.Options{Logger: quiet})
@@ -71,7 +81,7 @@ func BenchmarkScale(b *testing.B) {
 	}
 
 	s, err := New(Config{PBXAddr: k.Addr(), Domain: k.Domain(), ListenAddr: "127.0.0.1:0", Store: st,
-		Expires: expires, ReloadInterval: 10 * time.Second, Logger: quiet})
+		Expires: expires, ReloadInterval: 10 * time.Second, Logger: sipLog})
 	if err != nil {
 		b.Fatal(err)
 	}

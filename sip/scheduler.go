@@ -7,25 +7,27 @@ import (
 	"time"
 )
 
-// stepWorkers bounds how many subscriptions are stepped at once, that is
+// stepParallel bounds how many subscriptions are stepped at once, that is
 // how many SUBSCRIBE transactions the subscriber has open at most (besides
-// un-subscribing on the way out).
-const stepWorkers = 128
+// un-subscribing on the way out). It is large enough that a PBX answering
+// slowly (a second each, under load) still gets every refresh of 10,000
+// subscriptions in time; each step runs in a goroutine of its own, which
+// ends with it.
+const stepParallel = 1024
 
-// scheduler drives every subscription of a Subscriber from one timer heap
-// and a fixed pool of workers, instead of a goroutine (and its stack) per
-// subscription: a subscription says when it wants to be stepped next
+// scheduler drives every subscription of a Subscriber from one timer heap,
+// instead of a goroutine (and its stack) per subscription waiting: a subscription says when it wants to be stepped next
 // (subscribe, refresh, retry, time out), something that changes what it
 // should do (a NOTIFY, a PBX restart, the keepalive's probe) wakes it
-// earlier, and a step runs on a worker, one step of a subscription at a
-// time.
+// earlier, and a step runs in a goroutine of its own, at most
+// stepParallel at once, one step of a subscription at a time.
 type scheduler struct {
 	mu      sync.Mutex
 	idle    *sync.Cond // a step ended
 	waiting subHeap    // subscriptions with a time to be stepped, earliest first
 	kick    chan struct{}
-	ready   chan *subscription
-	stopped bool // run returned: nothing is stepped any more
+	sem     chan struct{} // one token per step running
+	stopped bool          // run returned: nothing is stepped any more
 }
 
 // slot is a subscription's place in the scheduler, guarded by the
@@ -40,7 +42,7 @@ type slot struct {
 }
 
 func newScheduler() *scheduler {
-	q := &scheduler{kick: make(chan struct{}, 1), ready: make(chan *subscription)}
+	q := &scheduler{kick: make(chan struct{}, 1), sem: make(chan struct{}, stepParallel)}
 	q.idle = sync.NewCond(&q.mu)
 	return q
 }
@@ -111,8 +113,8 @@ func (q *scheduler) push(sub *subscription, at time.Time) {
 	}
 }
 
-// run hands due subscriptions to stepWorkers workers until ctx is done,
-// then waits for the steps that run to end. wait, when not nil, holds
+// run steps due subscriptions until ctx is done, then waits for the steps
+// that run to end. wait, when not nil, holds
 // every step back until it is closed (the first REGISTER).
 func (q *scheduler) run(ctx context.Context, wait <-chan struct{}) {
 	var wg sync.WaitGroup
@@ -129,9 +131,6 @@ func (q *scheduler) run(ctx context.Context, wait <-chan struct{}) {
 	case <-wait:
 	case <-ctx.Done():
 		return
-	}
-	for range stepWorkers {
-		wg.Go(func() { q.work(ctx) })
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -150,7 +149,11 @@ func (q *scheduler) run(ctx context.Context, wait <-chan struct{}) {
 		q.mu.Unlock()
 		if due != nil {
 			select {
-			case q.ready <- due:
+			case q.sem <- struct{}{}:
+				wg.Go(func() {
+					defer func() { <-q.sem }()
+					q.step(ctx, due)
+				})
 				continue
 			case <-ctx.Done():
 				q.done(due, time.Time{})
@@ -168,27 +171,20 @@ func (q *scheduler) run(ctx context.Context, wait <-chan struct{}) {
 	}
 }
 
-// work steps the subscriptions handed over until ctx is done.
-func (q *scheduler) work(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case sub := <-q.ready:
-			q.mu.Lock()
-			if sub.slot.gone {
-				q.mu.Unlock()
-				q.done(sub, time.Time{})
-				continue
-			}
-			sctx, cancel := context.WithCancel(ctx)
-			sub.slot.cancel = cancel
-			q.mu.Unlock()
-			next := sub.step(sctx)
-			cancel()
-			q.done(sub, next)
-		}
+// step runs one step of sub, which can be cancelled by remove.
+func (q *scheduler) step(ctx context.Context, sub *subscription) {
+	q.mu.Lock()
+	if sub.slot.gone {
+		q.mu.Unlock()
+		q.done(sub, time.Time{})
+		return
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	sub.slot.cancel = cancel
+	q.mu.Unlock()
+	next := sub.step(ctx)
+	cancel()
+	q.done(sub, next)
 }
 
 // done ends a step: the subscription waits for next (none when zero), or

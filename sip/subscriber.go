@@ -585,14 +585,15 @@ func (s *Subscriber) onStray(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 
 // Stats returns how many extensions are watched and subscriptions active.
 func (s *Subscriber) Stats() Stats {
+	subs := s.subscriptions()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := Stats{Watched: len(s.watched), Stray: s.stray.Load(), Subscribes: s.subscribes.Load()}
-	for _, w := range s.watched {
-		for _, sub := range w.subs {
-			if sub.isActive() {
-				st.Active++
-			}
+	s.mu.Unlock()
+	// Not under s.mu: a subscription's lock may be held while a NOTIFY is
+	// written to the store, and new subscriptions need s.mu meanwhile.
+	for _, sub := range subs {
+		if sub.isActive() {
+			st.Active++
 		}
 	}
 	return st

@@ -238,7 +238,8 @@ func (sub *subscription) down(out outcome) {
 	sub.callID, sub.active = "", false
 	sub.notifyLamp(LampUnavailable)
 	sub.mu.Unlock()
-	// Not under mu: Stats takes the Subscriber's lock before mu.
+	// Not under mu: the Subscriber's lock is never taken under a
+	// subscription's (sync holds it while it sets up new ones).
 	if callID != "" {
 		sub.s.unregister(callID)
 	}
