@@ -18,6 +18,12 @@ import (
 type pbxState struct {
 	down  bool // the keepalive found the PBX not answering
 	epoch uint64
+
+	// A refresh answered 481 is checked with a second subscription's
+	// (see refreshUnknown): unknown is the first, since unknownAt,
+	// second the one asked.
+	unknown, second *subscription
+	unknownAt       time.Time
 }
 
 // restartEpoch returns how many restarts of the PBX have been handled.
@@ -75,6 +81,94 @@ func (s *Subscriber) pbxRestarted(why string, epoch uint64) {
 	for _, sub := range subs {
 		sub.lose("the PBX restarted ("+why+")", now.Add(rand.N(window)))
 	}
+}
+
+// refreshUnknown handles a refresh of sub (opened at restart count epoch)
+// that the PBX answered 481: it no longer knows the subscription. Either
+// the PBX restarted and lost them all, or it lost only this one (a NOTIFY
+// of it that timed out, a subscription it let expire). So another active
+// subscription is asked to refresh at once; when the PBX does not know
+// that one either (or there is no other) it has restarted (pbxRestarted),
+// else sub alone subscribes again. One subscription lost costs one
+// SUBSCRIBE, not one per extension. It reports whether sub waits for that
+// answer (up to the request timeout) before it subscribes again, so that
+// after a restart its first full state ends the calls that were up with
+// CausePBXRestart, as everyone's.
+func (s *Subscriber) refreshUnknown(sub *subscription, epoch uint64) (wait bool) {
+	now := time.Now()
+	s.pbxMu.Lock()
+	if s.pbx.down || s.pbx.epoch != epoch {
+		s.pbxMu.Unlock()
+		return false
+	}
+	if first := s.pbx.unknown; first != nil && first != sub && now.Sub(s.pbx.unknownAt) < 2*s.cfg.RequestTimeout {
+		s.pbx.unknown, s.pbx.second = nil, nil
+		s.pbxMu.Unlock()
+		s.pbxRestarted("refresh SUBSCRIBEs of two subscriptions were answered 481", epoch)
+		return false
+	}
+	s.pbx.unknown, s.pbx.unknownAt, s.pbx.second = sub, now, nil
+	s.pbxMu.Unlock()
+	sub.mu.Lock()
+	sub.resubAt = now.Add(s.cfg.RequestTimeout)
+	sub.mu.Unlock()
+	other := s.probeAnother(sub)
+	if other == nil {
+		s.pbxRestarted("a refresh SUBSCRIBE was answered 481", epoch)
+		return false
+	}
+	s.pbxMu.Lock()
+	if s.pbx.unknown == sub {
+		s.pbx.second = other
+	}
+	s.pbxMu.Unlock()
+	s.log.Info("sip: the PBX answered a refresh 481; asking whether it knows another subscription",
+		"extension", sub.ext, "other", other.ext)
+	return true
+}
+
+// refreshKnown records that the PBX granted a refresh of sub: when sub is
+// the one refreshUnknown asked, the PBX has not restarted.
+func (s *Subscriber) refreshKnown(sub *subscription) {
+	s.pbxMu.Lock()
+	defer s.pbxMu.Unlock()
+	if s.pbx.second != sub {
+		return
+	}
+	first := s.pbx.unknown
+	s.pbx.unknown, s.pbx.second = nil, nil
+	s.log.Info("sip: the PBX knows the other subscription; it lost only one", "extension", first.ext)
+	first.mu.Lock()
+	first.resubAt = time.Time{}
+	first.signal()
+	first.mu.Unlock()
+}
+
+// probeAnother asks an active dialog subscription other than sub, picked
+// at random, to refresh at once, and returns it; nil when there is none.
+func (s *Subscriber) probeAnother(sub *subscription) *subscription {
+	subs := s.subscriptions()
+	if len(subs) == 0 {
+		return nil
+	}
+	start := rand.N(len(subs))
+	for i := range subs {
+		o := subs[(start+i)%len(subs)]
+		if o == sub || o.event != eventDialog {
+			continue
+		}
+		o.mu.Lock()
+		up := o.active && o.remoteTag != ""
+		if up {
+			o.probe = true
+			o.signal()
+		}
+		o.mu.Unlock()
+		if up {
+			return o
+		}
+	}
+	return nil
 }
 
 // pbxUnreachable gives every subscription up while the PBX does not

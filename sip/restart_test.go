@@ -2,8 +2,12 @@ package sip
 
 import (
 	"fmt"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/internal/testpbx"
@@ -125,5 +129,62 @@ func TestKamailioRestart(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOneSubscriptionLost has the PBX answer one subscription's refresh
+// 481, as a PBX that lost only that one would: the subscriber asks whether
+// the PBX still knows another one, and as it does, only the lost one is
+// subscribed again; the others keep their dialogs.
+func TestOneSubscriptionLost(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	lose := false
+	n := startNotifier(t, func(req *sipmsg.Request) (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if tag, _ := req.To().Params.Get("tag"); tag != "" && req.To().Address.User == "160" && lose {
+			lose = false
+			return sipmsg.StatusCallTransactionDoesNotExists, 0
+		}
+		return 0, 60
+	})
+	st := openStore(t)
+	exts := []string{"160", "161", "162"}
+	if err := st.AddExtensions(t.Context(), exts); err != nil {
+		t.Fatal(err)
+	}
+	sink := &logSink{}
+	s := startSubscriber(t, Config{PBXAddr: n.addr, Domain: "pbx.test", Store: st, Expires: time.Minute,
+		Keepalive: 200 * time.Millisecond, Logger: slog.New(sink)})
+	waitFor(t, 10*time.Second, func() string {
+		if a := s.Stats().Active; a != len(exts) {
+			return fmt.Sprintf("%d subscriptions up", a)
+		}
+		return ""
+	})
+	before := map[string]string{}
+	for _, ext := range exts {
+		before[ext] = n.sub(ext).callID
+	}
+	mu.Lock()
+	lose = true
+	mu.Unlock()
+	waitFor(t, 10*time.Second, func() string {
+		if len(sink.matching("it lost only one")) == 0 {
+			return "the other subscription's refresh not answered yet"
+		}
+		if sub := n.sub("160"); sub == nil || sub.callID == before["160"] {
+			return "160 not subscribed again"
+		}
+		return ""
+	})
+	if lines := sink.matching("the PBX restarted"); len(lines) != 0 {
+		t.Errorf("one lost subscription was taken for a restart: %q", lines)
+	}
+	for _, ext := range exts[1:] {
+		if got := n.sub(ext).callID; got != before[ext] {
+			t.Errorf("extension %s subscribed again (Call-ID %s, was %s)", ext, got, before[ext])
+		}
 	}
 }

@@ -15,12 +15,13 @@ import (
 // ends with it.
 const stepParallel = 1024
 
-// scheduler drives every subscription of a Subscriber from one timer heap,
-// instead of a goroutine (and its stack) per subscription waiting: a subscription says when it wants to be stepped next
-// (subscribe, refresh, retry, time out), something that changes what it
-// should do (a NOTIFY, a PBX restart, the keepalive's probe) wakes it
-// earlier, and a step runs in a goroutine of its own, at most
-// stepParallel at once, one step of a subscription at a time.
+// scheduler drives every subscription of a Subscriber from one timer heap
+// instead of a goroutine (and its stack) per subscription waiting: a
+// subscription says when it wants to be stepped next (subscribe, refresh,
+// retry, time out), something that changes what it should do (a NOTIFY, a
+// PBX restart, the keepalive's probe) wakes it earlier, and a step runs in
+// a goroutine of its own, at most stepParallel at once, one step of a
+// subscription at a time.
 type scheduler struct {
 	mu      sync.Mutex
 	idle    *sync.Cond // a step ended
@@ -35,7 +36,7 @@ type scheduler struct {
 type slot struct {
 	at      time.Time // when to step; meaningful while index >= 0
 	index   int       // in waiting; -1 when not there
-	running bool      // a worker steps it (or is about to)
+	running bool      // a step runs (or is about to)
 	again   bool      // woken while running: step again at once
 	gone    bool      // removed: never stepped again
 	cancel  context.CancelFunc
@@ -51,12 +52,11 @@ func newScheduler() *scheduler {
 func (q *scheduler) add(sub *subscription, at time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	sub.slot.index = -1
 	q.push(sub, at)
 }
 
-// wake has sub stepped as soon as a worker is free: now if it waits, again
-// right after the current step if one runs. Callers may hold sub.mu.
+// wake has sub stepped as soon as it can be: now if it waits, again right
+// after the current step if one runs. Callers may hold sub.mu.
 func (q *scheduler) wake(sub *subscription) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -95,11 +95,13 @@ type outcome struct {
 	now        bool          // try again at once (the PBX lost the subscription)
 	final      bool          // do not try again (RFC 6665 rejected, noresource, invariant)
 	lost       bool          // the PBX restarted or is unreachable; the Subscriber says when to try again
+	verdict    bool          // the PBX is asked whether it restarted; resubAt says until when to wait
 }
 
 func (s *Subscriber) newSubscription(ext, event string) *subscription {
 	return &subscription{
 		s: s, ext: ext, event: event,
+		slot:    slot{index: -1},
 		tracker: newTracker(ext),
 	}
 }
@@ -202,7 +204,10 @@ func (sub *subscription) fail(out outcome) {
 	}
 	sub.mu.Lock()
 	out.lost = out.lost || sub.lost != ""
-	if !out.lost && !out.final {
+	switch {
+	case out.verdict && !out.lost:
+		delay = max(time.Until(sub.resubAt), 0)
+	case !out.lost && !out.final:
 		sub.resubAt = time.Now().Add(delay)
 	}
 	sub.mu.Unlock()
@@ -521,6 +526,9 @@ func (sub *subscription) refresh(ctx context.Context, expires time.Duration) out
 			sub.grant(res, time.Now())
 		}
 		sub.mu.Unlock()
+		if expires > 0 {
+			sub.s.refreshKnown(sub)
+		}
 		return outcome{ok: true}
 	}
 	epoch := sub.epoch
@@ -529,10 +537,11 @@ func (sub *subscription) refresh(ctx context.Context, expires time.Duration) out
 	switch res.StatusCode {
 	case sipmsg.StatusCallTransactionDoesNotExists:
 		// The PBX no longer knows a subscription it granted: it restarted
-		// (or lost its subscriptions some other way), and lost everyone's.
+		// and lost everyone's, or lost only this one (refreshUnknown
+		// tells which).
 		out.now = true
 		if expires > 0 {
-			sub.s.pbxRestarted("a refresh SUBSCRIBE was answered 481", epoch)
+			out.verdict = sub.s.refreshUnknown(sub, epoch)
 		}
 	case sipmsg.StatusRequestTimeout:
 		out.now = true
