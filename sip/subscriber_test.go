@@ -225,3 +225,25 @@ func FuzzParseSubState(f *testing.F) {
 		}
 	})
 }
+
+// TestKeepTime: a subscription keeps the times of its last 32 NOTIFYs for
+// the ones that come late, but none older than a minute, so that one that
+// hears only at each refresh holds one, in a slice of its own size.
+func TestKeepTime(t *testing.T) {
+	sub := &subscription{}
+	t0 := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	for i := range 40 {
+		sub.keepTime(uint32(i+1), t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	if len(sub.times) != keptTimes || sub.times[0].cseq != 9 {
+		t.Fatalf("after 40 NOTIFYs: %d times from CSeq %d, want %d from 9", len(sub.times), sub.times[0].cseq, keptTimes)
+	}
+	sub.keepTime(41, t0.Add(2*time.Minute))
+	if len(sub.times) != 1 || cap(sub.times) > 4 || sub.times[0].cseq != 41 {
+		t.Fatalf("a refresh later: %d times (capacity %d), want only the last", len(sub.times), cap(sub.times))
+	}
+	sub.keepTime(42, t0.Add(2*time.Minute+30*time.Second))
+	if len(sub.times) != 2 {
+		t.Errorf("30 s later: %d times, want 2", len(sub.times))
+	}
+}

@@ -679,8 +679,13 @@ func (sub *subscription) eventTime(now time.Time, cseq uint32) time.Time {
 }
 
 // keptTimes is how many NOTIFY times a subscription keeps for the ones
-// that come late.
-const keptTimes = 32
+// that come late, for up to keptFor: a NOTIFY comes no later than its
+// sender's retransmissions last (64*T1, 32 s), and a subscription that
+// hears once per refresh then keeps one time, not 32.
+const (
+	keptTimes = 32
+	keptFor   = time.Minute
+)
 
 // notifyTime is the time given to the NOTIFY numbered cseq.
 type notifyTime struct {
@@ -688,11 +693,21 @@ type notifyTime struct {
 	at   time.Time
 }
 
-// keepTime records the time given to NOTIFY cseq, forgetting the oldest.
-// Called with mu held.
+// keepTime records the time given to NOTIFY cseq, forgetting the oldest
+// beyond keptTimes and those older than keptFor. Called with mu held.
 func (sub *subscription) keepTime(cseq uint32, t time.Time) {
-	if len(sub.times) == keptTimes {
-		sub.times = append(sub.times[:0], sub.times[1:]...)
+	old := 0
+	for old < len(sub.times) && t.Sub(sub.times[old].at) > keptFor {
+		old++
+	}
+	if len(sub.times)-old == keptTimes {
+		old++
+	}
+	switch {
+	case old == len(sub.times):
+		sub.times = nil // a new small slice, not the largest one ever grown
+	case old > 0:
+		sub.times = append(sub.times[:0], sub.times[old:]...)
 	}
 	sub.times = append(sub.times, notifyTime{cseq: cseq, at: t})
 }
