@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/callstate/callstate"
@@ -245,5 +246,53 @@ func TestKeepTime(t *testing.T) {
 	sub.keepTime(42, t0.Add(2*time.Minute+30*time.Second))
 	if len(sub.times) != 2 {
 		t.Errorf("30 s later: %d times, want 2", len(sub.times))
+	}
+}
+
+// TestIntervalTooBrief: a PBX that answers 423 with Min-Expires gets every
+// later SUBSCRIBE of every extension (those of the others, sent meanwhile,
+// included: the race detector watches the raised lifetime) with at least
+// that lifetime.
+func TestIntervalTooBrief(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	asked := map[string][]string{}
+	var n *fakeNotifier
+	n = startNotifierOn(t, "udp", nil, func(srv *sipgo.Server) {
+		srv.OnSubscribe(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+			exp := req.GetHeader("Expires").Value()
+			mu.Lock()
+			asked[req.To().Address.User] = append(asked[req.To().Address.User], exp)
+			mu.Unlock()
+			if exp != "0" && atoi(exp) < 120 {
+				res := sipmsg.NewResponseFromRequest(req, 423, "Interval Too Brief", nil)
+				res.AppendHeader(sipmsg.NewHeader("Min-Expires", "120"))
+				_ = tx.Respond(res)
+				return
+			}
+			n.handle(req, tx)
+		})
+	})
+	st := openStore(t)
+	exts := []string{"180", "181", "182", "183"}
+	if err := st.AddExtensions(t.Context(), exts); err != nil {
+		t.Fatal(err)
+	}
+	s := startSubscriber(t, Config{PBXAddr: n.addr, Domain: "pbx.test", Store: st, Expires: time.Minute})
+	waitFor(t, 10*time.Second, func() string {
+		if a := s.Stats().Active; a != len(exts) {
+			return fmt.Sprintf("%d subscriptions up", a)
+		}
+		return ""
+	})
+	if got := s.expiry(); got != 2*time.Minute {
+		t.Errorf("lifetime asked for now %s, want 2m0s", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, ext := range exts {
+		if a := asked[ext]; len(a) == 0 || a[len(a)-1] != "120" {
+			t.Errorf("extension %s: SUBSCRIBEs asked for %v, want 120 last", ext, a)
+		}
 	}
 }
