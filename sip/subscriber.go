@@ -291,7 +291,14 @@ func (s *Subscriber) listen() error {
 	c := s.cfg
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent(c.UserAgent), sipgo.WithUserAgentHostname(s.domain),
 		sipgo.WithUserAgenTLSConfig(c.TLSConfig), sipgo.WithUserAgentParser(newParser()),
-		sipgo.WithUserAgentTransportLayerOptions(sipmsg.WithTransportLayerLogger(newTransportLogger(s.log.Handler(), time.Minute))))
+		sipgo.WithUserAgentTransportLayerOptions(sipmsg.WithTransportLayerLogger(newTransportLogger(s.log.Handler(), time.Minute))),
+		// A response that finds its transaction ended (the answer to a
+		// retransmission of ours, typically) is normal under load: debug,
+		// not a line for each on the default logger.
+		sipgo.WithUserAgentTransactionLayerOptions(sipmsg.WithTransactionLayerLogger(s.log),
+			sipmsg.WithTransactionLayerUnhandledResponseHandler(func(r *sipmsg.Response) {
+				s.log.Debug("sip: response to no transaction; a retransmission's, most likely", "status", r.StatusCode, "call_id", callIDOf(r))
+			})))
 	if err != nil {
 		return fmt.Errorf("sip: user agent: %w", err)
 	}
