@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,8 +258,8 @@ func TestIntervalTooBrief(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	asked := map[string][]string{}
-	var n *fakeNotifier
-	n = startNotifierOn(t, "udp", nil, func(srv *sipgo.Server) {
+	var notifier atomic.Pointer[fakeNotifier] // set once it serves
+	n := startNotifierOn(t, "udp", nil, func(srv *sipgo.Server) {
 		srv.OnSubscribe(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 			exp := req.GetHeader("Expires").Value()
 			mu.Lock()
@@ -270,9 +271,14 @@ func TestIntervalTooBrief(t *testing.T) {
 				_ = tx.Respond(res)
 				return
 			}
-			n.handle(req, tx)
+			if n := notifier.Load(); n != nil {
+				n.handle(req, tx)
+				return
+			}
+			_ = tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusServiceUnavailable, "Not Yet", nil))
 		})
 	})
+	notifier.Store(n)
 	st := openStore(t)
 	exts := []string{"180", "181", "182", "183"}
 	if err := st.AddExtensions(t.Context(), exts); err != nil {
