@@ -1,0 +1,88 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/callstate/callstate"
+)
+
+// TestTeamDay stores a morning's calls and checks the lead's numbers:
+// waiting now, answered, missed with call-back status, and per person.
+func TestTeamDay(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	day := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	at := func(h, m, s int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(s)*time.Second) }
+	n := 0
+	apply := func(key, typ string, when time.Time, u callstate.Update) {
+		t.Helper()
+		n++
+		u.Key, u.CallID = key, key
+		ev := callstate.Event{Source: callstate.SourceSipgate, Type: typ, DedupKey: key + "/" + typ,
+			ReceivedAt: when, Payload: []byte("event=" + typ), Update: u}
+		if _, err := st.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := func(key, from string, when time.Time, users ...string) {
+		apply(key, "newCall", when, callstate.Update{Direction: callstate.DirectionIn, From: from, To: "4930555",
+			UserIDs: users, State: callstate.StateRinging})
+	}
+	answer := func(key, user string, when time.Time) {
+		apply(key, "answer", when, callstate.Update{Extension: user, PinExtension: true, AnsweredBy: "User " + user,
+			Answering: "4930555", State: callstate.StateAnswered})
+	}
+	hangup := func(key, cause string, when time.Time) {
+		apply(key, "hangup", when, callstate.Update{Cause: cause, State: callstate.StateEnded})
+	}
+	// Yesterday's missed call counts for nothing today.
+	in("y1", "491701111", day.Add(-time.Hour), "w1")
+	hangup("y1", "cancel", day.Add(-time.Hour+20*time.Second))
+	// Answered by w1 after 10 s, 2 minutes of talk.
+	in("c1", "491702222", at(8, 0, 0), "w1", "w2")
+	answer("c1", "w1", at(8, 0, 10))
+	hangup("c1", "normalClearing", at(8, 2, 10))
+	// Missed, offered to w1 and w2; w2 calls back at 9:00 and is answered.
+	in("c2", "491703333", at(8, 30, 0), "w1", "w2")
+	hangup("c2", "cancel", at(8, 30, 25))
+	apply("c3", "newCall", at(9, 0, 0), callstate.Update{Direction: callstate.DirectionOut, From: "4930555", To: "491703333",
+		Users: []string{"User w2"}, UserIDs: []string{"w2"}, Extension: "w2", State: callstate.StateRinging})
+	apply("c3", "answer", at(9, 0, 5), callstate.Update{State: callstate.StateAnswered})
+	hangup("c3", "normalClearing", at(9, 1, 5))
+	// Missed, not called back.
+	in("c4", "491704444", at(9, 30, 0), "w2")
+	hangup("c4", "cancel", at(9, 30, 40))
+	// Waiting now: two ringing, the older since 9:59:00.
+	in("c5", "491705555", at(9, 59, 0), "w1")
+	in("c6", "491706666", at(9, 59, 30), "w1", "w2")
+
+	got, err := st.TeamDay(ctx, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Waiting != 2 || !got.LongestWaitSince.Equal(at(9, 59, 0)) {
+		t.Errorf("waiting %d since %v, want 2 since 09:59:00", got.Waiting, got.LongestWaitSince)
+	}
+	if got.CallsIn != 5 || got.CallsOut != 1 || got.Answered != 1 || got.Missed != 2 || got.MissedOpen != 1 {
+		t.Errorf("in %d out %d answered %d missed %d open %d; want 5 1 1 2 1",
+			got.CallsIn, got.CallsOut, got.Answered, got.Missed, got.MissedOpen)
+	}
+	if len(got.MissedCalls) != 2 || got.MissedCalls[0].Number != "491704444" || !got.MissedCalls[0].CalledBackAt.IsZero() ||
+		got.MissedCalls[1].Number != "491703333" || !got.MissedCalls[1].CalledBackAt.Equal(at(9, 0, 5)) {
+		t.Errorf("missed calls %+v", got.MissedCalls)
+	}
+	want := map[string]callstate.PersonDay{
+		"w1": {UserID: "w1", Calls: 4, Answered: 1, Missed: 1, TalkSeconds: 120},
+		"w2": {UserID: "w2", Calls: 5, Missed: 2, TalkSeconds: 60},
+	}
+	if len(got.People) != len(want) {
+		t.Fatalf("people %+v", got.People)
+	}
+	for _, p := range got.People {
+		if p != want[p.UserID] {
+			t.Errorf("person %+v, want %+v", p, want[p.UserID])
+		}
+	}
+}
