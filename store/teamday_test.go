@@ -14,7 +14,9 @@ func TestTeamDay(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
 	day := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
-	at := func(h, m, s int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(s)*time.Second) }
+	at := func(h, m, s int) time.Time {
+		return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(s)*time.Second)
+	}
 	n := 0
 	apply := func(key, typ string, when time.Time, u callstate.Update) {
 		t.Helper()
