@@ -25,6 +25,13 @@ type Contact struct {
 	UpdatedAt time.Time
 }
 
+// ContactsAdded counts what adding contacts to the phonebook did.
+type ContactsAdded struct {
+	Added     int // new contacts
+	Updated   int // contacts of a known name that got more numbers
+	Unchanged int // contacts known with all these numbers already
+}
+
 // Limits of a contact.
 const (
 	MaxContactName    = 200

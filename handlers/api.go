@@ -44,6 +44,8 @@ type DashboardStore interface {
 	RecentCalls(ctx context.Context, n int) ([]callstate.ChangedCall, error)
 	// LastChange returns the highest change sequence number written so far.
 	LastChange(ctx context.Context) (int64, error)
+	// TeamDay returns the numbers of the day that started at dayStart.
+	TeamDay(ctx context.Context, dayStart time.Time) (callstate.TeamDay, error)
 }
 
 // DashboardOptions configure the API, the stream and the board. With a nil
@@ -51,6 +53,11 @@ type DashboardStore interface {
 type DashboardOptions struct {
 	Store  DashboardStore
 	Stream *Stream // nil: no /api/stream
+
+	// Phonebook names callers and formats numbers in the API and serves
+	// /api/contacts; nil: numbers formatted for DE, no names, no
+	// /api/contacts. Give the Stream the same one (StreamOptions).
+	Phonebook *Phonebook
 
 	// BearerToken and BasicUser/BasicPassword, when set, protect the API,
 	// the stream and the board: a request needs one of them. Webhooks and
@@ -94,7 +101,7 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 			MaxAge:        3600,
 		}))
 	}
-	api := &api{store: o.Store, log: log, timeout: cmp.Or(o.QueryTimeout, DefaultQueryTimeout)}
+	api := &api{store: o.Store, log: log, timeout: cmp.Or(o.QueryTimeout, DefaultQueryTimeout), phonebook: o.Phonebook}
 	auth := accessCheck(o)
 	g := e.Group("/api", auth)
 	// API callers can come back: past the bound they get a fast 503 with
@@ -109,8 +116,10 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 	if o.Stream != nil {
 		g.GET("/stream", o.Stream.serve)
 	}
-	// The API is read-only: any other method is 405, not 404.
-	for _, path := range []string{"/calls", "/calls/:id", "/lamps", "/openapi.yaml", "/stream"} {
+	registerBoardAPI(g, api, shed)
+	// The API is read-only but for adding contacts: any other method is
+	// 405, not 404.
+	for _, path := range []string{"/calls", "/calls/:id", "/lamps", "/openapi.yaml", "/stream", "/today"} {
 		g.Match([]string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}, path, methodNotAllowed)
 	}
 	registerBoard(e, auth)
@@ -177,9 +186,11 @@ func accessCheck(o DashboardOptions) echo.MiddlewareFunc {
 }
 
 type api struct {
-	store   DashboardStore
-	log     *slog.Logger
-	timeout time.Duration // of one store query
+	store     DashboardStore
+	log       *slog.Logger
+	timeout   time.Duration // of one store query
+	phonebook *Phonebook    // nil: no names
+	today     todayCache
 }
 
 // queryContext is the context of one store query of an API request.
@@ -231,7 +242,7 @@ func (a *api) listCalls(c echo.Context) error {
 	}
 	out := callsPage{Calls: make([]callJSON, 0, len(calls)), NextCursor: next}
 	for _, cl := range calls {
-		out.Calls = append(out.Calls, toCallJSON(cl, 0))
+		out.Calls = append(out.Calls, a.phonebook.callJSON(cl, 0))
 	}
 	if next != "" {
 		u := *c.Request().URL
@@ -257,7 +268,7 @@ func (a *api) getCall(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := callDetail{callJSON: toCallJSON(cl, 0), Events: make([]eventJSON, 0, len(journal))}
+	out := callDetail{callJSON: a.phonebook.callJSON(cl, 0), Events: make([]eventJSON, 0, len(journal))}
 	for _, j := range journal {
 		ev := eventJSON{ID: j.ID, Type: j.Type, DedupKey: j.DedupKey, ReceivedAt: j.ReceivedAt}
 		if utf8.Valid(j.Payload) {
@@ -352,6 +363,12 @@ type callJSON struct {
 	Direction  string     `json:"direction,omitempty"`
 	From       string     `json:"from,omitempty"`
 	To         string     `json:"to,omitempty"`
+	// For reading: the phonebook's names, the numbers formatted.
+	FromName           string `json:"from_name,omitempty"`
+	ToName             string `json:"to_name,omitempty"`
+	FromFormatted      string `json:"from_formatted,omitempty"`
+	ToFormatted        string `json:"to_formatted,omitempty"`
+	DiversionFormatted string `json:"diversion_formatted,omitempty"`
 	Users      []string   `json:"users,omitempty"`
 	UserIDs    []string   `json:"user_ids,omitempty"`
 	AnsweredBy string     `json:"answered_by,omitempty"`
@@ -361,6 +378,7 @@ type callJSON struct {
 	Active     bool       `json:"active"`
 	OnHold     bool       `json:"on_hold"`
 	Cause      string     `json:"cause,omitempty"`
+	CauseText  string     `json:"cause_text,omitempty"` // the cause in words
 	DTMF       string     `json:"dtmf,omitempty"`
 	StartedAt  *time.Time `json:"started_at"`
 	AnsweredAt *time.Time `json:"answered_at,omitempty"`

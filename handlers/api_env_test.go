@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/store"
 )
@@ -37,6 +38,9 @@ func newInstance(tb testing.TB, dbURL string, dash handlers.DashboardOptions, so
 	if so.Logger == nil {
 		so.Logger = slog.New(slog.DiscardHandler)
 	}
+	plan, _ := callstate.NewNumberPlan("DE")
+	dash.Phonebook = handlers.NewPhonebook(st, plan, so.Logger)
+	so.Phonebook = dash.Phonebook
 	dash.Stream = handlers.NewStream(st, so)
 	e, err := handlers.New(handlers.Options{
 		Store: st, Ready: st, Logger: slog.New(slog.DiscardHandler), Dashboard: dash,
@@ -54,6 +58,11 @@ func newInstance(tb testing.TB, dbURL string, dash handlers.DashboardOptions, so
 	go func() {
 		dash.Stream.Run(ctx) //nolint:errcheck // test
 		done <- struct{}{}
+	}()
+	pbDone := make(chan struct{})
+	go func() {
+		dash.Phonebook.Run(ctx) //nolint:errcheck // returns nil
+		close(pbDone)
 	}()
 	go func() {
 		first := true
@@ -81,6 +90,7 @@ func newInstance(tb testing.TB, dbURL string, dash handlers.DashboardOptions, so
 		cancel()
 		<-done
 		<-done
+		<-pbDone
 		srv.Close()
 		st.Close()
 	})

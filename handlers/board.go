@@ -1,14 +1,21 @@
 package handlers
 
 import (
+	"bytes"
 	"embed"
+	"encoding/json"
+	"errors"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/callstate/callstate"
 )
 
 //go:embed board
@@ -40,4 +47,214 @@ func registerBoard(e *echo.Echo, auth echo.MiddlewareFunc) {
 		http.ServeFileFS(c.Response(), c.Request(), sub, name)
 		return nil
 	})
+}
+
+// registerBoardAPI adds what the board reads besides calls and lamps: the
+// team's day (/api/today) and the phonebook (/api/contacts).
+func registerBoardAPI(g *echo.Group, a *api, shed echo.MiddlewareFunc) {
+	g.GET("/today", a.teamDay, shed)
+	if a.phonebook != nil {
+		g.GET("/contacts", a.listContacts, shed)
+		g.POST("/contacts", a.addContact, shed)
+		g.Match([]string{http.MethodPut, http.MethodPatch, http.MethodDelete}, "/contacts", func(c echo.Context) error {
+			c.Response().Header().Set(echo.HeaderAllow, "GET, HEAD, POST, OPTIONS")
+			return echo.NewHTTPError(http.StatusMethodNotAllowed, "method not allowed: contacts are listed (GET) and added (POST)")
+		})
+	}
+}
+
+// todayCache keeps /api/today's answer for a second: every board asks
+// after each change, and the day's numbers are one query over the day.
+type todayCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	body teamDayJSON
+}
+
+const todayFresh = time.Second
+
+// teamDayJSON is GET /api/today's answer.
+type teamDayJSON struct {
+	Day                string          `json:"day"`
+	DayStart           time.Time       `json:"day_start"`
+	Waiting            int             `json:"waiting"`
+	LongestWaitSince   *time.Time      `json:"longest_wait_since"`
+	LongestWaitSeconds float64         `json:"longest_wait_seconds"`
+	CallsIn            int             `json:"calls_in"`
+	CallsOut           int             `json:"calls_out"`
+	Answered           int             `json:"answered"`
+	Missed             int             `json:"missed"`
+	MissedOpen         int             `json:"missed_not_called_back"`
+	Voicemail          int             `json:"voicemail"`
+	MissedCalls        []missedJSON    `json:"missed_calls"`
+	People             []personDayJSON `json:"people"`
+	AsOf               time.Time       `json:"as_of"`
+}
+
+type missedJSON struct {
+	Number          string     `json:"number"`
+	NumberFormatted string     `json:"number_formatted"`
+	Name            string     `json:"name,omitempty"`
+	StartedAt       time.Time  `json:"started_at"`
+	EndedAt         *time.Time `json:"ended_at"`
+	CalledBack      bool       `json:"called_back"`
+	CalledBackAt    *time.Time `json:"called_back_at"`
+	UserIDs         []string   `json:"user_ids"`
+}
+
+type personDayJSON struct {
+	UserID      string  `json:"user_id"`
+	Name        string  `json:"name"`
+	Calls       int     `json:"calls"`
+	Answered    int     `json:"answered"`
+	Missed      int     `json:"missed"`
+	TalkSeconds float64 `json:"talk_seconds"`
+}
+
+// dayStart returns the start of now's day, in the server's time zone.
+func dayStart(now time.Time) time.Time {
+	y, m, d := now.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, now.Location())
+}
+
+func (a *api) teamDay(c echo.Context) error {
+	if err := bindQuery(c, &struct{}{}); err != nil {
+		return err
+	}
+	now := time.Now()
+	a.today.mu.Lock()
+	defer a.today.mu.Unlock()
+	if !a.today.at.IsZero() && now.Sub(a.today.at) < todayFresh && now.After(a.today.at) {
+		return c.JSON(http.StatusOK, a.today.body)
+	}
+	ctx, cancel := a.queryContext(c)
+	defer cancel()
+	start := dayStart(now)
+	td, err := a.store.TeamDay(ctx, start)
+	if err != nil {
+		return err
+	}
+	ls, err := a.store.LampStatuses(ctx)
+	if err != nil {
+		return err
+	}
+	names := map[string]string{}
+	for _, l := range ls {
+		if l.Name != "" {
+			names[l.Extension] = l.Name
+		}
+	}
+	t := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	out := teamDayJSON{
+		Day: start.Format(time.DateOnly), DayStart: start, Waiting: td.Waiting, LongestWaitSince: t(td.LongestWaitSince),
+		CallsIn: td.CallsIn, CallsOut: td.CallsOut, Answered: td.Answered, Missed: td.Missed, MissedOpen: td.MissedOpen,
+		Voicemail: td.Voicemail, MissedCalls: make([]missedJSON, 0, len(td.MissedCalls)),
+		People: make([]personDayJSON, 0, len(td.People)), AsOf: now,
+	}
+	if !td.LongestWaitSince.IsZero() {
+		out.LongestWaitSeconds = max(0, now.Sub(td.LongestWaitSince).Seconds())
+	}
+	for _, m := range td.MissedCalls {
+		out.MissedCalls = append(out.MissedCalls, missedJSON{
+			Number: m.Number, NumberFormatted: a.phonebook.Format(m.Number), Name: a.phonebook.Name(m.Number),
+			StartedAt: m.StartedAt, EndedAt: t(m.EndedAt), CalledBack: !m.CalledBackAt.IsZero(), CalledBackAt: t(m.CalledBackAt),
+			UserIDs: m.UserIDs,
+		})
+	}
+	for _, p := range td.People {
+		out.People = append(out.People, personDayJSON{UserID: p.UserID, Name: names[p.UserID], Calls: p.Calls,
+			Answered: p.Answered, Missed: p.Missed, TalkSeconds: p.TalkSeconds})
+	}
+	a.today.at, a.today.body = now, out
+	return c.JSON(http.StatusOK, out)
+}
+
+// contactJSON is a contact as the API shows it.
+type contactJSON struct {
+	ID               int64     `json:"id"`
+	Name             string    `json:"name"`
+	Numbers          []string  `json:"numbers"`
+	NumbersFormatted []string  `json:"numbers_formatted"`
+	UpdatedAt        time.Time `json:"updated_at"`
+}
+
+func (a *api) contactJSON(c callstate.Contact) contactJSON {
+	out := contactJSON{ID: c.ID, Name: c.Name, Numbers: c.Numbers, UpdatedAt: c.UpdatedAt,
+		NumbersFormatted: make([]string, len(c.Numbers))}
+	for i, n := range c.Numbers {
+		out.NumbersFormatted[i] = a.phonebook.Format(n)
+	}
+	return out
+}
+
+func (a *api) listContacts(c echo.Context) error {
+	if err := bindQuery(c, &struct{}{}); err != nil {
+		return err
+	}
+	ctx, cancel := a.queryContext(c)
+	defer cancel()
+	cs, err := a.phonebook.store.Contacts(ctx)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Contacts []contactJSON `json:"contacts"`
+	}{Contacts: make([]contactJSON, 0, len(cs))}
+	for _, ct := range cs {
+		out.Contacts = append(out.Contacts, a.contactJSON(ct))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// maxContactBody bounds POST /api/contacts's body.
+const maxContactBody = 16 << 10
+
+// addContact is POST /api/contacts: {"name": ..., "numbers": [...]},
+// numbers as people write them. A contact of a known name gets the
+// numbers it lacks. 201 for a new contact, 200 for a known one.
+func (a *api) addContact(c echo.Context) error {
+	req := c.Request()
+	if mt, _, _ := strings.Cut(req.Header.Get(echo.HeaderContentType), ";"); strings.TrimSpace(mt) != echo.MIMEApplicationJSON {
+		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	body, err := readBody(c.Response(), req, maxContactBody)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Name    string   `json:"name"`
+		Numbers []string `json:"numbers"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "body must be a JSON object {\"name\": \"...\", \"numbers\": [\"...\"]}: "+err.Error()).SetInternal(err)
+	}
+	ct, err := callstate.NewContact(a.phonebook.plan, in.Name, in.Numbers)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, err.Error()).SetInternal(err)
+	}
+	ctx, cancel := a.queryContext(c)
+	defer cancel()
+	got, n, err := a.phonebook.store.AddContacts(ctx, []callstate.Contact{ct})
+	if errors.Is(err, callstate.ErrInvalidContact) {
+		return echo.NewHTTPError(http.StatusBadRequest, strings.TrimPrefix(err.Error(), "store: add contacts: ")).SetInternal(err)
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.phonebook.Refresh(ctx); err != nil {
+		a.log.Warn("phonebook: reload after adding a contact failed; it is tried again shortly", "err", err)
+	}
+	code := http.StatusOK
+	if n.Added > 0 {
+		code = http.StatusCreated
+	}
+	a.log.Info("contact added", "id", got[0].ID, "numbers", len(got[0].Numbers), "new", n.Added > 0)
+	return c.JSON(code, a.contactJSON(got[0]))
 }

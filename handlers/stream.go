@@ -24,6 +24,7 @@ type StreamOptions struct {
 	QueueLen     int           // batches a client may lag before it is dropped; 0 means 256
 	ReplayMax    int           // calls replayed on resume before a snapshot is sent instead; 0 means 5000
 	History      int           // ended calls in a snapshot; 0 means 50
+	Phonebook    *Phonebook    // names callers and formats numbers; nil for none
 	Logger       *slog.Logger  // nil means slog.Default()
 }
 
@@ -227,7 +228,7 @@ func (s *Stream) publishCalls(ctx context.Context, ids []int64) error {
 			return err
 		}
 		for _, c := range calls {
-			buf = appendEvent(buf, EventCall, c.Seq, toCallJSON(c.Call, c.Seq))
+			buf = appendEvent(buf, EventCall, c.Seq, s.o.Phonebook.callJSON(c.Call, c.Seq))
 		}
 	}
 	if len(buf) > 0 {
@@ -455,7 +456,7 @@ func (s *Stream) start(ctx context.Context, lastID int64, resume bool) ([]byte, 
 				return nil, err
 			}
 			for _, c := range calls {
-				buf = appendEvent(buf, EventCall, c.Seq, toCallJSON(c.Call, c.Seq))
+				buf = appendEvent(buf, EventCall, c.Seq, s.o.Phonebook.callJSON(c.Call, c.Seq))
 			}
 			return appendEvent(buf, EventLamps, 0, lampsJSON{Lamps: toLampsJSON(ls)}), nil
 		}
@@ -474,7 +475,7 @@ func (s *Stream) start(ctx context.Context, lastID int64, resume bool) ([]byte, 
 	}
 	snap := snapshotJSON{Seq: seq, Lamps: toLampsJSON(ls), Calls: make([]callJSON, 0, len(calls))}
 	for _, c := range calls {
-		snap.Calls = append(snap.Calls, toCallJSON(c.Call, c.Seq))
+		snap.Calls = append(snap.Calls, s.o.Phonebook.callJSON(c.Call, c.Seq))
 	}
 	return appendEvent(buf, EventSnapshot, seq, snap), nil
 }

@@ -12,12 +12,8 @@ import (
 	"github.com/callstate/callstate"
 )
 
-// ContactsAdded counts what AddContacts did.
-type ContactsAdded struct {
-	Added     int // new contacts
-	Updated   int // contacts of a known name that got more numbers
-	Unchanged int // contacts known with all these numbers already
-}
+// ContactsAdded is callstate.ContactsAdded: what AddContacts did.
+type ContactsAdded = callstate.ContactsAdded
 
 // addContactSQL adds a contact, or gives one of the same name the numbers
 // it lacks (numbers are never taken away, so importing a file twice

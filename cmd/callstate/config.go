@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-playground/validator/v10"
+
+	"github.com/callstate/callstate"
 )
 
 // Config is everything callstate reads from its environment (and .env).
@@ -171,6 +173,10 @@ func setField(v reflect.Value, raw string) error {
 func validateConfig(cfg Config) error {
 	v := validator.New(validator.WithRequiredStructEnabled())
 	v.RegisterTagNameFunc(func(f reflect.StructField) string { return f.Tag.Get("env") })
+	_ = v.RegisterValidation("phoneregion", func(fl validator.FieldLevel) bool {
+		_, err := callstate.NewNumberPlan(fl.Field().String())
+		return err == nil
+	})
 	err := v.Struct(cfg)
 	var verrs validator.ValidationErrors
 	if !errors.As(err, &verrs) {
@@ -208,6 +214,8 @@ func expectation(fe validator.FieldError) string {
 		return fmt.Sprintf("no such file %q", fe.Value())
 	case "alphanum|uuid":
 		return "want letters and digits (or a UUID) only"
+	case "phoneregion":
+		return fmt.Sprintf("want a two-letter country code with a numbering plan such as DE, AT, CH or GB, got %q", fe.Value())
 	case "cidr|ip":
 		return fmt.Sprintf("want a CIDR such as 10.0.0.0/8 or an IP, got %q", fe.Value())
 	case "hostname_port|startswith=:":

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/store"
 )
@@ -23,16 +24,20 @@ type dashboardConfig struct {
 	StreamWriteTO  time.Duration `env:"STREAM_WRITE_TIMEOUT" default:"10s" validate:"min=100ms,max=5m"`
 	StreamQueueLen int           `env:"STREAM_QUEUE_LEN" default:"256" validate:"min=1,max=100000"`
 	MaxInflight    int           `env:"API_MAX_INFLIGHT" default:"64" validate:"min=1,max=100000"`
+	PhoneRegion    string        `env:"PHONE_REGION" default:"DE" validate:"phoneregion"`
 }
 
 // dashboardOptions turns the dashboard settings into the handlers' options,
 // with a stream reading from st.
 func dashboardOptions(cfg dashboardConfig, st *store.Store, log *slog.Logger) handlers.DashboardOptions {
+	plan, _ := callstate.NewNumberPlan(cfg.PhoneRegion) // validated
+	pb := handlers.NewPhonebook(st, plan, log)
 	return handlers.DashboardOptions{
-		Store: st,
+		Store:     st,
+		Phonebook: pb,
 		Stream: handlers.NewStream(st, handlers.StreamOptions{
 			Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.StreamWriteTO, MaxClients: cfg.MaxClients,
-			QueueLen: cfg.StreamQueueLen, Logger: log,
+			QueueLen: cfg.StreamQueueLen, Logger: log, Phonebook: pb,
 		}),
 		BearerToken: cfg.Token, BasicUser: cfg.BasicUser, BasicPassword: cfg.BasicPassword,
 		CORSOrigins: cfg.CORSOrigins, MaxInflight: cfg.MaxInflight,

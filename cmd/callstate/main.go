@@ -79,6 +79,9 @@ Usage:
   callstate forget NUMBER [-env-file FILE]
                                        delete every call of NUMBER (caller, callee, answering or
                                        diverting number) with its journal
+  callstate contacts import FILE [-env-file FILE]
+                                       add the contacts of a CSV or vCard file to the phonebook
+                                       (names shown for their numbers on the board and in the API)
   callstate healthcheck                exit 0 if the service on LISTEN_ADDR answers /healthz
                                        (a container's HEALTHCHECK; the image has no shell or curl)
   callstate version                    print the version
@@ -103,6 +106,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return exitError{2, errors.New("migrate needs status or up; try callstate help")}
 		}
 		sub, args = args[0], args[1:]
+	case "contacts":
+		if len(args) < 2 || args[0] != "import" || strings.HasPrefix(args[1], "-") {
+			return exitError{2, errors.New("contacts needs: import FILE (a CSV or vCard file); try callstate help")}
+		}
+		sub, args = args[1], args[2:]
 	case "forget":
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 			return exitError{2, errors.New("forget needs the number whose calls to delete; try callstate help")}
@@ -136,9 +144,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("read %s: %w", *envFile, err)
 	}
 	cfg, err := loadConfig(getenv)
-	if cmd == "migrate" || cmd == "forget" {
+	if cmd == "migrate" || cmd == "forget" || cmd == "contacts" {
 		if err != nil {
 			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
+		}
+		if cmd == "contacts" {
+			return importContactsCommand(ctx, sub, cfg, newLogger(cfg, stderr))
 		}
 		if cmd == "forget" {
 			return forgetCommand(ctx, sub, cfg, newLogger(cfg, stderr))
@@ -260,6 +271,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	g.Go(func() error { return runStream(gctx, st, dash.Stream) })
+	g.Go(func() error { return dash.Phonebook.Run(gctx) })
 	if cfg.RingingTimeout > 0 || cfg.AnsweredTimeout > 0 {
 		g.Go(func() error { return endStuckCalls(gctx, st, sp, cfg.RingingTimeout, cfg.AnsweredTimeout, log) })
 	}

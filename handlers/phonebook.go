@@ -1,0 +1,235 @@
+package handlers
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/callstate/callstate"
+)
+
+// PhonebookStore is what the phonebook needs from a store.
+type PhonebookStore interface {
+	// Contacts returns the whole phonebook, by name.
+	Contacts(ctx context.Context) ([]callstate.Contact, error)
+	// AddContacts adds contacts, merging each into one of the same name,
+	// and returns them as they are now; an invalid one wraps
+	// callstate.ErrInvalidContact.
+	AddContacts(ctx context.Context, cs []callstate.Contact) ([]callstate.Contact, callstate.ContactsAdded, error)
+	// ContactsVersion returns a value that changes with the phonebook.
+	ContactsVersion(ctx context.Context) (string, error)
+}
+
+// PhonebookCheck is how often a Phonebook asks whether the phonebook
+// changed (by the API of another instance, or an import), and reloads it
+// if so.
+const PhonebookCheck = 2 * time.Second
+
+// Phonebook gives calls in the API, the stream and the board their
+// callers' names and numbers fit for reading. It keeps the contacts in
+// memory, so that naming a call costs no query: Run reloads them when they
+// change.
+type Phonebook struct {
+	store PhonebookStore
+	plan  callstate.NumberPlan
+	log   *slog.Logger
+
+	mu      sync.RWMutex
+	names   map[string]string // stored number -> name
+	version string
+	loaded  bool
+
+	fmu       sync.Mutex
+	formatted map[string]string // number as a call carries it -> for reading
+}
+
+// NewPhonebook returns a phonebook of st's contacts, formatting numbers by
+// plan. Call Run to load and keep it fresh. A nil log means slog.Default().
+func NewPhonebook(st PhonebookStore, plan callstate.NumberPlan, log *slog.Logger) *Phonebook {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Phonebook{store: st, plan: plan, log: log, names: map[string]string{}, formatted: map[string]string{}}
+}
+
+// Run loads the phonebook and reloads it within PhonebookCheck of a
+// change, until ctx is done; it returns nil then. A failed load is logged
+// and tried again: calls show numbers meanwhile.
+func (p *Phonebook) Run(ctx context.Context) error {
+	t := time.NewTicker(PhonebookCheck)
+	defer t.Stop()
+	failing := false
+	for {
+		if err := p.Refresh(ctx); err != nil && ctx.Err() == nil {
+			if !failing {
+				p.log.Warn("phonebook: cannot load contacts; calls show numbers without names until it can", "err", err)
+			}
+			failing = true
+		} else if failing && err == nil {
+			failing = false
+			p.log.Info("phonebook: contacts loaded again")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Refresh reloads the contacts if they changed since the last load.
+func (p *Phonebook) Refresh(ctx context.Context) error {
+	v, err := p.store.ContactsVersion(ctx)
+	if err != nil {
+		return err
+	}
+	p.mu.RLock()
+	same := p.loaded && v == p.version
+	p.mu.RUnlock()
+	if same {
+		return nil
+	}
+	cs, err := p.store.Contacts(ctx)
+	if err != nil {
+		return err
+	}
+	// Should two contacts share a number, the first added (lowest id)
+	// names it, as in the contact_number view.
+	byID := slices.SortedFunc(slices.Values(cs), func(a, b callstate.Contact) int { return cmp.Compare(a.ID, b.ID) })
+	names := make(map[string]string, len(cs))
+	for _, c := range byID {
+		for _, n := range c.Numbers {
+			if _, ok := names[n]; !ok {
+				names[n] = c.Name
+			}
+		}
+	}
+	p.mu.Lock()
+	p.names, p.version, p.loaded = names, v, true
+	p.mu.Unlock()
+	p.log.Debug("phonebook loaded", "contacts", len(cs), "numbers", len(names))
+	return nil
+}
+
+// Plan returns the number plan the phonebook formats with.
+func (p *Phonebook) Plan() callstate.NumberPlan {
+	if p == nil {
+		plan, _ := callstate.NewNumberPlan("")
+		return plan
+	}
+	return p.plan
+}
+
+// Name returns the contact name of a number as a call carries it, or "".
+func (p *Phonebook) Name(number string) string {
+	if p == nil {
+		return ""
+	}
+	k := p.plan.Key(number)
+	if k == "" {
+		return ""
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.names[k]
+}
+
+// maxFormatted bounds the cache of formatted numbers.
+const maxFormatted = 50_000
+
+// Format returns number for reading (see callstate.NumberPlan.Format).
+func (p *Phonebook) Format(number string) string {
+	if number == "" {
+		return ""
+	}
+	if p == nil {
+		return defaultPlan.Format(number)
+	}
+	p.fmu.Lock()
+	f, ok := p.formatted[number]
+	p.fmu.Unlock()
+	if ok {
+		return f
+	}
+	f = p.plan.Format(number)
+	p.fmu.Lock()
+	if len(p.formatted) >= maxFormatted {
+		clear(p.formatted)
+	}
+	p.formatted[number] = f
+	p.fmu.Unlock()
+	return f
+}
+
+var defaultPlan, _ = callstate.NewNumberPlan("")
+
+// causeWords says why a call ended, in words a board shows: sipgate's
+// hangup causes and the SIP dialog events (RFC 4235), and the causes
+// callstate gives calls it ends itself.
+var causeWords = map[string]string{
+	"normalClearing": "hung up",
+	"busy":           "busy",
+	"cancel":         "caller hung up",
+	"noAnswer":       "no answer",
+	"congestion":     "network busy",
+	"notFound":       "number not found",
+	"forwarded":      "forwarded",
+	"cancelled":      "caller hung up",
+	"rejected":       "rejected",
+	"replaced":       "transferred",
+	"local-bye":      "hung up",
+	"remote-bye":     "other side hung up",
+	"error":          "failed",
+	"timeout":        "timed out",
+	"vanished":       "ended (PBX no longer lists it)",
+	"pbx-restart":    "ended (PBX restarted)",
+}
+
+// CauseText returns cause in words, "forwarded to <number>" for a call
+// sipgate forwarded to a known number, or the cause as it is when it has
+// no words (a SIP status code, say).
+func (p *Phonebook) CauseText(c callstate.Call) string {
+	w, ok := causeWords[c.Cause]
+	if !ok {
+		if len(c.Cause) == 3 && strings.Trim(c.Cause, "0123456789") == "" {
+			if t := http.StatusText(atoi(c.Cause)); t != "" {
+				return strings.ToLower(t) + " (" + c.Cause + ")"
+			}
+		}
+		return c.Cause
+	}
+	if c.Cause == "forwarded" && c.Answering != "" && c.Answering != c.To {
+		to := p.Name(c.Answering)
+		if to == "" {
+			to = p.Format(c.Answering)
+		}
+		return "forwarded to " + to
+	}
+	return w
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, r := range s {
+		n = n*10 + int(r-'0')
+	}
+	return n
+}
+
+// callJSON is c as the API and the stream show it: with names from the
+// phonebook, numbers for reading and the cause in words.
+func (p *Phonebook) callJSON(c callstate.Call, seq int64) callJSON {
+	j := toCallJSON(c, seq)
+	j.FromName, j.ToName = p.Name(c.From), p.Name(c.To)
+	j.FromFormatted, j.ToFormatted = p.Format(c.From), p.Format(c.To)
+	j.DiversionFormatted = p.Format(c.Diversion)
+	if c.Cause != "" {
+		j.CauseText = p.CauseText(c)
+	}
+	return j
+}
