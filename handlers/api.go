@@ -353,37 +353,39 @@ func describeQueryError(name string, fe validator.FieldError) string {
 
 // callJSON is a call as the API and the stream show it.
 type callJSON struct {
-	ID         int64  `json:"id"`
-	Seq        int64  `json:"seq,omitempty"`
-	Source     string `json:"source"`
-	Key        string `json:"key"`
-	CallID     string `json:"call_id,omitempty"`
-	OrigCallID string `json:"orig_call_id,omitempty"`
-	Extension  string `json:"extension,omitempty"`
-	Direction  string `json:"direction,omitempty"`
-	From       string `json:"from,omitempty"`
-	To         string `json:"to,omitempty"`
-	// For reading: the phonebook's names, the numbers formatted.
-	FromName           string     `json:"from_name,omitempty"`
-	ToName             string     `json:"to_name,omitempty"`
-	FromFormatted      string     `json:"from_formatted,omitempty"`
-	ToFormatted        string     `json:"to_formatted,omitempty"`
-	DiversionFormatted string     `json:"diversion_formatted,omitempty"`
-	Users              []string   `json:"users,omitempty"`
-	UserIDs            []string   `json:"user_ids,omitempty"`
-	AnsweredBy         string     `json:"answered_by,omitempty"`
-	Answering          string     `json:"answering_number,omitempty"`
-	Diversion          string     `json:"diversion,omitempty"`
-	State              string     `json:"state"`
-	Active             bool       `json:"active"`
-	OnHold             bool       `json:"on_hold"`
-	Cause              string     `json:"cause,omitempty"`
-	CauseText          string     `json:"cause_text,omitempty"` // the cause in words
-	DTMF               string     `json:"dtmf,omitempty"`
-	StartedAt          *time.Time `json:"started_at"`
-	AnsweredAt         *time.Time `json:"answered_at,omitempty"`
-	EndedAt            *time.Time `json:"ended_at,omitempty"`
-	UpdatedAt          time.Time  `json:"updated_at"`
+	ID         int64      `json:"id"`
+	Seq        int64      `json:"seq,omitempty"`
+	Source     string     `json:"source"`
+	Key        string     `json:"key"`
+	CallID     string     `json:"call_id,omitempty"`
+	OrigCallID string     `json:"orig_call_id,omitempty"`
+	Extension  string     `json:"extension,omitempty"`
+	Direction  string     `json:"direction,omitempty"`
+	From       string     `json:"from,omitempty"`
+	To         string     `json:"to,omitempty"`
+	Users      []string   `json:"users,omitempty"`
+	UserIDs    []string   `json:"user_ids,omitempty"`
+	AnsweredBy string     `json:"answered_by,omitempty"`
+	Answering  string     `json:"answering_number,omitempty"`
+	Diversion  string     `json:"diversion,omitempty"`
+	State      string     `json:"state"`
+	Active     bool       `json:"active"`
+	OnHold     bool       `json:"on_hold"`
+	Cause      string     `json:"cause,omitempty"`
+	DTMF       string     `json:"dtmf,omitempty"`
+	StartedAt  *time.Time `json:"started_at"`
+	AnsweredAt *time.Time `json:"answered_at,omitempty"`
+	EndedAt    *time.Time `json:"ended_at,omitempty"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+
+	// For reading: the phonebook's names, the numbers formatted, the
+	// cause in words (see Phonebook).
+	FromName           string `json:"from_name,omitempty"`
+	ToName             string `json:"to_name,omitempty"`
+	FromFormatted      string `json:"from_formatted,omitempty"`
+	ToFormatted        string `json:"to_formatted,omitempty"`
+	DiversionFormatted string `json:"diversion_formatted,omitempty"`
+	CauseText          string `json:"cause_text,omitempty"`
 }
 
 func toCallJSON(c callstate.Call, seq int64) callJSON {
