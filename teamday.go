@@ -27,7 +27,7 @@ type TeamDay struct {
 	LongestWaitSince time.Time // start of the longest waiting one; zero if none
 	CallsIn          int       // incoming calls today
 	CallsOut         int       // outgoing calls today
-	Answered         int       // incoming calls a person answered
+	Answered         int       // incoming calls a person answered, those still going on included
 	Missed           int       // incoming calls nobody answered (not voicemail)
 	Voicemail        int       // incoming calls the voicemail took
 	MissedOpen       int       // missed calls not called back yet
@@ -107,12 +107,12 @@ func Tally(calls []DayCall, dayStart time.Time) TeamDay {
 		if !in {
 			continue
 		}
-		switch c.Outcome {
-		case "answered":
+		switch {
+		case c.Outcome == "answered" || (c.Outcome == "active" && !c.AnsweredAt.IsZero()):
 			t.Answered++
-		case "voicemail":
+		case c.Outcome == "voicemail":
 			t.Voicemail++
-		case "missed":
+		case c.Outcome == "missed":
 			t.Missed++
 			for _, u := range c.UserIDs {
 				person(u).Missed++

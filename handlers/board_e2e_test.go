@@ -42,44 +42,12 @@ func artifactDir(tb testing.TB) string {
 // call, and watches the caller's lamp ring, turn busy and go idle again,
 // without a reload. It saves screenshots to the artifact directory.
 func TestBoardInBrowser(t *testing.T) {
-	browser := chromiumPath
-	if _, err := os.Stat(browser); err != nil {
-		p, lerr := exec.LookPath("chromium")
-		if lerr != nil {
-			t.Fatalf("Chromium is needed for the board's browser test and was not found at %s or on PATH; "+
-				"install it with: apt-get install -y chromium (make deps does)", chromiumPath)
-		}
-		browser = p
-	}
-	ctx := context.Background()
 	in := newInstance(t, storetest.NewDatabase(t), handlers.DashboardOptions{}, handlers.StreamOptions{})
 	seedBoard(t, in)
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.WindowSize(1600, 1000),
-	)
-	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-	bctx, cancelT := context.WithTimeout(bctx, 90*time.Second)
-	defer cancelT()
+	bctx := newBrowser(t, 1600, 1000)
 
 	dir := artifactDir(t)
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			png, err := chromedp.FullScreenshot(100)(ctx, tg)
-			if err != nil {
-				return err
-			}
-			path := filepath.Join(dir, name)
-			t.Logf("screenshot: %s", path)
-			return os.WriteFile(path, png, 0o644)
-		})
-	}
+	shot := screenshot(t, dir)
 	lamp := func(key, state string) string {
 		return fmt.Sprintf(`.lamp[data-key="%s"][data-lamp="%s"]`, key, state)
 	}
@@ -109,6 +77,48 @@ func TestBoardInBrowser(t *testing.T) {
 	)
 	if err != nil {
 		t.Fatalf("board in Chromium: %v", err)
+	}
+}
+
+// newBrowser starts headless Chromium with a w x h window for the test.
+func newBrowser(tb testing.TB, w, h int) context.Context {
+	tb.Helper()
+	browser := chromiumPath
+	if _, err := os.Stat(browser); err != nil {
+		p, lerr := exec.LookPath("chromium")
+		if lerr != nil {
+			tb.Fatalf("Chromium is needed for the board's browser test and was not found at %s or on PATH; "+
+				"install it with: apt-get install -y chromium (make deps does)", chromiumPath)
+		}
+		browser = p
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.WindowSize(w, h),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	tb.Cleanup(cancelA)
+	bctx, cancelB := chromedp.NewContext(actx)
+	tb.Cleanup(cancelB)
+	bctx, cancelT := context.WithTimeout(bctx, 120*time.Second)
+	tb.Cleanup(cancelT)
+	return bctx
+}
+
+// screenshot returns an action that saves the page as dir/name.
+func screenshot(tb testing.TB, dir string) func(name string) chromedp.Action[chromedp.Void] {
+	return func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			path := filepath.Join(dir, name)
+			tb.Logf("screenshot: %s", path)
+			return os.WriteFile(path, png, 0o644)
+		})
 	}
 }
 
@@ -149,6 +159,7 @@ func seedBoard(tb testing.TB, in *instance) {
 	}
 	ev.DedupKey, ev.Update.Key, ev.Update.Extension, ev.Update.From, ev.Update.OnHold = "seed-102", "102/d2", "102", "102", nil
 	ev.Update.Direction, ev.Update.From, ev.Update.To, ev.Update.State = callstate.DirectionIn, "0891112223", "102", callstate.StateRinging
+	ev.Update.CallID = "d2"
 	if _, err := in.store.Apply(ctx, ev); err != nil {
 		tb.Fatal(err)
 	}
