@@ -44,8 +44,8 @@ type DashboardStore interface {
 	RecentCalls(ctx context.Context, n int) ([]callstate.ChangedCall, error)
 	// LastChange returns the highest change sequence number written so far.
 	LastChange(ctx context.Context) (int64, error)
-	// TeamDay returns the numbers of the day that started at dayStart.
-	TeamDay(ctx context.Context, dayStart time.Time) (callstate.TeamDay, error)
+	// TeamDay returns the team's numbers of today.
+	TeamDay(ctx context.Context) (callstate.TeamDay, error)
 }
 
 // DashboardOptions configure the API, the stream and the board. With a nil

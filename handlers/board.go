@@ -111,12 +111,6 @@ type personDayJSON struct {
 	TalkSeconds float64 `json:"talk_seconds"`
 }
 
-// dayStart returns the start of now's day, in the server's time zone.
-func dayStart(now time.Time) time.Time {
-	y, m, d := now.Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, now.Location())
-}
-
 func (a *api) teamDay(c echo.Context) error {
 	if err := bindQuery(c, &struct{}{}); err != nil {
 		return err
@@ -129,8 +123,7 @@ func (a *api) teamDay(c echo.Context) error {
 	}
 	ctx, cancel := a.queryContext(c)
 	defer cancel()
-	start := dayStart(now)
-	td, err := a.store.TeamDay(ctx, start)
+	td, err := a.store.TeamDay(ctx)
 	if err != nil {
 		return err
 	}
@@ -151,7 +144,7 @@ func (a *api) teamDay(c echo.Context) error {
 		return &t
 	}
 	out := teamDayJSON{
-		Day: start.Format(time.DateOnly), DayStart: start, Waiting: td.Waiting, LongestWaitSince: t(td.LongestWaitSince),
+		Day: td.Day, DayStart: td.DayStart, Waiting: td.Waiting, LongestWaitSince: t(td.LongestWaitSince),
 		CallsIn: td.CallsIn, CallsOut: td.CallsOut, Answered: td.Answered, Missed: td.Missed, MissedOpen: td.MissedOpen,
 		Voicemail: td.Voicemail, MissedCalls: make([]missedJSON, 0, len(td.MissedCalls)),
 		People: make([]personDayJSON, 0, len(td.People)), AsOf: now,
