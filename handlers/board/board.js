@@ -208,6 +208,7 @@
   }
 
   function render() {
+    const t0 = performance.now();
     renderLamps();
     renderToday();
     const active = [...calls.values()].filter((c) => c.active)
@@ -225,6 +226,7 @@
     if (!document.body.dataset.ready) {
       document.body.dataset.ready = "1";
       window.boardReadyAt = performance.now();
+      window.boardFirstRenderMs = window.boardReadyAt - t0;
     }
   }
 
@@ -303,13 +305,28 @@
 
   function fitLamps() {
     const ul = $("lamps"), box = $("lamps-box");
-    if (getComputedStyle(box).overflowY !== "auto" || innerWidth < 1000) return; // narrow: the page scrolls
-    const least = wall ? 0.55 : 0.7;
-    for (let f = 1.6; f >= least - 1e-9; f -= 0.05) {
-      ul.style.setProperty("--lamp-font", f.toFixed(2) + "em");
-      if (box.scrollHeight <= box.clientHeight + 1) return;
-    }
-    ul.style.setProperty("--lamp-font", "1em"); // too many to fit readably: the grid scrolls
+    if (getComputedStyle(box).overflowY !== "auto" || innerWidth < 1000 || !ul.firstElementChild) return; // narrow: the page scrolls
+    const set = (k) => ul.style.setProperty("--lamp-font", (k / 20).toFixed(2) + "em");
+    // Sizes scale with the font: measure once at 1em, then work out the
+    // largest size (in steps of 0.05em) at which every lamp fits.
+    set(20);
+    const cs = getComputedStyle(ul);
+    const fs = parseFloat(cs.fontSize), gap = parseFloat(cs.rowGap) || 0;
+    const tileH = ul.firstElementChild.getBoundingClientRect().height;
+    const tileW = parseFloat(ul.style.getPropertyValue("--tile-w")) * fs;
+    const W = ul.clientWidth, H = box.clientHeight, N = ul.children.length;
+    const fitsAt = (f) => {
+      const cols = Math.max(1, Math.floor((W + gap * f) / ((tileW + gap) * f)));
+      const rows = Math.ceil(N / cols);
+      return rows * tileH * f + (rows - 1) * gap * f <= H;
+    };
+    const least = Math.round((wall ? 0.55 : 0.7) * 20);
+    let k = 32;
+    while (k > least && !fitsAt(k / 20)) k--;
+    set(k);
+    // Borders do not scale: step down while it still does not fit.
+    while (box.scrollHeight > box.clientHeight + 1 && k > least) set(--k);
+    if (box.scrollHeight > box.clientHeight + 1) set(20); // too many to fit readably: the grid scrolls
   }
   let resizeTimer = null;
   addEventListener("resize", () => {
@@ -321,10 +338,12 @@
   // a screen that does not scroll.
   function trim(ul) {
     const sec = ul.closest("section");
-    [...ul.children].forEach((li) => { li.hidden = false; });
+    const items = [...ul.children];
+    items.forEach((li) => { li.hidden = false; });
     if (getComputedStyle(sec).overflow !== "hidden") return;
     const bottom = sec.getBoundingClientRect().bottom;
-    [...ul.children].forEach((li) => { li.hidden = li.getBoundingClientRect().bottom > bottom + 0.5; });
+    const cut = items.map((li) => li.getBoundingClientRect().bottom > bottom + 0.5); // read all, then write
+    items.forEach((li, i) => { li.hidden = cut[i]; });
   }
 
   function renderToday() {
@@ -414,6 +433,17 @@
       $("longest-wait").textContent = today.longest_wait_since ? "longest " + duration(since(today.longest_wait_since)) : "";
     }
   }
+
+  // A page left for another (or kept in the back-forward cache) lets go
+  // of its stream, which would hold one of the browser's few connections
+  // to the server; it comes back with a fresh snapshot.
+  addEventListener("pagehide", () => {
+    clearTimeout(retryTimer);
+    clearTimeout(openTimer);
+    if (source) source.close();
+    source = null;
+  });
+  addEventListener("pageshow", (ev) => { if (ev.persisted) connect(); });
 
   setInterval(tick, 1000);
   tick();
