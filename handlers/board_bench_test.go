@@ -20,7 +20,8 @@ import (
 // and, as the anchor of the same run, with an empty database. It reports
 // ready-ms, the time from navigation start to that drawing, and
 // first-draw-ms, the time that drawing took, as the page measures them
-// (ready-p50-ms: the median of ready-ms).
+// (ready-p50-ms: the median of ready-ms), and when the page asked for
+// the stream (stream-opened-ms) and had its snapshot (snapshot-in-ms).
 func BenchmarkBoardLoad(b *testing.B) {
 	for _, bc := range []struct {
 		name         string
@@ -33,7 +34,7 @@ func BenchmarkBoardLoad(b *testing.B) {
 			if err := chromedp.Do(bctx, chromedp.EmulateViewport(1920, 1080)); err != nil {
 				b.Fatal(err)
 			}
-			var total, render float64
+			var total, render, opened, snap float64
 			var all []float64
 			n := 0
 			for b.Loop() {
@@ -41,7 +42,7 @@ func BenchmarkBoardLoad(b *testing.B) {
 				if err := chromedp.Do(bctx, chromedp.Navigate(fmt.Sprintf("%s/?wall&n=%d", in.url, n))); err != nil {
 					b.Fatal(err)
 				}
-				ready := fmt.Sprintf(`document.body && document.body.dataset.ready === "1" && document.querySelectorAll(".lamp").length === %d ? [window.boardReadyAt, window.boardFirstRenderMs] : [0, 0]`, bc.users)
+				ready := fmt.Sprintf(`document.body && document.body.dataset.ready === "1" && document.querySelectorAll(".lamp").length === %d ? [window.boardReadyAt, window.boardFirstRenderMs, window.boardStreamAt, window.boardSnapshotAt] : [0, 0]`, bc.users)
 				var ms []float64
 				for deadline := time.Now().Add(10 * time.Second); len(ms) == 0 || ms[0] == 0; {
 					// Errors are the page still changing over; ask again.
@@ -54,11 +55,15 @@ func BenchmarkBoardLoad(b *testing.B) {
 				all = append(all, ms[0])
 				total += ms[0]
 				render += ms[1]
+				opened += ms[2]
+				snap += ms[3]
 			}
 			slices.Sort(all)
 			b.ReportMetric(total/float64(b.N), "ready-ms")
 			b.ReportMetric(all[len(all)/2], "ready-p50-ms")
 			b.ReportMetric(render/float64(b.N), "first-draw-ms")
+			b.ReportMetric(opened/float64(b.N), "stream-opened-ms")
+			b.ReportMetric(snap/float64(b.N), "snapshot-in-ms")
 		})
 	}
 }

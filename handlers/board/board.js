@@ -65,6 +65,7 @@
     if (source) source.close();
     setConn("connecting", stale ? "reconnecting…" : "connecting…");
     const s = new EventSource(withToken("api/stream"));
+    if (!window.boardStreamAt) window.boardStreamAt = performance.now();
     source = s;
     openTimer = setTimeout(() => source === s && lost(), openTimeout);
     s.onopen = () => {
@@ -80,6 +81,7 @@
       scheduleRender();
     });
     on("snapshot", (snap) => {
+      if (!window.boardSnapshotAt) window.boardSnapshotAt = performance.now();
       lamps.clear();
       calls.clear();
       snap.lamps.forEach(putLamp);
