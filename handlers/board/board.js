@@ -342,10 +342,12 @@
     const sec = ul.closest("section");
     const items = [...ul.children];
     items.forEach((li) => { li.hidden = false; });
+    sec.dataset.cut = "";
     if (getComputedStyle(sec).overflow !== "hidden") return;
     const bottom = sec.getBoundingClientRect().bottom;
     const cut = items.map((li) => li.getBoundingClientRect().bottom > bottom + 0.5); // read all, then write
     items.forEach((li, i) => { li.hidden = cut[i]; });
+    sec.dataset.cut = items.length > 0 && cut.every(Boolean) ? "all" : ""; // not even one fits: no heading either
   }
 
   function renderToday() {
@@ -370,7 +372,8 @@
       li.append(el("span", "dir", "↙"));
       const p = el("div", "parties", m.name || m.number_formatted || "withheld");
       li.append(p);
-      li.append(el("span", "time", m.called_back ? "✓ called back " + hhmm(new Date(m.called_back_at)) : "call back"));
+      const anonymous = !m.number || m.number === "anonymous";
+      li.append(el("span", "time", m.called_back ? "✓ called back " + hhmm(new Date(m.called_back_at)) : anonymous ? "no number" : "call back"));
       const offered = (m.user_ids || []).map((id) => userName({ source: "sipgate" }, id) || userName({ source: "sip" }, id)).filter(Boolean);
       const meta = [hhmm(new Date(m.started_at)), m.name ? m.number_formatted : "", offered.length ? "rang at " + list(offered, 3) : ""];
       li.append(el("div", "meta", meta.filter(Boolean).join(" · ")));
