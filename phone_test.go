@@ -2,6 +2,7 @@ package callstate_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/callstate/callstate"
@@ -80,4 +81,24 @@ func TestNewNumberPlanErrUnknownRegion(t *testing.T) {
 			t.Errorf("NewNumberPlan(%q) = %v, want ErrUnknownRegion", r, err)
 		}
 	}
+}
+
+func FuzzNumberPlan(f *testing.F) {
+	for _, s := range []string{"+49 160 12345678", "0049 (160) 1234-5678", "0160 12345678", "tel:+49-30-901820", "21", "anonymous", "4916012345678", "+", "0"} {
+		f.Add(s)
+	}
+	de, _ := callstate.NewNumberPlan("DE")
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := de.Normalize(s)
+		if err == nil {
+			if n == "" || strings.Trim(n, "0123456789") != "" || len(n) > 20 {
+				t.Fatalf("Normalize(%q) = %q: not digits", s, n)
+			}
+			if k := de.Key(n); k != n {
+				t.Fatalf("Key(Normalize(%q)) = %q, want %q", s, k, n)
+			}
+		}
+		_ = de.Format(s)
+		_ = de.Key(s)
+	})
 }
