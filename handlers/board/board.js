@@ -9,7 +9,7 @@
   const wall = params.has("wall");
   const historySize = 20;
   const staleAfter = 3000;   // ms without the stream before the board greys out
-  const retryEvery = 1000;   // ms between reconnects while offline
+  const retryEvery = 500;    // ms between reconnects while offline (a refused connection costs nothing)
   const openTimeout = 6000;  // ms a connection may take to open
   const maxNameChars = 24;   // names up to this long are shown whole
   const lamps = new Map();   // "source/extension" -> lamp
@@ -74,6 +74,7 @@
       staleTimer = null;
       offlineSince = null;
       setConn("live", "live");
+      fetchToday(); // at once, beside the snapshot
     };
     s.onerror = () => { if (source === s) lost(); };
     const on = (type, fn) => s.addEventListener(type, (ev) => {
@@ -87,7 +88,6 @@
       snap.lamps.forEach(putLamp);
       snap.calls.forEach(putCall);
       setStale(false);
-      fetchToday();
     });
     on("lamps", (m) => { lamps.clear(); m.lamps.forEach(putLamp); });
     on("lamp", putLamp);
