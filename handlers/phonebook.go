@@ -4,9 +4,7 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
-	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -190,16 +188,21 @@ var causeWords = map[string]string{
 	"pbx-restart":    "ended (PBX restarted)",
 }
 
-// CauseText returns cause in words, "forwarded to <number>" for a call
-// sipgate forwarded to a known number, or the cause as it is when it has
-// no words (a SIP status code, say).
+// sipStatusWords are the SIP final responses a PBX reports as a dialog's
+// end when it gives no event.
+var sipStatusWords = map[string]string{
+	"404": "number not found", "408": "no answer", "480": "unavailable", "486": "busy",
+	"487": "caller hung up", "500": "failed", "503": "failed", "600": "busy", "603": "declined",
+}
+
+// CauseText returns cause in words, "forwarded to <name or number>" for a
+// call sipgate forwarded to a known number, a SIP status in words with its
+// code, or the cause as it is when it has no words.
 func (p *Phonebook) CauseText(c callstate.Call) string {
 	w, ok := causeWords[c.Cause]
 	if !ok {
-		if len(c.Cause) == 3 && strings.Trim(c.Cause, "0123456789") == "" {
-			if t := http.StatusText(atoi(c.Cause)); t != "" {
-				return strings.ToLower(t) + " (" + c.Cause + ")"
-			}
+		if w, ok := sipStatusWords[c.Cause]; ok {
+			return w + " (" + c.Cause + ")"
 		}
 		return c.Cause
 	}
@@ -211,14 +214,6 @@ func (p *Phonebook) CauseText(c callstate.Call) string {
 		return "forwarded to " + to
 	}
 	return w
-}
-
-func atoi(s string) int {
-	n := 0
-	for _, r := range s {
-		n = n*10 + int(r-'0')
-	}
-	return n
 }
 
 // callJSON is c as the API and the stream show it: with names from the

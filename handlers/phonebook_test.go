@@ -154,3 +154,30 @@ func TestAddContactErrors(t *testing.T) {
 		t.Errorf("stored %v", cs)
 	}
 }
+
+func TestCauseText(t *testing.T) {
+	var pb *handlers.Phonebook // no contacts: numbers formatted for DE
+	tests := []struct {
+		name string
+		call callstate.Call
+		want string
+	}{
+		{"SipgateNormal", callstate.Call{Cause: "normalClearing"}, "hung up"},
+		{"SipgateBusy", callstate.Call{Cause: "busy"}, "busy"},
+		{"SipgateCancel", callstate.Call{Cause: "cancel"}, "caller hung up"},
+		{"SipgateNoAnswer", callstate.Call{Cause: "noAnswer"}, "no answer"},
+		{"ForwardedTo", callstate.Call{Cause: "forwarded", To: "4930555000", Answering: "4917012345678"}, "forwarded to +49 170 12345678"},
+		{"ForwardedNoTarget", callstate.Call{Cause: "forwarded"}, "forwarded"},
+		{"SIPRejected", callstate.Call{Cause: "rejected"}, "rejected"},
+		{"SIPStatusCode", callstate.Call{Cause: "486"}, "busy (486)"},
+		{"Timeout", callstate.Call{Cause: "timeout"}, "timed out"},
+		{"Unknown", callstate.Call{Cause: "somethingNew"}, "somethingNew"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pb.CauseText(tt.call); got != tt.want {
+				t.Errorf("CauseText(%q) = %q, want %q", tt.call.Cause, got, tt.want)
+			}
+		})
+	}
+}
