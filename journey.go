@@ -11,15 +11,15 @@ type Outcome string
 
 // The outcomes of a journey.
 const (
-	OutcomeActive     Outcome = "active"             // a leg is still ringing or answered
-	OutcomeAnswered   Outcome = "answered"           // a person answered (see Call.AnsweredByPerson)
-	OutcomeVoicemail  Outcome = "voicemail"          // the voicemail, or a queue, picked up and no person did
-	OutcomeMissed     Outcome = "missed"             // incoming, never answered: ring-out, caller gave up, rejected, busy
-	OutcomeForwarded  Outcome = "forwarded"          // forwarded out of our sight (the last leg ended "forwarded")
-	OutcomeUnreached  Outcome = "outgoing-unreached" // outgoing, not answered: busy, no answer, not found, cancelled
-	OutcomeFailed     Outcome = "failed"             // ended for a technical reason, or its end never came (timeout)
-	causeForwarded            = "forwarded"
-	causeNotFound             = "notFound"
+	OutcomeActive    Outcome = "active"             // a leg is still ringing or answered
+	OutcomeAnswered  Outcome = "answered"           // a person answered (see Call.AnsweredByPerson)
+	OutcomeVoicemail Outcome = "voicemail"          // the voicemail, or a queue, picked up and no person did
+	OutcomeMissed    Outcome = "missed"             // incoming, never answered: ring-out, caller gave up, rejected, busy
+	OutcomeForwarded Outcome = "forwarded"          // forwarded out of our sight (the last leg ended "forwarded")
+	OutcomeUnreached Outcome = "outgoing-unreached" // outgoing, not answered: busy, no answer, not found, cancelled
+	OutcomeFailed    Outcome = "failed"             // ended for a technical reason, or its end never came (timeout)
+	causeForwarded           = "forwarded"
+	causeNotFound            = "notFound"
 )
 
 // Journey is one call as a person counts it: the legs sipgate reports for
@@ -239,4 +239,47 @@ func cmpTime(a, b time.Time) int {
 		return -1
 	}
 	return 1
+}
+
+// The typed events of a call's life, as the live stream and the event
+// history name them.
+const (
+	EventRinging   = "call.ringing"   // a leg was offered
+	EventAnswered  = "call.answered"  // a leg was answered
+	EventEnded     = "call.ended"     // a leg ended
+	EventMissed    = "call.missed"    // a journey ended missed
+	EventVoicemail = "call.voicemail" // a journey ended at the voicemail
+	EventHeld      = "call.held"      // SIP: a leg was put on hold or taken off it
+	EventDTMF      = "call.dtmf"      // digits were pressed
+	EventOther     = "call.updated"   // anything else about a call
+)
+
+// TypedEvent names what u tells about its call: the state it reports, else
+// DTMF or hold, else EventOther.
+func TypedEvent(u Update) string {
+	switch {
+	case u.State == StateEnded:
+		return EventEnded
+	case u.State == StateAnswered:
+		return EventAnswered
+	case u.DTMF != "":
+		return EventDTMF
+	case u.OnHold != nil:
+		return EventHeld
+	case u.State == StateRinging:
+		return EventRinging
+	}
+	return EventOther
+}
+
+// JourneyEvent is the typed event a journey's end gives, EventMissed or
+// EventVoicemail, or "" for other outcomes.
+func (j Journey) JourneyEvent() string {
+	switch j.Outcome {
+	case OutcomeMissed:
+		return EventMissed
+	case OutcomeVoicemail:
+		return EventVoicemail
+	}
+	return ""
 }

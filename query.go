@@ -31,6 +31,7 @@ type JournalEntry struct {
 	Type       string
 	ReceivedAt time.Time
 	Payload    []byte // as received
+	Event      string // the typed event it was (TypedEvent); "" when journaled without its update
 }
 
 // LampStatus is what a BLF key or a wall board shows for one PBX extension
@@ -50,4 +51,49 @@ type LampStatus struct {
 type ChangedCall struct {
 	Seq  int64
 	Call Call
+}
+
+// JourneyFilter selects journeys to list, newest first (by start).
+type JourneyFilter struct {
+	Since   time.Time // only journeys started at or after Since
+	Until   time.Time // only journeys started before Until
+	Outcome Outcome   // only journeys of this outcome; empty for all
+	UserID  string    // only journeys offered to or placed by this user or extension
+	Limit   int       // page size; 0 for the store's default
+	Cursor  string    // the previous page's next cursor; empty for the first page
+}
+
+// MissedCall is a missed journey and whether it was called back: a later
+// outgoing journey to Number, or a later incoming one from it, that a
+// person answered.
+type MissedCall struct {
+	JourneyID    string
+	Number       string // whom to call back: the caller
+	To           string // the number they called
+	UserIDs      []string
+	StartedAt    time.Time
+	EndedAt      time.Time
+	CalledBack   bool
+	CalledBackAt time.Time
+}
+
+// MissedFilter selects missed calls, newest first.
+type MissedFilter struct {
+	Open  bool      // only those not called back, with a number to call (not anonymous)
+	Since time.Time // only those started at or after Since
+	Limit int       // 0 for the store's default
+}
+
+// DayStats is one row of journey_stats_day: a day's journeys of one user,
+// or of the whole team (UserID "").
+type DayStats struct {
+	Day               time.Time // midnight UTC of the day, cut in the stats time zone
+	UserID            string
+	CallsIn, CallsOut int64
+	Answered, Missed  int64
+	Voicemail         int64
+	AnswerRatio       *float64 // answered / (answered + missed + voicemail); nil without any
+	MeanAnswerSeconds *float64
+	MaxAnswerSeconds  *float64
+	TalkSeconds       float64
 }

@@ -117,9 +117,17 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 		g.GET("/stream", o.Stream.serve)
 	}
 	registerBoardAPI(g, api, shed)
+	readOnly := []string{"/calls", "/calls/:id", "/lamps", "/openapi.yaml", "/stream", "/today"}
+	if js, ok := o.Store.(JourneyStore); ok {
+		ja := &journeyAPI{api: api, js: js}
+		g.GET("/journeys", ja.listJourneys, shed)
+		g.GET("/missed", ja.missed, shed)
+		g.GET("/stats", ja.stats, shed)
+		readOnly = append(readOnly, "/journeys", "/missed", "/stats")
+	}
 	// The API is read-only but for adding contacts: any other method is
 	// 405, not 404.
-	for _, path := range []string{"/calls", "/calls/:id", "/lamps", "/openapi.yaml", "/stream", "/today"} {
+	for _, path := range readOnly {
 		g.Match([]string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}, path, methodNotAllowed)
 	}
 	registerBoard(e, auth)
@@ -270,7 +278,7 @@ func (a *api) getCall(c echo.Context) error {
 	}
 	out := callDetail{callJSON: a.phonebook.callJSON(cl, 0), Events: make([]eventJSON, 0, len(journal))}
 	for _, j := range journal {
-		ev := eventJSON{ID: j.ID, Type: j.Type, DedupKey: j.DedupKey, ReceivedAt: j.ReceivedAt}
+		ev := eventJSON{ID: j.ID, Type: j.Type, Event: j.Event, DedupKey: j.DedupKey, ReceivedAt: j.ReceivedAt}
 		if utf8.Valid(j.Payload) {
 			ev.Payload = string(j.Payload)
 		} else {
@@ -357,6 +365,7 @@ type callJSON struct {
 	Seq        int64      `json:"seq,omitempty"`
 	Source     string     `json:"source"`
 	Key        string     `json:"key"`
+	JourneyID  string     `json:"journey_id"`
 	CallID     string     `json:"call_id,omitempty"`
 	OrigCallID string     `json:"orig_call_id,omitempty"`
 	Extension  string     `json:"extension,omitempty"`
@@ -402,7 +411,7 @@ func toCallJSON(c callstate.Call, seq int64) callJSON {
 		return s
 	}
 	return callJSON{
-		ID: c.ID, Seq: seq, Source: string(c.Source), Key: c.Key, CallID: c.CallID, OrigCallID: c.OrigCallID,
+		ID: c.ID, Seq: seq, Source: string(c.Source), Key: c.Key, JourneyID: callstate.JourneyID(c), CallID: c.CallID, OrigCallID: c.OrigCallID,
 		Extension: c.Extension, Direction: string(c.Direction), From: c.From, To: c.To,
 		Users: nz(c.Users), UserIDs: nz(c.UserIDs), AnsweredBy: c.AnsweredBy, Answering: c.Answering,
 		Diversion: c.Diversion, State: c.State.String(), Active: c.Active(), OnHold: c.OnHold,
@@ -424,6 +433,7 @@ type callDetail struct {
 type eventJSON struct {
 	ID            int64     `json:"id"`
 	Type          string    `json:"type"`
+	Event         string    `json:"event,omitempty"`
 	DedupKey      string    `json:"dedup_key"`
 	ReceivedAt    time.Time `json:"received_at"`
 	Payload       string    `json:"payload,omitempty"`

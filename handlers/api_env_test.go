@@ -29,6 +29,13 @@ type instance struct {
 // signature check is off.
 func newInstance(tb testing.TB, dbURL string, dash handlers.DashboardOptions, so handlers.StreamOptions) *instance {
 	tb.Helper()
+	return newInstanceClock(tb, dbURL, dash, so, nil)
+}
+
+// newInstanceClock is newInstance with the webhook's clock now (nil:
+// time.Now).
+func newInstanceClock(tb testing.TB, dbURL string, dash handlers.DashboardOptions, so handlers.StreamOptions, now func() time.Time) *instance {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: 20, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -44,7 +51,7 @@ func newInstance(tb testing.TB, dbURL string, dash handlers.DashboardOptions, so
 	dash.Stream = handlers.NewStream(st, so)
 	e, err := handlers.New(handlers.Options{
 		Store: st, Ready: st, Logger: slog.New(slog.DiscardHandler), Dashboard: dash,
-		Sipgate: handlers.SipgateOptions{PublicURL: "https://callstate.example.com"},
+		Sipgate: handlers.SipgateOptions{PublicURL: "https://callstate.example.com", Now: now},
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -91,8 +91,11 @@ type teamDayJSON struct {
 	AsOf               time.Time       `json:"as_of"`
 }
 
+// missedJSON is a missed call as /api/missed and /api/today show it.
 type missedJSON struct {
+	JourneyID       string     `json:"journey_id,omitempty"`
 	Number          string     `json:"number"`
+	To              string     `json:"to,omitempty"`
 	NumberFormatted string     `json:"number_formatted"`
 	Name            string     `json:"name,omitempty"`
 	StartedAt       time.Time  `json:"started_at"`

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	sse "github.com/tmaxmax/go-sse"
+
+	"github.com/callstate/callstate"
 )
 
 // StreamOptions tune the live stream. The zero value is usable.
@@ -35,7 +38,98 @@ const (
 	EventCall     = "call"     // a call as it is now
 	EventLamp     = "lamp"     // a lamp that changed
 	EventLamps    = "lamps"    // {lamps}: every lamp, sent on resume
+
+	// Typed events, sent live besides the whole objects above: a call's
+	// leg entered a state ({journey_id, call}), a journey ended missed or
+	// at the voicemail ({journey_id, journey}), a lamp changed ({...lamp,
+	// previous}).
+	EventCallRinging   = callstate.EventRinging
+	EventCallAnswered  = callstate.EventAnswered
+	EventCallEnded     = callstate.EventEnded
+	EventCallMissed    = callstate.EventMissed
+	EventCallVoicemail = callstate.EventVoicemail
+	EventLampChanged   = "lamp.changed"
 )
+
+// typedCallJSON is the data of a typed call event.
+type typedCallJSON struct {
+	JourneyID string       `json:"journey_id"`
+	Call      *callJSON    `json:"call,omitempty"`
+	Journey   *journeyJSON `json:"journey,omitempty"`
+}
+
+// lampChangedJSON is the data of a lamp.changed event.
+type lampChangedJSON struct {
+	lampJSON
+	Previous string `json:"previous"`
+}
+
+// maxTracked bounds the calls and journeys the stream remembers to send
+// each typed event once; past it, it forgets them all (an event may then
+// be sent twice).
+const maxTracked = 100000
+
+// typedEvents remembers what typed events went out: the state last sent
+// per call, and the journeys whose end was sent. Only Run's goroutine
+// uses it.
+type typedEvents struct {
+	state map[int64]callstate.State
+	ended map[string]bool
+}
+
+// calls appends the typed events of calls to buf, reading the journeys
+// of those that ended from js (nil: none), and returns buf.
+func (t *typedEvents) calls(ctx context.Context, js JourneyStore, buf []byte, calls []callstate.ChangedCall) ([]byte, error) {
+	if t.state == nil || len(t.state) > maxTracked {
+		t.state = map[int64]callstate.State{}
+	}
+	if t.ended == nil || len(t.ended) > maxTracked {
+		t.ended = map[string]bool{}
+	}
+	var ended []string
+	seqOf := map[string]int64{}
+	for _, c := range calls {
+		prev, seen := t.state[c.Call.ID]
+		st := c.Call.State
+		if !seen || st > prev {
+			typ := map[callstate.State]string{callstate.StateRinging: EventCallRinging,
+				callstate.StateAnswered: EventCallAnswered, callstate.StateEnded: EventCallEnded}[st]
+			if typ != "" {
+				cj := toCallJSON(c.Call, c.Seq)
+				buf = appendEvent(buf, typ, c.Seq, typedCallJSON{JourneyID: cj.JourneyID, Call: &cj})
+			}
+		}
+		if st == callstate.StateEnded {
+			delete(t.state, c.Call.ID)
+			id := callstate.JourneyID(c.Call)
+			if !t.ended[id] {
+				ended = append(ended, id)
+				seqOf[id] = max(seqOf[id], c.Seq)
+			}
+		} else {
+			t.state[c.Call.ID] = st
+		}
+	}
+	if js == nil || len(ended) == 0 {
+		return buf, nil
+	}
+	journeys, err := js.JourneysByID(ctx, ended)
+	if err != nil {
+		return buf, err
+	}
+	slices.SortFunc(journeys, func(a, b callstate.Journey) int { return cmp.Compare(seqOf[a.ID], seqOf[b.ID]) })
+	for _, j := range journeys {
+		if j.Outcome == callstate.OutcomeActive {
+			continue
+		}
+		t.ended[j.ID] = true
+		if typ := j.JourneyEvent(); typ != "" {
+			jj := toJourneyJSON(j)
+			buf = appendEvent(buf, typ, seqOf[j.ID], typedCallJSON{JourneyID: j.ID, Journey: &jj})
+		}
+	}
+	return buf, nil
+}
 
 // resumeSlack is how far below Last-Event-ID a resume re-reads: a change
 // number is taken at write time, so a write can commit (and be streamed)
@@ -68,6 +162,9 @@ type Stream struct {
 	lampSeq  atomic.Int64  // change number for the next lamp events
 	lampWake chan struct{} // lamps may have changed
 
+	journeys JourneyStore // nil when the store has no journeys
+	typed    typedEvents
+
 	clients   atomic.Int64
 	queued    atomic.Int64 // events handed to clients' queues
 	dropped   atomic.Int64 // clients dropped for falling behind
@@ -94,8 +191,9 @@ func NewStream(st DashboardStore, o StreamOptions) *Stream {
 	hb := &sse.Message{}
 	hb.AppendComment("heartbeat")
 	b, _ := hb.MarshalText()
+	js, _ := st.(JourneyStore)
 	return &Stream{
-		store: st, o: o, log: log,
+		store: st, o: o, log: log, journeys: js,
 		subs: map[*subscriber]struct{}{}, pending: map[int64]struct{}{},
 		wake: make(chan struct{}, 1), lampWake: make(chan struct{}, 1), heartbeat: b,
 	}
@@ -230,6 +328,9 @@ func (s *Stream) publishCalls(ctx context.Context, ids []int64) error {
 		for _, c := range calls {
 			buf = appendEvent(buf, EventCall, c.Seq, s.o.Phonebook.callJSON(c.Call, c.Seq))
 		}
+		if buf, err = s.typed.calls(ctx, s.journeys, buf, calls); err != nil {
+			s.log.Warn("stream: reading journeys; their typed events are left out", "err", err)
+		}
 	}
 	if len(buf) > 0 {
 		s.publish(buf)
@@ -274,13 +375,18 @@ func (s *Stream) publishLamps(ctx context.Context, seq int64, lamps map[string]l
 		if old, ok := lamps[k]; !ok || old.Lamp != lj.Lamp || old.ActiveCalls != lj.ActiveCalls || old.Name != lj.Name {
 			lamps[k] = lj
 			buf = appendEvent(buf, EventLamp, seq, lj)
+			if old.Lamp != lj.Lamp {
+				buf = appendEvent(buf, EventLampChanged, seq, lampChangedJSON{lampJSON: lj, Previous: old.Lamp})
+			}
 		}
 	}
 	for k, l := range lamps {
 		if !seen[k] { // removed: shown as unavailable, then forgotten
 			delete(lamps, k)
+			prev := l.Lamp
 			l.Lamp, l.ActiveCalls = "removed", 0
 			buf = appendEvent(buf, EventLamp, seq, l)
+			buf = appendEvent(buf, EventLampChanged, seq, lampChangedJSON{lampJSON: l, Previous: prev})
 		}
 	}
 	if len(buf) > 0 {

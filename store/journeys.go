@@ -2,9 +2,16 @@ package store
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/callstate/callstate"
 )
 
 // refreshCallsSQL recomputes the journeys of the calls given by source and
@@ -44,3 +51,244 @@ func batchKeys(batch []*applyReq) []string {
 	}
 	return out
 }
+
+// journeyColumns are what the journey reads select, in journeyRow's order.
+const journeyColumns = `journey_id, source, direction, from_party, to_party, started_at, answered_at, ended_at,
+    outcome, answered_by, answered_user_id, user_ids, legs, hangup_cause, voicemail_at`
+
+type journeyRow struct {
+	ID             string     `db:"journey_id"`
+	Source         string     `db:"source"`
+	Direction      string     `db:"direction"`
+	From           string     `db:"from_party"`
+	To             string     `db:"to_party"`
+	StartedAt      *time.Time `db:"started_at"`
+	AnsweredAt     *time.Time `db:"answered_at"`
+	EndedAt        *time.Time `db:"ended_at"`
+	Outcome        string     `db:"outcome"`
+	AnsweredBy     string     `db:"answered_by"`
+	AnsweredUserID string     `db:"answered_user_id"`
+	UserIDs        []string   `db:"user_ids"`
+	Legs           int        `db:"legs"`
+	Cause          string     `db:"hangup_cause"`
+	VoicemailAt    *time.Time `db:"voicemail_at"`
+}
+
+func (r journeyRow) journey() callstate.Journey {
+	t := func(p *time.Time) time.Time {
+		if p == nil {
+			return time.Time{}
+		}
+		return p.UTC()
+	}
+	return callstate.Journey{
+		ID: r.ID, Direction: callstate.Direction(r.Direction), From: r.From, To: r.To,
+		StartedAt: t(r.StartedAt), AnsweredAt: t(r.AnsweredAt), EndedAt: t(r.EndedAt),
+		Outcome: callstate.Outcome(r.Outcome), AnsweredBy: r.AnsweredBy, AnsweredUserID: r.AnsweredUserID,
+		UserIDs: r.UserIDs, Legs: r.Legs, Cause: r.Cause, VoicemailAt: t(r.VoicemailAt),
+	}
+}
+
+func collectJourneys(rows pgx.Rows) ([]callstate.Journey, error) {
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[journeyRow])
+	if err != nil {
+		return nil, readErr(err)
+	}
+	out := make([]callstate.Journey, len(rs))
+	for i, r := range rs {
+		out[i] = r.journey()
+	}
+	return out, nil
+}
+
+// JourneysByID returns the journeys with these ids that exist, in no
+// particular order.
+func (s *Store) JourneysByID(ctx context.Context, ids []string) ([]callstate.Journey, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+journeyColumns+` FROM journey WHERE journey_id = ANY ($1)`, ids)
+	js, err := collectJourneys(rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: journeys by id: %w", err)
+	}
+	return js, nil
+}
+
+// ListJourneys returns a page of the journeys f selects, newest first (by
+// start, then id), and the next page's cursor, empty after the last. It
+// returns an error wrapping ErrBadCursor for a cursor it did not make.
+func (s *Store) ListJourneys(ctx context.Context, f callstate.JourneyFilter) ([]callstate.Journey, string, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	var (
+		where = []string{`started_at IS NOT NULL`}
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if !f.Since.IsZero() {
+		where = append(where, `started_at >= `+arg(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where = append(where, `started_at < `+arg(f.Until))
+	}
+	if f.Outcome != "" {
+		where = append(where, `outcome = `+arg(string(f.Outcome)))
+	}
+	if f.UserID != "" {
+		where = append(where, arg(f.UserID)+` = ANY (user_ids)`)
+	}
+	if f.Cursor != "" {
+		at, id, err := decodeJourneyCursor(f.Cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: list journeys: %w", err)
+		}
+		where = append(where, `(started_at, journey_id) < (`+arg(at)+`, `+arg(id)+`)`)
+	}
+	q := `SELECT ` + journeyColumns + ` FROM journey WHERE ` + strings.Join(where, ` AND `) +
+		` ORDER BY started_at DESC, journey_id DESC LIMIT ` + arg(limit+1)
+	rows, _ := s.pool.Query(ctx, q, args...)
+	js, err := collectJourneys(rows)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: list journeys: %w", err)
+	}
+	next := ""
+	if len(js) > limit {
+		js = js[:limit]
+		last := js[len(js)-1]
+		next = encodeJourneyCursor(last.StartedAt, last.ID)
+	}
+	return js, next, nil
+}
+
+func encodeJourneyCursor(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixMicro(), 10) + " " + id))
+}
+
+func decodeJourneyCursor(c string) (time.Time, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, "", ErrBadCursor
+	}
+	us, id, ok := strings.Cut(string(b), " ")
+	n, err := strconv.ParseInt(us, 10, 64)
+	if !ok || err != nil {
+		return time.Time{}, "", ErrBadCursor
+	}
+	return time.UnixMicro(n).UTC(), id, nil
+}
+
+// MissedCalls returns the missed calls f selects, newest first.
+func (s *Store) MissedCalls(ctx context.Context, f callstate.MissedFilter) ([]callstate.MissedCall, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	q := `SELECT journey_id, number, to_party, user_ids, started_at, ended_at, called_back, called_back_at
+        FROM missed_call WHERE ($1::timestamptz IS NULL OR started_at >= $1)`
+	if f.Open {
+		q += ` AND NOT called_back AND number NOT IN ('', 'anonymous')`
+	}
+	q += ` ORDER BY started_at DESC, journey_id DESC LIMIT $2`
+	rows, _ := s.pool.Query(ctx, q, timeOrNil(f.Since), limit)
+	var out []callstate.MissedCall
+	var (
+		m           callstate.MissedCall
+		ended, back *time.Time
+	)
+	_, err := pgx.ForEachRow(rows, []any{&m.JourneyID, &m.Number, &m.To, &m.UserIDs, &m.StartedAt, &ended, &m.CalledBack, &back}, func() error {
+		mc := m
+		mc.StartedAt = mc.StartedAt.UTC()
+		if ended != nil {
+			mc.EndedAt = ended.UTC()
+		}
+		if back != nil {
+			mc.CalledBackAt = back.UTC()
+		}
+		out = append(out, mc)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: missed calls: %w", readErr(err))
+	}
+	return out, nil
+}
+
+// JourneyStats returns journey_stats_day's rows for the days from and to
+// (inclusive, as dates in the stats time zone), of the whole team (user
+// "") and each user, or of one user when user is not empty; by day, then
+// user.
+func (s *Store) JourneyStats(ctx context.Context, from, to time.Time, user string, all bool) ([]callstate.DayStats, error) {
+	q := `SELECT day, user_id, calls_in, calls_out, answered, missed, voicemail, answer_ratio,
+            mean_answer_seconds, max_answer_seconds, talk_seconds
+        FROM journey_stats_day WHERE day BETWEEN $1::date AND $2::date`
+	args := []any{from.Format(time.DateOnly), to.Format(time.DateOnly)}
+	if !all {
+		q += ` AND user_id = $3`
+		args = append(args, user)
+	}
+	q += ` ORDER BY day, user_id`
+	rows, _ := s.pool.Query(ctx, q, args...)
+	var out []callstate.DayStats
+	var d callstate.DayStats
+	_, err := pgx.ForEachRow(rows, []any{&d.Day, &d.UserID, &d.CallsIn, &d.CallsOut, &d.Answered, &d.Missed, &d.Voicemail,
+		&d.AnswerRatio, &d.MeanAnswerSeconds, &d.MaxAnswerSeconds, &d.TalkSeconds}, func() error {
+		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: journey stats: %w", readErr(err))
+	}
+	return out, nil
+}
+
+// TimeZone returns the time zone that cuts the days of journey_stats_day.
+func (s *Store) TimeZone(ctx context.Context) (string, error) {
+	var tz string
+	if err := s.pool.QueryRow(ctx, `SELECT callstate_time_zone()`).Scan(&tz); err != nil {
+		return "", fmt.Errorf("store: time zone: %w", readErr(err))
+	}
+	return tz, nil
+}
+
+// SetTimeZone makes tz (an IANA name PostgreSQL knows, such as
+// Europe/Berlin) the time zone that cuts the days of the journeys and of
+// journey_stats_day. When it changes, every journey's day is computed
+// again, in one transaction. It returns an error wrapping ErrBadTimeZone
+// for a zone PostgreSQL does not know.
+func (s *Store) SetTimeZone(ctx context.Context, tz string) (changed bool, err error) {
+	if err := s.available(); err != nil {
+		return false, fmt.Errorf("store: set time zone: %w", err)
+	}
+	var known bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)`, tz).Scan(&known); err != nil {
+		return false, fmt.Errorf("store: set time zone: %w", readErr(err))
+	}
+	if !known {
+		return false, fmt.Errorf("store: set time zone %q: %w", tz, ErrBadTimeZone)
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO callstate_setting (name, value) VALUES ('time_zone', $1)
+			ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value WHERE callstate_setting.value <> EXCLUDED.value`, tz)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		changed = true
+		_, err = tx.Exec(ctx, `UPDATE journey SET day = (started_at AT TIME ZONE $1)::date
+			WHERE day IS DISTINCT FROM (started_at AT TIME ZONE $1)::date`, tz)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: set time zone %q: %w", tz, readErr(err))
+	}
+	return changed, nil
+}
+
+// ErrBadTimeZone is returned wrapped by SetTimeZone for a time zone
+// PostgreSQL does not know.
+var ErrBadTimeZone = errors.New("unknown time zone")

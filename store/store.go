@@ -576,12 +576,13 @@ type journalRow struct {
 	Type       string    `db:"type"`
 	ReceivedAt time.Time `db:"received_at"`
 	Payload    []byte    `db:"payload"`
+	Update     []byte    `db:"call_update"`
 }
 
 // Journal returns the journaled events of one call, oldest first.
 func (s *Store) Journal(ctx context.Context, source callstate.Source, key string) ([]callstate.JournalEntry, error) {
 	rows, _ := s.pool.Query(ctx, `
-		SELECT id, source, dedup_key, call_key, type, received_at, payload
+		SELECT id, source, dedup_key, call_key, type, received_at, payload, call_update
 		FROM call_event WHERE source = $1 AND call_key = $2 ORDER BY id`, string(source), key)
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[journalRow])
 	if err != nil {
@@ -591,6 +592,10 @@ func (s *Store) Journal(ctx context.Context, source callstate.Source, key string
 	for i, r := range rs {
 		es[i] = callstate.JournalEntry{ID: r.ID, Source: callstate.Source(r.Source), DedupKey: r.DedupKey,
 			CallKey: r.CallKey, Type: r.Type, ReceivedAt: r.ReceivedAt, Payload: r.Payload}
+		var u callstate.Update
+		if r.Update != nil && json.Unmarshal(r.Update, &u) == nil {
+			es[i].Event = callstate.TypedEvent(u)
+		}
 	}
 	return es, nil
 }

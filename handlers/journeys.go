@@ -1,0 +1,245 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/callstate/callstate"
+)
+
+// JourneyStore is what the journey endpoints and the stream's typed
+// events need from a store. A DashboardStore that also is one gets
+// /api/journeys, /api/missed and /api/stats, and call.missed and
+// call.voicemail events on the stream.
+type JourneyStore interface {
+	// ListJourneys returns a page of journeys, newest first, and the next
+	// page's cursor ("" after the last); a cursor it did not make is
+	// callstate.ErrBadCursor.
+	ListJourneys(ctx context.Context, f callstate.JourneyFilter) ([]callstate.Journey, string, error)
+	// JourneysByID returns those of the journeys that exist.
+	JourneysByID(ctx context.Context, ids []string) ([]callstate.Journey, error)
+	// MissedCalls returns missed calls with their call-back status, newest first.
+	MissedCalls(ctx context.Context, f callstate.MissedFilter) ([]callstate.MissedCall, error)
+	// JourneyStats returns the day stats from..to (dates), of user only
+	// unless all.
+	JourneyStats(ctx context.Context, from, to time.Time, user string, all bool) ([]callstate.DayStats, error)
+}
+
+// journeyJSON is a journey as the API and the stream show it.
+type journeyJSON struct {
+	JourneyID      string     `json:"journey_id"`
+	Direction      string     `json:"direction"`
+	From           string     `json:"from"`
+	To             string     `json:"to"`
+	StartedAt      *time.Time `json:"started_at"`
+	AnsweredAt     *time.Time `json:"answered_at,omitempty"`
+	EndedAt        *time.Time `json:"ended_at,omitempty"`
+	Outcome        string     `json:"outcome"`
+	AnsweredBy     string     `json:"answered_by,omitempty"`
+	AnsweredUserID string     `json:"answered_user_id,omitempty"`
+	WaitSeconds    *float64   `json:"wait_seconds"`
+	TalkSeconds    *float64   `json:"talk_seconds"`
+	UserIDs        []string   `json:"user_ids"`
+	Legs           int        `json:"legs"`
+	Cause          string     `json:"cause,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func toJourneyJSON(j callstate.Journey) journeyJSON {
+	secs := func(d time.Duration, ok bool) *float64 {
+		if !ok {
+			return nil
+		}
+		s := d.Seconds()
+		return &s
+	}
+	users := j.UserIDs
+	if users == nil {
+		users = []string{}
+	}
+	return journeyJSON{
+		JourneyID: j.ID, Direction: string(j.Direction), From: j.From, To: j.To,
+		StartedAt: timePtr(j.StartedAt), AnsweredAt: timePtr(j.AnsweredAt), EndedAt: timePtr(j.EndedAt),
+		Outcome: string(j.Outcome), AnsweredBy: j.AnsweredBy, AnsweredUserID: j.AnsweredUserID,
+		WaitSeconds: secs(j.Wait()), TalkSeconds: secs(j.Talk()), UserIDs: users, Legs: j.Legs, Cause: j.Cause,
+	}
+}
+
+type journeysPage struct {
+	Journeys   []journeyJSON `json:"journeys"`
+	NextCursor string        `json:"next_cursor"`
+}
+
+type statsJSON struct {
+	Day               string   `json:"day"`
+	UserID            string   `json:"user_id"`
+	CallsIn           int64    `json:"calls_in"`
+	CallsOut          int64    `json:"calls_out"`
+	Answered          int64    `json:"answered"`
+	Missed            int64    `json:"missed"`
+	Voicemail         int64    `json:"voicemail"`
+	AnswerRatio       *float64 `json:"answer_ratio"`
+	MeanAnswerSeconds *float64 `json:"mean_answer_seconds"`
+	MaxAnswerSeconds  *float64 `json:"max_answer_seconds"`
+	TalkSeconds       float64  `json:"talk_seconds"`
+}
+
+type journeyAPI struct {
+	*api
+	js JourneyStore
+}
+
+// journeysQuery is GET /api/journeys's query string.
+type journeysQuery struct {
+	Since   string `query:"since" validate:"omitempty,datetime=2006-01-02T15:04:05Z07:00"`
+	Until   string `query:"until" validate:"omitempty,datetime=2006-01-02T15:04:05Z07:00"`
+	Outcome string `query:"outcome" validate:"omitempty,oneof=active answered voicemail missed forwarded outgoing-unreached failed"`
+	User    string `query:"user" validate:"omitempty,max=255,text"`
+	Limit   string `query:"limit" validate:"omitempty,number,max=4"`
+	Cursor  string `query:"cursor" validate:"omitempty,max=400,base64rawurl"`
+}
+
+func parseLimit(s string) (int, error) {
+	if s == "" {
+		return defaultCallsLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxCallsLimit {
+		return 0, echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", MaxCallsLimit))
+	}
+	return n, nil
+}
+
+func (a *journeyAPI) listJourneys(c echo.Context) error {
+	var q journeysQuery
+	if err := bindQuery(c, &q); err != nil {
+		return err
+	}
+	f := callstate.JourneyFilter{Outcome: callstate.Outcome(q.Outcome), UserID: q.User, Cursor: q.Cursor}
+	f.Since, _ = time.Parse(time.RFC3339, q.Since) // validated; zero when absent
+	f.Until, _ = time.Parse(time.RFC3339, q.Until)
+	var err error
+	if f.Limit, err = parseLimit(q.Limit); err != nil {
+		return err
+	}
+	ctx, cancel := a.queryContext(c)
+	defer cancel()
+	js, next, err := a.js.ListJourneys(ctx, f)
+	if errors.Is(err, callstate.ErrBadCursor) {
+		return echo.NewHTTPError(http.StatusBadRequest, "cursor is not one this API returned").SetInternal(err)
+	}
+	if err != nil {
+		return err
+	}
+	out := journeysPage{Journeys: make([]journeyJSON, 0, len(js)), NextCursor: next}
+	for _, j := range js {
+		out.Journeys = append(out.Journeys, toJourneyJSON(j))
+	}
+	if next != "" {
+		u := *c.Request().URL
+		v := u.Query()
+		v.Set("cursor", next)
+		u.RawQuery = v.Encode()
+		c.Response().Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, u.RequestURI()))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// missedQuery is GET /api/missed's query string.
+type missedQuery struct {
+	Open  string `query:"open" validate:"omitempty,oneof=true false 1 0"`
+	Since string `query:"since" validate:"omitempty,datetime=2006-01-02T15:04:05Z07:00"`
+	Limit string `query:"limit" validate:"omitempty,number,max=4"`
+}
+
+func (a *journeyAPI) missed(c echo.Context) error {
+	var q missedQuery
+	if err := bindQuery(c, &q); err != nil {
+		return err
+	}
+	f := callstate.MissedFilter{Open: q.Open != "false" && q.Open != "0"}
+	f.Since, _ = time.Parse(time.RFC3339, q.Since)
+	var err error
+	if f.Limit, err = parseLimit(q.Limit); err != nil {
+		return err
+	}
+	ctx, cancel := a.queryContext(c)
+	defer cancel()
+	ms, err := a.js.MissedCalls(ctx, f)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Missed []missedJSON `json:"missed"`
+	}{Missed: make([]missedJSON, 0, len(ms))}
+	for _, m := range ms {
+		users := m.UserIDs
+		if users == nil {
+			users = []string{}
+		}
+		out.Missed = append(out.Missed, missedJSON{JourneyID: m.JourneyID, Number: m.Number, To: m.To, UserIDs: users,
+			NumberFormatted: a.phonebook.Format(m.Number), Name: a.phonebook.Name(m.Number),
+			StartedAt: m.StartedAt, EndedAt: timePtr(m.EndedAt), CalledBack: m.CalledBack, CalledBackAt: timePtr(m.CalledBackAt)})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// statsQuery is GET /api/stats's query string.
+type statsQuery struct {
+	From string `query:"from" validate:"omitempty,datetime=2006-01-02"`
+	To   string `query:"to" validate:"omitempty,datetime=2006-01-02"`
+	User string `query:"user" validate:"omitempty,max=255,text"`
+}
+
+// maxStatsDays bounds the days of one GET /api/stats.
+const maxStatsDays = 366
+
+func (a *journeyAPI) stats(c echo.Context) error {
+	var q statsQuery
+	if err := bindQuery(c, &q); err != nil {
+		return err
+	}
+	to := time.Now().UTC().AddDate(0, 0, 1) // today, wherever the stats' day is cut
+	if q.To != "" {
+		to, _ = time.Parse(time.DateOnly, q.To)
+	}
+	from := to.AddDate(0, 0, -30)
+	if q.From != "" {
+		from, _ = time.Parse(time.DateOnly, q.From)
+	}
+	if from.After(to) {
+		return echo.NewHTTPError(http.StatusBadRequest, "from must not be after to")
+	}
+	if to.Sub(from) > maxStatsDays*24*time.Hour {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("at most %d days at once", maxStatsDays))
+	}
+	_, hasUser := c.QueryParams()["user"]
+	ctx, cancel := a.queryContext(c)
+	defer cancel()
+	rows, err := a.js.JourneyStats(ctx, from, to, q.User, !hasUser)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Stats []statsJSON `json:"stats"`
+	}{Stats: make([]statsJSON, 0, len(rows))}
+	for _, d := range rows {
+		out.Stats = append(out.Stats, statsJSON{Day: d.Day.Format(time.DateOnly), UserID: d.UserID,
+			CallsIn: d.CallsIn, CallsOut: d.CallsOut, Answered: d.Answered, Missed: d.Missed, Voicemail: d.Voicemail,
+			AnswerRatio: d.AnswerRatio, MeanAnswerSeconds: d.MeanAnswerSeconds, MaxAnswerSeconds: d.MaxAnswerSeconds,
+			TalkSeconds: d.TalkSeconds})
+	}
+	return c.JSON(http.StatusOK, out)
+}
