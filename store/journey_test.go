@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -214,5 +215,44 @@ func TestJourneyViews(t *testing.T) {
 	if got, want := read("w2"), (stat{in: 2, answered: 1, missed: 1, ratio: 0.5, mean: 4, talk: 30}); got != want {
 		t.Errorf("w2 stats %+v, want %+v", got, want)
 	}
-	_ = store.ErrNotFound
+}
+
+// TestJourneyTimeZone: the stats' day is cut in the time zone set; a new
+// zone computes every journey's day again, and an unknown one is refused.
+func TestJourneyTimeZone(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	late := sg("tz1", "newCall", 13.5*3600, callstate.Update{Direction: "in", From: "4917", To: "4930", State: callstate.StateRinging}) // 23:30 UTC
+	if _, err := st.Apply(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	day := func() string {
+		t.Helper()
+		var d time.Time
+		if err := pool.QueryRow(ctx, `SELECT day FROM call_journey WHERE journey_id = 'tz1'`).Scan(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d.Format(time.DateOnly)
+	}
+	if got := day(); got != "2026-11-22" {
+		t.Errorf("UTC day %s", got)
+	}
+	if changed, err := st.SetTimeZone(ctx, "Europe/Berlin"); err != nil || !changed {
+		t.Fatalf("SetTimeZone: %v %v", changed, err)
+	}
+	if got := day(); got != "2026-11-23" {
+		t.Errorf("Europe/Berlin day %s", got)
+	}
+	if changed, err := st.SetTimeZone(ctx, "Europe/Berlin"); err != nil || changed {
+		t.Errorf("SetTimeZone again: %v %v", changed, err)
+	}
+	if _, err := st.SetTimeZone(ctx, "Mars/Olympus"); !errors.Is(err, store.ErrBadTimeZone) {
+		t.Errorf("unknown zone: %v", err)
+	}
 }

@@ -59,6 +59,8 @@ type Config struct {
 	RingingTimeout  time.Duration `env:"SIPGATE_RINGING_TIMEOUT" default:"30m" validate:"min=0s,max=24h"`
 	AnsweredTimeout time.Duration `env:"SIPGATE_ANSWERED_TIMEOUT" default:"12h" validate:"min=0s,max=720h"`
 
+	StatsTimeZone string `env:"STATS_TIME_ZONE" default:"UTC" validate:"required,timezone"`
+
 	MetricsEnabled bool   `env:"METRICS_ENABLED" default:"true"`
 	DebugAddr      string `env:"DEBUG_ADDR" validate:"omitempty,hostname_port"`
 
