@@ -256,3 +256,91 @@ func TestJourneyTimeZone(t *testing.T) {
 		t.Errorf("unknown zone: %v", err)
 	}
 }
+
+// TestJourneyStatsCompaction: the stats read the same before and after
+// the changes are compacted, writes during a compaction are kept, and a
+// journey whose time to answer went down no longer counts with its former
+// value once compacted.
+func TestJourneyStatsCompaction(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	stats := func() string {
+		t.Helper()
+		var s string
+		if err := pool.QueryRow(ctx, `SELECT coalesce(string_agg(concat_ws(',', day, user_id, calls_in, calls_out, answered, missed, voicemail,
+			answer_ratio, mean_answer_seconds, talk_seconds), ' ' ORDER BY day, user_id), '') FROM journey_stats_day`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	parts := func() (n int) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM journey_stats_part`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	apply := func(evs ...callstate.Event) {
+		t.Helper()
+		for _, ev := range evs {
+			if _, err := st.Apply(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 20 {
+		id := fmt.Sprintf("k%d", i)
+		apply(sg(id, "newCall", float64(i), callstate.Update{Direction: "in", From: "4917", To: "4930", UserIDs: []string{"w1", "w2"}, State: callstate.StateRinging}),
+			sg(id, "answer", float64(i)+map[bool]float64{true: 30, false: 5}[i == 0], callstate.Update{AnsweredBy: "Bea", Extension: "w2", PinExtension: true, State: callstate.StateAnswered}),
+			sg(id, "hangup", float64(i)+65, callstate.Update{Cause: "normalClearing", State: callstate.StateEnded}))
+	}
+	// A late answer, earlier than the one known: k0's wait was 30 s and
+	// is 2 s now; until the compaction, the longest wait still says 30.
+	apply(sg("k0", "answer", 2, callstate.Update{AnsweredBy: "Bea", Extension: "w2", PinExtension: true, State: callstate.StateAnswered}))
+	maxAnswer := func() (v float64) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT max_answer_seconds FROM journey_stats_day WHERE user_id = ''`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if v := maxAnswer(); v != 30 {
+		t.Errorf("max answer before the compaction %v; want the former 30", v)
+	}
+	before, n := stats(), parts()
+	if days, err := st.CompactJourneyStats(ctx); err != nil || days != 1 {
+		t.Fatalf("compact: %d %v", days, err)
+	}
+	after, m := stats(), parts()
+	if before != after {
+		t.Errorf("stats changed by the compaction:\n%s\n%s", before, after)
+	}
+	if m != 3 || m >= n {
+		t.Errorf("parts %d before, %d after; want 3 after (team, w1, w2)", n, m)
+	}
+	if days, err := st.CompactJourneyStats(ctx); err != nil || days != 0 {
+		t.Errorf("compact again: %d %v", days, err)
+	}
+	if v := maxAnswer(); v != 5 {
+		t.Errorf("max answer after the compaction %v; want 5 (k1..k19)", v)
+	}
+	apply(sg("k99", "newCall", 100, callstate.Update{Direction: "in", From: "4917", To: "4930", UserIDs: []string{"w1"}, State: callstate.StateRinging}),
+		sg("k99", "hangup", 130, callstate.Update{Cause: "cancel", State: callstate.StateEnded}))
+	before = stats()
+	if _, err := st.CompactJourneyStats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after := stats(); after != before {
+		t.Errorf("stats changed by the second compaction:\n%s\n%s", before, after)
+	}
+	var missed int64
+	if err := pool.QueryRow(ctx, `SELECT missed FROM journey_stats_day WHERE user_id = 'w1'`).Scan(&missed); err != nil || missed != 1 {
+		t.Errorf("w1 missed %d %v", missed, err)
+	}
+}

@@ -292,3 +292,25 @@ func (s *Store) SetTimeZone(ctx context.Context, tz string) (changed bool, err e
 // ErrBadTimeZone is returned wrapped by SetTimeZone for a time zone
 // PostgreSQL does not know.
 var ErrBadTimeZone = errors.New("unknown time zone")
+
+// compactDays bounds the days one compaction computes again.
+const compactDays = 31
+
+// CompactJourneyStats folds the changes journey_stats_day has collected
+// since the last time into one row per day and user, computed again from
+// the journeys (migration 016): the view stays a few rows per day to
+// read, and its longest time to answer exact. It returns the days it
+// compacted; 0 when there was nothing to do, or when another instance is
+// compacting. Run it every few seconds.
+func (s *Store) CompactJourneyStats(ctx context.Context) (days int, err error) {
+	if err := s.available(); err != nil {
+		return 0, fmt.Errorf("store: compact journey stats: %w", err)
+	}
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT callstate_compact_journey_stats($1)`, compactDays).Scan(&days)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: compact journey stats: %w", readErr(err))
+	}
+	return max(days, 0), nil
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"time"
 )
 
 // timeZoneSetter is what setStatsTimeZone needs of the store.
@@ -28,4 +29,39 @@ func setStatsTimeZone(ctx context.Context, st timeZoneSetter, tz string, log *sl
 		log.Info("journey stats now cut days in STATS_TIME_ZONE; every journey's day was computed again", "time_zone", tz)
 	}
 	return nil
+}
+
+// statsCompactEvery is how often journey_stats_day's changes are folded
+// into one row per day and user (store.CompactJourneyStats).
+const statsCompactEvery = 5 * time.Second
+
+// journeyStatsCompactor is what compactJourneyStats needs of the store.
+type journeyStatsCompactor interface {
+	Ready() <-chan struct{}
+	CompactJourneyStats(ctx context.Context) (days int, err error)
+}
+
+// compactJourneyStats folds journey_stats_day's changes every
+// statsCompactEvery until ctx is done. Failures are logged, at most once
+// a minute, and tried again at the next tick.
+func compactJourneyStats(ctx context.Context, st journeyStatsCompactor, log *slog.Logger) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-st.Ready():
+	}
+	t := time.NewTicker(statsCompactEvery)
+	defer t.Stop()
+	var warned time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if _, err := st.CompactJourneyStats(ctx); err != nil && ctx.Err() == nil && time.Since(warned) > time.Minute {
+			warned = time.Now()
+			log.Warn("journey stats: compacting their changes failed; trying again", "err", err)
+		}
+	}
 }

@@ -1,0 +1,149 @@
+-- journey_stats_day aggregated every journey of the days asked for: a
+-- 30-day panel over 1,000,000 calls read some 300,000 journeys and took
+-- seconds (docs/benchmarks.md). Now each day's stats are kept in
+-- journey_stats_part, so that a panel reads a few rows per day and user:
+--
+--   * a trigger on journey adds, for every change of a journey that
+--     changes what it counts, a row taking its old contribution away and
+--     one adding its new one (one per user it concerns and one for the
+--     team): rows are only ever inserted, so writers never wait for each
+--     other on a day's row;
+--   * callstate_compact_journey_stats, which callstate runs every few
+--     seconds, computes the days those rows touched again from journey
+--     and replaces their rows by one base row per day and user.
+--
+-- Sums are exact at any time. max_answer_seconds is exact after the
+-- compaction; between two, a journey whose time to answer went down (an
+-- earlier event arriving late) may still count with its former value.
+
+CREATE TABLE journey_stats_part (
+    day          date             NOT NULL,
+    user_id      text             NOT NULL,
+    base         boolean          NOT NULL DEFAULT false,
+    calls_in     bigint           NOT NULL,
+    calls_out    bigint           NOT NULL,
+    answered     bigint           NOT NULL,
+    missed       bigint           NOT NULL,
+    voicemail    bigint           NOT NULL,
+    ratio_base   bigint           NOT NULL,
+    answer_count bigint           NOT NULL,
+    answer_sum   double precision NOT NULL,
+    answer_max   double precision,
+    talk_seconds double precision NOT NULL
+);
+
+COMMENT ON TABLE journey_stats_part IS 'Parts of journey_stats_day: base rows (compacted, one per day and user) and the changes since; read journey_stats_day.';
+
+CREATE INDEX journey_stats_part_day_idx ON journey_stats_part (day, user_id);
+CREATE INDEX journey_stats_part_changes_idx ON journey_stats_part (day) WHERE NOT base;
+
+-- journey_stats_rows: what journey j counts in the stats, times sign, one
+-- row per user it concerns and one for the team (user_id '').
+CREATE FUNCTION journey_stats_rows(j journey, sign integer) RETURNS TABLE (
+    day date, user_id text, base boolean, calls_in bigint, calls_out bigint, answered bigint, missed bigint,
+    voicemail bigint, ratio_base bigint, answer_count bigint, answer_sum double precision,
+    answer_max double precision, talk_seconds double precision)
+LANGUAGE sql IMMUTABLE AS $$
+SELECT j.day, u.user_id, false,
+       (sign * (j.direction <> 'out')::int)::bigint,
+       (sign * (j.direction = 'out')::int)::bigint,
+       (sign * a.mine::int)::bigint,
+       (sign * (j.outcome = 'missed')::int)::bigint,
+       (sign * (j.outcome = 'voicemail')::int)::bigint,
+       (sign * (j.direction <> 'out' AND j.outcome IN ('answered', 'missed', 'voicemail'))::int)::bigint,
+       (sign * a.mine::int)::bigint,
+       CASE WHEN a.mine THEN sign * coalesce(j.wait_seconds, 0) ELSE 0 END::double precision,
+       CASE WHEN a.mine AND sign > 0 THEN j.wait_seconds END::double precision,
+       CASE WHEN u.user_id = '' OR j.answered_user_id = u.user_id OR j.direction = 'out'
+            THEN sign * coalesce(j.talk_seconds, 0) ELSE 0 END::double precision
+FROM unnest(array_append(j.user_ids, '')) AS u(user_id)
+CROSS JOIN LATERAL (
+    SELECT j.direction <> 'out' AND j.outcome = 'answered' AND (u.user_id = '' OR j.answered_user_id = u.user_id) AS mine
+) a
+WHERE j.day IS NOT NULL
+$$;
+
+-- journey_stats_key: what of a journey the stats read; a change that
+-- leaves it alone adds no rows.
+CREATE FUNCTION journey_stats_key(j journey) RETURNS text
+LANGUAGE sql IMMUTABLE
+RETURN concat_ws(E'\x1f', j.day, j.direction, j.outcome, array_to_string(j.user_ids, E'\x1e'),
+                 CASE WHEN j.outcome = 'answered' THEN j.answered_user_id || E'\x1e' || j.wait_seconds END,
+                 j.talk_seconds);
+
+CREATE FUNCTION journey_stats_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND journey_stats_key(OLD) = journey_stats_key(NEW) THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO journey_stats_part SELECT * FROM journey_stats_rows(OLD, -1);
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO journey_stats_part SELECT * FROM journey_stats_rows(NEW, 1);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER journey_stats_changed AFTER INSERT OR UPDATE OR DELETE ON journey
+    FOR EACH ROW EXECUTE FUNCTION journey_stats_changed();
+
+-- callstate_compact_journey_stats computes the days with changes again
+-- from journey, one base row per day and user, in place of their rows. Run
+-- it in a REPEATABLE READ transaction: it then deletes only the rows its
+-- snapshot sees, which its computation includes, and leaves those that
+-- transactions committing meanwhile add. Returns the days it compacted, or
+-- -1 when another transaction is compacting.
+CREATE FUNCTION callstate_compact_journey_stats(max_days integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    days date[];
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('callstate journey stats compaction', 0)) THEN
+        RETURN -1;
+    END IF;
+    days := ARRAY(SELECT DISTINCT p.day FROM journey_stats_part p WHERE NOT p.base ORDER BY 1 DESC LIMIT max_days);
+    IF cardinality(days) = 0 THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM journey_stats_part p WHERE p.day = ANY (days);
+    INSERT INTO journey_stats_part
+    SELECT r.day, r.user_id, true, sum(r.calls_in), sum(r.calls_out), sum(r.answered), sum(r.missed),
+           sum(r.voicemail), sum(r.ratio_base), sum(r.answer_count), sum(r.answer_sum), max(r.answer_max),
+           sum(r.talk_seconds)
+    FROM journey j CROSS JOIN LATERAL journey_stats_rows(j, 1) r
+    WHERE j.day = ANY (days)
+    GROUP BY r.day, r.user_id;
+    RETURN cardinality(days);
+END
+$$;
+
+-- The days so far, as base rows.
+INSERT INTO journey_stats_part
+SELECT r.day, r.user_id, true, sum(r.calls_in), sum(r.calls_out), sum(r.answered), sum(r.missed),
+       sum(r.voicemail), sum(r.ratio_base), sum(r.answer_count), sum(r.answer_sum), max(r.answer_max),
+       sum(r.talk_seconds)
+FROM journey j CROSS JOIN LATERAL journey_stats_rows(j, 1) r
+GROUP BY r.day, r.user_id;
+
+-- The same columns as before; a day and user whose journeys all went (to
+-- another day, or deleted) is left out.
+CREATE OR REPLACE VIEW journey_stats_day AS
+SELECT p.day,
+       p.user_id,
+       sum(p.calls_in)::bigint AS calls_in,
+       sum(p.calls_out)::bigint AS calls_out,
+       sum(p.answered)::bigint AS answered,
+       sum(p.missed)::bigint AS missed,
+       sum(p.voicemail)::bigint AS voicemail,
+       sum(p.answered)::double precision / nullif(sum(p.ratio_base), 0) AS answer_ratio,
+       sum(p.answer_sum) / nullif(sum(p.answer_count), 0) AS mean_answer_seconds,
+       CASE WHEN sum(p.answer_count) > 0 THEN max(p.answer_max) END AS max_answer_seconds,
+       sum(p.talk_seconds)::double precision AS talk_seconds
+FROM journey_stats_part p
+GROUP BY p.day, p.user_id
+HAVING sum(p.calls_in) <> 0 OR sum(p.calls_out) <> 0;
+
+COMMENT ON VIEW journey_stats_day IS 'Per day (callstate_setting time_zone) and user ('''' = team): calls in and out, answered, missed, voicemail, answer ratio, time to answer, talk time. Kept in journey_stats_part.';
