@@ -63,7 +63,7 @@ FROM (
                                  WHEN j % 100 < 95 THEN 'fwd-ans' WHEN j % 100 < 98 THEN 'fwd-out' ELSE 'cong' END
                         ELSE CASE WHEN j % 100 < 70 THEN 'out-ans' ELSE 'out-busy' END END AS kind
             FROM (SELECT i, (i * 100) / 109 AS j, CASE WHEN (i * 100) % 109 >= 100 THEN 2 ELSE 1 END AS leg
-                  FROM generate_series(1, $1::int) AS i) s
+                  FROM generate_series(1::bigint, $1::bigint) AS i) s
         ) k
     ) t
 ) g
@@ -84,6 +84,10 @@ ON CONFLICT DO NOTHING`); err != nil {
 		tb.Fatalf("journeys: %v", err)
 	}
 	tb.Logf("legs and journeys written in %s", time.Since(start).Round(time.Second))
+	if _, err := pool.Exec(ctx, `SELECT callstate_compact_journey_stats(100000)`); err != nil {
+		tb.Fatalf("compact: %v", err)
+	}
+	tb.Logf("and their stats compacted after %s", time.Since(start).Round(time.Second))
 	for _, q := range []string{`VACUUM ANALYZE call_state`, `VACUUM ANALYZE journey`} {
 		if _, err := pool.Exec(ctx, q); err != nil {
 			tb.Fatalf("%s: %v", q, err)
@@ -121,24 +125,36 @@ func BenchmarkJourneyQueries(b *testing.B) {
 	loadJourneyCalls(b, pool, n, days)
 	var user string
 	_ = pool.QueryRow(ctx, `SELECT 'w7'`).Scan(&user)
-	queries := []struct{ name, sql string }{
-		{"anchor_count_call_state", `SELECT count(*) FROM call_state`},
-		{"stats_30d_team", `SELECT * FROM journey_stats_day WHERE day > current_date - 30 AND user_id = '' ORDER BY day`},
-		{"stats_30d_one_user", `SELECT * FROM journey_stats_day WHERE day > current_date - 30 AND user_id = 'w7' ORDER BY day`},
-		{"stats_30d_every_user", `SELECT * FROM journey_stats_day WHERE day > current_date - 30 ORDER BY day, user_id`},
-		{"stats_today_every_user", `SELECT * FROM journey_stats_day WHERE day = current_date ORDER BY user_id`},
-		{"journeys_recent_by_end", `SELECT * FROM call_journey WHERE ended_at IS NOT NULL ORDER BY ended_at DESC LIMIT 50`},
-		{"api_journeys_first_page", `SELECT * FROM journey WHERE started_at IS NOT NULL ORDER BY started_at DESC, journey_id DESC LIMIT 101`},
-		{"api_journeys_missed_page", `SELECT * FROM journey WHERE started_at IS NOT NULL AND outcome = 'missed' ORDER BY started_at DESC, journey_id DESC LIMIT 101`},
-		{"api_journeys_user_page", `SELECT * FROM journey WHERE started_at IS NOT NULL AND 'w7' = ANY (user_ids) ORDER BY started_at DESC, journey_id DESC LIMIT 101`},
-		{"api_missed_open_7d", `SELECT * FROM missed_call WHERE started_at >= now() - interval '7 days' AND NOT called_back AND number NOT IN ('', 'anonymous') ORDER BY started_at DESC, journey_id DESC LIMIT 100`},
-		{"missed_30d_count", `SELECT count(*) FILTER (WHERE called_back), count(*) FROM missed_call WHERE started_at >= now() - interval '30 days'`},
-		{"call_history_recent_by_end", `SELECT * FROM call_history ORDER BY ended_at DESC LIMIT 50`},
-		{"grafana_missed_per_hour_24h", `SELECT date_trunc('hour', started_at) AS "time", count(*) FROM call_journey WHERE outcome = 'missed' AND started_at >= now() - interval '24 hours' GROUP BY 1 ORDER BY 1`},
-		{"refresh_one_call", `SELECT callstate_refresh_calls(ARRAY['sipgate'], ARRAY['c4242b'])`},
+	// A change to today's stats, for the compaction to fold.
+	const touchToday = `INSERT INTO journey_stats_part VALUES (current_date, '', false, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0)`
+	queries := []struct{ name, sql, pre string }{
+		{"anchor_count_call_state", `SELECT count(*) FROM call_state`, ""},
+		{"stats_30d_team", `SELECT * FROM journey_stats_day WHERE day > current_date - 30 AND user_id = '' ORDER BY day`, ""},
+		{"stats_30d_one_user", `SELECT * FROM journey_stats_day WHERE day > current_date - 30 AND user_id = 'w7' ORDER BY day`, ""},
+		{"stats_30d_every_user", `SELECT * FROM journey_stats_day WHERE day > current_date - 30 ORDER BY day, user_id`, ""},
+		{"stats_today_every_user", `SELECT * FROM journey_stats_day WHERE day = current_date ORDER BY user_id`, ""},
+		{"journeys_recent_by_end", `SELECT * FROM call_journey WHERE ended_at IS NOT NULL ORDER BY ended_at DESC LIMIT 50`, ""},
+		{"api_journeys_first_page", `SELECT * FROM journey WHERE started_at IS NOT NULL ORDER BY started_at DESC, journey_id DESC LIMIT 101`, ""},
+		{"api_journeys_missed_page", `SELECT * FROM journey WHERE started_at IS NOT NULL AND outcome = 'missed' ORDER BY started_at DESC, journey_id DESC LIMIT 101`, ""},
+		{"api_journeys_user_page", `SELECT * FROM journey WHERE started_at IS NOT NULL AND 'w7' = ANY (user_ids) ORDER BY started_at DESC, journey_id DESC LIMIT 101`, ""},
+		{"api_missed_open_7d", `SELECT * FROM missed_call WHERE started_at >= now() - interval '7 days' AND NOT called_back AND number NOT IN ('', 'anonymous') ORDER BY started_at DESC, journey_id DESC LIMIT 100`, ""},
+		{"missed_30d_count", `SELECT count(*) FILTER (WHERE called_back), count(*) FROM missed_call WHERE started_at >= now() - interval '30 days'`, ""},
+		{"call_history_recent_by_end", `SELECT * FROM call_history ORDER BY ended_at DESC LIMIT 50`, ""},
+		{"grafana_missed_per_hour_24h", `SELECT date_trunc('hour', started_at) AS "time", count(*) FROM call_journey WHERE outcome = 'missed' AND started_at >= now() - interval '24 hours' GROUP BY 1 ORDER BY 1`, ""},
+		{"refresh_one_call", `SELECT callstate_refresh_calls(ARRAY['sipgate'], ARRAY['c4242b'])`, ""},
+		{"compact_today", `SELECT callstate_compact_journey_stats(31)`, touchToday},
 	}
 	for _, q := range queries {
 		b.Run(q.name, func(b *testing.B) {
+			pre := func() {
+				if q.pre == "" {
+					return
+				}
+				if _, err := pool.Exec(ctx, q.pre); err != nil {
+					b.Fatal(err)
+				}
+			}
+			pre()
 			var plan []string
 			rows, err := pool.Query(ctx, `EXPLAIN (ANALYZE, FORMAT TEXT) `+q.sql)
 			if err != nil {
@@ -157,6 +173,11 @@ func BenchmarkJourneyQueries(b *testing.B) {
 				b.Log("\n" + strings.Join(plan, "\n"))
 			}
 			for b.Loop() {
+				if q.pre != "" {
+					b.StopTimer()
+					pre()
+					b.StartTimer()
+				}
 				rows, err := pool.Query(ctx, q.sql)
 				if err != nil {
 					b.Fatal(err)

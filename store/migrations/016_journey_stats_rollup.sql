@@ -147,3 +147,32 @@ GROUP BY p.day, p.user_id
 HAVING sum(p.calls_in) <> 0 OR sum(p.calls_out) <> 0;
 
 COMMENT ON VIEW journey_stats_day IS 'Per day (callstate_setting time_zone) and user ('''' = team): calls in and out, answered, missed, voicemail, answer ratio, time to answer, talk time. Kept in journey_stats_part.';
+
+-- missed_call took the earliest answer among every later call to or from
+-- the number (4 s for the missed calls of 30 days at 1,000,000 calls); it
+-- now probes for the first later answered journey each way, by start, and
+-- takes its answer: one index lookup each.
+CREATE OR REPLACE VIEW missed_call AS
+SELECT m.journey_id,
+       m.from_party AS number,
+       m.started_at,
+       m.ended_at,
+       cb.at IS NOT NULL AS called_back,
+       cb.at AS called_back_at,
+       m.to_party,
+       m.user_ids,
+       m.day
+FROM journey m
+LEFT JOIN LATERAL (
+    SELECT LEAST(
+        (SELECT x.answered_at FROM journey x
+         WHERE x.direction = 'out' AND x.outcome = 'answered' AND x.to_party = m.from_party AND x.started_at > m.started_at
+         ORDER BY x.started_at LIMIT 1),
+        (SELECT x.answered_at FROM journey x
+         WHERE x.direction = 'in' AND x.outcome = 'answered' AND x.from_party = m.from_party AND x.started_at > m.started_at
+         ORDER BY x.started_at LIMIT 1)
+    ) AS at
+) cb ON true
+WHERE m.outcome = 'missed';
+
+COMMENT ON VIEW missed_call IS 'Missed incoming calls; called_back once a later call to or from the number was answered (called_back_at: the answer of the first such call each way, the earlier of the two).';
