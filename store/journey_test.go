@@ -344,3 +344,43 @@ func TestJourneyStatsCompaction(t *testing.T) {
 		t.Errorf("w1 missed %d %v", missed, err)
 	}
 }
+
+// TestJourneySIPFork: the dialogs of one call on two watched extensions
+// (a forking proxy: one Call-ID) are one journey, answered by the
+// extension that took it; a dialog of another Call-ID is a journey of its
+// own.
+func TestJourneySIPFork(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	sipEv := func(key, callID, ext string, sec float64, st callstate.State, cause string) callstate.Event {
+		return callstate.Event{Source: callstate.SourceSIP, Type: "dialog", DedupKey: fmt.Sprintf("%s/%v/%s", key, sec, st),
+			ReceivedAt: t0.Add(time.Duration(sec * float64(time.Second))), Payload: []byte("<dialog-info/>"),
+			Update: callstate.Update{Key: key, CallID: callID, Extension: ext, Direction: "in", From: "sip:200@pbx", To: "sip:100@pbx", State: st, Cause: cause}}
+	}
+	for _, ev := range []callstate.Event{
+		sipEv("101/d1~a", "c1@pbx", "101", 0, callstate.StateRinging, ""),
+		sipEv("102/d2~a", "c1@pbx", "102", 0, callstate.StateRinging, ""),
+		sipEv("102/d2~a", "c1@pbx", "102", 6, callstate.StateAnswered, ""),
+		sipEv("101/d1~a", "c1@pbx", "101", 6, callstate.StateEnded, "cancelled"),
+		sipEv("102/d2~a", "c1@pbx", "102", 66, callstate.StateEnded, "remote-bye"),
+		sipEv("103/d3~b", "c2@pbx", "103", 10, callstate.StateRinging, ""),
+		sipEv("103/d3~b", "c2@pbx", "103", 40, callstate.StateEnded, "timeout"),
+	} {
+		if _, err := st.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readJourney(t, pool, "sip:c1@pbx"); got.Outcome != "answered" || got.AnsweredBy != "102" || got.Legs != 2 ||
+		*got.Wait != 6 || *got.Talk != 60 || len(got.Users) != 2 {
+		t.Errorf("forked call: %+v", got)
+	}
+	if got := readJourney(t, pool, "sip:c2@pbx"); got.Outcome != "missed" || got.Legs != 1 {
+		t.Errorf("ring-out: %+v", got)
+	}
+}
