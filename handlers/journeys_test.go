@@ -107,6 +107,17 @@ func journeyScenarios(p string) []journeyScenario {
 	}
 }
 
+// syncJourneys waits until in's store has computed the journeys of
+// everything posted so far (they are computed just after each write).
+func syncJourneys(tb testing.TB, in *instance) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := in.store.SyncJourneys(ctx); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // journeyAPIRow is a journey as GET /api/journeys shows it.
 type journeyAPIRow struct {
 	JourneyID   string   `json:"journey_id"`
@@ -151,6 +162,7 @@ func TestJourneysThroughWebhook(t *testing.T) {
 	var page struct {
 		Journeys []journeyAPIRow `json:"journeys"`
 	}
+	syncJourneys(t, in)
 	if code, body := get(t, in, "/api/journeys?limit=1000", nil, &page); code != 200 {
 		t.Fatalf("GET /api/journeys: %d %s", code, body)
 	}
@@ -221,6 +233,7 @@ func TestJourneysThroughWebhook(t *testing.T) {
 	in.post(t, fNew(back, "", "out", "4930555", first.Number, []string{"Ann"}, []string{"w1"}).Encode())
 	in.post(t, fAnswer(back, "", "Ann", "w1", "").Encode())
 	in.post(t, fHangup(back, "", "normalClearing").Encode())
+	syncJourneys(t, in)
 	if code, body := get(t, in, "/api/missed?limit=1000", nil, &missed); code != 200 {
 		t.Fatalf("GET /api/missed: %d %s", code, body)
 	}
@@ -309,6 +322,7 @@ func TestHangupMissing(t *testing.T) {
 		var page struct {
 			Journeys []journeyAPIRow `json:"journeys"`
 		}
+		syncJourneys(t, in)
 		get(t, in, "/api/journeys", nil, &page)
 		if len(page.Journeys) != 1 {
 			t.Fatalf("journeys: %+v", page)

@@ -70,15 +70,30 @@ type lampChangedJSON struct {
 const maxTracked = 100000
 
 // typedEvents remembers what typed events went out: the state last sent
-// per call, and the journeys whose end was sent. Only Run's goroutine
-// uses it.
+// per call, the journeys whose end was sent, and the journeys of ended
+// calls whose outcome is not known yet (a journey is computed just after
+// its legs are written). Only Run's goroutine uses it.
 type typedEvents struct {
-	state map[int64]callstate.State
-	ended map[string]bool
+	state   map[int64]callstate.State
+	ended   map[string]bool
+	waiting map[string]*waitingJourney
 }
 
-// calls appends the typed events of calls to buf, reading the journeys
-// of those that ended from js (nil: none), and returns buf.
+type waitingJourney struct {
+	seq   int64 // of the change that ended a leg
+	tries int
+}
+
+// journeyTries bounds how often a journey whose leg ended is read again
+// while it is still active (another leg goes on, or it is not computed
+// yet), every journeyRetry.
+const (
+	journeyTries = 25
+	journeyRetry = 200 * time.Millisecond
+)
+
+// calls appends the typed events of calls to buf, and those of the
+// journeys that ended, read from js (nil: none), and returns buf.
 func (t *typedEvents) calls(ctx context.Context, js JourneyStore, buf []byte, calls []callstate.ChangedCall) ([]byte, error) {
 	if t.state == nil || len(t.state) > maxTracked {
 		t.state = map[int64]callstate.State{}
@@ -86,8 +101,9 @@ func (t *typedEvents) calls(ctx context.Context, js JourneyStore, buf []byte, ca
 	if t.ended == nil || len(t.ended) > maxTracked {
 		t.ended = map[string]bool{}
 	}
-	var ended []string
-	seqOf := map[string]int64{}
+	if t.waiting == nil {
+		t.waiting = map[string]*waitingJourney{}
+	}
 	for _, c := range calls {
 		prev, seen := t.state[c.Call.ID]
 		st := c.Call.State
@@ -102,30 +118,54 @@ func (t *typedEvents) calls(ctx context.Context, js JourneyStore, buf []byte, ca
 		if st == callstate.StateEnded {
 			delete(t.state, c.Call.ID)
 			id := callstate.JourneyID(c.Call)
-			if !t.ended[id] {
-				ended = append(ended, id)
-				seqOf[id] = max(seqOf[id], c.Seq)
+			if !t.ended[id] && js != nil && len(t.waiting) < maxTracked {
+				w := t.waiting[id]
+				if w == nil {
+					w = &waitingJourney{}
+					t.waiting[id] = w
+				}
+				w.seq, w.tries = max(w.seq, c.Seq), 0
 			}
 		} else {
 			t.state[c.Call.ID] = st
 		}
 	}
-	if js == nil || len(ended) == 0 {
+	return t.journeys(ctx, js, buf)
+}
+
+// journeys reads the waiting journeys and appends call.missed or
+// call.voicemail for those that ended so.
+func (t *typedEvents) journeys(ctx context.Context, js JourneyStore, buf []byte) ([]byte, error) {
+	if js == nil || len(t.waiting) == 0 {
 		return buf, nil
 	}
-	journeys, err := js.JourneysByID(ctx, ended)
+	ids := make([]string, 0, len(t.waiting))
+	for id := range t.waiting {
+		ids = append(ids, id)
+	}
+	journeys, err := js.JourneysByID(ctx, ids)
 	if err != nil {
 		return buf, err
 	}
-	slices.SortFunc(journeys, func(a, b callstate.Journey) int { return cmp.Compare(seqOf[a.ID], seqOf[b.ID]) })
+	slices.SortFunc(journeys, func(a, b callstate.Journey) int { return cmp.Compare(t.waiting[a.ID].seq, t.waiting[b.ID].seq) })
+	final := map[string]bool{}
 	for _, j := range journeys {
 		if j.Outcome == callstate.OutcomeActive {
 			continue
 		}
-		t.ended[j.ID] = true
+		final[j.ID] = true
 		if typ := j.JourneyEvent(); typ != "" {
 			jj := toJourneyJSON(j)
-			buf = appendEvent(buf, typ, seqOf[j.ID], typedCallJSON{JourneyID: j.ID, Journey: &jj})
+			buf = appendEvent(buf, typ, t.waiting[j.ID].seq, typedCallJSON{JourneyID: j.ID, Journey: &jj})
+		}
+	}
+	for id, w := range t.waiting {
+		w.tries++
+		if final[id] {
+			t.ended[id] = true
+		}
+		if final[id] || w.tries > journeyTries {
+			delete(t.waiting, id)
 		}
 	}
 	return buf, nil
@@ -270,10 +310,23 @@ func (s *Stream) Run(ctx context.Context) error {
 	var lampsDone sync.WaitGroup
 	lampsDone.Go(func() { s.runLamps(ctx, lamps) })
 	defer lampsDone.Wait()
+	retry := time.NewTicker(journeyRetry)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-retry.C:
+			if len(s.typed.waiting) > 0 && s.Clients() > 0 {
+				buf, err := s.typed.journeys(ctx, s.journeys, nil)
+				if err != nil && ctx.Err() == nil {
+					s.log.Warn("stream: reading journeys; their typed events are left out", "err", err)
+				}
+				if len(buf) > 0 {
+					s.publish(buf)
+				}
+			}
+			continue
 		case <-s.wake:
 		}
 		// Whatever was notified meanwhile goes in this batch.

@@ -88,7 +88,9 @@ ON CONFLICT DO NOTHING`); err != nil {
 		tb.Fatalf("compact: %v", err)
 	}
 	tb.Logf("and their stats compacted after %s", time.Since(start).Round(time.Second))
-	for _, q := range []string{`VACUUM ANALYZE call_state`, `VACUUM ANALYZE journey`} {
+	// As autovacuum would: the compaction left the changes it folded
+	// behind as dead rows.
+	for _, q := range []string{`VACUUM ANALYZE call_state`, `VACUUM ANALYZE journey`, `VACUUM ANALYZE journey_stats_part`} {
 		if _, err := pool.Exec(ctx, q); err != nil {
 			tb.Fatalf("%s: %v", q, err)
 		}

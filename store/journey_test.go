@@ -24,6 +24,17 @@ func sg(id, typ string, sec float64, u callstate.Update) callstate.Event {
 		DedupKey: fmt.Sprintf("%s/%s/%v", id, typ, sec), ReceivedAt: at, Payload: []byte("event=" + typ), Update: u}
 }
 
+// syncJourneys waits until the journeys of every call written so far are
+// computed again.
+func syncJourneys(tb testing.TB, st *store.Store) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := st.SyncJourneys(ctx); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 type journeyRow struct {
 	Outcome, Direction, From, To, AnsweredBy string
 	Wait, Talk                               *float64
@@ -31,8 +42,9 @@ type journeyRow struct {
 	Legs                                     int
 }
 
-func readJourney(tb testing.TB, pool *pgxpool.Pool, id string) journeyRow {
+func readJourney(tb testing.TB, st *store.Store, pool *pgxpool.Pool, id string) journeyRow {
 	tb.Helper()
+	syncJourneys(tb, st)
 	var r journeyRow
 	err := pool.QueryRow(context.Background(), `
 		SELECT outcome, direction, from_party, to_party, answered_by, wait_seconds, talk_seconds, user_ids, legs
@@ -75,13 +87,14 @@ func TestJourneyVoicemailForward(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		got := readJourney(t, pool, a)
+		got := readJourney(t, st, pool, a)
 		if got.Outcome != "voicemail" || got.Legs != 2 || got.Direction != "in" || got.From != "49178" ||
 			got.Wait == nil || *got.Wait != 22 || got.Talk != nil || len(got.Users) != 1 || got.Users[0] != "w1" {
 			t.Errorf("order %d: journey %+v", i, got)
 		}
 	}
 	var n int
+	syncJourneys(t, st)
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM call_journey`).Scan(&n); err != nil || n != 6 {
 		t.Errorf("journeys = %d, %v; want 6", n, err)
 	}
@@ -125,13 +138,14 @@ func TestJourneyConcurrentLegs(t *testing.T) {
 	}
 	wg.Wait()
 	var bad int
+	syncJourneys(t, st)
 	err = pool.QueryRow(ctx, `
 		SELECT count(*) FROM journey_from_legs f FULL JOIN journey j USING (journey_id)
 		WHERE (f.outcome, f.legs, f.answered_by, f.talk_seconds, f.user_ids) IS DISTINCT FROM (j.outcome, j.legs, j.answered_by, j.talk_seconds, j.user_ids)`).Scan(&bad)
 	if err != nil || bad != 0 {
 		t.Fatalf("journeys that differ from their legs: %d, %v", bad, err)
 	}
-	got := readJourney(t, pool, "J7")
+	got := readJourney(t, st, pool, "J7")
 	if got.Outcome != "answered" || got.AnsweredBy != "Bea" || got.Legs != 2 || *got.Wait != 14 || *got.Talk != 60 {
 		t.Errorf("journey %+v", got)
 	}
@@ -166,14 +180,15 @@ func TestJourneyViews(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := readJourney(t, pool, "o1"); got.Outcome != "outgoing-unreached" {
+	if got := readJourney(t, st, pool, "o1"); got.Outcome != "outgoing-unreached" {
 		t.Errorf("outgoing busy: %+v", got)
 	}
-	if got := readJourney(t, pool, "m1"); got.Outcome != "missed" || *got.Wait != 15 {
+	if got := readJourney(t, st, pool, "m1"); got.Outcome != "missed" || *got.Wait != 15 {
 		t.Errorf("caller gave up: %+v", got)
 	}
 	missed := func() (n int, back bool) {
 		t.Helper()
+		syncJourneys(t, st)
 		if err := pool.QueryRow(ctx, `SELECT count(*), coalesce(bool_or(called_back), false) FROM missed_call`).Scan(&n, &back); err != nil {
 			t.Fatal(err)
 		}
@@ -201,6 +216,7 @@ func TestJourneyViews(t *testing.T) {
 	read := func(user string) stat {
 		t.Helper()
 		var s stat
+		syncJourneys(t, st)
 		if err := pool.QueryRow(ctx, `
 			SELECT calls_in, calls_out, answered, missed, voicemail, answer_ratio, mean_answer_seconds, talk_seconds
 			FROM journey_stats_day WHERE day = $1 AND user_id = $2`, t0, user).
@@ -235,6 +251,7 @@ func TestJourneyTimeZone(t *testing.T) {
 	day := func() string {
 		t.Helper()
 		var d time.Time
+		syncJourneys(t, st)
 		if err := pool.QueryRow(ctx, `SELECT day FROM call_journey WHERE journey_id = 'tz1'`).Scan(&d); err != nil {
 			t.Fatal(err)
 		}
@@ -273,6 +290,7 @@ func TestJourneyStatsCompaction(t *testing.T) {
 	stats := func() string {
 		t.Helper()
 		var s string
+		syncJourneys(t, st)
 		if err := pool.QueryRow(ctx, `SELECT coalesce(string_agg(concat_ws(',', day, user_id, calls_in, calls_out, answered, missed, voicemail,
 			answer_ratio, mean_answer_seconds, talk_seconds), ' ' ORDER BY day, user_id), '') FROM journey_stats_day`).Scan(&s); err != nil {
 			t.Fatal(err)
@@ -281,6 +299,7 @@ func TestJourneyStatsCompaction(t *testing.T) {
 	}
 	parts := func() (n int) {
 		t.Helper()
+		syncJourneys(t, st)
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM journey_stats_part`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
@@ -305,6 +324,7 @@ func TestJourneyStatsCompaction(t *testing.T) {
 	apply(sg("k0", "answer", 2, callstate.Update{AnsweredBy: "Bea", Extension: "w2", PinExtension: true, State: callstate.StateAnswered}))
 	maxAnswer := func() (v float64) {
 		t.Helper()
+		syncJourneys(t, st)
 		if err := pool.QueryRow(ctx, `SELECT max_answer_seconds FROM journey_stats_day WHERE user_id = ''`).Scan(&v); err != nil {
 			t.Fatal(err)
 		}
@@ -340,6 +360,7 @@ func TestJourneyStatsCompaction(t *testing.T) {
 		t.Errorf("stats changed by the second compaction:\n%s\n%s", before, after)
 	}
 	var missed int64
+	syncJourneys(t, st)
 	if err := pool.QueryRow(ctx, `SELECT missed FROM journey_stats_day WHERE user_id = 'w1'`).Scan(&missed); err != nil || missed != 1 {
 		t.Errorf("w1 missed %d %v", missed, err)
 	}
@@ -376,11 +397,11 @@ func TestJourneySIPFork(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := readJourney(t, pool, "sip:c1@pbx"); got.Outcome != "answered" || got.AnsweredBy != "102" || got.Legs != 2 ||
+	if got := readJourney(t, st, pool, "sip:c1@pbx"); got.Outcome != "answered" || got.AnsweredBy != "102" || got.Legs != 2 ||
 		*got.Wait != 6 || *got.Talk != 60 || len(got.Users) != 2 {
 		t.Errorf("forked call: %+v", got)
 	}
-	if got := readJourney(t, pool, "sip:c2@pbx"); got.Outcome != "missed" || got.Legs != 1 {
+	if got := readJourney(t, st, pool, "sip:c2@pbx"); got.Outcome != "missed" || got.Legs != 1 {
 		t.Errorf("ring-out: %+v", got)
 	}
 }

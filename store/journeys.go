@@ -15,9 +15,11 @@ import (
 )
 
 // refreshCallsSQL recomputes the journeys of the calls given by source and
-// key (migration 012, callstate_refresh_calls), in the transaction that
-// wrote them: a journey is a function of its legs, so computing it again
-// after any write keeps it right whatever order the legs' events came in.
+// key (callstate_refresh_calls): a journey is a function of its legs, so
+// computing it again after any write keeps it right whatever order the
+// legs' events came in. Events' journeys are refreshed after their batch
+// commits (refresher.go); Recompute, retention and erase refresh in their
+// own transactions.
 const refreshCallsSQL = `SELECT callstate_refresh_calls($1::text[], $2::text[])`
 
 // refreshJourneys recomputes, within tx, the journeys ids and those of the
@@ -36,18 +38,13 @@ func refreshJourneys(ctx context.Context, tx pgx.Tx, ids, sources, keys []string
 	return nil
 }
 
-func batchSources(batch []*applyReq) []string {
-	out := make([]string, len(batch))
+// batchKeys returns the calls of the events of batch that were applied.
+func batchKeys(batch []*applyReq, applied []bool) []callKey {
+	out := make([]callKey, 0, len(batch))
 	for i, r := range batch {
-		out[i] = string(r.ev.Source)
-	}
-	return out
-}
-
-func batchKeys(batch []*applyReq) []string {
-	out := make([]string, len(batch))
-	for i, r := range batch {
-		out[i] = r.ev.Update.Key
+		if applied[i] {
+			out = append(out, callKey{string(r.ev.Source), r.ev.Update.Key})
+		}
 	}
 	return out
 }

@@ -45,6 +45,7 @@ type Store struct {
 	log      *slog.Logger
 	announce *announcer
 	users    userCache
+	journeys *journeyQueue
 	host     string         // the database's host, for logs
 	writes   chan *applyReq // live events, to the writers
 	backlog  chan *applyReq // a spool's backlog, to the writers after live events
@@ -132,7 +133,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
 	s := &Store{pool: pool, wpool: wpool, log: log, host: cfg.ConnConfig.Host,
-		writes: make(chan *applyReq), backlog: make(chan *applyReq), closed: make(chan struct{}), ready: make(chan struct{})}
+		writes: make(chan *applyReq), backlog: make(chan *applyReq), closed: make(chan struct{}), ready: make(chan struct{}),
+		journeys: newJourneyQueue()}
 	s.lastErr.Store(&connErr{errors.New("not connected yet")})
 	s.wctx, s.stop = context.WithCancel(context.Background())
 
@@ -151,6 +153,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s.startAnnouncer()
 	s.startWriters(writers)
+	s.stopped.Go(s.refreshLoop)
 	if err != nil {
 		s.stopped.Go(s.reconnect)
 	}

@@ -165,7 +165,6 @@ func (s *Store) writeBatch(batch []*applyReq) error {
 	for _, r := range batch {
 		b.Queue(applySQL, applyArgs(r.ev)...)
 	}
-	b.Queue(refreshCallsSQL, batchSources(batch), batchKeys(batch))
 	now := time.Now()
 	userIDs, userNames := s.users.pending(batch, now)
 	queueUsers(b, userIDs, userNames)
@@ -182,12 +181,13 @@ func (s *Store) writeBatch(batch []*applyReq) error {
 			applied[i] = true
 		}
 	}
-	// Close reads the journeys' and the users' statements' results and up to the
+	// Close reads the users' statement's result, if any, and up to the
 	// Sync's ReadyForQuery: the commit's outcome.
 	if err := br.Close(); err != nil {
 		return err
 	}
 	s.users.remember(userIDs, userNames, now)
+	s.journeys.add(batchKeys(batch, applied))
 	for i, r := range batch {
 		r.done <- applyResult{applied: applied[i]}
 	}

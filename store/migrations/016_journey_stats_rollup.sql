@@ -176,3 +176,61 @@ LEFT JOIN LATERAL (
 WHERE m.outcome = 'missed';
 
 COMMENT ON VIEW missed_call IS 'Missed incoming calls; called_back once a later call to or from the number was answered (called_back_at: the answer of the first such call each way, the earlier of the two).';
+
+-- The journeys' refresh runs in every write's transaction; it spent most
+-- of its time planning: a SQL function's statement is planned at every
+-- call, where PL/pgSQL keeps its plans (the writers' connections use
+-- generic ones). The same functions, in PL/pgSQL, and the day computed
+-- with the time zone read once per refresh.
+CREATE OR REPLACE FUNCTION callstate_time_zone() RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN coalesce((SELECT value FROM callstate_setting WHERE name = 'time_zone'), 'UTC');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION callstate_refresh_calls(sources text[], keys text[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN callstate_refresh_journeys(ARRAY(
+        SELECT x FROM call_state c
+        JOIN unnest(sources, keys) AS k(source, call_key) ON c.source = k.source AND c.call_key = k.call_key
+        CROSS JOIN LATERAL (VALUES (c.journey_id), (c.call_id), (c.call_key), ('sip:' || c.call_key)) AS v(x)));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION callstate_refresh_journeys(ids text[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    jid  text;
+    tz   text := callstate_time_zone();
+    done integer;
+BEGIN
+    ids := ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(ids) AS x WHERE x IS NOT NULL AND x <> '' ORDER BY 1);
+    FOREACH jid IN ARRAY ids LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('callstate journey ' || jid, 0));
+    END LOOP;
+    DELETE FROM journey j
+    WHERE j.journey_id = ANY (ids)
+      AND NOT EXISTS (SELECT 1 FROM call_state c WHERE c.journey_id = j.journey_id);
+    INSERT INTO journey AS j (journey_id, source, direction, from_party, to_party, started_at, answered_at, ended_at,
+                              outcome, answered_by, answered_user_id, wait_seconds, talk_seconds, user_ids, legs,
+                              hangup_cause, voicemail_at, updated_at, day)
+    SELECT f.journey_id, f.source, f.direction, f.from_party, f.to_party, f.started_at, f.answered_at, f.ended_at,
+           f.outcome, f.answered_by, f.answered_user_id, f.wait_seconds, f.talk_seconds, f.user_ids, f.legs,
+           f.hangup_cause, f.voicemail_at, f.updated_at, (f.started_at AT TIME ZONE tz)::date
+    FROM journey_from_legs f
+    WHERE f.journey_id = ANY (ids)
+    ON CONFLICT (journey_id) DO UPDATE SET
+        source = EXCLUDED.source, direction = EXCLUDED.direction, from_party = EXCLUDED.from_party,
+        to_party = EXCLUDED.to_party, started_at = EXCLUDED.started_at, answered_at = EXCLUDED.answered_at,
+        ended_at = EXCLUDED.ended_at, outcome = EXCLUDED.outcome, answered_by = EXCLUDED.answered_by,
+        answered_user_id = EXCLUDED.answered_user_id, wait_seconds = EXCLUDED.wait_seconds,
+        talk_seconds = EXCLUDED.talk_seconds, user_ids = EXCLUDED.user_ids, legs = EXCLUDED.legs,
+        hangup_cause = EXCLUDED.hangup_cause, voicemail_at = EXCLUDED.voicemail_at,
+        updated_at = EXCLUDED.updated_at, day = EXCLUDED.day
+    WHERE (j.*) IS DISTINCT FROM (EXCLUDED.*);
+    GET DIAGNOSTICS done = ROW_COUNT;
+    RETURN done;
+END
+$$;
