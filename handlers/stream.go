@@ -70,12 +70,13 @@ type lampChangedJSON struct {
 const maxTracked = 100000
 
 // typedEvents remembers what typed events went out: the state last sent
-// per call, the journeys whose end was sent, and the journeys of ended
-// calls whose outcome is not known yet (a journey is computed just after
-// its legs are written). Only Run's goroutine uses it.
+// per call, the outcome last sent per journey, and the journeys of ended
+// legs whose outcome is not known yet (a journey is computed just after
+// its legs are written, and a forwarded one goes on with a new leg). Only
+// Run's goroutine uses it.
 type typedEvents struct {
 	state   map[int64]callstate.State
-	ended   map[string]bool
+	sent    map[string]callstate.Outcome
 	waiting map[string]*waitingJourney
 }
 
@@ -98,8 +99,8 @@ func (t *typedEvents) calls(ctx context.Context, js JourneyStore, buf []byte, ca
 	if t.state == nil || len(t.state) > maxTracked {
 		t.state = map[int64]callstate.State{}
 	}
-	if t.ended == nil || len(t.ended) > maxTracked {
-		t.ended = map[string]bool{}
+	if t.sent == nil || len(t.sent) > maxTracked {
+		t.sent = map[string]callstate.Outcome{}
 	}
 	if t.waiting == nil {
 		t.waiting = map[string]*waitingJourney{}
@@ -118,7 +119,7 @@ func (t *typedEvents) calls(ctx context.Context, js JourneyStore, buf []byte, ca
 		if st == callstate.StateEnded {
 			delete(t.state, c.Call.ID)
 			id := callstate.JourneyID(c.Call)
-			if !t.ended[id] && js != nil && len(t.waiting) < maxTracked {
+			if js != nil && len(t.waiting) < maxTracked {
 				w := t.waiting[id]
 				if w == nil {
 					w = &waitingJourney{}
@@ -154,16 +155,14 @@ func (t *typedEvents) journeys(ctx context.Context, js JourneyStore, buf []byte)
 			continue
 		}
 		final[j.ID] = true
-		if typ := j.JourneyEvent(); typ != "" {
+		if typ := j.JourneyEvent(); typ != "" && t.sent[j.ID] != j.Outcome {
+			t.sent[j.ID] = j.Outcome
 			jj := toJourneyJSON(j)
 			buf = appendEvent(buf, typ, t.waiting[j.ID].seq, typedCallJSON{JourneyID: j.ID, Journey: &jj})
 		}
 	}
 	for id, w := range t.waiting {
 		w.tries++
-		if final[id] {
-			t.ended[id] = true
-		}
 		if final[id] || w.tries > journeyTries {
 			delete(t.waiting, id)
 		}

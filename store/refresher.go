@@ -18,6 +18,10 @@ import (
 // finds again: it refreshes the journeys of the calls changed last
 // (startupRefresh).
 
+// refreshGather is how long the refresher waits, once woken, for more
+// calls to refresh at once.
+const refreshGather = 20 * time.Millisecond
+
 // refreshChunk bounds the calls one refresh statement takes.
 const refreshChunk = 500
 
@@ -135,6 +139,12 @@ func (s *Store) refreshLoop() {
 			cancel()
 			return
 		case <-s.journeys.wake:
+		}
+		// Let the calls written meanwhile join: the refresh's cost is
+		// mostly fixed, whatever the number of calls it takes.
+		select {
+		case <-s.closed:
+		case <-time.After(refreshGather):
 		}
 		keys, gen := s.journeys.take()
 		if err := s.refreshKeys(s.wctx, keys); err != nil {
