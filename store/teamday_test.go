@@ -65,6 +65,7 @@ func TestTeamDay(t *testing.T) {
 	in("c5", "491705555", at(9, 59, 0), "w1")
 	in("c6", "491706666", at(9, 59, 30), "w1", "w2")
 
+	syncJourneys(t, st)
 	got, err := st.TeamDay(ctx)
 	if err != nil {
 		t.Fatal(err)
