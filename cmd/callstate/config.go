@@ -69,6 +69,8 @@ type Config struct {
 
 	SIP sipConfig // SIP_*: the PBX subscriber, see sip.go
 
+	Agent agentConfig // SIP_AGENT_*: the presence agent phones subscribe to, see agent.go
+
 	Dashboard dashboardConfig // API_*, CORS_*, STREAM_*: the API, stream and board, see dashboard.go
 }
 

@@ -284,6 +284,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := startSIP(gctx, g, cfg.SIP, st, sp, m, ready, log); err != nil {
 		return err
 	}
+	if err := startAgent(gctx, g, cfg.Agent, st, m, log); err != nil {
+		return err
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/callstate/callstate/metrics"
+	"github.com/callstate/callstate/sip"
+	"github.com/callstate/callstate/store"
+)
+
+// agentConfig holds the SIP_AGENT_* settings of the presence agent, which
+// phones SUBSCRIBE to for lamps. An empty SIP_AGENT_LISTEN turns it off.
+type agentConfig struct {
+	Listen          string        `env:"SIP_AGENT_LISTEN" validate:"omitempty,hostname_port"`
+	Transport       string        `env:"SIP_AGENT_TRANSPORT" default:"udp" validate:"oneof=udp tcp tls"`
+	Domain          string        `env:"SIP_AGENT_DOMAIN" validate:"omitempty,hostname|ip"`
+	ContactAddr     string        `env:"SIP_AGENT_CONTACT_ADDR" validate:"omitempty,hostname_port"`
+	Realm           string        `env:"SIP_AGENT_REALM" validate:"omitempty,printascii,excludesall=\""`
+	Accounts        []string      `env:"SIP_AGENT_ACCOUNTS" secret:"true" validate:"dive,contains=:"`
+	Anonymous       bool          `env:"SIP_AGENT_ANONYMOUS" default:"false"`
+	Aliases         []string      `env:"SIP_AGENT_ALIASES" validate:"dive,contains=="`
+	MinExpires      time.Duration `env:"SIP_AGENT_MIN_EXPIRES" default:"60s" validate:"min=1s,max=24h"`
+	MaxExpires      time.Duration `env:"SIP_AGENT_MAX_EXPIRES" default:"1h" validate:"min=1s,max=24h,gtefield=MinExpires"`
+	Rate            int           `env:"SIP_AGENT_RATE" default:"20" validate:"min=1,max=100000"`
+	Burst           int           `env:"SIP_AGENT_BURST" default:"100" validate:"min=1,max=1000000"`
+	MaxSubs         int           `env:"SIP_AGENT_MAX_SUBSCRIPTIONS" default:"50000" validate:"min=1,max=10000000"`
+	MaxPerSubscribe int           `env:"SIP_AGENT_MAX_PER_SUBSCRIBER" default:"500" validate:"min=1,max=10000000"`
+	TLSCertFile     string        `env:"SIP_AGENT_TLS_CERT_FILE" validate:"required_if=Transport tls,required_with=TLSKeyFile,omitempty,file"`
+	TLSKeyFile      string        `env:"SIP_AGENT_TLS_KEY_FILE" validate:"required_with=TLSCertFile,omitempty,file"`
+}
+
+// agentSource is the store as the presence agent's lamp source.
+type agentSource struct{ *store.Store }
+
+func (s agentSource) AgentAccounts(ctx context.Context, realm string) (map[string]string, error) {
+	return s.PresenceAccounts(ctx, realm)
+}
+
+func (s agentSource) AgentAliases(ctx context.Context) (map[string]sip.LampRef, error) {
+	as, err := s.PresenceAliases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]sip.LampRef, len(as))
+	for _, a := range as {
+		m[a.Alias] = sip.LampRef{Source: a.Source, Extension: a.Extension}
+	}
+	return m, nil
+}
+
+// agentOptions turns the SIP_AGENT_* settings into the agent's config. Its
+// errors name the variable.
+func agentOptions(cfg agentConfig, st *store.Store, log *slog.Logger) (sip.AgentConfig, error) {
+	accounts := map[string]string{}
+	for _, a := range cfg.Accounts {
+		user, pw, _ := strings.Cut(a, ":")
+		if user == "" || pw == "" {
+			return sip.AgentConfig{}, errors.New("SIP_AGENT_ACCOUNTS: want user:password, comma-separated")
+		}
+		accounts[user] = pw
+	}
+	aliases := map[string]sip.LampRef{}
+	for _, a := range cfg.Aliases {
+		alias, target, _ := strings.Cut(a, "=")
+		ref, ok := sip.ParseLampRef(strings.TrimSpace(target))
+		if strings.TrimSpace(alias) == "" || !ok {
+			return sip.AgentConfig{}, fmt.Errorf("SIP_AGENT_ALIASES: %q: want alias=sip/EXTENSION or alias=sipgate/USERID", a)
+		}
+		aliases[strings.TrimSpace(alias)] = ref
+	}
+	var conf *tls.Config
+	if cfg.Transport == "tls" {
+		pair, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return sip.AgentConfig{}, fmt.Errorf("SIP_AGENT_TLS_CERT_FILE, SIP_AGENT_TLS_KEY_FILE: %w", err)
+		}
+		conf = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+	}
+	return sip.AgentConfig{
+		ListenAddr: cfg.Listen, Transport: cfg.Transport, Domain: cfg.Domain, ContactAddr: cfg.ContactAddr,
+		Realm: cfg.Realm, Accounts: accounts, AllowAnonymous: cfg.Anonymous, Aliases: aliases,
+		MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
+		RatePerSecond: float64(cfg.Rate), Burst: cfg.Burst,
+		MaxSubscriptions: cfg.MaxSubs, MaxPerSubscriber: cfg.MaxPerSubscribe,
+		TLSConfig: conf, Source: agentSource{st}, Logger: log,
+	}, nil
+}
+
+// startAgent starts the presence agent in g when SIP_AGENT_LISTEN is set.
+// It hears of every lamp change, whichever instance wrote it, from the
+// database's notifications on a connection of its own.
+func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *store.Store, m *metrics.Metrics, log *slog.Logger) error {
+	if cfg.Listen == "" {
+		log.Info("presence agent off (SIP_AGENT_LISTEN is empty)")
+		return nil
+	}
+	opts, err := agentOptions(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	a, err := sip.NewAgent(opts)
+	if err != nil {
+		return fmt.Errorf("SIP_AGENT_* settings: %w", err)
+	}
+	if len(opts.Accounts) == 0 && !opts.AllowAnonymous {
+		log.Warn("presence agent: SIP_AGENT_ACCOUNTS is empty; only the accounts of the presence_account table can subscribe")
+	}
+	m.GaugeFunc("callstate_agent_subscriptions", "Subscriptions phones hold with the presence agent of this instance.",
+		func() float64 { return float64(a.Stats().Subscriptions) })
+	m.CounterFunc("callstate_agent_notifies_total", "NOTIFYs of the presence agent answered 2xx.",
+		func() float64 { return float64(a.Stats().Notifies) })
+	m.CounterFunc("callstate_agent_notify_errors_total", "NOTIFYs of the presence agent not answered, or answered with an error.",
+		func() float64 { return float64(a.Stats().NotifyErrors) })
+	m.CounterFunc("callstate_agent_refused_total", "SUBSCRIBEs the presence agent answered with an error.",
+		func() float64 { return float64(a.Stats().Refused) })
+	g.Go(func() error {
+		select { // the agent reads lamps: it starts once the database is there
+		case <-ctx.Done():
+			return nil
+		case <-st.Ready():
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		listened := make(chan error, 1)
+		go func() { listened <- st.Listen(lctx, func(store.Change) { a.Changed() }) }()
+		err := a.Run(ctx)
+		cancel()
+		return errors.Join(err, <-listened)
+	})
+	return nil
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callstate/callstate/internal/testpbx"
+	"github.com/callstate/callstate/store/storetest"
+)
+
+func TestLoadAgentConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr []string
+	}{
+		{"OffByDefault", nil, nil},
+		{"OK", map[string]string{"SIP_AGENT_LISTEN": "0.0.0.0:5070", "SIP_AGENT_ACCOUNTS": "desk1:pw,desk2:pw2",
+			"SIP_AGENT_ALIASES": "+4921155501=sipgate/w0, reception=sip/100", "SIP_AGENT_MIN_EXPIRES": "30s"}, nil},
+		{"ErrListen", map[string]string{"SIP_AGENT_LISTEN": "5070"}, []string{"SIP_AGENT_LISTEN"}},
+		{"ErrTransport", map[string]string{"SIP_AGENT_TRANSPORT": "sctp"}, []string{"SIP_AGENT_TRANSPORT"}},
+		{"ErrAccount", map[string]string{"SIP_AGENT_ACCOUNTS": "nopassword"}, []string{"SIP_AGENT_ACCOUNTS"}},
+		{"ErrAlias", map[string]string{"SIP_AGENT_ALIASES": "w0"}, []string{"SIP_AGENT_ALIASES"}},
+		{"ErrExpiresOrder", map[string]string{"SIP_AGENT_MIN_EXPIRES": "2h", "SIP_AGENT_MAX_EXPIRES": "1h"}, []string{"SIP_AGENT_MAX_EXPIRES"}},
+		{"ErrTLSWithoutCertificate", map[string]string{"SIP_AGENT_TRANSPORT": "tls"}, []string{"SIP_AGENT_TLS_CERT_FILE"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadConfig(envFunc(tt.env))
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if tt.name == "OK" {
+					if _, err := agentOptions(cfg.Agent, nil, nil); err != nil {
+						t.Errorf("agentOptions: %v", err)
+					}
+					if s := cfg.String(); strings.Contains(s, "pw2") {
+						t.Errorf("SIP_AGENT_ACCOUNTS not masked: %s", s)
+					}
+				}
+				return
+			}
+			if err == nil {
+				_, err = agentOptions(cfg.Agent, nil, nil)
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, frag := range tt.wantErr {
+				if !strings.Contains(err.Error(), frag) {
+					t.Errorf("error %q does not mention %q", err, frag)
+				}
+			}
+		})
+	}
+}
+
+// notifies returns the NOTIFYs sipp has received so far, from its message
+// trace.
+func notifies(p *testpbx.SippProcess) []string {
+	raw, _ := os.ReadFile(filepath.Join(p.Dir(), "messages.log"))
+	var ns []string
+	for _, m := range strings.Split(string(raw), "----------------------------------------------- ") {
+		if _, rest, ok := strings.Cut(m, "\n\n"); ok && strings.Contains(m, "message received") && strings.HasPrefix(rest, "NOTIFY ") {
+			ns = append(ns, rest)
+		}
+	}
+	return ns
+}
+
+var stateRE = regexp.MustCompile(`(?:direction="(\w+)">\s*)?<state>(\w+)</state>`)
+
+// lampStates returns each NOTIFY's dialogs, e.g. "early/recipient".
+func lampStates(ns []string) []string {
+	var out []string
+	for _, n := range ns {
+		var ds []string
+		for _, m := range stateRE.FindAllStringSubmatch(n, -1) {
+			d := m[2]
+			if m[1] != "" && m[2] != "terminated" {
+				d += "/" + m[1]
+			}
+			ds = append(ds, d)
+		}
+		out = append(out, strings.Join(ds, "+"))
+	}
+	return out
+}
+
+// waitNotifies waits until sipp has n NOTIFYs, or has ended.
+func waitNotifies(t *testing.T, p *testpbx.SippProcess, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); len(notifies(p)) < n; time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-p.Done():
+			t.Fatalf("sipp ended after %d NOTIFYs, want %d: %v", len(notifies(p)), n, p.Err())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sipp has %d NOTIFYs after 20s, want %d: %v", len(notifies(p)), n, lampStates(notifies(p)))
+		}
+	}
+}
+
+// checkLampSequence checks that the states sipp saw go idle, ringing
+// (early, recipient), busy (confirmed), idle, in that order.
+func checkLampSequence(t *testing.T, states []string) {
+	t.Helper()
+	t.Logf("lamp states seen: %v", states)
+	want := []string{"terminated", "early/recipient", "confirmed", "terminated"}
+	active := func(s string) bool { return strings.Contains(s, "early") || strings.Contains(s, "confirmed") }
+	i := 0
+	for _, s := range states {
+		switch {
+		case i == 0 && s == "terminated", i == 1 && strings.Contains(s, "early/recipient"),
+			i == 2 && strings.Contains(s, "confirmed"), i == 3 && !active(s) && strings.Contains(s, "terminated"):
+			i++
+		}
+	}
+	if i != len(want) {
+		t.Errorf("lamp went %v, want %v in order", states, want)
+	}
+}
+
+// TestAgentSipgateUser: a desk phone (sipp) subscribes to a sipgate user's
+// lamp on one instance while the webhooks of a call go to another: it sees
+// ringing, busy, idle.
+func TestAgentSipgateUser(t *testing.T) {
+	dbURL := storetest.NewDatabase(t)
+	agentAddr := fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t))
+	env := map[string]string{"DATABASE_URL": dbURL, "SIPGATE_VERIFY_SIGNATURE": "false", "LOG_LEVEL": "warn"}
+	webhooks, _, _ := startService(t, env)
+	env["SIP_AGENT_LISTEN"] = agentAddr
+	env["SIP_AGENT_ACCOUNTS"] = "desk:secret"
+	env["SIP_AGENT_DOMAIN"] = "callstate.test"
+	_, logs, _ := startService(t, env)
+
+	post := func(body string) {
+		t.Helper()
+		resp, err := http.Post(webhooks+"/webhooks/sipgate", "application/x-www-form-urlencoded", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("webhook %q: %d", body, resp.StatusCode)
+		}
+	}
+	// Alice has a lamp once sipgate has told of her.
+	const parties = "direction=in&from=4917012345&to=4921155501&callId="
+	post("event=newCall&" + parties + "earlier&user%5B%5D=Alice+Doe&userId%5B%5D=w0")
+	post("event=hangup&" + parties + "earlier&cause=cancel")
+
+	phone := testpbx.RunSipp(t, "dialog-subscriber.xml", agentAddr, "-m", "1", "-s", "alice.doe", "-au", "desk", "-ap", "secret")
+	waitNotifies(t, phone, 1)
+	post("event=newCall&" + parties + "c1&user%5B%5D=Alice+Doe&userId%5B%5D=w0")
+	waitNotifies(t, phone, 2)
+	post("event=answer&" + parties + "c1&user=Alice+Doe&userId=w0&answeringNumber=4921155501")
+	waitNotifies(t, phone, 3)
+	post("event=hangup&" + parties + "c1&cause=normalClearing")
+	phone.Wait(t)
+	ns := notifies(phone)
+	checkLampSequence(t, lampStates(ns))
+	if !strings.Contains(ns[1], "sip:4917012345@callstate.test") {
+		t.Errorf("ringing NOTIFY lacks the caller:\n%s", ns[1])
+	}
+	if strings.Contains(logs.String(), "secret") {
+		t.Error("the password is in the log")
+	}
+}
+
+// TestAgentPBXExtension: a desk phone (sipp) subscribes to a PBX
+// extension's lamp while a real call through Kamailio rings it, is
+// answered and hung up.
+func TestAgentPBXExtension(t *testing.T) {
+	k := testpbx.StartKamailio(t)
+	agentAddr := fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t))
+	startService(t, map[string]string{
+		"DATABASE_URL": storetest.NewDatabase(t), "LOG_LEVEL": "warn",
+		"SIP_PBX_ADDR": k.Addr(), "SIP_DOMAIN": k.Domain(), "SIP_EXTENSIONS": "100,101",
+		"SIP_LISTEN_ADDR": fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t)), "SIP_EXPIRES": "1m",
+		"SIP_AGENT_LISTEN": agentAddr, "SIP_AGENT_ACCOUNTS": "desk:secret",
+	})
+	phone := testpbx.RunSipp(t, "dialog-subscriber.xml", agentAddr, "-m", "1", "-s", "101", "-au", "desk", "-ap", "secret")
+	// The first NOTIFY comes once the lamp is known; the lamp is idle once
+	// the PBX has granted callstate's own subscription.
+	waitNotifies(t, phone, 1)
+	time.Sleep(time.Second) // let the subscriber's subscriptions settle; the lamp sequence is checked, not timed
+	k.PlaceCall(t, "100", "101", 800*time.Millisecond, 800*time.Millisecond)
+	phone.Wait(t)
+	checkLampSequence(t, lampStates(notifies(phone)))
+}
