@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what callstate's tests run against, when it is missing:
 # the PostgreSQL server, Kamailio with its presence and TLS modules, sipp,
-# Chromium, promtool (package prometheus) for the alert rules, and
-# docker-compose to validate compose.yaml.
+# Chromium, promtool (package prometheus) for the alert rules,
+# docker-compose to validate compose.yaml, and baresip (baresip-core, with
+# its presence module) as a presence client.
 # Debian/Ubuntu only (apt-get); elsewhere it says what to install.
 set -euo pipefail
 
@@ -24,6 +25,8 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# baresip with its presence module: a PIDF client for the presence agent's tests.
+compgen -G '/usr/lib/baresip/modules/presence.so' >/dev/null || missing+=(baresip-core)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
