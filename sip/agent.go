@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/callstate/callstate"
 )
 
 // AgentConfig configures an Agent, the presence agent: a notifier (RFC
@@ -55,7 +59,12 @@ type AgentConfig struct {
 	// NotifyTimeout bounds one NOTIFY transaction; default 10s.
 	NotifyTimeout time.Duration
 
-	TLSConfig *tls.Config // for transport tls: the server certificate
+	// WSListenAddr and WSSListenAddr, when set, are further listeners for
+	// SIP over WebSocket (RFC 7118), plain and over TLS (TLSConfig), for
+	// web phones.
+	WSListenAddr, WSSListenAddr string
+
+	TLSConfig *tls.Config // for transport tls and WSS: the server certificate
 	Source    LampSource
 	Logger    *slog.Logger // nil: slog.Default()
 	UserAgent string       // User-Agent header; default "callstate"
@@ -93,15 +102,22 @@ type Agent struct {
 
 	serve    func() error
 	listener func() error
+	wsAddr   string // the WebSocket listeners' addresses, if any
+	wssAddr  string
 	nonces   nonces
 	limiter  *rateLimiter
 
 	wake  chan struct{}
 	ready chan struct{} // closed once accounts and lamps are read
 
+	pmu         sync.Mutex
+	pendingIDs  map[int64]struct{} // calls changed since the last read
+	pendingFull bool               // read every lamp again
+
 	mu       sync.Mutex
 	loaded   bool
 	views    map[LampRef]*lampView
+	live     map[int64]callstate.Call // the calls that light lamps, by store id
 	res      *resolver
 	accounts map[string]string // user -> HA1
 	subs     map[string]*agentSub
@@ -152,17 +168,19 @@ type agentSub struct {
 // for a bad AgentConfig, and the socket's error when it cannot listen.
 func NewAgent(cfg AgentConfig) (*Agent, error) {
 	a := &Agent{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		wake:     make(chan struct{}, 1),
-		ready:    make(chan struct{}),
-		views:    map[LampRef]*lampView{},
-		res:      newResolver(nil, nil),
-		accounts: map[string]string{},
-		subs:     map[string]*agentSub{},
-		byLamp:   map[LampRef]map[*agentSub]struct{}{},
-		perOwner: map[string]int{},
-		sem:      make(chan struct{}, 256),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		wake:       make(chan struct{}, 1),
+		ready:      make(chan struct{}),
+		views:      map[LampRef]*lampView{},
+		live:       map[int64]callstate.Call{},
+		pendingIDs: map[int64]struct{}{},
+		res:        newResolver(nil, nil),
+		accounts:   map[string]string{},
+		subs:       map[string]*agentSub{},
+		byLamp:     map[LampRef]map[*agentSub]struct{}{},
+		perOwner:   map[string]int{},
+		sem:        make(chan struct{}, 256),
 	}
 	if err := a.checkConfig(); err != nil {
 		return nil, err
@@ -200,11 +218,19 @@ func (a *Agent) checkConfig() error {
 		a.transport = "TCP"
 	case "tls":
 		a.transport = "TLS"
-		if c.TLSConfig == nil || len(c.TLSConfig.Certificates) == 0 && c.TLSConfig.GetCertificate == nil {
+		if !hasCert(c.TLSConfig) {
 			return bad("transport tls needs a certificate")
 		}
 	default:
 		return bad("transport %q: want udp, tcp or tls", c.Transport)
+	}
+	if c.WSSListenAddr != "" && !hasCert(c.TLSConfig) {
+		return bad("a WSS listener needs a certificate")
+	}
+	for _, addr := range []string{c.WSListenAddr, c.WSSListenAddr} {
+		if _, _, err := net.SplitHostPort(addr); addr != "" && err != nil {
+			return bad("WebSocket listen address %q: want host:port", addr)
+		}
 	}
 	a.domain = c.Domain
 	if a.domain == "" {
@@ -248,6 +274,10 @@ func (a *Agent) checkConfig() error {
 		}
 	}
 	return nil
+}
+
+func hasCert(c *tls.Config) bool {
+	return c != nil && (len(c.Certificates) > 0 || c.GetCertificate != nil)
 }
 
 func cmpOr[T comparable](v, def T) T {
@@ -297,6 +327,40 @@ func (a *Agent) listen() error {
 			a.serve = func() error { return srv.ServeTCP(ln) }
 		}
 	}
+	closeAll := a.listener
+	serves := []func() error{a.serve}
+	for _, l := range []struct {
+		addr string
+		wss  bool
+	}{{c.WSListenAddr, false}, {c.WSSListenAddr, true}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			_ = closeAll()
+			_ = ua.Close()
+			return fmt.Errorf("sip: agent: listen websocket %s: %w", l.addr, err)
+		}
+		prev := closeAll
+		closeAll = func() error { return errors.Join(ln.Close(), prev()) }
+		if l.wss {
+			tl := tls.NewListener(ln, c.TLSConfig)
+			serves = append(serves, func() error { return srv.ServeWSS(tl) })
+			a.wssAddr = ln.Addr().String()
+		} else {
+			serves = append(serves, func() error { return srv.ServeWS(ln) })
+			a.wsAddr = ln.Addr().String()
+		}
+	}
+	a.listener = closeAll
+	a.serve = func() error {
+		errc := make(chan error, len(serves))
+		for _, f := range serves {
+			go func() { errc <- f() }()
+		}
+		return <-errc // the first to stop; the others stop when the listeners close
+	}
 	h, p, _ := net.SplitHostPort(local.String())
 	if c.ContactAddr != "" {
 		h, p, _ = net.SplitHostPort(c.ContactAddr)
@@ -327,6 +391,11 @@ func (a *Agent) Addr() string {
 	return net.JoinHostPort(a.contact.Address.Host, strconv.Itoa(a.contact.Address.Port))
 }
 
+// WSAddr and WSSAddr return the addresses of the WebSocket listeners, empty
+// for none.
+func (a *Agent) WSAddr() string  { return a.wsAddr }
+func (a *Agent) WSSAddr() string { return a.wssAddr }
+
 // Stats returns the agent's counters.
 func (a *Agent) Stats() AgentStats {
 	a.mu.Lock()
@@ -340,9 +409,29 @@ func (a *Agent) Stats() AgentStats {
 // subscriptions; until then SUBSCRIBEs are answered 503.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
-// Changed tells the agent that lamps may have changed: it reads them again
-// and notifies the subscribers of those that did. It never blocks.
+// Changed tells the agent that lamps may have changed: it reads them all
+// again and notifies the subscribers of those that did. It never blocks.
 func (a *Agent) Changed() {
+	a.pmu.Lock()
+	a.pendingFull = true
+	a.pmu.Unlock()
+	a.poke()
+}
+
+// CallChanged tells the agent that the call with store id id was written:
+// it reads that call and the lamps it lights. It never blocks.
+func (a *Agent) CallChanged(id int64) {
+	a.pmu.Lock()
+	if len(a.pendingIDs) < 10000 {
+		a.pendingIDs[id] = struct{}{}
+	} else {
+		a.pendingFull = true
+	}
+	a.pmu.Unlock()
+	a.poke()
+}
+
+func (a *Agent) poke() {
 	select {
 	case a.wake <- struct{}{}:
 	default:
@@ -357,7 +446,7 @@ func (a *Agent) Changed() {
 func (a *Agent) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- a.serve() }()
-	a.log.Info("presence agent listening", "addr", a.Addr(), "transport", a.transport, "domain", a.domain,
+	a.log.Info("presence agent listening", "addr", a.Addr(), "transport", a.transport, "ws", a.wsAddr, "wss", a.wssAddr, "domain", a.domain,
 		"realm", a.cfg.Realm, "anonymous", a.cfg.AllowAnonymous)
 	a.reloadAll(ctx)
 	reload := time.NewTicker(a.cfg.ReloadInterval)
@@ -376,7 +465,18 @@ loop:
 			}
 			break loop
 		case <-a.wake:
-			a.refresh(ctx)
+			a.pmu.Lock()
+			full, ids := a.pendingFull, a.pendingIDs
+			a.pendingFull, a.pendingIDs = false, map[int64]struct{}{}
+			a.pmu.Unlock()
+			a.mu.Lock()
+			loaded := a.loaded
+			a.mu.Unlock()
+			if full || !loaded {
+				a.refresh(ctx)
+			} else if len(ids) > 0 {
+				a.refreshCalls(ctx, ids)
+			}
 		case <-reload.C:
 			a.reloadAll(ctx)
 		case now := <-sweep.C:
@@ -425,17 +525,10 @@ func (a *Agent) refresh(ctx context.Context) {
 }
 
 func (a *Agent) refreshWith(ctx context.Context, aliases map[string]LampRef, newAliases bool) {
-	lamps, err := a.cfg.Source.LampStatuses(ctx)
+	lamps, calls, err := a.cfg.Source.LampsAndCalls(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			a.log.Warn("presence agent: reading lamps failed; trying again at the next change", "err", err)
-		}
-		return
-	}
-	calls, err := a.cfg.Source.LiveCalls(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			a.log.Warn("presence agent: reading calls failed; trying again at the next change", "err", err)
 		}
 		return
 	}
@@ -451,29 +544,138 @@ func (a *Agent) refreshWith(ctx context.Context, aliases map[string]LampRef, new
 	a.res = newResolver(views, aliases)
 	old := a.views
 	a.views, a.loaded = views, true
+	clear(a.live)
+	for _, c := range calls {
+		if live(&c) {
+			a.live[c.ID] = c
+		}
+	}
 	for ref, subs := range a.byLamp {
-		v, ov := views[ref], old[ref]
-		if v == nil {
+		if views[ref] == nil {
 			for s := range subs {
 				a.finishLocked(s, "noresource")
 			}
 			continue
 		}
-		if v.same(ov) {
-			continue
-		}
-		var ended []agentDialog
-		if ov != nil {
-			for _, d := range ov.dialogs {
-				if !hasDialog(v.dialogs, d.id) {
-					ended = append(ended, d)
-				}
+		a.notifyChangeLocked(ref, old[ref])
+	}
+}
+
+// notifyChangeLocked notifies the subscribers of ref if its view changed
+// from old, the ended dialogs sent once as terminated.
+func (a *Agent) notifyChangeLocked(ref LampRef, old *lampView) {
+	v := a.views[ref]
+	subs := a.byLamp[ref]
+	if v == nil || len(subs) == 0 || v.same(old) {
+		return
+	}
+	var ended []agentDialog
+	if old != nil {
+		for _, d := range old.dialogs {
+			if !hasDialog(v.dialogs, d.id) {
+				ended = append(ended, d)
 			}
 		}
-		for s := range subs {
-			s.ended = append(s.ended, ended...)
-			a.kickLocked(s)
+	}
+	for s := range subs {
+		s.ended = append(s.ended, ended...)
+		a.kickLocked(s)
+	}
+}
+
+// refreshCalls reads the calls ids and the lamps they light or lit, and
+// notifies the subscribers of those that changed: the cheap path for a
+// change of one call, instead of reading every lamp. A sipgate user's lamp
+// follows from its calls (the user_lamp view's rule); a PBX extension's
+// lamp is read, for it depends on the subscription and presence too.
+func (a *Agent) refreshCalls(ctx context.Context, ids map[int64]struct{}) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	list := make([]int64, 0, len(ids))
+	for id := range ids {
+		list = append(list, id)
+	}
+	calls, err := a.cfg.Source.CallsByID(rctx, list)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("presence agent: reading changed calls failed; reading every lamp instead", "err", err)
+			a.Changed()
 		}
+		return
+	}
+	a.mu.Lock()
+	affected := map[LampRef]bool{}
+	for id := range ids {
+		if old, ok := a.live[id]; ok {
+			for _, r := range callRefs(&old) {
+				affected[r] = true
+			}
+			delete(a.live, id)
+		}
+	}
+	newUsers := false
+	for _, c := range calls {
+		for _, r := range callRefs(&c) {
+			affected[r] = true
+			if a.views[r] == nil && r.Source == callstate.SourceSipgate {
+				newUsers = true
+			}
+		}
+		if live(&c) {
+			a.live[c.ID] = c
+		}
+	}
+	var exts []string
+	for r := range affected {
+		if r.Source == callstate.SourceSIP && a.views[r] != nil {
+			exts = append(exts, r.Extension)
+		}
+	}
+	a.mu.Unlock()
+	if newUsers {
+		// A user not seen before: read every lamp, which gives its name.
+		a.refresh(ctx)
+		return
+	}
+	sipLamps := map[string]string{}
+	if len(exts) > 0 {
+		ls, err := a.cfg.Source.SIPLamps(rctx, exts)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("presence agent: reading PBX lamps failed; reading every lamp instead", "err", err)
+				a.Changed()
+			}
+			return
+		}
+		for _, l := range ls {
+			sipLamps[l.Extension] = l.Lamp
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var lives []callstate.Call
+	for _, c := range a.live {
+		lives = append(lives, c)
+	}
+	slices.SortFunc(lives, func(x, y callstate.Call) int { return cmp.Compare(x.ID, y.ID) })
+	for r := range affected {
+		old := a.views[r]
+		if old == nil {
+			continue
+		}
+		lamp := old.lamp
+		if r.Source == callstate.SourceSIP {
+			if l, ok := sipLamps[r.Extension]; ok {
+				lamp = l
+			}
+		}
+		v := buildViews([]callstate.LampStatus{{Source: r.Source, Extension: r.Extension, Name: old.name, Lamp: lamp}},
+			lives, a.domain)[r]
+		if r.Source == callstate.SourceSipgate {
+			v.lamp = sipgateLamp(v.dialogs)
+		}
+		a.views[r] = v
+		a.notifyChangeLocked(r, old)
 	}
 }
 

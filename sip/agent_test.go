@@ -24,6 +24,18 @@ func (s storeSource) AgentAccounts(ctx context.Context, realm string) (map[strin
 	return s.PresenceAccounts(ctx, realm)
 }
 
+func (s storeSource) CallsByID(ctx context.Context, ids []int64) ([]callstate.Call, error) {
+	cs, err := s.Store.CallsByID(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	calls := make([]callstate.Call, len(cs))
+	for i, c := range cs {
+		calls[i] = c.Call
+	}
+	return calls, nil
+}
+
 func (s storeSource) AgentAliases(ctx context.Context) (map[string]LampRef, error) {
 	as, err := s.PresenceAliases(ctx)
 	if err != nil {
@@ -56,7 +68,7 @@ func startAgent(tb testing.TB, st *store.Store, cfg AgentConfig) *Agent {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() {
-		_ = st.Listen(ctx, func(store.Change) { a.Changed() })
+		_ = st.Listen(ctx, func(c store.Change) { agentChange(a, c) })
 		done <- struct{}{}
 	}()
 	go func() {
@@ -132,6 +144,9 @@ func (p *phone) read() {
 			p.mu.Unlock()
 			res := sipmsg.NewResponseFromRequest(m, code, "Whatever", nil)
 			_, _ = p.conn.WriteToUDP([]byte(res.String()), from)
+			if from.String() != p.agent.String() {
+				p.tb.Errorf("NOTIFY from %s, not from the agent's socket %s", from, p.agent)
+			}
 			p.notifies <- m
 		}
 	}
@@ -597,4 +612,14 @@ func TestParseDigest(t *testing.T) {
 	if !digestOK(digestCreds{uri: "sip:a@b", nonce: "n", response: md5hex(HA1("u", "r", "p") + ":n:" + md5hex("SUBSCRIBE:sip:a@b"))}, "SUBSCRIBE", HA1("u", "r", "p")) {
 		t.Error("RFC 2069 response (no qop) refused")
 	}
+}
+
+// agentChange passes a change the store announced to the agent: a call by
+// its id, anything else as "read every lamp".
+func agentChange(a *Agent, c store.Change) {
+	if c.Kind == store.ChangeCall {
+		a.CallChanged(c.CallID)
+		return
+	}
+	a.Changed()
 }

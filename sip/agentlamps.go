@@ -15,12 +15,14 @@ import (
 // LampSource is what the presence agent reads the lamps from: the store, in
 // callstate's wiring.
 type LampSource interface {
-	// LampStatuses returns every lamp: each watched PBX extension (source
-	// sip) and each sipgate user (source sipgate).
-	LampStatuses(ctx context.Context) ([]callstate.LampStatus, error)
-	// LiveCalls returns every call of either source that is ringing or
-	// answered.
-	LiveCalls(ctx context.Context) ([]callstate.Call, error)
+	// LampsAndCalls returns every lamp (each watched PBX extension, source
+	// sip, and each sipgate user, source sipgate) and every call of either
+	// source that is ringing or answered, both as of one moment.
+	LampsAndCalls(ctx context.Context) ([]callstate.LampStatus, []callstate.Call, error)
+	// CallsByID returns the calls with the given store ids as they are now.
+	CallsByID(ctx context.Context, ids []int64) ([]callstate.Call, error)
+	// SIPLamps returns the lamps of the PBX extensions exts.
+	SIPLamps(ctx context.Context, exts []string) ([]callstate.LampStatus, error)
 	// AgentAccounts returns the digest accounts subscribers may use, by
 	// user name: the hex MD5 of "user:realm:password" (HA1) for realm.
 	AgentAccounts(ctx context.Context, realm string) (map[string]string, error)
@@ -103,22 +105,52 @@ func buildViews(lamps []callstate.LampStatus, calls []callstate.Call, domain str
 	}
 	for i := range calls {
 		c := &calls[i]
-		if c.State != callstate.StateRinging && c.State != callstate.StateAnswered {
-			continue
-		}
-		if c.Extension != "" {
-			add(LampRef{Source: c.Source, Extension: c.Extension}, c)
-		}
-		if c.Source == callstate.SourceSipgate && c.State == callstate.StateRinging {
-			for _, u := range c.UserIDs {
-				add(LampRef{Source: c.Source, Extension: u}, c)
-			}
+		for _, r := range callRefs(c) {
+			add(r, c)
 		}
 	}
 	for _, v := range vs {
 		slices.SortFunc(v.dialogs, func(a, b agentDialog) int { return strings.Compare(a.id, b.id) })
 	}
 	return vs
+}
+
+// live reports whether c lights lamps: it rings or is answered.
+func live(c *callstate.Call) bool {
+	return c.State == callstate.StateRinging || c.State == callstate.StateAnswered
+}
+
+// callRefs returns the lamps a live call lights, none for another.
+func callRefs(c *callstate.Call) []LampRef {
+	if !live(c) {
+		return nil
+	}
+	var rs []LampRef
+	if c.Extension != "" {
+		rs = append(rs, LampRef{Source: c.Source, Extension: c.Extension})
+	}
+	if c.Source == callstate.SourceSipgate && c.State == callstate.StateRinging {
+		for _, u := range c.UserIDs {
+			if u != "" && u != c.Extension {
+				rs = append(rs, LampRef{Source: c.Source, Extension: u})
+			}
+		}
+	}
+	return rs
+}
+
+// sipgateLamp is a sipgate user's lamp from its dialogs, by the rule of
+// the user_lamp view: busy with an answered call, else ringing with a
+// ringing one, else idle.
+func sipgateLamp(ds []agentDialog) string {
+	lamp := "idle"
+	for _, d := range ds {
+		if d.state == DialogConfirmed {
+			return "busy"
+		}
+		lamp = "ringing"
+	}
+	return lamp
 }
 
 func callDialog(c *callstate.Call, r LampRef, domain string) agentDialog {

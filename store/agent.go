@@ -9,16 +9,36 @@ import (
 	"github.com/callstate/callstate"
 )
 
-// LiveCalls returns every call, of either source, that is ringing or
-// answered, oldest first: what the presence agent shows on the lamps.
-func (s *Store) LiveCalls(ctx context.Context) ([]callstate.Call, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT `+callColumns+` FROM call_state
+// LampsAndCalls returns the lamp view, as LampStatuses does, and every
+// call of either source that is ringing or answered, oldest first, both
+// read from one snapshot of the database, so that the calls are those that
+// light the lamps: what the presence agent shows.
+func (s *Store) LampsAndCalls(ctx context.Context) ([]callstate.LampStatus, []callstate.Call, error) {
+	var (
+		lamps []callstate.LampStatus
+		calls []callstate.Call
+	)
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `
+SELECT source, extension, name, lamp, active_calls, updated_at
+FROM lamp ORDER BY source, extension`)
+		rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[lampRow])
+		if err != nil {
+			return err
+		}
+		lamps = make([]callstate.LampStatus, len(rs))
+		for i, r := range rs {
+			lamps[i] = r.status()
+		}
+		rows, _ = tx.Query(ctx, `SELECT `+callColumns+` FROM call_state
 WHERE state IN ('ringing', 'answered') ORDER BY id`)
-	calls, err := collectCalls(rows)
+		calls, err = collectCalls(rows)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("store: live calls: %w", err)
+		return nil, nil, fmt.Errorf("store: lamps and calls: %w", readErr(err))
 	}
-	return calls, nil
+	return lamps, calls, nil
 }
 
 // PresenceAccounts returns the enabled presence_account rows of realm: user
@@ -52,4 +72,20 @@ func (s *Store) PresenceAliases(ctx context.Context) ([]PresenceAlias, error) {
 		return nil, fmt.Errorf("store: presence aliases: %w", readErr(err))
 	}
 	return as, nil
+}
+
+// SIPLamps returns the sip_lamp rows of exts as lamp statuses (source sip).
+func (s *Store) SIPLamps(ctx context.Context, exts []string) ([]callstate.LampStatus, error) {
+	rows, _ := s.pool.Query(ctx, `
+SELECT 'sip' AS source, extension, '' AS name, lamp, active_calls, updated_at
+FROM sip_lamp WHERE extension = ANY ($1)`, exts)
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[lampRow])
+	if err != nil {
+		return nil, fmt.Errorf("store: sip lamps: %w", readErr(err))
+	}
+	ls := make([]callstate.LampStatus, len(rs))
+	for i, r := range rs {
+		ls[i] = r.status()
+	}
+	return ls, nil
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/callstate/callstate/store/storetest"
 )
 
-func TestLiveCalls(t *testing.T) {
+func TestLampsAndCalls(t *testing.T) {
 	st := openStore(t)
 	ctx := t.Context()
 	apply := func(key, ext string, state callstate.State) {
@@ -24,12 +24,19 @@ func TestLiveCalls(t *testing.T) {
 	apply("c1", "w0", callstate.StateRinging)
 	apply("c2", "w1", callstate.StateAnswered)
 	apply("c3", "w2", callstate.StateEnded)
-	calls, err := st.LiveCalls(ctx)
+	lamps, calls, err := st.LampsAndCalls(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(calls) != 2 || calls[0].Key != "c1" || calls[1].Key != "c2" {
-		t.Errorf("LiveCalls = %+v, want c1 and c2 (c3 has ended)", calls)
+		t.Errorf("calls = %+v, want c1 and c2 (c3 has ended)", calls)
+	}
+	got := map[string]string{}
+	for _, l := range lamps {
+		got[l.Extension] = l.Lamp
+	}
+	if got["w0"] != "ringing" || got["w1"] != "busy" || got["w2"] != "idle" {
+		t.Errorf("lamps = %v, want w0 ringing, w1 busy, w2 idle", got)
 	}
 }
 

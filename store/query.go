@@ -212,8 +212,12 @@ FROM lamp ORDER BY source, extension`)
 	}
 	ls := make([]callstate.LampStatus, len(rs))
 	for i, r := range rs {
-		ls[i] = callstate.LampStatus{Source: callstate.Source(r.Source), Extension: r.Extension, Name: r.Name,
-			Lamp: r.Lamp, ActiveCalls: r.ActiveCalls, UpdatedAt: r.UpdatedAt}
+		ls[i] = r.status()
 	}
 	return ls, nil
+}
+
+func (r lampRow) status() callstate.LampStatus {
+	return callstate.LampStatus{Source: callstate.Source(r.Source), Extension: r.Extension, Name: r.Name,
+		Lamp: r.Lamp, ActiveCalls: r.ActiveCalls, UpdatedAt: r.UpdatedAt}
 }

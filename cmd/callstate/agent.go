@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/sip"
 	"github.com/callstate/callstate/store"
@@ -21,6 +22,8 @@ import (
 type agentConfig struct {
 	Listen          string        `env:"SIP_AGENT_LISTEN" validate:"omitempty,hostname_port"`
 	Transport       string        `env:"SIP_AGENT_TRANSPORT" default:"udp" validate:"oneof=udp tcp tls"`
+	WSListen        string        `env:"SIP_AGENT_WS_LISTEN" validate:"omitempty,hostname_port"`
+	WSSListen       string        `env:"SIP_AGENT_WSS_LISTEN" validate:"omitempty,hostname_port"`
 	Domain          string        `env:"SIP_AGENT_DOMAIN" validate:"omitempty,hostname|ip"`
 	ContactAddr     string        `env:"SIP_AGENT_CONTACT_ADDR" validate:"omitempty,hostname_port"`
 	Realm           string        `env:"SIP_AGENT_REALM" validate:"omitempty,printascii,excludesall=\""`
@@ -42,6 +45,18 @@ type agentSource struct{ *store.Store }
 
 func (s agentSource) AgentAccounts(ctx context.Context, realm string) (map[string]string, error) {
 	return s.PresenceAccounts(ctx, realm)
+}
+
+func (s agentSource) CallsByID(ctx context.Context, ids []int64) ([]callstate.Call, error) {
+	cs, err := s.Store.CallsByID(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	calls := make([]callstate.Call, len(cs))
+	for i, c := range cs {
+		calls[i] = c.Call
+	}
+	return calls, nil
 }
 
 func (s agentSource) AgentAliases(ctx context.Context) (map[string]sip.LampRef, error) {
@@ -77,7 +92,10 @@ func agentOptions(cfg agentConfig, st *store.Store, log *slog.Logger) (sip.Agent
 		aliases[strings.TrimSpace(alias)] = ref
 	}
 	var conf *tls.Config
-	if cfg.Transport == "tls" {
+	if cfg.WSSListen != "" && cfg.TLSCertFile == "" {
+		return sip.AgentConfig{}, errors.New("SIP_AGENT_TLS_CERT_FILE: must be set with SIP_AGENT_WSS_LISTEN")
+	}
+	if cfg.Transport == "tls" || cfg.WSSListen != "" {
 		pair, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
 			return sip.AgentConfig{}, fmt.Errorf("SIP_AGENT_TLS_CERT_FILE, SIP_AGENT_TLS_KEY_FILE: %w", err)
@@ -85,7 +103,7 @@ func agentOptions(cfg agentConfig, st *store.Store, log *slog.Logger) (sip.Agent
 		conf = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
 	}
 	return sip.AgentConfig{
-		ListenAddr: cfg.Listen, Transport: cfg.Transport, Domain: cfg.Domain, ContactAddr: cfg.ContactAddr,
+		ListenAddr: cfg.Listen, Transport: cfg.Transport, WSListenAddr: cfg.WSListen, WSSListenAddr: cfg.WSSListen, Domain: cfg.Domain, ContactAddr: cfg.ContactAddr,
 		Realm: cfg.Realm, Accounts: accounts, AllowAnonymous: cfg.Anonymous, Aliases: aliases,
 		MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
 		RatePerSecond: float64(cfg.Rate), Burst: cfg.Burst,
@@ -130,10 +148,20 @@ func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *sto
 		lctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		listened := make(chan error, 1)
-		go func() { listened <- st.Listen(lctx, func(store.Change) { a.Changed() }) }()
+		go func() { listened <- st.Listen(lctx, func(c store.Change) { agentChange(a, c) }) }()
 		err := a.Run(ctx)
 		cancel()
 		return errors.Join(err, <-listened)
 	})
 	return nil
+}
+
+// agentChange passes a change the store announced to the agent: a call by
+// its id, anything else as "read every lamp".
+func agentChange(a *sip.Agent, c store.Change) {
+	if c.Kind == store.ChangeCall {
+		a.CallChanged(c.CallID)
+		return
+	}
+	a.Changed()
 }

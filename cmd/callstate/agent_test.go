@@ -29,6 +29,7 @@ func TestLoadAgentConfig(t *testing.T) {
 		{"ErrAlias", map[string]string{"SIP_AGENT_ALIASES": "w0"}, []string{"SIP_AGENT_ALIASES"}},
 		{"ErrExpiresOrder", map[string]string{"SIP_AGENT_MIN_EXPIRES": "2h", "SIP_AGENT_MAX_EXPIRES": "1h"}, []string{"SIP_AGENT_MAX_EXPIRES"}},
 		{"ErrTLSWithoutCertificate", map[string]string{"SIP_AGENT_TRANSPORT": "tls"}, []string{"SIP_AGENT_TLS_CERT_FILE"}},
+		{"ErrWSSWithoutCertificate", map[string]string{"SIP_AGENT_WSS_LISTEN": "0.0.0.0:7443"}, []string{"SIP_AGENT_TLS_CERT_FILE"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
