@@ -40,6 +40,9 @@ type AgentConfig struct {
 	AllowAnonymous bool
 	// Aliases are further names of lamps, besides Source.AgentAliases.
 	Aliases map[string]LampRef
+	// Lists are resource lists (RFC 4662): a SUBSCRIBE to sip:NAME@domain
+	// with Supported: eventlist watches every lamp of Lists[NAME].
+	Lists map[string][]LampRef
 
 	// MinExpires, MaxExpires and DefaultExpires bound a subscription's
 	// lifetime: below MinExpires is answered 423, above MaxExpires is cut
@@ -77,6 +80,16 @@ type AgentStats struct {
 	NotifyErrors  uint64 // NOTIFYs not answered, or answered otherwise
 	Refused       uint64 // SUBSCRIBEs answered 4xx or 5xx
 	Limited       uint64 // requests refused by the rate limit
+}
+
+// sipgo refuses to send a UDP datagram over 1,300 bytes (RFC 3261 section
+// 18.1.1 wants TCP then). A resource-list NOTIFY is larger with a few
+// members, and a phone that subscribed over UDP has no other way to get
+// it: it goes as one datagram, which IP fragments on the way (phones on
+// a LAN take it; over the internet, subscribe over TCP or TLS). Like
+// TransportBufferReadSize, it is a package variable of sipgo's, set once.
+func init() {
+	sipmsg.UDPMTUSize = 65535
 }
 
 // The event packages the agent serves.
@@ -157,10 +170,17 @@ type agentSub struct {
 	version uint32
 	expires time.Time
 	ended   []agentDialog // dialogs ended since the last NOTIFY
-	final   string        // reason of the terminating NOTIFY, once due
-	running bool          // a NOTIFY loop runs for it
-	dirty   bool          // send again after the current one
-	gone    bool          // removed from the tables
+
+	// A resource-list subscription (RFC 4662) watches list, not ref.
+	list     []LampRef
+	listURI  string
+	changed  map[LampRef][]agentDialog // members changed since the last NOTIFY, with their ended dialogs
+	listFull bool                      // the next NOTIFY has every member
+	versions map[LampRef]uint32        // each member's dialog-info version
+	final    string                    // reason of the terminating NOTIFY, once due
+	running  bool                      // a NOTIFY loop runs for it
+	dirty    bool                      // send again after the current one
+	gone     bool                      // removed from the tables
 }
 
 // NewAgent checks cfg, opens the listening socket and returns an Agent
@@ -578,7 +598,11 @@ func (a *Agent) notifyChangeLocked(ref LampRef, old *lampView) {
 		}
 	}
 	for s := range subs {
-		s.ended = append(s.ended, ended...)
+		if s.list != nil {
+			s.changed[ref] = append(s.changed[ref], ended...)
+		} else {
+			s.ended = append(s.ended, ended...)
+		}
 		a.kickLocked(s)
 	}
 }
@@ -750,15 +774,57 @@ func (a *Agent) removeLocked(s *agentSub) {
 	}
 	s.gone = true
 	delete(a.subs, s.key)
-	if m := a.byLamp[s.ref]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
-			delete(a.byLamp, s.ref)
+	for _, ref := range s.refs() {
+		if m := a.byLamp[ref]; m != nil {
+			delete(m, s)
+			if len(m) == 0 {
+				delete(a.byLamp, ref)
+			}
 		}
 	}
 	if a.perOwner[s.owner]--; a.perOwner[s.owner] <= 0 {
 		delete(a.perOwner, s.owner)
 	}
+}
+
+// refs returns the lamps s watches.
+func (s *agentSub) refs() []LampRef {
+	if s.list != nil {
+		return s.list
+	}
+	return []LampRef{s.ref}
+}
+
+// listBodyLocked renders s's next resource-list NOTIFY: every member the
+// first time and after a refresh, else the members that changed.
+func (a *Agent) listBodyLocked(s *agentSub) []byte {
+	full := s.listFull || s.version == 1
+	var parts []rlmiPart
+	for _, ref := range s.list {
+		ended, changed := s.changed[ref]
+		if !full && !changed {
+			continue
+		}
+		v := a.views[ref]
+		if v == nil {
+			continue
+		}
+		uri := "sip:" + ref.Extension + "@" + a.domain
+		p := rlmiPart{uri: uri, name: cmpOr(v.name, ref.Extension)}
+		if s.event == pkgPresence {
+			p.ct, p.body = ctPIDF, pidfBody(uri, v)
+		} else {
+			if full {
+				ended = nil
+			}
+			p.ct, p.body = ctDialogInfo, dialogInfoBody(uri, s.versions[ref], v, ended)
+			s.versions[ref]++
+		}
+		parts = append(parts, p)
+	}
+	clear(s.changed)
+	s.listFull = false
+	return rlmiBody(s.listURI, s.version-1, full, parts)
 }
 
 // notifyLoop sends s's NOTIFYs, one at a time, until none is due.
@@ -777,7 +843,9 @@ func (a *Agent) notifyLoop(s *agentSub) {
 		}
 		var body []byte
 		ct := ctDialogInfo
-		if v := a.views[s.ref]; v != nil {
+		if s.list != nil {
+			body, ct = a.listBodyLocked(s), ctRLMI
+		} else if v := a.views[s.ref]; v != nil {
 			if s.event == pkgPresence {
 				body, ct = pidfBody(s.entity, v), ctPIDF
 			} else {
@@ -845,6 +913,9 @@ func (a *Agent) notifyRequest(s *agentSub, state, ct string, body []byte) *sipms
 	req.AppendHeader(sipmsg.NewHeader("User-Agent", a.cfg.UserAgent))
 	if body != nil {
 		req.AppendHeader(sipmsg.NewHeader("Content-Type", ct))
+	}
+	if s.list != nil {
+		req.AppendHeader(sipmsg.NewHeader("Require", "eventlist"))
 	}
 	req.SetBody(body)
 	return req
@@ -1049,7 +1120,16 @@ func (a *Agent) onSubscribe(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	a.mu.Lock()
+	list, isList := a.cfg.Lists[req.Recipient.User]
+	if isList && !hasOption(req, "Supported", "eventlist") {
+		a.mu.Unlock()
+		a.refuse(req, tx, 421, "Extension Required", sipmsg.NewHeader("Require", "eventlist"))
+		return
+	}
 	ref, found := a.res.resolve(req.Recipient.User)
+	if isList {
+		ref, found = LampRef{}, true
+	}
 	if !found {
 		a.mu.Unlock()
 		a.log.Info("presence agent: SUBSCRIBE for an unknown resource answered 404", "user", clip(req.Recipient.User), "subscriber", owner)
@@ -1083,12 +1163,18 @@ func (a *Agent) onSubscribe(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	for _, h := range req.GetHeaders("Record-Route") {
 		s.routes = append(s.routes, h.Value())
 	}
+	if isList {
+		s.list, s.listURI = list, s.entity
+		s.changed, s.versions = map[LampRef][]agentDialog{}, map[LampRef]uint32{}
+	}
 	if expires > 0 {
 		a.subs[key] = s
-		if a.byLamp[ref] == nil {
-			a.byLamp[ref] = map[*agentSub]struct{}{}
+		for _, r := range s.refs() {
+			if a.byLamp[r] == nil {
+				a.byLamp[r] = map[*agentSub]struct{}{}
+			}
+			a.byLamp[r][s] = struct{}{}
 		}
-		a.byLamp[ref][s] = struct{}{}
 		a.perOwner[owner]++
 	} else {
 		s.final = "timeout" // a fetch (RFC 6665 section 4.4.3): one NOTIFY
@@ -1123,8 +1209,22 @@ func (a *Agent) refreshSub(req *sipmsg.Request, tx sipmsg.ServerTransaction, key
 	a.respondOK(req, tx, toTag, expires)
 	a.mu.Lock()
 	s.ended = nil
+	s.listFull = true
 	a.kickLocked(s)
 	a.mu.Unlock()
+}
+
+// hasOption reports whether the option tag opt is in req's header name
+// (Supported, Require), case-insensitively.
+func hasOption(req *sipmsg.Request, name, opt string) bool {
+	for _, h := range req.GetHeaders(name) {
+		for _, o := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(o), opt) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (a *Agent) respondOK(req *sipmsg.Request, tx sipmsg.ServerTransaction, tag string, expires time.Duration) {

@@ -623,3 +623,52 @@ func agentChange(a *Agent, c store.Change) {
 	}
 	a.Changed()
 }
+
+// TestAgentResourceList: a SUBSCRIBE with Supported: eventlist to a list
+// URI gets multipart/related NOTIFYs with an RLMI document: every member
+// first, then only the member that changed.
+func TestAgentResourceList(t *testing.T) {
+	st := openStore(t)
+	for _, u := range []string{"w0", "w1"} {
+		applyCall(t, st, "old-"+u, callstate.Update{Extension: u, UserIDs: []string{u}, State: callstate.StateEnded})
+	}
+	a := startAgent(t, st, AgentConfig{Lists: map[string][]LampRef{"team": {{callstate.SourceSipgate, "w0"}, {callstate.SourceSipgate, "w1"}}}})
+	p := newPhone(t, a.Addr())
+	if r := p.newSub("team", "dialog").subscribe("desk", "secret"); r.StatusCode != 421 || r.GetHeader("Require").Value() != "eventlist" {
+		t.Fatalf("list without Supported: eventlist: %d, want 421 with Require: eventlist", r.StatusCode)
+	}
+	s := p.newSub("team", "dialog")
+	if r := s.subscribe("desk", "secret", "Supported: eventlist"); r.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", r.StatusCode)
+	}
+	check := func(wantFull string, wantURIs ...string) string {
+		t.Helper()
+		n := s.next()
+		ct := n.GetHeader("Content-Type").Value()
+		if !strings.HasPrefix(ct, "multipart/related") || n.GetHeader("Require") == nil {
+			t.Fatalf("Content-Type %q, Require %v", ct, n.GetHeader("Require"))
+		}
+		body := string(n.Body())
+		if !strings.Contains(body, `fullState="`+wantFull+`"`) {
+			t.Errorf("want fullState=%s:\n%s", wantFull, body)
+		}
+		if got := strings.Count(body, "<resource "); got != len(wantURIs) {
+			t.Errorf("%d resources, want %v:\n%s", got, wantURIs, body)
+		}
+		for _, u := range wantURIs {
+			if !strings.Contains(body, `<resource uri="`+u+`"`) {
+				t.Errorf("no resource %s:\n%s", u, body)
+			}
+		}
+		return body
+	}
+	check("true", "sip:w0@callstate.test", "sip:w1@callstate.test")
+	applyCall(t, st, "lc1", callstate.Update{Direction: callstate.DirectionIn, From: "4917012345", UserIDs: []string{"w1"}, State: callstate.StateRinging})
+	if b := check("false", "sip:w1@callstate.test"); !strings.Contains(b, "<state>early</state>") {
+		t.Errorf("w1 is not ringing:\n%s", b)
+	}
+	if r := s.send("Supported: eventlist"); r.StatusCode != 200 {
+		t.Fatalf("refresh: %d", r.StatusCode)
+	}
+	check("true", "sip:w0@callstate.test", "sip:w1@callstate.test")
+}

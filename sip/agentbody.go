@@ -125,3 +125,53 @@ func pidfBody(entity string, v *lampView) []byte {
 	b.WriteString("    <dm:note>" + note + "</dm:note>\n  </dm:person>\n</presence>\n")
 	return b.Bytes()
 }
+
+// rlmiPart is one resource of a resource-list NOTIFY: its URI, its name,
+// and its own document (dialog-info or PIDF).
+type rlmiPart struct {
+	uri, name string
+	ct        string
+	body      []byte
+}
+
+// rlmiBoundary separates the parts of a resource-list NOTIFY.
+const rlmiBoundary = "callstate-rlmi-boundary"
+
+// ctRLMI is the Content-Type of a resource-list NOTIFY (RFC 4662 section
+// 5): multipart/related, the RLMI document first.
+const ctRLMI = `multipart/related;type="application/rlmi+xml";start="<rlmi@callstate>";boundary="` + rlmiBoundary + `"`
+
+// rlmiBody renders an RFC 4662 resource-list NOTIFY body: the RLMI document
+// (version, fullState) listing parts, each with an active instance whose
+// cid names the part that follows. A full NOTIFY lists every resource of
+// the list; a partial one only those that changed. It follows the
+// examples of RFC 4662 section 5 and the BroadWorks documents Yealink's
+// administrator guide shows for "BLF List".
+func rlmiBody(listURI string, version uint32, full bool, parts []rlmiPart) []byte {
+	var b bytes.Buffer
+	part := func(cid, ct string, body []byte) {
+		b.WriteString("--" + rlmiBoundary + "\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <" + cid + ">\r\nContent-Type: " + ct + "\r\n\r\n")
+		b.Write(body)
+		b.WriteString("\r\n")
+	}
+	var list bytes.Buffer
+	list.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
+	list.WriteString(`<list xmlns="urn:ietf:params:xml:ns:rlmi" uri="` + xmlEscape(listURI) + `" version="` +
+		strconv.FormatUint(uint64(version), 10) + `" fullState="` + strconv.FormatBool(full) + "\">\n")
+	cids := make([]string, len(parts))
+	for i, p := range parts {
+		cids[i] = "r" + hashID(p.uri) + "@callstate"
+		list.WriteString(`  <resource uri="` + xmlEscape(p.uri) + "\">\n")
+		if p.name != "" {
+			list.WriteString("    <name>" + xmlEscape(p.name) + "</name>\n")
+		}
+		list.WriteString(`    <instance id="` + hashID(p.uri) + `" state="active" cid="` + cids[i] + "\"/>\n  </resource>\n")
+	}
+	list.WriteString("</list>\n")
+	part("rlmi@callstate", `application/rlmi+xml;charset="UTF-8"`, list.Bytes())
+	for i, p := range parts {
+		part(cids[i], p.ct, p.body)
+	}
+	b.WriteString("--" + rlmiBoundary + "--\r\n")
+	return b.Bytes()
+}

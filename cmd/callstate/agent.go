@@ -30,6 +30,7 @@ type agentConfig struct {
 	Accounts        []string      `env:"SIP_AGENT_ACCOUNTS" secret:"true" validate:"dive,contains=:"`
 	Anonymous       bool          `env:"SIP_AGENT_ANONYMOUS" default:"false"`
 	Aliases         []string      `env:"SIP_AGENT_ALIASES" validate:"dive,contains=="`
+	Lists           []string      `env:"SIP_AGENT_LISTS" validate:"dive,contains=="`
 	MinExpires      time.Duration `env:"SIP_AGENT_MIN_EXPIRES" default:"60s" validate:"min=1s,max=24h"`
 	MaxExpires      time.Duration `env:"SIP_AGENT_MAX_EXPIRES" default:"1h" validate:"min=1s,max=24h,gtefield=MinExpires"`
 	Rate            int           `env:"SIP_AGENT_RATE" default:"20" validate:"min=1,max=100000"`
@@ -91,6 +92,24 @@ func agentOptions(cfg agentConfig, st *store.Store, log *slog.Logger) (sip.Agent
 		}
 		aliases[strings.TrimSpace(alias)] = ref
 	}
+	lists := map[string][]sip.LampRef{}
+	for _, l := range cfg.Lists {
+		name, members, _ := strings.Cut(l, "=")
+		name = strings.TrimSpace(name)
+		if !sip.ValidExtension(name) {
+			return sip.AgentConfig{}, fmt.Errorf("SIP_AGENT_LISTS: list name %q: not allowed in a SIP URI", name)
+		}
+		for _, m := range strings.Fields(members) {
+			ref, ok := sip.ParseLampRef(m)
+			if !ok {
+				return sip.AgentConfig{}, fmt.Errorf("SIP_AGENT_LISTS: %s: member %q: want sip/EXTENSION or sipgate/USERID", name, m)
+			}
+			lists[name] = append(lists[name], ref)
+		}
+		if len(lists[name]) == 0 {
+			return sip.AgentConfig{}, fmt.Errorf("SIP_AGENT_LISTS: %s has no members", name)
+		}
+	}
 	var conf *tls.Config
 	if cfg.WSSListen != "" && cfg.TLSCertFile == "" {
 		return sip.AgentConfig{}, errors.New("SIP_AGENT_TLS_CERT_FILE: must be set with SIP_AGENT_WSS_LISTEN")
@@ -104,7 +123,7 @@ func agentOptions(cfg agentConfig, st *store.Store, log *slog.Logger) (sip.Agent
 	}
 	return sip.AgentConfig{
 		ListenAddr: cfg.Listen, Transport: cfg.Transport, WSListenAddr: cfg.WSListen, WSSListenAddr: cfg.WSSListen, Domain: cfg.Domain, ContactAddr: cfg.ContactAddr,
-		Realm: cfg.Realm, Accounts: accounts, AllowAnonymous: cfg.Anonymous, Aliases: aliases,
+		Realm: cfg.Realm, Accounts: accounts, AllowAnonymous: cfg.Anonymous, Aliases: aliases, Lists: lists,
 		MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
 		RatePerSecond: float64(cfg.Rate), Burst: cfg.Burst,
 		MaxSubscriptions: cfg.MaxSubs, MaxPerSubscriber: cfg.MaxPerSubscribe,

@@ -22,11 +22,14 @@ func TestLoadAgentConfig(t *testing.T) {
 	}{
 		{"OffByDefault", nil, nil},
 		{"OK", map[string]string{"SIP_AGENT_LISTEN": "0.0.0.0:5070", "SIP_AGENT_ACCOUNTS": "desk1:pw,desk2:pw2",
-			"SIP_AGENT_ALIASES": "+4921155501=sipgate/w0, reception=sip/100", "SIP_AGENT_MIN_EXPIRES": "30s"}, nil},
+			"SIP_AGENT_ALIASES": "+4921155501=sipgate/w0, reception=sip/100", "SIP_AGENT_MIN_EXPIRES": "30s",
+			"SIP_AGENT_LISTS": "team=sip/100 sipgate/w0,sales=sipgate/w1"}, nil},
 		{"ErrListen", map[string]string{"SIP_AGENT_LISTEN": "5070"}, []string{"SIP_AGENT_LISTEN"}},
 		{"ErrTransport", map[string]string{"SIP_AGENT_TRANSPORT": "sctp"}, []string{"SIP_AGENT_TRANSPORT"}},
 		{"ErrAccount", map[string]string{"SIP_AGENT_ACCOUNTS": "nopassword"}, []string{"SIP_AGENT_ACCOUNTS"}},
 		{"ErrAlias", map[string]string{"SIP_AGENT_ALIASES": "w0"}, []string{"SIP_AGENT_ALIASES"}},
+		{"ErrListMember", map[string]string{"SIP_AGENT_LISTS": "team=sip/100 w0"}, []string{"SIP_AGENT_LISTS", `"w0"`}},
+		{"ErrListName", map[string]string{"SIP_AGENT_LISTS": "a@b=sip/100"}, []string{"SIP_AGENT_LISTS"}},
 		{"ErrExpiresOrder", map[string]string{"SIP_AGENT_MIN_EXPIRES": "2h", "SIP_AGENT_MAX_EXPIRES": "1h"}, []string{"SIP_AGENT_MAX_EXPIRES"}},
 		{"ErrTLSWithoutCertificate", map[string]string{"SIP_AGENT_TRANSPORT": "tls"}, []string{"SIP_AGENT_TLS_CERT_FILE"}},
 		{"ErrWSSWithoutCertificate", map[string]string{"SIP_AGENT_WSS_LISTEN": "0.0.0.0:7443"}, []string{"SIP_AGENT_TLS_CERT_FILE"}},
@@ -197,4 +200,47 @@ func TestAgentPBXExtension(t *testing.T) {
 	k.PlaceCall(t, "100", "101", 800*time.Millisecond, 800*time.Millisecond)
 	phone.Wait(t)
 	checkLampSequence(t, lampStates(notifies(phone)))
+}
+
+// TestAgentResourceListSipp: sipp subscribes with Supported: eventlist to a
+// list of two sipgate users and gets the full RLMI state, then a partial
+// NOTIFY with only the user whose phone rings.
+func TestAgentResourceListSipp(t *testing.T) {
+	agentAddr := fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t))
+	base, _, _ := startService(t, map[string]string{
+		"DATABASE_URL": storetest.NewDatabase(t), "SIPGATE_VERIFY_SIGNATURE": "false", "LOG_LEVEL": "warn",
+		"SIP_AGENT_LISTEN": agentAddr, "SIP_AGENT_ACCOUNTS": "desk:secret", "SIP_AGENT_DOMAIN": "callstate.test",
+		"SIP_AGENT_LISTS": "team=sipgate/w0 sipgate/w1",
+	})
+	post := func(body string) {
+		t.Helper()
+		resp, err := http.Post(base+"/webhooks/sipgate", "application/x-www-form-urlencoded", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	const parties = "direction=in&from=4917012345&to=4921155501&callId="
+	for _, u := range []string{"w0", "w1"} {
+		post("event=newCall&" + parties + "earlier-" + u + "&user%5B%5D=U&userId%5B%5D=" + u)
+		post("event=hangup&" + parties + "earlier-" + u + "&cause=cancel")
+	}
+	phone := testpbx.RunSipp(t, "rlmi-subscriber.xml", agentAddr, "-m", "1", "-s", "team", "-au", "desk", "-ap", "secret")
+	waitNotifies(t, phone, 1)
+	post("event=newCall&" + parties + "c1&user%5B%5D=U&userId%5B%5D=w1")
+	phone.Wait(t)
+	ns := notifies(phone)
+	if n := strings.Count(ns[0], "<resource "); n != 2 || !strings.Contains(ns[0], `fullState="true"`) {
+		t.Errorf("first NOTIFY: %d resources, want both in full:\n%s", n, ns[0])
+	}
+	var partial string
+	for _, n := range ns[1:] {
+		if strings.Contains(n, `fullState="false"`) && strings.Contains(n, "<state>early</state>") {
+			partial = n
+			break
+		}
+	}
+	if strings.Count(partial, "<resource ") != 1 || !strings.Contains(partial, `<resource uri="sip:w1@callstate.test"`) {
+		t.Errorf("partial NOTIFY should list w1 alone:\n%s", partial)
+	}
 }
