@@ -677,9 +677,14 @@ func (a *Agent) refreshCalls(ctx context.Context, ids map[int64]struct{}) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var lives []callstate.Call
+	var lives []callstate.Call // the live calls of the affected lamps
 	for _, c := range a.live {
-		lives = append(lives, c)
+		for _, r := range callRefs(&c) {
+			if affected[r] {
+				lives = append(lives, c)
+				break
+			}
+		}
 	}
 	slices.SortFunc(lives, func(x, y callstate.Call) int { return cmp.Compare(x.ID, y.ID) })
 	for r := range affected {
