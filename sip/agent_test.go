@@ -132,6 +132,9 @@ func (p *phone) read() {
 		}
 		switch m := msg.(type) {
 		case *sipmsg.Response:
+			if from.String() != p.agent.String() {
+				p.tb.Errorf("response from %s, not from the agent's socket %s", from, p.agent)
+			}
 			p.mu.Lock()
 			ch := p.res[string(*m.CallID())]
 			p.mu.Unlock()
