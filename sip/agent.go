@@ -120,8 +120,10 @@ type Agent struct {
 	nonces   nonces
 	limiter  *rateLimiter
 
-	wake  chan struct{}
-	ready chan struct{} // closed once accounts and lamps are read
+	wake     chan struct{}
+	ready    chan struct{}      // closed once accounts and lamps are read
+	reread   chan chan struct{} // read every lamp now, and say when done
+	rereadAt atomic.Int64       // unix nanoseconds of the last such read asked for
 
 	pmu         sync.Mutex
 	pendingIDs  map[int64]struct{} // calls changed since the last read
@@ -499,6 +501,9 @@ loop:
 			}
 		case <-reload.C:
 			a.reloadAll(ctx)
+		case done := <-a.reread:
+			a.refresh(ctx)
+			close(done)
 		case now := <-sweep.C:
 			a.expire(now)
 		}
@@ -573,7 +578,9 @@ func (a *Agent) refreshWith(ctx context.Context, aliases map[string]LampRef, new
 	for ref, subs := range a.byLamp {
 		if views[ref] == nil {
 			for s := range subs {
-				a.finishLocked(s, "noresource")
+				if s.list == nil { // a list goes on without the member
+					a.finishLocked(s, "noresource")
+				}
 			}
 			continue
 		}
@@ -641,8 +648,14 @@ func (a *Agent) refreshCalls(ctx context.Context, ids map[int64]struct{}) {
 	for _, c := range calls {
 		for _, r := range callRefs(&c) {
 			affected[r] = true
-			if a.views[r] == nil && r.Source == callstate.SourceSipgate {
-				newUsers = true
+		}
+		if c.Source == callstate.SourceSipgate {
+			// A user not seen before has a lamp now, even when the call
+			// that told of it has ended by the time it is read.
+			for _, u := range append([]string{c.Extension}, c.UserIDs...) {
+				if u != "" && a.views[LampRef{Source: c.Source, Extension: u}] == nil {
+					newUsers = true
+				}
 			}
 		}
 		if live(&c) {
@@ -790,6 +803,16 @@ func (a *Agent) removeLocked(s *agentSub) {
 	if a.perOwner[s.owner]--; a.perOwner[s.owner] <= 0 {
 		delete(a.perOwner, s.owner)
 	}
+}
+
+// missingLocked reports whether a lamp of refs is not known.
+func (a *Agent) missingLocked(refs []LampRef) bool {
+	for _, r := range refs {
+		if a.views[r] == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // refs returns the lamps s watches.
@@ -1124,8 +1147,13 @@ func (a *Agent) onSubscribe(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if !ok {
 		return
 	}
-	a.mu.Lock()
 	list, isList := a.cfg.Lists[req.Recipient.User]
+	a.mu.Lock()
+	if _, known := a.res.resolve(req.Recipient.User); !known && !isList || isList && a.missingLocked(list) {
+		a.mu.Unlock()
+		a.rereadNow()
+		a.mu.Lock()
+	}
 	if isList && !hasOption(req, "Supported", "eventlist") {
 		a.mu.Unlock()
 		a.refuse(req, tx, 421, "Extension Required", sipmsg.NewHeader("Require", "eventlist"))
@@ -1217,6 +1245,28 @@ func (a *Agent) refreshSub(req *sipmsg.Request, tx sipmsg.ServerTransaction, key
 	s.listFull = true
 	a.kickLocked(s)
 	a.mu.Unlock()
+}
+
+// rereadNow reads every lamp before a SUBSCRIBE for a resource not known
+// is answered 404: a user sipgate told of a moment ago, an extension
+// just added. It does so at most once a second, so that a flood of
+// unknown names costs one read a second, and waits two seconds at most.
+func (a *Agent) rereadNow() {
+	now := time.Now().UnixNano()
+	last := a.rereadAt.Load()
+	if now-last < int64(time.Second) || !a.rereadAt.CompareAndSwap(last, now) {
+		return
+	}
+	done := make(chan struct{})
+	select {
+	case a.reread <- done:
+	case <-time.After(2 * time.Second):
+		return
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
 }
 
 // hasOption reports whether the option tag opt is in req's header name

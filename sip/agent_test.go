@@ -675,3 +675,20 @@ func TestAgentResourceList(t *testing.T) {
 	}
 	check("true", "sip:w0@callstate.test", "sip:w1@callstate.test")
 }
+
+// TestAgentNewUser: a user sipgate told of a moment ago, whose call has
+// already ended, can be subscribed to at once: an unknown name makes the
+// agent read every lamp before it answers 404.
+func TestAgentNewUser(t *testing.T) {
+	st := openStore(t)
+	a := startAgent(t, st, AgentConfig{})
+	applyCall(t, st, "n1", callstate.Update{Extension: "w7", UserIDs: []string{"w7"}, State: callstate.StateRinging})
+	applyCall(t, st, "n1", callstate.Update{State: callstate.StateEnded})
+	p := newPhone(t, a.Addr())
+	if r := p.newSub("w7", "dialog").subscribe("desk", "secret"); r.StatusCode != 200 {
+		t.Errorf("SUBSCRIBE for the new user: %d, want 200", r.StatusCode)
+	}
+	if r := p.newSub("w8", "dialog").subscribe("desk", "secret"); r.StatusCode != 404 {
+		t.Errorf("SUBSCRIBE for nobody: %d, want 404", r.StatusCode)
+	}
+}

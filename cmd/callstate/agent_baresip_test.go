@@ -173,6 +173,8 @@ func TestAgentPresenceBaresip(t *testing.T) {
 	const parties = "direction=in&from=4917012345&to=4921155501&callId="
 	post("event=newCall&" + parties + "earlier&user%5B%5D=Alice&userId%5B%5D=w0")
 	post("event=hangup&" + parties + "earlier&cause=cancel")
+	waitLamp(t, base, "sipgate", "w0", "idle")
+	waitLamp(t, base, "sip", "101", "idle")
 	user, ext := "sip:w0@"+agentAddr, "sip:101@"+agentAddr
 	b := startBaresip(t, agentAddr, user, ext)
 

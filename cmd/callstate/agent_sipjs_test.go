@@ -156,6 +156,8 @@ func TestAgentWebSocketSIPjs(t *testing.T) {
 	const parties = "direction=in&from=4917012345&to=4921155501&callId="
 	post("event=newCall&" + parties + "earlier&user%5B%5D=Alice&userId%5B%5D=w0")
 	post("event=hangup&" + parties + "earlier&cause=cancel")
+	waitLamp(t, base, "sipgate", "w0", "idle")
+	waitLamp(t, base, "sip", "101", "idle")
 
 	t.Run("SipgateUser", func(t *testing.T) {
 		p := startWebPhone(t, "ws://"+wsAddr, "sip:w0@callstate.test", "dialog")
@@ -174,7 +176,6 @@ func TestAgentWebSocketSIPjs(t *testing.T) {
 		p := startWebPhone(t, "ws://"+wsAddr, "sip:101@callstate.test", "dialog")
 		p.t = t
 		p.waitFor("the idle lamp", idleBody)
-		time.Sleep(time.Second) // callstate's own subscriptions settle; the sequence is checked, not timed
 		call := k.StartCall(t, "100", "101", 2*time.Second, 2*time.Second)
 		p.waitFor("an early dialog", hasState("early"))
 		p.waitFor("a confirmed dialog", hasState("confirmed"))

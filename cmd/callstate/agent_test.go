@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -161,6 +162,7 @@ func TestAgentSipgateUser(t *testing.T) {
 	const parties = "direction=in&from=4917012345&to=4921155501&callId="
 	post("event=newCall&" + parties + "earlier&user%5B%5D=Alice+Doe&userId%5B%5D=w0")
 	post("event=hangup&" + parties + "earlier&cause=cancel")
+	waitLamp(t, webhooks, "sipgate", "w0", "idle")
 
 	phone := testpbx.RunSipp(t, "dialog-subscriber.xml", agentAddr, "-m", "1", "-s", "alice.doe", "-au", "desk", "-ap", "secret")
 	waitNotifies(t, phone, 1)
@@ -186,17 +188,18 @@ func TestAgentSipgateUser(t *testing.T) {
 func TestAgentPBXExtension(t *testing.T) {
 	k := testpbx.StartKamailio(t)
 	agentAddr := fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t))
-	startService(t, map[string]string{
+	base, _, _ := startService(t, map[string]string{
 		"DATABASE_URL": storetest.NewDatabase(t), "LOG_LEVEL": "warn",
 		"SIP_PBX_ADDR": k.Addr(), "SIP_DOMAIN": k.Domain(), "SIP_EXTENSIONS": "100,101",
 		"SIP_LISTEN_ADDR": fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t)), "SIP_EXPIRES": "1m",
 		"SIP_AGENT_LISTEN": agentAddr, "SIP_AGENT_ACCOUNTS": "desk:secret",
 	})
+	// The lamps are idle once the PBX has granted callstate's own
+	// subscriptions.
+	waitLamp(t, base, "sip", "100", "idle")
+	waitLamp(t, base, "sip", "101", "idle")
 	phone := testpbx.RunSipp(t, "dialog-subscriber.xml", agentAddr, "-m", "1", "-s", "101", "-au", "desk", "-ap", "secret")
-	// The first NOTIFY comes once the lamp is known; the lamp is idle once
-	// the PBX has granted callstate's own subscription.
 	waitNotifies(t, phone, 1)
-	time.Sleep(time.Second) // let the subscriber's subscriptions settle; the lamp sequence is checked, not timed
 	k.PlaceCall(t, "100", "101", 800*time.Millisecond, 800*time.Millisecond)
 	phone.Wait(t)
 	checkLampSequence(t, lampStates(notifies(phone)))
@@ -224,6 +227,7 @@ func TestAgentResourceListSipp(t *testing.T) {
 	for _, u := range []string{"w0", "w1"} {
 		post("event=newCall&" + parties + "earlier-" + u + "&user%5B%5D=U&userId%5B%5D=" + u)
 		post("event=hangup&" + parties + "earlier-" + u + "&cause=cancel")
+		waitLamp(t, base, "sipgate", u, "idle")
 	}
 	phone := testpbx.RunSipp(t, "rlmi-subscriber.xml", agentAddr, "-m", "1", "-s", "team", "-au", "desk", "-ap", "secret")
 	waitNotifies(t, phone, 1)
@@ -243,4 +247,34 @@ func TestAgentResourceListSipp(t *testing.T) {
 	if strings.Count(partial, "<resource ") != 1 || !strings.Contains(partial, `<resource uri="sip:w1@callstate.test"`) {
 		t.Errorf("partial NOTIFY should list w1 alone:\n%s", partial)
 	}
+}
+
+// waitLamp waits until the service's /api/lamps shows the lamp
+// source/extension as lamp: a test's starting point (callstate's own PBX
+// subscriptions granted, a sipgate user recorded), not a timing.
+func waitLamp(t *testing.T, base, source, ext, lamp string) {
+	t.Helper()
+	got := ""
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(base + "/api/lamps")
+		if err != nil {
+			continue
+		}
+		var ls struct {
+			Lamps []struct{ Source, Extension, Lamp string }
+		}
+		err = json.NewDecoder(resp.Body).Decode(&ls)
+		resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		for _, l := range ls.Lamps {
+			if l.Source == source && l.Extension == ext {
+				if got = l.Lamp; got == lamp {
+					return
+				}
+			}
+		}
+	}
+	t.Fatalf("lamp %s/%s is %q after 30s, want %s", source, ext, got, lamp)
 }
