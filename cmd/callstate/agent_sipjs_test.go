@@ -130,16 +130,20 @@ func idleBody(b string) bool {
 
 // TestAgentWebSocketSIPjs: a web phone (SIP.js's Subscriber, in Node, over
 // WebSocket) subscribes to a sipgate user's and a PBX extension's dialog
-// state and sees each ring, go busy and go idle.
+// state and sees each ring, go busy and go idle; over WSS it watches the
+// sipgate user's presence go on the phone and back.
 func TestAgentWebSocketSIPjs(t *testing.T) {
 	installSIPjs(t)
 	k := testpbx.StartKamailio(t)
 	wsAddr := fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t))
+	wssAddr := fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t))
+	cert := testpbx.NewCertificate(t)
 	base, _, _ := startService(t, map[string]string{
 		"DATABASE_URL": storetest.NewDatabase(t), "SIPGATE_VERIFY_SIGNATURE": "false", "LOG_LEVEL": "warn",
 		"SIP_PBX_ADDR": k.Addr(), "SIP_DOMAIN": k.Domain(), "SIP_EXTENSIONS": "100,101",
 		"SIP_LISTEN_ADDR": fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t)), "SIP_EXPIRES": "1m",
 		"SIP_AGENT_LISTEN": fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t)), "SIP_AGENT_WS_LISTEN": wsAddr,
+		"SIP_AGENT_WSS_LISTEN": wssAddr, "SIP_AGENT_TLS_CERT_FILE": cert.CertFile, "SIP_AGENT_TLS_KEY_FILE": cert.KeyFile,
 		"SIP_AGENT_ACCOUNTS": "desk:secret", "SIP_AGENT_DOMAIN": "callstate.test",
 	})
 	post := func(body string) {
@@ -171,6 +175,17 @@ func TestAgentWebSocketSIPjs(t *testing.T) {
 		p.waitFor("a confirmed dialog", hasState("confirmed"))
 		post("event=hangup&" + parties + "c1&cause=normalClearing")
 		p.waitFor("the idle lamp again", idleBody)
+	})
+	t.Run("SipgateUserOverWSS", func(t *testing.T) {
+		p := startWebPhone(t, "wss://"+wssAddr, "sip:w0@callstate.test", "presence")
+		p.t = t
+		p.waitFor("the idle lamp", func(b string) bool {
+			return strings.Contains(b, "<basic>open</basic>") && !strings.Contains(b, "on-the-phone")
+		})
+		post("event=newCall&" + parties + "c2&user%5B%5D=Alice&userId%5B%5D=w0")
+		p.waitFor("on-the-phone", func(b string) bool { return strings.Contains(b, "<rpid:on-the-phone/>") })
+		post("event=hangup&" + parties + "c2&cause=cancel")
+		p.waitFor("the idle lamp again", func(b string) bool { return !strings.Contains(b, "on-the-phone") })
 	})
 	t.Run("PBXExtension", func(t *testing.T) {
 		p := startWebPhone(t, "ws://"+wsAddr, "sip:101@callstate.test", "dialog")
