@@ -38,6 +38,7 @@ type LampRef struct {
 	Extension string
 }
 
+// String writes r as "sip/100" or "sipgate/w0", as ParseLampRef reads it.
 func (r LampRef) String() string { return string(r.Source) + "/" + r.Extension }
 
 // ParseLampRef reads "sip/100" or "sipgate/w0", as LampRef.String writes
