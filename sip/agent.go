@@ -314,7 +314,14 @@ func (a *Agent) listen() error {
 	c := a.cfg
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent(c.UserAgent), sipgo.WithUserAgentHostname(a.domain),
 		sipgo.WithUserAgenTLSConfig(c.TLSConfig), sipgo.WithUserAgentParser(newParser()),
-		sipgo.WithUserAgentTransportLayerOptions(sipmsg.WithTransportLayerLogger(newTransportLogger(a.log.Handler(), time.Minute))))
+		sipgo.WithUserAgentTransportLayerOptions(sipmsg.WithTransportLayerLogger(newTransportLogger(a.log.Handler(), time.Minute))),
+		// A subscriber's late 200 to a NOTIFY retransmitted under load
+		// finds its transaction ended: debug, not a line for each on the
+		// default logger.
+		sipgo.WithUserAgentTransactionLayerOptions(sipmsg.WithTransactionLayerLogger(a.log),
+			sipmsg.WithTransactionLayerUnhandledResponseHandler(func(r *sipmsg.Response) {
+				a.log.Debug("presence agent: response to no transaction; a retransmission's, most likely", "status", r.StatusCode)
+			})))
 	if err != nil {
 		return fmt.Errorf("sip: agent user agent: %w", err)
 	}
