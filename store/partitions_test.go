@@ -178,6 +178,21 @@ func TestForgetNumberAcrossPartitions(t *testing.T) {
 	apply(t, st, eventAt("night", "n1", night, callstate.Update{From: number, To: "4930"}))
 	apply(t, st, eventAt("night", "n2", night.Add(4*time.Second), callstate.Update{From: number, State: callstate.StateEnded}))
 	apply(t, st, eventAt("other", "o1", night, callstate.Update{From: "4917000000", To: "4930"}))
+	plan, err := callstate.NewNumberPlan("DE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var contacts []callstate.Contact
+	for name, numbers := range map[string][]string{"Only": {"+" + number}, "Both": {"+" + number, "+4917000000"}} {
+		c, err := callstate.NewContact(plan, name, numbers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		contacts = append(contacts, c)
+	}
+	if _, _, err := st.AddContacts(ctx, contacts); err != nil {
+		t.Fatal(err)
+	}
 	calls, events, err := st.ForgetNumber(ctx, number)
 	if err != nil || calls != 1 || events != 2 {
 		t.Fatalf("ForgetNumber: %d calls, %d events, %v; want 1 and 2", calls, events, err)
@@ -193,6 +208,9 @@ func TestForgetNumberAcrossPartitions(t *testing.T) {
 	}
 	if tables := tablesHolding(t, conn, "4917000000"); len(tables) == 0 {
 		t.Error("the other call's number is nowhere: the search cannot find anything")
+	}
+	if cs, err := st.Contacts(ctx); err != nil || len(cs) != 1 || cs[0].Name != "Both" || len(cs[0].Numbers) != 1 || cs[0].Numbers[0] != "4917000000" {
+		t.Errorf("phonebook after forgetting: %+v %v; want Both with its other number only", cs, err)
 	}
 	// Erasing again (the call came back) keeps one mark.
 	apply(t, st, eventAt("night", "n3", night.AddDate(0, 0, 1), callstate.Update{From: number}))

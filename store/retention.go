@@ -104,7 +104,8 @@ var ErrBadNumber = errors.New("bad number")
 // calls and journaled events it deleted. Each deleted call leaves one journal entry of type "erased", with the
 // call's key and the time and nothing else, so that it can be told that
 // the call was erased, not lost. Calls still going on are deleted too.
-// The number must be given as the source writes it (sipgate: 4930123456,
+// The phonebook forgets the number as well (a contact left without
+// numbers is deleted). The number must be given as the source writes it (sipgate: 4930123456,
 // no plus sign).
 func (s *Store) ForgetNumber(ctx context.Context, number string) (calls, events int64, err error) {
 	number = strings.TrimSpace(number)
@@ -117,6 +118,16 @@ func (s *Store) ForgetNumber(ctx context.Context, number string) (calls, events 
 	calls, events, err = s.deleteCalls(ctx, q, number)
 	if err != nil {
 		return calls, events, fmt.Errorf("store: forget a number: %w", err)
+	}
+	// The phonebook forgets it too: a contact loses the number, and one
+	// that had no other goes.
+	if _, err := s.pool.Exec(ctx, `
+WITH gone AS (
+    DELETE FROM contact WHERE numbers = ARRAY[$1::text]
+)
+UPDATE contact SET numbers = array_remove(numbers, $1::text), updated_at = now()
+WHERE $1::text = ANY (numbers) AND numbers <> ARRAY[$1::text]`, number); err != nil {
+		return calls, events, fmt.Errorf("store: forget a number in the phonebook: %w", readErr(err))
 	}
 	return calls, events, nil
 }
