@@ -66,7 +66,13 @@ func (c *userCache) pending(batch []*applyReq, now time.Time) (ids, names []stri
 			}
 			add(id, name)
 		}
-		add(u.Extension, "")
+		// sipgate's answer names who answered (user, userId), also when
+		// the newCall offered the call with empty user[] names.
+		if u.PinExtension {
+			add(u.Extension, u.AnsweredBy)
+		} else {
+			add(u.Extension, "")
+		}
 	}
 	if len(want) == 0 {
 		return nil, nil

@@ -35,6 +35,9 @@ func TestUserCachePending(t *testing.T) {
 			[]*applyReq{req("sipgate", "w0", nil, nil)}, "[w0]", "[]"},
 		{"FewerNamesThanIDs", nil, now,
 			[]*applyReq{req("sipgate", "", []string{"w0", "w1"}, []string{"Alice"})}, "[w0 w1]", "[Alice ]"},
+		{"AnswerNamesWhoAnswered", []string{"w0="}, now.Add(time.Second),
+			[]*applyReq{{ev: callstate.Event{Source: "sipgate", Update: callstate.Update{Extension: "w0", PinExtension: true, AnsweredBy: "Alice"}}}},
+			"[w0]", "[Alice]"},
 		{"SIPEventsHaveNoUsers", nil, now,
 			[]*applyReq{req("sip", "101", nil, nil)}, "[]", "[]"},
 	}
