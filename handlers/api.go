@@ -344,6 +344,9 @@ func bindQuery(c echo.Context, q any) error {
 func describeQueryError(name string, fe validator.FieldError) string {
 	switch fe.Tag() {
 	case "datetime":
+		if fe.Param() == time.DateOnly {
+			return name + " must be a date such as 2026-01-31"
+		}
 		return name + " must be an RFC 3339 time such as 2026-01-31T08:00:00Z"
 	case "number":
 		return name + " must be a whole number"

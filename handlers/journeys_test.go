@@ -286,6 +286,8 @@ func TestJourneysThroughWebhook(t *testing.T) {
 	for path, want := range map[string]string{
 		"/api/journeys?outcome=lost":               "outcome must be one of",
 		"/api/stats?from=2026-12-01&to=2026-11-01": "from must not be after to",
+		"/api/stats?from=2026-12-01T00:00:00Z":     "from must be a date such as 2026-01-31",
+		"/api/journeys?since=2026-12-01":           "since must be an RFC 3339 time",
 		"/api/missed?open=maybe":                   "open must be one of",
 		"/api/journeys?cursor=AAAA":                "cursor is not one this API returned",
 	} {
