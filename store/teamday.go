@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,8 +16,9 @@ import (
 // views cut it (callstate_setting time_zone): calls waiting now and the
 // longest wait (call_journey), the day's counts per team and person
 // (journey_stats_day), and the day's missed calls with their call-back
-// status (missed_call). Answered counts the calls a person answered that
-// are still going on too, which journey_stats_day counts once they end.
+// status (missed_call). Answered includes the incoming calls a person
+// answered that are still going on (for the team and for that person),
+// which journey_stats_day counts as answered once they end.
 func (s *Store) TeamDay(ctx context.Context) (callstate.TeamDay, error) {
 	var t callstate.TeamDay
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
@@ -54,7 +57,31 @@ FROM journey_stats_day WHERE day = $1 ORDER BY user_id`, day)
 		if err != nil {
 			return err
 		}
+		// Calls answered and still going on count as answered for the team
+		// and for whoever answered them, as journey_stats_day will count
+		// them once they end (it counts calls from their start).
 		t.Answered += answering
+		if answering > 0 {
+			rows, _ := tx.Query(ctx, `
+SELECT answered_user_id, count(*) FROM call_journey
+WHERE outcome = 'active' AND answered_at IS NOT NULL AND direction <> 'out' AND day = $1 AND answered_user_id <> ''
+GROUP BY 1`, day)
+			var user string
+			var n int
+			_, err = pgx.ForEachRow(rows, []any{&user, &n}, func() error {
+				i := slices.IndexFunc(t.People, func(p callstate.PersonDay) bool { return p.UserID == user })
+				if i < 0 {
+					t.People = append(t.People, callstate.PersonDay{UserID: user})
+					i = len(t.People) - 1
+				}
+				t.People[i].Answered += n
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			slices.SortFunc(t.People, func(a, b callstate.PersonDay) int { return strings.Compare(a.UserID, b.UserID) })
+		}
 		err = tx.QueryRow(ctx, `SELECT count(*) FROM missed_call WHERE day = $1 AND NOT called_back`, day).Scan(&t.MissedOpen)
 		if err != nil {
 			return err

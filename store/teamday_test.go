@@ -61,6 +61,9 @@ func TestTeamDay(t *testing.T) {
 	// Missed, not called back.
 	in("c4", "491704444", at(9, 30, 0), "w2")
 	hangup("c4", "cancel", at(9, 30, 40))
+	// Answered by w1 and still going on: counts for the team and for w1.
+	in("c7", "491707777", at(9, 50, 0), "w1")
+	answer("c7", "w1", at(9, 50, 5))
 	// Waiting now: two ringing, the older since 9:59:00.
 	in("c5", "491705555", at(9, 59, 0), "w1")
 	in("c6", "491706666", at(9, 59, 30), "w1", "w2")
@@ -76,8 +79,8 @@ func TestTeamDay(t *testing.T) {
 	if got.Waiting != 2 || !got.LongestWaitSince.Equal(at(9, 59, 0)) {
 		t.Errorf("waiting %d since %v, want 2 since 09:59:00", got.Waiting, got.LongestWaitSince)
 	}
-	if got.CallsIn != 5 || got.CallsOut != 1 || got.Answered != 1 || got.Missed != 2 || got.MissedOpen != 1 {
-		t.Errorf("in %d out %d answered %d missed %d open %d; want 5 1 1 2 1",
+	if got.CallsIn != 6 || got.CallsOut != 1 || got.Answered != 2 || got.Missed != 2 || got.MissedOpen != 1 {
+		t.Errorf("in %d out %d answered %d missed %d open %d; want 6 1 2 2 1",
 			got.CallsIn, got.CallsOut, got.Answered, got.Missed, got.MissedOpen)
 	}
 	if len(got.MissedCalls) != 2 || got.MissedCalls[0].Number != "491704444" || !got.MissedCalls[0].CalledBackAt.IsZero() ||
@@ -85,7 +88,7 @@ func TestTeamDay(t *testing.T) {
 		t.Errorf("missed calls %+v", got.MissedCalls)
 	}
 	want := map[string]callstate.PersonDay{
-		"w1": {UserID: "w1", Calls: 4, Answered: 1, Missed: 1, TalkSeconds: 120.0 / 3600},
+		"w1": {UserID: "w1", Calls: 5, Answered: 2, Missed: 1, TalkSeconds: 120.0 / 3600},
 		"w2": {UserID: "w2", Calls: 5, Missed: 2, TalkSeconds: 60.0 / 3600},
 	}
 	if len(got.People) != len(want) {
