@@ -180,7 +180,7 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 	c.Set(ctxEvent, form.Event)
 	c.Set(ctxCallID, form.CallID)
 	if err := c.Validate(&form); err != nil {
-		h.metrics.Event(sourceSipgate, "", metrics.OutcomeRejected)
+		h.metrics.Event(sourceSipgate, eventLabel(form.Event), metrics.OutcomeRejected)
 		return err
 	}
 

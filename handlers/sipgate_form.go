@@ -52,6 +52,16 @@ type sipgateForm struct {
 // errBadForm marks a request body that is not a well-formed sipgate form.
 var errBadForm = errors.New("bad form")
 
+// eventLabel is an event's name as a metrics label: one of sipgate's four,
+// or "" for anything else, so that made-up names add no series.
+func eventLabel(event string) string {
+	switch event {
+	case eventNewCall, eventAnswer, eventHangup, eventDTMF:
+		return event
+	}
+	return ""
+}
+
 // checkFormContentType accepts application/x-www-form-urlencoded with no
 // charset or UTF-8.
 func checkFormContentType(header string) error {

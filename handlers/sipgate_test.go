@@ -622,7 +622,7 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, body := range []string{newCallBody, newCallBody, "event=nope&callId=1"} {
+	for _, body := range []string{newCallBody, newCallBody, "event=nope&callId=1", "event=hangup&callId=%20"} {
 		req := httptest.NewRequest(http.MethodPost, handlers.SipgatePath, strings.NewReader(body))
 		req.Header.Set("Content-Type", formType)
 		h.ServeHTTP(httptest.NewRecorder(), req)
@@ -633,6 +633,7 @@ func TestMetrics(t *testing.T) {
 		`callstate_events_total{outcome="applied",source="sipgate",type="newCall"} 1`,
 		`callstate_events_total{outcome="duplicate",source="sipgate",type="newCall"} 1`,
 		`callstate_events_total{outcome="rejected",source="sipgate",type=""} 1`,
+		`callstate_events_total{outcome="rejected",source="sipgate",type="hangup"} 1`,
 		`callstate_http_request_duration_seconds_count{code="2xx",route="/webhooks/sipgate"} 2`,
 	} {
 		if !strings.Contains(rec.Body.String(), want) {
