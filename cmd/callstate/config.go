@@ -124,7 +124,11 @@ func loadFields(v reflect.Value, getenv func(string) string) []error {
 			if !set {
 				src = "default"
 			}
-			errs = append(errs, fmt.Errorf("%s: bad %s %q: %w", name, src, raw, err))
+			shown := strconv.Quote(raw)
+			if f.Tag.Get("secret") == "true" {
+				shown = "(secret, not shown)"
+			}
+			errs = append(errs, fmt.Errorf("%s: bad %s %s: %w", name, src, shown, err))
 		}
 	}
 	return errs
@@ -192,12 +196,73 @@ func validateConfig(cfg Config) error {
 		if i := strings.IndexByte(name, '['); i >= 0 {
 			name = name[:i]
 		}
-		errs = append(errs, fmt.Errorf("%s: %s", name, expectation(fe)))
+		errs = append(errs, fmt.Errorf("%s: %s", name, expectation(fe, secrets[name])))
 	}
 	return errors.Join(errs...)
 }
 
-func expectation(fe validator.FieldError) string {
+// secretVars returns the variables of t (and its nested structs) whose
+// field is tagged secret:"true": their values are never shown.
+func secretVars(t reflect.Type) map[string]bool {
+	m := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("env")
+		if name == "" && f.Type.Kind() == reflect.Struct {
+			for k := range secretVars(f.Type) {
+				m[k] = true
+			}
+			continue
+		}
+		if f.Tag.Get("secret") == "true" {
+			m[name] = true
+		}
+	}
+	return m
+}
+
+// secrets are the variables whose values no message shows.
+var secrets = secretVars(reflect.TypeFor[Config]())
+
+// expectation says what fe's rule wants; the value it got is shown only
+// when the variable is not a secret.
+func expectation(fe validator.FieldError, secret bool) string {
+	msg := expectationOf(fe)
+	if secret {
+		return msg
+	}
+	if got := gotValue(fe); got != "" {
+		return msg + ", got " + got
+	}
+	return msg
+}
+
+// gotValue is the value fe's rule rejected, for its message; empty for
+// rules whose message needs none.
+func gotValue(fe validator.FieldError) string {
+	switch fe.Tag() {
+	case "required", "required_if", "required_with", "alphanum|uuid", "file":
+		return ""
+	}
+	if s, ok := fe.Value().(string); ok {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprint(fe.Value())
+}
+
+// unit is what min and max count for fe's field: characters of a string,
+// items of a list, nothing for numbers and durations.
+func unit(fe validator.FieldError) string {
+	switch fe.Kind() {
+	case reflect.String:
+		return " characters"
+	case reflect.Slice:
+		return " items"
+	}
+	return ""
+}
+
+func expectationOf(fe validator.FieldError) string {
 	switch fe.Tag() {
 	case "required":
 		return "must be set"
@@ -207,25 +272,28 @@ func expectation(fe validator.FieldError) string {
 	case "required_with":
 		return fmt.Sprintf("must be set with %s", envName(reflect.TypeFor[Config](), fe.Param()))
 	case "http_url":
-		return fmt.Sprintf("want an absolute http(s) URL, got %q", fe.Value())
+		return "want an absolute http(s) URL"
 	case "oneof":
-		return fmt.Sprintf("want one of [%s], got %q", fe.Param(), fe.Value())
+		return fmt.Sprintf("want one of [%s]", fe.Param())
 	case "min":
-		return fmt.Sprintf("want at least %s, got %v", fe.Param(), fe.Value())
+		return fmt.Sprintf("want at least %s%s", fe.Param(), unit(fe))
 	case "max":
-		return fmt.Sprintf("want at most %s, got %v", fe.Param(), fe.Value())
+		return fmt.Sprintf("want at most %s%s", fe.Param(), unit(fe))
 	case "file":
-		return fmt.Sprintf("no such file %q", fe.Value())
+		if s, ok := fe.Value().(string); ok && !secrets[fe.Field()] {
+			return fmt.Sprintf("no such file %q", s)
+		}
+		return "no such file"
 	case "alphanum|uuid":
 		return "want letters and digits (or a UUID) only"
 	case "phoneregion":
-		return fmt.Sprintf("want a two-letter country code with a numbering plan such as DE, AT, CH or GB, got %q", fe.Value())
+		return "want a two-letter country code with a numbering plan such as DE, AT, CH or GB"
 	case "cidr|ip":
-		return fmt.Sprintf("want a CIDR such as 10.0.0.0/8 or an IP, got %q", fe.Value())
+		return "want a CIDR such as 10.0.0.0/8 or an IP"
 	case "hostname_port|startswith=:":
-		return fmt.Sprintf("want host:port or :port, got %q", fe.Value())
+		return "want host:port or :port"
 	default:
-		return fmt.Sprintf("want a value that passes %s, got %q", fe.Tag(), fe.Value())
+		return fmt.Sprintf("want a value that passes %s", fe.Tag())
 	}
 }
 
@@ -300,9 +368,14 @@ func (c Config) String() string {
 	return strings.Join(parts, " ")
 }
 
-// redactURL hides a password in a database URL or DSN.
+// redactURL hides a password in a database URL or DSN: the URL's user
+// password and a password parameter; anything else is hidden whole.
 func redactURL(s string) string {
 	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
 		return u.Redacted()
 	}
 	return "****"

@@ -72,3 +72,49 @@ func TestConfigStringMasksSecrets(t *testing.T) {
 		t.Errorf("config string %q", s)
 	}
 }
+
+// TestConfigErrorsHideSecrets: no message about a secret setting shows
+// its value, whichever rule the value breaks.
+func TestConfigErrorsHideSecrets(t *testing.T) {
+	const marker = "hunter2secret"
+	bad := []string{
+		marker,                               // too short, no scheme, no colon
+		marker + "\x01 x",                    // not printable, has a space
+		strings.Repeat(marker, 30),           // too long
+		"postgres://u:" + marker + "@h:x/db", // a URL that does not parse
+	}
+	if len(secrets) < 5 {
+		t.Fatalf("secrets = %v: the secret:\"true\" tags are not found", secrets)
+	}
+	for name := range secrets {
+		failed := false
+		for _, v := range bad {
+			_, err := loadConfig(envFunc(map[string]string{name: v}))
+			if err == nil {
+				continue
+			}
+			failed = true
+			if strings.Contains(err.Error(), marker) {
+				t.Errorf("%s=%q: error shows the secret: %v", name, v, err)
+			}
+			if !strings.Contains(err.Error(), name) {
+				t.Errorf("%s=%q: error does not name the variable: %v", name, v, err)
+			}
+		}
+		if !failed {
+			t.Errorf("%s: none of the bad values was rejected, so nothing was checked", name)
+		}
+	}
+	_, err := loadConfig(envFunc(map[string]string{"API_TOKEN": marker}))
+	if err == nil || !strings.Contains(err.Error(), "API_TOKEN: want at least 16 characters") {
+		t.Errorf("API_TOKEN too short: %v", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for _, s := range []string{"postgres://u:pw1234@h/db", "postgres://u@h/db?password=pw1234&sslmode=disable", "host=h password=pw1234"} {
+		if got := redactURL(s); strings.Contains(got, "pw1234") {
+			t.Errorf("redactURL(%q) = %q", s, got)
+		}
+	}
+}
