@@ -56,14 +56,16 @@ func TestCommands(t *testing.T) {
 		{"ErrUnknownCommand", []string{"versoin"}, nil, 2, nil, []string{`unknown command "versoin"`}},
 		{"ErrUnknownFlag", []string{"-port", "80"}, nil, 2, nil, []string{"-port"}},
 		{"ErrStrayArgument", []string{"serve", "now"}, nil, 2, nil, []string{"unexpected arguments"}},
-		{"CheckConfigFine", []string{"check-config", "-env-file", "/nonexistent"}, nil, 0, []string{"configuration is fine"}, nil},
-		{"CheckConfigRetentionInDays", []string{"check-config", "-env-file", "/nonexistent"}, map[string]string{"RETENTION_CALLS": "90d"}, 0, []string{"RETENTION_CALLS=2160h0m0s"}, nil},
-		{"ErrCheckConfigRetentionTooShort", []string{"check-config", "-env-file", "/nonexistent"}, map[string]string{"RETENTION_CALLS": "5m"}, 2, nil, []string{"RETENTION_CALLS"}},
-		{"CheckConfigEventRetentionInDays", []string{"check-config", "-env-file", "/nonexistent"}, map[string]string{"RETENTION_EVENTS": "30d"}, 0, []string{"RETENTION_EVENTS=720h0m0s"}, nil},
-		{"ErrCheckConfigEventRetentionUnderADay", []string{"check-config", "-env-file", "/nonexistent"}, map[string]string{"RETENTION_EVENTS": "12h"}, 2, nil, []string{"RETENTION_EVENTS"}},
-		{"ErrCheckConfigReportsEveryBadValue", []string{"check-config", "-env-file", "/nonexistent"},
+		{"CheckConfigFine", []string{"check-config", "-env-file", os.DevNull}, nil, 0, []string{"configuration is fine"}, nil},
+		{"CheckConfigRetentionInDays", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"RETENTION_CALLS": "90d"}, 0, []string{"RETENTION_CALLS=2160h0m0s"}, nil},
+		{"ErrCheckConfigRetentionTooShort", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"RETENTION_CALLS": "5m"}, 2, nil, []string{"RETENTION_CALLS"}},
+		{"CheckConfigEventRetentionInDays", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"RETENTION_EVENTS": "30d"}, 0, []string{"RETENTION_EVENTS=720h0m0s"}, nil},
+		{"ErrCheckConfigEventRetentionUnderADay", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"RETENTION_EVENTS": "12h"}, 2, nil, []string{"RETENTION_EVENTS"}},
+		{"ErrCheckConfigReportsEveryBadValue", []string{"check-config", "-env-file", os.DevNull},
 			map[string]string{"LISTEN_ADDR": "bad", "SHUTDOWN_TIMEOUT": "xx", "DATABASE_MAX_CONNS": "0", "LOG_LEVEL": "loud"}, 2, nil,
 			[]string{"LISTEN_ADDR", "SHUTDOWN_TIMEOUT", "DATABASE_MAX_CONNS", "LOG_LEVEL"}},
+		{"ErrCheckConfigEnvFileMissing", []string{"check-config", "-env-file", "/nonexistent/callstate.env"}, nil, 2, nil, []string{"/nonexistent/callstate.env", "no such file"}},
+		{"ErrCheckConfigEnvFileUnreadable", []string{"check-config", "-env-file", "/"}, nil, 2, nil, []string{"-env-file /"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,15 +112,15 @@ func TestHelpListsEverySetting(t *testing.T) {
 
 func TestMigrateCommand(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": storetest.NewDatabase(t), "LOG_LEVEL": "warn"}
-	out, err := runCLI(t, env, "migrate", "status", "-env-file", "/nonexistent")
+	out, err := runCLI(t, env, "migrate", "status", "-env-file", os.DevNull)
 	if err != nil || !strings.Contains(out, "001_call_state.sql") || !strings.Contains(out, "0 of ") {
 		t.Fatalf("status of a new database: %v\n%s", err, out)
 	}
-	out, err = runCLI(t, env, "migrate", "up", "-env-file", "/nonexistent")
+	out, err = runCLI(t, env, "migrate", "up", "-env-file", os.DevNull)
 	if err != nil || !strings.Contains(out, ", 0 pending") || strings.Contains(out, "pending\n0") {
 		t.Fatalf("up: %v\n%s", err, out)
 	}
-	if out, err := runCLI(t, env, "migrate", "status", "-env-file", "/nonexistent"); err != nil || !strings.Contains(out, ", 0 pending") {
+	if out, err := runCLI(t, env, "migrate", "status", "-env-file", os.DevNull); err != nil || !strings.Contains(out, ", 0 pending") {
 		t.Fatalf("status after up: %v\n%s", err, out)
 	}
 	if _, err := runCLI(t, env, "migrate"); exitCode(err) != 2 {
@@ -142,7 +144,7 @@ func TestForgetCommand(t *testing.T) {
 	}
 	st.Close()
 	env := map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"}
-	out, err := runCLI(t, env, "forget", "4917011111", "-env-file", "/nonexistent")
+	out, err := runCLI(t, env, "forget", "4917011111", "-env-file", os.DevNull)
 	if err != nil || !strings.Contains(out, "forgot 2 calls (2 journaled events)") {
 		t.Fatalf("forget: %v\n%s", err, out)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -14,7 +15,7 @@ import (
 func TestContactsImportCommand(t *testing.T) {
 	dbURL := storetest.NewDatabase(t)
 	env := map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"}
-	out, err := runCLI(t, env, "contacts", "import", "../../testdata/contacts-google.csv", "-env-file", "/nonexistent")
+	out, err := runCLI(t, env, "contacts", "import", "../../testdata/contacts-google.csv", "-env-file", os.DevNull)
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, out)
 	}
@@ -27,11 +28,11 @@ func TestContactsImportCommand(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	out, err = runCLI(t, env, "contacts", "import", "../../testdata/contacts-google.csv", "-env-file", "/nonexistent")
+	out, err = runCLI(t, env, "contacts", "import", "../../testdata/contacts-google.csv", "-env-file", os.DevNull)
 	if err != nil || !strings.Contains(out, "0 new, 0 with new numbers, 4 unchanged") {
 		t.Errorf("second import: %v\n%s", err, out)
 	}
-	out, err = runCLI(t, env, "contacts", "import", "../../testdata/contacts-iphone.vcf", "-env-file", "/nonexistent")
+	out, err = runCLI(t, env, "contacts", "import", "../../testdata/contacts-iphone.vcf", "-env-file", os.DevNull)
 	if err != nil || !strings.Contains(out, "(vcard, numbers read in DE): 3 new") {
 		t.Errorf("vCard import: %v\n%s", err, out)
 	}
@@ -57,7 +58,7 @@ func TestContactsImportCommand(t *testing.T) {
 			map[string]string{"DATABASE_URL": dbURL, "PHONE_REGION": "XX"}, "PHONE_REGION: want a two-letter country code"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := runCLI(t, tt.env, append(tt.args, "-env-file", "/nonexistent")...)
+			_, err := runCLI(t, tt.env, append(tt.args, "-env-file", os.DevNull)...)
 			if exitCode(err) != 2 || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v (exit %d), want exit 2 saying %q", err, exitCode(err), tt.want)
 			}

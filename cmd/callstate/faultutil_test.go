@@ -739,7 +739,7 @@ func startServiceUnready(t *testing.T, env map[string]string) (string, *lockedBu
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &lockedBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-env-file", "/nonexistent/.env"}, envFunc(env), logs) }()
+	go func() { done <- run(ctx, []string{"-env-file", os.DevNull}, envFunc(env), logs) }()
 	var once sync.Once
 	var runErr error
 	stop := func() error {

@@ -140,8 +140,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if fl.NArg() > 0 {
 		return exitError{2, fmt.Errorf("unexpected arguments %q; try callstate help", fl.Args())}
 	}
-	if err := godotenv.Load(*envFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", *envFile, err)
+	named := false // -env-file given: that file must be there
+	fl.Visit(func(f *flag.Flag) { named = named || f.Name == "env-file" })
+	if err := godotenv.Load(*envFile); err != nil && (named || !errors.Is(err, fs.ErrNotExist)) {
+		return exitError{2, fmt.Errorf("-env-file %s: %w", *envFile, err)}
 	}
 	cfg, err := loadConfig(getenv)
 	if cmd == "migrate" || cmd == "forget" || cmd == "contacts" {
