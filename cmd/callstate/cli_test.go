@@ -64,6 +64,14 @@ func TestCommands(t *testing.T) {
 		{"ErrCheckConfigReportsEveryBadValue", []string{"check-config", "-env-file", os.DevNull},
 			map[string]string{"LISTEN_ADDR": "bad", "SHUTDOWN_TIMEOUT": "xx", "DATABASE_MAX_CONNS": "0", "LOG_LEVEL": "loud"}, 2, nil,
 			[]string{"LISTEN_ADDR", "SHUTDOWN_TIMEOUT", "DATABASE_MAX_CONNS", "LOG_LEVEL"}},
+		// check-config accepts exactly what serve accepts.
+		{"ErrCheckConfigListenPortOutOfRange", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"LISTEN_ADDR": ":99999"}, 2, nil, []string{"LISTEN_ADDR", "65535"}},
+		{"ErrCheckConfigSIPListenPortOutOfRange", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"SIP_LISTEN_ADDR": "0.0.0.0:70000"}, 2, nil, []string{"SIP_LISTEN_ADDR", "65535"}},
+		{"ErrCheckConfigAgentListenPortOutOfRange", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"SIP_AGENT_LISTEN": "0.0.0.0:70000"}, 2, nil, []string{"SIP_AGENT_LISTEN", "65535"}},
+		{"ErrCheckConfigDebugPortOutOfRange", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"DEBUG_ADDR": "127.0.0.1:70000"}, 2, nil, []string{"DEBUG_ADDR", "65535"}},
+		{"CheckConfigListenAnyPort", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}, 0, []string{"LISTEN_ADDR=127.0.0.1:0"}, nil},
+		{"ErrCheckConfigAgentWSSWithoutCert", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"SIP_AGENT_LISTEN": "127.0.0.1:5070", "SIP_AGENT_WSS_LISTEN": "127.0.0.1:7443"}, 2, nil, []string{"SIP_AGENT_TLS_CERT_FILE"}},
+		{"ErrCheckConfigAgentAccounts", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"SIP_AGENT_LISTEN": "127.0.0.1:5070", "SIP_AGENT_ACCOUNTS": "alice:"}, 2, nil, []string{"SIP_AGENT_ACCOUNTS", "user:password"}},
 		{"ErrCheckConfigEnvFileMissing", []string{"check-config", "-env-file", "/nonexistent/callstate.env"}, nil, 2, nil, []string{"/nonexistent/callstate.env", "no such file"}},
 		{"ErrCheckConfigEnvFileUnreadable", []string{"check-config", "-env-file", "/"}, nil, 2, nil, []string{"-env-file /"}},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -14,13 +15,14 @@ import (
 	"github.com/go-playground/validator/v10"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/store"
 )
 
 // Config is everything callstate reads from its environment (and .env).
 // Each field names its variable, its default, and its rules; .env.example
 // and the README's table list the same.
 type Config struct {
-	ListenAddr      string        `env:"LISTEN_ADDR" default:":8080" validate:"required,hostname_port|startswith=:"`
+	ListenAddr      string        `env:"LISTEN_ADDR" default:":8080" validate:"required,listen_addr"`
 	PublicURL       string        `env:"PUBLIC_URL" default:"http://localhost:8080" validate:"required,http_url"`
 	ReadHeaderTO    time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" default:"5s" validate:"min=100ms,max=1m"`
 	ReadTO          time.Duration `env:"HTTP_READ_TIMEOUT" default:"10s" validate:"min=100ms,max=5m"`
@@ -185,6 +187,9 @@ func validateConfig(cfg Config) error {
 		_, err := callstate.NewNumberPlan(fl.Field().String())
 		return err == nil
 	})
+	_ = v.RegisterValidation("listen_addr", func(fl validator.FieldLevel) bool {
+		return validListenAddr(fl.Field().String())
+	})
 	err := v.Struct(cfg)
 	var verrs validator.ValidationErrors
 	if !errors.As(err, &verrs) {
@@ -290,11 +295,24 @@ func expectationOf(fe validator.FieldError) string {
 		return "want a two-letter country code with a numbering plan such as DE, AT, CH or GB"
 	case "cidr|ip":
 		return "want a CIDR such as 10.0.0.0/8 or an IP"
-	case "hostname_port|startswith=:":
-		return "want host:port or :port"
+	case "listen_addr":
+		return "want host:port or :port, the port from 0 to 65535"
+	case "hostname_port":
+		return "want host:port, the port from 1 to 65535"
 	default:
 		return fmt.Sprintf("want a value that passes %s", fe.Tag())
 	}
+}
+
+// validListenAddr reports whether s is an address net.Listen takes:
+// host:port or :port, the port a number from 0 (any free one) to 65535.
+func validListenAddr(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && n <= 65535
 }
 
 // spoolDir is SPOOL_DIR, or DATA_DIR/spool.
@@ -379,4 +397,31 @@ func redactURL(s string) string {
 		return u.Redacted()
 	}
 	return "****"
+}
+
+// checkSettings checks what loadConfig's rules cannot and serve checks
+// before it starts: the sipgate webhook's options (the public key), the
+// SIP subscriber's and the presence agent's (extensions, TLS files,
+// aliases, lists, accounts). check-config runs it too, so that it accepts
+// exactly what serve does.
+func checkSettings(cfg Config) error {
+	quiet := slog.New(slog.DiscardHandler)
+	var errs []error
+	if _, err := sipgateOptions(cfg, quiet); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.SIP.PBXAddr != "" {
+		if err := store.CheckExtensions(cfg.SIP.Extensions); err != nil {
+			errs = append(errs, fmt.Errorf("SIP_EXTENSIONS: %w", err))
+		}
+		if _, err := sipOptions(cfg.SIP, nil, quiet); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cfg.Agent.Listen != "" {
+		if _, err := agentOptions(cfg.Agent, nil, quiet); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

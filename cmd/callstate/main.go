@@ -158,6 +158,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return migrateCommand(ctx, sub, cfg, newLogger(cfg, stderr))
 	}
+	if err == nil {
+		err = checkSettings(cfg)
+	}
 	if cmd == "check-config" {
 		if err != nil {
 			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
