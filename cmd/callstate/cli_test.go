@@ -72,6 +72,9 @@ func TestCommands(t *testing.T) {
 		{"CheckConfigListenAnyPort", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}, 0, []string{"LISTEN_ADDR=127.0.0.1:0"}, nil},
 		{"ErrCheckConfigAgentWSSWithoutCert", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"SIP_AGENT_LISTEN": "127.0.0.1:5070", "SIP_AGENT_WSS_LISTEN": "127.0.0.1:7443"}, 2, nil, []string{"SIP_AGENT_TLS_CERT_FILE"}},
 		{"ErrCheckConfigAgentAccounts", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"SIP_AGENT_LISTEN": "127.0.0.1:5070", "SIP_AGENT_ACCOUNTS": "alice:"}, 2, nil, []string{"SIP_AGENT_ACCOUNTS", "user:password"}},
+		{"ErrCheckConfigDatabaseURLPort", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"DATABASE_URL": "postgres://u:pw7secret@host:notaport/db"}, 2, nil, []string{"DATABASE_URL", "cannot be used"}},
+		{"ErrCheckConfigDatabaseURLParam", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"DATABASE_URL": "postgres://u:pw7secret@host/db?sslmode=sometimes"}, 2, nil, []string{"DATABASE_URL", "sslmode"}},
+		{"CheckConfigDatabaseURL", []string{"check-config", "-env-file", os.DevNull}, map[string]string{"DATABASE_URL": "postgres://u:pw7secret@host:5433/db?sslmode=disable"}, 0, []string{"DATABASE_URL=postgres://u:xxxxx@host:5433/db"}, nil},
 		{"ErrCheckConfigEnvFileMissing", []string{"check-config", "-env-file", "/nonexistent/callstate.env"}, nil, 2, nil, []string{"/nonexistent/callstate.env", "no such file"}},
 		{"ErrCheckConfigEnvFileUnreadable", []string{"check-config", "-env-file", "/"}, nil, 2, nil, []string{"-env-file /"}},
 	}
@@ -90,6 +93,12 @@ func TestCommands(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), w) {
 					t.Errorf("error %v lacks %q", err, w)
 				}
+			}
+			if err != nil && strings.Contains(err.Error(), "pw7secret") {
+				t.Errorf("error shows the password: %v", err)
+			}
+			if strings.Contains(out, "pw7secret") {
+				t.Errorf("output shows the password:\n%s", out)
 			}
 		})
 	}

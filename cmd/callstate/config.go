@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-playground/validator/v10"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/store"
@@ -97,6 +98,15 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			if name, _, _ := strings.Cut(e.Error(), ":"); !bad[name] {
 				errs = append(errs, e)
 			}
+		}
+	}
+	reported := false
+	for _, e := range errs {
+		reported = reported || strings.HasPrefix(e.Error(), "DATABASE_URL:")
+	}
+	if !reported {
+		if err := checkDatabaseURL(cfg.DatabaseURL); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return cfg, errors.Join(errs...)
@@ -424,4 +434,62 @@ func checkSettings(cfg Config) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkDatabaseURL parses DATABASE_URL as the store will (pgx's parser),
+// so that one it cannot use is reported before start; the message never
+// shows the URL's password.
+func checkDatabaseURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	_, err := pgxpool.ParseConfig(raw)
+	if err == nil {
+		return nil
+	}
+	// pgx's message quotes the URL, redacted as best it can; the reason
+	// follows it.
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "cannot parse `"); ok {
+		if i := strings.LastIndex(rest, "`: "); i >= 0 {
+			msg = rest[i+3:]
+		}
+	}
+	for _, pw := range append(passwordsIn(raw), raw) {
+		if pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	return fmt.Errorf("DATABASE_URL: cannot be used: %s", msg)
+}
+
+// passwordsIn finds the passwords in a database URL or key=value DSN,
+// also when it does not parse: a URL's user:password@ and password=.
+func passwordsIn(raw string) []string {
+	var pws []string
+	if _, rest, ok := strings.Cut(raw, "://"); ok {
+		if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+			if _, pw, ok := strings.Cut(rest[:i], ":"); ok {
+				pws = append(pws, pw)
+				if dec, err := url.PathUnescape(pw); err == nil {
+					pws = append(pws, dec)
+				}
+			}
+		}
+	}
+	for _, sep := range []string{"password=", "password = "} {
+		for s := raw; ; {
+			i := strings.Index(s, sep)
+			if i < 0 {
+				break
+			}
+			s = s[i+len(sep):]
+			end := strings.IndexAny(s, " &'")
+			if end < 0 {
+				end = len(s)
+			}
+			pws = append(pws, s[:end])
+		}
+	}
+	return pws
 }
