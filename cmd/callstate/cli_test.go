@@ -104,6 +104,32 @@ func TestCommands(t *testing.T) {
 	}
 }
 
+// TestCheckConfigOneSettingALine: check-config lists the settings one a
+// line, so that a person can read them.
+func TestCheckConfigOneSettingALine(t *testing.T) {
+	out, err := runCLI(t, map[string]string{"API_TOKEN": "0123456789abcdefsecret"}, "check-config", "-env-file", os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 50 {
+		t.Fatalf("%d lines:\n%s", len(lines), out)
+	}
+	for _, l := range lines[1:] {
+		if strings.Count(l, "=") < 1 || len(l) > 200 {
+			t.Errorf("line %q is not one setting", l)
+		}
+	}
+	for _, w := range []string{"\n  LISTEN_ADDR=:8080\n", "\n  API_TOKEN=****\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "0123456789abcdefsecret") {
+		t.Errorf("output shows API_TOKEN:\n%s", out)
+	}
+}
+
 // TestHelpListsEverySetting: help is made from the Config, so it names
 // every variable the Config reads.
 func TestHelpListsEverySetting(t *testing.T) {

@@ -373,7 +373,10 @@ func parseNets(list []string) []*net.IPNet {
 }
 
 // String lists the settings for the startup log, with secrets masked.
-func (c Config) String() string {
+func (c Config) String() string { return strings.Join(c.settings(), " ") }
+
+// settings lists the settings as NAME=value, secrets masked.
+func (c Config) settings() []string {
 	var parts []string
 	var walk func(v reflect.Value)
 	walk = func(v reflect.Value) {
@@ -393,7 +396,7 @@ func (c Config) String() string {
 		}
 	}
 	walk(reflect.ValueOf(c))
-	return strings.Join(parts, " ")
+	return parts
 }
 
 // redactURL hides a password in a database URL or DSN: the URL's user

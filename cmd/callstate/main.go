@@ -165,7 +165,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if err != nil {
 			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
 		}
-		fmt.Fprintln(stdout, "configuration is fine:", cfg.String())
+		fmt.Fprintln(stdout, "configuration is fine:")
+		for _, s := range cfg.settings() {
+			fmt.Fprintln(stdout, "  "+s)
+		}
 		return nil
 	}
 	if err != nil {
