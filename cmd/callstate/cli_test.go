@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/store"
+	"github.com/callstate/callstate/store/localpg"
 	"github.com/callstate/callstate/store/storetest"
 )
 
@@ -287,5 +289,45 @@ func TestRetentionEvents(t *testing.T) {
 	var n int
 	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM call_event`).Scan(&n); err != nil || n != 1 {
 		t.Errorf("journal holds %d events (%v), want today's 1", n, err)
+	}
+}
+
+// TestMigrateStatusUsesRunningPrivateServer: with the service's private
+// PostgreSQL running on DATA_DIR, migrate status uses it instead of
+// starting a second server on the same data dir.
+func TestMigrateStatusUsesRunningPrivateServer(t *testing.T) {
+	dataDir := t.TempDir()
+	// Reachable by the postgres user the server runs as under root.
+	for _, d := range []string{filepath.Dir(dataDir), dataDir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pg, err := localpg.Start(t.Context(), localpg.Options{DataDir: filepath.Join(dataDir, "postgres")})
+	if errors.Is(err, localpg.ErrNoServer) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop(context.Background()) })
+	var out, logs bytes.Buffer
+	prev := stdout
+	stdout = &out
+	t.Cleanup(func() { stdout = prev })
+	env := map[string]string{"DATA_DIR": dataDir, "LOCAL_POSTGRES_PORT": "1"}
+	if err := run(t.Context(), []string{"migrate", "status", "-env-file", os.DevNull}, envFunc(env), &logs); err != nil {
+		t.Fatalf("migrate status: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "using the running private PostgreSQL") || strings.Contains(logs.String(), "postgres starting") {
+		t.Errorf("logs:\n%s", logs.String())
+	}
+	if !strings.Contains(out.String(), "pending") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	select {
+	case <-pg.Done():
+		t.Error("the running server stopped")
+	default:
 	}
 }

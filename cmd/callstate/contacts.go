@@ -32,7 +32,7 @@ func importContactsCommand(ctx context.Context, path string, cfg Config, log *sl
 	if err != nil {
 		return exitError{2, fmt.Errorf("contacts import %s: %w; nothing imported", path, err)}
 	}
-	url, stop, err := databaseURL(ctx, cfg, log)
+	url, stop, err := commandDatabaseURL(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

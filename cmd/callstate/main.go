@@ -367,6 +367,24 @@ func databaseURL(ctx context.Context, cfg Config, log *slog.Logger) (url string,
 	}, nil
 }
 
+// commandDatabaseURL is databaseURL for a command that needs the
+// database for a moment (migrate, forget, contacts import): with no
+// DATABASE_URL and the private PostgreSQL already running on DATA_DIR
+// (the service's), it uses that one rather than start a second.
+func commandDatabaseURL(ctx context.Context, cfg Config, log *slog.Logger) (url string, stop func(), err error) {
+	if cfg.DatabaseURL == "" {
+		dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "postgres"))
+		if err != nil {
+			return "", nil, fmt.Errorf("DATA_DIR: %w", err)
+		}
+		if url, ok := localpg.Running(dir, ""); ok {
+			log.Info("using the running private PostgreSQL", "data_dir", dir, "url", url)
+			return url, func() {}, nil
+		}
+	}
+	return databaseURL(ctx, cfg, log)
+}
+
 // healthcheck asks the service on LISTEN_ADDR (the environment's, else the
 // default) for /healthz and returns an error unless it answers 200 within
 // two seconds.
@@ -461,7 +479,7 @@ func hourly(ctx context.Context, st *store.Store, fn func()) error {
 
 // forgetCommand runs "callstate forget NUMBER".
 func forgetCommand(ctx context.Context, number string, cfg Config, log *slog.Logger) error {
-	url, stop, err := databaseURL(ctx, cfg, log)
+	url, stop, err := commandDatabaseURL(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -486,7 +504,7 @@ func forgetCommand(ctx context.Context, number string, cfg Config, log *slog.Log
 
 // migrateCommand runs "callstate migrate status" or "callstate migrate up".
 func migrateCommand(ctx context.Context, what string, cfg Config, log *slog.Logger) error {
-	url, stop, err := databaseURL(ctx, cfg, log)
+	url, stop, err := commandDatabaseURL(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

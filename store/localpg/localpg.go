@@ -693,3 +693,43 @@ func connURL(port int, database string) string {
 	}
 	return u.String()
 }
+
+// Running returns the URL of a server that is running and ready on
+// dataDir, read from its postmaster.pid (PostgreSQL writes its port there
+// and "ready" once it accepts connections), for database. It reports false
+// when there is none: no pid file, its process gone, not ready yet, or its
+// port not answering. A command that needs the database only for a moment
+// uses such a server instead of starting a second one, which PostgreSQL
+// would refuse.
+func Running(dataDir, database string) (string, bool) {
+	if database == "" {
+		database = "callstate"
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return "", false
+	}
+	// pid, data dir, start time, port, socket dir, listen address, shared
+	// memory key, status.
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 8 || strings.TrimSpace(lines[7]) != "ready" {
+		return "", false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if err != nil || pid <= 0 {
+		return "", false
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return "", false
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
+	if err != nil || port <= 0 || port > 65535 {
+		return "", false
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	if err != nil {
+		return "", false
+	}
+	c.Close()
+	return connURL(port, database), true
+}

@@ -114,6 +114,21 @@ func TestStart(t *testing.T) {
 				t.Errorf("after restart: id %q, want a", id)
 			}
 		}},
+		{"Running", func(t *testing.T, opts Options) {
+			if url, ok := Running(opts.DataDir, ""); ok {
+				t.Fatalf("before Start: Running = %s", url)
+			}
+			s := startServer(t, opts)
+			url, ok := Running(opts.DataDir, "")
+			if !ok || url != s.URL() {
+				t.Fatalf("Running = %q, %v; want %q", url, ok, s.URL())
+			}
+			queryRow(t, url, `SELECT 1`, new(int))
+			stopServer(t, s)
+			if url, ok := Running(opts.DataDir, ""); ok {
+				t.Errorf("after Stop: Running = %s", url)
+			}
+		}},
 		{"ErrDataDirInUse", func(t *testing.T, opts Options) {
 			s := startServer(t, opts)
 			_, err := Start(t.Context(), opts)
