@@ -42,6 +42,7 @@ func importContactsCommand(ctx context.Context, path string, cfg Config, log *sl
 		return err
 	}
 	defer st.Close()
+	defer endOneShot(log) // before the close
 	select {
 	case <-st.Ready():
 	default:

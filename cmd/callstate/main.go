@@ -150,13 +150,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if err != nil {
 			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
 		}
+		log := newOneShotLogger(newLogger(cfg, stderr))
 		if cmd == "contacts" {
-			return importContactsCommand(ctx, sub, cfg, newLogger(cfg, stderr))
+			return importContactsCommand(ctx, sub, cfg, log)
 		}
 		if cmd == "forget" {
-			return forgetCommand(ctx, sub, cfg, newLogger(cfg, stderr))
+			return forgetCommand(ctx, sub, cfg, log)
 		}
-		return migrateCommand(ctx, sub, cfg, newLogger(cfg, stderr))
+		return migrateCommand(ctx, sub, cfg, log)
 	}
 	if err == nil {
 		err = checkSettings(cfg)
@@ -489,6 +490,7 @@ func forgetCommand(ctx context.Context, number string, cfg Config, log *slog.Log
 		return err
 	}
 	defer st.Close()
+	defer endOneShot(log) // before the close
 	select {
 	case <-st.Ready():
 	default:
