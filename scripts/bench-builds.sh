@@ -56,7 +56,7 @@ one() {
   rm -rf "$tmp/data"
   env DATA_DIR="$tmp/data" LOCAL_POSTGRES_PORT=$pgport LISTEN_ADDR=127.0.0.1:$port \
     PUBLIC_URL=http://127.0.0.1:$port LOG_LEVEL=warn SIPGATE_VERIFY_SIGNATURE=false \
-    "$bin" serve -env-file /nonexistent >"$tmp/log" 2>&1 &
+    "$bin" serve -env-file /dev/null >"$tmp/log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
   local lsn0 lsn1 rows pm pgs cs0 cs1 pg0 pg1 cq0 cq1 pq0 pq1 hz n

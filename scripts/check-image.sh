@@ -68,7 +68,7 @@ fi
 # env and chroot exec what they run: $! is callstate's own pid.
 env -i LISTEN_ADDR=127.0.0.1:$port DATA_DIR=/data SPOOL_DIR=/data/spool LOG_FORMAT=json \
   DATABASE_URL="$DATABASE_URL" SIPGATE_VERIFY_SIGNATURE=false \
-  /usr/sbin/chroot --userspec=65532:65532 "$root" /usr/local/bin/callstate serve -env-file /nonexistent \
+  /usr/sbin/chroot --userspec=65532:65532 "$root" /usr/local/bin/callstate serve \
   > "$root/tmp/log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do

@@ -20,7 +20,7 @@ trap '[ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$
 go build -o "$tmp/callstate" ./cmd/callstate
 env DATA_DIR="$tmp/data" LOCAL_POSTGRES_PORT=$pgport LISTEN_ADDR=127.0.0.1:$port \
   PUBLIC_URL=http://127.0.0.1:$port API_TOKEN=metrics-paths-token-0123456789 LOG_LEVEL=error \
-  "$tmp/callstate" serve -env-file /nonexistent >"$tmp/log" 2>&1 &
+  "$tmp/callstate" serve -env-file /dev/null >"$tmp/log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do
   curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
