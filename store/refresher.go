@@ -195,9 +195,14 @@ func (s *Store) refreshKeys(ctx context.Context, keys []callKey) error {
 func (s *Store) enqueueRecent() {
 	ctx, cancel := context.WithTimeout(s.wctx, 30*time.Second)
 	defer cancel()
+	warn := func(err error) {
+		if s.wctx.Err() == nil { // closed meanwhile: nothing to warn of
+			s.log.Warn("journeys of the last changed calls not refreshed at start", "err", err)
+		}
+	}
 	rows, err := s.pool.Query(ctx, `SELECT source, call_key FROM call_state ORDER BY change_seq DESC LIMIT $1`, startupRefresh)
 	if err != nil {
-		s.log.Warn("journeys of the last changed calls not refreshed at start", "err", err)
+		warn(err)
 		return
 	}
 	var keys []callKey
@@ -209,7 +214,7 @@ func (s *Store) enqueueRecent() {
 		keys = append(keys, k)
 	}
 	if err := rows.Err(); err != nil {
-		s.log.Warn("journeys of the last changed calls not refreshed at start", "err", err)
+		warn(err)
 	}
 	s.journeys.add(keys)
 }
