@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,27 +31,13 @@ func importContactsCommand(ctx context.Context, path string, cfg Config, log *sl
 	if err != nil {
 		return exitError{2, fmt.Errorf("contacts import %s: %w; nothing imported", path, err)}
 	}
-	url, stop, err := commandDatabaseURL(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	st, err := store.Open(ctx, url, store.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	defer endOneShot(log) // before the close
-	select {
-	case <-st.Ready():
-	default:
-		return errors.New("database unreachable; nothing imported")
-	}
-	_, n, err := st.AddContacts(ctx, file.Contacts)
-	if err != nil {
-		return fmt.Errorf("contacts import %s: %w; nothing imported", path, err)
-	}
-	fmt.Fprintf(stdout, "imported %s (%s, numbers read in %s): %d new, %d with new numbers, %d unchanged, %d skipped\n",
-		path, file.Format, plan.Region(), n.Added, n.Updated, n.Unchanged, len(file.Skipped))
-	return nil
+	return withStore(ctx, cfg, log, "nothing imported", func(st *store.Store) error {
+		_, n, err := st.AddContacts(ctx, file.Contacts)
+		if err != nil {
+			return fmt.Errorf("contacts import %s: %w; nothing imported", path, err)
+		}
+		fmt.Fprintf(stdout, "imported %s (%s, numbers read in %s): %d new, %d with new numbers, %d unchanged, %d skipped\n",
+			path, file.Format, plan.Region(), n.Added, n.Updated, n.Unchanged, len(file.Skipped))
+		return nil
+	})
 }

@@ -480,6 +480,21 @@ func hourly(ctx context.Context, st *store.Store, fn func()) error {
 
 // forgetCommand runs "callstate forget NUMBER".
 func forgetCommand(ctx context.Context, number string, cfg Config, log *slog.Logger) error {
+	return withStore(ctx, cfg, log, "nothing forgotten", func(st *store.Store) error {
+		calls, events, err := st.ForgetNumber(ctx, number)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "forgot %d calls (%d journaled events) of %s\n", calls, events, number)
+		return nil
+	})
+}
+
+// withStore runs a one-shot command's fn on the store of DATABASE_URL, or
+// of the private PostgreSQL (running, or started for the command); with
+// the database unreachable it fails with "database unreachable; " +
+// nothingDone.
+func withStore(ctx context.Context, cfg Config, log *slog.Logger, nothingDone string, fn func(*store.Store) error) error {
 	url, stop, err := commandDatabaseURL(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -494,14 +509,9 @@ func forgetCommand(ctx context.Context, number string, cfg Config, log *slog.Log
 	select {
 	case <-st.Ready():
 	default:
-		return errors.New("database unreachable; nothing forgotten")
+		return errors.New("database unreachable; " + nothingDone)
 	}
-	calls, events, err := st.ForgetNumber(ctx, number)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "forgot %d calls (%d journaled events) of %s\n", calls, events, number)
-	return nil
+	return fn(st)
 }
 
 // migrateCommand runs "callstate migrate status" or "callstate migrate up".
