@@ -20,9 +20,10 @@ import (
 // instance is one callstate HTTP server on a database, with its live
 // stream fed by the database's notifications.
 type instance struct {
-	url   string
-	store *store.Store
-	srv   *httptest.Server
+	url       string
+	store     *store.Store
+	srv       *httptest.Server
+	phonebook *handlers.Phonebook
 }
 
 // newInstance starts an instance on the database at dbURL. The webhook's
@@ -101,7 +102,7 @@ func newInstanceClock(tb testing.TB, dbURL string, dash handlers.DashboardOption
 		srv.Close()
 		st.Close()
 	})
-	return &instance{url: srv.URL, store: st, srv: srv}
+	return &instance{url: srv.URL, store: st, srv: srv, phonebook: dash.Phonebook}
 }
 
 // post sends a sipgate webhook form.

@@ -43,6 +43,10 @@ func importFile(tb testing.TB, in *instance, name string) {
 	if _, _, err := in.store.AddContacts(context.Background(), file.Contacts); err != nil {
 		tb.Fatal(err)
 	}
+	// What the instance's phonebook does within PhonebookCheck, at once.
+	if err := in.phonebook.Refresh(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 type namedCall struct {
