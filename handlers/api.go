@@ -227,17 +227,14 @@ func (a *api) listCalls(c echo.Context) error {
 	if err := bindQuery(c, &q); err != nil {
 		return err
 	}
-	f := callstate.CallFilter{Extension: q.Extension, Source: callstate.Source(q.Source), Cursor: q.Cursor, Limit: defaultCallsLimit}
+	f := callstate.CallFilter{Extension: q.Extension, Source: callstate.Source(q.Source), Cursor: q.Cursor}
 	f.Active = q.Active == "true" || q.Active == "1"
 	if q.Since != "" {
 		f.Since, _ = time.Parse(time.RFC3339, q.Since) // validated
 	}
-	if q.Limit != "" {
-		n, err := strconv.Atoi(q.Limit)
-		if err != nil || n < 1 || n > MaxCallsLimit {
-			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", MaxCallsLimit))
-		}
-		f.Limit = n
+	var err error
+	if f.Limit, err = parseLimit(q.Limit); err != nil {
+		return err
 	}
 	ctx, cancel := a.queryContext(c)
 	defer cancel()
@@ -252,14 +249,34 @@ func (a *api) listCalls(c echo.Context) error {
 	for _, cl := range calls {
 		out.Calls = append(out.Calls, a.phonebook.callJSON(cl, 0))
 	}
-	if next != "" {
-		u := *c.Request().URL
-		v := u.Query()
-		v.Set("cursor", next)
-		u.RawQuery = v.Encode()
-		c.Response().Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, u.RequestURI()))
-	}
+	setNextLink(c, next)
 	return c.JSON(http.StatusOK, out)
+}
+
+// parseLimit reads a list's limit parameter: the default when empty, else
+// a whole number from 1 to MaxCallsLimit.
+func parseLimit(s string) (int, error) {
+	if s == "" {
+		return defaultCallsLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxCallsLimit {
+		return 0, echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", MaxCallsLimit))
+	}
+	return n, nil
+}
+
+// setNextLink sets a page's Link header to the next page (the request
+// with cursor=next), if there is one.
+func setNextLink(c echo.Context, next string) {
+	if next == "" {
+		return
+	}
+	u := *c.Request().URL
+	v := u.Query()
+	v.Set("cursor", next)
+	u.RawQuery = v.Encode()
+	c.Response().Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, u.RequestURI()))
 }
 
 func (a *api) getCall(c echo.Context) error {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -111,17 +110,6 @@ type journeysQuery struct {
 	Cursor  string `query:"cursor" validate:"omitempty,max=400,base64rawurl"`
 }
 
-func parseLimit(s string) (int, error) {
-	if s == "" {
-		return defaultCallsLimit, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > MaxCallsLimit {
-		return 0, echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", MaxCallsLimit))
-	}
-	return n, nil
-}
-
 func (a *journeyAPI) listJourneys(c echo.Context) error {
 	var q journeysQuery
 	if err := bindQuery(c, &q); err != nil {
@@ -147,13 +135,7 @@ func (a *journeyAPI) listJourneys(c echo.Context) error {
 	for _, j := range js {
 		out.Journeys = append(out.Journeys, toJourneyJSON(j))
 	}
-	if next != "" {
-		u := *c.Request().URL
-		v := u.Query()
-		v.Set("cursor", next)
-		u.RawQuery = v.Encode()
-		c.Response().Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, u.RequestURI()))
-	}
+	setNextLink(c, next)
 	return c.JSON(http.StatusOK, out)
 }
 
