@@ -283,3 +283,55 @@ func (j Journey) JourneyEvent() string {
 	}
 	return ""
 }
+
+// Abandoned reports whether the caller hung up while waiting: an incoming
+// journey, missed, whose last leg ended with the caller's cancel (sipgate
+// "cancel", SIP dialog-info "cancelled"). A ring-out, a rejection or a
+// busy line is missed but not abandoned.
+func (j Journey) Abandoned() bool {
+	return j.Direction != DirectionOut && j.Outcome == OutcomeMissed && (j.Cause == "cancel" || j.Cause == "cancelled")
+}
+
+// ShortAbandoned reports whether j was abandoned within short: a caller
+// who hung up at once, likely a wrong number, which the service level
+// leaves out.
+func (j Journey) ShortAbandoned(short time.Duration) bool {
+	if !j.Abandoned() {
+		return false
+	}
+	w, _ := j.Wait()
+	return w < short
+}
+
+// ServiceCount tells how j counts in the service level of userID ("" for
+// the team), with sla the time within which an answer counts and short the
+// short-abandon time. offered: an incoming journey whose wait is over
+// (answered, missed or voicemail; for the team an answered one still
+// going on, for a user when it ended), with a known wait (calls learned
+// only from a call history have none), not a short abandon, and one the
+// user could have answered: not one a colleague answered. within: offered
+// and answered by the user (for the team, by anyone) within sla. The
+// service level is within / offered.
+func (j Journey) ServiceCount(userID string, sla, short time.Duration) (offered, within bool) {
+	if j.Direction == DirectionOut || j.StartedAt.IsZero() {
+		return false, false
+	}
+	switch j.Outcome {
+	case OutcomeAnswered, OutcomeMissed, OutcomeVoicemail:
+	case OutcomeActive:
+		if userID != "" || j.AnsweredAt.IsZero() {
+			return false, false
+		}
+	default:
+		return false, false
+	}
+	w, ok := j.Wait()
+	if !ok || j.ShortAbandoned(short) {
+		return false, false
+	}
+	answered := !j.AnsweredAt.IsZero()
+	if userID != "" && answered && j.AnsweredUserID != userID {
+		return false, false
+	}
+	return true, answered && w <= sla
+}

@@ -229,3 +229,75 @@ func TestJourneyID(t *testing.T) {
 		})
 	}
 }
+
+func TestJourneyServiceCount(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	sec := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	answered := func(wait float64, by string) callstate.Journey {
+		return callstate.Journey{Direction: callstate.DirectionIn, StartedAt: t0, AnsweredAt: sec(wait), EndedAt: sec(wait + 60),
+			Outcome: callstate.OutcomeAnswered, AnsweredUserID: by, UserIDs: []string{"w1", "w2"}}
+	}
+	missed := func(wait float64, cause string) callstate.Journey {
+		return callstate.Journey{Direction: callstate.DirectionIn, StartedAt: t0, EndedAt: sec(wait), Outcome: callstate.OutcomeMissed,
+			Cause: cause, UserIDs: []string{"w1", "w2"}}
+	}
+	active := answered(8, "w1")
+	active.Outcome, active.EndedAt = callstate.OutcomeActive, time.Time{}
+	ringing := callstate.Journey{Direction: callstate.DirectionIn, StartedAt: t0, Outcome: callstate.OutcomeActive}
+	voicemail := callstate.Journey{Direction: callstate.DirectionIn, StartedAt: t0, VoicemailAt: sec(20), EndedAt: sec(50),
+		Outcome: callstate.OutcomeVoicemail}
+	out := answered(3, "w1")
+	out.Direction = callstate.DirectionOut
+	history := answered(3, "w1")
+	history.StartedAt = time.Time{}
+	const sla, short = 20 * time.Second, 5 * time.Second
+	for _, c := range []struct {
+		name                    string
+		j                       callstate.Journey
+		user                    string
+		offered, within, abando bool
+	}{
+		{"AnsweredAt5s", answered(5, "w1"), "", true, true, false},
+		{"AnsweredAtTheSLA", answered(20, "w1"), "", true, true, false},
+		{"AnsweredAt30s", answered(30, "w1"), "", true, false, false},
+		{"AbandonedAt3sIsShort", missed(3, "cancel"), "", false, false, true},
+		{"AbandonedAt40s", missed(40, "cancel"), "", true, false, true},
+		{"SIPCancelled", missed(40, "cancelled"), "", true, false, true},
+		{"RingOutIsNoAbandon", missed(3, "noAnswer"), "", true, false, false},
+		{"BusyIsNoAbandon", missed(2, "busy"), "", true, false, false},
+		{"Voicemail", voicemail, "", true, false, false},
+		{"AnsweredGoingOnCountsForTheTeam", active, "", true, true, false},
+		{"AnsweredGoingOnNotYetForAUser", active, "w1", false, false, false},
+		{"Ringing", ringing, "", false, false, false},
+		{"Outgoing", out, "", false, false, false},
+		{"FromHistoryWithoutWait", history, "", false, false, false},
+		{"MineWithin", answered(5, "w1"), "w1", true, true, false},
+		{"ColleagueAnsweredNotMine", answered(5, "w2"), "w1", false, false, false},
+		{"MissedCountsForEveryone", missed(40, "cancel"), "w1", true, false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			offered, within := c.j.ServiceCount(c.user, sla, short)
+			if offered != c.offered || within != c.within || c.j.Abandoned() != c.abando {
+				t.Errorf("offered %t within %t abandoned %t; want %t %t %t", offered, within, c.j.Abandoned(), c.offered, c.within, c.abando)
+			}
+		})
+	}
+}
+
+func TestRegionTimeZone(t *testing.T) {
+	for region, want := range map[string]string{
+		"DE": "Europe/Berlin", "de": "Europe/Berlin", "AT": "Europe/Vienna", "CH": "Europe/Zurich", "FR": "Europe/Paris",
+		"GB": "Europe/London", "IE": "Europe/Dublin", "IT": "Europe/Rome",
+		"US": "", "ES": "", "RU": "", "CA": "", "XX": "", "": "",
+	} {
+		got, ok := callstate.RegionTimeZone(region)
+		if got != want || ok != (want != "") {
+			t.Errorf("RegionTimeZone(%q) = %q, %t; want %q", region, got, ok, want)
+		}
+		if ok {
+			if _, err := time.LoadLocation(got); err != nil {
+				t.Errorf("%s: %v", got, err)
+			}
+		}
+	}
+}

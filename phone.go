@@ -3,6 +3,7 @@ package callstate
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -122,4 +123,32 @@ func (p NumberPlan) Format(number string) string {
 		return number
 	}
 	return phonenumbers.Format(n, phonenumbers.INTERNATIONAL)
+}
+
+// regionZones names the time zone of regions that share their country
+// code with others (+44, +39), whose zone the code alone does not tell.
+var regionZones = map[string]string{
+	"GB": "Europe/London", "GG": "Europe/Guernsey", "JE": "Europe/Jersey", "IM": "Europe/Isle_of_Man",
+	"IE": "Europe/Dublin", "IT": "Europe/Rome", "VA": "Europe/Vatican",
+}
+
+// RegionTimeZone returns the IANA time zone of region (ISO 3166, such as
+// DE) when the region has a single one: DE gives Europe/Berlin. ok is
+// false for a region of several zones (US, ES with the Canaries, RU) or
+// one it does not know. It reads libphonenumber's time zone data, never
+// the host's.
+func RegionTimeZone(region string) (tz string, ok bool) {
+	region = strings.ToUpper(strings.TrimSpace(region))
+	if tz, ok := regionZones[region]; ok {
+		return tz, true
+	}
+	cc := phonenumbers.GetCountryCodeForRegion(region)
+	if cc == 0 || len(phonenumbers.GetRegionCodesForCountryCode(cc)) != 1 {
+		return "", false
+	}
+	zones, err := phonenumbers.GetTimezonesForPrefix(strconv.Itoa(cc))
+	if err != nil || len(zones) != 1 || zones[0] == phonenumbers.UNKNOWN_TIMEZONE {
+		return "", false
+	}
+	return zones[0], true
 }

@@ -63,23 +63,41 @@ type JourneyFilter struct {
 	Cursor  string    // the previous page's next cursor; empty for the first page
 }
 
-// MissedCall is a missed journey and whether it was called back: a later
-// outgoing journey to Number, or a later incoming one from it, that a
-// person answered.
+// MissedCall is a call to return: a journey missed or taken by the
+// voicemail, and whether it was called back (a later outgoing journey to
+// Number, or a later incoming one from it, that a person answered: it
+// counts at the answer) or marked done by a lead.
 type MissedCall struct {
 	JourneyID    string
-	Number       string // whom to call back: the caller
-	To           string // the number they called
+	Outcome      Outcome // OutcomeMissed or OutcomeVoicemail
+	Number       string  // whom to call back: the caller
+	To           string  // the number they called
 	UserIDs      []string
 	StartedAt    time.Time
 	EndedAt      time.Time
 	CalledBack   bool
 	CalledBackAt time.Time
+	DoneAt       time.Time // when a lead marked it done; zero if not
+	DoneBy       string    // who marked it done
 }
 
-// MissedFilter selects missed calls, newest first.
+// Open reports whether m is still to return: neither called back nor
+// marked done.
+func (m MissedCall) Open() bool { return !m.CalledBack && m.DoneAt.IsZero() }
+
+// MissedDone is a lead's mark that a call to return needs no call back.
+type MissedDone struct {
+	JourneyID string
+	DoneAt    time.Time
+	DoneBy    string
+}
+
+// MaxDoneBy bounds MissedDone.DoneBy, in characters.
+const MaxDoneBy = 100
+
+// MissedFilter selects calls to return, newest first.
 type MissedFilter struct {
-	Open  bool      // only those not called back, with a number to call (not anonymous)
+	Open  bool      // only those neither called back nor marked done, with a number to call (not anonymous)
 	Since time.Time // only those started at or after Since
 	Limit int       // 0 for the store's default
 }
@@ -92,8 +110,11 @@ type DayStats struct {
 	CallsIn, CallsOut int64
 	Answered, Missed  int64
 	Voicemail         int64
-	AnswerRatio       *float64 // answered / (answered + missed + voicemail); nil without any
+	AnswerRatio       *float64 // answered / (answered + missed + voicemail) of the calls UserID could have answered; nil without any
 	MeanAnswerSeconds *float64
 	MaxAnswerSeconds  *float64
 	TalkSeconds       float64
+	Abandoned         int64    // missed calls whose caller hung up while waiting
+	ShortAbandoned    int64    // of those, the ones that waited less than the short-abandon time
+	ServiceLevel      *float64 // answered within the SLA / offered (see Journey.ServiceCount); nil when nothing was offered
 }

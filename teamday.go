@@ -13,22 +13,40 @@ type TeamDay struct {
 	Answered         int       // incoming calls a person answered, those still going on included
 	Missed           int       // incoming calls nobody answered (not voicemail)
 	Voicemail        int       // incoming calls the voicemail took
-	MissedOpen       int       // missed calls not called back yet
+	MissedOpen       int       // calls to return (missed or voicemail) of the day neither called back nor marked done
+	Abandoned        int       // missed calls whose caller hung up while waiting
+	ShortAbandoned   int       // of those, the ones that waited less than the short-abandon time
+	SLAnswered       int       // incoming calls answered within the SLA (those still going on included)
+	SLOffered        int       // incoming calls whose wait is over, short abandons excluded (Journey.ServiceCount)
+	SLASeconds       float64   // the service level's time to answer
 	MissedCalls      []DayMissed
 	People           []PersonDay // by user id
 }
 
-// DayMissed is a missed call of today and whether it was called back: a
-// later outgoing call to the number, or a later incoming call from it,
-// answered by a person.
+// ServiceLevel is SLAnswered / SLOffered; ok is false when nothing was
+// offered.
+func (t TeamDay) ServiceLevel() (level float64, ok bool) {
+	if t.SLOffered == 0 {
+		return 0, false
+	}
+	return float64(t.SLAnswered) / float64(t.SLOffered), true
+}
+
+// DayMissed is a call to return of today (missed, or taken by the
+// voicemail) and whether it was called back: a later outgoing call to the
+// number, or a later incoming call from it, answered by a person (at the
+// answer); or marked done by a lead.
 type DayMissed struct {
 	ID           string
+	Outcome      Outcome
 	Number       string // whom to call back
 	To           string // the number they called
 	StartedAt    time.Time
 	EndedAt      time.Time
 	CalledBackAt time.Time // zero if not yet
 	UserIDs      []string  // who it was offered to
+	DoneAt       time.Time // when a lead marked it done; zero if not
+	DoneBy       string
 }
 
 // PersonDay is one user's day.
