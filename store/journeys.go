@@ -178,33 +178,45 @@ func decodeJourneyCursor(c string) (time.Time, string, error) {
 	return time.UnixMicro(n).UTC(), id, nil
 }
 
-// MissedCalls returns the missed calls f selects, newest first.
+// MissedCalls returns the calls to return (missed and voicemail) f
+// selects, newest first.
 func (s *Store) MissedCalls(ctx context.Context, f callstate.MissedFilter) ([]callstate.MissedCall, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = DefaultListLimit
 	}
 	limit = min(limit, MaxListLimit)
-	q := `SELECT journey_id, number, to_party, user_ids, started_at, ended_at, called_back, called_back_at
+	q := `SELECT journey_id, outcome, number, to_party, user_ids, started_at, ended_at, called_back, called_back_at,
+            done_at, done_by
         FROM missed_call WHERE ($1::timestamptz IS NULL OR started_at >= $1)`
 	if f.Open {
-		q += ` AND NOT called_back AND number NOT IN ('', 'anonymous')`
+		q += ` AND open AND number NOT IN ('', 'anonymous')`
 	}
 	q += ` ORDER BY started_at DESC, journey_id DESC LIMIT $2`
 	rows, _ := s.pool.Query(ctx, q, timeOrNil(f.Since), limit)
 	var out []callstate.MissedCall
 	var (
-		m           callstate.MissedCall
-		ended, back *time.Time
+		m                 callstate.MissedCall
+		outcome           string
+		ended, back, done *time.Time
+		doneBy            *string
 	)
-	_, err := pgx.ForEachRow(rows, []any{&m.JourneyID, &m.Number, &m.To, &m.UserIDs, &m.StartedAt, &ended, &m.CalledBack, &back}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&m.JourneyID, &outcome, &m.Number, &m.To, &m.UserIDs, &m.StartedAt, &ended,
+		&m.CalledBack, &back, &done, &doneBy}, func() error {
 		mc := m
+		mc.Outcome = callstate.Outcome(outcome)
 		mc.StartedAt = mc.StartedAt.UTC()
 		if ended != nil {
 			mc.EndedAt = ended.UTC()
 		}
 		if back != nil {
 			mc.CalledBackAt = back.UTC()
+		}
+		if done != nil {
+			mc.DoneAt = done.UTC()
+		}
+		if doneBy != nil {
+			mc.DoneBy = *doneBy
 		}
 		out = append(out, mc)
 		return nil
@@ -215,13 +227,51 @@ func (s *Store) MissedCalls(ctx context.Context, f callstate.MissedFilter) ([]ca
 	return out, nil
 }
 
+// MarkMissedDone records that by (a lead's name) marked the call to
+// return of journey id as done at at: it leaves the open calls to return,
+// whether it was called back or not. The first mark stands: marking it
+// again returns the first, and created false. It returns an error
+// wrapping ErrNotFound when id is no missed or voicemail journey.
+func (s *Store) MarkMissedDone(ctx context.Context, id, by string, at time.Time) (d callstate.MissedDone, created bool, err error) {
+	if err := s.available(); err != nil {
+		return callstate.MissedDone{}, false, fmt.Errorf("store: mark missed call done: %w", err)
+	}
+	d = callstate.MissedDone{JourneyID: id}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The journey's row lock keeps a refresh from turning it into
+		// another outcome (or deleting it) until the mark is in.
+		var outcome string
+		if err := tx.QueryRow(ctx, `SELECT outcome FROM journey WHERE journey_id = $1 FOR SHARE`, id).Scan(&outcome); err != nil {
+			return err
+		}
+		if outcome != string(callstate.OutcomeMissed) && outcome != string(callstate.OutcomeVoicemail) {
+			return pgx.ErrNoRows
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO missed_call_done (journey_id, done_at, done_by) VALUES ($1, $2, $3)
+            ON CONFLICT (journey_id) DO NOTHING`, id, at, by)
+		if err != nil {
+			return err
+		}
+		created = tag.RowsAffected() == 1
+		return tx.QueryRow(ctx, `SELECT done_at, done_by FROM missed_call_done WHERE journey_id = $1`, id).Scan(&d.DoneAt, &d.DoneBy)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return callstate.MissedDone{}, false, fmt.Errorf("store: mark missed call %q done: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return callstate.MissedDone{}, false, fmt.Errorf("store: mark missed call %q done: %w", id, readErr(err))
+	}
+	d.DoneAt = d.DoneAt.UTC()
+	return d, created, nil
+}
+
 // JourneyStats returns journey_stats_day's rows for the days from and to
 // (inclusive, as dates in the stats time zone), of the whole team (user
 // "") and each user, or of one user when user is not empty; by day, then
 // user.
 func (s *Store) JourneyStats(ctx context.Context, from, to time.Time, user string, all bool) ([]callstate.DayStats, error) {
 	q := `SELECT day, user_id, calls_in, calls_out, answered, missed, voicemail, answer_ratio,
-            mean_answer_seconds, max_answer_seconds, talk_seconds
+            mean_answer_seconds, max_answer_seconds, talk_seconds, abandoned, short_abandoned, service_level
         FROM journey_stats_day WHERE day BETWEEN $1::date AND $2::date`
 	args := []any{from.Format(time.DateOnly), to.Format(time.DateOnly)}
 	if !all {
@@ -233,7 +283,8 @@ func (s *Store) JourneyStats(ctx context.Context, from, to time.Time, user strin
 	var out []callstate.DayStats
 	var d callstate.DayStats
 	_, err := pgx.ForEachRow(rows, []any{&d.Day, &d.UserID, &d.CallsIn, &d.CallsOut, &d.Answered, &d.Missed, &d.Voicemail,
-		&d.AnswerRatio, &d.MeanAnswerSeconds, &d.MaxAnswerSeconds, &d.TalkSeconds}, func() error {
+		&d.AnswerRatio, &d.MeanAnswerSeconds, &d.MaxAnswerSeconds, &d.TalkSeconds, &d.Abandoned, &d.ShortAbandoned,
+		&d.ServiceLevel}, func() error {
 		out = append(out, d)
 		return nil
 	})
@@ -282,6 +333,37 @@ func (s *Store) SetTimeZone(ctx context.Context, tz string) (changed bool, err e
 	})
 	if err != nil {
 		return false, fmt.Errorf("store: set time zone %q: %w", tz, readErr(err))
+	}
+	return changed, nil
+}
+
+// SetServiceLevel makes sla the time within which an answer counts in
+// the service level, and short the wait under which an abandoned call is
+// a short abandon (callstate_setting sla_seconds, short_abandon_seconds).
+// When either changes, every day's stats are computed again, in one
+// transaction. sla must be positive, short not negative (0: no short
+// abandons).
+func (s *Store) SetServiceLevel(ctx context.Context, sla, short time.Duration) (changed bool, err error) {
+	if err := s.available(); err != nil {
+		return false, fmt.Errorf("store: set service level: %w", err)
+	}
+	if sla <= 0 || short < 0 {
+		return false, fmt.Errorf("store: set service level: sla %s must be positive, short abandon %s not negative", sla, short)
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO callstate_setting (name, value) VALUES ('sla_seconds', $1), ('short_abandon_seconds', $2)
+			ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value WHERE callstate_setting.value <> EXCLUDED.value`,
+			strconv.FormatFloat(sla.Seconds(), 'f', -1, 64), strconv.FormatFloat(short.Seconds(), 'f', -1, 64))
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		changed = true
+		_, err = tx.Exec(ctx, `SELECT callstate_rebuild_journey_stats()`)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: set service level: %w", readErr(err))
 	}
 	return changed, nil
 }

@@ -69,7 +69,7 @@ func TestTeamDay(t *testing.T) {
 	in("c6", "491706666", at(9, 59, 30), "w1", "w2")
 
 	syncJourneys(t, st)
-	got, err := st.TeamDay(ctx)
+	got, err := st.TeamDay(ctx, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
