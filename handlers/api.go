@@ -44,8 +44,8 @@ type DashboardStore interface {
 	RecentCalls(ctx context.Context, n int) ([]callstate.ChangedCall, error)
 	// LastChange returns the highest change sequence number written so far.
 	LastChange(ctx context.Context) (int64, error)
-	// TeamDay returns the team's numbers of today.
-	TeamDay(ctx context.Context) (callstate.TeamDay, error)
+	// TeamDay returns the team's numbers of the day of now.
+	TeamDay(ctx context.Context, now time.Time) (callstate.TeamDay, error)
 }
 
 // DashboardOptions configure the API, the stream and the board. With a nil
@@ -77,6 +77,13 @@ type DashboardOptions struct {
 	// QueryTimeout bounds the store's answer to an API request (0 means
 	// DefaultQueryTimeout); past it the request is answered 503.
 	QueryTimeout time.Duration
+
+	// Now is the clock of /api/today's day and of the marks of calls to
+	// return (nil: time.Now).
+	Now func() time.Time
+
+	// Board holds the board's thresholds and sound.
+	Board BoardOptions
 }
 
 // DefaultQueryTimeout is DashboardOptions.QueryTimeout's default.
@@ -101,7 +108,12 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 			MaxAge:        3600,
 		}))
 	}
-	api := &api{store: o.Store, log: log, timeout: cmp.Or(o.QueryTimeout, DefaultQueryTimeout), phonebook: o.Phonebook}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	api := &api{store: o.Store, log: log, timeout: cmp.Or(o.QueryTimeout, DefaultQueryTimeout), phonebook: o.Phonebook,
+		now: now, board: o.Board}
 	auth := accessCheck(o)
 	g := e.Group("/api", auth)
 	// API callers can come back: past the bound they get a fast 503 with
@@ -122,6 +134,9 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 		ja := &journeyAPI{api: api, js: js}
 		g.GET("/journeys", ja.listJourneys, shed)
 		g.GET("/missed", ja.missed, shed)
+		if _, ok := js.(MissedMarker); ok {
+			g.POST("/missed/:id/done", ja.markDone, shed)
+		}
 		g.GET("/stats", ja.stats, shed)
 		readOnly = append(readOnly, "/journeys", "/missed", "/stats")
 	}
@@ -198,6 +213,8 @@ type api struct {
 	log       *slog.Logger
 	timeout   time.Duration // of one store query
 	phonebook *Phonebook    // nil: no names
+	now       func() time.Time
+	board     BoardOptions
 	today     todayCache
 }
 

@@ -43,6 +43,9 @@ func newInstanceClock(tb testing.TB, dbURL string, dash handlers.DashboardOption
 		tb.Fatal(err)
 	}
 	dash.Store = st
+	if dash.Now == nil && now != nil {
+		dash.Now = now
+	}
 	if so.Logger == nil {
 		so.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -86,14 +86,20 @@ type teamDayJSON struct {
 	Missed             int             `json:"missed"`
 	MissedOpen         int             `json:"missed_not_called_back"`
 	Voicemail          int             `json:"voicemail"`
+	Abandoned          int             `json:"abandoned"`
+	ShortAbandoned     int             `json:"short_abandoned"`
+	ServiceLevel       *float64        `json:"service_level"`
+	SLASeconds         float64         `json:"sla_seconds"`
+	Thresholds         thresholdsJSON  `json:"thresholds"`
 	MissedCalls        []missedJSON    `json:"missed_calls"`
 	People             []personDayJSON `json:"people"`
 	AsOf               time.Time       `json:"as_of"`
 }
 
-// missedJSON is a missed call as /api/missed and /api/today show it.
+// missedJSON is a call to return as /api/missed and /api/today show it.
 type missedJSON struct {
 	JourneyID       string     `json:"journey_id,omitempty"`
+	Outcome         string     `json:"outcome"`
 	Number          string     `json:"number"`
 	To              string     `json:"to,omitempty"`
 	NumberFormatted string     `json:"number_formatted"`
@@ -102,6 +108,8 @@ type missedJSON struct {
 	EndedAt         *time.Time `json:"ended_at"`
 	CalledBack      bool       `json:"called_back"`
 	CalledBackAt    *time.Time `json:"called_back_at"`
+	DoneAt          *time.Time `json:"done_at"`
+	DoneBy          string     `json:"done_by,omitempty"`
 	UserIDs         []string   `json:"user_ids"`
 }
 
@@ -118,7 +126,7 @@ func (a *api) teamDay(c echo.Context) error {
 	if err := bindQuery(c, &struct{}{}); err != nil {
 		return err
 	}
-	now := time.Now()
+	now := a.now()
 	a.today.mu.Lock()
 	defer a.today.mu.Unlock()
 	if !a.today.at.IsZero() && now.Sub(a.today.at) < todayFresh && now.After(a.today.at) {
@@ -126,7 +134,7 @@ func (a *api) teamDay(c echo.Context) error {
 	}
 	ctx, cancel := a.queryContext(c)
 	defer cancel()
-	td, err := a.store.TeamDay(ctx)
+	td, err := a.store.TeamDay(ctx, now)
 	if err != nil {
 		return err
 	}
@@ -149,14 +157,19 @@ func (a *api) teamDay(c echo.Context) error {
 	out := teamDayJSON{
 		Day: td.Day, DayStart: td.DayStart, Waiting: td.Waiting, LongestWaitSince: t(td.LongestWaitSince),
 		CallsIn: td.CallsIn, CallsOut: td.CallsOut, Answered: td.Answered, Missed: td.Missed, MissedOpen: td.MissedOpen,
-		Voicemail: td.Voicemail, MissedCalls: make([]missedJSON, 0, len(td.MissedCalls)),
+		Voicemail: td.Voicemail, Abandoned: td.Abandoned, ShortAbandoned: td.ShortAbandoned, SLASeconds: td.SLASeconds,
+		Thresholds: a.board.thresholdsJSON(), MissedCalls: make([]missedJSON, 0, len(td.MissedCalls)),
 		People: make([]personDayJSON, 0, len(td.People)), AsOf: now,
+	}
+	if sl, ok := td.ServiceLevel(); ok {
+		out.ServiceLevel = &sl
 	}
 	if !td.LongestWaitSince.IsZero() {
 		out.LongestWaitSeconds = max(0, now.Sub(td.LongestWaitSince).Seconds())
 	}
 	for _, m := range td.MissedCalls {
 		out.MissedCalls = append(out.MissedCalls, missedJSON{
+			JourneyID: m.ID, Outcome: string(m.Outcome), DoneAt: t(m.DoneAt), DoneBy: m.DoneBy,
 			Number: m.Number, NumberFormatted: a.phonebook.Format(m.Number), Name: a.phonebook.Name(m.Number),
 			StartedAt: m.StartedAt, EndedAt: t(m.EndedAt), CalledBack: !m.CalledBackAt.IsZero(), CalledBackAt: t(m.CalledBackAt),
 			UserIDs: m.UserIDs,

@@ -189,7 +189,7 @@ func TestBoardOnTheWall(t *testing.T) {
 	})
 
 	t.Run("NumbersMatchDatabase", func(t *testing.T) {
-		td, err := in.store.TeamDay(ctx)
+		td, err := in.store.TeamDay(ctx, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,11 +1,17 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -28,6 +34,16 @@ type JourneyStore interface {
 	// JourneyStats returns the day stats from..to (dates), of user only
 	// unless all.
 	JourneyStats(ctx context.Context, from, to time.Time, user string, all bool) ([]callstate.DayStats, error)
+}
+
+// MissedMarker is what POST /api/missed/{journey_id}/done needs of a
+// JourneyStore: a store that also is one serves it.
+type MissedMarker interface {
+	// MarkMissedDone records that by marked the call to return of journey
+	// id as done at at, and returns the mark that stands (the first) and
+	// whether it is this one; a journey that is no missed or voicemail one
+	// is callstate.ErrNotFound.
+	MarkMissedDone(ctx context.Context, id, by string, at time.Time) (d callstate.MissedDone, created bool, err error)
 }
 
 // journeyJSON is a journey as the API and the stream show it.
@@ -93,6 +109,9 @@ type statsJSON struct {
 	MeanAnswerSeconds *float64 `json:"mean_answer_seconds"`
 	MaxAnswerSeconds  *float64 `json:"max_answer_seconds"`
 	TalkSeconds       float64  `json:"talk_seconds"`
+	Abandoned         int64    `json:"abandoned"`
+	ShortAbandoned    int64    `json:"short_abandoned"`
+	ServiceLevel      *float64 `json:"service_level"`
 }
 
 type journeyAPI struct {
@@ -171,11 +190,73 @@ func (a *journeyAPI) missed(c echo.Context) error {
 		if users == nil {
 			users = []string{}
 		}
-		out.Missed = append(out.Missed, missedJSON{JourneyID: m.JourneyID, Number: m.Number, To: m.To, UserIDs: users,
-			NumberFormatted: a.phonebook.Format(m.Number), Name: a.phonebook.Name(m.Number),
-			StartedAt: m.StartedAt, EndedAt: timePtr(m.EndedAt), CalledBack: m.CalledBack, CalledBackAt: timePtr(m.CalledBackAt)})
+		out.Missed = append(out.Missed, missedJSON{JourneyID: m.JourneyID, Outcome: string(m.Outcome), Number: m.Number, To: m.To,
+			UserIDs: users, NumberFormatted: a.phonebook.Format(m.Number), Name: a.phonebook.Name(m.Number),
+			StartedAt: m.StartedAt, EndedAt: timePtr(m.EndedAt), CalledBack: m.CalledBack, CalledBackAt: timePtr(m.CalledBackAt),
+			DoneAt: timePtr(m.DoneAt), DoneBy: m.DoneBy})
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// maxDoneBody bounds POST /api/missed/{journey_id}/done's body.
+const maxDoneBody = 4 << 10
+
+// doneJSON is POST /api/missed/{journey_id}/done's answer.
+type doneJSON struct {
+	JourneyID string    `json:"journey_id"`
+	DoneAt    time.Time `json:"done_at"`
+	DoneBy    string    `json:"done_by"`
+}
+
+// markDone is POST /api/missed/{journey_id}/done with {"by": "Anna"}: the
+// lead by marks the call to return as done, and it leaves the open calls
+// to return. The first mark stands: marking it again answers 200 with the
+// first mark, a new one 201.
+func (a *journeyAPI) markDone(c echo.Context) error {
+	mm := a.js.(MissedMarker) // registered only when it is one
+	req := c.Request()
+	id, err := url.PathUnescape(c.Param("id"))
+	if err != nil || id == "" || len(id) > 255 || !utf8.ValidString(id) || strings.ContainsFunc(id, unicode.IsControl) {
+		return echo.NewHTTPError(http.StatusBadRequest, "the journey id in the path is not valid")
+	}
+	if mt, _, _ := strings.Cut(req.Header.Get(echo.HeaderContentType), ";"); strings.TrimSpace(mt) != echo.MIMEApplicationJSON {
+		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	body, err := readBody(c.Response(), req, maxDoneBody)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		By string `json:"by"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "body must be a JSON object {\"by\": \"who marks it done\"}: "+err.Error()).SetInternal(err)
+	}
+	in.By = strings.TrimSpace(in.By)
+	if in.By == "" || utf8.RuneCountInString(in.By) > callstate.MaxDoneBy || !utf8.ValidString(in.By) || strings.ContainsFunc(in.By, unicode.IsControl) {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("by must name who marks it done: 1 to %d characters, no control characters", callstate.MaxDoneBy))
+	}
+	ctx, cancel := a.queryContext(c)
+	defer cancel()
+	at := a.now()
+	d, created, err := mm.MarkMissedDone(ctx, id, in.By, at)
+	if errors.Is(err, callstate.ErrNotFound) {
+		return echo.NewHTTPError(http.StatusNotFound, "no missed or voicemail call with this journey id").SetInternal(err)
+	}
+	if err != nil {
+		return err
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	a.log.Info("call to return marked done", "journey_id", id, "by", d.DoneBy, "new", code == http.StatusCreated)
+	a.today.mu.Lock()
+	a.today.at = time.Time{} // the board asks again at once
+	a.today.mu.Unlock()
+	return c.JSON(code, doneJSON{JourneyID: d.JourneyID, DoneAt: d.DoneAt, DoneBy: d.DoneBy})
 }
 
 // statsQuery is GET /api/stats's query string.
@@ -221,7 +302,7 @@ func (a *journeyAPI) stats(c echo.Context) error {
 		out.Stats = append(out.Stats, statsJSON{Day: d.Day.Format(time.DateOnly), UserID: d.UserID,
 			CallsIn: d.CallsIn, CallsOut: d.CallsOut, Answered: d.Answered, Missed: d.Missed, Voicemail: d.Voicemail,
 			AnswerRatio: d.AnswerRatio, MeanAnswerSeconds: d.MeanAnswerSeconds, MaxAnswerSeconds: d.MaxAnswerSeconds,
-			TalkSeconds: d.TalkSeconds})
+			TalkSeconds: d.TalkSeconds, Abandoned: d.Abandoned, ShortAbandoned: d.ShortAbandoned, ServiceLevel: d.ServiceLevel})
 	}
 	return c.JSON(http.StatusOK, out)
 }

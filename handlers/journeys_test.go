@@ -69,7 +69,7 @@ type journeyScenario struct {
 	outcome string
 	by      string
 	legs    int
-	missed  bool // listed as a missed call
+	missed  bool // listed as a call to return (missed or voicemail)
 }
 
 // journeyScenarios are realistic sipgate sequences; each uses call ids
@@ -95,7 +95,7 @@ func journeyScenarios(p string) []journeyScenario {
 		{"ForwardedOutOfReach", []hook{{0, in(a, a, []string{"Ann"}, []string{"w1"})}, {15, fHangup(a, a, "forwarded")}}, "forwarded", "", 1, false},
 		{"Voicemail", []hook{{0, in(a, a, []string{"Ann"}, []string{"w1"})}, {21.5, fHangup(a, a, "forwarded")},
 			{21.6, in(b, a, []string{"voicemail"}, nil, "diversion", "4930555")}, {22, fAnswer(b, a, "", "", "")}, {52, fHangup(b, a, "normalClearing")}},
-			"voicemail", "", 2, false},
+			"voicemail", "", 2, true},
 		{"CallerHangsUpWhileRinging", []hook{{0, in(a, a, []string{"Ann", "Ben"}, []string{"w1", "w2"})}, {12, fHangup(a, a, "cancel")}}, "missed", "", 1, true},
 		{"RejectedBusy", []hook{{0, in(a, a, []string{"Ann"}, []string{"w1"})}, {2, fHangup(a, a, "busy")}}, "missed", "", 1, true},
 		{"Transfer", []hook{{0, in(a, a, []string{"Ann"}, []string{"w1"})}, {3, fAnswer(a, a, "Ann", "w1", "4930555")}, {40, fHangup(a, a, "forwarded")},
