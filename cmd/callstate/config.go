@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/store"
 )
 
@@ -62,7 +63,9 @@ type Config struct {
 	RingingTimeout  time.Duration `env:"SIPGATE_RINGING_TIMEOUT" default:"30m" validate:"min=0s,max=24h"`
 	AnsweredTimeout time.Duration `env:"SIPGATE_ANSWERED_TIMEOUT" default:"12h" validate:"min=0s,max=720h"`
 
-	StatsTimeZone string `env:"STATS_TIME_ZONE" default:"UTC" validate:"required,timezone"`
+	StatsTimeZone       string `env:"STATS_TIME_ZONE" validate:"omitempty,timezone"`
+	SLASeconds          int    `env:"SLA_SECONDS" default:"20" validate:"min=1,max=3600"`
+	ShortAbandonSeconds int    `env:"SHORT_ABANDON_SECONDS" default:"5" validate:"min=0,max=600"`
 
 	MetricsEnabled bool   `env:"METRICS_ENABLED" default:"true"`
 	DebugAddr      string `env:"DEBUG_ADDR" validate:"omitempty,hostname_port"`
@@ -197,6 +200,10 @@ func validateConfig(cfg Config) error {
 		_, err := callstate.NewNumberPlan(fl.Field().String())
 		return err == nil
 	})
+	_ = v.RegisterValidation("boardthresholds", func(fl validator.FieldLevel) bool {
+		_, err := handlers.ParseThresholds(fl.Field().String())
+		return err == nil
+	})
 	_ = v.RegisterValidation("listen_addr", func(fl validator.FieldLevel) bool {
 		return validListenAddr(fl.Field().String())
 	})
@@ -307,6 +314,9 @@ func expectationOf(fe validator.FieldError) string {
 		return "want a CIDR such as 10.0.0.0/8 or an IP"
 	case "listen_addr":
 		return "want host:port or :port, the port from 0 to 65535"
+	case "boardthresholds":
+		_, err := handlers.ParseThresholds(fmt.Sprint(fe.Value()))
+		return strings.TrimPrefix(fmt.Sprint(err), handlers.ErrBadThresholds.Error()+": ") + " (e.g. " + handlers.DefaultThresholds + ")"
 	case "hostname_port":
 		return "want host:port, the port from 1 to 65535"
 	default:

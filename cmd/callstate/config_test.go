@@ -41,6 +41,11 @@ func TestLoadConfig(t *testing.T) {
 		{"ErrPathSecretShort", map[string]string{"SIPGATE_PATH_SECRET": "abc"}, []string{"SIPGATE_PATH_SECRET", "at least 16"}},
 		{"ErrPathSecretChars", map[string]string{"SIPGATE_PATH_SECRET": "abcdefghijklmnop/x"}, []string{"SIPGATE_PATH_SECRET", "letters and digits"}},
 		{"ErrSeveral", map[string]string{"LOG_FORMAT": "xml", "LISTEN_ADDR": "nope"}, []string{"LOG_FORMAT", "LISTEN_ADDR"}},
+		{"OKBoard", map[string]string{"BOARD_THRESHOLDS": "waiting=2:4,service_level=0.95:0.85", "SLA_SECONDS": "15",
+			"SHORT_ABANDON_SECONDS": "0", "STATS_TIME_ZONE": "America/New_York"}, nil},
+		{"ErrBoardThresholds", map[string]string{"BOARD_THRESHOLDS": "waiting=6:3"}, []string{"BOARD_THRESHOLDS", "amber (6) must not be above red (3)", "e.g. waiting=3:6"}},
+		{"ErrSLA", map[string]string{"SLA_SECONDS": "0"}, []string{"SLA_SECONDS", "at least 1"}},
+		{"ErrTimeZone", map[string]string{"STATS_TIME_ZONE": "Mars/Olympus"}, []string{"STATS_TIME_ZONE"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,5 +121,31 @@ func TestRedactURL(t *testing.T) {
 		if got := redactURL(s); strings.Contains(got, "pw1234") {
 			t.Errorf("redactURL(%q) = %q", s, got)
 		}
+	}
+}
+
+func TestDayTimeZone(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		env      map[string]string
+		tz, from string
+		guessed  bool
+	}{
+		{"DefaultRegionDE", nil, "Europe/Berlin", "PHONE_REGION", false},
+		{"RegionAT", map[string]string{"PHONE_REGION": "AT"}, "Europe/Vienna", "PHONE_REGION", false},
+		{"RegionOfSeveralZones", map[string]string{"PHONE_REGION": "US"}, "UTC", "", true},
+		{"SettingWins", map[string]string{"PHONE_REGION": "US", "STATS_TIME_ZONE": "America/Chicago"}, "America/Chicago", "STATS_TIME_ZONE", false},
+		{"SettingUTC", map[string]string{"STATS_TIME_ZONE": "UTC"}, "UTC", "STATS_TIME_ZONE", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := loadConfig(envFunc(c.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tz, from, guessed := dayTimeZone(cfg)
+			if tz != c.tz || from != c.from || guessed != c.guessed {
+				t.Errorf("dayTimeZone = %q, %q, %t; want %q, %q, %t", tz, from, guessed, c.tz, c.from, c.guessed)
+			}
+		})
 	}
 }

@@ -25,6 +25,8 @@ type dashboardConfig struct {
 	StreamQueueLen int           `env:"STREAM_QUEUE_LEN" default:"256" validate:"min=1,max=100000"`
 	MaxInflight    int           `env:"API_MAX_INFLIGHT" default:"64" validate:"min=1,max=100000"`
 	PhoneRegion    string        `env:"PHONE_REGION" default:"DE" validate:"phoneregion"`
+	Thresholds     string        `env:"BOARD_THRESHOLDS" default:"waiting=3:6,longest_wait=60s:120s,service_level=0.9:0.8" validate:"boardthresholds"`
+	Sound          bool          `env:"BOARD_SOUND" default:"true"`
 }
 
 // dashboardOptions turns the dashboard settings into the handlers' options,
@@ -32,6 +34,7 @@ type dashboardConfig struct {
 func dashboardOptions(cfg dashboardConfig, st *store.Store, log *slog.Logger) handlers.DashboardOptions {
 	plan, _ := callstate.NewNumberPlan(cfg.PhoneRegion) // validated
 	pb := handlers.NewPhonebook(st, plan, log)
+	th, _ := handlers.ParseThresholds(cfg.Thresholds) // validated
 	return handlers.DashboardOptions{
 		Store:     st,
 		Phonebook: pb,
@@ -41,6 +44,7 @@ func dashboardOptions(cfg dashboardConfig, st *store.Store, log *slog.Logger) ha
 		}),
 		BearerToken: cfg.Token, BasicUser: cfg.BasicUser, BasicPassword: cfg.BasicPassword,
 		CORSOrigins: cfg.CORSOrigins, MaxInflight: cfg.MaxInflight,
+		Board: handlers.BoardOptions{Thresholds: th, Sound: cfg.Sound},
 	}
 }
 

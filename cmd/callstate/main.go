@@ -288,7 +288,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		g.Go(func() error { return forgetOldCalls(gctx, st, cfg.RetentionCalls, log) })
 	}
 	g.Go(func() error { return keepJournal(gctx, st, cmp.Or(cfg.RetentionEvents, cfg.RetentionCalls), log) })
-	g.Go(func() error { return setStatsTimeZone(gctx, st, cfg.StatsTimeZone, log) })
+	g.Go(func() error { return setJourneySettings(gctx, st, cfg, log) })
 	g.Go(func() error { return compactJourneyStats(gctx, st, log) })
 	if err := startSIP(gctx, g, cfg.SIP, st, sp, m, ready, log); err != nil {
 		return err
