@@ -50,6 +50,40 @@ type Call struct {
 	HoldAt          time.Time // time of the latest event that stated OnHold
 	CauseAt         time.Time // time of the earliest event that stated Cause
 	Presses         []Press   // every DTMF event, ordered by Press.Key
+
+	Learned    bool      // every event of the call was learned from the source's own record (sipgate's history): its webhooks never came
+	EndRank    Rank      // rank of the updates EndedAt and Cause come from (see Rank)
+	AnswerRank Rank      // rank of the updates AnswerAt comes from
+	AnswerAt   time.Time // earliest answer of rank AnswerRank; AnsweredAt is it, never after EndedAt
+}
+
+// Rank is how much an update's account of a call's end and answer weighs
+// where accounts differ. A higher rank replaces what a lower one said; the
+// end and the answer are taken from the updates of the highest rank that
+// state them.
+type Rank uint8
+
+// The ranks, lowest first.
+const (
+	RankNone    Rank = iota // nothing stated
+	RankGuessed             // callstate's guess: a timeout end (Update.Guessed)
+	RankLearned             // learned afterwards from the source's own record (sipgate's history)
+	RankStated              // stated by an event of the call itself (a webhook, a SIP NOTIFY)
+)
+
+// CauseTimeout is the hangup cause of a sipgate call that callstate ended
+// itself because its end never came: a guess (Update.Guessed).
+const CauseTimeout = "timeout"
+
+// Rank returns the rank of what u says about the call's end and answer.
+func (u Update) Rank() Rank {
+	switch {
+	case u.Learned:
+		return RankLearned
+	case u.Guessed:
+		return RankGuessed
+	}
+	return RankStated
 }
 
 // Update is what one event tells about one call. Zero fields tell nothing.
@@ -78,6 +112,20 @@ type Update struct {
 	Cause      string `json:",omitempty"` // set by the event that ends the call
 	DTMF       string `json:",omitempty"` // digits the caller pressed
 	DTMFDigest string `json:",omitempty"` // with DTMF: a digest of the event's bytes, the same for copies of one request (see ReplayWindow)
+
+	// Learned marks an update learned from the source's own record after
+	// the fact (sipgate's history), not told by an event of the call: it
+	// fills what no event said and gives way to what one did (see Rank).
+	Learned bool `json:",omitempty"`
+	// Guessed marks an update that callstate made up: the end of a call
+	// whose end never came (CauseTimeout). Anything else replaces it.
+	Guessed bool `json:",omitempty"`
+	// The times the update states, where they are not the event's own
+	// receive time: a learned update knows when the call started, was
+	// answered (with State ended: it was answered) and ended.
+	StartedAt  time.Time `json:",omitzero"`
+	AnsweredAt time.Time `json:",omitzero"`
+	EndedAt    time.Time `json:",omitzero"`
 }
 
 // Event is one accepted input from a source, as the journal keeps it.
@@ -115,8 +163,28 @@ func (e Event) Validate() error {
 		return fmt.Errorf("%w: bad direction %q", ErrInvalidEvent, e.Update.Direction)
 	case strings.ContainsRune(e.Update.DTMF, ':') || strings.ContainsRune(e.Update.DTMFDigest, ':'):
 		return fmt.Errorf("%w: DTMF or its digest contains ':'", ErrInvalidEvent)
+	case !inOrder(e.Update.StartedAt, e.Update.AnsweredAt, e.Update.EndedAt):
+		return fmt.Errorf("%w: stated times out of order: started %v, answered %v, ended %v", ErrInvalidEvent,
+			e.Update.StartedAt, e.Update.AnsweredAt, e.Update.EndedAt)
+	case !e.Update.EndedAt.IsZero() && e.Update.State != StateEnded:
+		return fmt.Errorf("%w: an end time without state ended", ErrInvalidEvent)
 	}
 	return nil
+}
+
+// inOrder reports whether the non-zero times of ts are in order.
+func inOrder(ts ...time.Time) bool {
+	var last time.Time
+	for _, t := range ts {
+		if t.IsZero() {
+			continue
+		}
+		if t.Before(last) {
+			return false
+		}
+		last = t
+	}
+	return true
 }
 
 // EventTime is t as events carry it: to the microsecond, as PostgreSQL
@@ -134,8 +202,19 @@ func EventTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 //     ended, AnsweredAt the earliest that said answered but never after
 //     EndedAt (a hang-up received before its answer leaves a talk time of
 //     zero, not a negative one), UpdatedAt the latest event. So
-//     StartedAt ≤ AnsweredAt ≤ EndedAt always.
+//     StartedAt ≤ AnsweredAt ≤ EndedAt always. An event's time is its
+//     receive time, unless its update states the time (Update.StartedAt,
+//     AnsweredAt, EndedAt: a learned update knows when things happened).
 //   - Cause comes from the earliest event that states one.
+//   - Which source wins: the end (EndedAt, Cause) comes from the updates
+//     of the highest Rank that state one, the answer from those of the
+//     highest rank that state one and rank at least as high as the end's:
+//     an event's stated fact stands; a learned update (sipgate's history)
+//     fills what no event said and replaces what callstate only guessed
+//     (a timeout end); an answer only the history knows counts unless an
+//     event of the call stated its end without one (the event's account
+//     stands). Ranks only rise and each rank's values join as before, so
+//     this too is a join. Learned is true while every update was learned.
 //   - OnHold follows the latest event that states it (a SIP subscription's
 //     events carry times in the source's own CSeq order), and is false
 //     once ended.
@@ -154,6 +233,8 @@ func EventTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 // clock skew of each other to keep their order.
 func (c Call) Apply(u Update, at time.Time) Call {
 	at = EventTime(at)
+	rank := u.Rank()
+	c.Learned = (c.UpdatedAt.IsZero() || c.Learned) && rank == RankLearned
 	c.Key = join(c.Key, u.Key)
 	c.CallID = join(c.CallID, u.CallID)
 	c.OrigCallID = join(c.OrigCallID, u.OrigCallID)
@@ -176,12 +257,48 @@ func (c Call) Apply(u Update, at time.Time) Call {
 	c.Answering = join(c.Answering, u.Answering)
 	c.Diversion = join(c.Diversion, u.Diversion)
 	c.XCID = join(c.XCID, u.XCID)
-	if u.Cause != "" {
+	endAt, answerAt, startAt := at, at, at
+	if !u.EndedAt.IsZero() {
+		endAt = EventTime(u.EndedAt)
+	}
+	if !u.AnsweredAt.IsZero() {
+		answerAt = EventTime(u.AnsweredAt)
+	}
+	if !u.StartedAt.IsZero() {
+		startAt = EventTime(u.StartedAt)
+	}
+	for _, t := range []time.Time{u.AnsweredAt, u.EndedAt} {
+		if !t.IsZero() {
+			startAt = earliest(startAt, EventTime(t))
+		}
+	}
+	if u.State == StateEnded || u.Cause != "" {
+		if rank > c.EndRank {
+			c.EndRank, c.EndedAt, c.Cause, c.CauseAt = rank, time.Time{}, "", time.Time{}
+		}
+		if rank == c.EndRank {
+			if u.State == StateEnded {
+				c.EndedAt = earliest(c.EndedAt, endAt)
+			}
+			if u.Cause != "" {
+				switch {
+				case c.CauseAt.IsZero() || endAt.Before(c.CauseAt):
+					c.Cause, c.CauseAt = u.Cause, endAt
+				case endAt.Equal(c.CauseAt):
+					c.Cause = join(c.Cause, u.Cause)
+				}
+			}
+		}
+	}
+	if c.AnswerRank < c.EndRank { // an answer below the end's rank counts no more
+		c.AnswerRank, c.AnswerAt = RankNone, time.Time{}
+	}
+	if (u.State == StateAnswered || !u.AnsweredAt.IsZero()) && rank >= c.EndRank {
 		switch {
-		case c.CauseAt.IsZero() || at.Before(c.CauseAt):
-			c.Cause, c.CauseAt = u.Cause, at
-		case at.Equal(c.CauseAt):
-			c.Cause = join(c.Cause, u.Cause)
+		case rank > c.AnswerRank:
+			c.AnswerRank, c.AnswerAt = rank, answerAt
+		case rank == c.AnswerRank:
+			c.AnswerAt = earliest(c.AnswerAt, answerAt)
 		}
 	}
 
@@ -198,13 +315,8 @@ func (c Call) Apply(u Update, at time.Time) Call {
 		c.OnHold = false
 	}
 
-	c.StartedAt = earliest(c.StartedAt, at)
-	if u.State == StateEnded {
-		c.EndedAt = earliest(c.EndedAt, at)
-	}
-	if u.State == StateAnswered {
-		c.AnsweredAt = earliest(c.AnsweredAt, at)
-	}
+	c.StartedAt = earliest(c.StartedAt, startAt)
+	c.AnsweredAt = c.AnswerAt
 	if !c.AnsweredAt.IsZero() && !c.EndedAt.IsZero() && c.EndedAt.Before(c.AnsweredAt) {
 		c.AnsweredAt = c.EndedAt
 	}

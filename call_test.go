@@ -43,6 +43,7 @@ func TestApply(t *testing.T) {
 		State: callstate.StateEnded, Cause: "normalClearing", DTMF: "42",
 		StartedAt: at(0), AnsweredAt: at(2), EndedAt: at(9), UpdatedAt: at(9),
 		ExtensionPinned: true, CauseAt: at(9), Presses: []callstate.Press{{At: at(5), Digits: "42"}},
+		EndRank: callstate.RankStated, AnswerRank: callstate.RankStated, AnswerAt: at(2),
 	}
 	tests := []struct {
 		name  string
@@ -56,13 +57,14 @@ func TestApply(t *testing.T) {
 		{"NeverBackToRinging", []step{{newCall, at(0)}, {hangup, at(1)}, {newCall, at(3)}}, callstate.Call{
 			Key: "c1", CallID: "c1", Extension: "w0", Direction: callstate.DirectionIn, From: "491701", To: "4930",
 			UserIDs: []string{"w0"}, State: callstate.StateEnded, Cause: "normalClearing",
-			StartedAt: at(0), EndedAt: at(1), UpdatedAt: at(3), CauseAt: at(1),
+			StartedAt: at(0), EndedAt: at(1), UpdatedAt: at(3), CauseAt: at(1), EndRank: callstate.RankStated,
 		}},
 		{"HangupReceivedBeforeAnswer", []step{{newCall, at(0)}, {hangup, at(4)}, {answer, at(5)}}, callstate.Call{
 			Key: "c1", CallID: "c1", Extension: "w1", ExtensionPinned: true, Direction: callstate.DirectionIn,
 			From: "491701", To: "4930", UserIDs: []string{"w0"}, AnsweredBy: "Bob", Answering: "4930",
 			State: callstate.StateEnded, Cause: "normalClearing", CauseAt: at(4),
 			StartedAt: at(0), AnsweredAt: at(4), EndedAt: at(4), UpdatedAt: at(5),
+			EndRank: callstate.RankStated, AnswerRank: callstate.RankStated, AnswerAt: at(5),
 		}},
 	}
 	for _, tt := range tests {

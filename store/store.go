@@ -299,7 +299,8 @@ const stateColumns = `
     from_party, to_party, users, user_ids, full_user_ids,
     answered_by, answering_number, diversion, xcid,
     state, on_hold, hold_at, hangup_cause, cause_at, dtmf, dtmf_presses,
-    started_at, answered_at, ended_at, updated_at, last_event_id
+    started_at, answered_at, ended_at, updated_at, last_event_id,
+    learned, end_rank, answer_rank, answer_at
 `
 
 // applySQL journals one event and merges its update into the call's row, in
@@ -309,11 +310,15 @@ const stateColumns = `
 // nothing: RETURNING then yields no row.
 //
 // The merge is callstate.Call.Apply's, column by column: each is a join
-// (GREATEST, LEAST, callstate_join, a union of presses), so the row is the
-// same whatever order events are applied in, by whichever instance.
+// (GREATEST, LEAST, callstate_join, a union of presses, the earliest of
+// the highest rank), so the row is the same whatever order events are
+// applied in, by whichever instance. A learned event of a call erased by
+// "callstate forget" (call_tombstone) is not applied: erased stays erased.
 const applySQL = `
 WITH k AS (
-    INSERT INTO call_event_key (source, dedup_key, received_at) VALUES ($1, $2, $5)
+    INSERT INTO call_event_key (source, dedup_key, received_at)
+    SELECT $1, $2, $5
+    WHERE NOT ($26::boolean AND EXISTS (SELECT 1 FROM call_tombstone t WHERE t.source = $1 AND t.call_key = $3))
     ON CONFLICT (source, dedup_key) DO NOTHING
     RETURNING 1
 ), ev AS (
@@ -321,7 +326,10 @@ WITH k AS (
     SELECT $1, $2, $3, $4::text, $5, $6::bytea, $25::bytea FROM k
     RETURNING id
 ), u AS (
-    SELECT $20::text::call_phase AS state
+    SELECT $20::text::call_phase AS state, $30::smallint AS rank,
+           coalesce($29::timestamptz, $5::timestamptz) AS end_at,
+           $20 = 'answered' OR $28::timestamptz IS NOT NULL AS answers,
+           coalesce($28::timestamptz, $5::timestamptz) AS answer_at
 )
 INSERT INTO call_state AS c (` + stateColumns + `)
 SELECT $1, $3, $7, $8, $9, $24 AND $9 <> '', $10,
@@ -329,12 +337,14 @@ SELECT $1, $3, $7, $8, $9, $24 AND $9 <> '', $10,
        $16, $17, $18, $19,
        u.state, coalesce($21::boolean, false) AND u.state <> 'ended',
        CASE WHEN $21::boolean IS NOT NULL THEN $5::timestamptz END,
-       $22, CASE WHEN $22 <> '' THEN $5::timestamptz END,
+       $22, CASE WHEN $22 <> '' THEN u.end_at END,
        CASE WHEN cardinality($23::text[]) = 0 THEN '' ELSE callstate_dtmf($23::text[]) END, $23::text[],
-       $5,
-       CASE WHEN u.state = 'answered' THEN $5::timestamptz END,
-       CASE WHEN u.state = 'ended' THEN $5::timestamptz END,
-       $5, ev.id
+       LEAST(coalesce($27::timestamptz, $5::timestamptz), $28::timestamptz, $29::timestamptz),
+       CASE WHEN u.answers THEN LEAST(u.answer_at, CASE WHEN u.state = 'ended' THEN u.end_at END) END,
+       CASE WHEN u.state = 'ended' THEN u.end_at END,
+       $5, ev.id,
+       $26, CASE WHEN u.state = 'ended' OR $22 <> '' THEN u.rank ELSE 0 END,
+       CASE WHEN u.answers THEN u.rank ELSE 0 END, CASE WHEN u.answers THEN u.answer_at END
 FROM ev, u
 ON CONFLICT (source, call_key) DO UPDATE SET
     call_id          = callstate_join(c.call_id, EXCLUDED.call_id),
@@ -361,21 +371,34 @@ ON CONFLICT (source, call_key) DO UPDATE SET
                             ELSE c.on_hold END
                        AND GREATEST(c.state, EXCLUDED.state) <> 'ended',
     hold_at          = GREATEST(c.hold_at, EXCLUDED.hold_at),
-    hangup_cause     = CASE WHEN EXCLUDED.cause_at IS NULL THEN c.hangup_cause
+    -- The end: from the updates of the highest rank that state one.
+    hangup_cause     = CASE WHEN EXCLUDED.end_rank > c.end_rank THEN EXCLUDED.hangup_cause
+                            WHEN EXCLUDED.end_rank < c.end_rank THEN c.hangup_cause
+                            WHEN EXCLUDED.cause_at IS NULL THEN c.hangup_cause
                             WHEN c.cause_at IS NULL OR EXCLUDED.cause_at < c.cause_at THEN EXCLUDED.hangup_cause
                             WHEN EXCLUDED.cause_at = c.cause_at THEN callstate_join(c.hangup_cause, EXCLUDED.hangup_cause)
                             ELSE c.hangup_cause END,
-    cause_at         = LEAST(c.cause_at, EXCLUDED.cause_at),
+    cause_at         = callstate_ranked(c.end_rank, c.cause_at, EXCLUDED.end_rank, EXCLUDED.cause_at, 0::smallint),
     dtmf_presses     = CASE WHEN cardinality(EXCLUDED.dtmf_presses) = 0 THEN c.dtmf_presses
                             ELSE callstate_presses(c.dtmf_presses, EXCLUDED.dtmf_presses) END,
     dtmf             = CASE WHEN cardinality(EXCLUDED.dtmf_presses) = 0 THEN c.dtmf
                             ELSE callstate_dtmf(callstate_presses(c.dtmf_presses, EXCLUDED.dtmf_presses)) END,
     started_at       = LEAST(c.started_at, EXCLUDED.started_at),
-    answered_at      = CASE WHEN c.answered_at IS NULL AND EXCLUDED.answered_at IS NULL THEN NULL
-                            ELSE LEAST(c.answered_at, EXCLUDED.answered_at, c.ended_at, EXCLUDED.ended_at) END,
-    ended_at         = LEAST(c.ended_at, EXCLUDED.ended_at),
+    -- The answer: from the updates of the highest rank that state one and
+    -- rank no lower than the end's; never after the end.
+    answered_at      = callstate_capped(
+                           callstate_ranked(c.answer_rank, c.answer_at, EXCLUDED.answer_rank, EXCLUDED.answer_at,
+                                            GREATEST(c.end_rank, EXCLUDED.end_rank)),
+                           callstate_ranked(c.end_rank, c.ended_at, EXCLUDED.end_rank, EXCLUDED.ended_at, 0::smallint)),
+    ended_at         = callstate_ranked(c.end_rank, c.ended_at, EXCLUDED.end_rank, EXCLUDED.ended_at, 0::smallint),
     updated_at       = GREATEST(c.updated_at, EXCLUDED.updated_at),
     last_event_id    = GREATEST(c.last_event_id, EXCLUDED.last_event_id),
+    learned          = c.learned AND EXCLUDED.learned,
+    end_rank         = GREATEST(c.end_rank, EXCLUDED.end_rank),
+    answer_rank      = CASE WHEN GREATEST(c.answer_rank, EXCLUDED.answer_rank) >= GREATEST(c.end_rank, EXCLUDED.end_rank)
+                            THEN GREATEST(c.answer_rank, EXCLUDED.answer_rank) ELSE 0 END,
+    answer_at        = callstate_ranked(c.answer_rank, c.answer_at, EXCLUDED.answer_rank, EXCLUDED.answer_at,
+                                        GREATEST(c.end_rank, EXCLUDED.end_rank)),
     change_seq       = EXCLUDED.change_seq -- a fresh nextval, from the column default
 RETURNING c.id`
 
@@ -433,6 +456,7 @@ func applyArgs(ev callstate.Event) []any {
 		u.AnsweredBy, u.Answering, u.Diversion, u.XCID,
 		u.State.String(), u.OnHold, u.Cause, presses(ev), u.PinExtension,
 		updateJSON(u),
+		u.Learned, timeOrNil(u.StartedAt), timeOrNil(u.AnsweredAt), timeOrNil(u.EndedAt), int16(u.Rank()),
 	}
 }
 
@@ -487,7 +511,8 @@ const callColumns = `
     answered_by, answering_number, diversion, xcid,
     state::text AS state, on_hold, hangup_cause, dtmf,
     started_at, answered_at, ended_at, updated_at,
-    extension_pinned, hold_at, cause_at, dtmf_presses`
+    extension_pinned, hold_at, cause_at, dtmf_presses,
+    learned, end_rank, answer_rank, answer_at`
 
 // callRow is a call_state row as pgx scans it by name.
 type callRow struct {
@@ -519,6 +544,10 @@ type callRow struct {
 	HoldAt          *time.Time `db:"hold_at"`
 	CauseAt         *time.Time `db:"cause_at"`
 	DTMFPresses     []string   `db:"dtmf_presses"`
+	Learned         bool       `db:"learned"`
+	EndRank         int16      `db:"end_rank"`
+	AnswerRank      int16      `db:"answer_rank"`
+	AnswerAt        *time.Time `db:"answer_at"`
 }
 
 func (r callRow) call() (callstate.Call, error) {
@@ -546,6 +575,8 @@ func (r callRow) call() (callstate.Call, error) {
 		UpdatedAt:       r.UpdatedAt,
 		ExtensionPinned: r.ExtensionPinned, HoldAt: deref(r.HoldAt), CauseAt: deref(r.CauseAt),
 		Presses: ps,
+		Learned: r.Learned, EndRank: callstate.Rank(r.EndRank), AnswerRank: callstate.Rank(r.AnswerRank),
+		AnswerAt: deref(r.AnswerAt),
 	}, nil
 }
 

@@ -12,7 +12,7 @@ import (
 
 // CauseTimeout is the hangup cause of a sipgate call that callstate ended
 // itself because its end never came.
-const CauseTimeout = "timeout"
+const CauseTimeout = callstate.CauseTimeout
 
 // eventApplier takes events: the spool in front of the store.
 type eventApplier interface {
@@ -81,7 +81,7 @@ func endStuckOnce(ctx context.Context, st *store.Store, events eventApplier, now
 			DedupKey:   "timeout:" + c.Key,
 			ReceivedAt: callstate.EventTime(now),
 			Payload:    fmt.Appendf(nil, "ended by callstate: %s longer than %s=%s", c.State, setting, limit),
-			Update:     callstate.Update{Key: c.Key, State: callstate.StateEnded, Cause: CauseTimeout},
+			Update:     callstate.Update{Key: c.Key, State: callstate.StateEnded, Cause: CauseTimeout, Guessed: true},
 		}
 		if _, err := events.Apply(ctx, ev); err != nil {
 			return ended, fmt.Errorf("end stuck call %s: %w", c.Key, err)
