@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/callstate/callstate"
 )
 
 // forgetBatch bounds the calls one statement of Forget deletes, so that no
@@ -32,7 +34,9 @@ SELECT (SELECT count(*) FROM gone), 0::bigint, ARRAY(SELECT DISTINCT journey_id 
 // eraseJournalSQL deletes the deleted calls' journals, in every partition,
 // with their dedup keys, and journals for each call that it was erased and
 // when, without the number or anything else of the call but the source's
-// key. A call erased before keeps its first mark.
+// key. A call erased before keeps its first mark. Each erased call leaves
+// a tombstone (call_tombstone), so that reconciliation with sipgate's
+// history does not create it again.
 const eraseJournalSQL = `, events AS (
     DELETE FROM call_event e USING gone g
     WHERE e.source = g.source AND e.call_key = g.call_key AND e.type <> 'erased'
@@ -49,6 +53,10 @@ const eraseJournalSQL = `, events AS (
     INSERT INTO call_event (source, dedup_key, call_key, type, received_at, payload)
     SELECT k.source, k.dedup_key, substr(k.dedup_key, length('erased:') + 1), 'erased', k.received_at, '\x'::bytea
     FROM mark_keys k
+), tombs AS (
+    INSERT INTO call_tombstone (source, call_key)
+    SELECT g.source, g.call_key FROM gone g
+    ON CONFLICT (source, call_key) DO NOTHING
 )
 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM events), ARRAY(SELECT DISTINCT journey_id FROM gone)`
 
@@ -118,6 +126,13 @@ func (s *Store) ForgetNumber(ctx context.Context, number string) (calls, events 
 	calls, events, err = s.deleteCalls(ctx, q, number)
 	if err != nil {
 		return calls, events, fmt.Errorf("store: forget a number: %w", err)
+	}
+	// Reconciliation does not learn its earlier calls from sipgate's
+	// history again: the number's digest is kept, not the number.
+	if _, err := s.pool.Exec(ctx, `
+INSERT INTO forgotten_number (digest) VALUES ($1)
+ON CONFLICT (digest) DO UPDATE SET forgotten_at = now()`, callstate.NumberDigest(number)); err != nil {
+		return calls, events, fmt.Errorf("store: forget a number for reconciliation: %w", readErr(err))
 	}
 	// The phonebook forgets it too: a contact loses the number, and one
 	// that had no other goes.
