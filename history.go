@@ -124,7 +124,9 @@ func (e HistoryEndpoint) voicemail() bool {
 }
 
 // Outgoing reports whether we placed the call.
-func (h HistoryCall) Outgoing() bool { return strings.HasSuffix(strings.ToUpper(h.Direction), "OUTGOING") }
+func (h HistoryCall) Outgoing() bool {
+	return strings.HasSuffix(strings.ToUpper(h.Direction), "OUTGOING")
+}
 
 // Causes written for ends learned from the history, in sipgate's words
 // where it has one.
