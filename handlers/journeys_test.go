@@ -335,7 +335,7 @@ func TestHangupMissing(t *testing.T) {
 		t.Fatalf("ringing: %+v", j)
 	}
 	ev := callstate.Event{Source: callstate.SourceSipgate, Type: "timeout", DedupKey: "timeout:hm1", ReceivedAt: time.Now().Add(30 * time.Minute),
-		Payload: []byte(`{}`), Update: callstate.Update{Key: "hm1", State: callstate.StateEnded, Cause: "timeout"}}
+		Payload: []byte(`{}`), Update: callstate.Update{Key: "hm1", State: callstate.StateEnded, Cause: "timeout", Guessed: true}}
 	if _, err := in.store.Apply(context.Background(), ev); err != nil {
 		t.Fatal(err)
 	}

@@ -57,9 +57,14 @@ func TestEndStuckCalls(t *testing.T) {
 	if n, err := endStuckOnce(ctx, st, st, now, 30*time.Minute, 12*time.Hour, log); err != nil || n != 0 {
 		t.Errorf("second round ended %d, %v", n, err)
 	}
-	// The hangup that comes after all does not change why it ended.
-	apply("rings-long", "hangup", callstate.StateEnded, now.Add(time.Minute))
-	if c, _ := st.Call(ctx, callstate.SourceSipgate, "rings-long"); c.Cause != CauseTimeout || !c.EndedAt.Equal(now) {
-		t.Errorf("after a late hangup: cause %q, ended %v", c.Cause, c.EndedAt)
+	// The hangup that comes after all replaces the guess: the webhook's
+	// stated end stands (callstate.Rank).
+	ev := callstate.Event{Source: callstate.SourceSipgate, Type: "hangup", DedupKey: "rings-long-hangup", ReceivedAt: now.Add(time.Minute),
+		Payload: []byte("hangup"), Update: callstate.Update{Key: "rings-long", State: callstate.StateEnded, Cause: "cancel"}}
+	if _, err := st.Apply(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := st.Call(ctx, callstate.SourceSipgate, "rings-long"); c.Cause != "cancel" || !c.EndedAt.Equal(now.Add(time.Minute)) {
+		t.Errorf("after a late hangup: cause %q, ended %v; want the hangup's", c.Cause, c.EndedAt)
 	}
 }
