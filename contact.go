@@ -15,13 +15,15 @@ import (
 	"unicode/utf8"
 )
 
-// Contact is one entry of the phonebook: a person or a company, and the
-// numbers that are theirs, in the stored form (see NumberPlan). Calls from
-// and to those numbers show the name.
+// Contact is one entry of the phonebook: a person or a company, the
+// numbers that are theirs, in the stored form (see NumberPlan), and the
+// groups it belongs to (VIP, suppliers), which routing rules can match.
+// Calls from and to those numbers show the name.
 type Contact struct {
 	ID        int64
 	Name      string
 	Numbers   []string
+	Groups    []string
 	UpdatedAt time.Time
 }
 
@@ -36,6 +38,8 @@ type ContactsAdded struct {
 const (
 	MaxContactName    = 200
 	MaxContactNumbers = 20
+	MaxContactGroups  = 20
+	MaxGroupName      = 100
 )
 
 // ErrInvalidContact is wrapped by the errors of Contact.Validate and
@@ -43,8 +47,9 @@ const (
 var ErrInvalidContact = errors.New("invalid contact")
 
 // Validate reports whether c can be stored: a name of text (no control
-// characters) up to MaxContactName characters, and 1 to MaxContactNumbers
-// numbers, each in the stored form. It returns an error wrapping
+// characters) up to MaxContactName characters, 1 to MaxContactNumbers
+// numbers, each in the stored form, and up to MaxContactGroups groups,
+// each a text up to MaxGroupName characters. It returns an error wrapping
 // ErrInvalidContact that says what is wrong.
 func (c Contact) Validate() error {
 	switch {
@@ -64,7 +69,30 @@ func (c Contact) Validate() error {
 			return fmt.Errorf("%w: %q: number %q is not in the stored form (digits only)", ErrInvalidContact, c.Name, n)
 		}
 	}
+	if len(c.Groups) > MaxContactGroups {
+		return fmt.Errorf("%w: %q is in more than %d groups", ErrInvalidContact, c.Name, MaxContactGroups)
+	}
+	for _, g := range c.Groups {
+		if strings.TrimSpace(g) != g || g == "" || utf8.RuneCountInString(g) > MaxGroupName || !isText(g) {
+			return fmt.Errorf("%w: %q: group %q must be a text of 1 to %d characters without outer spaces or control characters",
+				ErrInvalidContact, c.Name, g, MaxGroupName)
+		}
+	}
 	return nil
+}
+
+// WithGroups returns c with groups added, each trimmed and once (groups
+// that differ in case only are one); empty ones are left out.
+func (c Contact) WithGroups(groups ...string) Contact {
+	c.Groups = slices.Clone(c.Groups)
+	for _, g := range groups {
+		g = strings.Join(strings.Fields(g), " ")
+		if g == "" || slices.ContainsFunc(c.Groups, func(h string) bool { return strings.EqualFold(g, h) }) {
+			continue
+		}
+		c.Groups = append(c.Groups, g)
+	}
+	return c
 }
 
 // NewContact returns the contact of name with the numbers as people write
@@ -147,7 +175,7 @@ func ParseContacts(r io.Reader, plan NumberPlan) (ContactFile, error) {
 
 // add adds one record: its valid numbers, merged into an earlier contact
 // of the same name.
-func (f *ContactFile) add(plan NumberPlan, line int, name string, numbers []string) {
+func (f *ContactFile) add(plan NumberPlan, line int, name string, numbers, groups []string) {
 	name = strings.Join(strings.Fields(name), " ")
 	if name == "" {
 		if len(numbers) > 0 {
@@ -173,6 +201,18 @@ func (f *ContactFile) add(plan NumberPlan, line int, name string, numbers []stri
 		c = f.Contacts[i]
 	}
 	c.Name = name
+	c = c.WithGroups(groups...)
+	if len(c.Groups) > MaxContactGroups {
+		c.Groups = c.Groups[:MaxContactGroups]
+		f.Skipped = append(f.Skipped, fmt.Sprintf("line %d: %s: groups past the first %d left out", line, name, MaxContactGroups))
+	}
+	c.Groups = slices.DeleteFunc(c.Groups, func(g string) bool {
+		if utf8.RuneCountInString(g) <= MaxGroupName && isText(g) {
+			return false
+		}
+		f.Skipped = append(f.Skipped, fmt.Sprintf("line %d: %s: a group left out (over %d characters, or control characters)", line, name, MaxGroupName))
+		return true
+	})
 	for _, n := range good {
 		if !slices.Contains(c.Numbers, n) {
 			c.Numbers = append(c.Numbers, n)
@@ -213,10 +253,13 @@ func parseContactCSV(data []byte, plan NumberPlan, f *ContactFile) error {
 		return fmt.Errorf("%w: CSV header: %v", ErrInvalidContact, err)
 	}
 	name, given, family, org := -1, -1, -1, -1
-	var phones []int
+	var phones, groups []int
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(h))
 		switch {
+		case h == "group" || h == "groups" || h == "labels" || h == "categories" || h == "category" ||
+			h == "gruppe" || h == "gruppen" || h == "kategorien" || h == "group membership":
+			groups = append(groups, i)
 		case h == "name" || h == "full name" || h == "display name" || h == "fn" || h == "anzeigename":
 			if name < 0 {
 				name = i
@@ -273,8 +316,28 @@ func parseContactCSV(data []byte, plan NumberPlan, f *ContactFile) error {
 				nums = append(nums, strings.TrimSpace(v))
 			}
 		}
-		f.add(plan, line, n, nums)
+		var gs []string
+		for _, i := range groups {
+			gs = append(gs, splitGroups(col(rec, i))...)
+		}
+		f.add(plan, line, n, nums, gs)
 	}
+}
+
+// splitGroups reads a cell of groups: Google's "VIP ::: * myContacts",
+// Outlook's "VIP;Suppliers", or "VIP, Suppliers". Google's own labels
+// (starting "* ") are left out.
+func splitGroups(cell string) []string {
+	var out []string
+	for _, g := range strings.FieldsFunc(cell, func(r rune) bool { return r == ';' || r == ',' }) {
+		for _, g := range strings.Split(g, ":::") {
+			g = strings.TrimSpace(g)
+			if g != "" && !strings.HasPrefix(g, "* ") {
+				out = append(out, g)
+			}
+		}
+	}
+	return out
 }
 
 // parseVCards reads every BEGIN:VCARD ... END:VCARD of data.
@@ -283,6 +346,7 @@ func parseVCards(data []byte, plan NumberPlan, f *ContactFile) {
 		line        int
 		fn, n, org  string
 		tels        []string
+		categories  []string
 		inside      bool
 		sawAnything bool
 	}
@@ -338,7 +402,7 @@ func parseVCards(data []byte, plan NumberPlan, f *ContactFile) {
 				if name == "" {
 					name = c.org
 				}
-				f.add(plan, c.line, name, c.tels)
+				f.add(plan, c.line, name, c.tels, c.categories)
 				c = card{}
 			}
 			continue
@@ -356,6 +420,8 @@ func parseVCards(data []byte, plan NumberPlan, f *ContactFile) {
 			c.org, _, _ = strings.Cut(value, ";")
 		case "TEL":
 			c.tels = append(c.tels, value)
+		case "CATEGORIES":
+			c.categories = append(c.categories, splitGroups(value)...)
 		}
 	}
 }

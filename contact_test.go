@@ -139,3 +139,37 @@ func FuzzParseContacts(f *testing.F) {
 		}
 	})
 }
+
+// TestParseContactsGroups reads groups from a CSV column (Google's Labels,
+// Outlook's Categories) and from vCard CATEGORIES.
+func TestParseContactsGroups(t *testing.T) {
+	plan, _ := callstate.NewNumberPlan("DE")
+	tests := []struct {
+		name, file string
+		want       map[string][]string
+	}{
+		{"GoogleLabels", "Name,Phone 1 - Value,Labels\nVera,0170 1111111,VIP ::: * myContacts\nOtto,0170 2222222,\n",
+			map[string][]string{"Vera": {"VIP"}, "Otto": nil}},
+		{"OutlookCategories", "First Name;Last Name;Mobile Phone;Categories\nAnna;Bauer;0170 3333333;Customers;VIP\n",
+			map[string][]string{"Anna Bauer": {"Customers"}}},
+		{"GroupColumn", "name,phone,group\nACME,030 1234567,\"Suppliers, vip\"\nACME,030 7654321,Suppliers\n",
+			map[string][]string{"ACME": {"Suppliers", "vip"}}},
+		{"VCardCategories", "BEGIN:VCARD\nVERSION:3.0\nFN:Jana\nTEL:0170 4444444\nCATEGORIES:VIP,Friends\nEND:VCARD\n",
+			map[string][]string{"Jana": {"VIP", "Friends"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := callstate.ParseContacts(strings.NewReader(tt.file), plan)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string][]string{}
+			for _, c := range f.Contacts {
+				got[c.Name] = c.Groups
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("groups %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -189,11 +189,16 @@ type contactJSON struct {
 	Name             string    `json:"name"`
 	Numbers          []string  `json:"numbers"`
 	NumbersFormatted []string  `json:"numbers_formatted"`
+	Groups           []string  `json:"groups"`
 	UpdatedAt        time.Time `json:"updated_at"`
 }
 
 func (a *api) contactJSON(c callstate.Contact) contactJSON {
-	out := contactJSON{ID: c.ID, Name: c.Name, Numbers: c.Numbers, UpdatedAt: c.UpdatedAt,
+	groups := c.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	out := contactJSON{ID: c.ID, Name: c.Name, Numbers: c.Numbers, Groups: groups, UpdatedAt: c.UpdatedAt,
 		NumbersFormatted: make([]string, len(c.Numbers))}
 	for i, n := range c.Numbers {
 		out.NumbersFormatted[i] = a.phonebook.Format(n)
@@ -238,13 +243,18 @@ func (a *api) addContact(c echo.Context) error {
 	var in struct {
 		Name    string   `json:"name"`
 		Numbers []string `json:"numbers"`
+		Groups  []string `json:"groups"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest, "body must be a JSON object {\"name\": \"...\", \"numbers\": [\"...\"]}: "+err.Error()).SetInternal(err)
+		return echo.NewHTTPError(http.StatusBadRequest, "body must be a JSON object {\"name\": \"...\", \"numbers\": [\"...\"], \"groups\": [\"...\"]}: "+err.Error()).SetInternal(err)
 	}
 	ct, err := callstate.NewContact(a.phonebook.plan, in.Name, in.Numbers)
+	if err == nil {
+		ct = ct.WithGroups(in.Groups...)
+		err = ct.Validate()
+	}
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error()).SetInternal(err)
 	}

@@ -38,7 +38,8 @@ type Phonebook struct {
 	log   *slog.Logger
 
 	mu      sync.RWMutex
-	names   map[string]string // stored number -> name
+	names   map[string]string   // stored number -> name
+	groups  map[string][]string // stored number -> its contact's groups
 	version string
 	loaded  bool
 
@@ -100,15 +101,19 @@ func (p *Phonebook) Refresh(ctx context.Context) error {
 	// names it, as in the contact_number view.
 	byID := slices.SortedFunc(slices.Values(cs), func(a, b callstate.Contact) int { return cmp.Compare(a.ID, b.ID) })
 	names := make(map[string]string, len(cs))
+	groups := map[string][]string{}
 	for _, c := range byID {
 		for _, n := range c.Numbers {
 			if _, ok := names[n]; !ok {
 				names[n] = c.Name
+				if len(c.Groups) > 0 {
+					groups[n] = c.Groups
+				}
 			}
 		}
 	}
 	p.mu.Lock()
-	p.names, p.version, p.loaded = names, v, true
+	p.names, p.groups, p.version, p.loaded = names, groups, v, true
 	p.mu.Unlock()
 	p.log.Debug("phonebook loaded", "contacts", len(cs), "numbers", len(names))
 	return nil
@@ -135,6 +140,23 @@ func (p *Phonebook) Name(number string) string {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.names[k]
+}
+
+// Contact returns the name and groups of the contact of a number as a
+// call carries it; ok is false when the phonebook has none. The groups are
+// shared: do not change them.
+func (p *Phonebook) Contact(number string) (name string, groups []string, ok bool) {
+	if p == nil {
+		return "", nil, false
+	}
+	k := p.plan.Key(number)
+	if k == "" {
+		return "", nil, false
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	name, ok = p.names[k]
+	return name, p.groups[k], ok
 }
 
 // maxFormatted bounds the cache of formatted numbers.

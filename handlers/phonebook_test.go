@@ -145,6 +145,8 @@ func TestAddContactErrors(t *testing.T) {
 		{"ErrNoName", "application/json", `{"numbers": ["0301234567"]}`, http.StatusBadRequest, "no name"},
 		{"ErrNoNumber", "application/json", `{"name": "A"}`, http.StatusBadRequest, "no number"},
 		{"ErrBadNumber", "application/json", `{"name": "A", "numbers": ["030 12 34 5x"]}`, http.StatusBadRequest, "not a phone number"},
+		{"ErrBadGroup", "application/json", `{"name": "A", "numbers": ["0301234567"], "groups": ["a\u0007b"]}`, http.StatusBadRequest, "group"},
+		{"ErrGroupsNotList", "application/json", `{"name": "A", "numbers": ["0301234567"], "groups": "VIP"}`, http.StatusBadRequest, "JSON object"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -63,6 +63,11 @@ type SipgateOptions struct {
 	// Now is the clock that stamps each event's receive time; nil means
 	// time.Now.
 	Now func() time.Time
+
+	// Routing, if set, decides newCall's answer per call by rules; with
+	// no rule matching, NewCallAction applies. Menus' dtmf are answered
+	// by it too.
+	Routing *RoutingOptions
 }
 
 // WebhookURL returns the URL to paste into the sipgate console, with the
@@ -97,6 +102,8 @@ type sipgateHandler struct {
 	newCallXML   []byte // newCall's answer, built once
 	dtmfXML      []byte // dtmf's answer: the subscriptions again, no action
 	now          func() time.Time
+	hook         string          // the webhook's URL, for onAnswer, onHangup and onData
+	routing      *RoutingOptions // nil: no routing
 }
 
 func newSipgateHandler(o SipgateOptions, store EventStore, log *slog.Logger, m *metrics.Metrics) (*sipgateHandler, error) {
@@ -130,6 +137,10 @@ func newSipgateHandler(o SipgateOptions, store EventStore, log *slog.Logger, m *
 		admit: newAdmission(o.MaxInflight, wait), verifier: o.Verifier,
 		maxBody: o.MaxBodyBytes, writeTimeout: o.WriteTimeout,
 		newCallXML: newCall, dtmfXML: dtmf, now: o.Now,
+		hook: hook, routing: o.Routing,
+	}
+	if h.log == nil {
+		h.log = slog.Default()
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -184,12 +195,26 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 		return err
 	}
 
+	now := h.now()
+	newCallXML := h.newCallXML
+	var menuXML []byte // a menu's answer to its dtmf
+	switch form.Event {
+	case eventNewCall:
+		// Decided in memory before anything is stored: the answer goes
+		// out whatever the database does.
+		if rr := h.route(req.Context(), form, now); rr.body != nil {
+			newCallXML = rr.body
+		}
+	case eventDTMF:
+		menuXML, _ = h.routeMenu(req.Context(), c.QueryParams(), form, now)
+	}
+
 	release, ok := h.admit.acquire(req.Context(), form.Event == eventNewCall)
 	if !ok {
 		if form.Event == eventNewCall {
 			h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeLost)
 			h.log.Error("overloaded: newCall lost, answered all the same so that its later events come", "call_id", form.CallID)
-			return c.Blob(http.StatusOK, xmlresponse.ContentType, h.newCallXML)
+			return c.Blob(http.StatusOK, xmlresponse.ContentType, newCallXML)
 		}
 		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeShed)
 		return overloaded(c)
@@ -198,7 +223,7 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 	h.metrics.Inflight("webhook", 1)
 	defer h.metrics.Inflight("webhook", -1)
 
-	ev := form.event(body, h.now())
+	ev := form.event(body, now)
 	ctx, cancel := context.WithTimeout(req.Context(), h.writeTimeout)
 	defer cancel()
 	applied, err := h.store.Apply(ctx, ev)
@@ -206,12 +231,12 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 	case errors.Is(err, callstate.ErrInvalidEvent):
 		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeRejected)
 		return &echo.HTTPError{Code: http.StatusBadRequest, Message: "event refused: data the database cannot store", Internal: err}
-	case err != nil && form.Event == eventNewCall:
+	case err != nil && (form.Event == eventNewCall || menuXML != nil):
 		// The call goes on with or without us: answer so that sipgate
 		// still sends answer and hangup, which make the row without
 		// newCall's parties.
 		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeLost)
-		h.log.Error("newCall lost: neither the database nor the spool could keep it; answered all the same so that its later events come",
+		h.log.Error(form.Event+" lost: neither the database nor the spool could keep it; answered all the same so that the call goes on",
 			"call_id", form.CallID, "err", err)
 	case err != nil:
 		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeFailed)
@@ -225,8 +250,11 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 
 	switch form.Event {
 	case eventNewCall:
-		return c.Blob(http.StatusOK, xmlresponse.ContentType, h.newCallXML)
+		return c.Blob(http.StatusOK, xmlresponse.ContentType, newCallXML)
 	case eventDTMF:
+		if menuXML != nil {
+			return c.Blob(http.StatusOK, xmlresponse.ContentType, menuXML)
+		}
 		return c.Blob(http.StatusOK, xmlresponse.ContentType, h.dtmfXML)
 	default:
 		return c.NoContent(http.StatusOK)

@@ -29,6 +29,10 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	inflight *prometheus.GaugeVec
 	last     *prometheus.GaugeVec
+
+	routed        *prometheus.CounterVec
+	routeFailures *prometheus.CounterVec
+	reloads       *prometheus.CounterVec
 }
 
 // New returns the metrics, registered with Go runtime and process collectors.
@@ -55,7 +59,19 @@ func New() *Metrics {
 		Name: "callstate_last_event_timestamp_seconds",
 		Help: "When the last event of a source was taken (applied or a repeat), in Unix seconds: a source that went quiet shows.",
 	}, []string{"source"})
-	reg.MustRegister(m.events, m.latency, m.inflight, m.last)
+	m.routed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "callstate_routing_decisions_total",
+		Help: "newCalls and menu answers routed, by the rule that decided (\"\" when none matched and the default answer went out).",
+	}, []string{"rule"})
+	m.routeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "callstate_routing_failures_total",
+		Help: "Routing that failed and was answered with the default answer, by reason (evaluation, menu_signature, menu_unknown).",
+	}, []string{"reason"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "callstate_routing_reloads_total",
+		Help: "Loads of ROUTING_FILE after the start, by outcome (ok; failed: the previous rules stay).",
+	}, []string{"outcome"})
+	reg.MustRegister(m.events, m.latency, m.inflight, m.last, m.routed, m.routeFailures, m.reloads)
 	return m
 }
 
@@ -86,6 +102,43 @@ func (m *Metrics) Event(source, typ, outcome string) {
 	if outcome == OutcomeApplied || outcome == OutcomeDuplicate {
 		m.last.WithLabelValues(source).SetToCurrentTime()
 	}
+}
+
+// Routed counts one routing decision by the rule that made it ("" for
+// none).
+func (m *Metrics) Routed(rule string) {
+	if m == nil {
+		return
+	}
+	m.routed.WithLabelValues(rule).Inc()
+}
+
+// Reasons of callstate_routing_failures_total.
+const (
+	RouteFailEvaluation = "evaluation"     // the rules gave no valid answer
+	RouteFailSignature  = "menu_signature" // a menu's dtmf with a bad or missing signature
+	RouteFailMenu       = "menu_unknown"   // a menu's dtmf for a menu the rules no longer have
+)
+
+// RouteFailed counts routing that failed and fell back to the default
+// answer.
+func (m *Metrics) RouteFailed(reason string) {
+	if m == nil {
+		return
+	}
+	m.routeFailures.WithLabelValues(reason).Inc()
+}
+
+// RoutingReload counts one load of the rules file after the start.
+func (m *Metrics) RoutingReload(ok bool) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	if !ok {
+		outcome = "failed"
+	}
+	m.reloads.WithLabelValues(outcome).Inc()
 }
 
 // Request records one HTTP request's latency; code is the status code.

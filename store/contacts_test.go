@@ -87,3 +87,29 @@ func TestAddContactsErrInvalidContact(t *testing.T) {
 		t.Errorf("21st number: got %v, want ErrInvalidContact", err)
 	}
 }
+
+// TestAddContactsGroups: groups are added like numbers: a contact added
+// again gains the groups it lacks (in any case only once) and loses none.
+func TestAddContactsGroups(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	got, n, err := st.AddContacts(ctx, []callstate.Contact{{Name: "Vera", Numbers: []string{"491701111111"}, Groups: []string{"VIP"}}})
+	if err != nil || n.Added != 1 || !reflect.DeepEqual(got[0].Groups, []string{"VIP"}) {
+		t.Fatalf("add: %+v %+v %v", got, n, err)
+	}
+	got, n, err = st.AddContacts(ctx, []callstate.Contact{{Name: "Vera", Numbers: []string{"491701111111"}, Groups: []string{"vip"}}})
+	if err != nil || n.Unchanged != 1 || !reflect.DeepEqual(got[0].Groups, []string{"VIP"}) {
+		t.Fatalf("same group in another case: %+v %+v %v", got, n, err)
+	}
+	got, n, err = st.AddContacts(ctx, []callstate.Contact{{Name: "Vera", Numbers: []string{"491701111111"}, Groups: []string{"Customers"}}})
+	if err != nil || n.Updated != 1 || !reflect.DeepEqual(got[0].Groups, []string{"VIP", "Customers"}) {
+		t.Fatalf("new group: %+v %+v %v", got, n, err)
+	}
+	all, err := st.Contacts(ctx)
+	if err != nil || len(all) != 1 || !reflect.DeepEqual(all[0].Groups, []string{"VIP", "Customers"}) {
+		t.Fatalf("contacts %+v, %v", all, err)
+	}
+	if _, _, err := st.AddContacts(ctx, []callstate.Contact{{Name: "Bad", Numbers: []string{"4930123"}, Groups: []string{" padded "}}}); !errors.Is(err, callstate.ErrInvalidContact) {
+		t.Errorf("bad group: got %v, want ErrInvalidContact", err)
+	}
+}

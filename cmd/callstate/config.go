@@ -78,6 +78,8 @@ type Config struct {
 	Agent agentConfig // SIP_AGENT_*: the presence agent phones subscribe to, see agent.go
 
 	Dashboard dashboardConfig // API_*, CORS_*, STREAM_*: the API, stream and board, see dashboard.go
+
+	Routing routingConfig // ROUTING_*: rules for newCall's answer, see routing.go
 }
 
 // loadConfig reads the Config from getenv, applying defaults, and checks it.
@@ -443,6 +445,12 @@ func checkSettings(cfg Config) error {
 	}
 	if cfg.Agent.Listen != "" {
 		if _, err := agentOptions(cfg.Agent, nil, quiet); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cfg.Routing.File != "" {
+		plan, _ := callstate.NewNumberPlan(cfg.Dashboard.PhoneRegion) // validated
+		if _, _, err := readRules(cfg.Routing, plan); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -50,10 +50,13 @@ func dashboardOptions(cfg dashboardConfig, st *store.Store, log *slog.Logger) ha
 
 // runStream feeds the database's change notifications to the stream and
 // sends them, until ctx is done.
-func runStream(ctx context.Context, st *store.Store, s *handlers.Stream) error {
+func runStream(ctx context.Context, st *store.Store, s *handlers.Stream, lamps *handlers.LiveLamps) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
 	err := st.Listen(ctx, func(c store.Change) {
+		if lamps != nil {
+			lamps.Changed()
+		}
 		switch {
 		case c.Kind == store.ChangeCall:
 			s.Notify(handlers.ChangeCall, c.Seq, c.CallID)

@@ -28,9 +28,12 @@ import (
 	"syscall"
 	"time"
 
+	_ "time/tzdata" // time zone names (STATS_TIME_ZONE, the routing rules' time_zone) without the system's database
+
 	"github.com/joho/godotenv"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/sip"
@@ -248,6 +251,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	dash.QueryTimeout = cfg.DBQueryTimeout
+	var (
+		rules *ruleBook
+		lamps *handlers.LiveLamps
+	)
+	if cfg.Routing.File != "" {
+		plan, _ := callstate.NewNumberPlan(cfg.Dashboard.PhoneRegion) // validated
+		if rules, err = newRuleBook(cfg.Routing, plan, log, m); err != nil {
+			return err
+		}
+		lamps = handlers.NewLiveLamps(st, log)
+		sg.Routing = &handlers.RoutingOptions{
+			Rules: rules.Rules, Lamps: lamps, Phonebook: dash.Phonebook, Secret: []byte(cfg.Routing.Secret),
+		}
+	}
 	ready := &readiness{st: st, sp: sp}
 	e, err := handlers.New(handlers.Options{
 		Store: sp, Ready: ready, Logger: log, Metrics: m,
@@ -279,7 +296,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return err
 		}
 	}
-	g.Go(func() error { return runStream(gctx, st, dash.Stream) })
+	g.Go(func() error { return runStream(gctx, st, dash.Stream, lamps) })
+	if rules != nil {
+		g.Go(func() error { return rules.Watch(gctx) })
+		g.Go(func() error { return lamps.Run(gctx) })
+	}
 	g.Go(func() error { return dash.Phonebook.Run(gctx) })
 	if cfg.RingingTimeout > 0 || cfg.AnsweredTimeout > 0 {
 		g.Go(func() error { return endStuckCalls(gctx, st, sp, cfg.RingingTimeout, cfg.AnsweredTimeout, log) })

@@ -1,0 +1,348 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/metrics"
+	"github.com/callstate/callstate/routing"
+	"github.com/callstate/callstate/xmlresponse"
+)
+
+// LampView is the live view of the lamps routing rules look at. It is kept
+// in memory and up to date by its owner, so that reading it costs no
+// database round trip.
+type LampView interface {
+	// Lamps returns every lamp known now: a PBX extension ("100"), a
+	// sipgate user id ("w0"), a user's lower-case name, and "sip/100" and
+	// "sipgate/w0", each to its lamp (idle, ringing, busy, hold,
+	// unavailable). The map is shared and must not be changed.
+	Lamps(ctx context.Context) map[string]string
+}
+
+// RoutingOptions turn newCall's answer into a decision per call, by rules
+// (see the routing package and docs/routing.md).
+type RoutingOptions struct {
+	// Rules returns the rules in force; nil (or a nil function) routes
+	// nothing and every newCall gets SipgateOptions.NewCallAction. It is
+	// called for each newCall, so that a reload takes effect at once.
+	Rules func() *routing.Rules
+	// Lamps is the live view of the lamps; nil: every lamp is unknown
+	// (unavailable).
+	Lamps LampView
+	// Phonebook gives the caller's contact and groups; nil: no caller is
+	// a contact.
+	Phonebook *Phonebook
+	// Secret signs the menu state in a Gather's onData URL. Every
+	// instance needs the same one; a menu's dtmf with a signature it did
+	// not make gets the default answer.
+	Secret []byte
+	// Now is the clock rules see; nil means the event's receive time.
+	Now func() time.Time
+}
+
+// routeResult is one routing decision with its answer.
+type routeResult struct {
+	rule string // "" when no rule matched
+	body []byte // the XML; nil: the default answer
+}
+
+// route decides newCall's answer for a validated form. It never fails:
+// when the rules give no valid answer (or panic) the default answer goes
+// out, with a log line and a metric.
+func (h *sipgateHandler) route(ctx context.Context, f sipgateForm, at time.Time) (res routeResult) {
+	o := h.routing
+	if o == nil || o.Rules == nil {
+		return routeResult{}
+	}
+	rules := o.Rules()
+	if rules == nil {
+		return routeResult{}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			h.log.Error("routing: evaluation failed; the default answer went out", "call_id", f.CallID, "panic", fmt.Sprint(p))
+			h.metrics.RouteFailed(metrics.RouteFailEvaluation)
+			res = routeResult{}
+		}
+	}()
+	d := rules.Evaluate(h.routeCall(f, at), h.routeEnv(ctx))
+	if !d.Matched {
+		h.metrics.Routed("")
+		return routeResult{}
+	}
+	body, err := h.answer(f.CallID, d.Action)
+	if err != nil {
+		h.log.Error("routing: the rule's answer is not valid for sipgate; the default answer went out",
+			"call_id", f.CallID, "rule", d.Rule, "err", err)
+		h.metrics.RouteFailed(metrics.RouteFailEvaluation)
+		return routeResult{}
+	}
+	h.metrics.Routed(d.Rule)
+	h.log.Debug("routed", "call_id", f.CallID, "rule", d.Rule, "action", d.Action.Kind())
+	return routeResult{rule: d.Rule, body: body}
+}
+
+// routeMenu answers a menu's dtmf: the rules of the menu named in the
+// onData URL, with the digits pressed. ok is false when the request is no
+// menu's (no menu parameter); a menu's with a bad signature, or of a menu
+// the rules no longer have, gets the plain dtmf answer with a log line and
+// a metric.
+func (h *sipgateHandler) routeMenu(ctx context.Context, q url.Values, f sipgateForm, at time.Time) (body []byte, ok bool) {
+	menu := q.Get(routing.MenuParam)
+	if menu == "" || h.routing == nil {
+		return nil, false
+	}
+	if !routing.VerifyMenu(h.routing.Secret, f.CallID, menu, q.Get(routing.SigParam)) {
+		h.log.Warn("routing: a dtmf for a menu whose signature does not hold (another ROUTING_SECRET, or not ours); plain answer",
+			"call_id", f.CallID)
+		h.metrics.RouteFailed(metrics.RouteFailSignature)
+		return nil, false
+	}
+	var rules *routing.Rules
+	if h.routing.Rules != nil {
+		rules = h.routing.Rules()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			h.log.Error("routing: menu evaluation failed; plain answer", "call_id", f.CallID, "menu", menu, "panic", fmt.Sprint(p))
+			h.metrics.RouteFailed(metrics.RouteFailEvaluation)
+			body, ok = nil, false
+		}
+	}()
+	d, found := rules.EvaluateMenu(menu, h.routeCall(f, at), h.routeEnv(ctx))
+	switch {
+	case !found:
+		h.log.Warn("routing: a dtmf for a menu the rules no longer have; plain answer", "call_id", f.CallID, "menu", menu)
+		h.metrics.RouteFailed(metrics.RouteFailMenu)
+		return nil, false
+	case !d.Matched:
+		h.metrics.Routed("")
+		return nil, false
+	}
+	b, err := h.answer(f.CallID, d.Action)
+	if err != nil {
+		h.log.Error("routing: the menu rule's answer is not valid for sipgate; plain answer", "call_id", f.CallID, "rule", d.Rule, "err", err)
+		h.metrics.RouteFailed(metrics.RouteFailEvaluation)
+		return nil, false
+	}
+	h.metrics.Routed(d.Rule)
+	h.log.Debug("routed menu", "call_id", f.CallID, "menu", menu, "digits", f.DTMF, "rule", d.Rule, "action", d.Action.Kind())
+	return b, true
+}
+
+func (h *sipgateHandler) routeCall(f sipgateForm, at time.Time) routing.Call {
+	if h.routing.Now != nil {
+		at = h.routing.Now()
+	}
+	c := routing.Call{Direction: callstate.Direction(f.Direction), From: f.From, To: f.To,
+		UserIDs: f.UserIDs, Users: f.Users, At: at, Digits: f.DTMF}
+	if f.UserID != "" {
+		c.UserIDs = append(c.UserIDs, f.UserID)
+	}
+	if f.User != "" {
+		c.Users = append(c.Users, f.User)
+	}
+	return c
+}
+
+func (h *sipgateHandler) routeEnv(ctx context.Context) routing.Env {
+	var env routing.Env
+	if h.routing.Lamps != nil {
+		env.Lamps = h.routing.Lamps.Lamps(ctx)
+	}
+	if pb := h.routing.Phonebook; pb != nil {
+		env.Contact = pb.Contact
+	}
+	return env
+}
+
+// answer writes the XML of action with the subscriptions newCall's answer
+// carries (onAnswer and onHangup; a menu's dial is answered after the
+// menu, and its answer event says who took the call); a Gather's onData
+// is the webhook with the signed menu state.
+func (h *sipgateHandler) answer(callID string, a routing.Action) ([]byte, error) {
+	onData := ""
+	if a.Gather != nil {
+		onData = routing.MenuURL(h.hook, h.routing.Secret, callID, a.Gather.Menu)
+	}
+	return xmlresponse.Response{OnAnswer: h.hook, OnHangup: h.hook, Action: a.Response(onData)}.Marshal()
+}
+
+// LampMap turns lamp statuses into what LampView.Lamps returns: each lamp
+// under its extension or user id, "source/extension", and its user's
+// lower-case name. Should a PBX extension and a sipgate user share a key,
+// the busier lamp wins.
+func LampMap(ls []callstate.LampStatus) map[string]string {
+	m := make(map[string]string, 3*len(ls))
+	put := func(k, lamp string) {
+		if old, ok := m[k]; !ok || lampRank(lamp) > lampRank(old) {
+			m[k] = lamp
+		}
+	}
+	for _, l := range ls {
+		m[string(l.Source)+"/"+l.Extension] = l.Lamp
+		put(l.Extension, l.Lamp)
+		if l.Name != "" {
+			put(strings.ToLower(l.Name), l.Lamp)
+		}
+	}
+	return m
+}
+
+func lampRank(l string) int {
+	switch l {
+	case routing.LampBusy:
+		return 4
+	case routing.LampHold:
+		return 3
+	case routing.LampRinging:
+		return 2
+	case routing.LampIdle:
+		return 1
+	}
+	return 0
+}
+
+// RouteAnswer is the dry run of routing: the rule that matched a call and
+// the XML sipgate would get.
+type RouteAnswer struct {
+	Rule   string // "" when none matched
+	Line   int    // the rule's line in the file
+	Action string // dial, voicemail, play, gather, reject, hangup; "" for the default
+	XML    []byte
+}
+
+// DryRun routes a made-up newCall as the webhook would, with the given
+// lamps, and returns the rule and the answer. It writes nothing. A nil
+// rules answers as with no rules: the default.
+func DryRun(o SipgateOptions, rules *routing.Rules, lamps map[string]string, pb *Phonebook, c routing.Call) (RouteAnswer, error) {
+	h, err := newSipgateHandler(o, nil, nil, nil)
+	if err != nil {
+		return RouteAnswer{}, err
+	}
+	env := routing.Env{Lamps: lamps}
+	if pb != nil {
+		env.Contact = pb.Contact
+	}
+	d := rules.Evaluate(c, env)
+	if !d.Matched {
+		return RouteAnswer{XML: h.newCallXML}, nil
+	}
+	if h.routing == nil {
+		h.routing = &RoutingOptions{}
+	}
+	body, err := h.answer("dry-run", d.Action)
+	if err != nil {
+		return RouteAnswer{}, fmt.Errorf("rule %q (line %d): %w", d.Rule, d.Line, err)
+	}
+	return RouteAnswer{Rule: d.Rule, Line: d.Line, Action: d.Action.Kind(), XML: body}, nil
+}
+
+// LampStore is what LiveLamps reads the lamps from.
+type LampStore interface {
+	// LampStatuses returns the lamp of every extension and user.
+	LampStatuses(ctx context.Context) ([]callstate.LampStatus, error)
+}
+
+// LiveLamps is the lamps as this instance knows them now, kept in memory
+// for routing: read again from the store whenever Changed says a lamp may
+// have changed (a call written, an extension's state announced), many
+// announcements with one read. It implements LampView. Feed Changed from
+// the store's change notifications (or any feed of call and extension
+// changes) and run Run.
+type LiveLamps struct {
+	st   LampStore
+	log  *slog.Logger
+	cur  atomic.Pointer[map[string]string]
+	poke chan struct{}
+	read atomic.Int64 // reads done, for tests and metrics
+}
+
+// NewLiveLamps returns a view of st's lamps; call Run to fill it. A nil
+// log means slog.Default().
+func NewLiveLamps(st LampStore, log *slog.Logger) *LiveLamps {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &LiveLamps{st: st, log: log, poke: make(chan struct{}, 1)}
+}
+
+// Lamps returns the lamps as last read; nil before the first read.
+func (l *LiveLamps) Lamps(context.Context) map[string]string {
+	if p := l.cur.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Changed says that a lamp may have changed: Run reads them again.
+func (l *LiveLamps) Changed() {
+	select {
+	case l.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Reads returns how many times the lamps were read.
+func (l *LiveLamps) Reads() int64 { return l.read.Load() }
+
+// LiveLamps' pace: LampsResync bounds how stale the view can get should
+// an announcement be lost; LampsGap is the least time between two reads,
+// so that a busy hour's announcements cost a few reads a second, not one
+// each.
+const (
+	LampsResync = 30 * time.Second
+	LampsGap    = 50 * time.Millisecond
+)
+
+// Run keeps the view up to date until ctx is done; it returns nil then. A
+// read that fails is logged once and tried again: rules see the last
+// lamps read meanwhile.
+func (l *LiveLamps) Run(ctx context.Context) error {
+	t := time.NewTicker(LampsResync)
+	defer t.Stop()
+	failing := false
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ls, err := l.st.LampStatuses(qctx)
+		cancel()
+		wait := (<-chan time.Time)(nil)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			if !failing {
+				l.log.Warn("routing: cannot read the lamps; rules see the last ones read", "err", err)
+			}
+			failing = true
+			wait = time.After(time.Second)
+		default:
+			if failing {
+				l.log.Info("routing: lamps read again")
+			}
+			failing = false
+			m := LampMap(ls)
+			l.cur.Store(&m)
+			l.read.Add(1)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.poke:
+		case <-t.C:
+		case <-wait:
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(LampsGap):
+		}
+	}
+}
