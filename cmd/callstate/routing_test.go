@@ -1,0 +1,221 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/callstate/callstate/store/storetest"
+)
+
+const rulesReject = `rules:
+  - name: reject all
+    then: { reject: busy }
+`
+
+const rulesHangup = `rules:
+  - name: hang up all
+    then: { hangup: true }
+`
+
+// writeAtomically replaces path's content the way editors and ConfigMaps
+// do: a new file renamed over the old one.
+func writeAtomically(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckConfigRouting: check-config reports every problem of the rules
+// file at once, each with its line, and names ROUTING_FILE.
+func TestCheckConfigRouting(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(`time_zone: Europe/Berlin
+rules:
+  - name: one
+    when: { from: "+49 30 abc" }
+    then: { reject: maybe }
+  - name: two
+    when: { outside: "Mon-Fri 08:00-25:00" }
+    then: { voicemail: true }
+`), 0o644)
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte(rulesReject), 0o644)
+	menus := filepath.Join(dir, "menus.yaml")
+	os.WriteFile(menus, []byte("rules:\n  - name: m\n    then: { gather: { menu: main } }\nmenus:\n  main:\n    - name: x\n      then: { hangup: true }\n"), 0o644)
+
+	tests := []struct {
+		name     string
+		env      map[string]string
+		code     int
+		wantErrs []string
+	}{
+		{"Fine", map[string]string{"ROUTING_FILE": good}, 0, nil},
+		{"ErrEveryProblem", map[string]string{"ROUTING_FILE": bad}, 2, []string{
+			"ROUTING_FILE " + bad + ": line 4:19: from: \"+49 30 abc\" is not a number",
+			"ROUTING_FILE " + bad + ": line 5:21: reject must be busy or rejected",
+			"ROUTING_FILE " + bad + ": line 7:22: outside: \"08:00-25:00\"",
+		}},
+		{"ErrMissingFile", map[string]string{"ROUTING_FILE": filepath.Join(dir, "none.yaml")}, 2, []string{"ROUTING_FILE"}},
+		{"ErrMenusWithoutSecret", map[string]string{"ROUTING_FILE": menus}, 2, []string{"ROUTING_SECRET: must be set"}},
+		{"MenusWithSecret", map[string]string{"ROUTING_FILE": menus, "ROUTING_SECRET": "0123456789abcdef"}, 0, nil},
+		{"ErrShortSecret", map[string]string{"ROUTING_FILE": menus, "ROUTING_SECRET": "short"}, 2, []string{"ROUTING_SECRET"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := runCLI(t, tt.env, "check-config", "-env-file", os.DevNull)
+			if got := exitCode(err); got != tt.code {
+				t.Fatalf("exit code %d (%v), want %d", got, err, tt.code)
+			}
+			for _, w := range tt.wantErrs {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			if tt.code == 0 && !strings.Contains(out, "ROUTING_FILE="+tt.env["ROUTING_FILE"]) {
+				t.Errorf("output lacks the file:\n%s", out)
+			}
+			if strings.Contains(out, "0123456789abcdef") {
+				t.Errorf("output shows ROUTING_SECRET:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestRoutingReloadUnderLoad: newCalls keep coming while the rules file is
+// replaced, reloaded on SIGHUP, and broken. Every newCall is answered 200
+// by one of the rules (never the default, never an error), the new rules
+// take over, and the broken file keeps them, with a log line and a metric.
+func TestRoutingReloadUnderLoad(t *testing.T) {
+	// The service's watcher takes SIGHUP; so does this test, so that the
+	// signal never finds the process without a handler.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, "routing.yaml")
+	writeAtomically(t, path, rulesReject)
+	base, logs, stop := startService(t, map[string]string{
+		"DATABASE_URL": storetest.NewDatabase(t), "ROUTING_FILE": path, "SIPGATE_VERIFY_SIGNATURE": "false",
+	})
+
+	var (
+		wg                  sync.WaitGroup
+		stopLoad            atomic.Bool
+		n, rejects, hangups atomic.Int64
+		mu                  sync.Mutex
+		failures            []string
+		slowest             time.Duration
+	)
+	client := &http.Client{Timeout: 10 * time.Second}
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stopLoad.Load(); i++ {
+				form := url.Values{"event": {"newCall"}, "direction": {"in"}, "from": {"491701234567"},
+					"to": {"4930555"}, "callId": {fmt.Sprintf("load-%d-%d", w, i)}}.Encode()
+				t0 := time.Now()
+				resp, err := client.Post(base+"/webhooks/sipgate", "application/x-www-form-urlencoded", strings.NewReader(form))
+				d := time.Since(t0)
+				var body []byte
+				if err == nil {
+					body, _ = io.ReadAll(resp.Body)
+					resp.Body.Close()
+				}
+				n.Add(1)
+				mu.Lock()
+				slowest = max(slowest, d)
+				switch {
+				case err != nil:
+					failures = append(failures, err.Error())
+				case resp.StatusCode != http.StatusOK:
+					failures = append(failures, fmt.Sprintf("%d %s", resp.StatusCode, body))
+				case strings.Contains(string(body), `<Reject reason="busy">`):
+					rejects.Add(1)
+				case strings.Contains(string(body), `<Hangup>`):
+					hangups.Add(1)
+				default:
+					failures = append(failures, "neither rule's answer: "+string(body))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				stopLoad.Store(true)
+				wg.Wait()
+				t.Fatalf("%s did not happen within 10s\n%s", what, tail(logs.String(), 20))
+			}
+		}
+	}
+	waitFor("answers by the first rules", func() bool { return rejects.Load() > 20 })
+
+	writeAtomically(t, path, rulesHangup)
+	waitFor("the file's change reloaded", func() bool { return strings.Contains(logs.String(), "trigger=\"file changed\"") })
+	h0 := hangups.Load()
+	waitFor("answers by the new rules", func() bool { return hangups.Load() > h0+20 })
+
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the SIGHUP reload", func() bool { return strings.Contains(logs.String(), "trigger=SIGHUP") })
+
+	os.WriteFile(path, []byte("rules:\n  - name: broken\n    then: { reject: maybe }\n"), 0o644)
+	waitFor("the broken file refused", func() bool { return strings.Contains(logs.String(), "routing rules not reloaded") })
+	h1 := hangups.Load()
+	waitFor("answers by the rules before the broken file", func() bool { return hangups.Load() > h1+20 })
+	stopLoad.Store(true)
+	wg.Wait()
+
+	r0 := rejects.Load()
+	if len(failures) > 0 {
+		t.Errorf("%d of %d newCalls failed, e.g. %s", len(failures), n.Load(), failures[0])
+	}
+	if slowest > 5*time.Second {
+		t.Errorf("slowest answer %s: past sipgate's patience", slowest)
+	}
+	if !strings.Contains(logs.String(), "reject must be busy or rejected") {
+		t.Errorf("log does not say what is wrong with the broken file:\n%s", tail(logs.String(), 20))
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`callstate_routing_reloads_total{outcome="failed"} 1`,
+		`callstate_routing_reloads_total{outcome="ok"} 2`,
+		`callstate_routing_decisions_total{rule="reject all"} ` + fmt.Sprint(r0),
+		`callstate_routing_rules 1`,
+	} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Errorf("run: %v", err)
+	}
+	t.Logf("%d newCalls during the reloads (%d by the first rules, %d by the second), slowest %s", n.Load(), r0, hangups.Load(), slowest)
+}
