@@ -57,6 +57,11 @@ func (s *Store) notifyCalls(ctx context.Context, timeout time.Duration) {
 	}
 	nctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// The feed's rows written meanwhile get their ids first, so that the
+	// listeners find them.
+	if _, err := s.assignFeed(nctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("numbering the feed failed; the feed loop tries again", "err", err)
+	}
 	if _, err := s.pool.Exec(nctx, `SELECT pg_notify($1, $2)`, NotifyChannel, CallsChanged); err != nil {
 		s.log.Warn("announcing changed calls failed", "err", err)
 	}

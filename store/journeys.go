@@ -54,21 +54,21 @@ const journeyColumns = `journey_id, source, direction, from_party, to_party, sta
     outcome, answered_by, answered_user_id, user_ids, legs, hangup_cause, voicemail_at`
 
 type journeyRow struct {
-	ID             string     `db:"journey_id"`
-	Source         string     `db:"source"`
-	Direction      string     `db:"direction"`
-	From           string     `db:"from_party"`
-	To             string     `db:"to_party"`
-	StartedAt      *time.Time `db:"started_at"`
-	AnsweredAt     *time.Time `db:"answered_at"`
-	EndedAt        *time.Time `db:"ended_at"`
-	Outcome        string     `db:"outcome"`
-	AnsweredBy     string     `db:"answered_by"`
-	AnsweredUserID string     `db:"answered_user_id"`
-	UserIDs        []string   `db:"user_ids"`
-	Legs           int        `db:"legs"`
-	Cause          string     `db:"hangup_cause"`
-	VoicemailAt    *time.Time `db:"voicemail_at"`
+	ID             string     `db:"journey_id" json:"journey_id"`
+	Source         string     `db:"source" json:"source"`
+	Direction      string     `db:"direction" json:"direction"`
+	From           string     `db:"from_party" json:"from_party"`
+	To             string     `db:"to_party" json:"to_party"`
+	StartedAt      *time.Time `db:"started_at" json:"started_at"`
+	AnsweredAt     *time.Time `db:"answered_at" json:"answered_at"`
+	EndedAt        *time.Time `db:"ended_at" json:"ended_at"`
+	Outcome        string     `db:"outcome" json:"outcome"`
+	AnsweredBy     string     `db:"answered_by" json:"answered_by"`
+	AnsweredUserID string     `db:"answered_user_id" json:"answered_user_id"`
+	UserIDs        []string   `db:"user_ids" json:"user_ids"`
+	Legs           int        `db:"legs" json:"legs"`
+	Cause          string     `db:"hangup_cause" json:"hangup_cause"`
+	VoicemailAt    *time.Time `db:"voicemail_at" json:"voicemail_at"`
 }
 
 func (r journeyRow) journey() callstate.Journey {

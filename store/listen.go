@@ -134,6 +134,9 @@ SELECT GREATEST(
 			s.log.Warn("ignoring notification", "payload", n.Payload, "err", err)
 			continue
 		}
+		if c.Kind == ChangeExtension {
+			s.lampsChanged() // the feed's lamps: compared soon
+		}
 		emit(c)
 	}
 }

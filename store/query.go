@@ -192,12 +192,12 @@ SELECT GREATEST(
 
 // lampRow is one row of the lamp view as pgx scans it by name.
 type lampRow struct {
-	Source      string    `db:"source"`
-	Extension   string    `db:"extension"`
-	Name        string    `db:"name"`
-	Lamp        string    `db:"lamp"`
-	ActiveCalls int64     `db:"active_calls"`
-	UpdatedAt   time.Time `db:"updated_at"`
+	Source      string    `db:"source" json:"source"`
+	Extension   string    `db:"extension" json:"extension"`
+	Name        string    `db:"name" json:"name"`
+	Lamp        string    `db:"lamp" json:"lamp"`
+	ActiveCalls int64     `db:"active_calls" json:"active_calls"`
+	UpdatedAt   time.Time `db:"updated_at" json:"updated_at"`
 }
 
 // LampStatuses returns the lamp view: every PBX extension and sipgate user,

@@ -167,6 +167,12 @@ func (s *Store) refreshLoop() {
 			continue
 		}
 		s.journeys.markDone(gen)
+		if len(keys) > 0 {
+			// The journeys' events are in the feed; the lamps may have
+			// changed too.
+			s.announce.changed()
+			s.lampsChanged()
+		}
 	}
 }
 

@@ -32,7 +32,8 @@ const keepJournalSQL = `
 SELECT (SELECT count(*) FROM gone), 0::bigint, ARRAY(SELECT DISTINCT journey_id FROM gone)`
 
 // eraseJournalSQL deletes the deleted calls' journals, in every partition,
-// with their dedup keys, and journals for each call that it was erased and
+// with their dedup keys, and their events in the feed (their journeys'
+// events go after the journeys' refresh, see deleteCalls), and journals for each call that it was erased and
 // when, without the number or anything else of the call but the source's
 // key. A call erased before keeps its first mark. Each erased call leaves
 // a tombstone (call_tombstone), so that reconciliation with sipgate's
@@ -44,6 +45,9 @@ const eraseJournalSQL = `, events AS (
 ), keys AS (
     DELETE FROM call_event_key k USING events e
     WHERE k.source = e.source AND k.dedup_key = e.dedup_key
+), feed_calls AS (
+    DELETE FROM call_feed f USING gone g
+    WHERE f.source = g.source AND f.call_key = g.call_key
 ), mark_keys AS (
     INSERT INTO call_event_key (source, dedup_key, received_at)
     SELECT g.source, 'erased:' || g.call_key, now() FROM gone g
@@ -68,7 +72,7 @@ SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM events), ARRAY(SELECT 
 func (s *Store) Forget(ctx context.Context, cutoff time.Time) (calls int64, err error) {
 	q := fmt.Sprintf(deleteCallsSQL, `
         SELECT ctid FROM call_state WHERE state = 'ended' AND ended_at < $1 LIMIT $2`, keepJournalSQL)
-	calls, _, err = s.deleteCalls(ctx, q, cutoff)
+	calls, _, err = s.deleteCalls(ctx, q, cutoff, false)
 	if err != nil {
 		return calls, fmt.Errorf("store: forget calls ended before %s: %w", cutoff.Format(time.RFC3339), err)
 	}
@@ -78,8 +82,12 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time) (calls int64, err 
 // deleteCalls runs q, a deleteCallsSQL, with arg and the batch size until
 // a batch deletes fewer calls than the batch size, and announces the
 // change. Each batch recomputes, in its transaction, the journeys its
-// calls were legs of: a journey left without legs goes with them.
-func (s *Store) deleteCalls(ctx context.Context, q string, arg any) (calls, events int64, err error) {
+// calls were legs of: a journey left without legs goes with them. With
+// erase, the feed's events of those journeys (their legs' and their own)
+// go too: deleted after the refresh has taken the journeys' locks, so
+// that a refresh that was writing one of them meanwhile has committed and
+// its events are seen.
+func (s *Store) deleteCalls(ctx context.Context, q string, arg any, erase bool) (calls, events int64, err error) {
 	for {
 		var c, e int64
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -87,7 +95,14 @@ func (s *Store) deleteCalls(ctx context.Context, q string, arg any) (calls, even
 			if err := tx.QueryRow(ctx, q, arg, forgetBatch).Scan(&c, &e, &journeys); err != nil {
 				return err
 			}
-			return refreshJourneys(ctx, tx, journeys, nil, nil)
+			if err := refreshJourneys(ctx, tx, journeys, nil, nil); err != nil {
+				return err
+			}
+			if erase && len(journeys) > 0 {
+				_, err := tx.Exec(ctx, `DELETE FROM call_feed WHERE journey_id <> '' AND journey_id = ANY ($1)`, journeys)
+				return err
+			}
+			return nil
 		})
 		if err != nil {
 			return calls, events, readErr(err)
@@ -123,7 +138,7 @@ func (s *Store) ForgetNumber(ctx context.Context, number string) (calls, events 
 	q := fmt.Sprintf(deleteCallsSQL, `
         SELECT ctid FROM call_state
         WHERE $1 IN (from_party, to_party, answering_number, diversion) LIMIT $2`, eraseJournalSQL)
-	calls, events, err = s.deleteCalls(ctx, q, number)
+	calls, events, err = s.deleteCalls(ctx, q, number, true)
 	if err != nil {
 		return calls, events, fmt.Errorf("store: forget a number: %w", err)
 	}

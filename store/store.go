@@ -46,6 +46,7 @@ type Store struct {
 	announce *announcer
 	users    userCache
 	journeys *journeyQueue
+	lampWake chan struct{}  // the feed loop should compare the lamps
 	host     string         // the database's host, for logs
 	writes   chan *applyReq // live events, to the writers
 	backlog  chan *applyReq // a spool's backlog, to the writers after live events
@@ -134,7 +135,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s := &Store{pool: pool, wpool: wpool, log: log, host: cfg.ConnConfig.Host,
 		writes: make(chan *applyReq), backlog: make(chan *applyReq), closed: make(chan struct{}), ready: make(chan struct{}),
-		journeys: newJourneyQueue()}
+		journeys: newJourneyQueue(), lampWake: make(chan struct{}, 1)}
 	s.lastErr.Store(&connErr{errors.New("not connected yet")})
 	s.wctx, s.stop = context.WithCancel(context.Background())
 
@@ -154,6 +155,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.startAnnouncer()
 	s.startWriters(writers)
 	s.stopped.Go(s.refreshLoop)
+	s.stopped.Go(s.feedLoop)
 	if err != nil {
 		s.stopped.Go(s.reconnect)
 	}
@@ -516,38 +518,38 @@ const callColumns = `
 
 // callRow is a call_state row as pgx scans it by name.
 type callRow struct {
-	ID              int64      `db:"id"`
-	Source          string     `db:"source"`
-	CallKey         string     `db:"call_key"`
-	CallID          string     `db:"call_id"`
-	OrigCallID      string     `db:"orig_call_id"`
-	Extension       string     `db:"extension"`
-	Direction       string     `db:"direction"`
-	FromParty       string     `db:"from_party"`
-	ToParty         string     `db:"to_party"`
-	Users           []string   `db:"users"`
-	UserIDs         []string   `db:"user_ids"`
-	FullUserIDs     []string   `db:"full_user_ids"`
-	AnsweredBy      string     `db:"answered_by"`
-	AnsweringNumber string     `db:"answering_number"`
-	Diversion       string     `db:"diversion"`
-	XCID            string     `db:"xcid"`
-	State           string     `db:"state"`
-	OnHold          bool       `db:"on_hold"`
-	HangupCause     string     `db:"hangup_cause"`
-	DTMF            string     `db:"dtmf"`
-	StartedAt       *time.Time `db:"started_at"`
-	AnsweredAt      *time.Time `db:"answered_at"`
-	EndedAt         *time.Time `db:"ended_at"`
-	UpdatedAt       time.Time  `db:"updated_at"`
-	ExtensionPinned bool       `db:"extension_pinned"`
-	HoldAt          *time.Time `db:"hold_at"`
-	CauseAt         *time.Time `db:"cause_at"`
-	DTMFPresses     []string   `db:"dtmf_presses"`
-	Learned         bool       `db:"learned"`
-	EndRank         int16      `db:"end_rank"`
-	AnswerRank      int16      `db:"answer_rank"`
-	AnswerAt        *time.Time `db:"answer_at"`
+	ID              int64      `db:"id" json:"id"`
+	Source          string     `db:"source" json:"source"`
+	CallKey         string     `db:"call_key" json:"call_key"`
+	CallID          string     `db:"call_id" json:"call_id"`
+	OrigCallID      string     `db:"orig_call_id" json:"orig_call_id"`
+	Extension       string     `db:"extension" json:"extension"`
+	Direction       string     `db:"direction" json:"direction"`
+	FromParty       string     `db:"from_party" json:"from_party"`
+	ToParty         string     `db:"to_party" json:"to_party"`
+	Users           []string   `db:"users" json:"users"`
+	UserIDs         []string   `db:"user_ids" json:"user_ids"`
+	FullUserIDs     []string   `db:"full_user_ids" json:"full_user_ids"`
+	AnsweredBy      string     `db:"answered_by" json:"answered_by"`
+	AnsweringNumber string     `db:"answering_number" json:"answering_number"`
+	Diversion       string     `db:"diversion" json:"diversion"`
+	XCID            string     `db:"xcid" json:"xcid"`
+	State           string     `db:"state" json:"state"`
+	OnHold          bool       `db:"on_hold" json:"on_hold"`
+	HangupCause     string     `db:"hangup_cause" json:"hangup_cause"`
+	DTMF            string     `db:"dtmf" json:"dtmf"`
+	StartedAt       *time.Time `db:"started_at" json:"started_at"`
+	AnsweredAt      *time.Time `db:"answered_at" json:"answered_at"`
+	EndedAt         *time.Time `db:"ended_at" json:"ended_at"`
+	UpdatedAt       time.Time  `db:"updated_at" json:"updated_at"`
+	ExtensionPinned bool       `db:"extension_pinned" json:"extension_pinned"`
+	HoldAt          *time.Time `db:"hold_at" json:"hold_at"`
+	CauseAt         *time.Time `db:"cause_at" json:"cause_at"`
+	DTMFPresses     []string   `db:"dtmf_presses" json:"dtmf_presses"`
+	Learned         bool       `db:"learned" json:"learned"`
+	EndRank         int16      `db:"end_rank" json:"end_rank"`
+	AnswerRank      int16      `db:"answer_rank" json:"answer_rank"`
+	AnswerAt        *time.Time `db:"answer_at" json:"answer_at"`
 }
 
 func (r callRow) call() (callstate.Call, error) {

@@ -1,0 +1,301 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/store"
+	"github.com/callstate/callstate/store/storetest"
+)
+
+// syncFeed waits until everything written so far is in the feed, numbered.
+func syncFeed(tb testing.TB, sts ...*store.Store) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, st := range sts {
+		if err := st.SyncFeed(ctx); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// readFeed returns the whole feed after id after.
+func readFeed(tb testing.TB, st *store.Store, after int64) []callstate.FeedEvent {
+	tb.Helper()
+	var all []callstate.FeedEvent
+	for {
+		evs, err := st.Feed(context.Background(), after, 1000)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		all = append(all, evs...)
+		if len(evs) < 1000 {
+			return all
+		}
+		after = evs[len(evs)-1].ID
+	}
+}
+
+// typesOf returns the types of the events about the call or journey id,
+// in feed order, without call.updated.
+func typesOf(evs []callstate.FeedEvent, id string) []string {
+	var out []string
+	for _, e := range evs {
+		if e.JourneyID == id && e.Type != callstate.EventOther {
+			out = append(out, e.Type)
+		}
+	}
+	return out
+}
+
+// TestFeedOncePerTransition applies a call's events in every order, each
+// twice and by two instances at once, and finds each transition in the
+// feed exactly once, in a call's order of transitions where the order of
+// arrival allows it, with ids in increasing order.
+func TestFeedOncePerTransition(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	a, b := openURL(t, url), openURL(t, url)
+	want := []string{callstate.EventRinging, callstate.EventAnswered, callstate.EventDTMF, callstate.EventEnded, callstate.EventJourneyEnded}
+	for i, order := range permutations(4) {
+		key := fmt.Sprintf("perm%d", i)
+		evs := callEvents(key)
+		var wg sync.WaitGroup
+		for _, st := range []*store.Store{a, b} {
+			wg.Go(func() {
+				for _, j := range order {
+					for range 2 {
+						if _, err := st.Apply(ctx, evs[j]); err != nil {
+							t.Error(err)
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	syncFeed(t, a, b)
+	feed := readFeed(t, a, 0)
+	for i := range feed[1:] {
+		if feed[i+1].ID <= feed[i].ID {
+			t.Fatalf("ids out of order: %d after %d", feed[i+1].ID, feed[i].ID)
+		}
+	}
+	for i, order := range permutations(4) {
+		key := fmt.Sprintf("perm%d", i)
+		got := typesOf(feed, key)
+		if slices.Index(order, 3) < slices.Index(order, 1) {
+			// The hang-up came before the answer: the journey may have
+			// been computed missed in between, which the feed told then.
+			got = slices.DeleteFunc(got, func(t string) bool { return t == callstate.EventMissed })
+		}
+		sorted := slices.Clone(got)
+		slices.Sort(sorted)
+		w := slices.Clone(want)
+		slices.Sort(w)
+		if !slices.Equal(sorted, w) {
+			t.Errorf("order %v: events %v, want each of %v once", order, got, want)
+		}
+		if order[0] == 0 && got[0] != callstate.EventRinging {
+			t.Errorf("order %v: first event %s", order, got[0])
+		}
+	}
+	// The call events carry the call as the transition left it; the
+	// journey event the journey.
+	for _, e := range feed {
+		if e.JourneyID != "perm0" {
+			continue
+		}
+		switch e.Type {
+		case callstate.EventEnded:
+			if e.Call == nil || e.Call.State != callstate.StateEnded || e.Call.Key != "perm0" || e.Seq == 0 || e.At != t0.Add(9*time.Second) {
+				t.Errorf("call.ended %+v call %+v", e, e.Call)
+			}
+		case callstate.EventDTMF:
+			if e.Press == nil || e.Press.Digits != "42" || e.At != t0.Add(5*time.Second) {
+				t.Errorf("call.dtmf %+v press %+v", e, e.Press)
+			}
+		case callstate.EventJourneyEnded:
+			if e.Journey == nil || e.Journey.Outcome != callstate.OutcomeAnswered || e.Journey.AnsweredBy != "Bob" {
+				t.Errorf("journey.ended %+v journey %+v", e, e.Journey)
+			}
+		}
+	}
+}
+
+// TestFeedMissedAndLamps: a call nobody answers gives call.missed once,
+// and the lamps of the user it rang change twice.
+func TestFeedMissedAndLamps(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	syncFeed(t, st)
+	start := readFeed(t, st, 0)
+	var from int64
+	if len(start) > 0 {
+		from = start[len(start)-1].ID
+	}
+	n := sg("m1", "newCall", 0, callstate.Update{Direction: "in", From: "4917", To: "4930",
+		UserIDs: []string{"u9"}, Users: []string{"Uma"}, Extension: "u9", State: callstate.StateRinging})
+	h := sg("m1", "hangup", 20, callstate.Update{Cause: "cancel", State: callstate.StateEnded})
+	for _, ev := range []callstate.Event{n} {
+		if _, err := st.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncFeed(t, st)
+	for _, ev := range []callstate.Event{h, n, h} {
+		if _, err := st.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncFeed(t, st)
+	feed := readFeed(t, st, from)
+	got := typesOf(feed, "m1")
+	want := []string{callstate.EventRinging, callstate.EventEnded, callstate.EventJourneyEnded, callstate.EventMissed}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+	var lamps []string
+	for _, e := range feed {
+		if e.Type == callstate.EventLampChanged && e.Lamp.Extension == "u9" {
+			lamps = append(lamps, e.Previous+">"+e.Lamp.Lamp)
+		}
+	}
+	if !slices.Equal(lamps, []string{">ringing", "ringing>idle"}) {
+		t.Errorf("lamp changes %v", lamps)
+	}
+	// Nothing changed: comparing again writes nothing.
+	if n, err := st.FeedLamps(ctx); err != nil || n != 0 {
+		t.Errorf("lamps again: %d %v", n, err)
+	}
+}
+
+// TestFeedCommitOrder: an event whose transaction commits late gets an id
+// after every event numbered meanwhile, so a reader that read on from the
+// last id it saw gets it.
+func TestFeedCommitOrder(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // test
+	// The slow transaction writes its call first.
+	if _, err := tx.Exec(ctx, `
+INSERT INTO call_state (source, call_key, call_id, state, started_at, updated_at, last_event_id)
+VALUES ('sipgate', 'slow', 'slow', 'ringing', now(), now(), 0)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := st.Apply(ctx, sg(fmt.Sprintf("fast%d", i), "newCall", 0, callstate.Update{State: callstate.StateRinging})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncFeed(t, st)
+	seen := readFeed(t, st, 0)
+	if len(typesOf(seen, "slow")) != 0 || len(typesOf(seen, "fast4")) == 0 {
+		t.Fatalf("before the commit: %v", seen)
+	}
+	last := seen[len(seen)-1].ID
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	syncFeed(t, st)
+	after := readFeed(t, st, last)
+	if got := typesOf(after, "slow"); !slices.Equal(got, []string{callstate.EventRinging}) {
+		t.Fatalf("read on from %d: %v", last, got)
+	}
+}
+
+// TestFeedConcurrentCalls: many calls' events, shuffled and repeated, by
+// four writers on two instances, give each transition once.
+func TestFeedConcurrentCalls(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	a, b := openURL(t, url), openURL(t, url)
+	var evs []callstate.Event
+	for i := range 100 {
+		evs = append(evs, callEvents(fmt.Sprintf("c%d", i))...)
+	}
+	evs = append(evs, evs...)
+	rand.Shuffle(len(evs), func(x, y int) { evs[x], evs[y] = evs[y], evs[x] })
+	var wg sync.WaitGroup
+	for w := range 4 {
+		st := []*store.Store{a, b}[w%2]
+		wg.Go(func() {
+			for i := w; i < len(evs); i += 4 {
+				if _, err := st.Apply(ctx, evs[i]); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	syncFeed(t, a, b)
+	counts := map[string]int{}
+	for _, e := range readFeed(t, b, 0) {
+		if e.Type != callstate.EventOther && strings.HasPrefix(e.JourneyID, "c") {
+			counts[e.Type]++
+		}
+	}
+	for _, typ := range []string{callstate.EventRinging, callstate.EventAnswered, callstate.EventDTMF, callstate.EventEnded, callstate.EventJourneyEnded} {
+		if counts[typ] != 100 {
+			t.Errorf("%s: %d events for 100 calls", typ, counts[typ])
+		}
+	}
+}
+
+// TestFeedRetentionAndForget: ForgetFeed deletes old events and moves the
+// window's floor past them; ForgetNumber erases a number's calls from the
+// feed.
+func TestFeedRetentionAndForget(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	for _, ev := range callEvents("keep") {
+		if _, err := st.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := sg("other", "newCall", 0, callstate.Update{Direction: "in", From: "4915550", To: "4930", State: callstate.StateRinging})
+	if _, err := st.Apply(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	syncFeed(t, st)
+	if _, _, err := st.ForgetNumber(ctx, "4915550"); err != nil {
+		t.Fatal(err)
+	}
+	syncFeed(t, st)
+	feed := readFeed(t, st, 0)
+	if len(typesOf(feed, "other")) != 0 || len(typesOf(feed, "keep")) == 0 {
+		t.Fatalf("after forget: other %v keep %v", typesOf(feed, "other"), typesOf(feed, "keep"))
+	}
+	w, err := st.FeedWindow(ctx)
+	if err != nil || w.Floor != 0 || w.Head < feed[len(feed)-1].ID || !w.Covers(0) {
+		t.Fatalf("window %+v %v", w, err)
+	}
+	n, err := st.ForgetFeed(ctx, time.Now().Add(time.Minute))
+	if err != nil || n != int64(len(feed)) {
+		t.Fatalf("forgot %d of %d: %v", n, len(feed), err)
+	}
+	w, err = st.FeedWindow(ctx)
+	if err != nil || w.Floor != feed[len(feed)-1].ID || w.Covers(0) || !w.Covers(w.Head) {
+		t.Fatalf("window after %+v %v", w, err)
+	}
+}
