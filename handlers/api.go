@@ -36,14 +36,8 @@ type DashboardStore interface {
 	CallByID(ctx context.Context, id int64) (callstate.Call, []callstate.JournalEntry, error)
 	// LampStatuses returns the lamp of every extension and user.
 	LampStatuses(ctx context.Context) ([]callstate.LampStatus, error)
-	// CallsByID returns the calls with these ids as they are now, by Seq.
-	CallsByID(ctx context.Context, ids []int64) ([]callstate.ChangedCall, error)
-	// CallsChangedAfter returns at most limit calls last written after seq, by Seq.
-	CallsChangedAfter(ctx context.Context, seq int64, limit int) ([]callstate.ChangedCall, error)
 	// RecentCalls returns the active calls and the n last changed, by Seq.
 	RecentCalls(ctx context.Context, n int) ([]callstate.ChangedCall, error)
-	// LastChange returns the highest change sequence number written so far.
-	LastChange(ctx context.Context) (int64, error)
 	// TeamDay returns the team's numbers of the day of now.
 	TeamDay(ctx context.Context, now time.Time) (callstate.TeamDay, error)
 }

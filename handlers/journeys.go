@@ -18,10 +18,9 @@ import (
 	"github.com/callstate/callstate"
 )
 
-// JourneyStore is what the journey endpoints and the stream's typed
-// events need from a store. A DashboardStore that also is one gets
-// /api/journeys, /api/missed and /api/stats, and call.missed and
-// call.voicemail events on the stream.
+// JourneyStore is what the journey endpoints need from a store. A
+// DashboardStore that also is one gets /api/journeys, /api/missed and
+// /api/stats.
 type JourneyStore interface {
 	// ListJourneys returns a page of journeys, newest first, and the next
 	// page's cursor ("" after the last); a cursor it did not make is

@@ -1,13 +1,11 @@
 package handlers
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,37 +23,59 @@ type StreamOptions struct {
 	WriteTimeout time.Duration // bound on one write to a client; 0 means 10s
 	MaxClients   int           // streams at once, beyond which 503; 0 means 10000
 	QueueLen     int           // batches a client may lag before it is dropped; 0 means 256
-	ReplayMax    int           // calls replayed on resume before a snapshot is sent instead; 0 means 5000
+	ReplayMax    int           // feed events replayed on resume before a snapshot is sent instead; 0 means 5000
 	History      int           // ended calls in a snapshot; 0 means 50
+	Poll         time.Duration // how often the feed is read when nothing was announced; 0 means 1s
 	Phonebook    *Phonebook    // names callers and formats numbers; nil for none
 	Logger       *slog.Logger  // nil means slog.Default()
 }
 
-// The event types of the stream. Every event's id is a change sequence
-// number, common to all instances, that Last-Event-ID resumes from.
+// The event types of the stream. Every event but the snapshot's lamps
+// carries the id of the feed event it comes from (a snapshot: the last
+// feed id it includes), common to all instances, that Last-Event-ID
+// resumes from.
 const (
-	EventSnapshot = "snapshot" // {seq, lamps, calls}: the state to start from
-	EventCall     = "call"     // a call as it is now
+	EventSnapshot = "snapshot" // {seq, lamps, calls}: the state to start from; seq is the feed id
+	EventCall     = "call"     // a call as its change left it
 	EventLamp     = "lamp"     // a lamp that changed
 	EventLamps    = "lamps"    // {lamps}: every lamp, sent on resume
 
-	// Typed events, sent live besides the whole objects above: a call's
-	// leg entered a state ({journey_id, call}), a journey ended missed or
-	// at the voicemail ({journey_id, journey}), a lamp changed ({...lamp,
+	// Typed events, from the feed (callstate.FeedEvent), each once per
+	// transition: a call's leg entered a state ({journey_id, call}), a
+	// journey ended ({journey_id, journey}), a lamp changed ({...lamp,
 	// previous}).
 	EventCallRinging   = callstate.EventRinging
 	EventCallAnswered  = callstate.EventAnswered
+	EventCallHeld      = callstate.EventHeld
+	EventCallDTMF      = callstate.EventDTMF
 	EventCallEnded     = callstate.EventEnded
 	EventCallMissed    = callstate.EventMissed
 	EventCallVoicemail = callstate.EventVoicemail
-	EventLampChanged   = "lamp.changed"
+	EventJourneyEnded  = callstate.EventJourneyEnded
+	EventLampChanged   = callstate.EventLampChanged
 )
 
-// typedCallJSON is the data of a typed call event.
-type typedCallJSON struct {
-	JourneyID string       `json:"journey_id"`
-	Call      *callJSON    `json:"call,omitempty"`
-	Journey   *journeyJSON `json:"journey,omitempty"`
+// FeedStore is what the stream reads: the durable feed of typed events.
+type FeedStore interface {
+	// Feed returns at most limit events after feed id after, by id.
+	Feed(ctx context.Context, after int64, limit int) ([]callstate.FeedEvent, error)
+	// FeedWindow returns the ids the feed keeps.
+	FeedWindow(ctx context.Context) (callstate.FeedWindow, error)
+}
+
+// typedJSON is the data of a typed event.
+type typedJSON struct {
+	JourneyID string           `json:"journey_id,omitempty"`
+	Call      *callJSON        `json:"call,omitempty"`
+	Digits    string           `json:"digits,omitempty"` // call.dtmf: the digits of this press
+	Journey   *feedJourneyJSON `json:"journey,omitempty"`
+}
+
+// feedJourneyJSON is a journey with the phonebook's names of its parties.
+type feedJourneyJSON struct {
+	journeyJSON
+	FromName string `json:"from_name,omitempty"`
+	ToName   string `json:"to_name,omitempty"`
 }
 
 // lampChangedJSON is the data of a lamp.changed event.
@@ -64,126 +84,19 @@ type lampChangedJSON struct {
 	Previous string `json:"previous"`
 }
 
-// maxTracked bounds the calls and journeys the stream remembers to send
-// each typed event once; past it, it forgets them all (an event may then
-// be sent twice).
-const maxTracked = 100000
+// feedChunk bounds the feed events read at once.
+const feedChunk = 1000
 
-// typedEvents remembers what typed events went out: the state last sent
-// per call, the outcome last sent per journey, and the journeys of ended
-// legs whose outcome is not known yet (a journey is computed just after
-// its legs are written, and a forwarded one goes on with a new leg). Only
-// Run's goroutine uses it.
-type typedEvents struct {
-	state   map[int64]callstate.State
-	sent    map[string]callstate.Outcome
-	waiting map[string]*waitingJourney
-}
-
-type waitingJourney struct {
-	seq   int64 // of the change that ended a leg
-	tries int
-}
-
-// journeyTries bounds how often a journey whose leg ended is read again
-// while it is still active (another leg goes on, or it is not computed
-// yet), every journeyRetry.
-const (
-	journeyTries = 25
-	journeyRetry = 200 * time.Millisecond
-)
-
-// calls appends the typed events of calls to buf, and those of the
-// journeys that ended, read from js (nil: none), and returns buf.
-func (t *typedEvents) calls(ctx context.Context, js JourneyStore, buf []byte, calls []callstate.ChangedCall) ([]byte, error) {
-	if t.state == nil || len(t.state) > maxTracked {
-		t.state = map[int64]callstate.State{}
-	}
-	if t.sent == nil || len(t.sent) > maxTracked {
-		t.sent = map[string]callstate.Outcome{}
-	}
-	if t.waiting == nil {
-		t.waiting = map[string]*waitingJourney{}
-	}
-	for _, c := range calls {
-		prev, seen := t.state[c.Call.ID]
-		st := c.Call.State
-		if !seen || st > prev {
-			typ := map[callstate.State]string{callstate.StateRinging: EventCallRinging,
-				callstate.StateAnswered: EventCallAnswered, callstate.StateEnded: EventCallEnded}[st]
-			if typ != "" {
-				cj := toCallJSON(c.Call, c.Seq)
-				buf = appendEvent(buf, typ, c.Seq, typedCallJSON{JourneyID: cj.JourneyID, Call: &cj})
-			}
-		}
-		if st == callstate.StateEnded {
-			delete(t.state, c.Call.ID)
-			id := callstate.JourneyID(c.Call)
-			if js != nil && len(t.waiting) < maxTracked {
-				w := t.waiting[id]
-				if w == nil {
-					w = &waitingJourney{}
-					t.waiting[id] = w
-				}
-				w.seq, w.tries = max(w.seq, c.Seq), 0
-			}
-		} else {
-			t.state[c.Call.ID] = st
-		}
-	}
-	return t.journeys(ctx, js, buf)
-}
-
-// journeys reads the waiting journeys and appends call.missed or
-// call.voicemail for those that ended so.
-func (t *typedEvents) journeys(ctx context.Context, js JourneyStore, buf []byte) ([]byte, error) {
-	if js == nil || len(t.waiting) == 0 {
-		return buf, nil
-	}
-	ids := make([]string, 0, len(t.waiting))
-	for id := range t.waiting {
-		ids = append(ids, id)
-	}
-	journeys, err := js.JourneysByID(ctx, ids)
-	if err != nil {
-		return buf, err
-	}
-	slices.SortFunc(journeys, func(a, b callstate.Journey) int { return cmp.Compare(t.waiting[a.ID].seq, t.waiting[b.ID].seq) })
-	final := map[string]bool{}
-	for _, j := range journeys {
-		if j.Outcome == callstate.OutcomeActive {
-			continue
-		}
-		final[j.ID] = true
-		if typ := j.JourneyEvent(); typ != "" && t.sent[j.ID] != j.Outcome {
-			t.sent[j.ID] = j.Outcome
-			jj := toJourneyJSON(j)
-			buf = appendEvent(buf, typ, t.waiting[j.ID].seq, typedCallJSON{JourneyID: j.ID, Journey: &jj})
-		}
-	}
-	for id, w := range t.waiting {
-		w.tries++
-		if final[id] || w.tries > journeyTries {
-			delete(t.waiting, id)
-		}
-	}
-	return buf, nil
-}
-
-// resumeSlack is how far below Last-Event-ID a resume re-reads: a change
-// number is taken at write time, so a write can commit (and be streamed)
-// after one with a higher number. Repeats are harmless: every call event
-// is the whole call as it is now.
-const resumeSlack = 256
-
-// Stream fans changes out to Server-Sent Events clients. Notify tells it
-// what changed (from the database's notifications, so every instance sees
-// every change); Run re-reads the changed rows, in batches, and sends them
-// to every client. Each client has its own goroutine and queue, so a slow
+// Stream fans the feed out to Server-Sent Events clients. Notify tells it
+// that the feed may have grown (from the database's notifications, so
+// every instance learns of every event); Run reads the feed on from the
+// last event it sent and sends what it reads to every client, each event
+// with its feed id. Each client has its own goroutine and queue, so a slow
 // one delays nobody: when its queue is full it is dropped, and its browser
 // reconnects and resumes with Last-Event-ID.
 type Stream struct {
 	store DashboardStore
+	feed  FeedStore
 	o     StreamOptions
 	log   *slog.Logger
 
@@ -191,18 +104,7 @@ type Stream struct {
 	subs   map[*subscriber]struct{}
 	closed bool // Run has returned: no new clients
 
-	pmu     sync.Mutex
-	pending map[int64]struct{} // ids of calls changed
-	pendExt bool               // an extension changed
-	pendSeq int64              // highest change number notified
-	resync  bool               // changes were lost: drop every client
-	wake    chan struct{}
-
-	lampSeq  atomic.Int64  // change number for the next lamp events
-	lampWake chan struct{} // lamps may have changed
-
-	journeys JourneyStore // nil when the store has no journeys
-	typed    typedEvents
+	wake chan struct{}
 
 	clients   atomic.Int64
 	queued    atomic.Int64 // events handed to clients' queues
@@ -210,19 +112,30 @@ type Stream struct {
 	heartbeat []byte
 }
 
-type subscriber struct {
-	ch      chan []byte   // rendered events
-	dropped chan struct{} // closed when it lagged too far
+// streamEvent is one rendered event and the feed id it carries.
+type streamEvent struct {
+	id int64
+	b  []byte
 }
 
-// NewStream returns a Stream reading from st. Call Run to start it.
-func NewStream(st DashboardStore, o StreamOptions) *Stream {
+type subscriber struct {
+	ch      chan []streamEvent // rendered events, by feed id
+	dropped chan struct{}      // closed when it lagged too far
+}
+
+// NewStream returns a Stream reading from st and its feed. Call Run to
+// start it.
+func NewStream(st interface {
+	DashboardStore
+	FeedStore
+}, o StreamOptions) *Stream {
 	o.Heartbeat = cmpOr(o.Heartbeat, 15*time.Second)
 	o.WriteTimeout = cmpOr(o.WriteTimeout, 10*time.Second)
 	o.MaxClients = cmpOr(o.MaxClients, 10000)
 	o.QueueLen = cmpOr(o.QueueLen, 256)
 	o.ReplayMax = cmpOr(o.ReplayMax, 5000)
 	o.History = cmpOr(o.History, 50)
+	o.Poll = cmpOr(o.Poll, time.Second)
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -230,11 +143,9 @@ func NewStream(st DashboardStore, o StreamOptions) *Stream {
 	hb := &sse.Message{}
 	hb.AppendComment("heartbeat")
 	b, _ := hb.MarshalText()
-	js, _ := st.(JourneyStore)
 	return &Stream{
-		store: st, o: o, log: log, journeys: js,
-		subs: map[*subscriber]struct{}{}, pending: map[int64]struct{}{},
-		wake: make(chan struct{}, 1), lampWake: make(chan struct{}, 1), heartbeat: b,
+		store: st, feed: st, o: o, log: log,
+		subs: map[*subscriber]struct{}{}, wake: make(chan struct{}, 1), heartbeat: b,
 	}
 }
 
@@ -254,43 +165,27 @@ func (s *Stream) Clients() int { return int(s.clients.Load()) }
 // falling behind.
 func (s *Stream) Sent() (events, dropped int64) { return s.queued.Load(), s.dropped.Load() }
 
-// The kinds of change Notify takes.
+// The kinds of change Notify takes. Each only says that the feed may have
+// grown: the stream reads it on from where it is.
 const (
-	ChangeCall      = "call"      // a call was written: id
+	ChangeCall      = "call"      // a call was written
 	ChangeExtension = "ext"       // a PBX extension's row was written
-	ChangeResync    = "resync"    // changes may have been lost: clients start afresh
+	ChangeFeed      = "feed"      // the feed grew
+	ChangeResync    = "resync"    // notifications may have been lost
 	ChangeListening = "listening" // the change feed is (again) connected
 )
 
-// Notify records a change for Run to send. It never blocks.
+// Notify tells Run to read the feed. It never blocks.
 func (s *Stream) Notify(kind string, seq, callID int64) {
-	s.pmu.Lock()
-	switch kind {
-	case ChangeCall:
-		s.pending[callID] = struct{}{}
-	case ChangeExtension:
-		s.pendExt = true
-	case ChangeResync:
-		s.resync = true
-	default:
-		s.pmu.Unlock()
-		return
-	}
-	s.pendSeq = max(s.pendSeq, seq)
-	s.pmu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 }
 
-// Run sends the changes Notify records until ctx is done. It returns nil
-// then, or an error if the lamps cannot be read at start.
-//
-// Calls and lamps go out from two goroutines: the changed calls of a batch
-// are read back and sent at once, and the lamps, which take a query over
-// every active call, are read after them, as often as they can be, without
-// holding back the next batch of calls.
+// Run sends the feed's events as Notify announces them (and every Poll,
+// for an announcement lost) until ctx is done. It returns nil then, or an
+// error if the feed cannot be read at start.
 func (s *Stream) Run(ctx context.Context) error {
 	defer func() { // ends every stream, so that the HTTP server can shut down
 		s.mu.Lock()
@@ -298,177 +193,119 @@ func (s *Stream) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		s.dropAll()
 	}()
-	lamps := map[string]lampJSON{}
-	if ls, err := s.store.LampStatuses(ctx); err == nil {
-		for _, l := range ls {
-			lamps[string(l.Source)+"/"+l.Extension] = toLampJSON(l)
+	w, err := s.feed.FeedWindow(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
 		}
-	} else if ctx.Err() == nil {
 		return fmt.Errorf("stream: %w", err)
 	}
-	var lampsDone sync.WaitGroup
-	lampsDone.Go(func() { s.runLamps(ctx, lamps) })
-	defer lampsDone.Wait()
-	retry := time.NewTicker(journeyRetry)
-	defer retry.Stop()
+	cursor := w.Head
+	poll := time.NewTicker(s.o.Poll)
+	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-retry.C:
-			if len(s.typed.waiting) > 0 && s.Clients() > 0 {
-				buf, err := s.typed.journeys(ctx, s.journeys, nil)
-				if err != nil && ctx.Err() == nil {
-					s.log.Warn("stream: reading journeys; their typed events are left out", "err", err)
-				}
-				if len(buf) > 0 {
-					s.publish(buf)
-				}
-			}
-			continue
+		case <-poll.C:
 		case <-s.wake:
 		}
-		// Whatever was notified meanwhile goes in this batch.
-		s.pmu.Lock()
-		ids := make([]int64, 0, len(s.pending))
-		for id := range s.pending {
-			ids = append(ids, id)
-		}
-		clear(s.pending)
-		ext, seq, resync := s.pendExt, s.pendSeq, s.resync
-		s.pendExt, s.resync = false, false
-		s.pmu.Unlock()
-
-		if resync {
-			s.dropAll()
-			continue
-		}
-		if s.Clients() == 0 {
-			// Nobody to tell: skip reading the changes back. A client that
-			// connects starts from a snapshot; a lamp it then sees change
-			// against the stale cache is only sent once more than needed.
-			continue
-		}
-		if err := s.publishCalls(ctx, ids); err != nil {
+		next, err := s.publishFeed(ctx, cursor)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			// What could not be read is lost to live clients; make them
-			// resume from the database.
-			s.log.Error("stream: reading changes; clients will resume", "err", err)
-			s.dropAll()
-		}
-		if len(ids) > 0 || ext {
-			s.lampSeq.Store(seq)
-			select {
-			case s.lampWake <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-// publishCalls reads the calls ids back and sends them.
-func (s *Stream) publishCalls(ctx context.Context, ids []int64) error {
-	var buf []byte
-	slices.Sort(ids)
-	for chunk := range slices.Chunk(ids, 1000) {
-		calls, err := s.store.CallsByID(ctx, chunk)
-		if err != nil {
-			return err
-		}
-		for _, c := range calls {
-			buf = appendEvent(buf, EventCall, c.Seq, s.o.Phonebook.callJSON(c.Call, c.Seq))
-		}
-		if buf, err = s.typed.calls(ctx, s.journeys, buf, calls); err != nil {
-			s.log.Warn("stream: reading journeys; their typed events are left out", "err", err)
-		}
-	}
-	if len(buf) > 0 {
-		s.publish(buf)
-	}
-	return nil
-}
-
-// runLamps sends the lamps that changed, compared with lamps (what the
-// clients were last sent), each time Run says they may have, until ctx is
-// done.
-func (s *Stream) runLamps(ctx context.Context, lamps map[string]lampJSON) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.lampWake:
-		}
-		if s.Clients() == 0 {
+			// Nothing is lost: the next wake-up reads on from cursor.
+			s.log.Warn("stream: reading the feed; trying again", "after", cursor, "err", err)
 			continue
 		}
-		if err := s.publishLamps(ctx, s.lampSeq.Load(), lamps); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			s.log.Error("stream: reading lamps; clients will resume", "err", err)
-			s.dropAll()
+		cursor = next
+	}
+}
+
+// publishFeed sends the feed's events after cursor to every client and
+// returns the id it read up to. With no client, it only moves on to the
+// feed's head.
+func (s *Stream) publishFeed(ctx context.Context, cursor int64) (int64, error) {
+	if s.Clients() == 0 {
+		w, err := s.feed.FeedWindow(ctx)
+		if err != nil {
+			return cursor, err
+		}
+		return max(cursor, w.Head), nil
+	}
+	for {
+		evs, err := s.feed.Feed(ctx, cursor, feedChunk)
+		if err != nil {
+			return cursor, err
+		}
+		if len(evs) == 0 {
+			return cursor, nil
+		}
+		batch := make([]streamEvent, 0, len(evs))
+		for _, ev := range evs {
+			batch = append(batch, streamEvent{id: ev.ID, b: s.render(nil, ev)})
+		}
+		s.publish(batch)
+		cursor = evs[len(evs)-1].ID
+		if len(evs) < feedChunk {
+			return cursor, nil
 		}
 	}
 }
 
-func (s *Stream) publishLamps(ctx context.Context, seq int64, lamps map[string]lampJSON) error {
-	ls, err := s.store.LampStatuses(ctx)
-	if err != nil {
-		return err
-	}
-	var buf []byte
-	seen := make(map[string]bool, len(ls))
-	for _, l := range ls {
-		k := string(l.Source) + "/" + l.Extension
-		seen[k] = true
-		lj := toLampJSON(l)
-		if old, ok := lamps[k]; !ok || old.Lamp != lj.Lamp || old.ActiveCalls != lj.ActiveCalls || old.Name != lj.Name {
-			lamps[k] = lj
-			buf = appendEvent(buf, EventLamp, seq, lj)
-			if old.Lamp != lj.Lamp {
-				buf = appendEvent(buf, EventLampChanged, seq, lampChangedJSON{lampJSON: lj, Previous: old.Lamp})
-			}
+// render appends the stream's events for one feed event to buf: the whole
+// object (call, lamp) where there is one, then the typed event.
+func (s *Stream) render(buf []byte, ev callstate.FeedEvent) []byte {
+	switch {
+	case ev.Call != nil:
+		cj := s.o.Phonebook.callJSON(*ev.Call, ev.Seq)
+		buf = appendEvent(buf, EventCall, ev.ID, cj)
+		if ev.Type == callstate.EventOther {
+			return buf
 		}
-	}
-	for k, l := range lamps {
-		if !seen[k] { // removed: shown as unavailable, then forgotten
-			delete(lamps, k)
-			prev := l.Lamp
-			l.Lamp, l.ActiveCalls = "removed", 0
-			buf = appendEvent(buf, EventLamp, seq, l)
-			buf = appendEvent(buf, EventLampChanged, seq, lampChangedJSON{lampJSON: l, Previous: prev})
+		t := typedJSON{JourneyID: ev.JourneyID, Call: &cj}
+		if ev.Press != nil {
+			t.Digits = ev.Press.Digits
 		}
+		return appendEvent(buf, ev.Type, ev.ID, t)
+	case ev.Journey != nil:
+		jj := feedJourneyJSON{journeyJSON: toJourneyJSON(*ev.Journey),
+			FromName: s.o.Phonebook.Name(ev.Journey.From), ToName: s.o.Phonebook.Name(ev.Journey.To)}
+		return appendEvent(buf, ev.Type, ev.ID, typedJSON{JourneyID: ev.JourneyID, Journey: &jj})
+	case ev.Lamp != nil:
+		lj := toLampJSON(*ev.Lamp)
+		buf = appendEvent(buf, EventLamp, ev.ID, lj)
+		if ev.Type == callstate.EventLampChanged {
+			buf = appendEvent(buf, EventLampChanged, ev.ID, lampChangedJSON{lampJSON: lj, Previous: ev.Previous})
+		}
+		return buf
 	}
-	if len(buf) > 0 {
-		s.publish(buf)
-	}
-	return nil
+	return buf
 }
 
 // appendEvent renders one event with go-sse and appends it to buf.
-func appendEvent(buf []byte, typ string, seq int64, v any) []byte {
+func appendEvent(buf []byte, typ string, id int64, v any) []byte {
 	data, err := json.Marshal(v)
 	if err != nil {
 		panic(err) // our own types always marshal
 	}
 	m := &sse.Message{Type: sse.Type(typ)}
-	if seq > 0 {
-		m.ID = sse.ID(strconv.FormatInt(seq, 10))
+	if id > 0 {
+		m.ID = sse.ID(strconv.FormatInt(id, 10))
 	}
 	m.AppendData(string(data))
 	b, _ := m.MarshalText()
 	return append(buf, b...)
 }
 
-func (s *Stream) publish(b []byte) {
+func (s *Stream) publish(batch []streamEvent) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for sub := range s.subs {
 		select {
-		case sub.ch <- b:
-			s.queued.Add(1)
+		case sub.ch <- batch:
+			s.queued.Add(int64(len(batch)))
 		default:
 			s.dropped.Add(1)
 			s.drop(sub)
@@ -513,7 +350,7 @@ func (s *Stream) serve(c echo.Context) error {
 		break
 	}
 
-	sub := &subscriber{ch: make(chan []byte, s.o.QueueLen), dropped: make(chan struct{})}
+	sub := &subscriber{ch: make(chan []streamEvent, s.o.QueueLen), dropped: make(chan struct{})}
 	s.mu.Lock()
 	closed := s.closed
 	if !closed {
@@ -529,10 +366,10 @@ func (s *Stream) serve(c echo.Context) error {
 		s.mu.Unlock()
 	}()
 
-	// Subscribed first, then read: what is written meanwhile is queued, at
-	// worst twice.
+	// Subscribed first, then read: what is written meanwhile is queued,
+	// and what start sent already (ids up to from) is left out of it.
 	ctx := req.Context()
-	first, err := s.start(ctx, last, resume)
+	first, from, err := s.start(ctx, last, resume)
 	if err != nil {
 		return err
 	}
@@ -564,6 +401,15 @@ func (s *Stream) serve(c echo.Context) error {
 	hb := time.NewTicker(s.o.Heartbeat)
 	defer hb.Stop()
 	var bs [][]byte
+	// add queues the events of batch that start did not send.
+	add := func(batch []streamEvent) {
+		for _, ev := range batch {
+			if ev.id > from {
+				bs = append(bs, ev.b)
+				from = ev.id
+			}
+		}
+	}
 	for {
 		bs = bs[:0]
 		select {
@@ -573,16 +419,19 @@ func (s *Stream) serve(c echo.Context) error {
 			return nil
 		case <-hb.C:
 			bs = append(bs, s.heartbeat)
-		case b := <-sub.ch:
+		case batch := <-sub.ch:
 			// Send what else is queued with one flush.
-			bs = append(bs, b)
+			add(batch)
 			for more := true; more; {
 				select {
-				case b := <-sub.ch:
-					bs = append(bs, b)
+				case batch := <-sub.ch:
+					add(batch)
 				default:
 					more = false
 				}
+			}
+			if len(bs) == 0 {
+				continue
 			}
 			hb.Reset(s.o.Heartbeat)
 		}
@@ -595,47 +444,61 @@ func (s *Stream) serve(c echo.Context) error {
 // retry is the reconnection delay the stream asks browsers for.
 const retry = 2 * time.Second
 
-// start renders what a client gets first: on resume, every lamp and the
-// calls changed since lastID; else (or when too much changed) a snapshot.
-func (s *Stream) start(ctx context.Context, lastID int64, resume bool) ([]byte, error) {
+// start renders what a client gets first, and returns the feed id it
+// covers: on resume from an id the feed still covers, every feed event
+// since (each once) and every lamp; else, or when more than ReplayMax
+// events happened since, a snapshot.
+func (s *Stream) start(ctx context.Context, lastID int64, resume bool) ([]byte, int64, error) {
 	var buf []byte
 	hello := &sse.Message{Retry: retry}
 	hello.AppendComment("callstate")
 	b, _ := hello.MarshalText()
 	buf = append(buf, b...)
-	if resume {
-		calls, err := s.store.CallsChangedAfter(ctx, max(lastID-resumeSlack, 0), s.o.ReplayMax+1)
-		if err != nil {
-			return nil, err
+	w, err := s.feed.FeedWindow(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	if resume && w.Covers(lastID) {
+		var evs []callstate.FeedEvent
+		for after := lastID; len(evs) <= s.o.ReplayMax; {
+			more, err := s.feed.Feed(ctx, after, min(feedChunk, s.o.ReplayMax+1-len(evs)))
+			if err != nil {
+				return nil, 0, err
+			}
+			evs = append(evs, more...)
+			if len(more) == 0 || len(evs) > s.o.ReplayMax {
+				break
+			}
+			after = more[len(more)-1].ID
 		}
-		if len(calls) <= s.o.ReplayMax {
+		if len(evs) <= s.o.ReplayMax {
 			ls, err := s.store.LampStatuses(ctx)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
-			for _, c := range calls {
-				buf = appendEvent(buf, EventCall, c.Seq, s.o.Phonebook.callJSON(c.Call, c.Seq))
+			from := lastID
+			for _, ev := range evs {
+				buf = s.render(buf, ev)
+				from = ev.ID
 			}
-			return appendEvent(buf, EventLamps, 0, lampsJSON{Lamps: toLampsJSON(ls)}), nil
+			return appendEvent(buf, EventLamps, 0, lampsJSON{Lamps: toLampsJSON(ls)}), from, nil
 		}
 	}
-	seq, err := s.store.LastChange(ctx)
-	if err != nil {
-		return nil, err
-	}
+	// The snapshot is read after the feed's head: what it shows includes
+	// every event up to it, and later ones follow live.
 	ls, err := s.store.LampStatuses(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	calls, err := s.store.RecentCalls(ctx, s.o.History)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	snap := snapshotJSON{Seq: seq, Lamps: toLampsJSON(ls), Calls: make([]callJSON, 0, len(calls))}
+	snap := snapshotJSON{Seq: w.Head, Lamps: toLampsJSON(ls), Calls: make([]callJSON, 0, len(calls))}
 	for _, c := range calls {
 		snap.Calls = append(snap.Calls, s.o.Phonebook.callJSON(c.Call, c.Seq))
 	}
-	return appendEvent(buf, EventSnapshot, seq, snap), nil
+	return appendEvent(buf, EventSnapshot, w.Head, snap), w.Head, nil
 }
 
 type snapshotJSON struct {

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -125,15 +127,20 @@ func TestStreamAcrossInstances(t *testing.T) {
 	c, ev := sb.nextCall(t, "x1", 5*time.Second)
 	// How fast is BenchmarkStreamFanout's to say; this test logs it.
 	t.Logf("event %s after the write (post took %s)", time.Since(written), written.Sub(start))
-	if c.State != "ringing" || c.Extension != "w7" || ev.LastEventID != strconv.FormatInt(c.Seq, 10) {
+	// Event ids are feed ids now (they were the call's change_seq), the
+	// same for every kind of event and on every instance.
+	if id, err := strconv.ParseInt(ev.LastEventID, 10, 64); c.State != "ringing" || c.Extension != "w7" || err != nil || id <= 0 {
 		t.Fatalf("call event %+v id %s", c, ev.LastEventID)
+	}
+	if typed := sb.next(t, handlers.EventCallRinging, time.Second); typed.LastEventID != ev.LastEventID || !strings.Contains(typed.Data, `"key":"x1"`) {
+		t.Fatalf("call.ringing %+v, want it with the call event's id %s", typed, ev.LastEventID)
 	}
 	lamp := sb.next(t, handlers.EventLamp, time.Second)
 	if !strings.Contains(lamp.Data, `"extension":"w7"`) || !strings.Contains(lamp.Data, `"lamp":"ringing"`) {
 		t.Fatalf("lamp %s", lamp.Data)
 	}
-	if c2, _ := sa.nextCall(t, "x1", time.Second); c2.Seq != c.Seq {
-		t.Fatalf("A streamed seq %d, B %d", c2.Seq, c.Seq)
+	if c2, ev2 := sa.nextCall(t, "x1", time.Second); c2.Seq != c.Seq || ev2.LastEventID != ev.LastEventID {
+		t.Fatalf("A streamed seq %d id %s, B %d id %s", c2.Seq, ev2.LastEventID, c.Seq, ev.LastEventID)
 	}
 
 	// A client of A that left after the ringing event resumes on B and
@@ -141,9 +148,20 @@ func TestStreamAcrossInstances(t *testing.T) {
 	resumeFrom := ev.LastEventID
 	a.post(t, ans)
 	a.post(t, h)
+	// Feed ids are given just after the commit: wait for them, so that
+	// the resume replays both rather than getting the last one live.
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.store.SyncFeed(sctx); err != nil {
+		t.Fatal(err)
+	}
 	sr := openStream(t, b, resumeFrom)
-	got, _ := sr.nextCall(t, "x1", 5*time.Second)
-	if got.State != "ended" {
+	// Every change since, in order: the answer, then the hang-up (a
+	// resume used to send the call as it was then, ended, alone).
+	if got, _ := sr.nextCall(t, "x1", 5*time.Second); got.State != "answered" {
+		t.Fatalf("resumed with %+v", got)
+	}
+	if got, _ := sr.nextCall(t, "x1", 5*time.Second); got.State != "ended" {
 		t.Fatalf("resumed with %+v", got)
 	}
 	lamps := sr.next(t, handlers.EventLamps, time.Second)
@@ -230,4 +248,99 @@ func (c *commentTap) Read(p []byte) (int, error) {
 	n := copy(p, c.buf)
 	c.buf = c.buf[n:]
 	return n, nil
+}
+
+// typedTypes are the stream's typed events, which the feed gives once each.
+var typedTypes = map[string]bool{
+	handlers.EventCallRinging: true, handlers.EventCallAnswered: true, handlers.EventCallHeld: true,
+	handlers.EventCallDTMF: true, handlers.EventCallEnded: true, handlers.EventCallMissed: true,
+	handlers.EventCallVoicemail: true, handlers.EventJourneyEnded: true, handlers.EventLampChanged: true,
+}
+
+// TestStreamResumeExactlyOnce: a client of instance A leaves; calls go on
+// through instance B; the client resumes on instance C, started after it
+// left, and gets every typed event of that time once, with the feed's ids
+// and in their order, then live ones. An id the feed no longer keeps gets
+// a snapshot.
+func TestStreamResumeExactlyOnce(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.NewDatabase(t)
+	a := newInstance(t, db, handlers.DashboardOptions{}, handlers.StreamOptions{})
+	b := newInstance(t, db, handlers.DashboardOptions{}, handlers.StreamOptions{})
+	sa := openStream(t, a, "")
+	sa.next(t, handlers.EventSnapshot, 5*time.Second)
+	n, ans, h := sipgateCall("first", 1)
+	b.post(t, n)
+	last := sa.next(t, handlers.EventCallRinging, 5*time.Second).LastEventID
+	sa.res.Body.Close()
+
+	// Meanwhile: answered calls, missed calls, on several users.
+	for i := range 10 {
+		n, ans2, h2 := sipgateCall(fmt.Sprintf("away%d", i), i%3)
+		b.post(t, n)
+		if i%2 == 0 {
+			b.post(t, ans2)
+		}
+		b.post(t, h2)
+	}
+	b.post(t, ans)
+	b.post(t, h)
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.store.SyncFeed(sctx); err != nil {
+		t.Fatal(err)
+	}
+	from, _ := strconv.ParseInt(last, 10, 64)
+	feed, err := b.store.Feed(ctx, from, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, e := range feed {
+		if typedTypes[e.Type] {
+			want = append(want, fmt.Sprintf("%d %s", e.ID, e.Type))
+		}
+	}
+	if len(want) < 40 {
+		t.Fatalf("only %d typed events in the feed: %v", len(want), want)
+	}
+
+	c := newInstance(t, db, handlers.DashboardOptions{}, handlers.StreamOptions{})
+	sc := openStream(t, c, last)
+	var got []string
+	deadline := time.After(10 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case ev := <-sc.events:
+			if ev.Type == handlers.EventSnapshot {
+				t.Fatalf("resume from %s got a snapshot", last)
+			}
+			if typedTypes[ev.Type] {
+				got = append(got, ev.LastEventID+" "+ev.Type)
+			}
+		case <-deadline:
+			t.Fatalf("after 10s, %d of %d typed events:\n%v\nwant\n%v", len(got), len(want), got, want)
+		}
+	}
+	// Live events follow, and nothing of before comes twice.
+	n3, _, _ := sipgateCall("live", 5)
+	b.post(t, n3)
+	for {
+		ev := sc.next(t, handlers.EventCallRinging, 5*time.Second)
+		got = append(got, ev.LastEventID+" "+ev.Type)
+		if strings.Contains(ev.Data, `"key":"live"`) {
+			break
+		}
+	}
+	if !slices.Equal(got[:len(got)-1], want) {
+		t.Fatalf("resumed with\n%v\nwant\n%v", got, want)
+	}
+
+	// Past the retention, the same id gets a snapshot.
+	if _, err := b.store.ForgetFeed(ctx, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-openStream(t, c, last).events; ev.Type != handlers.EventSnapshot {
+		t.Fatalf("an id the feed no longer keeps: %s %s", ev.Type, ev.Data)
+	}
 }

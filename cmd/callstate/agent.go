@@ -134,7 +134,7 @@ func agentOptions(cfg agentConfig, st *store.Store, log *slog.Logger) (sip.Agent
 // startAgent starts the presence agent in g when SIP_AGENT_LISTEN is set.
 // It hears of every lamp change, whichever instance wrote it, from the
 // database's notifications on a connection of its own.
-func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *store.Store, m *metrics.Metrics, log *slog.Logger) error {
+func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *store.Store, changes *changeFeed, m *metrics.Metrics, log *slog.Logger) error {
 	if cfg.Listen == "" {
 		log.Info("presence agent off (SIP_AGENT_LISTEN is empty)")
 		return nil
@@ -158,19 +158,14 @@ func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *sto
 		func() float64 { return float64(a.Stats().NotifyErrors) })
 	m.CounterFunc("callstate_agent_refused_total", "SUBSCRIBEs the presence agent answered with an error.",
 		func() float64 { return float64(a.Stats().Refused) })
+	changes.subscribe(func(c store.Change) { agentChange(a, c) })
 	g.Go(func() error {
 		select { // the agent reads lamps: it starts once the database is there
 		case <-ctx.Done():
 			return nil
 		case <-st.Ready():
 		}
-		lctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		listened := make(chan error, 1)
-		go func() { listened <- st.Listen(lctx, func(c store.Change) { agentChange(a, c) }) }()
-		err := a.Run(ctx)
-		cancel()
-		return errors.Join(err, <-listened)
+		return a.Run(ctx)
 	})
 	return nil
 }

@@ -80,6 +80,8 @@ type Config struct {
 	Dashboard dashboardConfig // API_*, CORS_*, STREAM_*: the API, stream and board, see dashboard.go
 
 	Routing routingConfig // ROUTING_*: rules for newCall's answer, see routing.go
+
+	Events eventsConfig // EVENTS_*: the feed of typed events and webhooks out, see events.go
 }
 
 // loadConfig reads the Config from getenv, applying defaults, and checks it.

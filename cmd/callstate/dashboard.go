@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -48,23 +47,41 @@ func dashboardOptions(cfg dashboardConfig, st *store.Store, log *slog.Logger) ha
 	}
 }
 
-// runStream feeds the database's change notifications to the stream and
-// sends them, until ctx is done.
-func runStream(ctx context.Context, st *store.Store, s *handlers.Stream, lamps *handlers.LiveLamps) error {
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
-	err := st.Listen(ctx, func(c store.Change) {
-		if lamps != nil {
-			lamps.Changed()
-		}
-		switch {
-		case c.Kind == store.ChangeCall:
-			s.Notify(handlers.ChangeCall, c.Seq, c.CallID)
-		case c.Kind == store.ChangeExtension:
-			s.Notify(handlers.ChangeExtension, c.Seq, 0)
-		case c.Kind == store.ChangeListening && c.Seq == 0:
-			s.Notify(handlers.ChangeResync, 0, 0)
+// changeFeed is a process's one listening connection to the database:
+// every consumer (the live stream, the presence agent) subscribes to it
+// before run, and each change the store announces goes to all of them.
+type changeFeed struct {
+	fns []func(store.Change)
+}
+
+// subscribe adds fn; call it before run.
+func (f *changeFeed) subscribe(fn func(store.Change)) { f.fns = append(f.fns, fn) }
+
+// run listens until ctx is done, if anyone subscribed.
+func (f *changeFeed) run(ctx context.Context, st *store.Store) error {
+	if len(f.fns) == 0 {
+		return nil
+	}
+	return st.Listen(ctx, func(c store.Change) {
+		for _, fn := range f.fns {
+			fn(c)
 		}
 	})
-	return errors.Join(err, <-errc)
+}
+
+// runStream sends the feed to the stream's clients until ctx is done; the
+// database's change notifications (subscribed to changes) tell it when to
+// read the feed.
+func runStream(ctx context.Context, changes *changeFeed, s *handlers.Stream) func() error {
+	changes.subscribe(func(c store.Change) {
+		switch c.Kind {
+		case store.ChangeCall:
+			s.Notify(handlers.ChangeCall, c.Seq, c.CallID)
+		case store.ChangeExtension:
+			s.Notify(handlers.ChangeExtension, c.Seq, 0)
+		case store.ChangeListening:
+			s.Notify(handlers.ChangeListening, c.Seq, 0)
+		}
+	})
+	return func() error { return s.Run(ctx) }
 }

@@ -296,7 +296,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return err
 		}
 	}
-	g.Go(func() error { return runStream(gctx, st, dash.Stream, lamps) })
+	changes := &changeFeed{}
+	g.Go(runStream(gctx, changes, dash.Stream))
+	if lamps != nil {
+		changes.subscribe(func(store.Change) { lamps.Changed() })
+	}
 	if rules != nil {
 		g.Go(func() error { return rules.Watch(gctx) })
 		g.Go(func() error { return lamps.Run(gctx) })
@@ -310,13 +314,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	g.Go(func() error { return keepJournal(gctx, st, cmp.Or(cfg.RetentionEvents, cfg.RetentionCalls), log) })
 	g.Go(func() error { return setJourneySettings(gctx, st, cfg, log) })
+	g.Go(func() error { return keepFeed(gctx, st, cfg.Events.Retention, log) })
 	g.Go(func() error { return compactJourneyStats(gctx, st, log) })
 	if err := startSIP(gctx, g, cfg.SIP, st, sp, m, ready, log); err != nil {
 		return err
 	}
-	if err := startAgent(gctx, g, cfg.Agent, st, m, log); err != nil {
+	if err := startAgent(gctx, g, cfg.Agent, st, changes, m, log); err != nil {
 		return err
 	}
+	g.Go(func() error { return changes.run(gctx, st) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
