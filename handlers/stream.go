@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -184,8 +183,9 @@ func (s *Stream) Notify(kind string, seq, callID int64) {
 }
 
 // Run sends the feed's events as Notify announces them (and every Poll,
-// for an announcement lost) until ctx is done. It returns nil then, or an
-// error if the feed cannot be read at start.
+// for an announcement lost) until ctx is done; then it returns nil. While
+// the feed cannot be read (the database is away) it tries again at every
+// wake-up, and clients that connect meanwhile get an error.
 func (s *Stream) Run(ctx context.Context) error {
 	defer func() { // ends every stream, so that the HTTP server can shut down
 		s.mu.Lock()
@@ -193,33 +193,31 @@ func (s *Stream) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		s.dropAll()
 	}()
-	w, err := s.feed.FeedWindow(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("stream: %w", err)
-	}
-	cursor := w.Head
 	poll := time.NewTicker(s.o.Poll)
 	defer poll.Stop()
+	cursor := int64(-1) // not read yet: start from the feed's head
+	var warned time.Time
 	for {
+		var err error
+		if cursor < 0 {
+			var w callstate.FeedWindow
+			if w, err = s.feed.FeedWindow(ctx); err == nil {
+				cursor = w.Head
+			}
+		} else {
+			cursor, err = s.publishFeed(ctx, cursor)
+		}
+		if err != nil && ctx.Err() == nil && time.Since(warned) > time.Minute {
+			// Nothing is lost: the next wake-up reads on from cursor.
+			warned = time.Now()
+			s.log.Warn("stream: reading the feed; trying again", "after", cursor, "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-poll.C:
 		case <-s.wake:
 		}
-		next, err := s.publishFeed(ctx, cursor)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			// Nothing is lost: the next wake-up reads on from cursor.
-			s.log.Warn("stream: reading the feed; trying again", "after", cursor, "err", err)
-			continue
-		}
-		cursor = next
 	}
 }
 
