@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -408,3 +409,70 @@ func TestJourneySIPFork(t *testing.T) {
 		t.Errorf("ring-out: %+v", got)
 	}
 }
+
+// TestJourneyLeftByACrash: an instance committed a leg and died while its
+// refresh held the leg's queued row (a transaction that never commits, its
+// connection then gone). Another instance, writing nothing itself, computes
+// the journey within 5 s of the death.
+func TestJourneyLeftByACrash(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	// The dead instance's writer: the leg and its queued row, committed.
+	if _, err := pool.Exec(ctx, `
+WITH leg AS (
+    INSERT INTO call_state (source, call_key, call_id, direction, state, started_at, ended_at, updated_at, last_event_id, hangup_cause, cause_at)
+    VALUES ('sipgate', 'crash1', 'crash1', 'in', 'ended', now() - interval '1 minute', now(), now(), 0, 'cancel', now())
+)
+INSERT INTO journey_pending (source, call_key) VALUES ('sipgate', 'crash1')`); err != nil {
+		t.Fatal(err)
+	}
+	// Its refresher took the row and is stuck in its transaction.
+	dead, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := dead.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT id FROM journey_pending FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	outcome := func() string {
+		var o string
+		if err := pool.QueryRow(ctx, `SELECT coalesce((SELECT outcome FROM journey WHERE journey_id = 'crash1'), '')`).Scan(&o); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	time.Sleep(2 * refreshPollForTest) // the live instance looks, and must leave the held row alone
+	if o := outcome(); o != "" {
+		t.Fatalf("journey computed while the row was held: %q", o)
+	}
+	// The instance dies: its connection goes, its transaction with it.
+	died := time.Now()
+	if err := dead.Conn().Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dead.Release()
+	for outcome() != "missed" {
+		if time.Since(died) > 5*time.Second {
+			t.Fatalf("journey after 5 s: %q", outcome())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("journey computed %s after the death", time.Since(died))
+	syncFeed(t, st)
+	if got := typesOf(readFeed(t, st, 0), "crash1"); !slices.Equal(got, []string{callstate.EventRinging, callstate.EventEnded, callstate.EventJourneyEnded, callstate.EventMissed}) {
+		t.Errorf("feed %v", got)
+	}
+}
+
+// refreshPollForTest is store's refreshPoll.
+const refreshPollForTest = time.Second

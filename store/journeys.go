@@ -38,15 +38,22 @@ func refreshJourneys(ctx context.Context, tx pgx.Tx, ids, sources, keys []string
 	return nil
 }
 
-// batchKeys returns the calls of the events of batch that were applied.
-func batchKeys(batch []*applyReq, applied []bool) []callKey {
-	out := make([]callKey, 0, len(batch))
-	for i, r := range batch {
-		if applied[i] {
-			out = append(out, callKey{string(r.ev.Source), r.ev.Update.Key})
+// pendingSQL queues the journeys of the calls given by source and key to
+// be computed again (journey_pending).
+const pendingSQL = `INSERT INTO journey_pending (source, call_key) SELECT * FROM unnest($1::text[], $2::text[])`
+
+// pendingKeys returns the calls of the events of batch, each once, as
+// pendingSQL's parameters.
+func pendingKeys(batch []*applyReq) (sources, keys []string) {
+	seen := make(map[callKey]bool, len(batch))
+	for _, r := range batch {
+		k := callKey{string(r.ev.Source), r.ev.Update.Key}
+		if !seen[k] {
+			seen[k] = true
+			sources, keys = append(sources, k.source), append(keys, k.key)
 		}
 	}
-	return out
+	return sources, keys
 }
 
 // journeyColumns are what the journey reads select, in journeyRow's order.

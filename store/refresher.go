@@ -3,224 +3,165 @@ package store
 import (
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // The journeys of the calls a batch wrote are computed again after the
-// batch commits, by one refresher a Store, many calls at once: computed in
-// each batch's transaction they cost the writers three quarters of their
-// rate (docs/benchmarks.md), most of it the refresh's fixed cost, which a
-// refresh of hundreds of journeys pays once. A journey is a function of
-// its legs, so computing it later, or twice, gives the same row.
+// batch commits, many calls at once: computed in each batch's transaction
+// they cost the writers three quarters of their rate (docs/benchmarks.md),
+// most of it the refresh's fixed cost, which a refresh of hundreds of
+// journeys pays once. A journey is a function of its legs, so computing it
+// later, or twice, gives the same row.
 //
-// What a crash loses (keys written but not yet refreshed) the next start
-// finds again: it refreshes the journeys of the calls changed last
-// (startupRefresh).
+// The work waits in PostgreSQL (journey_pending, migration 018), written
+// in each batch's transaction: a committed leg always has its row there.
+// Every instance's refresher takes rows (SKIP LOCKED), computes their
+// journeys and deletes the rows in one transaction, right after its own
+// writes and every refreshPoll for what others left: an instance that
+// dies between a commit and its refresh leaves its rows to the next
+// instance that looks, within about a second.
 
 // refreshGather is how long the refresher waits, once woken, for more
 // calls to refresh at once.
 const refreshGather = 20 * time.Millisecond
 
-// refreshChunk bounds the calls one refresh statement takes.
-const refreshChunk = 500
+// refreshPoll is how often the refresher looks for work it was not told
+// of: rows another instance left.
+const refreshPoll = time.Second
 
-// startupRefresh is how many of the last changed calls a start refreshes
-// the journeys of.
-const startupRefresh = 20000
+// refreshChunk bounds the queued rows one refresh takes.
+const refreshChunk = 2000
 
 type callKey struct{ source, key string }
 
-// journeyQueue holds the calls whose journeys wait to be refreshed.
+// refreshSQL takes up to $1 rows of journey_pending that no other
+// transaction holds, computes the journeys of their calls and deletes the
+// rows; it returns how many rows it took. The legs are read by the
+// refresh function's own statements, after the rows: every leg whose row
+// it took is committed and seen.
+const refreshSQL = `
+WITH taken AS (
+    DELETE FROM journey_pending WHERE id IN (
+        SELECT id FROM journey_pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+    RETURNING source, call_key
+), calls AS (
+    SELECT DISTINCT source, call_key FROM taken
+)
+SELECT (SELECT count(*) FROM taken),
+       callstate_refresh_calls(ARRAY(SELECT source FROM calls ORDER BY 1, call_key),
+                               ARRAY(SELECT call_key FROM calls ORDER BY source, 1))`
+
+// journeyQueue wakes the refresher and counts its rounds.
 type journeyQueue struct {
-	mu      sync.Mutex
-	pending map[callKey]struct{}
-	added   uint64        // generation: counts adds
-	done    uint64        // every add up to this generation is refreshed
-	settled chan struct{} // closed and replaced when done moves
-	wake    chan struct{}
+	wake   chan struct{}
+	rounds atomic.Int64 // refresh rounds done, whatever they found
 }
 
 func newJourneyQueue() *journeyQueue {
-	return &journeyQueue{pending: map[callKey]struct{}{}, settled: make(chan struct{}), wake: make(chan struct{}, 1)}
+	return &journeyQueue{wake: make(chan struct{}, 1)}
 }
 
-func (q *journeyQueue) add(keys []callKey) {
-	if len(keys) == 0 {
-		return
-	}
-	q.mu.Lock()
-	for _, k := range keys {
-		q.pending[k] = struct{}{}
-	}
-	q.added++
-	q.mu.Unlock()
+// wakeUp tells the refresher that there is work; it never blocks.
+func (q *journeyQueue) wakeUp() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
 }
 
-// take returns every pending call and the generation they cover.
-func (q *journeyQueue) take() ([]callKey, uint64) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	keys := make([]callKey, 0, len(q.pending))
-	for k := range q.pending {
-		keys = append(keys, k)
-	}
-	clear(q.pending)
-	return keys, q.added
-}
-
-// putBack returns keys a failed refresh could not do.
-func (q *journeyQueue) putBack(keys []callKey) {
-	q.mu.Lock()
-	for _, k := range keys {
-		q.pending[k] = struct{}{}
-	}
-	q.mu.Unlock()
-}
-
-func (q *journeyQueue) markDone(gen uint64) {
-	q.mu.Lock()
-	if gen > q.done {
-		q.done = gen
-		close(q.settled)
-		q.settled = make(chan struct{})
-	}
-	q.mu.Unlock()
-}
-
 // SyncJourneys returns once the journeys of every call written before it
-// was called are computed again, or ctx is done (its error then).
+// was called are computed again (by this instance or another), or ctx is
+// done (its error then).
 func (s *Store) SyncJourneys(ctx context.Context) error {
-	q := s.journeys
-	q.mu.Lock()
-	want := q.added
-	q.mu.Unlock()
+	var last int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM journey_pending`).Scan(&last); err != nil {
+		return fmt.Errorf("store: sync journeys: %w", readErr(err))
+	}
 	for {
-		q.mu.Lock()
-		done, settled := q.done, q.settled
-		q.mu.Unlock()
-		if done >= want {
+		var waiting bool
+		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM journey_pending WHERE id <= $1)`, last).Scan(&waiting)
+		if err != nil {
+			return fmt.Errorf("store: sync journeys: %w", readErr(err))
+		}
+		if !waiting {
 			return nil
 		}
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+		s.journeys.wakeUp()
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("store: sync journeys: %w", ctx.Err())
-		case <-settled:
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
 
 // refreshLoop refreshes pending journeys until the Store is closed, then
-// once more for what is left (bounded by closeWait).
+// once more for its own last writes (bounded by closeWait; what is left
+// stays queued for the next instance).
 func (s *Store) refreshLoop() {
 	select {
 	case <-s.closed:
 		return
 	case <-s.ready:
 	}
-	s.enqueueRecent()
+	poll := time.NewTicker(refreshPoll)
+	defer poll.Stop()
 	var warned time.Time
 	for {
 		select {
 		case <-s.closed:
 			ctx, cancel := context.WithTimeout(context.Background(), closeWait)
-			keys, gen := s.journeys.take()
-			if s.refreshKeys(ctx, keys) == nil {
-				s.journeys.markDone(gen)
-			}
+			s.refreshPending(ctx) //nolint:errcheck // closing: left queued
 			cancel()
 			return
 		case <-s.journeys.wake:
+			// Let the calls written meanwhile join: the refresh's cost is
+			// mostly fixed, whatever the number of calls it takes.
+			select {
+			case <-s.closed:
+			case <-time.After(refreshGather):
+			}
+		case <-poll.C:
 		}
-		// Let the calls written meanwhile join: the refresh's cost is
-		// mostly fixed, whatever the number of calls it takes.
-		select {
-		case <-s.closed:
-		case <-time.After(refreshGather):
-		}
-		keys, gen := s.journeys.take()
-		if err := s.refreshKeys(s.wctx, keys); err != nil {
+		if err := s.refreshPending(s.wctx); err != nil {
 			if s.wctx.Err() != nil {
 				continue // closing: the case above drains
 			}
-			s.journeys.putBack(keys)
 			if time.Since(warned) > time.Minute {
 				warned = time.Now()
-				s.log.Warn("journeys not refreshed; trying again", "calls", len(keys), "err", err)
+				s.log.Warn("journeys not refreshed; trying again", "err", err)
 			}
 			select {
 			case <-s.closed:
 			case <-time.After(reconnectEvery):
 			}
-			select {
-			case s.journeys.wake <- struct{}{}:
-			default:
-			}
-			continue
+			s.journeys.wakeUp()
 		}
-		s.journeys.markDone(gen)
-		if len(keys) > 0 {
+	}
+}
+
+// refreshPending refreshes what journey_pending holds that no other
+// instance holds, refreshChunk rows a transaction, until it is empty.
+func (s *Store) refreshPending(ctx context.Context) error {
+	defer s.journeys.rounds.Add(1)
+	for {
+		ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		var taken int
+		var changed int
+		err := s.wpool.QueryRow(ctx, refreshSQL, refreshChunk).Scan(&taken, &changed)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("store: refresh journeys: %w", readErr(err))
+		}
+		if taken > 0 {
 			// The journeys' events are in the feed; the lamps may have
 			// changed too.
 			s.announce.changed()
 			s.lampsChanged()
 		}
-	}
-}
-
-// refreshKeys refreshes the journeys of keys, refreshChunk calls a
-// transaction.
-func (s *Store) refreshKeys(ctx context.Context, keys []callKey) error {
-	for len(keys) > 0 {
-		n := min(len(keys), refreshChunk)
-		sources, ks := make([]string, n), make([]string, n)
-		for i, k := range keys[:n] {
-			sources[i], ks[i] = k.source, k.key
-		}
-		ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-		_, err := s.wpool.Exec(ctx, refreshCallsSQL, sources, ks)
-		cancel()
-		if err != nil {
-			return readErr(err)
-		}
-		keys = keys[n:]
-	}
-	return nil
-}
-
-// enqueueRecent queues the calls changed last, whose journeys a crash may
-// have left unrefreshed.
-func (s *Store) enqueueRecent() {
-	ctx, cancel := context.WithTimeout(s.wctx, 30*time.Second)
-	defer cancel()
-	warn := func(err error) {
-		if s.wctx.Err() == nil { // closed meanwhile: nothing to warn of
-			s.log.Warn("journeys of the last changed calls not refreshed at start", "err", err)
+		if taken < refreshChunk {
+			return nil
 		}
 	}
-	rows, err := s.pool.Query(ctx, `SELECT source, call_key FROM call_state ORDER BY change_seq DESC LIMIT $1`, startupRefresh)
-	if err != nil {
-		warn(err)
-		return
-	}
-	var keys []callKey
-	for rows.Next() {
-		var k callKey
-		if err := rows.Scan(&k.source, &k.key); err != nil {
-			break
-		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
-		warn(err)
-	}
-	s.journeys.add(keys)
 }

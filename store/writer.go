@@ -168,6 +168,8 @@ func (s *Store) writeBatch(batch []*applyReq) error {
 	now := time.Now()
 	userIDs, userNames := s.users.pending(batch, now)
 	queueUsers(b, userIDs, userNames)
+	sources, keys := pendingKeys(batch)
+	b.Queue(pendingSQL, sources, keys)
 	br := s.wpool.SendBatch(ctx, b)
 	for i := range batch {
 		var id int64
@@ -181,13 +183,13 @@ func (s *Store) writeBatch(batch []*applyReq) error {
 			applied[i] = true
 		}
 	}
-	// Close reads the users' statement's result, if any, and up to the
-	// Sync's ReadyForQuery: the commit's outcome.
+	// Close reads the users' and the pending journeys' statements'
+	// results and up to the Sync's ReadyForQuery: the commit's outcome.
 	if err := br.Close(); err != nil {
 		return err
 	}
 	s.users.remember(userIDs, userNames, now)
-	s.journeys.add(batchKeys(batch, applied))
+	s.journeys.wakeUp()
 	for i, r := range batch {
 		r.done <- applyResult{applied: applied[i]}
 	}

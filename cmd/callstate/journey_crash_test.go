@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callstate/callstate/store/storetest"
+)
+
+// TestJourneyAfterKill: instance A commits a call's legs and is killed
+// with SIGKILL while its journey refresh is held (a lock the test takes on
+// the journey). Instance B, which wrote nothing, has the journey right
+// within 5 s of the kill, and the feed tells call.missed once.
+func TestJourneyAfterKill(t *testing.T) {
+	ctx := context.Background()
+	dbURL := storetest.NewDatabase(t)
+	start := func() (*exec.Cmd, string) {
+		port := freePort(t)
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), runMainEnv+"=1",
+			"DATABASE_URL="+dbURL, "DATA_DIR="+t.TempDir(), "SIPGATE_VERIFY_SIGNATURE=false",
+			fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port), "PUBLIC_URL="+base, "LOG_LEVEL=warn")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		})
+		waitReady(t, base)
+		return cmd, base
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// The hold: callstate_refresh_journeys locks each journey so.
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended('callstate journey ' || 'crashed', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	a, baseA := start()
+	post := func(form url.Values) {
+		t.Helper()
+		res, err := http.Post(baseA+"/webhooks/sipgate", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("post: %s", res.Status)
+		}
+	}
+	post(url.Values{"event": {"newCall"}, "direction": {"in"}, "from": {"4917012345"}, "to": {"4930555"},
+		"callId": {"crashed"}, "user[]": {"Alice"}, "userId[]": {"w1"}})
+	post(url.Values{"event": {"hangup"}, "direction": {"in"}, "callId": {"crashed"}, "cause": {"cancel"}})
+	// A's refresher has taken the queued rows and waits for the lock.
+	held := func() bool {
+		var free, all int
+		if err := conn.QueryRow(ctx, `
+SELECT (SELECT count(*) FROM (SELECT id FROM journey_pending FOR UPDATE SKIP LOCKED) f),
+       (SELECT count(*) FROM journey_pending)`).Scan(&free, &all); err != nil {
+			t.Fatal(err)
+		}
+		return all > 0 && free == 0
+	}
+	for deadline := time.Now().Add(10 * time.Second); !held(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("A's refresh never took the queued rows")
+		}
+	}
+	start() // B
+	a.Process.Signal(syscall.SIGKILL)
+	a.Wait()
+	killed := time.Now()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended('callstate journey ' || 'crashed', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	outcome := func() string {
+		var o string
+		if err := conn.QueryRow(ctx, `SELECT coalesce((SELECT outcome FROM journey WHERE journey_id = 'crashed'), '')`).Scan(&o); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	for outcome() != "missed" {
+		if time.Since(killed) > 5*time.Second {
+			t.Fatalf("5 s after the kill the journey is %q", outcome())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("journey right %s after the kill", time.Since(killed).Round(time.Millisecond))
+	var missed int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM call_feed WHERE type = 'call.missed' AND journey_id = 'crashed' AND id IS NOT NULL`).Scan(&missed); err != nil {
+			t.Fatal(err)
+		}
+		if missed > 0 {
+			break
+		}
+	}
+	if missed != 1 {
+		t.Fatalf("%d call.missed events in the feed", missed)
+	}
+}
