@@ -52,7 +52,7 @@ func KnownFeedType(t string) bool {
 //   - Lamps are a view of the active calls and the PBX's extensions; one
 //     writer at a time (a lock) compares the view with the lamps the feed
 //     told last. A lamp that changes and changes back between two looks
-//     (tens of milliseconds apart) gives no event.
+//     (50 ms apart under load) gives no event.
 //
 // A rolled-back write takes its events with it. Feed ids are given after
 // commit, in commit order (see the store), so a reader that read up to an

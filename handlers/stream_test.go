@@ -135,7 +135,7 @@ func TestStreamAcrossInstances(t *testing.T) {
 	if typed := sb.next(t, handlers.EventCallRinging, time.Second); typed.LastEventID != ev.LastEventID || !strings.Contains(typed.Data, `"key":"x1"`) {
 		t.Fatalf("call.ringing %+v, want it with the call event's id %s", typed, ev.LastEventID)
 	}
-	lamp := sb.next(t, handlers.EventLamp, time.Second)
+	lamp := sb.next(t, handlers.EventLamp, 5*time.Second)
 	if !strings.Contains(lamp.Data, `"extension":"w7"`) || !strings.Contains(lamp.Data, `"lamp":"ringing"`) {
 		t.Fatalf("lamp %s", lamp.Data)
 	}

@@ -43,7 +43,7 @@ func (s *Store) assignFeed(ctx context.Context) (int, error) {
 
 // FeedLamps writes lamp.changed (and lamp.updated) for the lamps that
 // changed since the feed last told them, and returns how many events it
-// wrote. The store runs it after journeys are refreshed and every second;
+// wrote. The store runs it after its writes and every second;
 // call it after a change the store does not see (a PBX extension's row).
 func (s *Store) FeedLamps(ctx context.Context) (int, error) {
 	var n int
@@ -172,9 +172,14 @@ SELECT count(*) FROM gone`, cutoff, forgetBatch).Scan(&n)
 	}
 }
 
+// lampsEvery is the least time between two comparisons of the lamps: the
+// lamp view reads every active call, and under load writes come every few
+// milliseconds.
+const lampsEvery = 50 * time.Millisecond
+
 // feedLoop numbers what is left of the feed and compares the lamps every
-// feedEvery, and compares the lamps after journeys were refreshed
-// (lampWake), until the Store is closed.
+// feedEvery, and compares the lamps after writes (lampWake, at most every
+// lampsEvery), until the Store is closed.
 func (s *Store) feedLoop() {
 	select {
 	case <-s.closed:
@@ -206,6 +211,11 @@ func (s *Store) feedLoop() {
 		if err != nil && s.wctx.Err() == nil && time.Since(warned) > time.Minute {
 			warned = time.Now()
 			s.log.Warn("feed: lamps or numbering failed; trying again", "err", err)
+		}
+		select {
+		case <-s.closed:
+			return
+		case <-time.After(lampsEvery):
 		}
 	}
 }

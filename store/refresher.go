@@ -155,10 +155,7 @@ func (s *Store) refreshPending(ctx context.Context) error {
 			return fmt.Errorf("store: refresh journeys: %w", readErr(err))
 		}
 		if taken > 0 {
-			// The journeys' events are in the feed; the lamps may have
-			// changed too.
-			s.announce.changed()
-			s.lampsChanged()
+			s.announce.changed() // the journeys' events are in the feed
 		}
 		if taken < refreshChunk {
 			return nil

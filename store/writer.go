@@ -190,6 +190,7 @@ func (s *Store) writeBatch(batch []*applyReq) error {
 	}
 	s.users.remember(userIDs, userNames, now)
 	s.journeys.wakeUp()
+	s.lampsChanged()
 	for i, r := range batch {
 		r.done <- applyResult{applied: applied[i]}
 	}
