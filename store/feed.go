@@ -11,7 +11,7 @@ import (
 	"github.com/callstate/callstate"
 )
 
-// The feed (call_feed, migration 019) is written by triggers in the
+// The feed (call_feed, migration 020) is written by triggers in the
 // transactions that make its transitions visible; callstate.FeedEvent says
 // why each is written once. Its rows get their ids after they commit, from
 // callstate_feed_assign: the announcer numbers them just before it tells

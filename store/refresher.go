@@ -14,7 +14,7 @@ import (
 // journeys pays once. A journey is a function of its legs, so computing it
 // later, or twice, gives the same row.
 //
-// The work waits in PostgreSQL (journey_pending, migration 020), written
+// The work waits in PostgreSQL (journey_pending, migration 021), written
 // in each batch's transaction: a committed leg always has its row there.
 // Every instance's refresher takes rows (SKIP LOCKED), computes their
 // journeys and deletes the rows in one transaction, right after its own
