@@ -40,6 +40,7 @@ type Call struct {
 	OnHold bool   // held (SIP only, from +sip.rendering)
 	Cause  string // why it ended: sipgate's hangup cause or SIP's dialog event
 	DTMF   string // DTMF digits received, in the order received (see Presses)
+	Rule   string // the routing rule that answered the call's newCall; "" if none
 
 	StartedAt  time.Time // earliest event about the call; zero if unknown
 	AnsweredAt time.Time // earliest event saying it was answered, never after EndedAt; zero if never
@@ -49,6 +50,7 @@ type Call struct {
 	ExtensionPinned bool      // Extension comes from an update that pins it
 	HoldAt          time.Time // time of the latest event that stated OnHold
 	CauseAt         time.Time // time of the earliest event that stated Cause
+	RuleAt          time.Time // time of the earliest event that stated Rule
 	Presses         []Press   // every DTMF event, ordered by Press.Key
 
 	Learned    bool      // every event of the call was learned from the source's own record (sipgate's history): its webhooks never came
@@ -126,6 +128,10 @@ type Update struct {
 	StartedAt  time.Time `json:",omitzero"`
 	AnsweredAt time.Time `json:",omitzero"`
 	EndedAt    time.Time `json:",omitzero"`
+
+	// Rule is the routing rule that decided the answer to this event (a
+	// newCall); "" for none.
+	Rule string `json:",omitempty"`
 }
 
 // Event is one accepted input from a source, as the journal keeps it.
@@ -205,7 +211,8 @@ func EventTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 //     StartedAt ≤ AnsweredAt ≤ EndedAt always. An event's time is its
 //     receive time, unless its update states the time (Update.StartedAt,
 //     AnsweredAt, EndedAt: a learned update knows when things happened).
-//   - Cause comes from the earliest event that states one.
+//   - Cause comes from the earliest event that states one, and so does
+//     Rule (the routing rule that answered the newCall: the first wins).
 //   - Which source wins: the end (EndedAt, Cause) comes from the updates
 //     of the highest Rank that state one, the answer from those of the
 //     highest rank that state one and rank at least as high as the end's:
@@ -299,6 +306,15 @@ func (c Call) Apply(u Update, at time.Time) Call {
 			c.AnswerRank, c.AnswerAt = rank, answerAt
 		case rank == c.AnswerRank:
 			c.AnswerAt = earliest(c.AnswerAt, answerAt)
+		}
+	}
+
+	if u.Rule != "" {
+		switch {
+		case c.RuleAt.IsZero() || at.Before(c.RuleAt):
+			c.Rule, c.RuleAt = u.Rule, at
+		case at.Equal(c.RuleAt):
+			c.Rule = join(c.Rule, u.Rule)
 		}
 	}
 

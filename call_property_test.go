@@ -24,6 +24,13 @@ func randomEvents(r *rand.Rand, key string) []step {
 	}
 	add(callstate.Update{CallID: key, Direction: callstate.DirectionIn, From: "491701", To: "4930",
 		Users: []string{"Alice", "Bob"}, UserIDs: []string{"w0", "w1"}, Extension: "w0", State: callstate.StateRinging}, ms(r.IntN(50)))
+	if r.IntN(2) == 0 { // newCall again, routed by another rule (a reload between them): the first wins
+		add(callstate.Update{CallID: key, Direction: callstate.DirectionIn, State: callstate.StateRinging,
+			Rule: []string{"vip", "after hours"}[r.IntN(2)]}, ms(r.IntN(50)))
+	}
+	if r.IntN(3) > 0 {
+		add(callstate.Update{CallID: key, State: callstate.StateRinging, Rule: "block list"}, ms(r.IntN(50)))
+	}
 	answered := r.IntN(3) > 0 // else the answer was lost
 	if answered {
 		add(callstate.Update{CallID: key, Extension: fmt.Sprintf("w%d", r.IntN(2)), PinExtension: true,

@@ -3,6 +3,7 @@ package callstate_test
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -138,3 +139,31 @@ func TestEventValidate(t *testing.T) {
 }
 
 func equalCalls(a, b callstate.Call) bool { return reflect.DeepEqual(a, b) }
+
+// TestRuleFirstWins: the rule of the earliest event that names one stays,
+// whatever order the events come in; on a tie the greater name wins.
+func TestRuleFirstWins(t *testing.T) {
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) } // finer than the file's at
+	tests := []struct {
+		name  string
+		steps []step
+		want  string
+	}{
+		{"OK", []step{{callstate.Update{Key: "c", Rule: "vip"}, at(0)}}, "vip"},
+		{"EarliestWins", []step{{callstate.Update{Key: "c", Rule: "later"}, at(10)}, {callstate.Update{Key: "c", Rule: "first"}, at(5)}}, "first"},
+		{"TieGreater", []step{{callstate.Update{Key: "c", Rule: "a"}, at(5)}, {callstate.Update{Key: "c", Rule: "b"}, at(5)}}, "b"},
+		{"NoRuleKeeps", []step{{callstate.Update{Key: "c", Rule: "vip"}, at(5)}, {callstate.Update{Key: "c", State: callstate.StateEnded}, at(1)}}, "vip"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := fold(tt.steps...).Rule; got != tt.want {
+				t.Errorf("rule %q, want %q", got, tt.want)
+			}
+			rev := slices.Clone(tt.steps)
+			slices.Reverse(rev)
+			if got := fold(rev...).Rule; got != tt.want {
+				t.Errorf("reversed: rule %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

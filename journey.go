@@ -40,6 +40,7 @@ type Journey struct {
 	Legs           int
 	Cause          string    // the cause of the leg that ended last
 	VoicemailAt    time.Time // earliest pickup by voicemail or a queue; zero if none
+	Rule           string    // the routing rule of the leg routed first (earliest RuleAt; on a tie the greater name); "" if none
 }
 
 // JourneyID returns the id of the journey c is a leg of. sipgate: the
@@ -117,8 +118,12 @@ func JourneyOf(legs []Call) Journey {
 	var last *Call
 	users := map[string]bool{}
 	var answering *Call
+	var ruleAt time.Time
 	for i := range byStart {
 		c := &byStart[i]
+		if c.Rule != "" && (j.Rule == "" || c.RuleAt.Before(ruleAt) || (c.RuleAt.Equal(ruleAt) && c.Rule > j.Rule)) {
+			j.Rule, ruleAt = c.Rule, c.RuleAt
+		}
 		in = in || c.Direction == DirectionIn
 		out = out || c.Direction == DirectionOut
 		if j.From == "" {

@@ -301,3 +301,21 @@ func TestRegionTimeZone(t *testing.T) {
 		}
 	}
 }
+
+// TestJourneyRule: a journey keeps the rule of the leg routed first,
+// whatever order its legs' events come in.
+func TestJourneyRule(t *testing.T) {
+	evs := []legEvent{
+		sgEv("A", 0, callstate.Update{Direction: "in", From: "4917", To: "4930", State: callstate.StateRinging, Rule: "vip to owner"}),
+		sgEv("B", 2, callstate.Update{OrigCallID: "A", Direction: "in", State: callstate.StateRinging, Rule: "alice busy"}),
+		sgEv("B", 3, callstate.Update{OrigCallID: "A", State: callstate.StateEnded, Cause: "normalClearing"}),
+		sgEv("A", 4, callstate.Update{State: callstate.StateEnded, Cause: "forwarded"}),
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 20 {
+		r.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+		if j := journeyOf(evs); j.Rule != "vip to owner" {
+			t.Fatalf("rule %q, want the first leg's", j.Rule)
+		}
+	}
+}

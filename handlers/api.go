@@ -84,7 +84,7 @@ type DashboardOptions struct {
 const DefaultQueryTimeout = 3 * time.Second
 
 // registerDashboard adds the API, the stream and the board to e.
-func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log *slog.Logger) {
+func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log *slog.Logger, sg *sipgateHandler) {
 	if o.Store == nil {
 		return
 	}
@@ -123,7 +123,14 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 		g.GET("/stream", o.Stream.serve)
 	}
 	registerBoardAPI(g, api, shed)
+	routes := sg != nil && sg.routing != nil && sg.routing.Rules != nil
+	if routes {
+		g.GET("/route", api.route(sg), shed)
+	}
 	readOnly := []string{"/calls", "/calls/:id", "/lamps", "/openapi.yaml", "/stream", "/today"}
+	if routes {
+		readOnly = append(readOnly, "/route")
+	}
 	if js, ok := o.Store.(JourneyStore); ok {
 		ja := &journeyAPI{api: api, js: js}
 		g.GET("/journeys", ja.listJourneys, shed)
@@ -413,6 +420,7 @@ type callJSON struct {
 	OnHold     bool       `json:"on_hold"`
 	Cause      string     `json:"cause,omitempty"`
 	DTMF       string     `json:"dtmf,omitempty"`
+	Rule       string     `json:"rule,omitempty"`
 	StartedAt  *time.Time `json:"started_at"`
 	AnsweredAt *time.Time `json:"answered_at,omitempty"`
 	EndedAt    *time.Time `json:"ended_at,omitempty"`
@@ -446,7 +454,7 @@ func toCallJSON(c callstate.Call, seq int64) callJSON {
 		Extension: c.Extension, Direction: string(c.Direction), From: c.From, To: c.To,
 		Users: nz(c.Users), UserIDs: nz(c.UserIDs), AnsweredBy: c.AnsweredBy, Answering: c.Answering,
 		Diversion: c.Diversion, State: c.State.String(), Active: c.Active(), OnHold: c.OnHold,
-		Cause: c.Cause, DTMF: c.DTMF,
+		Cause: c.Cause, DTMF: c.DTMF, Rule: c.Rule,
 		StartedAt: t(c.StartedAt), AnsweredAt: t(c.AnsweredAt), EndedAt: t(c.EndedAt), UpdatedAt: c.UpdatedAt,
 	}
 }

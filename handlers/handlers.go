@@ -156,7 +156,7 @@ func New(opts Options) (*echo.Echo, error) {
 	if opts.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(opts.Metrics.Handler()))
 	}
-	registerDashboard(e, opts.Dashboard, opts.Metrics, log)
+	registerDashboard(e, opts.Dashboard, opts.Metrics, log, sg)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	var wasReady atomic.Int32 // 0 unknown, 1 ready, 2 not ready: a change is logged once
 	e.GET("/readyz", func(c echo.Context) error {

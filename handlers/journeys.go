@@ -62,6 +62,7 @@ type journeyJSON struct {
 	UserIDs        []string   `json:"user_ids"`
 	Legs           int        `json:"legs"`
 	Cause          string     `json:"cause,omitempty"`
+	Rule           string     `json:"rule,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -88,6 +89,7 @@ func toJourneyJSON(j callstate.Journey) journeyJSON {
 		StartedAt: timePtr(j.StartedAt), AnsweredAt: timePtr(j.AnsweredAt), EndedAt: timePtr(j.EndedAt),
 		Outcome: string(j.Outcome), AnsweredBy: j.AnsweredBy, AnsweredUserID: j.AnsweredUserID,
 		WaitSeconds: secs(j.Wait()), TalkSeconds: secs(j.Talk()), UserIDs: users, Legs: j.Legs, Cause: j.Cause,
+		Rule: j.Rule,
 	}
 }
 

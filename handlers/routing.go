@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/labstack/echo/v4"
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/metrics"
@@ -219,14 +222,22 @@ type RouteAnswer struct {
 	XML    []byte
 }
 
-// DryRun routes a made-up newCall as the webhook would, with the given
-// lamps, and returns the rule and the answer. It writes nothing. A nil
-// rules answers as with no rules: the default.
+// DryRun routes a made-up newCall as the webhook with options o would,
+// with the given rules, lamps and phonebook (nil for none), and returns
+// the rule and the answer. It writes nothing. Nil rules answer as with no
+// rules: the default.
 func DryRun(o SipgateOptions, rules *routing.Rules, lamps map[string]string, pb *Phonebook, c routing.Call) (RouteAnswer, error) {
 	h, err := newSipgateHandler(o, nil, nil, nil)
 	if err != nil {
 		return RouteAnswer{}, err
 	}
+	if h.routing == nil {
+		h.routing = &RoutingOptions{}
+	}
+	return h.dryRun(rules, lamps, pb, c)
+}
+
+func (h *sipgateHandler) dryRun(rules *routing.Rules, lamps map[string]string, pb *Phonebook, c routing.Call) (RouteAnswer, error) {
 	env := routing.Env{Lamps: lamps}
 	if pb != nil {
 		env.Contact = pb.Contact
@@ -235,14 +246,70 @@ func DryRun(o SipgateOptions, rules *routing.Rules, lamps map[string]string, pb 
 	if !d.Matched {
 		return RouteAnswer{XML: h.newCallXML}, nil
 	}
-	if h.routing == nil {
-		h.routing = &RoutingOptions{}
-	}
 	body, err := h.answer("dry-run", d.Action)
 	if err != nil {
 		return RouteAnswer{}, fmt.Errorf("rule %q (line %d): %w", d.Rule, d.Line, err)
 	}
 	return RouteAnswer{Rule: d.Rule, Line: d.Line, Action: d.Action.Kind(), XML: body}, nil
+}
+
+// routeQuery is GET /api/route's query string.
+type routeQuery struct {
+	From      string `query:"from" validate:"omitempty,max=64,text"`
+	To        string `query:"to" validate:"omitempty,max=64,text"`
+	At        string `query:"at" validate:"omitempty,datetime=2006-01-02T15:04:05Z07:00"`
+	User      string `query:"user" validate:"omitempty,max=1000,text"`
+	Direction string `query:"direction" validate:"omitempty,oneof=in out"`
+}
+
+// routeJSON is GET /api/route's answer.
+type routeJSON struct {
+	Rule    string    `json:"rule"`
+	Line    int       `json:"line,omitempty"`
+	Action  string    `json:"action"`
+	Default bool      `json:"default"`
+	At      time.Time `json:"at"`
+	XML     string    `json:"xml"`
+}
+
+// route is GET /api/route: the dry run of routing for a call from, to, at
+// (RFC 3339; now if left out), offered to users (comma-separated ids or
+// names), with the lamps as the database has them now.
+func (a *api) route(h *sipgateHandler) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var q routeQuery
+		if err := bindQuery(c, &q); err != nil {
+			return err
+		}
+		call := routing.Call{Direction: callstate.DirectionIn, From: q.From, To: q.To, At: time.Now()}
+		if q.Direction != "" {
+			call.Direction = callstate.Direction(q.Direction)
+		}
+		if q.At != "" {
+			t, err := time.Parse(time.RFC3339, q.At)
+			if err != nil {
+				return echo.NewHTTPError(http.StatusBadRequest, "at must be a time in RFC 3339, e.g. 2026-12-07T19:30:00+01:00").SetInternal(err)
+			}
+			call.At = t
+		}
+		for _, u := range strings.Split(q.User, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				call.UserIDs, call.Users = append(call.UserIDs, u), append(call.Users, u)
+			}
+		}
+		ctx, cancel := a.queryContext(c)
+		defer cancel()
+		ls, err := a.store.LampStatuses(ctx)
+		if err != nil {
+			return err
+		}
+		ans, err := h.dryRun(h.routing.Rules(), LampMap(ls), h.routing.Phonebook, call)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, routeJSON{Rule: ans.Rule, Line: ans.Line, Action: ans.Action, Default: ans.Rule == "",
+			At: call.At, XML: string(ans.XML)})
+	}
 }
 
 // LampStore is what LiveLamps reads the lamps from.

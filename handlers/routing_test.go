@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"log/slog"
 	"net/http"
@@ -83,6 +84,8 @@ type routingEnv struct {
 
 var routingSecret = []byte("routing-secret-0123456789")
 
+const apiToken = "route-test-token-0123456789"
+
 // newRoutingEnv starts the webhook with rules src on a database of its
 // own, the lamps fed by the store's change notifications as
 // cmd/callstate does.
@@ -111,7 +114,8 @@ func newRoutingEnv(tb testing.TB, src string, o handlers.SipgateOptions) *routin
 	}
 	o.Routing = &handlers.RoutingOptions{Rules: e.rules.Load, Lamps: e.lamps, Phonebook: e.pb, Secret: routingSecret,
 		Now: func() time.Time { return e.now }}
-	h, err := handlers.New(handlers.Options{Store: st, Ready: st, Sipgate: o, Logger: log, Metrics: e.metrics})
+	dash := handlers.DashboardOptions{Store: st, Phonebook: e.pb, BearerToken: apiToken}
+	h, err := handlers.New(handlers.Options{Store: st, Ready: st, Sipgate: o, Logger: log, Metrics: e.metrics, Dashboard: dash})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -241,6 +245,11 @@ func TestRoutingEveryAction(t *testing.T) {
 			}
 			if tt.wantPart != "" && !strings.Contains(rec.Body.String(), tt.wantPart) {
 				t.Fatalf("answer %s lacks %s", rec.Body, tt.wantPart)
+			}
+			id, _ := url.ParseQuery(tt.form)
+			c, err := e.store.Call(context.Background(), callstate.SourceSipgate, id.Get("callId"))
+			if err != nil || c.Rule != tt.rule {
+				t.Fatalf("stored call's rule %q (%v), want %q", c.Rule, err, tt.rule)
 			}
 		})
 	}
@@ -416,5 +425,83 @@ func TestRoutingFailureAnswersDefault(t *testing.T) {
 	}
 	if _, err := e.store.Call(context.Background(), callstate.SourceSipgate, "f1"); err != nil {
 		t.Errorf("call not stored: %v", err)
+	}
+}
+
+func (e *routingEnv) get(tb testing.TB, path string, auth bool) (int, string) {
+	tb.Helper()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	if auth {
+		req.Header.Set("Authorization", "Bearer "+apiToken)
+	}
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+// TestRouteDryRun: GET /api/route shows the rule and the XML a call would
+// get, with the lamps as the database has them, and the call list shows
+// the rule that routed each call.
+func TestRouteDryRun(t *testing.T) {
+	e := newRoutingEnv(t, routingRules, handlers.SipgateOptions{})
+	e.post(t, handlers.SipgatePath, newCallForm("d1", "491709999999", "4928559389086", "w0"), nil)
+	e.post(t, handlers.SipgatePath, url.Values{"event": {"answer"}, "callId": {"d1"}, "user": {"User w0"}, "userId": {"w0"}}.Encode(), nil)
+
+	type answer struct {
+		Rule    string `json:"rule"`
+		Line    int    `json:"line"`
+		Action  string `json:"action"`
+		Default bool   `json:"default"`
+		XML     string `json:"xml"`
+	}
+	tests := []struct {
+		name  string
+		query string
+		code  int
+		want  answer
+		xml   string
+	}{
+		{"BlockList", "from=4930999123&to=4928559389086&at=2026-12-07T10:00:00Z", 200,
+			answer{Rule: "block list", Line: 4, Action: "reject"}, `<Reject reason="busy"></Reject>`},
+		{"AfterHours", "from=%2B49%20170%209999999&to=4928559389086&at=2026-12-07T19:00:00%2B01:00", 200,
+			answer{Rule: "after hours", Line: 22, Action: "voicemail"}, `<Voicemail>`},
+		{"HolidayAtNoon", "from=491709999999&to=4928559389086&at=2026-12-24T12:00:00%2B01:00", 200,
+			answer{Rule: "after hours", Line: 22, Action: "voicemail"}, `<Voicemail>`},
+		{"LampFromDatabase", "from=491709999999&to=4928559389086&user=w0&at=2026-12-07T10:00:00Z", 200,
+			answer{Rule: "alice busy, ring bob", Line: 16, Action: "dial"}, `<Number>491602222222</Number>`},
+		{"Menu", "from=491709999999&to=4928559389088&at=2026-12-07T10:00:00Z", 200,
+			answer{Rule: "hotline", Line: 28, Action: "gather"}, `menu=main&amp;sig=`},
+		{"Default", "from=491709999999&to=4928559389086&at=2026-12-07T10:00:00Z", 200,
+			answer{Default: true}, `<Response onAnswer=`},
+		{"ErrBadTime", "at=yesterday", 400, answer{}, ""},
+		{"ErrUnknownParameter", "form=1", 400, answer{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := e.get(t, "/api/route?"+tt.query, true)
+			if code != tt.code {
+				t.Fatalf("%d %s, want %d", code, body, tt.code)
+			}
+			if code != 200 {
+				return
+			}
+			var got answer
+			if err := json.Unmarshal([]byte(body), &got); err != nil {
+				t.Fatal(err)
+			}
+			x := got.XML
+			got.XML = ""
+			if got != tt.want || !strings.Contains(x, tt.xml) {
+				t.Fatalf("got %+v %s, want %+v with %s", got, x, tt.want, tt.xml)
+			}
+			checkValid(t, []byte(x))
+		})
+	}
+	if code, _ := e.get(t, "/api/route?from=4930999123", false); code != http.StatusUnauthorized {
+		t.Errorf("without credentials: %d, want 401", code)
+	}
+	code, body := e.get(t, "/api/calls", true)
+	if code != 200 || !strings.Contains(body, `"rule":"alice"`) {
+		t.Errorf("call list lacks the rule that routed d1: %d %s", code, body)
 	}
 }

@@ -197,13 +197,14 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 
 	now := h.now()
 	newCallXML := h.newCallXML
-	var menuXML []byte // a menu's answer to its dtmf
+	var menuXML []byte  // a menu's answer to its dtmf
+	var routedBy string // the rule that answered newCall
 	switch form.Event {
 	case eventNewCall:
 		// Decided in memory before anything is stored: the answer goes
 		// out whatever the database does.
 		if rr := h.route(req.Context(), form, now); rr.body != nil {
-			newCallXML = rr.body
+			newCallXML, routedBy = rr.body, rr.rule
 		}
 	case eventDTMF:
 		menuXML, _ = h.routeMenu(req.Context(), c.QueryParams(), form, now)
@@ -224,6 +225,7 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 	defer h.metrics.Inflight("webhook", -1)
 
 	ev := form.event(body, now)
+	ev.Update.Rule = routedBy
 	ctx, cancel := context.WithTimeout(req.Context(), h.writeTimeout)
 	defer cancel()
 	applied, err := h.store.Apply(ctx, ev)

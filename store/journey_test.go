@@ -476,3 +476,34 @@ INSERT INTO journey_pending (source, call_key) VALUES ('sipgate', 'crash1')`); e
 
 // refreshPollForTest is store's refreshPoll.
 const refreshPollForTest = time.Second
+
+// TestJourneyRule: a forwarded call's journey keeps the rule of the leg
+// routed first, in every order its events come in, as JourneyOf says.
+func TestJourneyRule(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	for i := range 4 {
+		a, b := fmt.Sprintf("RA%d", i), fmt.Sprintf("RB%d", i)
+		evs := []callstate.Event{
+			sg(a, "newCall", 0, callstate.Update{OrigCallID: a, Direction: "in", From: "49178", To: "49203", State: callstate.StateRinging, Rule: "vip to owner"}),
+			sg(a, "hangup", 10, callstate.Update{OrigCallID: a, Cause: "forwarded", State: callstate.StateEnded}),
+			sg(b, "newCall", 10.1, callstate.Update{OrigCallID: a, Direction: "in", From: "49178", To: "49203", State: callstate.StateRinging, Rule: "alice busy"}),
+			sg(b, "hangup", 20, callstate.Update{OrigCallID: a, Cause: "normalClearing", State: callstate.StateEnded}),
+		}
+		rand.Shuffle(len(evs), func(x, y int) { evs[x], evs[y] = evs[y], evs[x] })
+		for _, ev := range evs {
+			if _, err := st.Apply(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		syncJourneys(t, st)
+		js, err := st.JourneysByID(ctx, []string{a})
+		if err != nil || len(js) != 1 || js[0].Rule != "vip to owner" {
+			t.Fatalf("order %d: journeys %+v, %v; want the rule of the leg routed first", i, js, err)
+		}
+		c, err := st.Call(ctx, callstate.SourceSipgate, b)
+		if err != nil || c.Rule != "alice busy" || !c.RuleAt.Equal(t0.Add(10100*time.Millisecond)) {
+			t.Fatalf("leg %s: rule %q at %v, %v", b, c.Rule, c.RuleAt, err)
+		}
+	}
+}

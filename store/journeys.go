@@ -57,8 +57,14 @@ func pendingKeys(batch []*applyReq) (sources, keys []string) {
 }
 
 // journeyColumns are what the journey reads select, in journeyRow's order.
+// The rule that routed a journey is read from its legs (the leg routed
+// first, as callstate.JourneyOf says), so that the journey's refresh stays
+// as it is.
 const journeyColumns = `journey_id, source, direction, from_party, to_party, started_at, answered_at, ended_at,
-    outcome, answered_by, answered_user_id, user_ids, legs, hangup_cause, voicemail_at`
+    outcome, answered_by, answered_user_id, user_ids, legs, hangup_cause, voicemail_at,
+    coalesce((SELECT l.routed_rule FROM call_state l
+              WHERE l.journey_id = journey.journey_id AND l.routed_rule <> ''
+              ORDER BY l.routed_at, l.routed_rule COLLATE "C" DESC LIMIT 1), '') AS routed_rule`
 
 type journeyRow struct {
 	ID             string     `db:"journey_id" json:"journey_id"`
@@ -76,6 +82,7 @@ type journeyRow struct {
 	Legs           int        `db:"legs" json:"legs"`
 	Cause          string     `db:"hangup_cause" json:"hangup_cause"`
 	VoicemailAt    *time.Time `db:"voicemail_at" json:"voicemail_at"`
+	Rule           string     `db:"routed_rule" json:"routed_rule"`
 }
 
 func (r journeyRow) journey() callstate.Journey {
@@ -89,7 +96,7 @@ func (r journeyRow) journey() callstate.Journey {
 		ID: r.ID, Direction: callstate.Direction(r.Direction), From: r.From, To: r.To,
 		StartedAt: t(r.StartedAt), AnsweredAt: t(r.AnsweredAt), EndedAt: t(r.EndedAt),
 		Outcome: callstate.Outcome(r.Outcome), AnsweredBy: r.AnsweredBy, AnsweredUserID: r.AnsweredUserID,
-		UserIDs: r.UserIDs, Legs: r.Legs, Cause: r.Cause, VoicemailAt: t(r.VoicemailAt),
+		UserIDs: r.UserIDs, Legs: r.Legs, Cause: r.Cause, VoicemailAt: t(r.VoicemailAt), Rule: r.Rule,
 	}
 }
 

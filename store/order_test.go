@@ -28,7 +28,11 @@ func messyCall(r *rand.Rand, key string) []callstate.Event {
 		})
 	}
 	add("newCall", r.IntN(50), callstate.Update{CallID: key, Direction: callstate.DirectionIn, From: "491701", To: "4930",
-		Users: []string{"Alice", "Bob"}, UserIDs: []string{"w0", "w1"}, Extension: "w0", State: callstate.StateRinging})
+		Users: []string{"Alice", "Bob"}, UserIDs: []string{"w0", "w1"}, Extension: "w0", State: callstate.StateRinging,
+		Rule: []string{"", "block list", "vip to owner"}[r.IntN(3)]})
+	if r.IntN(3) == 0 { // a newCall of the same call answered after a reload by another rule: the earliest stays
+		add("newCall", r.IntN(50), callstate.Update{CallID: key, State: callstate.StateRinging, Rule: []string{"after hours", "vip to owner"}[r.IntN(2)]})
+	}
 	answered := r.IntN(3) > 0 // else the answer was lost
 	if answered {
 		add("answer", 1000+r.IntN(5000), callstate.Update{CallID: key, Extension: fmt.Sprintf("w%d", r.IntN(2)), PinExtension: true,

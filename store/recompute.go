@@ -69,7 +69,7 @@ func (s *Store) Recompute(ctx context.Context, source callstate.Source, key stri
 		}
 		if err := tx.QueryRow(ctx, `
 INSERT INTO call_state AS c (`+stateColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-          $17::text::call_phase, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)
+          $17::text::call_phase, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)
 ON CONFLICT (source, call_key) DO UPDATE SET
     call_id = EXCLUDED.call_id, orig_call_id = EXCLUDED.orig_call_id,
     extension = EXCLUDED.extension, extension_pinned = EXCLUDED.extension_pinned,
@@ -85,6 +85,7 @@ ON CONFLICT (source, call_key) DO UPDATE SET
     last_event_id = EXCLUDED.last_event_id,
     learned = EXCLUDED.learned, end_rank = EXCLUDED.end_rank,
     answer_rank = EXCLUDED.answer_rank, answer_at = EXCLUDED.answer_at,
+    routed_rule = EXCLUDED.routed_rule, routed_at = EXCLUDED.routed_at,
     change_seq = EXCLUDED.change_seq
 RETURNING id`,
 			string(source), key, c.CallID, c.OrigCallID, c.Extension, c.ExtensionPinned, string(c.Direction),
@@ -93,6 +94,7 @@ RETURNING id`,
 			c.State.String(), c.OnHold, timeOrNil(c.HoldAt), c.Cause, timeOrNil(c.CauseAt), c.DTMF, presses,
 			timeOrNil(c.StartedAt), timeOrNil(c.AnsweredAt), timeOrNil(c.EndedAt), c.UpdatedAt, last,
 			c.Learned, int16(c.EndRank), int16(c.AnswerRank), timeOrNil(c.AnswerAt),
+			c.Rule, timeOrNil(c.RuleAt),
 		).Scan(&c.ID); err != nil {
 			return err
 		}

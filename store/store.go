@@ -302,7 +302,8 @@ const stateColumns = `
     answered_by, answering_number, diversion, xcid,
     state, on_hold, hold_at, hangup_cause, cause_at, dtmf, dtmf_presses,
     started_at, answered_at, ended_at, updated_at, last_event_id,
-    learned, end_rank, answer_rank, answer_at
+    learned, end_rank, answer_rank, answer_at,
+    routed_rule, routed_at
 `
 
 // applySQL journals one event and merges its update into the call's row, in
@@ -346,7 +347,8 @@ SELECT $1, $3, $7, $8, $9, $24 AND $9 <> '', $10,
        CASE WHEN u.state = 'ended' THEN u.end_at END,
        $5, ev.id,
        $26, CASE WHEN u.state = 'ended' OR $22 <> '' THEN u.rank ELSE 0 END,
-       CASE WHEN u.answers THEN u.rank ELSE 0 END, CASE WHEN u.answers THEN u.answer_at END
+       CASE WHEN u.answers THEN u.rank ELSE 0 END, CASE WHEN u.answers THEN u.answer_at END,
+       $31, CASE WHEN $31 <> '' THEN $5::timestamptz END
 FROM ev, u
 ON CONFLICT (source, call_key) DO UPDATE SET
     call_id          = callstate_join(c.call_id, EXCLUDED.call_id),
@@ -401,6 +403,12 @@ ON CONFLICT (source, call_key) DO UPDATE SET
                             THEN GREATEST(c.answer_rank, EXCLUDED.answer_rank) ELSE 0 END,
     answer_at        = callstate_ranked(c.answer_rank, c.answer_at, EXCLUDED.answer_rank, EXCLUDED.answer_at,
                                         GREATEST(c.end_rank, EXCLUDED.end_rank)),
+    -- The rule that routed the call: the earliest event's that names one.
+    routed_rule      = CASE WHEN EXCLUDED.routed_at IS NULL THEN c.routed_rule
+                            WHEN c.routed_at IS NULL OR EXCLUDED.routed_at < c.routed_at THEN EXCLUDED.routed_rule
+                            WHEN EXCLUDED.routed_at = c.routed_at THEN callstate_join(c.routed_rule, EXCLUDED.routed_rule)
+                            ELSE c.routed_rule END,
+    routed_at        = LEAST(c.routed_at, EXCLUDED.routed_at),
     change_seq       = EXCLUDED.change_seq -- a fresh nextval, from the column default
 RETURNING c.id`
 
@@ -459,6 +467,7 @@ func applyArgs(ev callstate.Event) []any {
 		u.State.String(), u.OnHold, u.Cause, presses(ev), u.PinExtension,
 		updateJSON(u),
 		u.Learned, timeOrNil(u.StartedAt), timeOrNil(u.AnsweredAt), timeOrNil(u.EndedAt), int16(u.Rank()),
+		u.Rule,
 	}
 }
 
@@ -514,7 +523,8 @@ const callColumns = `
     state::text AS state, on_hold, hangup_cause, dtmf,
     started_at, answered_at, ended_at, updated_at,
     extension_pinned, hold_at, cause_at, dtmf_presses,
-    learned, end_rank, answer_rank, answer_at`
+    learned, end_rank, answer_rank, answer_at,
+    routed_rule, routed_at`
 
 // callRow is a call_state row as pgx scans it by name.
 type callRow struct {
@@ -545,6 +555,8 @@ type callRow struct {
 	ExtensionPinned bool       `db:"extension_pinned" json:"extension_pinned"`
 	HoldAt          *time.Time `db:"hold_at" json:"hold_at"`
 	CauseAt         *time.Time `db:"cause_at" json:"cause_at"`
+	RoutedRule      string     `db:"routed_rule" json:"routed_rule"`
+	RoutedAt        *time.Time `db:"routed_at" json:"routed_at"`
 	DTMFPresses     []string   `db:"dtmf_presses" json:"dtmf_presses"`
 	Learned         bool       `db:"learned" json:"learned"`
 	EndRank         int16      `db:"end_rank" json:"end_rank"`
@@ -576,6 +588,7 @@ func (r callRow) call() (callstate.Call, error) {
 		StartedAt: deref(r.StartedAt), AnsweredAt: deref(r.AnsweredAt), EndedAt: deref(r.EndedAt),
 		UpdatedAt:       r.UpdatedAt,
 		ExtensionPinned: r.ExtensionPinned, HoldAt: deref(r.HoldAt), CauseAt: deref(r.CauseAt),
+		Rule: r.RoutedRule, RuleAt: deref(r.RoutedAt),
 		Presses: ps,
 		Learned: r.Learned, EndRank: callstate.Rank(r.EndRank), AnswerRank: callstate.Rank(r.AnswerRank),
 		AnswerAt: deref(r.AnswerAt),

@@ -189,7 +189,7 @@ func TestOpenTwice(t *testing.T) {
 func assertCall(tb testing.TB, got, want callstate.Call) {
 	tb.Helper()
 	norm := func(c callstate.Call) callstate.Call {
-		for _, p := range []*time.Time{&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.UpdatedAt, &c.HoldAt, &c.CauseAt, &c.AnswerAt} {
+		for _, p := range []*time.Time{&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.UpdatedAt, &c.HoldAt, &c.CauseAt, &c.AnswerAt, &c.RuleAt} {
 			if !p.IsZero() {
 				*p = p.UTC()
 			}

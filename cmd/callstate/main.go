@@ -85,6 +85,9 @@ Usage:
   callstate contacts import FILE [-env-file FILE]
                                        add the contacts of a CSV or vCard file to the phonebook
                                        (names shown for their numbers on the board and in the API)
+  callstate route test --from NUMBER --to NUMBER [--at TIME] [--user ID,...] [--direction in|out] [-env-file FILE]
+                                       which ROUTING_FILE rule a call would match, and the XML
+                                       sipgate would get (lamps as the database has them now)
   callstate healthcheck                exit 0 if the service on LISTEN_ADDR answers /healthz
                                        (a container's HEALTHCHECK; the image has no shell or curl)
   callstate version                    print the version
@@ -119,6 +122,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return exitError{2, errors.New("forget needs the number whose calls to delete; try callstate help")}
 		}
 		sub, args = args[0], args[1:]
+	case "route":
+		if len(args) == 0 || args[0] != "test" {
+			return exitError{2, errors.New("route needs: test --from NUMBER --to NUMBER [--at TIME] [--user ID] [--direction in|out]; try callstate help")}
+		}
+		sub, args = args[0], args[1:]
 	case "serve", "check-config":
 	case "version":
 		fmt.Fprintln(stdout, "callstate", version())
@@ -134,6 +142,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fl := flag.NewFlagSet("callstate "+cmd, flag.ContinueOnError)
 	fl.SetOutput(io.Discard)
 	envFile := fl.String("env-file", ".env", "file of KEY=value settings; the environment wins over it")
+	var rt routeTest
+	if cmd == "route" {
+		fl.StringVar(&rt.from, "from", "", "the caller, as sipgate sends it or as people write it")
+		fl.StringVar(&rt.to, "to", "", "our number called")
+		fl.StringVar(&rt.at, "at", "", "when, in RFC 3339 (now if left out)")
+		fl.StringVar(&rt.user, "user", "", "users the call is offered to, comma-separated ids or names")
+		fl.StringVar(&rt.direction, "direction", "in", "in or out")
+	}
 	if err := fl.Parse(args); errors.Is(err, flag.ErrHelp) {
 		printHelp(stdout)
 		return nil
@@ -149,11 +165,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return exitError{2, fmt.Errorf("-env-file %s: %w", *envFile, err)}
 	}
 	cfg, err := loadConfig(getenv)
-	if cmd == "migrate" || cmd == "forget" || cmd == "contacts" {
+	if cmd == "migrate" || cmd == "forget" || cmd == "contacts" || cmd == "route" {
 		if err != nil {
 			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
 		}
 		log := newOneShotLogger(newLogger(cfg, stderr))
+		if cmd == "route" {
+			return routeTestCommand(ctx, rt, cfg, log)
+		}
 		if cmd == "contacts" {
 			return importContactsCommand(ctx, sub, cfg, log)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -19,8 +20,10 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/routing"
+	"github.com/callstate/callstate/store"
 )
 
 // routingConfig holds the ROUTING_* settings: the rules that decide
@@ -154,4 +157,78 @@ func (b *ruleBook) Watch(ctx context.Context) error {
 			_ = b.Reload("file changed")
 		}
 	}
+}
+
+// routeTest is what "callstate route test" is asked about.
+type routeTest struct {
+	from, to, at, user, direction string
+}
+
+// routeTestCommand runs "callstate route test": which rule of ROUTING_FILE
+// a newCall from, to, at would match, and the XML sipgate would get, with
+// the lamps and the phonebook as the database has them now.
+func routeTestCommand(ctx context.Context, rt routeTest, cfg Config, log *slog.Logger) error {
+	if cfg.Routing.File == "" {
+		return exitError{2, errors.New("ROUTING_FILE: not set: there are no rules to test")}
+	}
+	plan, _ := callstate.NewNumberPlan(cfg.Dashboard.PhoneRegion) // validated
+	rules, _, err := readRules(cfg.Routing, plan)
+	if err != nil {
+		return exitError{2, err}
+	}
+	c := routing.Call{Direction: callstate.Direction(rt.direction), From: rt.from, To: rt.to, At: time.Now()}
+	if c.Direction != callstate.DirectionIn && c.Direction != callstate.DirectionOut {
+		return exitError{2, fmt.Errorf("--direction %q: want in or out", rt.direction)}
+	}
+	// People write numbers as they like; sipgate sends E.164 digits.
+	for _, n := range []*string{&c.From, &c.To} {
+		if *n != "" && !strings.EqualFold(*n, "anonymous") {
+			k, err := plan.Normalize(*n)
+			if err != nil {
+				return exitError{2, fmt.Errorf("%q: %w", *n, err)}
+			}
+			*n = k
+		}
+	}
+	if rt.at != "" {
+		if c.At, err = time.Parse(time.RFC3339, rt.at); err != nil {
+			return exitError{2, fmt.Errorf("--at %q: want a time in RFC 3339, e.g. 2026-12-07T19:30:00+01:00", rt.at)}
+		}
+	}
+	for _, u := range strings.Split(rt.user, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			c.UserIDs, c.Users = append(c.UserIDs, u), append(c.Users, u)
+		}
+	}
+	sg, err := sipgateOptions(cfg, log)
+	if err != nil {
+		return exitError{2, err}
+	}
+	return withStore(ctx, cfg, log, "no dry run", func(st *store.Store) error {
+		ls, err := st.LampStatuses(ctx)
+		if err != nil {
+			return err
+		}
+		pb := handlers.NewPhonebook(st, plan, log)
+		if err := pb.Refresh(ctx); err != nil {
+			return err
+		}
+		ans, err := handlers.DryRun(sg, rules, handlers.LampMap(ls), pb, c)
+		if err != nil {
+			return err
+		}
+		at := c.At
+		if rules.TimeZone != nil {
+			at = at.In(rules.TimeZone)
+		}
+		if ans.Rule == "" {
+			fmt.Fprintf(stdout, "no rule matches a call from %s to %s at %s: the default answer (SIPGATE_NEWCALL_ACTION=%s)\n",
+				cmp.Or(c.From, "anonymous"), c.To, at.Format("Mon 2006-01-02 15:04 MST"), cfg.NewCallAction)
+		} else {
+			fmt.Fprintf(stdout, "rule %q (%s line %d) matches a call from %s to %s at %s: %s\n",
+				ans.Rule, cfg.Routing.File, ans.Line, cmp.Or(c.From, "anonymous"), c.To, at.Format("Mon 2006-01-02 15:04 MST"), ans.Action)
+		}
+		fmt.Fprintf(stdout, "%s\n", ans.XML)
+		return nil
+	})
 }

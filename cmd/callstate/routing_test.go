@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 )
 
@@ -218,4 +221,74 @@ func TestRoutingReloadUnderLoad(t *testing.T) {
 		t.Errorf("run: %v", err)
 	}
 	t.Logf("%d newCalls during the reloads (%d by the first rules, %d by the second), slowest %s", n.Load(), r0, hangups.Load(), slowest)
+}
+
+// TestRouteTestCommand: "callstate route test" names the rule a call
+// would match and prints the XML, with the lamps as the database has them.
+func TestRouteTestCommand(t *testing.T) {
+	dbURL := storetest.NewDatabase(t)
+	st, err := store.Open(context.Background(), dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range []callstate.Update{
+		{Key: "busy-w0", CallID: "busy-w0", Direction: "in", From: "4917011111", To: "4930", UserIDs: []string{"w0"}, Extension: "w0", State: callstate.StateRinging},
+		{Key: "busy-w0", CallID: "busy-w0", Extension: "w0", PinExtension: true, State: callstate.StateAnswered},
+	} {
+		ev := callstate.Event{Source: callstate.SourceSipgate, Type: "newCall", DedupKey: fmt.Sprint("rt", i),
+			ReceivedAt: time.Now(), Payload: []byte("x"), Update: u}
+		if _, err := st.Apply(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	path := filepath.Join(t.TempDir(), "routing.yaml")
+	os.WriteFile(path, []byte(`time_zone: Europe/Berlin
+rules:
+  - name: block list
+    when: { from: "+4930999*" }
+    then: { reject: busy }
+  - name: alice busy
+    when: { user: w0, lamp: { w0: busy } }
+    then: { dial: ["+491602222222"] }
+  - name: evening
+    when: { outside: "Mon-Fri 08:00-18:00" }
+    then: { voicemail: true }
+`), 0o644)
+	env := map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn", "ROUTING_FILE": path}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"BlockList", []string{"--from", "030 999 123", "--to", "+49 285 59389086", "--at", "2026-12-07T10:00:00+01:00"}, 0,
+			[]string{`rule "block list" (` + path + ` line 3) matches a call from 4930999123 to 4928559389086 at Mon 2026-12-07 10:00 CET: reject`, `<Reject reason="busy"></Reject>`}},
+		{"LampFromDatabase", []string{"--from", "491701234567", "--user", "w0", "--at", "2026-12-07T10:00:00+01:00"}, 0,
+			[]string{`rule "alice busy"`, `<Number>491602222222</Number>`}},
+		{"Evening", []string{"--from", "491701234567", "--at", "2026-12-07T19:00:00Z"}, 0,
+			[]string{`rule "evening"`, "Mon 2026-12-07 20:00 CET", `<Voicemail>`}},
+		{"Default", []string{"--from", "491701234567", "--at", "2026-12-07T10:00:00+01:00"}, 0,
+			[]string{"no rule matches", "SIPGATE_NEWCALL_ACTION=none", `<Response onAnswer=`}},
+		{"ErrBadTime", []string{"--at", "tomorrow"}, 2, nil},
+		{"ErrBadNumber", []string{"--from", "abc"}, 2, nil},
+		{"ErrNoTest", nil, 2, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"route", "test", "-env-file", os.DevNull}, tt.args...)
+			if tt.name == "ErrNoTest" {
+				args = []string{"route"}
+			}
+			out, err := runCLI(t, env, args...)
+			if got := exitCode(err); got != tt.code {
+				t.Fatalf("exit %d (%v), want %d\n%s", got, err, tt.code, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
 }

@@ -408,6 +408,7 @@
     const meta = [when, pt.number];
     if (!live && c.cause_text) meta.push(c.cause_text);
     if (c.dtmf) meta.push("keys " + [...c.dtmf].join(" "));
+    if (c.rule) meta.push("rule: " + c.rule);
     const m = el("div", "meta", meta.filter(Boolean).join(" · "));
     if (live) {
       const tag = c.on_hold ? "hold" : c.state;
