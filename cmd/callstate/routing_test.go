@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/internal/testpbx"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 )
@@ -291,4 +292,61 @@ rules:
 			}
 		})
 	}
+}
+
+// TestRoutingBusyPBXExtension: while PBX extension 101 is in a real call
+// through Kamailio (callstate watching it over SIP), newCalls for the
+// hotline ring the colleague; before and after, the desk.
+func TestRoutingBusyPBXExtension(t *testing.T) {
+	k := testpbx.StartKamailio(t)
+	path := filepath.Join(t.TempDir(), "routing.yaml")
+	os.WriteFile(path, []byte(`rules:
+  - name: desk 101 busy
+    when: { to: "+4921155501", lamp: { "101": [ringing, busy, hold] } }
+    then: { dial: ["+491602222222"] }
+  - name: desk 101 free
+    when: { to: "+4921155501", lamp: { "sip/101": idle } }
+    then: { dial: ["+491603333333"] }
+`), 0o644)
+	base, logs, _ := startService(t, map[string]string{
+		"DATABASE_URL": storetest.NewDatabase(t), "SIPGATE_VERIFY_SIGNATURE": "false", "LOG_LEVEL": "warn",
+		"SIP_PBX_ADDR": k.Addr(), "SIP_DOMAIN": k.Domain(), "SIP_EXTENSIONS": "100,101",
+		"SIP_LISTEN_ADDR": fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t)), "SIP_EXPIRES": "1m",
+		"ROUTING_FILE": path,
+	})
+	n := 0
+	// answerUntil posts newCalls until one is answered by want's number:
+	// the live view follows the lamp within moments, not at once.
+	answerUntil := func(want string) {
+		t.Helper()
+		got := ""
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			n++
+			form := url.Values{"event": {"newCall"}, "direction": {"in"}, "from": {"491701234567"}, "to": {"4921155501"},
+				"callId": {fmt.Sprint("pbx-", n)}}.Encode()
+			resp, err := http.Post(base+"/webhooks/sipgate", "application/x-www-form-urlencoded", strings.NewReader(form))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("newCall: %d %s", resp.StatusCode, b)
+			}
+			if got = string(b); strings.Contains(got, "<Number>"+want+"</Number>") {
+				return
+			}
+		}
+		t.Fatalf("no newCall answered with %s; last answer %s\n%s", want, got, tail(logs.String(), 20))
+	}
+	waitLamp(t, base, "sip", "101", "idle")
+	answerUntil("491603333333")
+	call := k.StartCall(t, "100", "101", 500*time.Millisecond, 4*time.Second)
+	waitLamp(t, base, "sip", "101", "busy")
+	answerUntil("491602222222")
+	if err := call.Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitLamp(t, base, "sip", "101", "idle")
+	answerUntil("491603333333")
 }
