@@ -139,4 +139,3 @@ func fixedRate(h http.Handler, rate, n int, body func(int) string, ok func(strin
 	wg.Wait()
 	return lat, int(failed.Load())
 }
-
