@@ -13,7 +13,7 @@ type TeamDay struct {
 	Answered         int       // incoming calls a person answered, those still going on included
 	Missed           int       // incoming calls nobody answered (not voicemail)
 	Voicemail        int       // incoming calls the voicemail took
-	MissedOpen       int       // calls to return (missed or voicemail) of the day neither called back nor marked done
+	MissedOpen       int       // calls to return (missed or voicemail) of the day neither called back nor marked done, with a number to call
 	Abandoned        int       // missed calls whose caller hung up while waiting
 	ShortAbandoned   int       // of those, the ones that waited less than the short-abandon time
 	SLAnswered       int       // incoming calls answered within the SLA (those still going on included)

@@ -69,7 +69,7 @@ func TestBoardInBrowser(t *testing.T) {
 		shot("board-in-call.png"),
 		post(h),
 		chromedp.WaitVisible(lamp("sipgate/w9", "idle")),
-		chromedp.WaitVisible(`#history .call[data-answered="true"]`),
+		chromedp.Poll[chromedp.Void](`!!document.querySelector('#history .call[data-answered="true"]')`, chromedp.WithPollingTimeout(10*time.Second)),
 		shot("board-after.png"),
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)),
 		chromedp.Sleep(300*time.Millisecond),

@@ -17,13 +17,20 @@ import (
 )
 
 // clock is the webhook's clock in these tests: each event is posted at
-// its own time.
+// its own time. Unset (zero), it is time.Now.
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *clock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.t.IsZero() {
+		return time.Now()
+	}
+	return c.t
+}
 func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 // hook is one sipgate webhook request of a scenario, sec seconds after

@@ -92,7 +92,7 @@ GROUP BY 1`, day)
 			}
 			slices.SortFunc(t.People, func(a, b callstate.PersonDay) int { return strings.Compare(a.UserID, b.UserID) })
 		}
-		err = tx.QueryRow(ctx, `SELECT count(*) FROM missed_call WHERE day = $1 AND open`, day).Scan(&t.MissedOpen)
+		err = tx.QueryRow(ctx, `SELECT count(*) FROM missed_call WHERE day = $1 AND open AND number NOT IN ('', 'anonymous')`, day).Scan(&t.MissedOpen)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
-// callstate team board: the team's lamps, the calls going on, today's
-// numbers and missed calls, kept up to date from the Server-Sent Events
-// stream at api/stream and from api/today. No dependencies.
+// callstate team board: who waits (longest first), the calls going on,
+// the team's lamps, the calls to return and today's numbers, kept up to
+// date from the Server-Sent Events stream at api/stream and from
+// api/today and api/missed. No dependencies.
 "use strict";
 
 (() => {
@@ -11,10 +12,14 @@
   const staleAfter = 3000;   // ms without the stream before the board greys out
   const retryEvery = 500;    // ms between reconnects while offline (a refused connection costs nothing)
   const openTimeout = 6000;  // ms a connection may take to open
-  const maxNameChars = 24;   // names up to this long are shown whole
+  const tileNameEm = 13;     // a lamp tile's room for its name, in em of its font; longer names are shortened in the middle
   const lamps = new Map();   // "source/extension" -> lamp
   const calls = new Map();   // id -> call
   let today = null;          // api/today's answer
+  let toReturn = null;       // api/missed?open=true's answer: the open calls to return, of any day
+  let levels = {};           // thresholds: name -> {warn, bad}
+  let audio = null;          // AudioContext once someone clicked (wall mode, sound on)
+  const lastLevel = {};      // kpi id -> level drawn last, to sound when one turns red
   let source = null;
   let retryTimer = null, staleTimer = null, openTimer = null, todayTimer = null, renderTimer = null;
   let stale = false, offlineSince = null;
@@ -125,14 +130,17 @@
   async function fetchToday() {
     clearTimeout(todayTimer);
     todayTimer = null;
-    try {
-      const res = await fetch(withToken("api/today"), { headers: { Accept: "application/json" } });
-      if (res.ok) {
-        today = await res.json();
-        today.receivedAt = Date.now();
-        scheduleRender();
-      }
-    } catch (e) { /* offline: the stream says so */ }
+    const get = (path) => fetch(withToken(path), { headers: { Accept: "application/json" } })
+      .then((res) => (res.ok ? res.json() : null)).catch(() => null); // offline: the stream says so
+    const [t, m] = await Promise.all([get("api/today"), get("api/missed?open=true&limit=200")]);
+    if (t) {
+      today = t;
+      today.receivedAt = Date.now();
+      levels = (t.thresholds && t.thresholds.levels) || {};
+      setupSound(!!(t.thresholds && t.thresholds.sound));
+    }
+    if (m) toReturn = m.missed || [];
+    if (t || m) scheduleRender();
   }
 
   // scheduleToday asks for the numbers again soon after a change, at most
@@ -209,21 +217,144 @@
     return { from: caller, to, number: c.from_name ? c.from_formatted : "" };
   }
 
+  // --- Who waits ---------------------------------------------------------
+
+  // waitingCallers returns the callers waiting now, one per journey (a
+  // group ring or a forward rings several legs for one caller), longest
+  // wait first: incoming legs ringing of a journey nobody answered yet.
+  function waitingCallers() {
+    const byJourney = new Map();
+    for (const c of calls.values()) {
+      const jid = c.journey_id || c.source + "/" + c.key;
+      let j = byJourney.get(jid);
+      if (!j) byJourney.set(jid, (j = { id: jid, legs: [], ringing: [], answered: false, started: "" }));
+      j.legs.push(c);
+      if (c.active && (c.answered_at || c.state === "answered")) j.answered = true;
+      if (c.active && c.state === "ringing" && c.direction !== "out") j.ringing.push(c);
+    }
+    const out = [];
+    for (const j of byJourney.values()) {
+      if (j.answered || !j.ringing.length) continue;
+      // The wait counts from the journey's first leg (before a forward).
+      j.started = j.legs.map((c) => c.started_at || "").filter(Boolean).sort()[0] || "";
+      out.push(j);
+    }
+    return out.sort((a, b) => a.started.localeCompare(b.started) || a.id.localeCompare(b.id));
+  }
+
+  // ringsAt names whom a waiting caller's legs ring at.
+  function ringsAt(j) {
+    const names = [];
+    for (const c of j.ringing) {
+      const ns = (c.users || []).length ? c.users : (c.user_ids || []).map((id) => userName(c, id)).filter(Boolean);
+      if (!ns.length && c.extension) ns.push(userName(c, c.extension) || c.extension);
+      ns.forEach((n) => { if (n !== "voicemail" && !names.includes(n)) names.push(n); });
+    }
+    return names;
+  }
+
+  function waitingItem(j) {
+    const c = j.ringing[0];
+    const li = el("li", "call waiting-call");
+    li.dataset.journey = j.id;
+    li.dataset.state = "ringing";
+    const t = el("span", "time wait");
+    t.dataset.since = j.started;
+    t.textContent = duration(since(j.started));
+    li.append(t);
+    const who = el("div", "who");
+    const line1 = el("div", "line1");
+    line1.append(nameEl("party caller", person(c.from_name, c.from_formatted, c.from)));
+    if (c.from_name) line1.append(el("span", "number", c.from_formatted));
+    who.append(line1);
+    // Whom it rings at: each name shortened on its own, so that a group
+    // ring names every person.
+    const names = ringsAt(j);
+    const rings = el("div", "rings");
+    rings.append(el("span", "label", "rings at"));
+    const shown = names.length ? names.slice(0, 3) : [person(c.to_name, c.to_formatted, c.to)];
+    shown.forEach((n) => rings.append(nameEl("party ring", n)));
+    if (names.length > 3) rings.append(el("span", "label", "+" + (names.length - 3)));
+    who.append(rings);
+    li.append(who);
+    li.title = person(c.from_name, c.from_formatted, c.from) + " rings at " + names.join(", ");
+    return li;
+  }
+
+  // --- Shortening --------------------------------------------------------
+
+  // nameEl returns an element showing text whole, or shortened in the
+  // middle where it does not fit (see fitNames), with the whole text as
+  // its title.
+  function nameEl(cls, text) {
+    const e = el("span", cls + " fit", text);
+    e.dataset.full = text;
+    e.title = text;
+    return e;
+  }
+
+  // middle shortens s to about n characters, keeping its start and its
+  // end ("Friedrich-Wil…Hohenzollern"): the end tells long names with a
+  // common start apart.
+  function middle(s, n) {
+    const cs = [...s];
+    if (cs.length <= n) return s;
+    const head = Math.ceil((n - 1) * 0.5), tail = n - 1 - head;
+    return cs.slice(0, head).join("").trimEnd() + "…" + cs.slice(cs.length - tail).join("").trimStart();
+  }
+
+  // fitNames shortens every .fit element of root that does not fit its box
+  // in the middle, as little as it must: all boxes are read first, then
+  // the text measured on a canvas in each one's font, then written.
+  let canvas = null;
+  function fitNames(root) {
+    const els = [...root.querySelectorAll(".fit")];
+    els.forEach((e) => { e.textContent = e.dataset.full; });
+    const boxes = els.map((e) => ({ e, w: e.clientWidth, over: e.scrollWidth > e.clientWidth + 1, font: "" }));
+    canvas = canvas || document.createElement("canvas").getContext("2d");
+    for (const b of boxes) {
+      if (!b.over || b.w <= 0) continue;
+      const cs = getComputedStyle(b.e);
+      canvas.font = cs.fontWeight + " " + cs.fontSize + " " + cs.fontFamily;
+      const full = b.e.dataset.full;
+      let lo = 3, hi = [...full].length - 1;
+      while (lo < hi) { // the longest shortening that fits
+        const mid = Math.ceil((lo + hi) / 2);
+        if (canvas.measureText(middle(full, mid)).width <= b.w - 1) lo = mid; else hi = mid - 1;
+      }
+      b.text = middle(full, lo);
+    }
+    boxes.forEach((b) => { if (b.text) b.e.textContent = b.text; });
+    return boxes;
+  }
+
+  // --- Rendering ---------------------------------------------------------
+
   function render() {
     const t0 = performance.now();
-    renderLamps();
     renderToday();
-    const active = [...calls.values()].filter((c) => c.active)
+    const waiting = waitingCallers();
+    const waitingIDs = new Set(waiting.map((j) => j.id));
+    $("waiting-list").replaceChildren(...waiting.map(waitingItem));
+    $("waiting-count").textContent = waiting.length;
+    $("no-waiting").hidden = waiting.length > 0;
+    const active = [...calls.values()].filter((c) => c.active && !waitingIDs.has(c.journey_id || c.source + "/" + c.key))
+      .filter((c) => !(c.state === "ringing" && c.direction !== "out")) // a leg still ringing beside an answered one
       .sort((a, b) => (a.started_at || "").localeCompare(b.started_at || ""));
     $("active").replaceChildren(...active.map((c) => callItem(c, true)));
     $("active-count").textContent = active.length;
     $("no-active").hidden = active.length > 0;
+    renderLamps();
+    renderMissed();
 
     const ended = [...calls.values()].filter((c) => !c.active).sort(byEnd).slice(0, historySize);
     $("history").replaceChildren(...ended.map((c) => callItem(c, false)));
     $("no-history").hidden = ended.length > 0;
-    trim($("history"));
+    fitNames(document.querySelector("main"));
+    trim($("waiting-list"));
+    trim($("active"));
     trim($("missed-list"));
+    trim($("history"));
     tick();
     if (!document.body.dataset.ready) {
       document.body.dataset.ready = "1";
@@ -247,7 +378,7 @@
       li.append(el("span", "dot"));
       const who = el("div", "who");
       const line1 = el("div", "line1");
-      line1.append(el("span", "name", lampName(l)));
+      line1.append(nameEl("name", lampName(l)));
       // Two of one name: tell them apart by extension or user id.
       if (count.get(lampName(l)) > 1) line1.append(el("span", "ext", l.extension));
       who.append(line1);
@@ -281,54 +412,91 @@
       lampShape = shape;
       sizeTiles(items.map(lampName), count);
     }
+    distinguish();
   }
 
-  // sizeTiles makes tiles as wide as the longest name (up to maxNameChars
-  // characters) needs, then, on a wide screen, scales the lamps so that
-  // all of them fit without scrolling, if they can at a readable size.
+  // distinguish gives lamps whose shortened names read alike their whole
+  // name on two lines.
+  function distinguish() {
+    const names = [...document.querySelectorAll(".lamp .name")];
+    names.forEach((n) => n.classList.remove("two"));
+    const boxes = fitNames($("lamps"));
+    const seen = new Map();
+    boxes.forEach((b) => {
+      const shown = b.e.textContent;
+      if (!seen.has(shown)) seen.set(shown, []);
+      seen.get(shown).push(b.e);
+    });
+    for (const [, es] of seen) {
+      if (es.length < 2 || new Set(es.map((e) => e.dataset.full)).size < 2) continue;
+      es.forEach((e) => { e.classList.add("two"); e.classList.remove("fit"); e.textContent = e.dataset.full; });
+    }
+  }
+
+  // sizeTiles makes tiles as wide as the longest name needs, up to
+  // tileNameEm (longer names are shortened in the middle), then, on a wide
+  // screen, scales the lamps so that all of them fit without scrolling,
+  // if they can at a readable size.
   let measure = null;
   function sizeTiles(names, count) {
     const ul = $("lamps");
     ul.style.setProperty("--lamp-font", "1em");
     const fs = parseFloat(getComputedStyle(ul).fontSize);
     measure = measure || document.createElement("canvas").getContext("2d");
-    measure.font = "650 " + (fs * 1.05) + "px " + getComputedStyle(document.body).fontFamily;
+    measure.font = "650 " + fs + "px " + getComputedStyle(document.body).fontFamily;
     let widest = 0;
     for (const n of names) {
-      let w = measure.measureText([...n].slice(0, maxNameChars).join("")).width;
+      let w = Math.min(measure.measureText(n).width, tileNameEm * fs);
       if (count.get(n) > 1) w += fs * 3.2; // the extension beside it
       widest = Math.max(widest, w);
     }
-    // name + dot, gaps, padding and border; the second line needs ~12em.
-    const em = Math.max(widest / fs + 3.4, 13.5);
+    // name + dot, gap, padding and border; the second line needs ~12em.
+    const em = Math.max(widest / fs + 2.6, 13.5);
     ul.style.setProperty("--tile-w", em.toFixed(2) + "em");
     fitLamps();
   }
 
+  // fitLamps sizes the lamps on a wide screen so that all of them fit
+  // without scrolling: the largest font (never below the readable
+  // minimum) at which the rows fit the height with tiles at least
+  // minTileEm wide; names longer than their tile are shortened in the
+  // middle. Too many to fit readably: the grid scrolls.
+  const minTileEm = 15;
   function fitLamps() {
     const ul = $("lamps"), box = $("lamps-box");
     if (getComputedStyle(box).overflowY !== "auto" || innerWidth < 1000 || !ul.firstElementChild) return; // narrow: the page scrolls
     const set = (k) => ul.style.setProperty("--lamp-font", (k / 20).toFixed(2) + "em");
-    // Sizes scale with the font: measure once at 1em, then work out the
-    // largest size (in steps of 0.05em) at which every lamp fits.
+    const want = parseFloat(ul.style.getPropertyValue("--tile-w")); // em the names ask for
     set(20);
     const cs = getComputedStyle(ul);
     const fs = parseFloat(cs.fontSize), gap = parseFloat(cs.rowGap) || 0;
     const tileH = ul.firstElementChild.getBoundingClientRect().height;
-    const tileW = parseFloat(ul.style.getPropertyValue("--tile-w")) * fs;
     const W = ul.clientWidth, H = box.clientHeight, N = ul.children.length;
-    const fitsAt = (f) => {
-      const cols = Math.max(1, Math.floor((W + gap * f) / ((tileW + gap) * f)));
-      const rows = Math.ceil(N / cols);
-      return rows * tileH * f + (rows - 1) * gap * f <= H;
+    const minPx = parseFloat(getComputedStyle(document.body).getPropertyValue("--min-font")) || 0;
+    const least = Math.max(Math.round((wall ? 0.55 : 0.7) * 20), Math.ceil((minPx / fs) * 20));
+    const layout = (k, atLeast) => {
+      const f = k / 20, g = gap * f;
+      const rows = Math.floor((H + g) / (tileH * f + g));
+      if (rows < 1) return null;
+      // As many columns as the rows need, or as the names' width allows.
+      const cols = Math.max(Math.ceil(N / rows), Math.floor((W + g) / (want * fs * f + g)));
+      const tw = (W - (cols - 1) * g) / cols;
+      return tw >= atLeast * fs * f ? { k, tw: tw / (fs * f) } : null;
     };
-    const least = Math.round((wall ? 0.55 : 0.7) * 20);
-    let k = 32;
-    while (k > least && !fitsAt(k / 20)) k--;
-    set(k);
+    // Every name whole if it can be, at the largest size; else names
+    // shortened, in tiles at least minTileEm wide.
+    let best = null;
+    for (let k = 32; k >= least && !best; k--) best = layout(k, want);
+    for (let k = 32; k >= least && !best; k--) best = layout(k, Math.min(minTileEm, want));
+    if (!best) { // too many to fit readably: the grid scrolls
+      set(20);
+      return;
+    }
+    set(best.k);
+    ul.style.setProperty("--tile-w", (best.tw - 0.02).toFixed(3) + "em");
     // Borders do not scale: step down while it still does not fit.
+    let k = best.k;
     while (box.scrollHeight > box.clientHeight + 1 && k > least) set(--k);
-    if (box.scrollHeight > box.clientHeight + 1) set(20); // too many to fit readably: the grid scrolls
   }
   let resizeTimer = null;
   addEventListener("resize", () => {
@@ -337,49 +505,156 @@
   });
 
   // trim hides the rows of a list cut off at the bottom of its section, on
-  // a screen that does not scroll.
+  // a screen that does not scroll, and says how many more there are.
   function trim(ul) {
     const sec = ul.closest("section");
-    const items = [...ul.children];
+    const items = [...ul.children].filter((li) => !li.classList.contains("more"));
+    ul.querySelectorAll(".more").forEach((m) => m.remove());
     items.forEach((li) => { li.hidden = false; });
     sec.dataset.cut = "";
     if (getComputedStyle(sec).overflow !== "hidden") return;
     const bottom = sec.getBoundingClientRect().bottom;
-    const cut = items.map((li) => li.getBoundingClientRect().bottom > bottom + 0.5); // read all, then write
+    let cut = items.map((li) => li.getBoundingClientRect().bottom > bottom + 0.5); // read all, then write
+    const n = cut.filter(Boolean).length;
+    if (n > 0 && n < items.length) {
+      // Room for the "+n more" line: one more row goes.
+      const last = cut.indexOf(true) - 1;
+      if (last >= 1) cut[last] = true;
+      const more = el("li", "more", "+" + cut.filter(Boolean).length + " more");
+      ul.append(more);
+    }
     items.forEach((li, i) => { li.hidden = cut[i]; });
     sec.dataset.cut = items.length > 0 && cut.every(Boolean) ? "all" : ""; // not even one fits: no heading either
   }
 
-  function renderToday() {
-    if (!today) return;
-    $("waiting").textContent = today.waiting;
-    $("kpi-waiting").dataset.level = today.waiting === 0 ? "ok" : today.longest_wait_seconds >= 60 || today.waiting >= 3 ? "bad" : "warn";
-    $("answered").textContent = today.answered;
-    const offered = today.answered + today.missed + today.voicemail;
-    $("answer-ratio").textContent = offered ? Math.round((100 * today.answered) / offered) + " %" : "";
-    $("missed").textContent = today.missed;
-    $("missed-open").textContent = today.missed ? today.missed_not_called_back + " to call back" : "";
-    $("kpi-missed").dataset.level = today.missed_not_called_back > 0 ? "bad" : "ok";
-    $("calls-out").textContent = today.calls_out;
+  // --- Numbers and thresholds --------------------------------------------
 
-    const ms = today.missed_calls || [];
-    $("missed-count").textContent = today.missed_not_called_back ? today.missed_not_called_back + " open" : ms.length;
-    // Not yet called back first, newest first.
-    const rows = [...ms].sort((a, b) => (a.called_back - b.called_back) || b.started_at.localeCompare(a.started_at));
-    $("missed-list").replaceChildren(...rows.map((m) => {
+  // level is "ok", "warn" or "bad" for value v of threshold name.
+  function level(name, v) {
+    const t = levels[name];
+    if (!t || v === null || v === undefined) return "ok";
+    if (name === "service_level") return v < t.bad ? "bad" : v < t.warn ? "warn" : "ok";
+    return v >= t.bad ? "bad" : v >= t.warn ? "warn" : "ok";
+  }
+  const worst = (...ls) => (ls.includes("bad") ? "bad" : ls.includes("warn") ? "warn" : "ok");
+
+  // setLevel colours a number, and sounds when it turns red.
+  function setLevel(id, lv) {
+    $(id).dataset.level = lv;
+    if (lv === "bad" && lastLevel[id] !== undefined && lastLevel[id] !== "bad") beep();
+    lastLevel[id] = lv;
+  }
+
+  function renderToday() {
+    const waiting = waitingCallers();
+    $("waiting").textContent = waiting.length;
+    if (today) {
+      $("answered").textContent = today.answered;
+      const offered = today.answered + today.missed + today.voicemail;
+      $("answer-ratio").textContent = offered ? Math.round((100 * today.answered) / offered) + " %" : "";
+      const sl = today.service_level;
+      $("service-level").textContent = sl === null || sl === undefined ? "–" : Math.round(100 * sl) + " %";
+      $("sla").textContent = "in " + today.sla_seconds + " s";
+      setLevel("kpi-sl", level("service_level", sl));
+      $("abandoned").textContent = today.abandoned;
+      $("short-abandoned").textContent = today.short_abandoned ? today.short_abandoned + " short" : "";
+      setLevel("kpi-abandoned", level("abandoned", today.abandoned));
+      $("missed-today").textContent = today.missed + today.voicemail ? today.missed + " missed · " + today.voicemail + " vm today" : "";
+      $("calls-out").textContent = today.calls_out;
+    }
+    if (toReturn) {
+      $("to-call-back").textContent = toReturn.length >= 200 ? "200+" : toReturn.length;
+      setLevel("kpi-missed", level("to_call_back", toReturn.length));
+    }
+  }
+
+  // renderMissed lists the open calls to return, of any day, newest
+  // first: missed calls and voicemails until called back or marked done.
+  function renderMissed() {
+    const ms = toReturn || [];
+    $("missed-count").textContent = ms.length;
+    const day = new Date().toDateString();
+    $("missed-list").replaceChildren(...ms.map((m) => {
       const li = el("li", "call");
-      li.dataset.calledBack = m.called_back;
-      li.append(el("span", "dir", "↙"));
-      const p = el("div", "parties", m.name || m.number_formatted || "withheld");
-      li.append(p);
-      const anonymous = !m.number || m.number === "anonymous";
-      li.append(el("span", "time", m.called_back ? "✓ called back " + hhmm(new Date(m.called_back_at)) : anonymous ? "no number" : "call back"));
+      li.dataset.journey = m.journey_id;
+      li.dataset.outcome = m.outcome;
+      li.append(el("span", "dir", m.outcome === "voicemail" ? "✉" : "✕"));
+      const who = el("div", "who");
+      who.append(nameEl("party caller", m.name || m.number_formatted || "withheld"));
+      const started = new Date(m.started_at);
+      const when = started.toDateString() === day ? hhmm(started)
+        : started.toLocaleDateString([], { weekday: "short", day: "numeric", month: "numeric" }) + " " + hhmm(started);
       const offered = (m.user_ids || []).map((id) => userName({ source: "sipgate" }, id) || userName({ source: "sip" }, id)).filter(Boolean);
-      const meta = [hhmm(new Date(m.started_at)), m.name ? m.number_formatted : "", offered.length ? "rang at " + list(offered, 3) : ""];
-      li.append(el("div", "meta", meta.filter(Boolean).join(" · ")));
+      const meta = [when, m.outcome === "voicemail" ? "voicemail" : "", m.name ? m.number_formatted : "", offered.length ? "rang at " + list(offered, 2) : ""];
+      who.append(el("div", "meta", meta.filter(Boolean).join(" · ")));
+      li.append(who);
+      const done = el("button", "done", "✓ done");
+      done.type = "button";
+      done.title = "Mark as done: no call back needed";
+      done.addEventListener("click", () => markDone(m, done));
+      li.append(done);
       return li;
     }));
     $("no-missed").hidden = ms.length > 0;
+  }
+
+  // markDone marks a call to return as done, in the name the lead gave
+  // once (kept in this browser).
+  async function markDone(m, button) {
+    let by = localStorage.getItem("callstate.lead") || "";
+    if (!by) {
+      by = (prompt("Your name, to mark calls to return as done (kept in this browser):") || "").trim();
+      if (!by) return;
+      localStorage.setItem("callstate.lead", by);
+    }
+    button.disabled = true;
+    try {
+      const res = await fetch(withToken("api/missed/" + encodeURIComponent(m.journey_id) + "/done"), {
+        method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify({ by }),
+      });
+      if (!res.ok) throw new Error(res.status + " " + (await res.text()));
+      fetchToday();
+    } catch (e) {
+      button.disabled = false;
+      button.textContent = "✓ failed, again?";
+    }
+  }
+
+  // --- Sound (wall mode) -------------------------------------------------
+
+  // setupSound offers sound on a wall screen when the server allows it:
+  // browsers play sound only after a click on the page, so it says so.
+  function setupSound(on) {
+    const b = $("sound");
+    if (!wall || !on || audio) { b.hidden = !(wall && on && !audio); return; }
+    if (!b.dataset.wired) {
+      b.dataset.wired = "1";
+      const enable = () => {
+        try {
+          audio = new (window.AudioContext || window.webkitAudioContext)();
+          audio.resume();
+          b.hidden = true;
+          beep();
+        } catch (e) { b.textContent = "🔇 no sound in this browser"; }
+        removeEventListener("click", enable);
+      };
+      addEventListener("click", enable);
+    }
+    b.hidden = false;
+  }
+
+  // beep plays two short tones, when sound is on.
+  function beep() {
+    if (!audio) return;
+    [0, 0.3].forEach((at) => {
+      const o = audio.createOscillator(), g = audio.createGain();
+      o.frequency.value = 880;
+      g.gain.setValueAtTime(0.25, audio.currentTime + at);
+      g.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + at + 0.25);
+      o.connect(g).connect(audio.destination);
+      o.start(audio.currentTime + at);
+      o.stop(audio.currentTime + at + 0.26);
+    });
   }
 
   function callItem(c, live) {
@@ -391,7 +666,9 @@
     li.append(el("span", "dir", c.direction === "out" ? "↗" : c.direction === "in" ? "↙" : "•"));
     const pt = parties(c);
     const p = el("div", "parties");
-    p.append(pt.from, el("span", "arrow", " → "), pt.to);
+    const to = el("span", "to-wrap");
+    to.append(el("span", "arrow", "→"), nameEl("party to", pt.to));
+    p.append(nameEl("party from", pt.from), to);
     li.append(p);
     const t = el("span", "time");
     if (live) {
@@ -410,6 +687,7 @@
     if (c.dtmf) meta.push("keys " + [...c.dtmf].join(" "));
     if (c.rule) meta.push("rule: " + c.rule);
     const m = el("div", "meta", meta.filter(Boolean).join(" · "));
+    li.title = pt.from + " → " + pt.to + " · " + meta.filter(Boolean).join(" · ");
     if (live) {
       const tag = c.on_hold ? "hold" : c.state;
       m.prepend(el("span", "tag " + tag, tag === "answered" ? "in call" : tag === "hold" ? "on hold" : "ringing"));
@@ -433,11 +711,16 @@
       const st = li.querySelector(".state");
       const text = lampText[l.lamp] || l.lamp;
       const c = (l.lamp === "busy" || l.lamp === "ringing" || l.lamp === "hold") ? lampCall(l) : null;
-      st.textContent = c ? text + " · " + duration(since(l.lamp === "ringing" ? c.started_at : (c.answered_at || c.started_at))) : text;
+      st.textContent = c ? text + " " + duration(since(l.lamp === "ringing" ? c.started_at : (c.answered_at || c.started_at))) : text;
     });
-    if (today) {
-      $("longest-wait").textContent = today.longest_wait_since ? "longest " + duration(since(today.longest_wait_since)) : "";
-    }
+    const waits = [...document.querySelectorAll("#waiting-list .time[data-since]")].map((t) => since(t.dataset.since));
+    const longest = waits.length ? Math.max(...waits) : 0;
+    $("longest-wait").textContent = waits.length ? "longest " + duration(longest) : "";
+    setLevel("kpi-waiting", worst(level("waiting", waits.length), level("longest_wait", waits.length ? longest : null)));
+    document.querySelectorAll("#waiting-list .call").forEach((li) => {
+      const t = li.querySelector(".time");
+      li.dataset.level = level("longest_wait", since(t.dataset.since));
+    });
   }
 
   // A page left for another (or kept in the back-forward cache) lets go
