@@ -41,6 +41,7 @@ type Journey struct {
 	Cause          string    // the cause of the leg that ended last
 	VoicemailAt    time.Time // earliest pickup by voicemail or a queue; zero if none
 	Rule           string    // the routing rule of the leg routed first (earliest RuleAt; on a tie the greater name); "" if none
+	Learned        bool      // every leg was learned from sipgate's history: nobody saw it wait
 }
 
 // JourneyID returns the id of the journey c is a leg of. sipgate: the
@@ -115,6 +116,7 @@ func JourneyOf(legs []Call) Journey {
 	})
 	j := Journey{ID: JourneyID(byStart[0]), Legs: len(legs)}
 	active, in, out := false, false, false
+	j.Learned = true
 	var last *Call
 	users := map[string]bool{}
 	var answering *Call
@@ -134,6 +136,7 @@ func JourneyOf(legs []Call) Journey {
 		}
 		j.StartedAt = earliest(j.StartedAt, c.StartedAt)
 		active = active || c.Active() || c.State == StateUnknown
+		j.Learned = j.Learned && c.Learned
 		if c.AnsweredByPerson() {
 			if answering == nil || c.AnsweredAt.Before(answering.AnsweredAt) ||
 				(c.AnsweredAt.Equal(answering.AnsweredAt) && cmp.Or(cmp.Compare(c.Source, answering.Source), cmp.Compare(c.Key, answering.Key)) < 0) {
@@ -318,7 +321,7 @@ func (j Journey) ShortAbandoned(short time.Duration) bool {
 // and answered by the user (for the team, by anyone) within sla. The
 // service level is within / offered.
 func (j Journey) ServiceCount(userID string, sla, short time.Duration) (offered, within bool) {
-	if j.Direction == DirectionOut || j.StartedAt.IsZero() {
+	if j.Direction == DirectionOut || j.StartedAt.IsZero() || j.Learned {
 		return false, false
 	}
 	switch j.Outcome {

@@ -250,6 +250,8 @@ func TestJourneyServiceCount(t *testing.T) {
 	out.Direction = callstate.DirectionOut
 	history := answered(3, "w1")
 	history.StartedAt = time.Time{}
+	learned := answered(3, "w1")
+	learned.Learned = true
 	const sla, short = 20 * time.Second, 5 * time.Second
 	for _, c := range []struct {
 		name                    string
@@ -270,7 +272,8 @@ func TestJourneyServiceCount(t *testing.T) {
 		{"AnsweredGoingOnNotYetForAUser", active, "w1", false, false, false},
 		{"Ringing", ringing, "", false, false, false},
 		{"Outgoing", out, "", false, false, false},
-		{"FromHistoryWithoutWait", history, "", false, false, false},
+		{"WithoutStart", history, "", false, false, false},
+		{"LearnedFromHistory", learned, "", false, false, false},
 		{"MineWithin", answered(5, "w1"), "w1", true, true, false},
 		{"ColleagueAnsweredNotMine", answered(5, "w2"), "w1", false, false, false},
 		{"MissedCountsForEveryone", missed(40, "cancel"), "w1", true, false, true},

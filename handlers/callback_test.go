@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/store/storetest"
 )
@@ -153,6 +154,23 @@ func TestCallsToReturnAndServiceLevel(t *testing.T) {
 		}
 	}
 
+	// A call learned only from sipgate's history (its webhooks never came)
+	// has no wait anyone saw: counted in, answered, but not in the service
+	// level.
+	learned := callstate.Event{Source: callstate.SourceSipgate, Type: "history", DedupKey: "history:h1", ReceivedAt: at(24, 18, 0, 0),
+		Payload: []byte(`{}`), Update: callstate.Update{Key: "h1", CallID: "h1", Learned: true, Direction: callstate.DirectionIn,
+			From: "4917099", To: "4930555", Users: []string{"Ann"}, UserIDs: []string{"w1"}, Extension: "w1", PinExtension: true,
+			AnsweredBy: "Ann", State: callstate.StateEnded, Cause: "normalClearing",
+			StartedAt: at(24, 15, 0, 0), AnsweredAt: at(24, 15, 0, 3), EndedAt: at(24, 15, 2, 0)}}
+	if _, err := in.store.Apply(ctx, learned); err != nil {
+		t.Fatal(err)
+	}
+	syncJourneys(t, in)
+	if code, body := get(t, in, "/api/stats?from=2026-11-24&to=2026-11-24&user=", nil, &stats); code != 200 || len(stats.Stats) != 1 ||
+		stats.Stats[0].Answered != 3 || !near(stats.Stats[0].ServiceLevel, 1.0/4) {
+		t.Errorf("with a learned call: %d %s; want 3 answered and service level still 0.25", code, body)
+	}
+
 	// SLA_SECONDS 30: the call answered at 30 s counts as within, once
 	// the stats are computed again.
 	if changed, err := in.store.SetServiceLevel(ctx, 30*time.Second, 5*time.Second); err != nil || !changed {
@@ -162,7 +180,7 @@ func TestCallsToReturnAndServiceLevel(t *testing.T) {
 		t.Fatalf("SetServiceLevel again: %t, %v; want no change", changed, err)
 	}
 	if code, body := get(t, in, "/api/stats?from=2026-11-24&to=2026-11-24&user=", nil, &stats); code != 200 || len(stats.Stats) != 1 ||
-		!near(stats.Stats[0].ServiceLevel, 2.0/4) {
+		!near(stats.Stats[0].ServiceLevel, 2.0/4) || stats.Stats[0].Answered != 3 {
 		t.Errorf("with SLA 30 s: %d %s; want service level 0.5", code, body)
 	}
 	if _, err := in.store.SetServiceLevel(ctx, 20*time.Second, 5*time.Second); err != nil {
