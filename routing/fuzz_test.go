@@ -20,7 +20,20 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("rules: [{name: x, when: {inside: 'Sat,Sun 22:00-02:00'}, then: {reject: busy}}]\ntime_zone: UTC\n"))
 	f.Add([]byte("a: &x [1]\nrules: *x\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := routing.Parse(data, plan)
+		var (
+			r   *routing.Rules
+			err error
+		)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r, err = routing.Parse(data, plan)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Parse did not return within 5 s of %q", data)
+		}
 		if err != nil {
 			if r != nil {
 				t.Fatal("rules and an error")
