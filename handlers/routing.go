@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -222,11 +223,15 @@ type RouteAnswer struct {
 	XML    []byte
 }
 
+// ErrNoMenu is returned by DryRun for a menu the rules do not have.
+var ErrNoMenu = errors.New("no such menu")
+
 // DryRun routes a made-up newCall as the webhook with options o would,
 // with the given rules, lamps and phonebook (nil for none), and returns
-// the rule and the answer. It writes nothing. Nil rules answer as with no
-// rules: the default.
-func DryRun(o SipgateOptions, rules *routing.Rules, lamps map[string]string, pb *Phonebook, c routing.Call) (RouteAnswer, error) {
+// the rule and the answer; with menu set, the dtmf of c.Digits in that
+// menu (ErrNoMenu, wrapped, for a menu the rules lack). It writes nothing.
+// Nil rules answer as with no rules: the default.
+func DryRun(o SipgateOptions, rules *routing.Rules, lamps map[string]string, pb *Phonebook, menu string, c routing.Call) (RouteAnswer, error) {
 	h, err := newSipgateHandler(o, nil, nil, nil)
 	if err != nil {
 		return RouteAnswer{}, err
@@ -234,17 +239,27 @@ func DryRun(o SipgateOptions, rules *routing.Rules, lamps map[string]string, pb 
 	if h.routing == nil {
 		h.routing = &RoutingOptions{}
 	}
-	return h.dryRun(rules, lamps, pb, c)
+	return h.dryRun(rules, lamps, pb, menu, c)
 }
 
-func (h *sipgateHandler) dryRun(rules *routing.Rules, lamps map[string]string, pb *Phonebook, c routing.Call) (RouteAnswer, error) {
+func (h *sipgateHandler) dryRun(rules *routing.Rules, lamps map[string]string, pb *Phonebook, menu string, c routing.Call) (RouteAnswer, error) {
 	env := routing.Env{Lamps: lamps}
 	if pb != nil {
 		env.Contact = pb.Contact
 	}
-	d := rules.Evaluate(c, env)
+	var d routing.Decision
+	plain := h.newCallXML
+	if menu != "" {
+		var ok bool
+		if d, ok = rules.EvaluateMenu(menu, c, env); !ok {
+			return RouteAnswer{}, fmt.Errorf("%w %q", ErrNoMenu, menu)
+		}
+		plain = h.dtmfXML
+	} else {
+		d = rules.Evaluate(c, env)
+	}
 	if !d.Matched {
-		return RouteAnswer{XML: h.newCallXML}, nil
+		return RouteAnswer{XML: plain}, nil
 	}
 	body, err := h.answer("dry-run", d.Action)
 	if err != nil {
@@ -260,6 +275,8 @@ type routeQuery struct {
 	At        string `query:"at" validate:"omitempty,datetime=2006-01-02T15:04:05Z07:00"`
 	User      string `query:"user" validate:"omitempty,max=1000,text"`
 	Direction string `query:"direction" validate:"omitempty,oneof=in out"`
+	Menu      string `query:"menu" validate:"omitempty,max=64,text"`
+	Digits    string `query:"digits" validate:"omitempty,max=32,dtmf"`
 }
 
 // routeJSON is GET /api/route's answer.
@@ -281,7 +298,7 @@ func (a *api) route(h *sipgateHandler) echo.HandlerFunc {
 		if err := bindQuery(c, &q); err != nil {
 			return err
 		}
-		call := routing.Call{Direction: callstate.DirectionIn, From: q.From, To: q.To, At: time.Now()}
+		call := routing.Call{Direction: callstate.DirectionIn, From: q.From, To: q.To, At: time.Now(), Digits: q.Digits}
 		if q.Direction != "" {
 			call.Direction = callstate.Direction(q.Direction)
 		}
@@ -303,7 +320,10 @@ func (a *api) route(h *sipgateHandler) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		ans, err := h.dryRun(h.routing.Rules(), LampMap(ls), h.routing.Phonebook, call)
+		ans, err := h.dryRun(h.routing.Rules(), LampMap(ls), h.routing.Phonebook, q.Menu, call)
+		if errors.Is(err, ErrNoMenu) {
+			return echo.NewHTTPError(http.StatusBadRequest, err.Error()+": the rules have no such menu")
+		}
 		if err != nil {
 			return err
 		}

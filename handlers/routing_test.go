@@ -473,6 +473,12 @@ func TestRouteDryRun(t *testing.T) {
 			answer{Rule: "hotline", Line: 28, Action: "gather"}, `menu=main&amp;sig=`},
 		{"Default", "from=491709999999&to=4928559389086&at=2026-12-07T10:00:00Z", 200,
 			answer{Default: true}, `<Response onAnswer=`},
+		{"MenuDigits", "menu=main&digits=1&at=2026-12-07T10:00:00Z", 200,
+			answer{Rule: "main 1 sales", Line: 33, Action: "dial"}, `<Number>491604444444</Number>`},
+		{"MenuNothingPressed", "menu=support&at=2026-12-07T10:00:00Z", 200,
+			answer{Rule: "support other", Line: 45, Action: "hangup"}, `<Hangup>`},
+		{"ErrNoMenu", "menu=nowhere&digits=1", 400, answer{}, ""},
+		{"ErrBadDigits", "menu=main&digits=x", 400, answer{}, ""},
 		{"ErrBadTime", "at=yesterday", 400, answer{}, ""},
 		{"ErrUnknownParameter", "form=1", 400, answer{}, ""},
 	}

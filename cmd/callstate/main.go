@@ -85,7 +85,8 @@ Usage:
   callstate contacts import FILE [-env-file FILE]
                                        add the contacts of a CSV or vCard file to the phonebook
                                        (names shown for their numbers on the board and in the API)
-  callstate route test --from NUMBER --to NUMBER [--at TIME] [--user ID,...] [--direction in|out] [-env-file FILE]
+  callstate route test --from NUMBER --to NUMBER [--at TIME] [--user ID,...] [--direction in|out]
+                      [--menu NAME --digits KEYS] [-env-file FILE]
                                        which ROUTING_FILE rule a call would match, and the XML
                                        sipgate would get (lamps as the database has them now)
   callstate healthcheck                exit 0 if the service on LISTEN_ADDR answers /healthz
@@ -149,6 +150,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fl.StringVar(&rt.at, "at", "", "when, in RFC 3339 (now if left out)")
 		fl.StringVar(&rt.user, "user", "", "users the call is offered to, comma-separated ids or names")
 		fl.StringVar(&rt.direction, "direction", "in", "in or out")
+		fl.StringVar(&rt.menu, "menu", "", "a menu of the rules: what its rules answer to --digits")
+		fl.StringVar(&rt.digits, "digits", "", "with --menu: the digits pressed (none: the timeout)")
 	}
 	if err := fl.Parse(args); errors.Is(err, flag.ErrHelp) {
 		printHelp(stdout)

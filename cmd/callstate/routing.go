@@ -162,6 +162,7 @@ func (b *ruleBook) Watch(ctx context.Context) error {
 // routeTest is what "callstate route test" is asked about.
 type routeTest struct {
 	from, to, at, user, direction string
+	menu, digits                  string
 }
 
 // routeTestCommand runs "callstate route test": which rule of ROUTING_FILE
@@ -176,7 +177,10 @@ func routeTestCommand(ctx context.Context, rt routeTest, cfg Config, log *slog.L
 	if err != nil {
 		return exitError{2, err}
 	}
-	c := routing.Call{Direction: callstate.Direction(rt.direction), From: rt.from, To: rt.to, At: time.Now()}
+	c := routing.Call{Direction: callstate.Direction(rt.direction), From: rt.from, To: rt.to, At: time.Now(), Digits: rt.digits}
+	if strings.Trim(rt.digits, "0123456789*#") != "" {
+		return exitError{2, fmt.Errorf("--digits %q: use 0-9, * and #", rt.digits)}
+	}
 	if c.Direction != callstate.DirectionIn && c.Direction != callstate.DirectionOut {
 		return exitError{2, fmt.Errorf("--direction %q: want in or out", rt.direction)}
 	}
@@ -213,9 +217,15 @@ func routeTestCommand(ctx context.Context, rt routeTest, cfg Config, log *slog.L
 		if err := pb.Refresh(ctx); err != nil {
 			return err
 		}
-		ans, err := handlers.DryRun(sg, rules, handlers.LampMap(ls), pb, c)
+		ans, err := handlers.DryRun(sg, rules, handlers.LampMap(ls), pb, rt.menu, c)
+		if errors.Is(err, handlers.ErrNoMenu) {
+			return exitError{2, fmt.Errorf("--menu: %w", err)}
+		}
 		if err != nil {
 			return err
+		}
+		if rt.menu != "" {
+			fmt.Fprintf(stdout, "in menu %s, digits %q: ", rt.menu, rt.digits)
 		}
 		at := c.At
 		if rules.TimeZone != nil {
