@@ -275,6 +275,19 @@ rules:
 		{"ErrBadNumber", []string{"--from", "abc"}, 2, nil},
 		{"ErrNoTest", nil, 2, nil},
 	}
+	menus := filepath.Join(t.TempDir(), "menus.yaml")
+	os.WriteFile(menus, []byte("rules:\n  - name: m\n    then: { gather: { menu: main } }\nmenus:\n  main:\n"+
+		"    - name: main 1\n      when: { digits: \"1\" }\n      then: { dial: [\"+491604444444\"] }\n"), 0o644)
+	menuEnv := map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn", "ROUTING_FILE": menus, "ROUTING_SECRET": "0123456789abcdef"}
+	t.Run("Menu", func(t *testing.T) {
+		out, err := runCLI(t, menuEnv, "route", "test", "-env-file", os.DevNull, "--menu", "main", "--digits", "1")
+		if err != nil || !strings.Contains(out, `in menu main, digits "1": rule "main 1"`) || !strings.Contains(out, "<Number>491604444444</Number>") {
+			t.Errorf("menu: %v\n%s", err, out)
+		}
+		if _, err := runCLI(t, menuEnv, "route", "test", "-env-file", os.DevNull, "--menu", "nowhere"); exitCode(err) != 2 {
+			t.Errorf("unknown menu: %v, want exit 2", err)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"route", "test", "-env-file", os.DevNull}, tt.args...)
