@@ -88,6 +88,7 @@ type Stats struct {
 	Rejected    int64 // events the store refused for good since start (kept in rejected.jsonl)
 	DBErrors    int64 // direct writes that failed and were spooled instead, since start
 	Spooled     int64 // events accepted into the spool since start, instead of straight into the store
+	Kept        int64 // events kept through the spool by Keep since start (a SIP watcher's)
 	Drained     int64 // spooled events applied to the store since start
 	Refused     int64 // events the spool could not take (full, or the disk failed), since start
 	WriteErrors int64 // appends that failed on the disk, since start
@@ -109,7 +110,8 @@ type Spool struct {
 	readOff   int64 // bytes already applied
 	depth     int   // records not yet applied
 	written   int64 // records ever written (sync sequence)
-	spooled   int64 // records appended since start
+	spooled   int64 // events Apply appended since start, the store being down
+	kept      int64 // events Keep appended since start
 	rejected  int64
 	dbErrors  int64
 	drained   int64
@@ -259,6 +261,9 @@ func (s *Spool) Apply(ctx context.Context, ev callstate.Event) (bool, error) {
 	if err := s.append(ev); err != nil {
 		return false, err
 	}
+	s.mu.Lock()
+	s.spooled++
+	s.mu.Unlock()
 	return true, nil
 }
 
@@ -270,36 +275,75 @@ func StartsCall(ev callstate.Event) bool { return ev.Update.State == callstate.S
 // append writes ev to the file and returns once it is on disk. Concurrent
 // appends share one fsync.
 func (s *Spool) append(ev callstate.Event) error {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("spool: encode: %w", err)
+	return s.appendAll([]callstate.Event{ev})
+}
+
+// Keep writes evs to the spool file and returns once they are on disk;
+// the runner (Run) applies them to the store soon after, without the
+// caller waiting for it. It is for a source that must answer at once and
+// has many events to keep together, such as the dialogs one NOTIFY
+// changes: all of evs are kept, or none. Concurrent calls share one
+// fsync. A batch with an event that starts a call may use the reserve.
+// Keep returns an error wrapping callstate.ErrInvalidEvent for an
+// incomplete event, ErrFull when the spool has no room for the batch, and
+// a wrapped I/O error when the spool cannot be written; nothing is kept
+// then.
+func (s *Spool) Keep(ctx context.Context, evs []callstate.Event) error {
+	for _, ev := range evs {
+		if err := ev.Validate(); err != nil {
+			return err
+		}
 	}
-	rec := make([]byte, 8+len(data))
-	binary.BigEndian.PutUint32(rec[:4], uint32(len(data)))
-	binary.BigEndian.PutUint32(rec[4:8], crc32.Checksum(data, crcTable))
-	copy(rec[8:], data)
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := s.appendAll(evs); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.kept += int64(len(evs))
+	s.mu.Unlock()
+	return nil
+}
+
+// appendAll writes evs to the file, all or none, and returns once they are
+// on disk. Concurrent appends share one fsync.
+func (s *Spool) appendAll(evs []callstate.Event) error {
+	var buf []byte
+	starts := false
+	for _, ev := range evs {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("spool: encode: %w", err)
+		}
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(data)))
+		buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(data, crcTable))
+		buf = append(buf, data...)
+		starts = starts || StartsCall(ev)
+	}
+	rec := buf
 
 	limit := s.opts.MaxBytes
-	if !StartsCall(ev) {
+	if !starts {
 		limit -= s.opts.Reserve
 	}
 	s.mu.Lock()
 	if s.size-s.readOff+int64(len(rec)) > limit {
 		s.full = true
-		s.refused++
+		s.refused += int64(len(evs))
 		s.mu.Unlock()
 		return ErrFull
 	}
-	if s.writeErr != nil && !StartsCall(ev) {
+	if s.writeErr != nil && !starts {
 		// The disk is full: what room there is (the ballast's) is for
 		// new calls, until a probe finds the disk writable again.
 		err := s.writeErr
-		s.refused++
+		s.refused += int64(len(evs))
 		s.mu.Unlock()
 		return fmt.Errorf("spool: write: %w", err)
 	}
-	_, err = s.f.Write(rec)
-	if err != nil && errors.Is(err, syscall.ENOSPC) && StartsCall(ev) && s.freeBallast() {
+	_, err := s.f.Write(rec)
+	if err != nil && errors.Is(err, syscall.ENOSPC) && starts && s.freeBallast() {
 		// The disk is full: from now on only events that start a call
 		// get the ballast's room, until a probe finds the disk has room
 		// again (probeDisk).
@@ -316,20 +360,19 @@ func (s *Spool) append(ev callstate.Event) error {
 		// records stay readable.
 		_ = s.f.Truncate(s.size)
 		_, _ = s.f.Seek(s.size, io.SeekStart)
-		s.failedWrite(err)
+		s.failedWrite(err, len(evs))
 		s.mu.Unlock()
 		return fmt.Errorf("spool: write: %w", err)
 	}
 	s.size += int64(len(rec))
-	s.written++
-	s.spooled++
-	s.depth++ // counted from now: even if the fsync fails, the record may be applied
+	s.written += int64(len(evs))
+	s.depth += len(evs) // counted from now: even if the fsync fails, the records may be applied
 	seq, size := s.written, s.size
 	s.mu.Unlock()
 
 	if err := s.sync(seq, size); err != nil {
 		s.mu.Lock()
-		s.failedWrite(err)
+		s.failedWrite(err, len(evs))
 		s.mu.Unlock()
 		return err
 	}
@@ -394,14 +437,14 @@ func (s *Spool) freeBallast() bool {
 	return true
 }
 
-// failedWrite records a failed append. Called with mu held.
-func (s *Spool) failedWrite(err error) {
+// failedWrite records a failed append of n events. Called with mu held.
+func (s *Spool) failedWrite(err error, n int) {
 	if s.writeErr == nil {
 		s.log.Error("spool cannot write; events that the database cannot take now are lost", "dir", s.opts.Dir, "err", err)
 	}
 	s.writeErr = err
 	s.writeErrs++
-	s.refused++
+	s.refused += int64(n)
 }
 
 func (s *Spool) signal() {
@@ -435,7 +478,7 @@ func (s *Spool) Stats() Stats {
 	defer s.mu.Unlock()
 	return Stats{
 		Records: s.depth, Bytes: s.size - s.readOff, MaxBytes: s.opts.MaxBytes, Reserve: s.opts.Reserve,
-		Rejected: s.rejected, DBErrors: s.dbErrors, Spooled: s.spooled, Drained: s.drained,
+		Rejected: s.rejected, DBErrors: s.dbErrors, Spooled: s.spooled, Kept: s.kept, Drained: s.drained,
 		Refused: s.refused, WriteErrors: s.writeErrs, StoreDown: s.down.Load(),
 	}
 }
@@ -468,9 +511,10 @@ func (s *Spool) Run(ctx context.Context) error {
 		drainStart time.Time
 		drainedAt  int64 // Stats().Drained when the drain started
 		failures   int   // batches in a row that failed while the store answered
+		backlog    bool  // the drain is of what waited for the store (an outage, an earlier run), not only of what Keep keeps
 	)
 	if s.Stats().Records > 0 {
-		draining, drainStart = true, time.Now()
+		draining, drainStart, backlog = true, time.Now(), true
 	}
 	for ctx.Err() == nil {
 		s.mu.Lock()
@@ -490,17 +534,20 @@ func (s *Spool) Run(ctx context.Context) error {
 			st := s.Stats()
 			s.down.Store(false)
 			s.log.Info("database answers again; new events go straight to it", "spooled_events", st.Records)
-			if st.Records > 0 && !draining {
-				draining, drainStart, drainedAt = true, time.Now(), st.Drained
+			if st.Records > 0 {
+				backlog = true
+				if !draining {
+					draining, drainStart, drainedAt = true, time.Now(), st.Drained
+				}
 			}
 		}
 		if s.Stats().Records == 0 {
 			s.makeBallast()
-			if draining {
+			if draining && backlog {
 				st := s.Stats()
 				s.log.Info("spool drained", "applied", st.Drained-drainedAt, "took", time.Since(drainStart).Round(time.Millisecond))
-				draining = false
 			}
+			draining, backlog = false, false
 			s.pause(ctx, time.Second)
 			continue
 		}

@@ -385,3 +385,46 @@ func TestPoisonDoesNotHoldUpTheSpool(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestKeep: a batch Keep returns is on disk and reaches the store through
+// the runner, whether the store is up or comes back later; a batch that
+// does not fit is refused whole; an incomplete event refuses the batch.
+func TestKeep(t *testing.T) {
+	st := newMemStore()
+	s := open(t, t.TempDir(), st, spool.Options{MaxBytes: 20000, Reserve: 5000})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+
+	if err := s.Keep(ctx, []callstate.Event{event(0), nonStart(1), nonStart(2)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the kept batch in the store", func() bool { return len(st.keys()) == 3 })
+
+	st.setDown(true)
+	if err := s.Keep(ctx, []callstate.Event{nonStart(3), nonStart(4)}); err != nil {
+		t.Fatalf("Keep while the store is down: %v", err)
+	}
+	bad := nonStart(5)
+	bad.DedupKey = ""
+	if err := s.Keep(ctx, []callstate.Event{nonStart(6), bad}); !errors.Is(err, callstate.ErrInvalidEvent) {
+		t.Fatalf("Keep with an incomplete event: %v, want ErrInvalidEvent", err)
+	}
+	big := make([]callstate.Event, 200) // more than the bound less the reserve
+	for i := range big {
+		big[i] = nonStart(100 + i)
+	}
+	if err := s.Keep(ctx, big); !errors.Is(err, spool.ErrFull) {
+		t.Fatalf("Keep of a batch over the bound: %v, want ErrFull", err)
+	}
+	if got := s.Stats(); got.Records != 2 || got.Kept != 5 || got.Spooled != 0 {
+		t.Errorf("stats %+v: want 2 records waiting, 5 kept, none spooled by Apply", got)
+	}
+	st.setDown(false)
+	waitFor(t, "the batch kept during the outage in the store", func() bool { return len(st.keys()) == 5 })
+	for _, k := range st.keys() {
+		if k == "e0006" || k >= "e0100" {
+			t.Errorf("%s was applied from a refused batch", k)
+		}
+	}
+}

@@ -427,6 +427,44 @@ func (s *Store) Apply(ctx context.Context, ev callstate.Event) (applied bool, er
 	return s.apply(ctx, ev, s.writes)
 }
 
+// Keep applies evs and returns once every one of them is committed (or
+// was a repeat): it keeps them in the database itself. They go to the
+// writers together, so that they share transactions. It returns the
+// first error Apply would return for one of them; some of the others may
+// have been stored then, and keeping them again is harmless.
+func (s *Store) Keep(ctx context.Context, evs []callstate.Event) error {
+	for _, ev := range evs {
+		if err := ev.Validate(); err != nil {
+			return fmt.Errorf("store: keep: %w", err)
+		}
+	}
+	if err := s.available(); err != nil {
+		return fmt.Errorf("store: keep: %w", err)
+	}
+	reqs := make([]*applyReq, len(evs))
+	for i, ev := range evs {
+		reqs[i] = &applyReq{live: true, ctx: ctx, ev: ev, done: make(chan applyResult, 1)}
+		select {
+		case s.writes <- reqs[i]:
+		case <-s.closed:
+			return errClosed
+		case <-ctx.Done():
+			return fmt.Errorf("store: keep %s: %w", ev.DedupKey, ctx.Err())
+		}
+	}
+	for _, r := range reqs {
+		select {
+		case res := <-r.done:
+			if res.err != nil {
+				return res.err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("store: keep %s: %w", r.ev.DedupKey, ctx.Err())
+		}
+	}
+	return nil
+}
+
 // ApplyBacklog is Apply for an event that waited (in a spool): live
 // events go before it into the writers' transactions.
 func (s *Store) ApplyBacklog(ctx context.Context, ev callstate.Event) (applied bool, err error) {
