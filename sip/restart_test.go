@@ -188,3 +188,102 @@ func TestOneSubscriptionLost(t *testing.T) {
 		}
 	}
 }
+
+// TestLostAfterNotifiesWentAstray has the PBX send two subscriptions a
+// NOTIFY twice (our answer was late, as under a burst), then answer both
+// their refreshes 481, as Kamailio does once it gave such subscriptions
+// up. Two 481s in a row would read as a restart; here each is its own
+// subscription's loss: both are subscribed again, the third keeps its
+// dialog, and nothing says the PBX restarted.
+func TestLostAfterNotifiesWentAstray(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	lose := map[string]bool{}
+	n := startNotifier(t, func(req *sipmsg.Request) (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if tag, _ := req.To().Params.Get("tag"); tag != "" && lose[req.To().Address.User] {
+			delete(lose, req.To().Address.User)
+			return sipmsg.StatusCallTransactionDoesNotExists, 0
+		}
+		return 0, 60
+	})
+	st := openStore(t)
+	exts := []string{"170", "171", "172"}
+	if err := st.AddExtensions(t.Context(), exts); err != nil {
+		t.Fatal(err)
+	}
+	sink := &logSink{}
+	s := startSubscriber(t, Config{PBXAddr: n.addr, Domain: "pbx.test", Store: st, Expires: time.Minute,
+		Keepalive: 100 * time.Millisecond, Logger: slog.New(sink)})
+	waitFor(t, 10*time.Second, func() string {
+		if a := s.Stats().Active; a != len(exts) {
+			return fmt.Sprintf("%d subscriptions up", a)
+		}
+		return ""
+	})
+	before := map[string]string{}
+	for _, ext := range exts {
+		before[ext] = n.sub(ext).callID
+		if ext == "172" {
+			continue
+		}
+		// A NOTIFY and its retransmission (our answer was lost or late),
+		// until the subscription has seen one: on a busy machine a
+		// refresh may have replaced the dialog meanwhile.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			sub := n.sub(ext)
+			p := newRawPeer(t, "udp", n, sub)
+			cseq := n.nextCSeq(sub)
+			msg := p.message(cseq, dialogDoc(ext, int(cseq), "a"+ext, "early"), -1)
+			p.send(msg)
+			if code := p.status(cseq, 5*time.Second); code != 200 {
+				t.Fatalf("NOTIFY to %s answered %d", ext, code)
+			}
+			p.send(msg)
+			time.Sleep(50 * time.Millisecond)
+			if s.subscriptionOf(ext).ownLoss(time.Now()) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the retransmission not seen", ext)
+			}
+		}
+		before[ext] = n.sub(ext).callID
+	}
+	mu.Lock()
+	lose["170"], lose["171"] = true, true
+	mu.Unlock()
+	waitFor(t, 15*time.Second, func() string {
+		for _, ext := range exts[:2] {
+			if sub := n.sub(ext); sub == nil || sub.callID == before[ext] {
+				return ext + " not subscribed again"
+			}
+		}
+		return ""
+	})
+	if lines := sink.matching("the PBX restarted"); len(lines) != 0 {
+		t.Errorf("subscriptions lost after NOTIFYs went astray were taken for a restart: %q", lines)
+	}
+	if lines := sink.matching("the PBX gave up this subscription"); len(lines) != 2 {
+		t.Errorf("%d lines on a subscription given up, want 2: %q", len(lines), lines)
+	}
+	if got := n.sub("172").callID; got != before["172"] {
+		t.Errorf("extension 172 subscribed again (Call-ID %s, was %s)", got, before["172"])
+	}
+}
+
+// subscriptionOf returns ext's dialog subscription, or nil.
+func (s *Subscriber) subscriptionOf(ext string) *subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.watched[ext]; w != nil {
+		for _, sub := range w.subs {
+			if sub.event == eventDialog {
+				return sub
+			}
+		}
+	}
+	return nil
+}

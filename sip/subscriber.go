@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -23,9 +24,13 @@ import (
 
 // Store is what the subscriber needs from the call-state store.
 type Store interface {
-	// Apply journals ev and merges its update; applied is false for a
-	// repeat.
-	Apply(ctx context.Context, ev callstate.Event) (applied bool, err error)
+	// Keep keeps evs, the dialog changes of one NOTIFY, and returns once
+	// they are safe: committed to the journal, or on local disk on their
+	// way there (a spool). A 200 to the NOTIFY waits for it, so it should
+	// take no database round trip. All of evs are kept or none; an error
+	// wrapping callstate.ErrInvalidEvent says that trying again is in
+	// vain.
+	Keep(ctx context.Context, evs []callstate.Event) error
 	// ActiveCalls returns the ringing or answered calls of source for ext.
 	ActiveCalls(ctx context.Context, source callstate.Source, ext string) ([]callstate.Call, error)
 	// Extensions returns the extensions to watch.
@@ -99,6 +104,10 @@ type Config struct {
 	Store     Store
 	Logger    *slog.Logger // nil: slog.Default()
 	UserAgent string       // User-Agent header; default "callstate"
+
+	// Tests see the socket's traffic through these.
+	wrapPacketConn func(net.PacketConn) net.PacketConn
+	wrapListener   func(net.Listener) net.Listener
 }
 
 // ErrConfig is matched by every error New returns for a bad Config.
@@ -138,6 +147,7 @@ type Subscriber struct {
 	listener   func() error  // closes the socket
 	stray      atomic.Uint64 // requests outside any subscription
 	subscribes atomic.Uint64 // SUBSCRIBEs sent, refreshes and un-subscribes included
+	opened     atomic.Uint64 // subscription dialogs opened (out-of-dialog SUBSCRIBEs)
 	states     *stateWriter
 	sched      *scheduler
 	expires    atomic.Int64 // time.Duration: cfg.Expires, raised by a 423 (see expiry)
@@ -317,6 +327,10 @@ func (s *Subscriber) listen() error {
 			return fmt.Errorf("sip: listen udp %s: %w", c.ListenAddr, err)
 		}
 		local, s.listener = pc.LocalAddr(), pc.Close
+		s.growReadBuffer(pc)
+		if c.wrapPacketConn != nil {
+			pc = c.wrapPacketConn(pc)
+		}
 		serve = func() error { return srv.ServeUDP(pc) }
 	default:
 		ln, err := net.Listen("tcp", c.ListenAddr)
@@ -325,6 +339,9 @@ func (s *Subscriber) listen() error {
 			return fmt.Errorf("sip: listen tcp %s: %w", c.ListenAddr, err)
 		}
 		local, s.listener = ln.Addr(), ln.Close
+		if c.wrapListener != nil {
+			ln = c.wrapListener(ln)
+		}
 		if s.transport == "TLS" {
 			conf := c.TLSConfig
 			if conf == nil {
@@ -395,6 +412,40 @@ func (s *Subscriber) listen() error {
 	}
 	s.log.Info("sip listening", "transport", s.transport, "addr", local.String(), "contact", s.contact.String())
 	return nil
+}
+
+// udpReadBuffer is the receive buffer the subscriber asks for on its UDP
+// socket. A busy extension's full dialog document is tens of kilobytes, and
+// the kernel's default buffer (208 KB on Linux) holds only a few of them:
+// when the process is busy for a moment, the kernel drops the rest, and
+// the PBX's retransmissions with them, until the PBX gives the NOTIFY up
+// and ends the subscription. Linux caps the buffer at net.core.rmem_max.
+const udpReadBuffer = 8 << 20
+
+// growReadBuffer asks for udpReadBuffer on pc and warns when the kernel
+// grants much less.
+func (s *Subscriber) growReadBuffer(pc net.PacketConn) {
+	conn, ok := pc.(*net.UDPConn)
+	if !ok {
+		return
+	}
+	if err := conn.SetReadBuffer(udpReadBuffer); err != nil {
+		s.log.Warn("sip: could not size the UDP receive buffer", "err", err)
+		return
+	}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	got := 0
+	_ = raw.Control(func(fd uintptr) {
+		got, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+	})
+	// Linux reports twice what it grants for payload (bookkeeping).
+	if got > 0 && got/2 < udpReadBuffer/2 {
+		s.log.Warn("sip: the kernel gave the UDP socket a small receive buffer; busy extensions' NOTIFYs may be dropped: raise net.core.rmem_max (sysctl), or use SIP_TRANSPORT=tcp",
+			"bytes", got/2, "wanted", udpReadBuffer)
+	}
 }
 
 // outboundIP returns the local IP that routes to addr, for the Contact of a
@@ -575,6 +626,10 @@ type Stats struct {
 	// subscriptions, refreshes and un-subscribes, each once however often
 	// the transport sent it.
 	Subscribes uint64
+	// Opened counts the subscription dialogs opened since start: one per
+	// extension and package, and one more each time a subscription was
+	// lost and made again.
+	Opened uint64
 }
 
 // onStray answers a request of a method the subscriber does not serve:
@@ -594,7 +649,7 @@ func (s *Subscriber) onStray(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 func (s *Subscriber) Stats() Stats {
 	subs := s.subscriptions()
 	s.mu.Lock()
-	st := Stats{Watched: len(s.watched), Stray: s.stray.Load(), Subscribes: s.subscribes.Load()}
+	st := Stats{Watched: len(s.watched), Stray: s.stray.Load(), Subscribes: s.subscribes.Load(), Opened: s.opened.Load()}
 	s.mu.Unlock()
 	// Not under s.mu: a subscription's lock may be held while a NOTIFY is
 	// written to the store, and new subscriptions need s.mu meanwhile.
@@ -622,8 +677,8 @@ func (s *Subscriber) unregister(callID string) {
 // the request; unknown subscriptions get 481.
 func (s *Subscriber) onNotify(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	code, reason := sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
-	if n := len(req.Body()); n > MaxBodySize {
-		s.log.Warn("sip: NOTIFY body too large; answered 413", "bytes", n, "max", MaxBodySize, "call_id", clip(callIDOf(req)))
+	if n := len(req.Body()); n > MaxDialogBodySize {
+		s.log.Warn("sip: NOTIFY body too large; answered 413", "bytes", n, "max", MaxDialogBodySize, "call_id", clip(callIDOf(req)))
 		code, reason = statusTooLarge, "Request Entity Too Large"
 	} else if cid := req.CallID(); cid != nil {
 		s.mu.Lock()

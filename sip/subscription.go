@@ -57,7 +57,6 @@ type subscription struct {
 	hasVersion   bool
 	version      uint64
 	lastAt       time.Time // time given to the last NOTIFY applied, see eventTime
-	loaded       bool      // the store's active calls are in tracker for this dialog
 	term         *termination
 	wantFull     bool
 	notifyCSeq   uint32               // highest NOTIFY CSeq answered in this dialog; 0 before the first
@@ -69,6 +68,7 @@ type subscription struct {
 	arrived      map[uint32]bool // NOTIFYs of this dialog in hand, not answered yet, by CSeq
 	times        []notifyTime    // times given to the NOTIFYs answered lately, oldest first
 	notified     bool            // a NOTIFY of this dialog has been applied
+	troubleAt    time.Time       // when a NOTIFY of this dialog last went astray or unanswered, see ownLoss
 	tracker      *tracker
 	lamp         string
 	state        string // last state queued for SetSubscriptions
@@ -289,7 +289,21 @@ func (sub *subscription) setState(state, reason string) {
 }
 
 // subscribe opens a new subscription dialog with an out-of-dialog SUBSCRIBE.
+// For dialog events it first reads the extension's active calls from the
+// store, so that the first full document ends the calls that ended while
+// nobody watched; no NOTIFY ever waits for the store.
 func (sub *subscription) subscribe(ctx context.Context) outcome {
+	if sub.event == eventDialog {
+		sctx, cancel := context.WithTimeout(ctx, sub.s.cfg.StoreTimeout)
+		calls, err := sub.s.cfg.Store.ActiveCalls(sctx, callstate.SourceSIP, sub.ext)
+		cancel()
+		if err != nil {
+			return outcome{state: SubRetrying, reason: "reading the extension's active calls failed: " + err.Error()}
+		}
+		sub.mu.Lock()
+		sub.tracker.load(calls, time.Now())
+		sub.mu.Unlock()
+	}
 	sub.mu.Lock()
 	sub.callID = uuid.NewString()
 	sub.localTag = sipmsg.GenerateTagN(16)
@@ -305,12 +319,14 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 		sub.target.Scheme = "sips"
 	}
 	sub.routes = nil
-	sub.active, sub.hasVersion, sub.loaded, sub.term, sub.wantFull = false, false, false, nil, false
+	sub.active, sub.hasVersion, sub.term, sub.wantFull = false, false, nil, false
+	sub.troubleAt = time.Time{}
 	callID := sub.callID
 	req := sub.request(sub.s.expiry())
 	sub.mu.Unlock()
 
 	sub.s.register(callID, sub)
+	sub.s.opened.Add(1)
 	res, err := sub.s.do(ctx, req)
 	sub.syncCSeq(req)
 	if err != nil {
@@ -497,6 +513,24 @@ func (sub *subscription) terminated(t *termination) outcome {
 	return out
 }
 
+// ownLossWindow is how long after a NOTIFY went astray a 481 to a refresh
+// is taken for the PBX giving up this one subscription: a notifier ends a
+// subscription whose NOTIFY transaction failed (RFC 6665 section 4.2.2),
+// after at most 64*T1 (32 s) of retransmissions.
+const ownLossWindow = 64 * 500 * time.Millisecond
+
+// ownLoss reports whether a NOTIFY of this subscription dialog went astray
+// or unanswered within ownLossWindow before now: the PBX retransmitted one
+// (our answer was lost or late), one never arrived (its turn was waited
+// for in vain), or one was answered 500. Then a 481 to a refresh is this
+// subscription's own loss, not a sign that the PBX restarted: the busy
+// extension is subscribed again, and the others are left alone.
+func (sub *subscription) ownLoss(now time.Time) bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return !sub.troubleAt.IsZero() && now.Sub(sub.troubleAt) < ownLossWindow
+}
+
 // refresh sends SUBSCRIBE within the dialog; expires 0 un-subscribes.
 func (sub *subscription) refresh(ctx context.Context, expires time.Duration) outcome {
 	sub.mu.Lock()
@@ -538,9 +572,14 @@ func (sub *subscription) refresh(ctx context.Context, expires time.Duration) out
 	case sipmsg.StatusCallTransactionDoesNotExists:
 		// The PBX no longer knows a subscription it granted: it restarted
 		// and lost everyone's, or lost only this one (refreshUnknown
-		// tells which).
+		// tells which, unless this one's NOTIFYs went astray lately).
 		out.now = true
-		if expires > 0 {
+		switch {
+		case expires == 0:
+		case sub.ownLoss(time.Now()):
+			out.reason += "; NOTIFYs of this subscription went astray or unanswered lately, so the PBX gave it up"
+			sub.log().Warn("sip: the PBX gave up this subscription after NOTIFYs went astray or unanswered; subscribing again")
+		default:
 			out.verdict = sub.s.refreshUnknown(sub, epoch)
 		}
 	case sipmsg.StatusRequestTimeout:
@@ -713,9 +752,64 @@ func (sub *subscription) keepTime(cseq uint32, t time.Time) {
 }
 
 // onNotify handles a NOTIFY of this subscription and returns the status to
-// answer with. The store is written before the answer, so a 200 means the
-// NOTIFY is journaled.
+// answer with. A 200 means what the NOTIFY changed is kept (Store.Keep):
+// the body is parsed before the subscription's lock is taken, the dialogs
+// it changed are worked out under it (in the PBX's CSeq order, in memory
+// only), and the events are kept after it is released. Nothing the
+// subscription's lock guards ever waits for the network, the disk or the
+// database, so a burst of NOTIFYs is answered as fast as it is parsed.
 func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
+	doc := sub.parse(req.Body())
+	code, reason, evs, cseq := sub.take(req, doc)
+	if code != sipmsg.StatusOK || len(evs) == 0 {
+		return code, reason
+	}
+	ctx, cancel := sub.s.storeContext()
+	defer cancel()
+	if err := sub.s.cfg.Store.Keep(ctx, evs); err != nil {
+		// What the tracker took for said was not kept: it says all of it
+		// again with the full state asked for here.
+		sub.mu.Lock()
+		sub.troubleAt = time.Now() // answered 500 (see ownLoss)
+		sub.forgetAnswer(cseq)
+		sub.tracker.unsent()
+		sub.wantFull = true
+		sub.signal()
+		sub.mu.Unlock()
+		sub.log().Warn("sip: keeping dialog changes failed; asking for full state", "err", err, "events", len(evs))
+		if errors.Is(err, callstate.ErrInvalidEvent) {
+			return sipmsg.StatusBadRequest, "Unusable Dialog-Info Body"
+		}
+		return sipmsg.StatusInternalServerError, "Store Unavailable"
+	}
+	return sipmsg.StatusOK, "OK"
+}
+
+// parsedBody is a NOTIFY body as its package's parser read it.
+type parsedBody struct {
+	dialogs  DialogInfo
+	raw      [][]byte // each dialog's element as received, see parseDialogInfo
+	presence Presence
+	err      error
+}
+
+// parse reads a NOTIFY body of the subscription's package. It runs before
+// the subscription's lock is taken, so that the documents of a busy
+// extension are parsed side by side, each in its own NOTIFY's goroutine.
+func (sub *subscription) parse(body []byte) parsedBody {
+	var p parsedBody
+	if sub.event == eventPresence {
+		p.presence, p.err = ParsePresence(body)
+	} else {
+		p.dialogs, p.raw, p.err = parseDialogInfo(body)
+	}
+	return p
+}
+
+// take checks a NOTIFY against the subscription dialog, waits for its turn
+// and works out, under mu, the events its parsed body implies. It returns
+// the answer and, with 200, the events to keep before answering.
+func (sub *subscription) take(req *sipmsg.Request, doc parsedBody) (int, string, []callstate.Event, uint32) {
 	now := time.Now()
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
@@ -723,7 +817,7 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	fromTag, _ := req.From().Params.Get("tag")
 	callID := sub.callID
 	if sub.callID == "" || toTag != sub.localTag || fromTag == "" {
-		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
+		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist", nil, 0
 	}
 	if sub.remoteTag == "" {
 		sub.remoteTag = fromTag
@@ -732,7 +826,7 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 		// Our subscription, from a dialog the PBX did not have before:
 		// it has restarted and kept (or rebuilt) its subscriptions.
 		sub.s.goPBXRestarted("a NOTIFY came from a new remote tag", sub.epoch)
-		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
+		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist", nil, 0
 	} else if c := req.Contact(); c != nil && c.Address.Host != "" && !sameTarget(c.Address, sub.target) {
 		// NOTIFY refreshes the remote target (RFC 6665 section 4.1.2.4).
 		sub.learnTarget(c, req.GetHeaders("Record-Route"))
@@ -740,33 +834,40 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	}
 	cseq := req.CSeq().SeqNo
 	if sub.repeated(cseq) {
-		return sipmsg.StatusOK, "OK"
+		// The PBX did not get our answer in time (see ownLoss).
+		sub.troubleAt = now
+		return sipmsg.StatusOK, "OK", nil, cseq
 	}
 	if sub.arrived == nil {
 		sub.arrived = make(map[uint32]bool)
+	}
+	if sub.arrived[cseq] {
+		// A retransmission of one in hand: the PBX is waiting for our
+		// answer (see ownLoss).
+		sub.troubleAt = now
 	}
 	sub.arrived[cseq] = true
 	sub.waitTurn(cseq)
 	defer sub.tookTurn(callID, cseq)
 	if sub.callID != callID {
 		// Replaced while waiting; the new dialog knows nothing of it.
-		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist"
+		return sipmsg.StatusCallTransactionDoesNotExists, "Subscription Does Not Exist", nil, 0
 	}
 	late := sub.notified && cseq <= sub.notifyCSeq
 	now = sub.eventTime(now, cseq)
 	ev := req.GetHeader("Event")
 	if ev == nil || eventName(ev.Value()) != sub.event {
-		return statusBadEvent, "Bad Event"
+		return statusBadEvent, "Bad Event", nil, 0
 	}
 	ssh := req.GetHeader("Subscription-State")
 	if ssh == nil {
-		return sipmsg.StatusBadRequest, "Missing Subscription-State"
+		return sipmsg.StatusBadRequest, "Missing Subscription-State", nil, 0
 	}
 	ss := parseSubState(ssh.Value())
 
-	code, reason := sub.body(req, now, ss, late)
+	code, reason, evs := sub.body(doc, cseq, now, ss, late)
 	if code != sipmsg.StatusOK {
-		return code, reason
+		return code, reason, nil, 0
 	}
 	sub.notified = true
 	sub.lastHeard = now
@@ -784,7 +885,7 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 			sub.signal()
 		}
 	}
-	return sipmsg.StatusOK, "OK"
+	return sipmsg.StatusOK, "OK", evs, cseq
 }
 
 // sameTarget reports whether a NOTIFY's Contact is the remote target
@@ -833,6 +934,7 @@ func (sub *subscription) waitTurn(cseq uint32) {
 			deadline = earliest(deadline, missingSince.Add(reorderWait))
 		}
 		if !now.Before(deadline) {
+			sub.troubleAt = now // a NOTIFY went astray (see ownLoss)
 			if sub.vainFor != sub.notifyCSeq+1 {
 				sub.outOfTurn, sub.vainFor = sub.outOfTurn+1, sub.notifyCSeq+1
 			}
@@ -930,23 +1032,34 @@ func (sub *subscription) answeredOK(cseq uint32) {
 	sub.nAnswered++
 }
 
-// body applies a NOTIFY's body, in its turn (late: after a later NOTIFY
-// of the dialog was applied). Called with mu held.
-func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, late bool) (int, string) {
-	if sub.event == eventPresence {
-		p, err := ParsePresence(req.Body())
-		switch {
-		case errors.Is(err, ErrEmptyBody) || late:
-			return sipmsg.StatusOK, "OK"
-		case err != nil:
-			sub.log().Info("sip: NOTIFY body rejected", "err", err)
-			return sipmsg.StatusBadRequest, "Bad PIDF Body"
+// forgetAnswer takes back answeredOK(cseq): what the NOTIFY changed could
+// not be kept, so a repeat of it is no repeat. Called with mu held.
+func (sub *subscription) forgetAnswer(cseq uint32) {
+	for i, c := range sub.answered[:min(sub.nAnswered, answeredKept)] {
+		if c == cseq {
+			sub.answered[i] = 0
 		}
-		sub.s.states.setPresence(sub.ext, p.Status(), p.Note)
-		return sipmsg.StatusOK, "OK"
+	}
+}
+
+// body takes a NOTIFY's parsed body, in its turn (late: after a later
+// NOTIFY of the dialog was applied), and returns the events it implies:
+// one per dialog whose state changed, none for the dialogs the PBX only
+// repeats. Called with mu held; it does no I/O.
+func (sub *subscription) body(doc parsedBody, cseq uint32, now time.Time, ss subState, late bool) (int, string, []callstate.Event) {
+	if sub.event == eventPresence {
+		switch {
+		case errors.Is(doc.err, ErrEmptyBody) || late:
+			return sipmsg.StatusOK, "OK", nil
+		case doc.err != nil:
+			sub.log().Info("sip: NOTIFY body rejected", "err", doc.err)
+			return sipmsg.StatusBadRequest, "Bad PIDF Body", nil
+		}
+		sub.s.states.setPresence(sub.ext, doc.presence.Status(), doc.presence.Note)
+		return sipmsg.StatusOK, "OK", nil
 	}
 
-	di, err := ParseDialogInfo(req.Body())
+	di, err := doc.dialogs, doc.err
 	switch {
 	case errors.Is(err, ErrEmptyBody) && !sub.notified && !late && ss.state == "active":
 		// The first NOTIFY of a fresh subscription carries the full
@@ -955,10 +1068,13 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 		// before any call. No dialogs, then.
 		di = DialogInfo{State: DocFull}
 	case errors.Is(err, ErrEmptyBody):
-		return sipmsg.StatusOK, "OK"
+		return sipmsg.StatusOK, "OK", nil
 	case err != nil:
 		sub.log().Info("sip: NOTIFY body rejected", "err", err)
-		return sipmsg.StatusBadRequest, "Bad Dialog-Info Body"
+		if errors.Is(err, ErrLimit) {
+			return statusTooLarge, "Dialog-Info Body Over Limits", nil
+		}
+		return sipmsg.StatusBadRequest, "Bad Dialog-Info Body", nil
 	}
 	partial := di.State == DocPartial
 	switch {
@@ -983,17 +1099,6 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 		sub.wantFull = true
 		sub.signal()
 	}
-	ctx, cancel := sub.s.storeContext()
-	defer cancel()
-	if !partial && !late && !sub.loaded {
-		calls, err := sub.s.cfg.Store.ActiveCalls(ctx, callstate.SourceSIP, sub.ext)
-		if err != nil {
-			sub.log().Warn("sip: reading active calls failed", "err", err)
-			return sipmsg.StatusInternalServerError, "Store Unavailable"
-		}
-		sub.tracker.load(calls, now)
-		sub.loaded = true
-	}
 	var changes []dialogChange
 	cause := CauseVanished
 	switch {
@@ -1005,38 +1110,45 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 		}
 		changes = sub.tracker.apply(di, now, cause)
 	}
-	cseq := req.CSeq().SeqNo
-	payload := req.Body()
-	if payload == nil {
-		payload = []byte{} // the journal keeps an empty body as received
-	}
-	for _, c := range changes {
-		ev := callstate.Event{
-			Source:     callstate.SourceSIP,
-			Type:       eventDialog,
-			DedupKey:   fmt.Sprintf("%s|%s|%d|%s|%s", sub.ext, sub.callID, cseq, c.dialogID, c.update.State),
-			ReceivedAt: now,
-			Payload:    payload,
-			Update:     c.update,
-		}
-		if c.ended != "" {
-			// An end the subscriber concludes itself: an event of its own,
-			// named after why.
-			ev.Type = eventDialog + "-" + c.ended
-			ev.DedupKey += "|" + c.ended
-		}
-		if _, err := sub.s.cfg.Store.Apply(ctx, ev); err != nil {
-			sub.log().Warn("sip: storing dialog state failed; will ask for full state", "err", err)
-			sub.tracker.unsent()
-			sub.loaded, sub.wantFull = false, true
-			sub.signal()
-			if errors.Is(err, callstate.ErrInvalidEvent) {
-				return sipmsg.StatusBadRequest, "Unusable Dialog-Info Body"
+	var evs []callstate.Event
+	if len(changes) > 0 {
+		// Each dialog's element as received; of one listed twice (see
+		// collapse), the one in the later state.
+		raw := make(map[string][]byte, len(doc.raw))
+		rank := make(map[string]int, len(doc.raw))
+		for i, r := range doc.raw {
+			d := di.Dialogs[i]
+			if k := stateRank(d.State); raw[d.ID] == nil || k >= rank[d.ID] {
+				raw[d.ID], rank[d.ID] = r, k
 			}
-			return sipmsg.StatusInternalServerError, "Store Unavailable"
 		}
-		if c.ended == CausePBXRestart {
-			sub.log().Info("sip: call ended: the PBX restarted and no longer lists it", "call_key", c.update.Key)
+		evs = make([]callstate.Event, 0, len(changes))
+		for _, c := range changes {
+			ev := callstate.Event{
+				Source:     callstate.SourceSIP,
+				Type:       eventDialog,
+				DedupKey:   fmt.Sprintf("%s|%s|%d|%s|%s", sub.ext, sub.callID, cseq, c.dialogID, c.update.State),
+				ReceivedAt: now,
+				// The journal keeps the dialog's own element as the PBX
+				// sent it, not the whole document: a busy extension's
+				// document lists dozens of dialogs, and only this one
+				// changed.
+				Payload: raw[c.dialogID],
+				Update:  c.update,
+			}
+			if ev.Payload == nil {
+				ev.Payload = []byte{} // an end the subscriber concludes, or a document in another encoding
+			}
+			if c.ended != "" {
+				// An end the subscriber concludes itself: an event of its own,
+				// named after why.
+				ev.Type = eventDialog + "-" + c.ended
+				ev.DedupKey += "|" + c.ended
+			}
+			if c.ended == CausePBXRestart {
+				sub.log().Info("sip: call ended: the PBX restarted and no longer lists it", "call_key", c.update.Key)
+			}
+			evs = append(evs, ev)
 		}
 	}
 	if !partial && !late {
@@ -1046,7 +1158,7 @@ func (sub *subscription) body(req *sipmsg.Request, now time.Time, ss subState, l
 		sub.hasVersion, sub.version = true, di.Version
 	}
 	sub.notifyLamp(sub.tracker.lamp())
-	return sipmsg.StatusOK, "OK"
+	return sipmsg.StatusOK, "OK", evs
 }
 
 // notifyLamp queues a MESSAGE when the lamp changed and one is configured.

@@ -21,12 +21,17 @@ const (
 	CausePBXRestart = "pbx-restart"
 )
 
-// A tracker remembers the last endedMemory calls that ended, for up to
-// endedKeep, so that a late document about one of them does not bring it
-// back.
+// A tracker remembers the calls that ended for endedKeep (at most
+// endedMemory of them), so that a document that still lists one of them
+// does not bring it back: a late document, or one of a PBX that keeps
+// listing a dialog it has lost track of. Kamailio under load does: a dialog
+// whose PUBLISH lost the race for its entity tag stays in every document
+// as "early" until that publication expires (pua_dialoginfo's lifetime,
+// minutes), beside its real state. The bound is that of a busy extension:
+// 5 calls a second for 10 minutes is 3,000 calls, about 1 MB.
 const (
-	endedMemory = 16
-	endedKeep   = 5 * time.Minute
+	endedMemory = 16384
+	endedKeep   = 10 * time.Minute
 )
 
 // tracker keeps the active dialogs of one watched extension and turns
@@ -51,6 +56,8 @@ type trackedDialog struct {
 	changed                     time.Time // last change of state or hold
 	checked                     time.Time // last refresh asked for because it seemed stuck
 	endedAt                     time.Time // when the call ended, for those remembered
+	over                        bool      // the call ended
+	concluded                   bool      // the tracker ended it (see end); the PBX has not said how
 	sent                        string    // the last update returned for it, see said
 }
 
@@ -129,7 +136,7 @@ func (t *tracker) document(doc DialogInfo, now time.Time) []dialogChange {
 func (t *tracker) apply(doc DialogInfo, now time.Time, cause string) []dialogChange {
 	var out []dialogChange
 	listed := make(map[string]bool, len(doc.Dialogs))
-	for _, d := range doc.Dialogs {
+	for _, d := range collapse(doc.Dialogs) {
 		listed[d.ID] = true
 		out = append(out, t.dialog(d, now, false)...)
 	}
@@ -154,7 +161,7 @@ func (t *tracker) apply(doc DialogInfo, now time.Time, cause string) []dialogCha
 // the newer documents said about hold, or end the dialogs it does not list.
 func (t *tracker) late(doc DialogInfo, now time.Time) []dialogChange {
 	var out []dialogChange
-	for _, d := range doc.Dialogs {
+	for _, d := range collapse(doc.Dialogs) {
 		out = append(out, t.dialog(d, now, true)...)
 	}
 	return out
@@ -166,6 +173,7 @@ func (t *tracker) end(id, cause string, now time.Time) dialogChange {
 	td := t.active[id]
 	delete(t.active, id)
 	t.remember(td, now)
+	td.concluded = true
 	dialogID, _, _ := strings.Cut(id, "\x00")
 	return dialogChange{dialogID: dialogID, ended: cause, update: callstate.Update{
 		Key: td.key, Extension: t.ext, State: callstate.StateEnded, Cause: cause,
@@ -178,7 +186,7 @@ func (t *tracker) remember(td *trackedDialog, now time.Time) {
 	if _, ok := t.ended[td.base]; !ok {
 		t.endedOrder = append(t.endedOrder, td.base)
 	}
-	td.endedAt = now
+	td.endedAt, td.over = now, true
 	t.ended[td.base] = td
 	for len(t.endedOrder) > 0 {
 		old := t.ended[t.endedOrder[0]]
@@ -198,10 +206,18 @@ func (td *trackedDialog) conflicts(d Dialog) bool {
 }
 
 // learn takes the identifiers d carries that td did not have yet.
+// They are copied: the parser's strings share the memory of the whole
+// document, which the tracker must not hold on to.
 func (td *trackedDialog) learn(d Dialog) {
-	td.callID = cmp.Or(td.callID, d.CallID)
-	td.localTag = cmp.Or(td.localTag, d.LocalTag)
-	td.remoteTag = cmp.Or(td.remoteTag, d.RemoteTag)
+	if td.callID == "" {
+		td.callID = strings.Clone(d.CallID)
+	}
+	if td.localTag == "" {
+		td.localTag = strings.Clone(d.LocalTag)
+	}
+	if td.remoteTag == "" {
+		td.remoteTag = strings.Clone(d.RemoteTag)
+	}
 }
 
 // dialog returns the updates one listed dialog implies: its own, after the
@@ -242,7 +258,7 @@ func (t *tracker) dialog(d Dialog, now time.Time, late bool) []dialogChange {
 		}
 		if tracked {
 			td = &trackedDialog{key: key, base: base, changed: now}
-			t.active[d.ID] = td
+			t.active[strings.Clone(d.ID)] = td // not the document's memory, see learn
 		} else {
 			td = old
 		}
@@ -261,6 +277,24 @@ func (t *tracker) dialog(d Dialog, now time.Time, late bool) []dialogChange {
 	case DirectionRecipient:
 		u.Direction = callstate.DirectionIn
 		u.From, u.To = party(d.RemoteIdentity), party(d.LocalIdentity)
+	}
+	// What a document can add: to a call that is over, only a word that
+	// it was answered (a quick answer before the hang-up, in a document
+	// that came late), or how it ended when the tracker ended it itself;
+	// to an active call, nothing that goes back (a PBX's stale listing of
+	// an earlier state), and from a late document only progress.
+	switch {
+	case td.over:
+		answer := state == callstate.StateAnswered && td.state < callstate.StateAnswered
+		end := state == callstate.StateEnded && td.concluded
+		if !answer && !end {
+			return out
+		}
+		if end {
+			td.concluded = false
+		}
+	case state < td.state, late && state == td.state:
+		return out
 	}
 	if state == callstate.StateAnswered {
 		held := d.LocalHeld || d.RemoteHeld
@@ -371,6 +405,89 @@ const (
 	LampHold        = "hold"
 	LampUnavailable = "unavailable"
 )
+
+// collapse returns ds with each dialog once. A PBX that builds an entity's
+// document from several publications (Kamailio's presence_dialoginfo) may
+// list one dialog twice: its real state, and an earlier one from a
+// publication that was not updated. A dialog's state only moves forward
+// (RFC 4235 section 3.7.1), so the furthest one listed is the dialog's;
+// what it leaves out (a tag, an identity) is taken from the others.
+// Elements with the same id that are not the same dialog (another
+// call-id or tag) stay apart. ds is returned as it is when no id repeats.
+func collapse(ds []Dialog) []Dialog {
+	seen := make(map[string]int, len(ds))
+	repeat := false
+	for _, d := range ds {
+		if _, ok := seen[d.ID]; ok {
+			repeat = true
+			break
+		}
+		seen[d.ID] = 0
+	}
+	if !repeat {
+		return ds
+	}
+	out := make([]Dialog, 0, len(ds))
+	byID := make(map[string][]int, len(ds)) // indices in out
+	for _, d := range ds {
+		merged := false
+		for _, i := range byID[d.ID] {
+			if !sameDialog(out[i], d) {
+				continue
+			}
+			out[i] = furthest(out[i], d)
+			merged = true
+			break
+		}
+		if !merged {
+			byID[d.ID] = append(byID[d.ID], len(out))
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// sameDialog reports whether a and b, listed under one id, can be one
+// dialog: no SIP identifier that both carry differs.
+func sameDialog(a, b Dialog) bool {
+	differ := func(x, y string) bool { return x != "" && y != "" && x != y }
+	return !differ(a.CallID, b.CallID) && !differ(a.LocalTag, b.LocalTag) && !differ(a.RemoteTag, b.RemoteTag)
+}
+
+// furthest returns whichever of a and b is in the later state, with what
+// it leaves out taken from the other.
+func furthest(a, b Dialog) Dialog {
+	if stateRank(b.State) > stateRank(a.State) {
+		a, b = b, a
+	}
+	a.CallID = cmp.Or(a.CallID, b.CallID)
+	a.LocalTag = cmp.Or(a.LocalTag, b.LocalTag)
+	a.RemoteTag = cmp.Or(a.RemoteTag, b.RemoteTag)
+	a.Direction = cmp.Or(a.Direction, b.Direction)
+	a.LocalIdentity = cmp.Or(a.LocalIdentity, b.LocalIdentity)
+	a.RemoteIdentity = cmp.Or(a.RemoteIdentity, b.RemoteIdentity)
+	a.LocalDisplay = cmp.Or(a.LocalDisplay, b.LocalDisplay)
+	a.RemoteDisplay = cmp.Or(a.RemoteDisplay, b.RemoteDisplay)
+	return a
+}
+
+// stateRank orders RFC 4235 dialog states as they follow each other; an
+// unknown or missing state comes first.
+func stateRank(s string) int {
+	switch s {
+	case DialogTrying:
+		return 1
+	case DialogProceeding:
+		return 2
+	case DialogEarly:
+		return 3
+	case DialogConfirmed:
+		return 4
+	case DialogTerminated:
+		return 5
+	}
+	return 0
+}
 
 // dialogState maps an RFC 4235 dialog state to a call state.
 func dialogState(s string) callstate.State {

@@ -70,21 +70,24 @@ type sipStore struct {
 	ttl      time.Duration
 }
 
-func (s sipStore) Apply(ctx context.Context, ev callstate.Event) (bool, error) {
-	applied, err := s.events.Apply(ctx, ev)
+// Keep appends what a NOTIFY changed to the spool, which applies it to
+// the database: the NOTIFY is answered once it is on local disk, without
+// waiting for a database round trip.
+func (s sipStore) Keep(ctx context.Context, evs []callstate.Event) error {
+	err := s.events.Keep(ctx, evs)
+	outcome := metrics.OutcomeApplied
 	switch {
 	case errors.Is(err, callstate.ErrInvalidEvent):
-		s.metrics.Event(string(ev.Source), ev.Type, metrics.OutcomeRejected)
+		outcome = metrics.OutcomeRejected
 	case err != nil:
-		// Answered 500: the PBX sends the state again (a refresh, or the
-		// full state the subscriber asks for).
-		s.metrics.Event(string(ev.Source), ev.Type, metrics.OutcomeFailed)
-	case applied:
-		s.metrics.Event(string(ev.Source), ev.Type, metrics.OutcomeApplied)
-	default:
-		s.metrics.Event(string(ev.Source), ev.Type, metrics.OutcomeDuplicate)
+		// Answered 500: the subscriber asks for full state, and the PBX
+		// sends the state again.
+		outcome = metrics.OutcomeFailed
 	}
-	return applied, err
+	for _, ev := range evs {
+		s.metrics.Event(string(ev.Source), ev.Type, outcome)
+	}
+	return err
 }
 
 func (s sipStore) Extensions(ctx context.Context) ([]string, error) {
