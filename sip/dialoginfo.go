@@ -109,25 +109,32 @@ type Dialog struct {
 // failure returns an error matching ErrBadBody: a body that is not XML, a
 // root other than <dialog-info>, a state attribute other than full or partial,
 // a version that is not a number, a dialog with no id, or a dialog state
-// other than the five of RFC 4235. A body that breaks MaxBodySize, MaxDepth,
-// MaxElements or MaxDialogs also matches ErrLimit.
+// other than the five of RFC 4235. A body that breaks MaxDialogBodySize,
+// MaxDepth, MaxDialogElements or MaxDialogs also matches ErrLimit.
 func ParseDialogInfo(body []byte) (DialogInfo, error) {
+	info, _, err := parseDialogInfo(body)
+	return info, err
+}
+
+// parseDialogInfo is ParseDialogInfo that also returns each dialog's
+// element as the body has it (raw[i] for info.Dialogs[i], sharing body's
+// memory), or nil raw for a document in another encoding than UTF-8.
+func parseDialogInfo(body []byte) (info DialogInfo, raw [][]byte, err error) {
 	const doc = "dialog-info"
-	root, err := decodeTree(doc, body)
+	root, isRaw, err := decodeTree(doc, body, MaxDialogBodySize, MaxDialogElements)
 	if err != nil {
-		return DialogInfo{}, err
+		return DialogInfo{}, nil, err
 	}
 	if root.name != "dialog-info" {
-		return DialogInfo{}, badBody(doc, "root element is <%s>, want <dialog-info>", root.name)
+		return DialogInfo{}, nil, badBody(doc, "root element is <%s>, want <dialog-info>", root.name)
 	}
 	ours := sameSpace(root.space)
 
-	var info DialogInfo
 	info.Entity = strings.TrimSpace(attr(root, "entity"))
 	if v, ok := root.attr("version"); ok {
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 		if err != nil {
-			return DialogInfo{}, badBody(doc, "version %q is not a number", clip(v))
+			return DialogInfo{}, nil, badBody(doc, "version %q is not a number", clip(v))
 		}
 		info.Version, info.HasVersion = n, true
 	}
@@ -136,7 +143,7 @@ func ParseDialogInfo(body []byte) (DialogInfo, error) {
 		case DocFull, DocPartial:
 			info.State = s
 		default:
-			return DialogInfo{}, badBody(doc, "state %q is neither full nor partial", clip(v))
+			return DialogInfo{}, nil, badBody(doc, "state %q is neither full nor partial", clip(v))
 		}
 	}
 
@@ -145,15 +152,18 @@ func ParseDialogInfo(body []byte) (DialogInfo, error) {
 			continue
 		}
 		if len(info.Dialogs) == MaxDialogs {
-			return DialogInfo{}, limitBody(doc, "more than %d dialogs", MaxDialogs)
+			return DialogInfo{}, nil, limitBody(doc, "more than %d dialogs", MaxDialogs)
 		}
 		d, err := parseDialog(c, len(info.Dialogs)+1, ours)
 		if err != nil {
-			return DialogInfo{}, err
+			return DialogInfo{}, nil, err
 		}
 		info.Dialogs = append(info.Dialogs, d)
+		if isRaw {
+			raw = append(raw, body[c.start:c.end:c.end])
+		}
 	}
-	return info, nil
+	return info, raw, nil
 }
 
 // parseDialog reads the index-th (from 1) <dialog> element.

@@ -13,15 +13,26 @@ import (
 // Limits applied to every NOTIFY body before and while it is decoded. A body
 // that breaks one is rejected with an error matching both ErrBadBody and
 // ErrLimit.
+//
+// Dialog-info documents have limits of their own: a PBX lists every dialog
+// of an extension in a full document, so a queue or hunt-group extension
+// with dozens of calls at once sends documents of tens of kilobytes
+// (Kamailio about 1 KB a dialog). Such documents need a stream transport
+// (TCP or TLS): a UDP datagram carries at most 64 KB.
 const (
-	// MaxBodySize is the largest body, in bytes, the parsers accept.
+	// MaxBodySize is the largest PIDF body, in bytes, the parsers accept.
 	MaxBodySize = 64 << 10
+	// MaxDialogBodySize is the largest dialog-info body, in bytes.
+	MaxDialogBodySize = 1 << 20
 	// MaxDepth is the deepest element nesting accepted; the root is at depth 1.
 	MaxDepth = 32
-	// MaxElements is the most elements accepted in one document.
+	// MaxElements is the most elements accepted in one PIDF document.
 	MaxElements = 4096
+	// MaxDialogElements is the most elements accepted in one dialog-info
+	// document.
+	MaxDialogElements = 64 << 10
 	// MaxDialogs is the most <dialog> elements accepted in one dialog-info document.
-	MaxDialogs = 1024
+	MaxDialogs = 4096
 )
 
 var (
@@ -81,6 +92,7 @@ type node struct {
 	attrs       []xml.Attr
 	text        []byte // character data directly inside the element, concatenated
 	children    []*node
+	start, end  int64 // the element's bytes in the body, when raw (see decodeTree)
 }
 
 // attr returns the value of the attribute with the given local name, whatever
@@ -112,49 +124,73 @@ func (n *node) child(name string, ok func(*node) bool) *node {
 // utf8BOM is stripped from the start of a body; encoding/xml rejects it.
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
-// decodeTree checks the size of body and decodes it into a tree, enforcing
-// MaxDepth and MaxElements while it reads. It returns ErrEmptyBody for a body
+// decodeTree checks the size of body (at most maxSize) and decodes it into a
+// tree, enforcing MaxDepth and maxElements while it reads. It returns ErrEmptyBody for a body
 // of only whitespace. Comments, processing instructions and directives
 // (including a DOCTYPE, whose entities are never expanded) are skipped.
-func decodeTree(doc string, body []byte) (*node, error) {
-	if len(body) > MaxBodySize {
-		return nil, limitBody(doc, "body of %d bytes is larger than %d", len(body), MaxBodySize)
+//
+// When the document is UTF-8 (it declares no other encoding), every
+// element's start and end are its bytes' offsets in body, BOM included, so
+// that a caller can keep an element as received without copying it; raw
+// reports whether they are.
+func decodeTree(doc string, body []byte, maxSize, maxElements int) (root *node, raw bool, err error) {
+	if len(body) > maxSize {
+		return nil, false, limitBody(doc, "body of %d bytes is larger than %d", len(body), maxSize)
 	}
-	body = bytes.TrimPrefix(body, utf8BOM)
+	base := int64(0)
+	if bytes.HasPrefix(body, utf8BOM) {
+		body, base = body[len(utf8BOM):], int64(len(utf8BOM))
+	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, ErrEmptyBody
+		return nil, false, ErrEmptyBody
 	}
+	if root, ok := fastTree(body, base, maxElements); ok {
+		return root, true, nil
+	}
+	return slowTree(doc, body, base, maxElements)
+}
+
+// slowTree is decodeTree's encoding/xml path: any document, and every
+// error.
+func slowTree(doc string, body []byte, base int64, maxElements int) (root *node, raw bool, err error) {
 
 	d := xml.NewDecoder(bytes.NewReader(body))
-	d.CharsetReader = charsetReader
+	converted := false
+	d.CharsetReader = func(charset string, input io.Reader) (io.Reader, error) {
+		r, err := charsetReader(charset, input)
+		if r != input {
+			converted = true // offsets are the converted text's from now on
+		}
+		return r, err
+	}
 	d.Strict = true
 
 	var (
-		root     *node
 		stack    []*node
 		elements int
 	)
 	for {
+		at := d.InputOffset()
 		tok, err := d.Token()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, &bodyError{doc: doc, msg: "not XML", err: err}
+			return nil, false, &bodyError{doc: doc, msg: "not XML", err: err}
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
 			elements++
-			if elements > MaxElements {
-				return nil, limitBody(doc, "more than %d elements", MaxElements)
+			if elements > maxElements {
+				return nil, false, limitBody(doc, "more than %d elements", maxElements)
 			}
 			if len(stack) >= MaxDepth {
-				return nil, limitBody(doc, "elements nested deeper than %d", MaxDepth)
+				return nil, false, limitBody(doc, "elements nested deeper than %d", MaxDepth)
 			}
 			if root != nil && len(stack) == 0 {
-				return nil, badBody(doc, "not XML: more than one root element")
+				return nil, false, badBody(doc, "not XML: more than one root element")
 			}
-			n := &node{space: t.Name.Space, name: t.Name.Local, attrs: t.Attr}
+			n := &node{space: t.Name.Space, name: t.Name.Local, attrs: t.Attr, start: base + at}
 			if len(stack) == 0 {
 				root = n
 			} else {
@@ -165,11 +201,12 @@ func decodeTree(doc string, body []byte) (*node, error) {
 		case xml.EndElement:
 			// The decoder, in strict mode, has already checked that this
 			// matches the open element.
+			stack[len(stack)-1].end = base + d.InputOffset()
 			stack = stack[:len(stack)-1]
 		case xml.CharData:
 			if len(stack) == 0 {
 				if len(bytes.TrimSpace(t)) != 0 {
-					return nil, badBody(doc, "not XML: text outside the root element")
+					return nil, false, badBody(doc, "not XML: text outside the root element")
 				}
 				continue
 			}
@@ -178,9 +215,9 @@ func decodeTree(doc string, body []byte) (*node, error) {
 		}
 	}
 	if root == nil {
-		return nil, badBody(doc, "not XML: no root element")
+		return nil, false, badBody(doc, "not XML: no root element")
 	}
-	return root, nil
+	return root, !converted, nil
 }
 
 // charsetReader lets the decoder read documents declared as US-ASCII or

@@ -47,7 +47,7 @@ const (
 // MaxElements also matches ErrLimit.
 func ParsePresence(body []byte) (Presence, error) {
 	const doc = "pidf"
-	root, err := decodeTree(doc, body)
+	root, _, err := decodeTree(doc, body, MaxBodySize, MaxElements)
 	if err != nil {
 		return Presence{}, err
 	}

@@ -21,10 +21,10 @@ func init() {
 }
 
 // maxMessageSize bounds a SIP message sipgo assembles from a stream (TCP,
-// TLS). Up to it, a NOTIFY whose body is over MaxBodySize is answered 413;
+// TLS). Up to it, a NOTIFY whose body is over MaxDialogBodySize is answered 413;
 // beyond it sipgo closes the connection, there being no message boundary
 // to go on from.
-const maxMessageSize = 4 * MaxBodySize
+const maxMessageSize = MaxDialogBodySize + 64<<10
 
 // newParser returns the SIP parser of the subscriber's UA.
 func newParser() *sipmsg.Parser {
