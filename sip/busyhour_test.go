@@ -1,0 +1,325 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/internal/testpbx"
+	"github.com/callstate/callstate/spool"
+	"github.com/callstate/callstate/store"
+	"github.com/callstate/callstate/store/storetest"
+)
+
+// spooledStore is the subscriber's store as the service wires it: events
+// are kept in a spool on local disk, which applies them to PostgreSQL.
+type spooledStore struct {
+	*store.Store
+	sp  *spool.Spool
+	url string
+}
+
+func (s spooledStore) Keep(ctx context.Context, evs []callstate.Event) error {
+	return s.sp.Keep(ctx, evs)
+}
+
+// openSpooledStore opens a store and a spool in front of it, whose runner
+// works until the test ends.
+func openSpooledStore(tb testing.TB) spooledStore {
+	tb.Helper()
+	url := storetest.NewDatabase(tb)
+	st, err := store.Open(tb.Context(), url, store.Options{Logger: testLogger(tb)})
+	if err != nil {
+		tb.Fatalf("store.Open: %v", err)
+	}
+	tb.Cleanup(st.Close)
+	sp, err := spool.Open(spool.Options{Dir: tb.TempDir(), Logger: testLogger(tb)}, st)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = sp.Run(ctx)
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+		sp.Close()
+	})
+	return spooledStore{Store: st, sp: sp, url: url}
+}
+
+// busyHour describes a call-centre load on a real Kamailio: exts watched
+// extensions in a ring, each a sipp phone that answers after ring, and each
+// calling the next extension at rate calls a second, calls times, with talk
+// seconds of talk. Every extension then has about rate*(ring+talk) dialogs
+// in and as many out at once.
+type busyHour struct {
+	transport  string // the subscriber's: udp or tcp
+	exts       int
+	rate       float64
+	calls      int
+	ring, talk time.Duration
+	lossAt     time.Duration // after the first call, drop what reaches the subscriber...
+	lossFor    time.Duration // ...for this long; zero: no loss
+}
+
+// busyResult is what a busy hour left.
+type busyResult struct {
+	sock       sockStats
+	placed     int           // calls sipp placed and completed
+	took       time.Duration // from the first call to the last sipp's exit
+	settled    time.Duration // from then until every row and lamp was right
+	cpu        time.Duration // this process's CPU during the calls and settling
+	pgCPU      time.Duration // PostgreSQL's
+	events     int           // journal entries of the calls
+	byKind     []string      // journal entries by type and state
+	lost       int           // subscriptions made again (the PBX lost them)
+	problems   []string      // rows or lamps still wrong when settling gave up
+	subscribes uint64        // SUBSCRIBEs during the calls, refreshes included
+}
+
+func extName(i int) string { return strconv.Itoa(101 + i) }
+
+// run plays b and reports what it left; settle bounds the wait for every row
+// and lamp to be right after the last call.
+func (b busyHour) run(tb testing.TB, settle time.Duration) busyResult {
+	tb.Helper()
+	k := testpbx.StartKamailioLarge(tb, 512)
+	st := openSpooledStore(tb)
+	exts := make([]string, b.exts)
+	for i := range exts {
+		exts[i] = extName(i)
+	}
+	if err := st.AddExtensions(tb.Context(), exts); err != nil {
+		tb.Fatal(err)
+	}
+	watch := newSockWatch()
+	cfg := Config{
+		PBXAddr: k.Addr(), Domain: k.Domain(), Transport: b.transport, Store: st,
+		Expires:        time.Minute,
+		wrapPacketConn: func(pc net.PacketConn) net.PacketConn { return &packetConn{PacketConn: pc, w: watch} },
+		wrapListener:   func(l net.Listener) net.Listener { return &listener{Listener: l, w: watch} },
+	}
+	s := startSubscriber(tb, cfg)
+	for _, ext := range exts {
+		waitFor(tb, 20*time.Second, func() string {
+			if l := lampOf(tb, st.Store, ext); l.Lamp != LampIdle || l.Subscription != SubActive {
+				return fmt.Sprintf("extension %s: lamp %+v, want idle and active", ext, l)
+			}
+			return ""
+		})
+	}
+	subscribes, opened := s.Stats().Subscribes, s.Stats().Opened
+
+	// Each extension's phone answers; each calls the next one, unregistered
+	// (its From names the extension), so calls reach the answering phone.
+	callers := make([]*testpbx.SippProcess, b.exts)
+	for i, ext := range exts {
+		keys := []string{"-key", "domain", k.Domain(), "-key", "callee", ext, "-key", "caller", exts[(i+b.exts-1)%b.exts]}
+		phone := testpbx.RunSipp(tb, "uas-answer.xml", append([]string{"-m", strconv.Itoa(b.calls), "-d", millis(b.ring), "-timeout", "300"}, keys...)...)
+		k.Register(tb, ext, "sip:"+ext+"@"+phone.Addr(), 10*time.Minute)
+	}
+	cpu0, pg0 := processCPU(), postgresCPU()
+	start := time.Now()
+	for i, ext := range exts {
+		next := exts[(i+1)%b.exts]
+		keys := []string{"-key", "domain", k.Domain(), "-key", "caller", ext, "-key", "callee", next}
+		callers[i] = testpbx.RunSipp(tb, "uac-call.xml", append([]string{
+			"-r", strconv.FormatFloat(b.rate, 'f', -1, 64), "-rp", "1000", "-m", strconv.Itoa(b.calls),
+			"-d", millis(b.talk), "-timeout", "300", "-s", next, k.Addr(),
+		}, keys...)...)
+	}
+	if b.lossFor > 0 {
+		time.Sleep(b.lossAt)
+		watch.drop(b.lossFor)
+	}
+	var res busyResult
+	for _, c := range callers {
+		<-c.Done()
+		if c.Err() != nil {
+			tb.Errorf("a caller did not complete all its calls: %v", c.Err())
+		}
+	}
+	res.took = time.Since(start)
+	res.placed = b.calls * b.exts
+
+	// Every call is a row answered and ended on both sides, no row is open
+	// and every lamp is idle.
+	settled := time.Now()
+	deadline := settled.Add(settle)
+	for {
+		res.problems = b.check(tb, st.Store, exts)
+		if len(res.problems) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	res.settled = time.Since(settled)
+	if dump := os.Getenv("BUSY_KAMAILIO_LOG"); dump != "" {
+		_ = os.WriteFile(dump, []byte(k.Log()), 0o644)
+		watch.mu.Lock()
+		_ = os.WriteFile(dump+".notify", watch.largest, 0o644)
+		watch.mu.Unlock()
+	}
+	res.cpu, res.pgCPU = processCPU()-cpu0, postgresCPU()-pg0
+	res.sock = watch.stats()
+	res.subscribes = s.Stats().Subscribes - subscribes
+	res.lost = int(s.Stats().Opened - opened)
+	conn, err := pgx.Connect(tb.Context(), st.url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(tb.Context(), `SELECT count(*) FROM call_event WHERE source = 'sip'`).Scan(&res.events); err != nil {
+		tb.Fatal(err)
+	}
+	rows, err := conn.Query(tb.Context(), `
+SELECT type || ' ' || coalesce(convert_from(call_update, 'UTF8')::json->>'State', ''), count(*)
+FROM call_event WHERE source = 'sip' GROUP BY 1 ORDER BY 1`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for rows.Next() {
+		var what string
+		var n int
+		if err := rows.Scan(&what, &n); err != nil {
+			tb.Fatal(err)
+		}
+		res.byKind = append(res.byKind, fmt.Sprintf("%s: %d", what, n))
+	}
+	rows.Close()
+	if os.Getenv("BUSY_DEBUG") != "" {
+		var keys, maxPer int
+		var sample string
+		_ = conn.QueryRow(tb.Context(), `
+SELECT count(*), max(n), (array_agg(call_key ORDER BY n DESC))[1] FROM (
+  SELECT call_key, count(*) n FROM call_event WHERE source='sip' AND convert_from(call_update, 'UTF8')::json->>'State' = '3' GROUP BY 1) x`).Scan(&keys, &maxPer, &sample)
+		tb.Logf("ended events: %d keys, max %d per key (%s)", keys, maxPer, sample)
+		rows, _ := conn.Query(tb.Context(), `SELECT type, dedup_key, received_at, convert_from(payload, 'UTF8') FROM call_event WHERE call_key = $1 ORDER BY received_at LIMIT 12`, sample)
+		for rows.Next() {
+			var typ, key, payload string
+			var at time.Time
+			_ = rows.Scan(&typ, &key, &at, &payload)
+			tb.Logf("  %s %s %s %.300s", at.Format("15:04:05.000"), typ, key, payload)
+		}
+		rows.Close()
+	}
+	return res
+}
+
+// check returns what is wrong with the rows and lamps of exts after every
+// call of b has ended.
+func (b busyHour) check(tb testing.TB, st *store.Store, exts []string) []string {
+	tb.Helper()
+	var problems []string
+	for _, ext := range exts {
+		calls := sipCalls(tb, st, ext)
+		in, out, open := 0, 0, 0
+		for _, c := range calls {
+			switch {
+			case c.State != callstate.StateEnded:
+				open++
+			case c.AnsweredAt.IsZero():
+			case c.Direction == callstate.DirectionIn:
+				in++
+			case c.Direction == callstate.DirectionOut:
+				out++
+			}
+		}
+		if in != b.calls || out != b.calls || open > 0 || len(calls) != 2*b.calls {
+			problems = append(problems, fmt.Sprintf("extension %s: %d rows, %d answered in, %d answered out, %d open; want %d answered each way and none open",
+				ext, len(calls), in, out, open, b.calls))
+		}
+		if l := lampOf(tb, st, ext); l.Lamp != LampIdle || l.Subscription != SubActive {
+			problems = append(problems, fmt.Sprintf("extension %s: lamp %s, subscription %s", ext, l.Lamp, l.Subscription))
+		}
+	}
+	return problems
+}
+
+func millis(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+// processCPU returns the CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// postgresCPU returns the CPU time used by the postgres processes on this
+// machine that are still running (the test's private cluster).
+func postgresCPU() time.Duration {
+	tick := 100 // USER_HZ on Linux
+	var total time.Duration
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		comm, err := os.ReadFile(filepath.Join(d, "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join(d, "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command's closing parenthesis: utime and stime
+		// are the 12th and 13th.
+		i := strings.LastIndexByte(string(stat), ')')
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.Atoi(f[11])
+		s, _ := strconv.Atoi(f[12])
+		total += time.Duration(u+s) * time.Second / time.Duration(tick)
+	}
+	return total
+}
+
+// TestBusyHour gives five extensions about fifteen calls each at once, in
+// and out, through a real Kamailio, and checks that every call ends as a
+// row answered and ended on both sides, that no row is open and every lamp
+// is idle within 5 s of the last call, and that NOTIFYs are answered at
+// once, so that the PBX loses no subscription.
+func TestBusyHour(t *testing.T) {
+	tests := []struct {
+		name string
+		b    busyHour
+	}{
+		{"UDP", busyHour{transport: "udp", exts: 5, rate: 5, calls: 60, ring: time.Second, talk: 2 * time.Second}},
+		{"UDPWithLoss", busyHour{transport: "udp", exts: 5, rate: 5, calls: 60, ring: time.Second, talk: 2 * time.Second,
+			lossAt: 4 * time.Second, lossFor: 2 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := tt.b.run(t, 5*time.Second)
+			t.Logf("%d calls in %v; NOTIFYs: %d datagrams, %d distinct, %d retransmitted, %d dropped; answered p50 %v p99 %v max %v %v; events %d; settled in %v",
+				res.placed, res.took.Round(time.Millisecond), res.sock.Notifies, res.sock.Distinct, res.sock.Retrans, res.sock.Dropped,
+				res.sock.P50, res.sock.P99, res.sock.Max, res.sock.Codes, res.events, res.settled.Round(time.Millisecond))
+			t.Logf("journal: %s; SUBSCRIBEs %d, subscriptions made again %d", strings.Join(res.byKind, ", "), res.subscribes, res.lost)
+			for _, p := range res.problems {
+				t.Error(p)
+			}
+			if tt.b.lossFor == 0 && res.lost > 0 {
+				t.Errorf("%d subscriptions were lost and made again", res.lost)
+			}
+			if n := res.sock.Codes[200]; tt.b.lossFor == 0 && n != res.sock.Answered {
+				t.Errorf("NOTIFYs answered %v, want 200 only", res.sock.Codes)
+			}
+		})
+	}
+}
