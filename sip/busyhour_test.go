@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -38,12 +39,12 @@ func (s spooledStore) Keep(ctx context.Context, evs []callstate.Event) error {
 func openSpooledStore(tb testing.TB) spooledStore {
 	tb.Helper()
 	url := storetest.NewDatabase(tb)
-	st, err := store.Open(tb.Context(), url, store.Options{Logger: testLogger(tb)})
+	st, err := store.Open(tb.Context(), url, store.Options{Logger: busyLogger(tb)})
 	if err != nil {
 		tb.Fatalf("store.Open: %v", err)
 	}
 	tb.Cleanup(st.Close)
-	sp, err := spool.Open(spool.Options{Dir: tb.TempDir(), Logger: testLogger(tb)}, st)
+	sp, err := spool.Open(spool.Options{Dir: tb.TempDir(), Logger: busyLogger(tb)}, st)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -79,7 +80,8 @@ type busyHour struct {
 // busyResult is what a busy hour left.
 type busyResult struct {
 	sock       sockStats
-	placed     int           // calls sipp placed and completed
+	placed     int           // calls sipp completed
+	completed  []int         // by caller
 	took       time.Duration // from the first call to the last sipp's exit
 	settled    time.Duration // from then until every row and lamp was right
 	cpu        time.Duration // this process's CPU during the calls and settling
@@ -92,6 +94,16 @@ type busyResult struct {
 }
 
 func extName(i int) string { return strconv.Itoa(101 + i) }
+
+// busyLogger is testLogger, but for a benchmark only warnings: writing
+// debug lines for every NOTIFY would be most of what the benchmark
+// measures.
+func busyLogger(tb testing.TB) *slog.Logger {
+	if _, ok := tb.(*testing.B); ok {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("bench", tb.Name())
+	}
+	return testLogger(tb)
+}
 
 // run plays b and reports what it left; settle bounds the wait for every row
 // and lamp to be right after the last call.
@@ -109,7 +121,7 @@ func (b busyHour) run(tb testing.TB, settle time.Duration) busyResult {
 	watch := newSockWatch()
 	cfg := Config{
 		PBXAddr: k.Addr(), Domain: k.Domain(), Transport: b.transport, Store: st,
-		Expires:        time.Minute,
+		Expires: time.Minute, Logger: busyLogger(tb),
 		wrapPacketConn: func(pc net.PacketConn) net.PacketConn { return &packetConn{PacketConn: pc, w: watch} },
 		wrapListener:   func(l net.Listener) net.Listener { return &listener{Listener: l, w: watch} },
 	}
@@ -139,7 +151,7 @@ func (b busyHour) run(tb testing.TB, settle time.Duration) busyResult {
 		keys := []string{"-key", "domain", k.Domain(), "-key", "caller", ext, "-key", "callee", next}
 		callers[i] = testpbx.RunSipp(tb, "uac-call.xml", append([]string{
 			"-r", strconv.FormatFloat(b.rate, 'f', -1, 64), "-rp", "1000", "-m", strconv.Itoa(b.calls),
-			"-d", millis(b.talk), "-timeout", "300", "-s", next, k.Addr(),
+			"-d", millis(b.talk), "-timeout", "300", "-trace_screen", "-s", next, k.Addr(),
 		}, keys...)...)
 	}
 	if b.lossFor > 0 {
@@ -147,21 +159,25 @@ func (b busyHour) run(tb testing.TB, settle time.Duration) busyResult {
 		watch.drop(b.lossFor)
 	}
 	var res busyResult
-	for _, c := range callers {
+	res.completed = make([]int, b.exts)
+	for i, c := range callers {
 		<-c.Done()
-		if c.Err() != nil {
-			tb.Errorf("a caller did not complete all its calls: %v", c.Err())
+		res.completed[i] = sippSuccessful(tb, c)
+		res.placed += res.completed[i]
+		if res.completed[i] < b.calls {
+			if _, bench := tb.(*testing.B); !bench {
+				tb.Errorf("caller %s completed %d of %d calls: %v", exts[i], res.completed[i], b.calls, c.Err())
+			}
 		}
 	}
 	res.took = time.Since(start)
-	res.placed = b.calls * b.exts
 
 	// Every call is a row answered and ended on both sides, no row is open
 	// and every lamp is idle.
 	settled := time.Now()
 	deadline := settled.Add(settle)
 	for {
-		res.problems = b.check(tb, st.Store, exts)
+		res.problems = b.check(tb, st.Store, exts, res.completed)
 		if len(res.problems) == 0 || time.Now().After(deadline) {
 			break
 		}
@@ -221,11 +237,13 @@ SELECT count(*), max(n), (array_agg(call_key ORDER BY n DESC))[1] FROM (
 }
 
 // check returns what is wrong with the rows and lamps of exts after every
-// call of b has ended.
-func (b busyHour) check(tb testing.TB, st *store.Store, exts []string) []string {
+// call of b has ended: every call sipp completed (completed[i] placed by
+// exts[i] to the next) must be a row answered and ended on both sides,
+// and no row may be open.
+func (b busyHour) check(tb testing.TB, st *store.Store, exts []string, completed []int) []string {
 	tb.Helper()
 	var problems []string
-	for _, ext := range exts {
+	for i, ext := range exts {
 		calls := sipCalls(tb, st, ext)
 		in, out, open := 0, 0, 0
 		for _, c := range calls {
@@ -239,15 +257,44 @@ func (b busyHour) check(tb testing.TB, st *store.Store, exts []string) []string 
 				out++
 			}
 		}
-		if in != b.calls || out != b.calls || open > 0 || len(calls) != 2*b.calls {
-			problems = append(problems, fmt.Sprintf("extension %s: %d rows, %d answered in, %d answered out, %d open; want %d answered each way and none open",
-				ext, len(calls), in, out, open, b.calls))
+		wantOut, wantIn := completed[i], completed[(i+len(exts)-1)%len(exts)]
+		if in < wantIn || out < wantOut || open > 0 {
+			problems = append(problems, fmt.Sprintf("extension %s: %d rows, %d answered in, %d answered out, %d open; want at least %d in and %d out (the calls sipp completed), none open",
+				ext, len(calls), in, out, open, wantIn, wantOut))
 		}
 		if l := lampOf(tb, st, ext); l.Lamp != LampIdle || l.Subscription != SubActive {
 			problems = append(problems, fmt.Sprintf("extension %s: lamp %s, subscription %s", ext, l.Lamp, l.Subscription))
 		}
 	}
 	return problems
+}
+
+// sippSuccessful returns how many calls a sipp process completed, from the
+// statistics screen it wrote as it ended (-trace_screen).
+func sippSuccessful(tb testing.TB, p *testpbx.SippProcess) int {
+	tb.Helper()
+	files, _ := filepath.Glob(filepath.Join(p.Dir(), "*_screen.log"))
+	if len(files) == 0 {
+		tb.Fatalf("sipp in %s wrote no statistics screen", p.Dir())
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := -1
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "Successful call") {
+			continue
+		}
+		f := strings.Fields(strings.ReplaceAll(line, "|", " "))
+		if v, err := strconv.Atoi(f[len(f)-1]); err == nil {
+			n = v
+		}
+	}
+	if n < 0 {
+		tb.Fatalf("no successful-call count in %s", files[0])
+	}
+	return n
 }
 
 func millis(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
@@ -322,4 +369,64 @@ func TestBusyHour(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkBusyHour plays the busy hour at three loads: 25 calls/s over
+// UDP (TestBusyHour's), 50 and 100 calls/s over TCP, five extensions in a
+// ring each placing and answering a fifth of them. It reports the NOTIFY
+// answer latency at the socket, the CPU of this process (the subscriber,
+// its spool and the store's client; sipp and Kamailio are other processes)
+// and of PostgreSQL per NOTIFY and per dialog change, and whether every row
+// and lamp came out right. Run it alone, with -benchtime 1x:
+//
+//	go test ./sip -run '^$' -bench BusyHour -benchtime 1x -timeout 30m -v
+func BenchmarkBusyHour(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		b    busyHour
+	}{
+		{"25cps-udp", busyHour{transport: "udp", exts: 5, rate: 5, calls: 150, ring: time.Second, talk: 2 * time.Second}},
+		{"50cps-tcp", busyHour{transport: "tcp", exts: 5, rate: 10, calls: 300, ring: time.Second, talk: 2 * time.Second}},
+		{"100cps-tcp", busyHour{transport: "tcp", exts: 5, rate: 20, calls: 600, ring: time.Second, talk: 2 * time.Second}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for range b.N {
+				load := loadAverage()
+				res := bc.b.run(b, 10*time.Second)
+				changes := float64(res.events)
+				b.ReportMetric(float64(res.sock.P50.Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(res.sock.P99.Microseconds())/1000, "p99-ms")
+				b.ReportMetric(float64(res.sock.Max.Microseconds())/1000, "max-ms")
+				b.ReportMetric(float64(res.sock.Distinct)/res.took.Seconds(), "notifies/s")
+				b.ReportMetric(float64(res.cpu.Microseconds())/float64(max(res.sock.Distinct, 1)), "cpu-us/notify")
+				b.ReportMetric(float64(res.cpu.Microseconds())/max(changes, 1), "cpu-us/change")
+				b.ReportMetric(float64(res.pgCPU.Microseconds())/max(changes, 1), "pg-cpu-us/change")
+				b.ReportMetric(float64(len(res.problems)), "wrong")
+				b.ReportMetric(float64(res.placed), "calls")
+				b.ReportMetric(float64(res.sock.Largest)/1024, "largest-KiB")
+				b.ReportMetric(float64(res.lost), "lost-subs")
+				b.ReportMetric(load, "loadavg")
+				b.Logf("%d calls completed in %v: %d NOTIFYs (%d retransmitted, largest %d bytes), answered p50 %v p99 %v max %v %v; %d dialog changes journaled; CPU %v here, %v PostgreSQL; %d subscriptions made again; load average %.1f before",
+					res.placed, res.took.Round(time.Millisecond), res.sock.Distinct, res.sock.Retrans, res.sock.Largest, res.sock.P50, res.sock.P99, res.sock.Max,
+					res.sock.Codes, res.events, res.cpu.Round(time.Millisecond), res.pgCPU.Round(time.Millisecond), res.lost, load)
+				for _, p := range res.problems {
+					b.Log(p)
+				}
+			}
+		})
+	}
+}
+
+// loadAverage returns the machine's load average over the last minute.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }

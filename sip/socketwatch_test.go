@@ -81,6 +81,7 @@ func (w *sockWatch) out(msg []byte, now time.Time) {
 // sockStats is what a sockWatch saw.
 type sockStats struct {
 	Notifies, Distinct, Answered, Retrans, Dropped int
+	Largest                                        int // bytes of the largest NOTIFY
 	P50, P99, Max                                  time.Duration
 	Codes                                          map[int]int
 }
@@ -90,7 +91,7 @@ func (w *sockWatch) stats() sockStats {
 	defer w.mu.Unlock()
 	l := slices.Clone(w.latencies)
 	slices.Sort(l)
-	st := sockStats{Notifies: w.notifies, Distinct: len(w.arrived), Answered: len(l), Retrans: w.retrans, Dropped: w.dropped, Codes: make(map[int]int)}
+	st := sockStats{Notifies: w.notifies, Distinct: len(w.arrived), Answered: len(l), Retrans: w.retrans, Dropped: w.dropped, Largest: len(w.largest), Codes: make(map[int]int)}
 	for c, n := range w.codes {
 		st.Codes[c] = n
 	}
