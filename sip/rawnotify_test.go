@@ -190,7 +190,8 @@ func TestBigNotify(t *testing.T) {
 	for _, network := range []string{"udp", "tcp"} {
 		t.Run(strings.ToUpper(network), func(t *testing.T) {
 			t.Parallel()
-			n, sub, st := subscribed(t, network, "130", nil)
+			sink := &logSink{}
+			n, sub, st := subscribed(t, network, "130", slog.New(sink))
 			p := newRawPeer(t, network, n, sub)
 			cseq := n.nextCSeq(sub)
 			body := bigDoc("130", 1, "big1", 60_000)
@@ -203,6 +204,11 @@ func TestBigNotify(t *testing.T) {
 			}
 			if c, err := st.Call(t.Context(), callstate.SourceSIP, "130/big1~"+callHash("big1@pbx")); err != nil || c.State != callstate.StateRinging {
 				t.Errorf("call of the 60 KB NOTIFY: %+v, %v; want ringing", c, err)
+			}
+			// Over UDP, a document this close to a datagram's limit is
+			// worth a warning that says to use TCP.
+			if warned := len(sink.matching("SIP_TRANSPORT=tcp")) > 0; warned != (network == "udp") {
+				t.Errorf("over %s: warned to use TCP %v, want %v", network, warned, network == "udp")
 			}
 			if network == "tcp" {
 				large := bigDoc("130", 2, "big1", 300_000)

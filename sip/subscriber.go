@@ -148,6 +148,7 @@ type Subscriber struct {
 	stray      atomic.Uint64 // requests outside any subscription
 	subscribes atomic.Uint64 // SUBSCRIBEs sent, refreshes and un-subscribes included
 	opened     atomic.Uint64 // subscription dialogs opened (out-of-dialog SUBSCRIBEs)
+	bigWarned  atomic.Int64  // unix nanoseconds of the last warning that UDP documents grow too big
 	states     *stateWriter
 	sched      *scheduler
 	expires    atomic.Int64 // time.Duration: cfg.Expires, raised by a 423 (see expiry)
@@ -681,6 +682,9 @@ func (s *Subscriber) onNotify(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		s.log.Warn("sip: NOTIFY body too large; answered 413", "bytes", n, "max", MaxDialogBodySize, "call_id", clip(callIDOf(req)))
 		code, reason = statusTooLarge, "Request Entity Too Large"
 	} else if cid := req.CallID(); cid != nil {
+		if n := len(req.Body()); s.transport == "UDP" && n > udpBodyWarn {
+			s.warnBigDatagram(n, req)
+		}
 		s.mu.Lock()
 		sub := s.byCall[cid.Value()]
 		s.mu.Unlock()
@@ -699,6 +703,28 @@ func (s *Subscriber) onNotify(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	// of the NOTIFY is answered by its subscription (see repeated), and
 	// one for no subscription gets 481 again.
 	tx.Terminate()
+}
+
+// udpBodyWarn is the NOTIFY body size over UDP from which the subscriber
+// warns: a datagram carries at most 65,507 bytes, and a PBX cannot send a
+// larger document over UDP at all, so the extension's lamp stops
+// following its calls (Kamailio only logs that the send failed).
+const udpBodyWarn = 48 << 10
+
+// warnBigDatagram says, at most once every ten minutes, that dialog
+// documents are close to what UDP can carry.
+func (s *Subscriber) warnBigDatagram(n int, req *sipmsg.Request) {
+	now := time.Now().UnixNano()
+	last := s.bigWarned.Load()
+	if last != 0 && time.Duration(now-last) < 10*time.Minute || !s.bigWarned.CompareAndSwap(last, now) {
+		return
+	}
+	ext := ""
+	if f := req.From(); f != nil {
+		ext = f.Address.User
+	}
+	s.log.Warn("sip: a NOTIFY body over UDP is close to the 64 KB a datagram carries; the PBX cannot send this extension's larger documents over UDP, and its lamp would stop following its calls: set SIP_TRANSPORT=tcp",
+		"bytes", n, "extension", clip(ext))
 }
 
 func callIDOf(m sipmsg.Message) string {
