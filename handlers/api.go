@@ -78,6 +78,9 @@ type DashboardOptions struct {
 
 	// Board holds the board's thresholds and sound.
 	Board BoardOptions
+
+	// Webhooks serves /api/webhooks; nil: none.
+	Webhooks *WebhookOptions
 }
 
 // DefaultQueryTimeout is DashboardOptions.QueryTimeout's default.
@@ -126,6 +129,10 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 	routes := sg != nil && sg.routing != nil && sg.routing.Rules != nil
 	if routes {
 		g.GET("/route", api.route(sg), shed)
+	}
+	if o.Webhooks != nil {
+		writable := o.BearerToken != "" || o.BasicUser != "" || o.BasicPassword != ""
+		registerWebhooks(g, api, *o.Webhooks, writable, shed)
 	}
 	readOnly := []string{"/calls", "/calls/:id", "/lamps", "/openapi.yaml", "/stream", "/today"}
 	if routes {

@@ -43,6 +43,9 @@ func newInstanceClock(tb testing.TB, dbURL string, dash handlers.DashboardOption
 		tb.Fatal(err)
 	}
 	dash.Store = st
+	if dash.Webhooks != nil && dash.Webhooks.Store == nil {
+		dash.Webhooks.Store = st
+	}
 	if dash.Now == nil && now != nil {
 		dash.Now = now
 	}

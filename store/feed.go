@@ -93,7 +93,16 @@ type callSeq struct {
 
 // Feed returns at most limit events of the feed after id after, by id.
 func (s *Store) Feed(ctx context.Context, after int64, limit int) ([]callstate.FeedEvent, error) {
-	rows, _ := s.pool.Query(ctx, `
+	return s.readFeed(ctx, s.pool, after, limit)
+}
+
+// querier is a pool, a connection or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func (s *Store) readFeed(ctx context.Context, q querier, after int64, limit int) ([]callstate.FeedEvent, error) {
+	rows, _ := q.Query(ctx, `
 SELECT id, type, at, journey_id, data FROM call_feed
 WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[feedRow])

@@ -99,7 +99,11 @@ func (s *Store) deleteCalls(ctx context.Context, q string, arg any, erase bool) 
 				return err
 			}
 			if erase && len(journeys) > 0 {
-				_, err := tx.Exec(ctx, `DELETE FROM call_feed WHERE journey_id <> '' AND journey_id = ANY ($1)`, journeys)
+				if _, err := tx.Exec(ctx, `DELETE FROM call_feed WHERE journey_id <> '' AND journey_id = ANY ($1)`, journeys); err != nil {
+					return err
+				}
+				// Their webhook messages' bodies too, sent or not.
+				_, err := tx.Exec(ctx, `DELETE FROM webhook_delivery WHERE journey_id <> '' AND journey_id = ANY ($1)`, journeys)
 				return err
 			}
 			return nil

@@ -18,6 +18,7 @@ import (
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/store"
+	"github.com/callstate/callstate/webhook"
 )
 
 // Config is everything callstate reads from its environment (and .env).
@@ -211,6 +212,17 @@ func validateConfig(cfg Config) error {
 	_ = v.RegisterValidation("listen_addr", func(fl validator.FieldLevel) bool {
 		return validListenAddr(fl.Field().String())
 	})
+	_ = v.RegisterValidation("whsec", func(fl validator.FieldLevel) bool {
+		_, err := webhook.ParseSecret(fl.Field().String())
+		return err == nil
+	})
+	_ = v.RegisterValidation("feedtype", func(fl validator.FieldLevel) bool {
+		return callstate.KnownFeedType(fl.Field().String())
+	})
+	_ = v.RegisterValidation("retryschedule", func(fl validator.FieldLevel) bool {
+		_, err := parseSchedule(fl.Field().String())
+		return err == nil
+	})
 	err := v.Struct(cfg)
 	var verrs validator.ValidationErrors
 	if !errors.As(err, &verrs) {
@@ -323,6 +335,12 @@ func expectationOf(fe validator.FieldError) string {
 		return strings.TrimPrefix(fmt.Sprint(err), handlers.ErrBadThresholds.Error()+": ") + " (e.g. " + handlers.DefaultThresholds + ")"
 	case "hostname_port":
 		return "want host:port, the port from 1 to 65535"
+	case "whsec":
+		return "want whsec_ and 24 to 64 bytes in base64 (Standard Webhooks), e.g. from: openssl rand -base64 32"
+	case "feedtype":
+		return "want event types of the feed: " + strings.Join(callstate.FeedTypes, ", ")
+	case "retryschedule":
+		return "want the waits before each try, comma-separated durations, e.g. 0s,5s,5m,30m,2h,5h,10h,10h"
 	default:
 		return fmt.Sprintf("want a value that passes %s", fe.Tag())
 	}

@@ -46,6 +46,15 @@ func TestLoadConfig(t *testing.T) {
 		{"ErrBoardThresholds", map[string]string{"BOARD_THRESHOLDS": "waiting=6:3"}, []string{"BOARD_THRESHOLDS", "amber (6) must not be above red (3)", "e.g. waiting=3:6"}},
 		{"ErrSLA", map[string]string{"SLA_SECONDS": "0"}, []string{"SLA_SECONDS", "at least 1"}},
 		{"ErrTimeZone", map[string]string{"STATS_TIME_ZONE": "Mars/Olympus"}, []string{"STATS_TIME_ZONE"}},
+		{"OKWebhook", map[string]string{"EVENTS_WEBHOOK_URL": "https://crm.example.com/hook", "EVENTS_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+			"EVENTS_WEBHOOK_TYPES": "call.missed, call.voicemail", "EVENTS_WEBHOOK_FORMAT": "chat", "EVENTS_WEBHOOK_RETRY_SCHEDULE": "0s,1s,1m", "EVENTS_RETENTION": "30d"}, nil},
+		{"ErrWebhookWithoutSecret", map[string]string{"EVENTS_WEBHOOK_URL": "https://crm.example.com/hook"}, []string{"EVENTS_WEBHOOK_SECRET", "must be set with EVENTS_WEBHOOK_URL"}},
+		{"ErrWebhookSecret", map[string]string{"EVENTS_WEBHOOK_URL": "https://crm.example.com/hook", "EVENTS_WEBHOOK_SECRET": "whsec_short"}, []string{"EVENTS_WEBHOOK_SECRET", "whsec_ and 24 to 64 bytes"}},
+		{"ErrWebhookURL", map[string]string{"EVENTS_WEBHOOK_URL": "crm.example.com"}, []string{"EVENTS_WEBHOOK_URL", "absolute http(s) URL"}},
+		{"ErrWebhookType", map[string]string{"EVENTS_WEBHOOK_TYPES": "call.missed,call.exploded"}, []string{"EVENTS_WEBHOOK_TYPES", "event types of the feed"}},
+		{"ErrWebhookFormat", map[string]string{"EVENTS_WEBHOOK_FORMAT": "xml"}, []string{"EVENTS_WEBHOOK_FORMAT", "one of [standard zammad chat]"}},
+		{"ErrRetrySchedule", map[string]string{"EVENTS_WEBHOOK_RETRY_SCHEDULE": "0s,soon"}, []string{"EVENTS_WEBHOOK_RETRY_SCHEDULE", "comma-separated durations"}},
+		{"ErrEventsRetention", map[string]string{"EVENTS_RETENTION": "10m"}, []string{"EVENTS_RETENTION", "at least 1h"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

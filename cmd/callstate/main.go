@@ -273,6 +273,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	dash.QueryTimeout = cfg.DBQueryTimeout
+	sender := newWebhooks(cfg, st, dash.Phonebook, m, log)
+	dash.Webhooks = webhookOptions(st, sender)
 	var (
 		rules *ruleBook
 		lamps *handlers.LiveLamps
@@ -344,6 +346,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := startAgent(gctx, g, cfg.Agent, st, changes, m, log); err != nil {
 		return err
 	}
+	startWebhooks(gctx, g, cfg.Events, st, changes, sender, log)
 	g.Go(func() error { return changes.run(gctx, st) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -1,0 +1,132 @@
+package store_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/store/storetest"
+)
+
+// render is a minimal renderer: every event, its journey as order key.
+func render(ep callstate.WebhookEndpoint, ev callstate.FeedEvent) (callstate.WebhookDelivery, bool) {
+	if !ep.Wants(ev.Type) {
+		return callstate.WebhookDelivery{}, false
+	}
+	return callstate.WebhookDelivery{MsgID: "msg_" + ev.Type + "_" + ev.JourneyID, JourneyID: ev.JourneyID, OrderKey: ev.JourneyID,
+		Type: ev.Type, Body: []byte(`{"from":"` + fromOf(ev) + `"}`), ContentType: "application/json"}, true
+}
+
+func fromOf(ev callstate.FeedEvent) string {
+	if ev.Call != nil {
+		return ev.Call.From
+	}
+	if ev.Journey != nil {
+		return ev.Journey.From
+	}
+	return ""
+}
+
+// TestWebhookDeliveriesInOrder: an endpoint gets deliveries of the events
+// after it was made; one call's deliveries are taken one at a time, in
+// order, whichever instance takes them; a lease keeps a taken one from
+// others; forgetting a number erases its deliveries.
+func TestWebhookDeliveriesInOrder(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	a, b := openURL(t, url), openURL(t, url)
+	if _, err := a.Apply(ctx, sg("before", "newCall", 0, callstate.Update{From: "4917", State: callstate.StateRinging})); err != nil {
+		t.Fatal(err)
+	}
+	syncFeed(t, a)
+	ep, err := a.CreateWebhook(ctx, callstate.WebhookEndpoint{URL: "https://example.com/", Secrets: []string{"whsec_x"},
+		Format: callstate.FormatStandard, Enabled: true, Types: []string{callstate.EventRinging, callstate.EventEnded}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []callstate.Event{
+		sg("o1", "newCall", 0, callstate.Update{From: "4915551", State: callstate.StateRinging}),
+		sg("o1", "hangup", 5, callstate.Update{Cause: "cancel", State: callstate.StateEnded}),
+		sg("o2", "newCall", 1, callstate.Update{From: "4917", State: callstate.StateRinging}),
+	} {
+		if _, err := a.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncFeed(t, a)
+	if n, err := b.MakeDeliveries(ctx, render); err != nil || n != 3 {
+		t.Fatalf("made %d: %v", n, err)
+	}
+	if n, err := a.MakeDeliveries(ctx, render); err != nil || n != 0 {
+		t.Fatalf("made again %d: %v", n, err)
+	}
+	// o1's end waits for its ringing: the first claim has o1 ringing and o2.
+	first, err := a.ClaimDeliveries(ctx, 10, time.Minute)
+	if err != nil || len(first) != 2 {
+		t.Fatalf("claimed %v: %v", first, err)
+	}
+	var o1 callstate.WebhookDelivery
+	for _, c := range first {
+		if c.Delivery.JourneyID == "o1" {
+			o1 = c.Delivery
+		}
+		if c.Delivery.Attempts != 1 || c.Endpoint.ID != ep.ID {
+			t.Errorf("claimed %+v", c)
+		}
+	}
+	if o1.Type != callstate.EventRinging {
+		t.Fatalf("o1's first delivery %+v", o1)
+	}
+	// Leased: the other instance gets nothing, and o1's end still waits.
+	if cs, err := b.ClaimDeliveries(ctx, 10, time.Minute); err != nil || len(cs) != 0 {
+		t.Fatalf("second claim %v %v", cs, err)
+	}
+	now := time.Now()
+	if err := a.FinishDeliveries(ctx, []callstate.WebhookDelivery{o1},
+		[]callstate.WebhookResult{{Attempt: callstate.WebhookAttempt{At: now, Status: 200}, Delivered: true}}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := b.ClaimDeliveries(ctx, 10, time.Minute)
+	if err != nil || len(next) != 1 || next[0].Delivery.JourneyID != "o1" || next[0].Delivery.Type != callstate.EventEnded {
+		t.Fatalf("after o1's ringing: %+v %v", next, err)
+	}
+	// A failed try waits for its time and says why.
+	if err := b.FinishDeliveries(ctx, []callstate.WebhookDelivery{next[0].Delivery},
+		[]callstate.WebhookResult{{Attempt: callstate.WebhookAttempt{At: now, Status: 500, Error: "answered 500"}, NextAt: now.Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := a.WebhookDeliveries(ctx, ep.ID, callstate.DeliveryPending, 10)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("pending %+v %v", ds, err)
+	}
+	var failed callstate.WebhookDelivery
+	for _, d := range ds {
+		if d.JourneyID == "o1" {
+			failed = d
+		}
+	}
+	if failed.LastStatus != 500 || failed.LastError != "answered 500" || failed.Attempts != 1 {
+		t.Fatalf("failed delivery %+v", failed)
+	}
+	if as, err := a.WebhookAttempts(ctx, failed.ID); err != nil || len(as) != 1 || as[0].Status != 500 {
+		t.Fatalf("attempts %+v %v", as, err)
+	}
+	// Erasing the caller's number erases the bodies that hold it.
+	if _, _, err := a.ForgetNumber(ctx, "4915551"); err != nil {
+		t.Fatal(err)
+	}
+	all, err := a.WebhookDeliveries(ctx, ep.ID, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range all {
+		if strings.Contains(string(d.Body), "4915551") {
+			t.Errorf("a delivery still holds the number: %+v", d)
+		}
+	}
+	if len(all) != 1 {
+		t.Errorf("%d deliveries left, want o2's", len(all))
+	}
+}
