@@ -73,6 +73,7 @@ type feedRow struct {
 	At        time.Time `db:"at"`
 	JourneyID string    `db:"journey_id"`
 	Data      []byte    `db:"data"`
+	Rule      string    `db:"routed_rule"` // of a journey event: the rule of its leg routed first, as the legs say now
 }
 
 // feedData is call_feed.data: what the triggers write.
@@ -103,7 +104,12 @@ type querier interface {
 
 func (s *Store) readFeed(ctx context.Context, q querier, after int64, limit int) ([]callstate.FeedEvent, error) {
 	rows, _ := q.Query(ctx, `
-SELECT id, type, at, journey_id, data FROM call_feed
+SELECT id, type, at, journey_id, data,
+       CASE WHEN data ? 'journey' THEN coalesce((
+           SELECT l.routed_rule FROM call_state l
+           WHERE l.journey_id = call_feed.journey_id AND l.routed_rule <> ''
+           ORDER BY l.routed_at, l.routed_rule COLLATE "C" DESC LIMIT 1), '') ELSE '' END AS routed_rule
+FROM call_feed
 WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[feedRow])
 	if err != nil {
@@ -139,6 +145,7 @@ func (r feedRow) event() (callstate.FeedEvent, error) {
 	}
 	if d.Journey != nil {
 		j := d.Journey.journey()
+		j.Rule = r.Rule
 		ev.Journey = &j
 	}
 	if d.Press != "" {

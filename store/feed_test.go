@@ -299,3 +299,36 @@ func TestFeedRetentionAndForget(t *testing.T) {
 		t.Fatalf("window after %+v %v", w, err)
 	}
 }
+
+// TestFeedJourneyRule: a journey's events in the feed carry the rule that
+// routed its first leg, as GET /api/journeys does.
+func TestFeedJourneyRule(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	for _, ev := range []callstate.Event{
+		sg("fr1", "newCall", 0, callstate.Update{Direction: "in", From: "49170", To: "4930", State: callstate.StateRinging, Rule: "vip to owner"}),
+		sg("fr1", "hangup", 5, callstate.Update{Cause: "cancel", State: callstate.StateEnded}),
+		sg("fr2", "newCall", 0, callstate.Update{Direction: "in", From: "49171", To: "4930", State: callstate.StateRinging}),
+		sg("fr2", "hangup", 5, callstate.Update{Cause: "cancel", State: callstate.StateEnded}),
+	} {
+		if _, err := st.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncJourneys(t, st)
+	syncFeed(t, st)
+	seen := map[string]bool{}
+	for _, e := range readFeed(t, st, 0) {
+		if e.Journey == nil {
+			continue
+		}
+		want := map[string]string{"fr1": "vip to owner", "fr2": ""}[e.JourneyID]
+		if e.Journey.Rule != want {
+			t.Errorf("%s %s: rule %q, want %q", e.Type, e.JourneyID, e.Journey.Rule, want)
+		}
+		seen[e.JourneyID] = true
+	}
+	if !seen["fr1"] || !seen["fr2"] {
+		t.Fatalf("journey events of %v, want both journeys", seen)
+	}
+}
