@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -40,27 +41,35 @@ func benchRules() string {
 
 // BenchmarkNewCallRouting measures newCall's whole answer (Echo, the form,
 // routing, the store's write in PostgreSQL) at a fixed rate of 1,000
-// newCalls/s, in turns without rules and with 200 rules (the call
-// matching the last), in one process on one database, so that the two
-// are measured under the same load of the machine. Each latency is
+// newCalls/s, without rules and with 200 rules (the call matching the
+// last), interleaved: two webhooks on one database, one with the rules and
+// one without, take every other newCall, so that both are measured under
+// the same load of the machine at the same moments. Each latency is
 // measured from the request's scheduled time (no coordinated omission).
 // The lamps are kept live by the store's notifications, as in the
 // service, and the phonebook holds the caller.
 //
-//	go test -run '^$' -bench NewCallRouting -benchtime 1x ./handlers/
+//	go test -run '^$' -bench NewCallRouting -benchtime 1x -count 3 ./handlers/
 func BenchmarkNewCallRouting(b *testing.B) {
 	const (
-		rate   = 1000 // newCalls per second
-		perRun = 3000 // newCalls in a turn: 3 s
-		turns  = 3    // of each
+		rate = 1000 // newCalls per second, both webhooks together
+		n    = 10000
 	)
 	plan, _ := callstate.NewNumberPlan("DE")
 	rules, err := routing.Parse([]byte(benchRules()), plan)
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := newRoutingEnv(b, "", handlers.SipgateOptions{})
+	e := newRoutingEnv(b, "", handlers.SipgateOptions{}) // without rules
 	e.now = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	routed, err := handlers.New(handlers.Options{Store: e.store, Logger: discardLog, Sipgate: handlers.SipgateOptions{
+		PublicURL: "https://callstate.example.com",
+		Routing: &handlers.RoutingOptions{Rules: func() *routing.Rules { return rules }, Lamps: e.lamps, Phonebook: e.pb,
+			Secret: routingSecret, Now: func() time.Time { return e.now }},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
 	if _, _, err := e.store.AddContacts(context.Background(), []callstate.Contact{
 		{Name: "Caller", Numbers: []string{"4917012345678"}, Groups: []string{"customers"}}}); err != nil {
 		b.Fatal(err)
@@ -69,25 +78,25 @@ func BenchmarkNewCallRouting(b *testing.B) {
 		b.Fatal(err)
 	}
 	lat := map[bool][]time.Duration{}
-	n := 0
+	round := 0
 	for b.Loop() {
-		for turn := range 2 * turns {
-			with := turn%2 == 1
-			if with {
-				e.rules.Store(rules)
-			} else {
-				e.rules.Store(nil)
+		ls, failed := fixedRate(rate, n, func(i int) (http.Handler, string) {
+			id := fmt.Sprintf("rb-%d-%d", round, i)
+			h := e.h
+			if i%2 == 1 {
+				h = routed
 			}
-			ls, failed := fixedRate(e.h, rate, perRun, func(i int) string {
-				id := fmt.Sprintf("rb-%d-%d", n, i)
-				return "event=newCall&direction=in&from=4917012345678&to=4930123456789&callId=" + id +
-					"&origCallId=" + id + "&user%5B%5D=Alice&userId%5B%5D=w0"
-			}, func(body string) bool { return !with || strings.Contains(body, "<Number>491601234567</Number>") })
-			n++
-			if failed > 0 {
-				b.Fatalf("turn %d (rules %v): %d newCalls failed or were answered by the wrong rule", turn, with, failed)
-			}
-			lat[with] = append(lat[with], ls...)
+			return h, "event=newCall&direction=in&from=4917012345678&to=4930123456789&callId=" + id +
+				"&origCallId=" + id + "&user%5B%5D=Alice&userId%5B%5D=w0"
+		}, func(i int, body string) bool {
+			return strings.Contains(body, "<Number>491601234567</Number>") == (i%2 == 1)
+		})
+		round++
+		if failed > 0 {
+			b.Fatalf("%d newCalls failed or were answered by the wrong rule", failed)
+		}
+		for i, l := range ls {
+			lat[i%2 == 1] = append(lat[i%2 == 1], l)
 		}
 	}
 	for _, with := range []bool{false, true} {
@@ -106,14 +115,17 @@ func BenchmarkNewCallRouting(b *testing.B) {
 	}
 }
 
-// fixedRate posts n bodies to h, body i scheduled at start + i/rate, from
-// enough goroutines that none waits for another, and returns each one's
-// latency from its scheduled time and how many failed (not 200, or ok
-// says no).
-func fixedRate(h http.Handler, rate, n int, body func(int) string, ok func(string) bool) ([]time.Duration, int) {
+var discardLog = slog.New(slog.DiscardHandler)
+
+// fixedRate posts n requests, request i (a handler and its body) scheduled
+// at start + i/rate, from enough goroutines that none waits for another,
+// and returns each one's latency from its scheduled time and how many
+// failed (not 200, or ok says no).
+func fixedRate(rate, n int, request func(int) (http.Handler, string), ok func(int, string) bool) ([]time.Duration, int) {
+	hs := make([]http.Handler, n)
 	bodies := make([]string, n)
 	for i := range bodies {
-		bodies[i] = body(i)
+		hs[i], bodies[i] = request(i)
 	}
 	lat := make([]time.Duration, n)
 	var failed atomic.Int64
@@ -128,9 +140,9 @@ func fixedRate(h http.Handler, rate, n int, body func(int) string, ok func(strin
 				req := httptest.NewRequest(http.MethodPost, handlers.SipgatePath, strings.NewReader(bodies[i]))
 				req.Header.Set("Content-Type", formType)
 				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, req)
+				hs[i].ServeHTTP(rec, req)
 				lat[i] = time.Since(at)
-				if rec.Code != http.StatusOK || !ok(rec.Body.String()) {
+				if rec.Code != http.StatusOK || !ok(i, rec.Body.String()) {
 					failed.Add(1)
 				}
 			}
