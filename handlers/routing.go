@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -81,7 +82,7 @@ func (h *sipgateHandler) route(ctx context.Context, f sipgateForm, at time.Time)
 		h.metrics.Routed("")
 		return routeResult{}
 	}
-	body, err := h.answer(f.CallID, d.Action)
+	body, err := h.answerFor(rules, f.CallID, d)
 	if err != nil {
 		h.log.Error("routing: the rule's answer is not valid for sipgate; the default answer went out",
 			"call_id", f.CallID, "rule", d.Rule, "err", err)
@@ -130,7 +131,7 @@ func (h *sipgateHandler) routeMenu(ctx context.Context, q url.Values, f sipgateF
 		h.metrics.Routed("")
 		return nil, false
 	}
-	b, err := h.answer(f.CallID, d.Action)
+	b, err := h.answerFor(rules, f.CallID, d)
 	if err != nil {
 		h.log.Error("routing: the menu rule's answer is not valid for sipgate; plain answer", "call_id", f.CallID, "rule", d.Rule, "err", err)
 		h.metrics.RouteFailed(metrics.RouteFailEvaluation)
@@ -212,6 +213,35 @@ func lampRank(l string) int {
 		return 1
 	}
 	return 0
+}
+
+// answerCache keeps the answers of one version of the rules, by rule name
+// (unique in a file): written and checked once, not for every call.
+type answerCache struct {
+	rules *routing.Rules
+	m     sync.Map // rule name -> []byte
+}
+
+// answerFor is answer, kept per rule for the rules in force; a Gather's
+// answer names the call in its onData and is written each time.
+func (h *sipgateHandler) answerFor(rules *routing.Rules, callID string, d routing.Decision) ([]byte, error) {
+	if d.Action.Gather != nil {
+		return h.answer(callID, d.Action)
+	}
+	c := h.answers.Load()
+	if c == nil || c.rules != rules {
+		c = &answerCache{rules: rules}
+		h.answers.Store(c)
+	}
+	if b, ok := c.m.Load(d.Rule); ok {
+		return b.([]byte), nil
+	}
+	b, err := h.answer(callID, d.Action)
+	if err != nil {
+		return nil, err
+	}
+	c.m.Store(d.Rule, b)
+	return b, nil
 }
 
 // RouteAnswer is the dry run of routing: the rule that matched a call and

@@ -511,3 +511,21 @@ func TestRouteDryRun(t *testing.T) {
 		t.Errorf("call list lacks the rule that routed d1: %d %s", code, body)
 	}
 }
+
+// TestRoutingRulesSwapped: answers follow the rules in force at once, even
+// when a new version keeps a rule's name and changes what it does.
+func TestRoutingRulesSwapped(t *testing.T) {
+	e := newRoutingEnv(t, "rules:\n  - name: all\n    then: { reject: busy }\n", handlers.SipgateOptions{})
+	if rec := e.post(t, handlers.SipgatePath, newCallForm("s1", "491709999999", "4928559389086"), nil); rec.Body.String() != answerOf(`<Reject reason="busy"></Reject>`) {
+		t.Fatalf("first rules: %s", rec.Body)
+	}
+	plan, _ := callstate.NewNumberPlan("DE")
+	r, err := routing.Parse([]byte("rules:\n  - name: all\n    then: { hangup: true }\n"), plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rules.Store(r)
+	if rec := e.post(t, handlers.SipgatePath, newCallForm("s2", "491709999999", "4928559389086"), nil); rec.Body.String() != answerOf(`<Hangup></Hangup>`) {
+		t.Fatalf("second rules: %s", rec.Body)
+	}
+}

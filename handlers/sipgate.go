@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -104,6 +105,7 @@ type sipgateHandler struct {
 	now          func() time.Time
 	hook         string          // the webhook's URL, for onAnswer, onHangup and onData
 	routing      *RoutingOptions // nil: no routing
+	answers      atomic.Pointer[answerCache]
 }
 
 func newSipgateHandler(o SipgateOptions, store EventStore, log *slog.Logger, m *metrics.Metrics) (*sipgateHandler, error) {
