@@ -43,13 +43,13 @@ type HistoryOutcome string
 
 // The outcomes a history entry can tell.
 const (
-	HistoryAnswered  HistoryOutcome = "answered"
-	HistoryMissed    HistoryOutcome = "missed"
-	HistoryVoicemail HistoryOutcome = "voicemail"
-	HistoryBusy      HistoryOutcome = "busy"
-	HistoryRejected  HistoryOutcome = "rejected"
-	HistoryForwarded HistoryOutcome = "forwarded"
-	HistoryFailed    HistoryOutcome = "failed"
+	HistoryAnswered    HistoryOutcome = "answered"
+	HistoryMissed      HistoryOutcome = "missed"
+	HistoryVoicemailed HistoryOutcome = "voicemail"
+	HistoryBusy        HistoryOutcome = "busy"
+	HistoryRejected    HistoryOutcome = "rejected"
+	HistoryForwarded   HistoryOutcome = "forwarded"
+	HistoryFailed      HistoryOutcome = "failed"
 )
 
 // Outcome reads the entry's outcome: from callStatus where sipgate gives
@@ -58,11 +58,11 @@ func (h HistoryCall) Outcome() HistoryOutcome {
 	switch strings.ToUpper(h.CallStatus) {
 	case "SUCCESS":
 		if h.toVoicemail() {
-			return HistoryVoicemail
+			return HistoryVoicemailed
 		}
 		return HistoryAnswered
 	case "VOICEMAIL_NO_MESSAGE":
-		return HistoryVoicemail
+		return HistoryVoicemailed
 	case "REJECTED", "REJECTED_DND":
 		return HistoryRejected
 	case "BUSY", "BUSY_ON_BUSY":
@@ -75,7 +75,7 @@ func (h HistoryCall) Outcome() HistoryOutcome {
 	switch strings.ToUpper(h.Status) {
 	case "PICKUP":
 		if h.toVoicemail() {
-			return HistoryVoicemail
+			return HistoryVoicemailed
 		}
 		return HistoryAnswered
 	case "BUSY":
@@ -97,7 +97,7 @@ func (h HistoryCall) Outcome() HistoryOutcome {
 // missed is a call no person took: voicemail when a message was left.
 func (h HistoryCall) missed() HistoryOutcome {
 	if h.Voicemail {
-		return HistoryVoicemail
+		return HistoryVoicemailed
 	}
 	return HistoryMissed
 }
@@ -170,10 +170,10 @@ func (h HistoryCall) Reconcile(c Call, known bool, plan NumberPlan) (Fill, error
 		return Fill{}, fmt.Errorf("%w: entry %q has no callId or no created time", ErrUnmatchable, h.ID)
 	}
 	out := h.Outcome()
-	answered := out == HistoryAnswered || out == HistoryVoicemail
+	answered := out == HistoryAnswered || out == HistoryVoicemailed
 	var f Fill
 	historyPerson, webhookPerson := out == HistoryAnswered, known && c.AnsweredByPerson()
-	if known && historyPerson != webhookPerson && out != HistoryVoicemail && !c.VoicemailLeg() &&
+	if known && historyPerson != webhookPerson && out != HistoryVoicemailed && !c.VoicemailLeg() &&
 		(webhookPerson || c.AnsweredAt.IsZero()) && (c.EndRank == RankStated || c.AnswerRank == RankStated) {
 		f.Disagree = fmt.Sprintf("history says %s, the webhooks %s", out, webhookOutcome(c))
 	}
@@ -222,7 +222,7 @@ func (h HistoryCall) Reconcile(c Call, known bool, plan NumberPlan) (Fill, error
 		if len(u.UserIDs) == 1 {
 			u.Extension = u.UserIDs[0]
 		}
-		if out == HistoryVoicemail {
+		if out == HistoryVoicemailed {
 			u.Users, u.Answering = []string{"voicemail"}, ""
 		}
 	}
@@ -251,7 +251,7 @@ func (h HistoryCall) plausibleEnd(start time.Time, talk time.Duration) time.Time
 
 func (h HistoryCall) cause(o HistoryOutcome) string {
 	switch o {
-	case HistoryAnswered, HistoryVoicemail:
+	case HistoryAnswered, HistoryVoicemailed:
 		return causeNormal
 	case HistoryBusy:
 		return causeBusy
@@ -306,4 +306,41 @@ func (h HistoryCall) DedupKey(u Update) string {
 	}
 	sum := sha256.Sum256(b)
 	return "reconciled:" + h.CallID + ":" + hex.EncodeToString(sum[:8])
+}
+
+// HistoryVoicemail is a message left on a voicemail: an entry of type
+// VOICEMAIL of GET /history. It carries no callId; MatchVoicemails finds
+// its call.
+type HistoryVoicemail struct {
+	ID             string
+	Source, Target string
+	Created        time.Time
+}
+
+// voicemailSlack is how long after a call's start its voicemail entry may
+// be created: the ringing before, and the message.
+const voicemailSlack = 15 * time.Minute
+
+// MatchVoicemails marks the calls in which a message was left (Voicemail):
+// for each message, the latest call from the same source to the same
+// target that started at most voicemailSlack before it. It returns the
+// messages it found no call for.
+func MatchVoicemails(calls []HistoryCall, vms []HistoryVoicemail) (unmatched []HistoryVoicemail) {
+	for _, v := range vms {
+		best := -1
+		for i, c := range calls {
+			if c.Source != v.Source || c.Target != v.Target || c.Created.After(v.Created) || v.Created.Sub(c.Created) > voicemailSlack {
+				continue
+			}
+			if best < 0 || c.Created.After(calls[best].Created) {
+				best = i
+			}
+		}
+		if best < 0 {
+			unmatched = append(unmatched, v)
+			continue
+		}
+		calls[best].Voicemail = true
+	}
+	return unmatched
 }

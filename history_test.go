@@ -16,9 +16,9 @@ func TestHistoryOutcome(t *testing.T) {
 	}{
 		{"CallStatusSuccess", callstate.HistoryCall{CallStatus: "SUCCESS", Status: "NOPICKUP"}, callstate.HistoryAnswered},
 		{"CallStatusWinsOverStatus", callstate.HistoryCall{CallStatus: "MISSED", Status: "PICKUP"}, callstate.HistoryMissed},
-		{"VoicemailNoMessage", callstate.HistoryCall{CallStatus: "VOICEMAIL_NO_MESSAGE"}, callstate.HistoryVoicemail},
-		{"SuccessAtTheVoicemail", callstate.HistoryCall{CallStatus: "SUCCESS", Endpoints: []callstate.HistoryEndpoint{{Type: "ROUTED", Extension: "v0"}}}, callstate.HistoryVoicemail},
-		{"MissedWithMessage", callstate.HistoryCall{Status: "NOPICKUP", Voicemail: true}, callstate.HistoryVoicemail},
+		{"VoicemailNoMessage", callstate.HistoryCall{CallStatus: "VOICEMAIL_NO_MESSAGE"}, callstate.HistoryVoicemailed},
+		{"SuccessAtTheVoicemail", callstate.HistoryCall{CallStatus: "SUCCESS", Endpoints: []callstate.HistoryEndpoint{{Type: "ROUTED", Extension: "v0"}}}, callstate.HistoryVoicemailed},
+		{"MissedWithMessage", callstate.HistoryCall{Status: "NOPICKUP", Voicemail: true}, callstate.HistoryVoicemailed},
 		{"Busy", callstate.HistoryCall{CallStatus: "BUSY_ON_BUSY"}, callstate.HistoryBusy},
 		{"Rejected", callstate.HistoryCall{CallStatus: "REJECTED_DND"}, callstate.HistoryRejected},
 		{"Failure", callstate.HistoryCall{CallStatus: "FAILURE"}, callstate.HistoryFailed},
@@ -136,4 +136,24 @@ func TestHistoryReconcile(t *testing.T) {
 			t.Error("the same fill has two keys")
 		}
 	})
+}
+
+func TestMatchVoicemails(t *testing.T) {
+	calls := []callstate.HistoryCall{
+		{CallID: "a", Source: "+491", Target: "+4930", Created: at(0)},
+		{CallID: "b", Source: "+491", Target: "+4930", Created: at(100)},
+		{CallID: "c", Source: "+492", Target: "+4930", Created: at(100)},
+	}
+	vms := []callstate.HistoryVoicemail{
+		{ID: "v1", Source: "+491", Target: "+4930", Created: at(130)},
+		{ID: "v2", Source: "+493", Target: "+4930", Created: at(130)},
+		{ID: "v3", Source: "+492", Target: "+4930", Created: at(100 + 3600)},
+	}
+	un := callstate.MatchVoicemails(calls, vms)
+	if calls[0].Voicemail || !calls[1].Voicemail || calls[2].Voicemail {
+		t.Errorf("marked %v %v %v, want only b", calls[0].Voicemail, calls[1].Voicemail, calls[2].Voicemail)
+	}
+	if len(un) != 2 || un[0].ID != "v2" || un[1].ID != "v3" {
+		t.Errorf("unmatched %+v, want v2 and v3", un)
+	}
 }
