@@ -12,7 +12,7 @@ import (
 
 type counter struct{ n atomic.Int64 }
 
-func (c *counter) add()         { c.n.Add(1) }
+func (c *counter) add()        { c.n.Add(1) }
 func (c *counter) load() int64 { return c.n.Load() }
 
 // callsJSON is GET /calls' answer.
