@@ -432,6 +432,7 @@ type callJSON struct {
 	AnsweredAt *time.Time `json:"answered_at,omitempty"`
 	EndedAt    *time.Time `json:"ended_at,omitempty"`
 	UpdatedAt  time.Time  `json:"updated_at"`
+	Learned    bool       `json:"learned,omitempty"` // known only from sipgate's history: its webhooks never came
 
 	// For reading: the phonebook's names, the numbers formatted, the
 	// cause in words (see Phonebook).
@@ -463,6 +464,7 @@ func toCallJSON(c callstate.Call, seq int64) callJSON {
 		Diversion: c.Diversion, State: c.State.String(), Active: c.Active(), OnHold: c.OnHold,
 		Cause: c.Cause, DTMF: c.DTMF, Rule: c.Rule,
 		StartedAt: t(c.StartedAt), AnsweredAt: t(c.AnsweredAt), EndedAt: t(c.EndedAt), UpdatedAt: c.UpdatedAt,
+		Learned: c.Learned,
 	}
 }
 

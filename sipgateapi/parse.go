@@ -75,8 +75,9 @@ type entryJSON struct {
 const maxDuration = 7 * 24 * time.Hour
 
 // ParseHistory reads one page of GET /history's answer. Entries of type
-// CALL become calls, VOICEMAIL voicemails; others, and entries that cannot
-// be read (a bad time, a negative duration), are counted in Other. It
+// CALL become calls, VOICEMAIL voicemails; others are counted in Other,
+// and the ids of entries that cannot be read (a bad time, a negative
+// duration) listed in Unreadable. It
 // returns an error wrapping ErrBadAnswer when the page itself is not
 // sipgate's shape.
 func ParseHistory(body []byte) (HistoryPage, error) {
@@ -94,13 +95,17 @@ func ParseHistory(body []byte) (HistoryPage, error) {
 	for _, raw := range *v.Items {
 		var e entryJSON
 		if err := json.Unmarshal(raw, &e); err != nil {
-			p.Other++
+			var id struct {
+				ID string `json:"id"`
+			}
+			_ = json.Unmarshal(raw, &id)
+			p.Unreadable = append(p.Unreadable, id.ID)
 			continue
 		}
 		created, err1 := parseTime(e.Created)
 		modified, err2 := parseTime(e.LastModified)
 		if err1 != nil || err2 != nil || e.Duration < 0 || e.Duration > maxDuration.Seconds() {
-			p.Other++
+			p.Unreadable = append(p.Unreadable, e.ID)
 			continue
 		}
 		switch strings.ToUpper(e.Type) {

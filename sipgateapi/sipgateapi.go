@@ -128,7 +128,8 @@ func (c *Client) LiveCalls(ctx context.Context) ([]string, error) {
 type HistoryPage struct {
 	Calls      []callstate.HistoryCall
 	Voicemails []callstate.HistoryVoicemail
-	Other      int // entries of other types (SMS, FAX) or that could not be read: counted, not used
+	Other      int      // entries of other types (SMS, FAX): no calls
+	Unreadable []string // ids of entries that could not be read ("" when not even that)
 	Entries    int // entries on the page
 	TotalCount int // sipgate's count of all entries of the query
 }

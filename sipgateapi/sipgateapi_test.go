@@ -223,8 +223,8 @@ func FuzzParseHistory(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if p.Entries != len(p.Calls)+len(p.Voicemails)+p.Other {
-			t.Fatalf("%d entries, %d calls + %d voicemails + %d other", p.Entries, len(p.Calls), len(p.Voicemails), p.Other)
+		if p.Entries != len(p.Calls)+len(p.Voicemails)+p.Other+len(p.Unreadable) {
+			t.Fatalf("%d entries, %d calls + %d voicemails + %d other + %d unreadable", p.Entries, len(p.Calls), len(p.Voicemails), p.Other, len(p.Unreadable))
 		}
 		for _, h := range p.Calls {
 			if h.Duration < 0 {

@@ -40,17 +40,17 @@ func (s *Store) ReleaseReconcile(ctx context.Context, name, owner string) error 
 	return nil
 }
 
-// ReconcileCursor returns where the walk named name has come; ok is false
-// before its first step.
-func (s *Store) ReconcileCursor(ctx context.Context, name string) (at time.Time, ok bool, err error) {
-	err = s.pool.QueryRow(ctx, `SELECT position FROM reconcile_cursor WHERE name = $1`, name).Scan(&at)
+// ReconcileCursor returns where the walk named name has come and when it
+// last advanced (on any instance); ok is false before its first step.
+func (s *Store) ReconcileCursor(ctx context.Context, name string) (at, advanced time.Time, ok bool, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT position, updated_at FROM reconcile_cursor WHERE name = $1`, name).Scan(&at, &advanced)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return time.Time{}, false, nil
+		return time.Time{}, time.Time{}, false, nil
 	case err != nil:
-		return time.Time{}, false, fmt.Errorf("store: reconcile cursor %s: %w", name, readErr(err))
+		return time.Time{}, time.Time{}, false, fmt.Errorf("store: reconcile cursor %s: %w", name, readErr(err))
 	}
-	return at, true, nil
+	return at, advanced, true, nil
 }
 
 // AdvanceReconcileCursor moves the walk named name to at; it never moves

@@ -64,6 +64,11 @@ type Config struct {
 	RingingTimeout  time.Duration `env:"SIPGATE_RINGING_TIMEOUT" default:"30m" validate:"min=0s,max=24h"`
 	AnsweredTimeout time.Duration `env:"SIPGATE_ANSWERED_TIMEOUT" default:"12h" validate:"min=0s,max=720h"`
 
+	TokenID           string        `env:"SIPGATE_TOKEN_ID" validate:"required_with=Token,omitempty,max=255,printascii"`
+	Token             string        `env:"SIPGATE_TOKEN" secret:"true" validate:"required_with=TokenID,omitempty,max=255,printascii"`
+	APIURL            string        `env:"SIPGATE_API_URL" default:"https://api.sipgate.com/v2" validate:"required,http_url"`
+	ReconcileInterval time.Duration `env:"SIPGATE_RECONCILE_INTERVAL" default:"30s" validate:"min=1s,max=1h"`
+
 	StatsTimeZone       string `env:"STATS_TIME_ZONE" validate:"omitempty,timezone"`
 	SLASeconds          int    `env:"SLA_SECONDS" default:"20" validate:"min=1,max=3600"`
 	ShortAbandonSeconds int    `env:"SHORT_ABANDON_SECONDS" default:"5" validate:"min=0,max=600"`

@@ -82,6 +82,10 @@ Usage:
   callstate forget NUMBER [-env-file FILE]
                                        delete every call of NUMBER (caller, callee, answering or
                                        diverting number) with its journal
+  callstate reconcile -since TIME [-env-file FILE]
+                                       fill from sipgate's history (SIPGATE_TOKEN) what the
+                                       webhooks missed since TIME (RFC 3339, or a date in
+                                       STATS_TIME_ZONE), and print what was filled
   callstate contacts import FILE [-env-file FILE]
                                        add the contacts of a CSV or vCard file to the phonebook
                                        (names shown for their numbers on the board and in the API)
@@ -128,6 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return exitError{2, errors.New("route needs: test --from NUMBER --to NUMBER [--at TIME] [--user ID] [--direction in|out]; try callstate help")}
 		}
 		sub, args = args[0], args[1:]
+	case "reconcile":
 	case "serve", "check-config":
 	case "version":
 		fmt.Fprintln(stdout, "callstate", version())
@@ -153,6 +158,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fl.StringVar(&rt.menu, "menu", "", "a menu of the rules: what its rules answer to --digits")
 		fl.StringVar(&rt.digits, "digits", "", "with --menu: the digits pressed (none: the timeout)")
 	}
+	var since *string
+	if cmd == "reconcile" {
+		since = fl.String("since", "", "reconcile the calls since this time (RFC 3339) or date")
+	}
 	if err := fl.Parse(args); errors.Is(err, flag.ErrHelp) {
 		printHelp(stdout)
 		return nil
@@ -168,13 +177,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return exitError{2, fmt.Errorf("-env-file %s: %w", *envFile, err)}
 	}
 	cfg, err := loadConfig(getenv)
-	if cmd == "migrate" || cmd == "forget" || cmd == "contacts" || cmd == "route" {
+	if cmd == "migrate" || cmd == "forget" || cmd == "contacts" || cmd == "route" || cmd == "reconcile" {
 		if err != nil {
 			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
 		}
 		log := newOneShotLogger(newLogger(cfg, stderr))
 		if cmd == "route" {
 			return routeTestCommand(ctx, rt, cfg, log)
+		}
+		if cmd == "reconcile" {
+			return reconcileCommand(ctx, *since, cfg, log)
 		}
 		if cmd == "contacts" {
 			return importContactsCommand(ctx, sub, cfg, log)
@@ -332,6 +344,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	g.Go(func() error { return dash.Phonebook.Run(gctx) })
 	if cfg.RingingTimeout > 0 || cfg.AnsweredTimeout > 0 {
 		g.Go(func() error { return endStuckCalls(gctx, st, sp, cfg.RingingTimeout, cfg.AnsweredTimeout, log) })
+	}
+	if cfg.TokenID != "" {
+		rec, err := newReconciler(cfg, st, sp, log, nil)
+		if err != nil {
+			return err
+		}
+		rec.register(m)
+		log.Info("reconciling with sipgate's record", "api", cfg.APIURL, "every", cfg.ReconcileInterval)
+		g.Go(func() error { return rec.run(gctx) })
 	}
 	if cfg.RetentionCalls > 0 {
 		g.Go(func() error { return forgetOldCalls(gctx, st, cfg.RetentionCalls, log) })
