@@ -130,8 +130,8 @@ type HistoryPage struct {
 	Voicemails []callstate.HistoryVoicemail
 	Other      int      // entries of other types (SMS, FAX): no calls
 	Unreadable []string // ids of entries that could not be read ("" when not even that)
-	Entries    int // entries on the page
-	TotalCount int // sipgate's count of all entries of the query
+	Entries    int      // entries on the page
+	TotalCount int      // sipgate's count of all entries of the query
 }
 
 // History walks the calls and voicemails created from from (inclusive) to
