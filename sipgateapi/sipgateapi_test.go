@@ -76,7 +76,7 @@ func TestParseBad(t *testing.T) {
 
 func client(t *testing.T, s *sipgatetest.Server, id, token string) *sipgateapi.Client {
 	t.Helper()
-	c, err := sipgateapi.New(s.URL+"/v2", id, token, sipgateapi.Options{Timeout: 300 * time.Millisecond, Tries: 3,
+	c, err := sipgateapi.New(s.URL+"/v2", id, token, sipgateapi.Options{Timeout: time.Second, Tries: 3,
 		Backoff: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -100,9 +100,12 @@ func TestHistoryPaging(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
 	s.AddHistory(entries(2500, t0)...)
 	s.AddHistory(sipgatetest.Entry{ID: "late", CallID: "late", Type: "CALL", Created: t0.Add(24 * time.Hour)})
-	c := client(t, s, sipgatetest.TokenID, sipgatetest.Token)
+	c, err := sipgateapi.New(s.URL+"/v2", sipgatetest.TokenID, sipgatetest.Token, sipgateapi.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
-	err := c.History(context.Background(), t0, t0.Add(time.Hour), func(p sipgateapi.HistoryPage) error {
+	err = c.History(context.Background(), t0, t0.Add(time.Hour), func(p sipgateapi.HistoryPage) error {
 		for _, h := range p.Calls {
 			seen[h.CallID] = true
 		}
@@ -177,7 +180,7 @@ func TestFailures(t *testing.T) {
 	})
 	t.Run("OK/SlowAnswerTriedAgain", func(t *testing.T) {
 		s := sipgatetest.New(t)
-		s.Fail("/calls", sipgatetest.Fault{Status: 200, Delay: time.Second})
+		s.Fail("/calls", sipgatetest.Fault{Status: 200, Delay: 3 * time.Second})
 		if _, err := client(t, s, sipgatetest.TokenID, sipgatetest.Token).LiveCalls(ctx); err != nil || s.Requests("/calls") != 2 {
 			t.Errorf("err = %v after %d requests, want success at the second", err, s.Requests("/calls"))
 		}
