@@ -40,7 +40,8 @@ type Options struct {
 	Schedule     []time.Duration // waits before each try; nil: DefaultSchedule
 	Timeout      time.Duration   // one try; 0: 15 s
 	AllowPrivate bool            // allow private, loopback and link-local targets
-	Workers      int             // deliveries sent at once per round and worker; 0: 32
+	Workers      int             // deliveries one round takes and sends at once; 0: 64
+	Rounds       int             // rounds in flight at once; 0: 4
 	Poll         time.Duration   // how often due deliveries are looked for when not told; 0: 250 ms
 	Renderer     Renderer
 	Logger       *slog.Logger
@@ -78,7 +79,10 @@ func New(st Store, o Options) *Sender {
 		o.Timeout = 15 * time.Second
 	}
 	if o.Workers == 0 {
-		o.Workers = 32
+		o.Workers = 64
+	}
+	if o.Rounds == 0 {
+		o.Rounds = 4
 	}
 	if o.Poll == 0 {
 		o.Poll = 250 * time.Millisecond
@@ -96,7 +100,7 @@ func New(st Store, o Options) *Sender {
 		DialContext:           dialer.DialContext,
 		TLSHandshakeTimeout:   o.Timeout,
 		ResponseHeaderTimeout: o.Timeout,
-		MaxIdleConnsPerHost:   o.Workers,
+		MaxIdleConnsPerHost:   o.Workers * o.Rounds,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
@@ -180,7 +184,13 @@ func (s *Sender) Endpoints() []int64 {
 func (s *Sender) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.makeLoop(ctx) })
-	wg.Go(func() { s.sendLoop(ctx) })
+	// Several rounds at once, so that one slow endpoint's round (up to the
+	// timeout) does not hold the others back, and under load the database's
+	// work of one round overlaps the sending of another. A leased delivery
+	// is not due, so rounds never take the same one.
+	for range s.o.Rounds {
+		wg.Go(func() { s.sendLoop(ctx) })
+	}
 	wg.Wait()
 	return nil
 }
@@ -235,6 +245,12 @@ func (s *Sender) sendLoop(ctx context.Context) {
 			case <-t.C:
 			}
 			continue
+		}
+		if len(cs) == s.o.Workers {
+			select { // more wait: wake another round
+			case s.send <- struct{}{}:
+			default:
+			}
 		}
 		ds := make([]callstate.WebhookDelivery, len(cs))
 		rs := make([]callstate.WebhookResult, len(cs))

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The feed and webhooks out under load: sipgate-like webhooks in at RATE
+# events/s (default 1,000, signatures off, durable: callstate's private
+# PostgreSQL with fsync and synchronous_commit on), and, side by side in
+# the same run, in turns:
+#   old      a build from before the feed (OLD=path), no webhooks out
+#   feed     this tree's build, the feed written, no endpoint
+#   webhook  this tree's build with one endpoint (EVENTS_WEBHOOK_URL) at a
+#            local receiver (scripts/webhook-sink) that checks signatures
+# For each: events/s answered and the answer's p99 (from callstate-load),
+# and per event the CPU time of callstate and PostgreSQL and the WAL; for
+# webhook also messages delivered, their rate, and the lag from the
+# event's time (the webhook's receipt, a millisecond or two before its
+# commit) to the delivery, p50/p99, over the calls' events.
+#
+#   git worktree add /tmp/old OLDCOMMIT && (cd /tmp/old && go build -o /tmp/callstate-old ./cmd/callstate)
+#   OLD=/tmp/callstate-old scripts/bench-events.sh
+#   RUNS=3 DURATION=20s RATE=1000 OLD=... scripts/bench-events.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${OLD:?OLD=path of a build from before the feed}"
+RUNS=${RUNS:-2}
+DURATION=${DURATION:-15s}
+RATE=${RATE:-1000}
+tmp=$(mktemp -d)
+chmod 755 "$tmp" # the private PostgreSQL runs as an unprivileged user
+pid=
+sink=
+trap '[ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; [ -n "$sink" ] && kill "$sink" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+NEW=${NEW:-$tmp/callstate-new}
+[ -x "$NEW" ] || go build -o "$NEW" ./cmd/callstate
+go build -o "$tmp/load" ./cmd/callstate-load
+go build -o "$tmp/sink" ./scripts/webhook-sink
+port=18480
+pgport=25680
+sinkport=18490
+secret=whsec_$(head -c 32 /dev/urandom | base64)
+hook="http://127.0.0.1:$port/webhooks/sipgate"
+db="postgres://postgres@127.0.0.1:$pgport/callstate?sslmode=disable"
+echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); old $("$OLD" version), new $("$NEW" version)"
+ticks() {
+  local t=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$t"
+}
+# one BUILD NAME [ENV...]: a fresh database, RATE events/s for DURATION.
+one() {
+  local bin=$1 name=$2; shift 2
+  rm -rf "$tmp/data"
+  if [ "$name" = webhook ]; then
+    "$tmp/sink" -addr 127.0.0.1:$sinkport -secret "$secret" >"$tmp/sink.log" 2>&1 &
+    sink=$!
+  fi
+  env DATA_DIR="$tmp/data" LOCAL_POSTGRES_PORT=$pgport LISTEN_ADDR=127.0.0.1:$port \
+    PUBLIC_URL=http://127.0.0.1:$port LOG_LEVEL=warn SIPGATE_VERIFY_SIGNATURE=false "$@" \
+    "$bin" serve -env-file /dev/null >"$tmp/log" 2>&1 &
+  pid=$!
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+  local lsn0 lsn1 rows pm pgs cs0 cs1 pg0 pg1 hz n out
+  hz=$(getconf CLK_TCK)
+  pm=$(head -1 "$(psql "$db" -Atc 'SHOW data_directory')/postmaster.pid")
+  lsn0=$(psql "$db" -Atc 'SELECT pg_current_wal_lsn()')
+  pgs=$(pgrep -P "$pm" | tr '\n' ' ' || true)
+  cs0=$(ticks "$pid"); pg0=$(ticks "$pm" $pgs)
+  "$tmp/load" -url "$hook" -label "$name" -c 64 -d "$DURATION" -rate "$RATE" | grep '^RESULT' >"$tmp/result"
+  if [ "$name" = webhook ]; then
+    # Let the deliveries catch up (at most 30 s), counted in the CPU time.
+    for _ in $(seq 300); do
+      [ "$(psql "$db" -Atc "SELECT count(*) FROM webhook_delivery WHERE status = 'pending'")" = 0 ] && break
+      sleep 0.1
+    done
+  fi
+  pgs=$(pgrep -P "$pm" | tr '\n' ' ' || true)
+  cs1=$(ticks "$pid"); pg1=$(ticks "$pm" $pgs)
+  lsn1=$(psql "$db" -Atc 'SELECT pg_current_wal_lsn()')
+  rows=$(psql "$db" -Atc 'SELECT count(*) FROM call_event')
+  n=$((rows > 0 ? rows : 1))
+  out="$(sed 's/^RESULT //' "$tmp/result") journal=$rows wal_bytes_per_event=$(psql "$db" -Atc "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint / $n")"
+  out="$out cpu_us_per_event: callstate=$(((cs1 - cs0) * 1000000 / hz / n)) postgres=$(((pg1 - pg0) * 1000000 / hz / n))"
+  if [ "$name" != old ]; then
+    out="$out feed_events=$(psql "$db" -Atc 'SELECT count(*) FROM call_feed')"
+  fi
+  if [ "$name" = webhook ]; then
+    out="$out deliveries: $(curl -s "http://127.0.0.1:$sinkport/stats") pending=$(psql "$db" -Atc "SELECT count(*) FROM webhook_delivery WHERE status = 'pending'")"
+    kill "$sink"; wait "$sink" 2>/dev/null || true; sink=
+  fi
+  echo "$out"
+  kill -INT "$pid"; wait "$pid" 2>/dev/null || true; pid=
+}
+for run in $(seq "$RUNS"); do
+  one "$OLD" old
+  one "$NEW" feed
+  one "$NEW" webhook EVENTS_WEBHOOK_URL="http://127.0.0.1:$sinkport/hook" EVENTS_WEBHOOK_SECRET="$secret" \
+    EVENTS_WEBHOOK_ALLOW_PRIVATE=true EVENTS_WEBHOOK_TYPES=call.ringing,call.answered,call.ended,journey.ended,call.missed
+done
