@@ -2,8 +2,9 @@
 # Installs what callstate's tests run against, when it is missing:
 # the PostgreSQL server, Kamailio with its presence and TLS modules, sipp,
 # Chromium, promtool (package prometheus) for the alert rules,
-# docker-compose to validate compose.yaml, and baresip (baresip-core, with
-# its presence module) as a presence client.
+# docker-compose to validate compose.yaml, baresip (baresip-core, with
+# its presence module) as a presence client, and Node.js with npm for the
+# tests whose peers are Node programs (SIP.js, webhook receivers).
 # Debian/Ubuntu only (apt-get); elsewhere it says what to install.
 set -euo pipefail
 
@@ -25,6 +26,12 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# Node.js and npm (a Node.js build that bundles npm needs no package of its own).
+if ! command -v node >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+elif ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
 # baresip with its presence module: a PIDF client for the presence agent's tests.
 compgen -G '/usr/lib/baresip/modules/presence.so' >/dev/null || missing+=(baresip-core)
 
