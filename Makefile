@@ -15,10 +15,12 @@ run: ## Run the service (starts a private PostgreSQL when DATABASE_URL is unset)
 build: ## Build bin/callstate with its version and commit embedded.
 	$(GO) build -trimpath -ldflags "-X main.Version=$$(git describe --tags --always --dirty 2>/dev/null || echo devel) -X main.Commit=$$(git rev-parse HEAD 2>/dev/null)" -o bin/callstate ./cmd/callstate
 
-test: deps ## Install missing test dependencies, run every test with the race detector, then fuzz each parser briefly.
+test: deps ## Install missing test dependencies, run every test with the race detector (and the busy hour again without it), then fuzz each parser briefly.
 	$(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) test -race -count=1 ./...
+	@echo "the busy hour again, without the race detector's slowdown:"
+	$(GO) test -count=1 -run '^TestBusyHour$$' ./sip
 	@./scripts/fuzz.sh $(or $(FUZZTIME),5s)
 
 deps: ## Install PostgreSQL, Kamailio, sipp and Chromium with apt-get when missing.

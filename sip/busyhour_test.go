@@ -350,7 +350,8 @@ func postgresCPU() time.Duration {
 // and out, through a real Kamailio, and checks that every call ends as a
 // row answered and ended on both sides, that no row is open and every lamp
 // is idle within 5 s of the last call, and that NOTIFYs are answered at
-// once, so that the PBX loses no subscription.
+// once, so that the PBX loses no subscription. `make test` runs it once
+// more without the race detector (see raceDetector).
 func TestBusyHour(t *testing.T) {
 	tests := []struct {
 		name string
@@ -362,6 +363,14 @@ func TestBusyHour(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if raceDetector {
+				// The detector makes this process several times slower and
+				// takes the CPU sipp and Kamailio need: the same shape at
+				// 2 calls/s a caller (about 6 dialogs each way) still runs
+				// the concurrent paths under it.
+				tt.b.rate, tt.b.calls = 2, 24
+				t.Logf("race detector: %v calls/s a caller, %d calls each", tt.b.rate, tt.b.calls)
+			}
 			res := tt.b.run(t, 5*time.Second)
 			t.Logf("%d calls in %v; NOTIFYs: %d datagrams, %d distinct, %d retransmitted, %d dropped; answered p50 %v p99 %v max %v %v; events %d; settled in %v",
 				res.placed, res.took.Round(time.Millisecond), res.sock.Notifies, res.sock.Distinct, res.sock.Retrans, res.sock.Dropped,
@@ -370,10 +379,20 @@ func TestBusyHour(t *testing.T) {
 			for _, p := range res.problems {
 				t.Error(p)
 			}
-			if tt.b.lossFor == 0 && res.lost > 0 {
-				t.Errorf("%d subscriptions were lost and made again", res.lost)
+			// Under the race detector everything is several times slower,
+			// and Kamailio may give up NOTIFYs answered after its 5 s
+			// timer: the rows and lamps must still come out right (above),
+			// while `make test` runs this test again without the detector,
+			// at full load, where no subscription may be lost.
+			strict := tt.b.lossFor == 0 && !raceDetector
+			if res.lost > 0 {
+				if strict {
+					t.Errorf("%d subscriptions were lost and made again", res.lost)
+				} else {
+					t.Logf("%d subscriptions were lost and made again (race detector or lossy network)", res.lost)
+				}
 			}
-			if n := res.sock.Codes[200]; tt.b.lossFor == 0 && n != res.sock.Answered {
+			if n := res.sock.Codes[200]; strict && n != res.sock.Answered {
 				t.Errorf("NOTIFYs answered %v, want 200 only", res.sock.Codes)
 			}
 		})
