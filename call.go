@@ -377,3 +377,12 @@ func earliest(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// NoNews reports whether c is a sipgate call still ringing with no news
+// for after or longer at now: most likely its hangup was lost. Such a call
+// is shown as "no news since" its last update, greyed, and not counted as
+// a caller waiting; it still ends at SIPGATE_RINGING_TIMEOUT. An after of
+// 0 means never.
+func (c Call) NoNews(now time.Time, after time.Duration) bool {
+	return after > 0 && c.Source == SourceSipgate && c.State == StateRinging && now.Sub(c.UpdatedAt) >= after
+}

@@ -109,3 +109,28 @@ func permutationsOf(n int) [][]int {
 	}
 	return out
 }
+
+func TestNoNews(t *testing.T) {
+	ringing := callstate.Call{Source: callstate.SourceSipgate, State: callstate.StateRinging, UpdatedAt: at(0)}
+	tests := []struct {
+		name string
+		c    callstate.Call
+		now  time.Time
+		want bool
+	}{
+		{"OK/Fresh", ringing, at(299), false},
+		{"OK/NoNews", ringing, at(300), true},
+		{"OK/AnsweredIsNews", func() callstate.Call { c := ringing; c.State = callstate.StateAnswered; return c }(), at(900), false},
+		{"OK/SIPHasItsOwnNews", func() callstate.Call { c := ringing; c.Source = callstate.SourceSIP; return c }(), at(900), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.c.NoNews(tt.now, 5*time.Minute); got != tt.want {
+				t.Errorf("NoNews = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if ringing.NoNews(at(9999), 0) {
+		t.Error("NoNews with 0: want never")
+	}
+}

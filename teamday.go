@@ -6,8 +6,9 @@ import "time"
 type TeamDay struct {
 	Day              string    // the day, 2006-01-02, in the time zone the day is cut in
 	DayStart         time.Time // its start
-	Waiting          int       // incoming calls ringing, nobody answered yet
+	Waiting          int       // incoming calls ringing, nobody answered yet, with news (see Call.NoNews)
 	LongestWaitSince time.Time // start of the longest waiting one; zero if none
+	NoNews           int       // incoming sipgate calls ringing with no news for a while: likely a lost hangup, not counted in Waiting
 	CallsIn          int       // incoming calls today
 	CallsOut         int       // outgoing calls today
 	Answered         int       // incoming calls a person answered, those still going on included

@@ -271,8 +271,11 @@ func (a *api) listCalls(c echo.Context) error {
 		return err
 	}
 	out := callsPage{Calls: make([]callJSON, 0, len(calls)), NextCursor: next}
+	now := a.now()
 	for _, cl := range calls {
-		out.Calls = append(out.Calls, a.phonebook.callJSON(cl, 0))
+		j := a.phonebook.callJSON(cl, 0)
+		j.NoNews = cl.NoNews(now, a.board.RingingStale)
+		out.Calls = append(out.Calls, j)
 	}
 	setNextLink(c, next)
 	return c.JSON(http.StatusOK, out)
@@ -319,6 +322,7 @@ func (a *api) getCall(c echo.Context) error {
 		return err
 	}
 	out := callDetail{callJSON: a.phonebook.callJSON(cl, 0), Events: make([]eventJSON, 0, len(journal))}
+	out.NoNews = cl.NoNews(a.now(), a.board.RingingStale)
 	for _, j := range journal {
 		ev := eventJSON{ID: j.ID, Type: j.Type, Event: j.Event, DedupKey: j.DedupKey, ReceivedAt: j.ReceivedAt}
 		if utf8.Valid(j.Payload) {
@@ -433,6 +437,7 @@ type callJSON struct {
 	EndedAt    *time.Time `json:"ended_at,omitempty"`
 	UpdatedAt  time.Time  `json:"updated_at"`
 	Learned    bool       `json:"learned,omitempty"` // known only from sipgate's history: its webhooks never came
+	NoNews     bool       `json:"no_news,omitempty"` // ringing with no news for BoardOptions.RingingStale: likely a lost hangup, not waiting
 
 	// For reading: the phonebook's names, the numbers formatted, the
 	// cause in words (see Phonebook).

@@ -78,6 +78,8 @@ type teamDayJSON struct {
 	Day                string          `json:"day"`
 	DayStart           time.Time       `json:"day_start"`
 	Waiting            int             `json:"waiting"`
+	NoNews             int             `json:"no_news"`
+	RingingStale       float64         `json:"ringing_stale_seconds"`
 	LongestWaitSince   *time.Time      `json:"longest_wait_since"`
 	LongestWaitSeconds float64         `json:"longest_wait_seconds"`
 	CallsIn            int             `json:"calls_in"`
@@ -156,6 +158,7 @@ func (a *api) teamDay(c echo.Context) error {
 	}
 	out := teamDayJSON{
 		Day: td.Day, DayStart: td.DayStart, Waiting: td.Waiting, LongestWaitSince: t(td.LongestWaitSince),
+		NoNews: td.NoNews, RingingStale: a.board.RingingStale.Seconds(),
 		CallsIn: td.CallsIn, CallsOut: td.CallsOut, Answered: td.Answered, Missed: td.Missed, MissedOpen: td.MissedOpen,
 		Voicemail: td.Voicemail, Abandoned: td.Abandoned, ShortAbandoned: td.ShortAbandoned, SLASeconds: td.SLASeconds,
 		Thresholds: a.board.thresholdsJSON(), MissedCalls: make([]missedJSON, 0, len(td.MissedCalls)),

@@ -17,6 +17,10 @@ type BoardOptions struct {
 	// Sound lets a wall board (/?wall) play a tone when a number turns
 	// red, once someone has clicked on the page (browsers ask for that).
 	Sound bool
+	// RingingStale: a ringing sipgate call with no news this long is
+	// shown as "no news since hh:mm", greyed, and not counted as waiting
+	// (callstate.Call.NoNews); 0: never.
+	RingingStale time.Duration
 }
 
 // Threshold is where a number of the board turns amber (Warn) and red

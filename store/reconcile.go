@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -120,4 +121,20 @@ func (s *Store) ForgottenNumbers(ctx context.Context, digests []string) (map[str
 		return nil, fmt.Errorf("store: forgotten numbers: %w", readErr(err))
 	}
 	return out, nil
+}
+
+// SetRingingStale makes d the time after which a ringing sipgate call with
+// no news is no longer counted as waiting (callstate_setting
+// ringing_stale_seconds; 0: never), see callstate.Call.NoNews and
+// TeamDay.
+func (s *Store) SetRingingStale(ctx context.Context, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("store: set ringing stale: %s is negative", d)
+	}
+	if _, err := s.pool.Exec(ctx, `
+INSERT INTO callstate_setting (name, value) VALUES ('ringing_stale_seconds', $1)
+ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`, strconv.FormatFloat(d.Seconds(), 'f', -1, 64)); err != nil {
+		return fmt.Errorf("store: set ringing stale: %w", readErr(err))
+	}
+	return nil
 }

@@ -14,7 +14,9 @@ import (
 
 // TeamDay returns the lead's numbers of the day of now, as the journey
 // views cut it (callstate_setting time_zone): calls waiting now and the
-// longest wait (call_journey), the day's counts per team and person
+// longest wait (call_journey; a sipgate journey ringing with no news for
+// callstate_setting ringing_stale_seconds counts in NoNews instead, see
+// callstate.Call.NoNews), the day's counts per team and person
 // (journey_stats_day), and the day's missed calls with their call-back
 // status (missed_call). Answered includes the incoming calls a person
 // answered that are still going on (for the team and for that person),
@@ -28,16 +30,21 @@ func (s *Store) TeamDay(ctx context.Context, now time.Time) (callstate.TeamDay, 
 		var answering, answeringSL int
 		err := tx.QueryRow(ctx, `
 WITH d AS (SELECT ($1::timestamptz AT TIME ZONE callstate_time_zone())::date AS day,
-                  callstate_setting_seconds('sla_seconds', 20) AS sla)
+                  callstate_setting_seconds('sla_seconds', 20) AS sla,
+                  callstate_setting_seconds('ringing_stale_seconds', 0) AS stale)
 SELECT d.day,
        d.day::timestamp AT TIME ZONE callstate_time_zone(),
-       count(*) FILTER (WHERE j.answered_at IS NULL AND j.direction <> 'out'),
-       min(j.started_at) FILTER (WHERE j.answered_at IS NULL AND j.direction <> 'out'),
+       count(*) FILTER (WHERE j.answered_at IS NULL AND j.direction <> 'out'
+                          AND NOT (d.stale > 0 AND j.source = 'sipgate' AND j.updated_at <= $1::timestamptz - make_interval(secs => d.stale))),
+       min(j.started_at) FILTER (WHERE j.answered_at IS NULL AND j.direction <> 'out'
+                          AND NOT (d.stale > 0 AND j.source = 'sipgate' AND j.updated_at <= $1::timestamptz - make_interval(secs => d.stale))),
+       count(*) FILTER (WHERE j.answered_at IS NULL AND j.direction <> 'out'
+                          AND d.stale > 0 AND j.source = 'sipgate' AND j.updated_at <= $1::timestamptz - make_interval(secs => d.stale)),
        count(*) FILTER (WHERE j.answered_at IS NOT NULL AND j.direction <> 'out' AND j.day = d.day),
        count(*) FILTER (WHERE j.answered_at IS NOT NULL AND j.direction <> 'out' AND j.day = d.day AND j.wait_seconds <= d.sla),
        d.sla
 FROM d LEFT JOIN call_journey j ON j.outcome = 'active'
-GROUP BY d.day, d.sla`, now).Scan(&day, &t.DayStart, &t.Waiting, &longest, &answering, &answeringSL, &t.SLASeconds)
+GROUP BY d.day, d.sla, d.stale`, now).Scan(&day, &t.DayStart, &t.Waiting, &longest, &t.NoNews, &answering, &answeringSL, &t.SLASeconds)
 		if err != nil {
 			return err
 		}

@@ -87,6 +87,22 @@ func TestTeamDay(t *testing.T) {
 		got.MissedCalls[1].Number != "491703333" || !got.MissedCalls[1].CalledBackAt.Equal(at(9, 0, 5)) {
 		t.Errorf("missed calls %+v", got.MissedCalls)
 	}
+	// With SIPGATE_RINGING_STALE, a caller with no news for it is not
+	// waiting: c5 has had none for 5 s at 14.99 s past midnight, c6 for
+	// just under.
+	if err := st.SetRingingStale(ctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := st.TeamDay(ctx, day.Add(14990*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stale.Waiting != 1 || stale.NoNews != 1 || !stale.LongestWaitSince.Equal(at(9, 59, 30)) {
+		t.Errorf("with a stale time: waiting %d since %v, no news %d; want 1 since 09:59:30, 1", stale.Waiting, stale.LongestWaitSince, stale.NoNews)
+	}
+	if err := st.SetRingingStale(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]callstate.PersonDay{
 		"w1": {UserID: "w1", Calls: 5, Answered: 2, Missed: 1, TalkSeconds: 120.0 / 3600},
 		"w2": {UserID: "w2", Calls: 5, Missed: 2, TalkSeconds: 60.0 / 3600},

@@ -63,6 +63,7 @@ type Config struct {
 	MaxInflight     int           `env:"WEBHOOK_MAX_INFLIGHT" default:"512" validate:"min=1,max=100000"`
 	RingingTimeout  time.Duration `env:"SIPGATE_RINGING_TIMEOUT" default:"30m" validate:"min=0s,max=24h"`
 	AnsweredTimeout time.Duration `env:"SIPGATE_ANSWERED_TIMEOUT" default:"12h" validate:"min=0s,max=720h"`
+	RingingStale    time.Duration `env:"SIPGATE_RINGING_STALE" default:"5m" validate:"min=0s,max=24h"`
 
 	TokenID           string        `env:"SIPGATE_TOKEN_ID" validate:"required_with=Token,omitempty,max=255,printascii"`
 	Token             string        `env:"SIPGATE_TOKEN" secret:"true" validate:"required_with=TokenID,omitempty,max=255,printascii"`

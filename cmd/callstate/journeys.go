@@ -13,6 +13,7 @@ type journeySettings interface {
 	Ready() <-chan struct{}
 	SetTimeZone(ctx context.Context, tz string) (changed bool, err error)
 	SetServiceLevel(ctx context.Context, sla, short time.Duration) (changed bool, err error)
+	SetRingingStale(ctx context.Context, d time.Duration) error
 }
 
 // dayTimeZone is the time zone whose midnight cuts the team's days:
@@ -64,6 +65,9 @@ func setJourneySettings(ctx context.Context, st journeySettings, cfg Config, log
 			"sla", sla, "short_abandon", short, "err", err)
 	case changed:
 		log.Info("service level thresholds changed; every day's stats were computed again", "sla", sla, "short_abandon", short)
+	}
+	if err := st.SetRingingStale(ctx, cfg.RingingStale); err != nil && ctx.Err() == nil {
+		log.Error("SIPGATE_RINGING_STALE not set in the database; /api/today counts ringing calls as before", "err", err)
 	}
 	return nil
 }

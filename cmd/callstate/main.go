@@ -273,6 +273,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			})
 	}
 	dash := dashboardOptions(cfg.Dashboard, st, log)
+	dash.Board.RingingStale = cfg.RingingStale
 	if m != nil {
 		m.BuildInfo(strings.TrimSuffix(version(), " "+runtime.Version()), runtime.Version())
 		if dash.Stream != nil {

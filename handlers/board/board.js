@@ -16,6 +16,7 @@
   const lamps = new Map();   // "source/extension" -> lamp
   const calls = new Map();   // id -> call
   let today = null;          // api/today's answer
+  let staleShown = "";       // the waiting callers shown with no news: tick draws the list again when one goes quiet
   let toReturn = null;       // api/missed?open=true's answer: the open calls to return, of any day
   let levels = {};           // thresholds: name -> {warn, bad}
   let audio = null;          // AudioContext once someone clicked (wall mode, sound on)
@@ -233,13 +234,18 @@
       if (c.active && c.state === "ringing" && c.direction !== "out") j.ringing.push(c);
     }
     const out = [];
+    const staleAfter = today && today.ringing_stale_seconds ? today.ringing_stale_seconds : 0;
     for (const j of byJourney.values()) {
       if (j.answered || !j.ringing.length) continue;
       // The wait counts from the journey's first leg (before a forward).
       j.started = j.legs.map((c) => c.started_at || "").filter(Boolean).sort()[0] || "";
+      // A sipgate caller with no news for SIPGATE_RINGING_STALE most likely
+      // hung up long ago (a lost hangup): shown greyed, not counted.
+      j.news = j.legs.map((c) => c.updated_at || "").filter(Boolean).sort().pop() || "";
+      j.stale = staleAfter > 0 && j.ringing.every((c) => c.source === "sipgate") && j.news !== "" && since(j.news) >= staleAfter;
       out.push(j);
     }
-    return out.sort((a, b) => a.started.localeCompare(b.started) || a.id.localeCompare(b.id));
+    return out.sort((a, b) => (a.stale - b.stale) || a.started.localeCompare(b.started) || a.id.localeCompare(b.id));
   }
 
   // ringsAt names whom a waiting caller's legs ring at.
@@ -255,12 +261,16 @@
 
   function waitingItem(j) {
     const c = j.ringing[0];
-    const li = el("li", "call waiting-call");
+    const li = el("li", "call waiting-call" + (j.stale ? " stale" : ""));
     li.dataset.journey = j.id;
     li.dataset.state = "ringing";
     const t = el("span", "time wait");
-    t.dataset.since = j.started;
-    t.textContent = duration(since(j.started));
+    if (j.stale) {
+      t.textContent = "no news since " + hhmm(new Date(j.news));
+    } else {
+      t.dataset.since = j.started;
+      t.textContent = duration(since(j.started));
+    }
     li.append(t);
     const who = el("div", "who");
     const line1 = el("div", "line1");
@@ -336,7 +346,8 @@
     const waiting = waitingCallers();
     const waitingIDs = new Set(waiting.map((j) => j.id));
     $("waiting-list").replaceChildren(...waiting.map(waitingItem));
-    $("waiting-count").textContent = waiting.length;
+    $("waiting-count").textContent = waiting.filter((j) => !j.stale).length;
+    staleShown = waiting.filter((j) => j.stale).map((j) => j.id).join(" ");
     $("no-waiting").hidden = waiting.length > 0;
     const active = [...calls.values()].filter((c) => c.active && !waitingIDs.has(c.journey_id || c.source + "/" + c.key))
       .filter((c) => !(c.state === "ringing" && c.direction !== "out")) // a leg still ringing beside an answered one
@@ -546,7 +557,7 @@
   }
 
   function renderToday() {
-    const waiting = waitingCallers();
+    const waiting = waitingCallers().filter((j) => !j.stale);
     $("waiting").textContent = waiting.length;
     if (today) {
       $("answered").textContent = today.answered;
@@ -699,6 +710,10 @@
   // tick updates the clock and, while live, every running duration once a
   // second. Offline, the durations stop where they were.
   function tick() {
+    if (waitingCallers().filter((j) => j.stale).map((j) => j.id).join(" ") !== staleShown) {
+      render(); // calls tick again, with the list as it is now
+      return;
+    }
     $("clock").textContent = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
     if (stale && document.body.dataset.frozen) return;
     document.body.dataset.frozen = stale ? "1" : "";
@@ -717,7 +732,7 @@
     const longest = waits.length ? Math.max(...waits) : 0;
     $("longest-wait").textContent = waits.length ? "longest " + duration(longest) : "";
     setLevel("kpi-waiting", worst(level("waiting", waits.length), level("longest_wait", waits.length ? longest : null)));
-    document.querySelectorAll("#waiting-list .call").forEach((li) => {
+    document.querySelectorAll("#waiting-list .call:not(.stale)").forEach((li) => {
       const t = li.querySelector(".time");
       li.dataset.level = level("longest_wait", since(t.dataset.since));
     });
