@@ -727,7 +727,7 @@ func procState(pid int) string {
 // startServiceUnready runs the service like startService but returns as
 // soon as it answers /healthz, ready or not. It fails the test if the
 // service exits first.
-func startServiceUnready(t *testing.T, env map[string]string) (string, *lockedBuffer, func() error) {
+func startServiceUnready(t testing.TB, env map[string]string) (string, *lockedBuffer, func() error) {
 	t.Helper()
 	port := freePort(t)
 	if env["DATA_DIR"] == "" {

@@ -53,7 +53,7 @@ func (l *lockedBuffer) String() string {
 // startService runs the whole service as main does, waits until it is
 // ready, and returns its base URL, its log, and a stop function that
 // returns run's error.
-func startService(t *testing.T, env map[string]string) (string, *lockedBuffer, func() error) {
+func startService(t testing.TB, env map[string]string) (string, *lockedBuffer, func() error) {
 	t.Helper()
 	base, logs, stop := startServiceUnready(t, env)
 	client := &http.Client{Timeout: 2 * time.Second}
