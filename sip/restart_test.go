@@ -138,38 +138,13 @@ func TestKamailioRestart(t *testing.T) {
 // subscribed again; the others keep their dialogs.
 func TestOneSubscriptionLost(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	lose := false
-	n := startNotifier(t, func(req *sipmsg.Request) (int, int) {
-		mu.Lock()
-		defer mu.Unlock()
-		if tag, _ := req.To().Params.Get("tag"); tag != "" && req.To().Address.User == "160" && lose {
-			lose = false
-			return sipmsg.StatusCallTransactionDoesNotExists, 0
-		}
-		return 0, 60
-	})
-	st := openStore(t)
 	exts := []string{"160", "161", "162"}
-	if err := st.AddExtensions(t.Context(), exts); err != nil {
-		t.Fatal(err)
-	}
-	sink := &logSink{}
-	s := startSubscriber(t, Config{PBXAddr: n.addr, Domain: "pbx.test", Store: st, Expires: time.Minute,
-		Keepalive: 200 * time.Millisecond, Logger: slog.New(sink)})
-	waitFor(t, 10*time.Second, func() string {
-		if a := s.Stats().Active; a != len(exts) {
-			return fmt.Sprintf("%d subscriptions up", a)
-		}
-		return ""
-	})
+	n, _, sink, lose := losingSubscriptions(t, exts, 200*time.Millisecond)
 	before := map[string]string{}
 	for _, ext := range exts {
 		before[ext] = n.sub(ext).callID
 	}
-	mu.Lock()
-	lose = true
-	mu.Unlock()
+	lose("160")
 	waitFor(t, 10*time.Second, func() string {
 		if len(sink.matching("it lost only one")) == 0 {
 			return "the other subscription's refresh not answered yet"
@@ -197,31 +172,8 @@ func TestOneSubscriptionLost(t *testing.T) {
 // dialog, and nothing says the PBX restarted.
 func TestLostAfterNotifiesWentAstray(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	lose := map[string]bool{}
-	n := startNotifier(t, func(req *sipmsg.Request) (int, int) {
-		mu.Lock()
-		defer mu.Unlock()
-		if tag, _ := req.To().Params.Get("tag"); tag != "" && lose[req.To().Address.User] {
-			delete(lose, req.To().Address.User)
-			return sipmsg.StatusCallTransactionDoesNotExists, 0
-		}
-		return 0, 60
-	})
-	st := openStore(t)
 	exts := []string{"170", "171", "172"}
-	if err := st.AddExtensions(t.Context(), exts); err != nil {
-		t.Fatal(err)
-	}
-	sink := &logSink{}
-	s := startSubscriber(t, Config{PBXAddr: n.addr, Domain: "pbx.test", Store: st, Expires: time.Minute,
-		Keepalive: 100 * time.Millisecond, Logger: slog.New(sink)})
-	waitFor(t, 10*time.Second, func() string {
-		if a := s.Stats().Active; a != len(exts) {
-			return fmt.Sprintf("%d subscriptions up", a)
-		}
-		return ""
-	})
+	n, s, sink, lose := losingSubscriptions(t, exts, 100*time.Millisecond)
 	before := map[string]string{}
 	for _, ext := range exts {
 		before[ext] = n.sub(ext).callID
@@ -252,9 +204,7 @@ func TestLostAfterNotifiesWentAstray(t *testing.T) {
 		}
 		before[ext] = n.sub(ext).callID
 	}
-	mu.Lock()
-	lose["170"], lose["171"] = true, true
-	mu.Unlock()
+	lose("170", "171")
 	waitFor(t, 15*time.Second, func() string {
 		for _, ext := range exts[:2] {
 			if sub := n.sub(ext); sub == nil || sub.callID == before[ext] {
@@ -286,4 +236,44 @@ func (s *Subscriber) subscriptionOf(ext string) *subscription {
 		}
 	}
 	return nil
+}
+
+// losingSubscriptions starts a notifier and a subscriber watching exts,
+// with keepalive rounds every keepalive, and waits until every subscription
+// is up. lose makes the PBX answer the next refresh of each extension it
+// names 481, as a PBX that gave that subscription up does.
+func losingSubscriptions(t *testing.T, exts []string, keepalive time.Duration) (n *fakeNotifier, s *Subscriber, sink *logSink, lose func(exts ...string)) {
+	t.Helper()
+	var mu sync.Mutex
+	lost := map[string]bool{}
+	n = startNotifier(t, func(req *sipmsg.Request) (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if tag, _ := req.To().Params.Get("tag"); tag != "" && lost[req.To().Address.User] {
+			delete(lost, req.To().Address.User)
+			return sipmsg.StatusCallTransactionDoesNotExists, 0
+		}
+		return 0, 60
+	})
+	st := openStore(t)
+	if err := st.AddExtensions(t.Context(), exts); err != nil {
+		t.Fatal(err)
+	}
+	sink = &logSink{}
+	s = startSubscriber(t, Config{PBXAddr: n.addr, Domain: "pbx.test", Store: st, Expires: time.Minute,
+		Keepalive: keepalive, Logger: slog.New(sink)})
+	waitFor(t, 10*time.Second, func() string {
+		if a := s.Stats().Active; a != len(exts) {
+			return fmt.Sprintf("%d subscriptions up", a)
+		}
+		return ""
+	})
+	lose = func(exts ...string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ext := range exts {
+			lost[ext] = true
+		}
+	}
+	return n, s, sink, lose
 }
