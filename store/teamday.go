@@ -99,18 +99,17 @@ GROUP BY 1`, day)
 			}
 			slices.SortFunc(t.People, func(a, b callstate.PersonDay) int { return strings.Compare(a.UserID, b.UserID) })
 		}
-		err = tx.QueryRow(ctx, `SELECT count(*) FROM missed_call WHERE day = $1 AND open AND number NOT IN ('', 'anonymous')`, day).Scan(&t.MissedOpen)
-		if err != nil {
-			return err
-		}
+		// The day's calls to return, and how many are open, in one pass:
+		// each one's call back is looked up once.
 		rows, _ = tx.Query(ctx, `
-SELECT journey_id, outcome, number, to_party, started_at, ended_at, called_back_at, user_ids, done_at, coalesce(done_by, '')
+SELECT count(*) FILTER (WHERE open AND number NOT IN ('', 'anonymous')) OVER (),
+       journey_id, outcome, number, to_party, started_at, ended_at, called_back_at, user_ids, done_at, coalesce(done_by, '')
 FROM missed_call WHERE day = $1
 ORDER BY started_at DESC, journey_id LIMIT $2`, day, callstate.MaxDayMissed)
 		var m callstate.DayMissed
 		var ended, back, done *time.Time
 		var outcome string
-		_, err = pgx.ForEachRow(rows, []any{&m.ID, &outcome, &m.Number, &m.To, &m.StartedAt, &ended, &back, &m.UserIDs, &done, &m.DoneBy}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&t.MissedOpen, &m.ID, &outcome, &m.Number, &m.To, &m.StartedAt, &ended, &back, &m.UserIDs, &done, &m.DoneBy}, func() error {
 			m.EndedAt, m.CalledBackAt, m.DoneAt = time.Time{}, time.Time{}, time.Time{}
 			m.Outcome = callstate.Outcome(outcome)
 			if done != nil {
