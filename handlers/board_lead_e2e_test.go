@@ -160,6 +160,7 @@ func TestBoardForALead(t *testing.T) {
 		Page, LampsOver, Cut  bool
 		ServiceLevel, Abandon string
 		Sound                 string
+		Levels                map[string]string
 	}
 	got, err := chromedp.Run(bctx, chromedp.Evaluate[wall](`(() => {
 		const vis = (e) => e.getClientRects().length > 0 && !e.closest("[hidden]") && getComputedStyle(e).visibility !== "hidden";
@@ -194,6 +195,7 @@ func TestBoardForALead(t *testing.T) {
 			ServiceLevel: document.getElementById("service-level").textContent,
 			Abandon: document.getElementById("abandoned").textContent,
 			Sound: vis(document.getElementById("sound")) ? document.getElementById("sound").textContent : "",
+			Levels: Object.fromEntries([...document.querySelectorAll(".kpi[data-level]")].map((k) => [k.id, k.dataset.level])),
 		};
 	})()`))
 	if err != nil {
@@ -248,6 +250,19 @@ func TestBoardForALead(t *testing.T) {
 		t.Errorf("service level %q, abandoned %q; want a service level and %d abandoned", got.ServiceLevel, got.Abandon, td.Abandoned)
 	}
 
+	// The default thresholds: waiting=3:6 (4 waiting: amber at least),
+	// service_level=0.9:0.8.
+	wantSL := "ok"
+	switch sl := deref(td.ServiceLevel); {
+	case sl == nil:
+	case sl.(float64) < 0.8:
+		wantSL = "bad"
+	case sl.(float64) < 0.9:
+		wantSL = "warn"
+	}
+	if got.Levels["kpi-sl"] != wantSL || got.Levels["kpi-waiting"] == "ok" {
+		t.Errorf("levels %v; want kpi-sl %s (service level %v) and kpi-waiting amber or red", got.Levels, wantSL, deref(td.ServiceLevel))
+	}
 	if !strings.Contains(got.Sound, "click") {
 		t.Errorf("sound button says %q; want it to ask for a click", got.Sound)
 	}
