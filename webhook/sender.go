@@ -309,7 +309,9 @@ func (s *Sender) try(ctx context.Context, c callstate.ClaimedDelivery) callstate
 	if (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) && retryAfter > wait {
 		wait = min(retryAfter, 24*time.Hour)
 	}
-	r.NextAt = now.Add(wait)
+	// From the answer, not from the request: Retry-After counts from the
+	// response, and a slow receiver would otherwise be tried again early.
+	r.NextAt = now.Add(took + wait)
 	return r
 }
 
