@@ -347,7 +347,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		g.Go(func() error { return endStuckCalls(gctx, st, sp, cfg.RingingTimeout, cfg.AnsweredTimeout, log) })
 	}
 	if cfg.TokenID != "" {
-		rec, err := newReconciler(cfg, st, sp, log, nil)
+		rec, err := newReconciler(cfg, st, backlogApplier{st}, log, nil)
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/sipgateapi"
@@ -265,6 +267,7 @@ func (r *reconciler) fill(ctx context.Context, batch []callstate.HistoryCall, no
 	if err != nil {
 		return err
 	}
+	var todo []fillItem
 	for _, h := range batch {
 		c, isKnown := known[h.CallID]
 		if !isKnown && r.keepOut(h, erased, forgotten, now) {
@@ -287,15 +290,30 @@ func (r *reconciler) fill(ctx context.Context, batch []callstate.HistoryCall, no
 			continue
 		}
 		payload, _ := json.Marshal(map[string]any{"history": h, "learned": h.Outcome(), "created": f.Create})
-		ev := callstate.Event{Source: callstate.SourceSipgate, Type: "reconciled", DedupKey: h.DedupKey(f.Update),
-			ReceivedAt: callstate.EventTime(now), Payload: payload, Update: f.Update}
-		applied, err := r.events.Apply(ctx, ev)
-		if err != nil {
-			return fmt.Errorf("reconcile call %s: %w", h.CallID, err)
+		todo = append(todo, fillItem{h: h, f: f, was: c.State, ev: callstate.Event{Source: callstate.SourceSipgate, Type: "reconciled",
+			DedupKey: h.DedupKey(f.Update), ReceivedAt: callstate.EventTime(now), Payload: payload, Update: f.Update}})
+	}
+	// The fills go in at once, a few at a time, so that they share the
+	// store's transactions (behind live webhooks, see newReconciler).
+	applied := make([]bool, len(todo))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(reconcileParallel)
+	for i := range todo {
+		g.Go(func() error {
+			ok, err := r.events.Apply(gctx, todo[i].ev)
+			if err != nil {
+				return fmt.Errorf("reconcile call %s: %w", todo[i].h.CallID, err)
+			}
+			applied[i] = ok
+			return nil
+		})
+	}
+	err = g.Wait()
+	for i, it := range todo {
+		if !applied[i] {
+			continue // done before, by this instance or another; or erased meanwhile; or failed
 		}
-		if !applied {
-			continue // done before, by this instance or another; or erased meanwhile
-		}
+		h, f := it.h, it.f
 		if f.Create {
 			rep.Created++
 			r.created.Add(1)
@@ -306,11 +324,31 @@ func (r *reconciler) fill(ctx context.Context, batch []callstate.HistoryCall, no
 			rep.Ended++
 			r.ended.Add(1)
 			r.log.Info("filled a call's lost end from sipgate's history", "call_id", h.CallID, "outcome", h.Outcome(),
-				"was", c.State.String(), "ended_at", f.Update.EndedAt.Format(time.RFC3339))
-			r.print("ended    %s  %s, ended %s (was %s)\n", h.CallID, h.Outcome(), f.Update.EndedAt.Format(time.RFC3339), c.State)
+				"was", it.was.String(), "ended_at", f.Update.EndedAt.Format(time.RFC3339))
+			r.print("ended    %s  %s, ended %s (was %s)\n", h.CallID, h.Outcome(), f.Update.EndedAt.Format(time.RFC3339), it.was)
 		}
 	}
-	return nil
+	return err
+}
+
+// fillItem is one fill of a batch, with the call's state before.
+type fillItem struct {
+	h   callstate.HistoryCall
+	f   callstate.Fill
+	was callstate.State
+	ev  callstate.Event
+}
+
+// reconcileParallel is how many fills are applied at once.
+const reconcileParallel = 8
+
+// backlogApplier applies fills as a spool's backlog: live webhooks go
+// before them into the store's transactions. A fill needs no spool: if
+// the database is gone, the round fails and the next one fills again.
+type backlogApplier struct{ st *store.Store }
+
+func (b backlogApplier) Apply(ctx context.Context, ev callstate.Event) (bool, error) {
+	return b.st.ApplyBacklog(ctx, ev)
 }
 
 // keepOut reports whether the unknown call of h must not be created: it
@@ -382,7 +420,7 @@ func parseSince(s string, loc *time.Location) (time.Time, error) {
 var errNoToken = errors.New("reconcile needs SIPGATE_TOKEN_ID and SIPGATE_TOKEN (a sipgate personal access token with history:read and rtcm:read)")
 
 // newReconciler makes the reconciler of cfg's token; fills go to events
-// (the spool, in the service). out, when not nil, gets a line per fill.
+// (in the service the store's backlog, behind live webhooks). out, when not nil, gets a line per fill.
 func newReconciler(cfg Config, st *store.Store, events eventApplier, log *slog.Logger, out io.Writer) (*reconciler, error) {
 	api, err := sipgateapi.New(cfg.APIURL, cfg.TokenID, cfg.Token, sipgateapi.Options{Logger: log})
 	if err != nil {

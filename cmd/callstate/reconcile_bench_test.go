@@ -66,7 +66,7 @@ func BenchmarkReconcileDay(b *testing.B) {
 			b.Fatal(err)
 		}
 		plan, _ := callstate.NewNumberPlan("DE")
-		r := &reconciler{st: st, events: st, api: api, plan: plan, owner: "bench", interval: 30 * time.Second,
+		r := &reconciler{st: st, events: backlogApplier{st}, api: api, plan: plan, owner: "bench", interval: 30 * time.Second,
 			log: slog.New(slog.DiscardHandler)}
 
 		before := webhookLoad(b, base, "before", 15*time.Second, nil)
