@@ -438,28 +438,17 @@ func (s *Store) Keep(ctx context.Context, evs []callstate.Event) error {
 			return fmt.Errorf("store: keep: %w", err)
 		}
 	}
-	if err := s.available(); err != nil {
-		return fmt.Errorf("store: keep: %w", err)
-	}
-	reqs := make([]*applyReq, len(evs))
-	for i, ev := range evs {
-		reqs[i] = &applyReq{live: true, ctx: ctx, ev: ev, done: make(chan applyResult, 1)}
-		select {
-		case s.writes <- reqs[i]:
-		case <-s.closed:
-			return errClosed
-		case <-ctx.Done():
-			return fmt.Errorf("store: keep %s: %w", ev.DedupKey, ctx.Err())
+	reqs := make([]*applyReq, 0, len(evs))
+	for _, ev := range evs {
+		r, err := s.enqueue(ctx, ev, s.writes)
+		if err != nil {
+			return err
 		}
+		reqs = append(reqs, r)
 	}
 	for _, r := range reqs {
-		select {
-		case res := <-r.done:
-			if res.err != nil {
-				return res.err
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("store: keep %s: %w", r.ev.DedupKey, ctx.Err())
+		if _, err := s.wait(ctx, r); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -475,22 +464,36 @@ func (s *Store) apply(ctx context.Context, ev callstate.Event, to chan<- *applyR
 	if err := ev.Validate(); err != nil {
 		return false, fmt.Errorf("store: apply: %w", err)
 	}
+	req, err := s.enqueue(ctx, ev, to)
+	if err != nil {
+		return false, err
+	}
+	return s.wait(ctx, req)
+}
+
+// enqueue hands ev to the writers through to (live or backlog).
+func (s *Store) enqueue(ctx context.Context, ev callstate.Event, to chan<- *applyReq) (*applyReq, error) {
 	if err := s.available(); err != nil {
-		return false, fmt.Errorf("store: apply %s: %w", ev.DedupKey, err)
+		return nil, fmt.Errorf("store: apply %s: %w", ev.DedupKey, err)
 	}
 	req := &applyReq{live: to == s.writes, ctx: ctx, ev: ev, done: make(chan applyResult, 1)}
 	select {
 	case to <- req:
+		return req, nil
 	case <-s.closed:
-		return false, errClosed
+		return nil, errClosed
 	case <-ctx.Done():
-		return false, fmt.Errorf("store: apply %s: %w", ev.DedupKey, ctx.Err())
+		return nil, fmt.Errorf("store: apply %s: %w", ev.DedupKey, ctx.Err())
 	}
+}
+
+// wait returns what the writers made of req, once it is committed.
+func (s *Store) wait(ctx context.Context, req *applyReq) (applied bool, err error) {
 	select {
 	case r := <-req.done:
 		return r.applied, r.err
 	case <-ctx.Done():
-		return false, fmt.Errorf("store: apply %s: %w", ev.DedupKey, ctx.Err())
+		return false, fmt.Errorf("store: apply %s: %w", req.ev.DedupKey, ctx.Err())
 	}
 }
 
