@@ -258,6 +258,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			func() float64 { return float64(sp.Stats().DBErrors) })
 		m.CounterFunc("callstate_spool_appended_total", "Events accepted into the local spool instead of straight into the database.",
 			func() float64 { return float64(sp.Stats().Spooled) })
+		m.CounterFunc("callstate_spool_kept_total", "Events of NOTIFYs kept in the local spool before the answer, applied to the database from there.",
+			func() float64 { return float64(sp.Stats().Kept) })
 		m.CounterFunc("callstate_spool_drained_total", "Spooled events applied to the database.",
 			func() float64 { return float64(sp.Stats().Drained) })
 		m.CounterFunc("callstate_spool_refused_total", "Events the spool could not take: full, or its disk failed.",
