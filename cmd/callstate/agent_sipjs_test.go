@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,28 +18,9 @@ import (
 // package-lock.json pins the versions) the first time a test needs it.
 const sipjsDir = "testdata/sipjs"
 
-var npmOnce sync.Once
-
 func installSIPjs(t *testing.T) {
 	t.Helper()
-	for _, bin := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s not found (Debian: apt-get install nodejs npm): %v", bin, err)
-		}
-	}
-	var err error
-	var out []byte
-	npmOnce.Do(func() {
-		if _, statErr := os.Stat(filepath.Join(sipjsDir, "node_modules", "sip.js")); statErr == nil {
-			return
-		}
-		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--silent")
-		cmd.Dir = sipjsDir
-		out, err = cmd.CombinedOutput()
-	})
-	if err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", sipjsDir, err, out)
-	}
+	installNode(t, sipjsDir, "sip.js")
 }
 
 // sipjsNotify is one line of subscriber.mjs.

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,8 +23,6 @@ import (
 // receiverDir holds the Node receiver; npm installs the standardwebhooks
 // package there (package-lock.json pins it) the first time a test needs it.
 const receiverDir = "testdata/receiver"
-
-var receiverOnce sync.Once
 
 // receipt is one line of receiver.mjs: one request it got.
 type receipt struct {
@@ -57,24 +54,7 @@ func (r *receiver) receipts() []receipt {
 // startReceiver starts receiver.mjs with secret and plan (see there).
 func startReceiver(t *testing.T, secret, plan string, delay time.Duration) *receiver {
 	t.Helper()
-	for _, bin := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s not found (Debian: apt-get install nodejs npm): %v", bin, err)
-		}
-	}
-	var err error
-	var out []byte
-	receiverOnce.Do(func() {
-		if _, statErr := os.Stat(filepath.Join(receiverDir, "node_modules", "standardwebhooks")); statErr == nil {
-			return
-		}
-		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--silent")
-		cmd.Dir = receiverDir
-		out, err = cmd.CombinedOutput()
-	})
-	if err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", receiverDir, err, out)
-	}
+	installNode(t, receiverDir, "standardwebhooks")
 	cmd := exec.Command("node", "receiver.mjs", "0", secret, plan)
 	cmd.Dir = receiverDir
 	cmd.Env = append(os.Environ(), fmt.Sprintf("DELAY_MS=%d", delay.Milliseconds()))
