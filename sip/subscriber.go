@@ -55,6 +55,11 @@ const (
 	SubTerminated = "terminated"
 )
 
+// DefaultReloadInterval is how often a Subscriber reads the list of
+// extensions from the store unless told otherwise (SIP_RELOAD_INTERVAL's
+// default too).
+const DefaultReloadInterval = 5 * time.Second
+
 // Config configures a Subscriber. PBXAddr and Store are required.
 type Config struct {
 	PBXAddr   string // host:port the PBX receives SIP on; every request goes there
@@ -80,7 +85,7 @@ type Config struct {
 	// after every lamp change.
 	MessageURI string
 	// ReloadInterval is how often the list of extensions is read from the
-	// store; default 10s.
+	// store; default DefaultReloadInterval.
 	ReloadInterval time.Duration
 	// RetryMin and RetryMax bound the back-off between attempts to
 	// re-subscribe; defaults 1s and 5m.
@@ -264,7 +269,7 @@ func (s *Subscriber) checkConfig() error {
 		return bad("expires %s: want at least 10s", c.Expires)
 	}
 	if c.ReloadInterval <= 0 {
-		c.ReloadInterval = 10 * time.Second
+		c.ReloadInterval = DefaultReloadInterval
 	}
 	if c.RetryMin <= 0 {
 		c.RetryMin = time.Second

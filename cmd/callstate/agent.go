@@ -21,22 +21,22 @@ import (
 // phones SUBSCRIBE to for lamps. An empty SIP_AGENT_LISTEN turns it off.
 type agentConfig struct {
 	Listen          string        `env:"SIP_AGENT_LISTEN" validate:"omitempty,hostname_port"`
-	Transport       string        `env:"SIP_AGENT_TRANSPORT" default:"udp" validate:"oneof=udp tcp tls"`
+	Transport       string        `env:"SIP_AGENT_TRANSPORT" envDefault:"udp" validate:"oneof=udp tcp tls"`
 	WSListen        string        `env:"SIP_AGENT_WS_LISTEN" validate:"omitempty,hostname_port"`
 	WSSListen       string        `env:"SIP_AGENT_WSS_LISTEN" validate:"omitempty,hostname_port"`
 	Domain          string        `env:"SIP_AGENT_DOMAIN" validate:"omitempty,hostname|ip"`
 	ContactAddr     string        `env:"SIP_AGENT_CONTACT_ADDR" validate:"omitempty,hostname_port"`
 	Realm           string        `env:"SIP_AGENT_REALM" validate:"omitempty,printascii,excludesall=\""`
 	Accounts        []string      `env:"SIP_AGENT_ACCOUNTS" secret:"true" validate:"dive,contains=:"`
-	Anonymous       bool          `env:"SIP_AGENT_ANONYMOUS" default:"false"`
+	Anonymous       bool          `env:"SIP_AGENT_ANONYMOUS" envDefault:"false"`
 	Aliases         []string      `env:"SIP_AGENT_ALIASES" validate:"dive,contains=="`
 	Lists           []string      `env:"SIP_AGENT_LISTS" validate:"dive,contains=="`
-	MinExpires      time.Duration `env:"SIP_AGENT_MIN_EXPIRES" default:"60s" validate:"min=1s,max=24h"`
-	MaxExpires      time.Duration `env:"SIP_AGENT_MAX_EXPIRES" default:"1h" validate:"min=1s,max=24h,gtefield=MinExpires"`
-	Rate            int           `env:"SIP_AGENT_RATE" default:"20" validate:"min=1,max=100000"`
-	Burst           int           `env:"SIP_AGENT_BURST" default:"100" validate:"min=1,max=1000000"`
-	MaxSubs         int           `env:"SIP_AGENT_MAX_SUBSCRIPTIONS" default:"50000" validate:"min=1,max=10000000"`
-	MaxPerSubscribe int           `env:"SIP_AGENT_MAX_PER_SUBSCRIBER" default:"500" validate:"min=1,max=10000000"`
+	MinExpires      time.Duration `env:"SIP_AGENT_MIN_EXPIRES" envDefault:"60s" validate:"min=1s,max=24h"`
+	MaxExpires      time.Duration `env:"SIP_AGENT_MAX_EXPIRES" envDefault:"1h" validate:"min=1s,max=24h,gtefield=MinExpires"`
+	Rate            int           `env:"SIP_AGENT_RATE" envDefault:"20" validate:"min=1,max=100000"`
+	Burst           int           `env:"SIP_AGENT_BURST" envDefault:"100" validate:"min=1,max=1000000"`
+	MaxSubs         int           `env:"SIP_AGENT_MAX_SUBSCRIPTIONS" envDefault:"50000" validate:"min=1,max=10000000"`
+	MaxPerSubscribe int           `env:"SIP_AGENT_MAX_PER_SUBSCRIBER" envDefault:"500" validate:"min=1,max=10000000"`
 	TLSCertFile     string        `env:"SIP_AGENT_TLS_CERT_FILE" validate:"required_if=Transport tls,required_with=TLSKeyFile,omitempty,file"`
 	TLSKeyFile      string        `env:"SIP_AGENT_TLS_KEY_FILE" validate:"required_with=TLSCertFile,omitempty,file"`
 }

@@ -12,11 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caarlos0/env/v11"
 	"github.com/go-playground/validator/v10"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
+	"github.com/callstate/callstate/sip"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/webhook"
 )
@@ -25,60 +27,60 @@ import (
 // Each field names its variable, its default, and its rules; .env.example
 // and the README's table list the same.
 type Config struct {
-	ListenAddr      string        `env:"LISTEN_ADDR" default:":8080" validate:"required,listen_addr"`
-	PublicURL       string        `env:"PUBLIC_URL" default:"http://localhost:8080" validate:"required,http_url"`
-	ReadHeaderTO    time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" default:"5s" validate:"min=100ms,max=1m"`
-	ReadTO          time.Duration `env:"HTTP_READ_TIMEOUT" default:"10s" validate:"min=100ms,max=5m"`
-	WriteTO         time.Duration `env:"HTTP_WRITE_TIMEOUT" default:"10s" validate:"min=100ms,max=5m"`
-	IdleTO          time.Duration `env:"HTTP_IDLE_TIMEOUT" default:"2m" validate:"min=1s,max=1h"`
-	MaxBodyBytes    int64         `env:"MAX_BODY_BYTES" default:"65536" validate:"min=1024,max=10485760"`
+	ListenAddr      string        `env:"LISTEN_ADDR" envDefault:":8080" validate:"required,listen_addr"`
+	PublicURL       string        `env:"PUBLIC_URL" envDefault:"http://localhost:8080" validate:"required,http_url"`
+	ReadHeaderTO    time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s" validate:"min=100ms,max=1m"`
+	ReadTO          time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"10s" validate:"min=100ms,max=5m"`
+	WriteTO         time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"10s" validate:"min=100ms,max=5m"`
+	IdleTO          time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"2m" validate:"min=1s,max=1h"`
+	MaxBodyBytes    int64         `env:"MAX_BODY_BYTES" envDefault:"65536" validate:"min=1024,max=10485760"`
 	TrustedProxies  []string      `env:"TRUSTED_PROXIES" validate:"dive,cidr|ip"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"15s" validate:"min=1s,max=5m"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s" validate:"min=1s,max=5m"`
 
 	DatabaseURL       string        `env:"DATABASE_URL" secret:"true" validate:"omitempty,startswith=postgres://|startswith=postgresql://|contains=="`
-	DBMaxConns        int32         `env:"DATABASE_MAX_CONNS" default:"16" validate:"min=1,max=1000"`
-	DBWriteTimeout    time.Duration `env:"DATABASE_WRITE_TIMEOUT" default:"500ms" validate:"min=10ms,max=1m"`
-	DBQueryTimeout    time.Duration `env:"DATABASE_QUERY_TIMEOUT" default:"3s" validate:"min=100ms,max=5m"`
-	DataDir           string        `env:"DATA_DIR" default:"./data" validate:"required"`
-	LocalPGPort       int           `env:"LOCAL_POSTGRES_PORT" default:"25432" validate:"min=1,max=65535"`
+	DBMaxConns        int32         `env:"DATABASE_MAX_CONNS" envDefault:"16" validate:"min=1,max=1000"`
+	DBWriteTimeout    time.Duration `env:"DATABASE_WRITE_TIMEOUT" envDefault:"500ms" validate:"min=10ms,max=1m"`
+	DBQueryTimeout    time.Duration `env:"DATABASE_QUERY_TIMEOUT" envDefault:"3s" validate:"min=100ms,max=5m"`
+	DataDir           string        `env:"DATA_DIR" envDefault:"./data" validate:"required"`
+	LocalPGPort       int           `env:"LOCAL_POSTGRES_PORT" envDefault:"25432" validate:"min=1,max=65535"`
 	LocalPGUser       string        `env:"LOCAL_POSTGRES_USER"`
 	SpoolDir          string        `env:"SPOOL_DIR"`
-	SpoolMaxBytes     int64         `env:"SPOOL_MAX_BYTES" default:"268435456" validate:"min=1048576"`
+	SpoolMaxBytes     int64         `env:"SPOOL_MAX_BYTES" envDefault:"268435456" validate:"min=1048576"`
 	SpoolReserveBytes int64         `env:"SPOOL_RESERVE_BYTES" validate:"omitempty,min=0,ltfield=SpoolMaxBytes"`
 	RetentionCalls    time.Duration `env:"RETENTION_CALLS" validate:"omitempty,min=1h"`
 	RetentionEvents   time.Duration `env:"RETENTION_EVENTS" validate:"omitempty,min=24h"`
 
-	VerifySignature bool          `env:"SIPGATE_VERIFY_SIGNATURE" default:"true"`
+	VerifySignature bool          `env:"SIPGATE_VERIFY_SIGNATURE" envDefault:"true"`
 	PublicKeyFile   string        `env:"SIPGATE_PUBLIC_KEY_FILE" validate:"omitempty,file"`
-	NewCallAction   string        `env:"SIPGATE_NEWCALL_ACTION" default:"none" validate:"oneof=none gather dial voicemail play reject hangup"`
-	GatherMaxDigits int           `env:"SIPGATE_GATHER_MAX_DIGITS" default:"1" validate:"min=1,max=100"`
-	GatherTimeout   time.Duration `env:"SIPGATE_GATHER_TIMEOUT" default:"5s" validate:"min=100ms,max=5m"`
+	NewCallAction   string        `env:"SIPGATE_NEWCALL_ACTION" envDefault:"none" validate:"oneof=none gather dial voicemail play reject hangup"`
+	GatherMaxDigits int           `env:"SIPGATE_GATHER_MAX_DIGITS" envDefault:"1" validate:"min=1,max=100"`
+	GatherTimeout   time.Duration `env:"SIPGATE_GATHER_TIMEOUT" envDefault:"5s" validate:"min=100ms,max=5m"`
 	PlayURL         string        `env:"SIPGATE_PLAY_URL" validate:"omitempty,http_url"`
 	DialNumbers     []string      `env:"SIPGATE_DIAL_NUMBERS" validate:"required_if=NewCallAction dial,dive,required"`
 	DialCallerID    string        `env:"SIPGATE_DIAL_CALLER_ID"`
-	DialAnonymous   bool          `env:"SIPGATE_DIAL_ANONYMOUS" default:"false"`
-	RejectReason    string        `env:"SIPGATE_REJECT_REASON" default:"busy" validate:"oneof=busy rejected"`
+	DialAnonymous   bool          `env:"SIPGATE_DIAL_ANONYMOUS" envDefault:"false"`
+	RejectReason    string        `env:"SIPGATE_REJECT_REASON" envDefault:"busy" validate:"oneof=busy rejected"`
 	AllowedNetworks []string      `env:"SIPGATE_ALLOWED_NETWORKS" validate:"dive,cidr|ip"`
 	PathSecret      string        `env:"SIPGATE_PATH_SECRET" secret:"true" validate:"omitempty,min=16,max=128,alphanum|uuid"`
-	MaxInflight     int           `env:"WEBHOOK_MAX_INFLIGHT" default:"512" validate:"min=1,max=100000"`
-	RingingTimeout  time.Duration `env:"SIPGATE_RINGING_TIMEOUT" default:"30m" validate:"min=0s,max=24h"`
-	AnsweredTimeout time.Duration `env:"SIPGATE_ANSWERED_TIMEOUT" default:"12h" validate:"min=0s,max=720h"`
-	RingingStale    time.Duration `env:"SIPGATE_RINGING_STALE" default:"5m" validate:"min=0s,max=24h"`
+	MaxInflight     int           `env:"WEBHOOK_MAX_INFLIGHT" envDefault:"512" validate:"min=1,max=100000"`
+	RingingTimeout  time.Duration `env:"SIPGATE_RINGING_TIMEOUT" envDefault:"30m" validate:"min=0s,max=24h"`
+	AnsweredTimeout time.Duration `env:"SIPGATE_ANSWERED_TIMEOUT" envDefault:"12h" validate:"min=0s,max=720h"`
+	RingingStale    time.Duration `env:"SIPGATE_RINGING_STALE" envDefault:"5m" validate:"min=0s,max=24h"`
 
 	TokenID           string        `env:"SIPGATE_TOKEN_ID" validate:"required_with=Token,omitempty,max=255,printascii"`
 	Token             string        `env:"SIPGATE_TOKEN" secret:"true" validate:"required_with=TokenID,omitempty,max=255,printascii"`
-	APIURL            string        `env:"SIPGATE_API_URL" default:"https://api.sipgate.com/v2" validate:"required,http_url"`
-	ReconcileInterval time.Duration `env:"SIPGATE_RECONCILE_INTERVAL" default:"30s" validate:"min=1s,max=1h"`
+	APIURL            string        `env:"SIPGATE_API_URL" envDefault:"https://api.sipgate.com/v2" validate:"required,http_url"`
+	ReconcileInterval time.Duration `env:"SIPGATE_RECONCILE_INTERVAL" envDefault:"30s" validate:"min=1s,max=1h"`
 
 	StatsTimeZone       string `env:"STATS_TIME_ZONE" validate:"omitempty,timezone"`
-	SLASeconds          int    `env:"SLA_SECONDS" default:"20" validate:"min=1,max=3600"`
-	ShortAbandonSeconds int    `env:"SHORT_ABANDON_SECONDS" default:"5" validate:"min=0,max=600"`
+	SLASeconds          int    `env:"SLA_SECONDS" envDefault:"20" validate:"min=1,max=3600"`
+	ShortAbandonSeconds int    `env:"SHORT_ABANDON_SECONDS" envDefault:"5" validate:"min=0,max=600"`
 
-	MetricsEnabled bool   `env:"METRICS_ENABLED" default:"true"`
+	MetricsEnabled bool   `env:"METRICS_ENABLED" envDefault:"true"`
 	DebugAddr      string `env:"DEBUG_ADDR" validate:"omitempty,hostname_port"`
 
-	LogLevel  string `env:"LOG_LEVEL" default:"info" validate:"oneof=debug info warn error"`
-	LogFormat string `env:"LOG_FORMAT" default:"text" validate:"oneof=text json"`
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" validate:"oneof=debug info warn error"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"text" validate:"oneof=text json"`
 
 	SIP sipConfig // SIP_*: the PBX subscriber, see sip.go
 
@@ -91,18 +93,92 @@ type Config struct {
 	Events eventsConfig // EVENTS_*: the feed of typed events and webhooks out, see events.go
 }
 
-// loadConfig reads the Config from getenv, applying defaults, and checks it.
-// Its error lists every bad variable by name with what is expected.
+// loadConfig reads the Config from getenv with caarlos0/env, applying the
+// envDefault tags, and checks it with the validate tags. Its error lists
+// every bad variable at once, by name, with what is expected; a secret's
+// value is never shown.
 func loadConfig(getenv func(string) string) (Config, error) {
-	var cfg Config
-	errs := loadFields(reflect.ValueOf(&cfg).Elem(), getenv)
+	cfg := newConfig()
+	environ := map[string]string{}
+	for _, s := range settingsOf(reflect.ValueOf(&cfg).Elem()) {
+		if v := getenv(s.name); v != "" {
+			environ[s.name] = v
+		}
+	}
+	// env calls OnSet with a variable's text just before it parses it, so
+	// a parser's error can name the variable (env's own errors name the
+	// Go field, which is not unique across the nested structs).
+	var cur struct {
+		name, raw string
+		isDefault bool
+	}
+	wrap := func(parse func(string) (any, error)) env.ParserFunc {
+		return func(raw string) (any, error) {
+			v, err := parse(raw)
+			if err == nil {
+				return v, nil
+			}
+			src, shown := "value", strconv.Quote(raw)
+			if cur.isDefault {
+				src = "default"
+			}
+			if secrets[cur.name] {
+				shown = "(secret, not shown)"
+			}
+			return nil, fmt.Errorf("%s: bad %s %s: %w", cur.name, src, shown, err)
+		}
+	}
+	err := env.ParseWithOptions(&cfg, env.Options{
+		Environment: environ,
+		OnSet: func(name string, value any, isDefault bool) {
+			cur.name, cur.raw, cur.isDefault = name, fmt.Sprint(value), isDefault
+		},
+		FuncMap: map[reflect.Type]env.ParserFunc{
+			reflect.TypeFor[time.Duration](): wrap(func(s string) (any, error) { return parseDuration(s) }),
+			reflect.TypeFor[bool](): wrap(func(s string) (any, error) {
+				b, err := strconv.ParseBool(s)
+				if err != nil {
+					return nil, errors.New("want true or false")
+				}
+				return b, nil
+			}),
+			reflect.TypeFor[int](): wrap(func(s string) (any, error) {
+				n, err := strconv.ParseInt(s, 10, 0)
+				return int(n), wholeNumber(err)
+			}),
+			reflect.TypeFor[int32](): wrap(func(s string) (any, error) {
+				n, err := strconv.ParseInt(s, 10, 32)
+				return int32(n), wholeNumber(err)
+			}),
+			reflect.TypeFor[int64](): wrap(func(s string) (any, error) {
+				n, err := strconv.ParseInt(s, 10, 64)
+				return n, wholeNumber(err)
+			}),
+			reflect.TypeFor[[]string](): func(s string) (any, error) { return splitList(s), nil },
+		},
+	})
+	var errs []error
+	bad := map[string]bool{}
+	if err != nil {
+		list := []error{err}
+		var agg env.AggregateError
+		if errors.As(err, &agg) {
+			list = agg.Errors
+		}
+		for _, e := range list {
+			// A parser's error is the wrapped one; env's own prefix names
+			// the Go field, which means nothing to whoever set the variable.
+			var pe env.ParseError
+			if errors.As(e, &pe) {
+				e = pe.Err
+			}
+			name, _, _ := strings.Cut(e.Error(), ":")
+			bad[name] = true
+			errs = append(errs, e)
+		}
+	}
 	// Check the rest too, so that every bad variable is reported at once;
 	// one that did not parse is reported for that alone.
-	bad := map[string]bool{}
-	for _, err := range errs {
-		name, _, _ := strings.Cut(err.Error(), ":")
-		bad[name] = true
-	}
 	if err := validateConfig(cfg); err != nil {
 		list := []error{err}
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
@@ -126,81 +202,122 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	return cfg, errors.Join(errs...)
 }
 
-// loadFields sets each field of the struct v from its env variable or its
-// default; nested structs without an env tag are loaded field by field.
-func loadFields(v reflect.Value, getenv func(string) string) []error {
-	var errs []error
+// newConfig is the Config before the environment is read: zero but for
+// the defaults another package owns (those without an envDefault tag).
+func newConfig() Config {
+	return Config{SIP: sipConfig{ReloadEvery: sip.DefaultReloadInterval}}
+}
+
+// parseDuration reads a Go duration (500ms, 10s, 2m) or a number of days
+// (90d), which Go's durations lack.
+func parseDuration(raw string) (time.Duration, error) {
+	d, err := time.ParseDuration(raw)
+	if days, ok := strings.CutSuffix(raw, "d"); ok && err != nil {
+		n, nerr := strconv.Atoi(days)
+		if nerr == nil && n >= 0 && n <= 36500 {
+			d, err = time.Duration(n)*24*time.Hour, nil
+		}
+	}
+	if err != nil {
+		return 0, errors.New("want a duration such as 500ms, 10s, 2m or 90d")
+	}
+	return d, nil
+}
+
+func wholeNumber(err error) error {
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	return nil
+}
+
+// splitList reads a comma-separated list, each item trimmed, empty ones
+// dropped.
+func splitList(raw string) []string {
+	var list []string
+	for _, s := range strings.Split(raw, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			list = append(list, s)
+		}
+	}
+	return list
+}
+
+// setting is one variable of the Config: its name, its struct field and
+// its value in a Config.
+type setting struct {
+	name  string
+	field reflect.StructField
+	value reflect.Value
+}
+
+// settingsOf lists the variables of v (a Config or one of its nested
+// structs), in the order of the fields.
+func settingsOf(v reflect.Value) []setting {
+	var out []setting
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name := f.Tag.Get("env")
-		if name == "" && f.Type.Kind() == reflect.Struct {
-			errs = append(errs, loadFields(v.Field(i), getenv)...)
-			continue
-		}
-		raw, set := getenv(name), true
-		if raw == "" {
-			raw, set = f.Tag.Get("default"), false
-		}
-		if raw == "" {
-			continue
-		}
-		if err := setField(v.Field(i), raw); err != nil {
-			src := "value"
-			if !set {
-				src = "default"
-			}
-			shown := strconv.Quote(raw)
-			if f.Tag.Get("secret") == "true" {
-				shown = "(secret, not shown)"
-			}
-			errs = append(errs, fmt.Errorf("%s: bad %s %s: %w", name, src, shown, err))
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		switch {
+		case name == "" && f.Type.Kind() == reflect.Struct:
+			out = append(out, settingsOf(v.Field(i))...)
+		case name != "":
+			out = append(out, setting{name: name, field: f, value: v.Field(i)})
 		}
 	}
-	return errs
+	return out
 }
 
-func setField(v reflect.Value, raw string) error {
-	switch v.Interface().(type) {
-	case time.Duration:
-		d, err := time.ParseDuration(raw)
-		if days, ok := strings.CutSuffix(raw, "d"); ok && err != nil {
-			// Days, which Go's durations lack: 90d.
-			n, nerr := strconv.Atoi(days)
-			if nerr == nil && n >= 0 && n <= 36500 {
-				d, err = time.Duration(n)*24*time.Hour, nil
-			}
+// secret reports whether s's value is never shown.
+func (s setting) secret() bool { return s.field.Tag.Get("secret") == "true" }
+
+// shown is s's value as the settings list shows it, a secret masked.
+func (s setting) shown() string {
+	if s.value.Kind() == reflect.Slice {
+		val := strings.Join(s.value.Interface().([]string), ",")
+		if s.secret() && val != "" {
+			return "****"
 		}
-		if err != nil {
-			return errors.New("want a duration such as 500ms, 10s, 2m or 90d")
-		}
-		v.SetInt(int64(d))
-	case string:
-		v.SetString(raw)
-	case bool:
-		b, err := strconv.ParseBool(raw)
-		if err != nil {
-			return errors.New("want true or false")
-		}
-		v.SetBool(b)
-	case int, int32, int64:
-		n, err := strconv.ParseInt(raw, 10, v.Type().Bits())
-		if err != nil {
-			return errors.New("want a whole number")
-		}
-		v.SetInt(n)
-	case []string:
-		var list []string
-		for _, s := range strings.Split(raw, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				list = append(list, s)
-			}
-		}
-		v.Set(reflect.ValueOf(list))
-	default:
-		return fmt.Errorf("unsupported type %s", v.Type())
+		return val
 	}
-	return nil
+	val := fmt.Sprint(s.value.Interface())
+	if s.secret() && val != "" {
+		val = redactURL(val)
+	}
+	return val
+}
+
+// defaultText is s's default as help and the configuration reference show
+// it: its envDefault tag, else the value newConfig gives it, else "".
+func (s setting) defaultText(def Config) string {
+	if d, ok := s.field.Tag.Lookup("envDefault"); ok {
+		return d
+	}
+	for _, d := range settingsOf(reflect.ValueOf(def)) {
+		if d.name == s.name && !d.value.IsZero() {
+			if dur, ok := d.value.Interface().(time.Duration); ok {
+				return formatDuration(dur)
+			}
+			return fmt.Sprint(d.value.Interface())
+		}
+	}
+	return ""
+}
+
+// formatDuration writes d as a setting would: 5s, 2m, 12h, 1h30m, 7d.
+func formatDuration(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // validateConfig applies the validate tags; each message names the variable.
@@ -245,28 +362,17 @@ func validateConfig(cfg Config) error {
 	return errors.Join(errs...)
 }
 
-// secretVars returns the variables of t (and its nested structs) whose
-// field is tagged secret:"true": their values are never shown.
-func secretVars(t reflect.Type) map[string]bool {
+// secrets are the variables whose values no message shows: their field
+// is tagged secret:"true".
+var secrets = func() map[string]bool {
 	m := map[string]bool{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name := f.Tag.Get("env")
-		if name == "" && f.Type.Kind() == reflect.Struct {
-			for k := range secretVars(f.Type) {
-				m[k] = true
-			}
-			continue
-		}
-		if f.Tag.Get("secret") == "true" {
-			m[name] = true
+	for _, s := range settingsOf(reflect.ValueOf(Config{})) {
+		if s.secret() {
+			m[s.name] = true
 		}
 	}
 	return m
-}
-
-// secrets are the variables whose values no message shows.
-var secrets = secretVars(reflect.TypeFor[Config]())
+}()
 
 // expectation says what fe's rule wants; the value it got is shown only
 // when the variable is not a secret.
@@ -312,9 +418,9 @@ func expectationOf(fe validator.FieldError) string {
 		return "must be set"
 	case "required_if":
 		field, value, _ := strings.Cut(fe.Param(), " ")
-		return fmt.Sprintf("must be set when %s is %s", envName(reflect.TypeFor[Config](), field), value)
+		return fmt.Sprintf("must be set when %s is %s", siblingVar(fe, field), value)
 	case "required_with":
-		return fmt.Sprintf("must be set with %s", envName(reflect.TypeFor[Config](), fe.Param()))
+		return fmt.Sprintf("must be set with %s", siblingVar(fe, fe.Param()))
 	case "http_url":
 		return "want an absolute http(s) URL"
 	case "oneof":
@@ -371,18 +477,18 @@ func (c Config) spoolDir() string {
 	return filepath.Join(c.DataDir, "spool")
 }
 
-// envName returns the variable of the field called field in t or its nested
-// structs, or field itself if there is none.
-func envName(t reflect.Type, field string) string {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if f.Name == field && f.Tag.Get("env") != "" {
-			return f.Tag.Get("env")
-		}
-		if f.Tag.Get("env") == "" && f.Type.Kind() == reflect.Struct {
-			if name := envName(f.Type, field); name != field {
-				return name
-			}
+// siblingVar returns the variable of the field called field in the same
+// struct as fe's field (a required_if or required_with parameter), or
+// field itself if there is none.
+func siblingVar(fe validator.FieldError, field string) string {
+	v := reflect.ValueOf(Config{})
+	path := strings.Split(fe.StructNamespace(), ".") // Config.SIP.TLSCertFile
+	for _, p := range path[1 : len(path)-1] {
+		v = v.FieldByName(p)
+	}
+	if f, ok := v.Type().FieldByName(field); ok {
+		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" {
+			return name
 		}
 	}
 	return field
@@ -410,30 +516,29 @@ func parseNets(list []string) []*net.IPNet {
 	return nets
 }
 
-// String lists the settings for the startup log, with secrets masked.
+// String lists the settings, with secrets masked.
 func (c Config) String() string { return strings.Join(c.settings(), " ") }
 
 // settings lists the settings as NAME=value, secrets masked.
 func (c Config) settings() []string {
 	var parts []string
-	var walk func(v reflect.Value)
-	walk = func(v reflect.Value) {
-		t := v.Type()
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name := f.Tag.Get("env")
-			if name == "" && f.Type.Kind() == reflect.Struct {
-				walk(v.Field(i))
-				continue
-			}
-			val := fmt.Sprint(v.Field(i).Interface())
-			if f.Tag.Get("secret") == "true" && val != "" {
-				val = redactURL(val)
-			}
-			parts = append(parts, name+"="+val)
+	for _, s := range settingsOf(reflect.ValueOf(c)) {
+		parts = append(parts, s.name+"="+s.shown())
+	}
+	return parts
+}
+
+// changed lists the settings whose value is not the default, as
+// NAME=value, secrets masked: what the start logs.
+func (c Config) changed() []string {
+	def, _ := loadConfig(func(string) string { return "" })
+	defs := settingsOf(reflect.ValueOf(def))
+	var parts []string
+	for i, s := range settingsOf(reflect.ValueOf(c)) {
+		if !reflect.DeepEqual(s.value.Interface(), defs[i].value.Interface()) {
+			parts = append(parts, s.name+"="+s.shown())
 		}
 	}
-	walk(reflect.ValueOf(c))
 	return parts
 }
 

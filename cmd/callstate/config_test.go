@@ -1,9 +1,13 @@
 package main
 
 import (
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callstate/callstate/sip"
 )
 
 func envFunc(vars map[string]string) func(string) string {
@@ -156,5 +160,133 @@ func TestDayTimeZone(t *testing.T) {
 				t.Errorf("dayTimeZone = %q, %q, %t; want %q, %q, %t", tz, from, guessed, c.tz, c.from, c.guessed)
 			}
 		})
+	}
+}
+
+// TestLoadConfigNamesNestedVariables: a value that does not parse, or a
+// rule that names another field, is reported under the variable of its
+// own struct, also where two structs have fields of the same name.
+func TestLoadConfigNamesNestedVariables(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    []string
+		notWant string
+	}{
+		{"ErrAgentDuration", map[string]string{"SIP_AGENT_MIN_EXPIRES": "soon"}, []string{`SIP_AGENT_MIN_EXPIRES: bad value "soon": want a duration`}, ""},
+		{"ErrSIPDuration", map[string]string{"SIP_EXPIRES": "10"}, []string{`SIP_EXPIRES: bad value "10": want a duration`}, ""},
+		{"ErrInt32", map[string]string{"DATABASE_MAX_CONNS": "99999999999"}, []string{"DATABASE_MAX_CONNS", "whole number"}, ""},
+		{"ErrAgentTLSKeyMissing", map[string]string{"SIP_AGENT_TLS_CERT_FILE": "config.go"}, []string{"SIP_AGENT_TLS_KEY_FILE: must be set with SIP_AGENT_TLS_CERT_FILE"}, "SIP_TLS_CERT_FILE"},
+		{"ErrSIPTLSKeyMissing", map[string]string{"SIP_TLS_CERT_FILE": "config.go"}, []string{"SIP_TLS_KEY_FILE: must be set with SIP_TLS_CERT_FILE"}, "SIP_AGENT_TLS"},
+		{"ErrParseAndRuleAtOnce", map[string]string{"SIP_EXPIRES": "x", "LOG_LEVEL": "loud", "MAX_BODY_BYTES": "1k"}, []string{"SIP_EXPIRES", "LOG_LEVEL", "MAX_BODY_BYTES"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(envFunc(tt.env))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if tt.notWant != "" && strings.Contains(err.Error(), tt.notWant) {
+				t.Errorf("error %q names %s", err, tt.notWant)
+			}
+			if strings.Contains(err.Error(), "parse error on field") {
+				t.Errorf("error %q names a Go field", err)
+			}
+		})
+	}
+}
+
+// TestLoadConfigLists: lists are comma-separated, items trimmed, empty
+// ones dropped.
+func TestLoadConfigLists(t *testing.T) {
+	cfg, err := loadConfig(envFunc(map[string]string{"TRUSTED_PROXIES": " 10.0.0.0/8 ,, 192.168.1.1, "}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.TrustedProxies, "|"); got != "10.0.0.0/8|192.168.1.1" {
+		t.Errorf("TRUSTED_PROXIES = %q", got)
+	}
+}
+
+// TestConfigTags: every setting's default is in an envDefault tag (env's
+// own; a "default" tag would be ignored silently) that loads, or is one
+// that newConfig sets; and no variable is read twice.
+func TestConfigTags(t *testing.T) {
+	seen := map[string]bool{}
+	def := newConfig()
+	for _, s := range settingsOf(reflect.ValueOf(&def).Elem()) {
+		if seen[s.name] {
+			t.Errorf("%s is read by two fields", s.name)
+		}
+		seen[s.name] = true
+		if _, ok := s.field.Tag.Lookup("default"); ok {
+			t.Errorf("%s: a default tag; the loader reads envDefault", s.name)
+		}
+		if _, ok := s.field.Tag.Lookup("envDefault"); ok && !s.value.IsZero() {
+			t.Errorf("%s: a default both in newConfig and in envDefault", s.name)
+		}
+	}
+	if len(seen) < 100 {
+		t.Errorf("%d settings found: the walk misses some", len(seen))
+	}
+}
+
+// TestSIPReloadIntervalDefault: SIP_RELOAD_INTERVAL's default is the sip
+// package's, in one place, and help shows it.
+func TestSIPReloadIntervalDefault(t *testing.T) {
+	cfg, err := loadConfig(envFunc(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SIP.ReloadEvery != sip.DefaultReloadInterval || sip.DefaultReloadInterval != 5*time.Second {
+		t.Errorf("SIP_RELOAD_INTERVAL = %s, sip's default %s; want both 5s", cfg.SIP.ReloadEvery, sip.DefaultReloadInterval)
+	}
+	cfg, err = loadConfig(envFunc(map[string]string{"SIP_RELOAD_INTERVAL": "10s"}))
+	if err != nil || cfg.SIP.ReloadEvery != 10*time.Second {
+		t.Errorf("SIP_RELOAD_INTERVAL=10s: %s, %v", cfg.SIP.ReloadEvery, err)
+	}
+	var b strings.Builder
+	printHelp(&b)
+	if !regexp.MustCompile(`\n  SIP_RELOAD_INTERVAL +5s\n`).MatchString(b.String()) {
+		t.Errorf("help does not show SIP_RELOAD_INTERVAL's default 5s:\n%s", b.String())
+	}
+}
+
+// TestConfigChanged: the start logs only the settings that differ from
+// their defaults, secrets masked.
+func TestConfigChanged(t *testing.T) {
+	cfg, err := loadConfig(envFunc(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.changed(); len(got) != 0 {
+		t.Errorf("defaults: changed = %q, want none", got)
+	}
+	cfg, err = loadConfig(envFunc(map[string]string{"LISTEN_ADDR": "127.0.0.1:18899", "LOG_LEVEL": "info",
+		"DATABASE_URL": "postgres://cs:hunter2@db:5432/cs", "TRUSTED_PROXIES": "10.0.0.0/8"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(cfg.changed(), " ")
+	want := "LISTEN_ADDR=127.0.0.1:18899 TRUSTED_PROXIES=10.0.0.0/8 DATABASE_URL=postgres://cs:xxxxx@db:5432/cs"
+	if got != want {
+		t.Errorf("changed = %q, want %q", got, want)
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{5 * time.Second: "5s", 2 * time.Minute: "2m", 12 * time.Hour: "12h",
+		90 * time.Minute: "1h30m", 7 * 24 * time.Hour: "7d", 500 * time.Millisecond: "500ms", 0: "0s"} {
+		if got := formatDuration(d); got != want {
+			t.Errorf("formatDuration(%s) = %q, want %q", d, got, want)
+		}
+		if back, err := parseDuration(formatDuration(d)); err != nil || back != d {
+			t.Errorf("parseDuration(%q) = %s, %v", formatDuration(d), back, err)
+		}
 	}
 }

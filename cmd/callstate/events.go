@@ -21,13 +21,13 @@ import (
 // eventsConfig holds the settings of the feed of typed events and of the
 // webhooks sent out of it (docs/events.md).
 type eventsConfig struct {
-	Retention     time.Duration `env:"EVENTS_RETENTION" default:"7d" validate:"min=1h"`
+	Retention     time.Duration `env:"EVENTS_RETENTION" envDefault:"7d" validate:"min=1h"`
 	WebhookURL    string        `env:"EVENTS_WEBHOOK_URL" validate:"omitempty,http_url"`
 	WebhookSecret string        `env:"EVENTS_WEBHOOK_SECRET" secret:"true" validate:"required_with=WebhookURL,omitempty,whsec"`
 	WebhookTypes  []string      `env:"EVENTS_WEBHOOK_TYPES" validate:"dive,feedtype"`
-	WebhookFormat string        `env:"EVENTS_WEBHOOK_FORMAT" default:"standard" validate:"oneof=standard zammad chat"`
-	RetrySchedule string        `env:"EVENTS_WEBHOOK_RETRY_SCHEDULE" default:"0s,5s,5m,30m,2h,5h,10h,10h" validate:"retryschedule"`
-	AllowPrivate  bool          `env:"EVENTS_WEBHOOK_ALLOW_PRIVATE" default:"false"`
+	WebhookFormat string        `env:"EVENTS_WEBHOOK_FORMAT" envDefault:"standard" validate:"oneof=standard zammad chat"`
+	RetrySchedule string        `env:"EVENTS_WEBHOOK_RETRY_SCHEDULE" envDefault:"0s,5s,5m,30m,2h,5h,10h,10h" validate:"retryschedule"`
+	AllowPrivate  bool          `env:"EVENTS_WEBHOOK_ALLOW_PRIVATE" envDefault:"false"`
 }
 
 // parseSchedule reads EVENTS_WEBHOOK_RETRY_SCHEDULE: the waits before each

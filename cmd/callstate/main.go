@@ -802,24 +802,12 @@ func version() string {
 func printHelp(w io.Writer) {
 	fmt.Fprint(w, usage)
 	fmt.Fprintln(w, "\nSettings (default):")
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name := f.Tag.Get("env")
-			if name == "" && f.Type.Kind() == reflect.Struct {
-				walk(f.Type)
-				continue
-			}
-			if name == "" {
-				continue
-			}
-			def := f.Tag.Get("default")
-			if def == "" {
-				def = "(empty)"
-			}
-			fmt.Fprintf(w, "  %-28s %s\n", name, def)
+	def := newConfig()
+	for _, s := range settingsOf(reflect.ValueOf(def)) {
+		d := s.defaultText(def)
+		if d == "" {
+			d = "(empty)"
 		}
+		fmt.Fprintf(w, "  %-28s %s\n", s.name, d)
 	}
-	walk(reflect.TypeFor[Config]())
 }

@@ -23,24 +23,24 @@ import (
 // SIP_PBX_ADDR turns the subscriber off.
 type sipConfig struct {
 	PBXAddr      string        `env:"SIP_PBX_ADDR" validate:"omitempty,hostname_port"`
-	Transport    string        `env:"SIP_TRANSPORT" default:"udp" validate:"oneof=udp tcp tls"`
+	Transport    string        `env:"SIP_TRANSPORT" envDefault:"udp" validate:"oneof=udp tcp tls"`
 	Domain       string        `env:"SIP_DOMAIN" validate:"omitempty,hostname|ip"`
-	ListenAddr   string        `env:"SIP_LISTEN_ADDR" default:"0.0.0.0:5060" validate:"hostname_port"`
+	ListenAddr   string        `env:"SIP_LISTEN_ADDR" envDefault:"0.0.0.0:5060" validate:"hostname_port"`
 	ContactAddr  string        `env:"SIP_CONTACT_ADDR" validate:"omitempty,hostname_port"`
-	Username     string        `env:"SIP_USERNAME" default:"callstate" validate:"printascii,max=64,excludesall=@:;<>"`
+	Username     string        `env:"SIP_USERNAME" envDefault:"callstate" validate:"printascii,max=64,excludesall=@:;<>"`
 	Password     string        `env:"SIP_PASSWORD" secret:"true" validate:"omitempty,printascii"`
 	AuthUsername string        `env:"SIP_AUTH_USERNAME" validate:"omitempty,printascii,excludesall=\""`
 	Realm        string        `env:"SIP_REALM" validate:"omitempty,printascii,excludesall=\""`
 	Extensions   []string      `env:"SIP_EXTENSIONS" validate:"dive,printascii,max=64,excludesall=@:;<>"`
-	Expires      time.Duration `env:"SIP_EXPIRES" default:"10m" validate:"min=10s,max=24h"`
-	Register     bool          `env:"SIP_REGISTER" default:"false"`
-	Presence     bool          `env:"SIP_PRESENCE" default:"false"`
-	StuckTimeout time.Duration `env:"SIP_STUCK_DIALOG_TIMEOUT" default:"2m" validate:"min=0s,max=24h"`
-	Keepalive    time.Duration `env:"SIP_KEEPALIVE" default:"5s" validate:"min=0s,max=1h"`
-	SubRate      int           `env:"SIP_SUBSCRIBE_RATE" default:"500" validate:"min=1,max=100000"`
+	Expires      time.Duration `env:"SIP_EXPIRES" envDefault:"10m" validate:"min=10s,max=24h"`
+	Register     bool          `env:"SIP_REGISTER" envDefault:"false"`
+	Presence     bool          `env:"SIP_PRESENCE" envDefault:"false"`
+	StuckTimeout time.Duration `env:"SIP_STUCK_DIALOG_TIMEOUT" envDefault:"2m" validate:"min=0s,max=24h"`
+	Keepalive    time.Duration `env:"SIP_KEEPALIVE" envDefault:"5s" validate:"min=0s,max=1h"`
+	SubRate      int           `env:"SIP_SUBSCRIBE_RATE" envDefault:"500" validate:"min=1,max=100000"`
 	MessageURI   string        `env:"SIP_MESSAGE_URI" validate:"omitempty,startswith=sip:|startswith=sips:"`
-	ReloadEvery  time.Duration `env:"SIP_RELOAD_INTERVAL" default:"5s" validate:"min=1s,max=1h"`
-	LeaseTTL     time.Duration `env:"SIP_LEASE_TTL" default:"20s" validate:"min=2s,max=1h,gtefield=ReloadEvery"`
+	ReloadEvery  time.Duration `env:"SIP_RELOAD_INTERVAL" validate:"min=1s,max=1h"` // default: sip.DefaultReloadInterval, see newConfig
+	LeaseTTL     time.Duration `env:"SIP_LEASE_TTL" envDefault:"20s" validate:"min=2s,max=1h,gtefield=ReloadEvery"`
 	InstanceID   string        `env:"INSTANCE_ID" validate:"omitempty,printascii,max=128"`
 	TLSCAFile    string        `env:"SIP_TLS_CA_FILE" validate:"omitempty,file"`
 	TLSCertFile  string        `env:"SIP_TLS_CERT_FILE" validate:"required_with=TLSKeyFile,omitempty,file"`
