@@ -127,6 +127,7 @@ func migrateFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, log *slog.Lo
 				m.name, errMigration, r.appliedAt.Format(time.DateTime), r.checksum, m.checksum)
 		}
 	}
+	var names []string
 	for _, m := range ms {
 		if applied[m.version] {
 			continue
@@ -145,7 +146,13 @@ func migrateFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, log *slog.Lo
 		if err != nil {
 			return fmt.Errorf("store: migration %s: %w", m.name, err)
 		}
-		log.Info("database migrated", "migration", m.name)
+		log.Debug("database migrated", "migration", m.name)
+		names = append(names, m.name)
+	}
+	// One line for the lot: a new database gets every migration.
+	if len(names) > 0 {
+		log.Info(fmt.Sprintf("database migrated to version %d", ms[len(ms)-1].version), "applied", len(names),
+			"first", names[0], "last", names[len(names)-1])
 	}
 	return nil
 }

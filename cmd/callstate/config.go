@@ -28,7 +28,7 @@ import (
 // and the README's table list the same.
 type Config struct {
 	ListenAddr      string        `env:"LISTEN_ADDR" envDefault:":8080" validate:"required,listen_addr"`
-	PublicURL       string        `env:"PUBLIC_URL" envDefault:"http://localhost:8080" validate:"required,http_url"`
+	PublicURL       string        `env:"PUBLIC_URL" defaultText:"http://localhost:<port of LISTEN_ADDR>" validate:"omitempty,http_url"`
 	ReadHeaderTO    time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s" validate:"min=100ms,max=1m"`
 	ReadTO          time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"10s" validate:"min=100ms,max=5m"`
 	WriteTO         time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"10s" validate:"min=100ms,max=5m"`
@@ -91,6 +91,8 @@ type Config struct {
 	Routing routingConfig // ROUTING_*: rules for newCall's answer, see routing.go
 
 	Events eventsConfig // EVENTS_*: the feed of typed events and webhooks out, see events.go
+
+	set map[string]bool // the variables the environment set (not empty)
 }
 
 // loadConfig reads the Config from getenv with caarlos0/env, applying the
@@ -127,6 +129,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			}
 			return nil, fmt.Errorf("%s: bad %s %s: %w", cur.name, src, shown, err)
 		}
+	}
+	cfg.set = map[string]bool{}
+	for name := range environ {
+		cfg.set[name] = true
 	}
 	err := env.ParseWithOptions(&cfg, env.Options{
 		Environment: environ,
@@ -176,6 +182,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			bad[name] = true
 			errs = append(errs, e)
 		}
+	}
+	if cfg.PublicURL == "" && validListenAddr(cfg.ListenAddr) {
+		cfg.PublicURL = localURL(cfg.ListenAddr)
 	}
 	// Check the rest too, so that every bad variable is reported at once;
 	// one that did not parse is reported for that alone.
@@ -289,9 +298,13 @@ func (s setting) shown() string {
 }
 
 // defaultText is s's default as help and the configuration reference show
-// it: its envDefault tag, else the value newConfig gives it, else "".
+// it: its envDefault tag, else its defaultText tag (a default made from
+// other settings), else the value newConfig gives it, else "".
 func (s setting) defaultText(def Config) string {
 	if d, ok := s.field.Tag.Lookup("envDefault"); ok {
+		return d
+	}
+	if d, ok := s.field.Tag.Lookup("defaultText"); ok {
 		return d
 	}
 	for _, d := range settingsOf(reflect.ValueOf(def)) {
@@ -469,6 +482,17 @@ func validListenAddr(s string) bool {
 	return err == nil && n <= 65535
 }
 
+// localURL is the http URL of this machine for a listen address: the
+// address's host, or localhost for a wildcard or loopback one (:8080,
+// 0.0.0.0:8080, 127.0.0.1:8080).
+func localURL(listenAddr string) string {
+	host, port, _ := net.SplitHostPort(listenAddr)
+	if ip := net.ParseIP(host); host == "" || ip != nil && (ip.IsUnspecified() || ip.IsLoopback()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
 // spoolDir is SPOOL_DIR, or DATA_DIR/spool.
 func (c Config) spoolDir() string {
 	if c.SpoolDir != "" {
@@ -528,14 +552,14 @@ func (c Config) settings() []string {
 	return parts
 }
 
-// changed lists the settings whose value is not the default, as
-// NAME=value, secrets masked: what the start logs.
+// changed lists the settings the environment set to other than their
+// default, as NAME=value, secrets masked: what the start logs.
 func (c Config) changed() []string {
 	def, _ := loadConfig(func(string) string { return "" })
 	defs := settingsOf(reflect.ValueOf(def))
 	var parts []string
 	for i, s := range settingsOf(reflect.ValueOf(c)) {
-		if !reflect.DeepEqual(s.value.Interface(), defs[i].value.Interface()) {
+		if c.set[s.name] && !reflect.DeepEqual(s.value.Interface(), defs[i].value.Interface()) {
 			parts = append(parts, s.name+"="+s.shown())
 		}
 	}

@@ -290,3 +290,24 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestPublicURLDefault: with no PUBLIC_URL, the webhook URL is this
+// machine on LISTEN_ADDR's port; a PUBLIC_URL set wins.
+func TestPublicURLDefault(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{nil, "http://localhost:8080"},
+		{map[string]string{"LISTEN_ADDR": "127.0.0.1:18899"}, "http://localhost:18899"},
+		{map[string]string{"LISTEN_ADDR": "0.0.0.0:9000"}, "http://localhost:9000"},
+		{map[string]string{"LISTEN_ADDR": "[::1]:9000"}, "http://localhost:9000"},
+		{map[string]string{"LISTEN_ADDR": "192.168.1.5:9000"}, "http://192.168.1.5:9000"},
+		{map[string]string{"LISTEN_ADDR": ":9000", "PUBLIC_URL": "https://x.example.com"}, "https://x.example.com"},
+	} {
+		cfg, err := loadConfig(envFunc(c.env))
+		if err != nil || cfg.PublicURL != c.want {
+			t.Errorf("%v: PUBLIC_URL = %q, %v; want %q", c.env, cfg.PublicURL, err, c.want)
+		}
+	}
+}

@@ -735,7 +735,9 @@ func startServiceUnready(t testing.TB, env map[string]string) (string, *lockedBu
 	}
 	env["LISTEN_ADDR"] = fmt.Sprintf("127.0.0.1:%d", port)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	env["PUBLIC_URL"] = base
+	if _, ok := env["PUBLIC_URL"]; !ok { // PUBLIC_URL "" leaves it to the default
+		env["PUBLIC_URL"] = base
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &lockedBuffer{}
 	done := make(chan error, 1)

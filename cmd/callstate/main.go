@@ -214,7 +214,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := newLogger(cfg, stderr)
 	slog.SetDefault(log) // libraries' logs (sipgo's) in the same format
-	log.Info("starting callstate", "config", cfg.String())
+	settings := "all defaults"
+	if ch := cfg.changed(); len(ch) > 0 {
+		settings = strings.Join(ch, " ")
+	}
+	log.Info("starting callstate", "version", version(), "settings", settings)
 
 	dbURL, stopPG, err := databaseURL(ctx, cfg, log)
 	if err != nil {
@@ -304,6 +308,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			Rules: rules.Rules, Lamps: lamps, Phonebook: dash.Phonebook, Secret: []byte(cfg.Routing.Secret),
 		}
 	}
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
+	}
+	defer ln.Close() // closed by the server once it serves
+	local := localURL(ln.Addr().String())
+	if !cfg.set["PUBLIC_URL"] {
+		// The listener's own port, also when LISTEN_ADDR asks for any (:0).
+		sg.PublicURL = local
+	}
 	ready := &readiness{st: st, sp: sp}
 	e, err := handlers.New(handlers.Options{
 		Store: sp, Ready: ready, Logger: log, Metrics: m,
@@ -321,12 +335,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
-	}
 	log.Info("listening", "addr", ln.Addr().String())
-	log.Info("sipgate console: set the incoming and outgoing webhook URL to " + sg.RedactedWebhookURL())
+	logWhereToLook(log, sg, local, dbURL, cfg.DatabaseURL != "")
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sp.Run(gctx) })
@@ -434,7 +444,6 @@ func databaseURL(ctx context.Context, cfg Config, log *slog.Logger) (url string,
 	if err != nil {
 		return "", nil, fmt.Errorf("no DATABASE_URL, so callstate starts its own PostgreSQL, which failed: %w", err)
 	}
-	log.Info("using private PostgreSQL; connect with psql", "url", pg.URL())
 	return pg.URL(), func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(cfg.ShutdownTimeout/10, 2*time.Second))
 		defer cancel()
@@ -442,6 +451,21 @@ func databaseURL(ctx context.Context, cfg Config, log *slog.Logger) (url string,
 			log.Error("stopping private PostgreSQL", "err", err)
 		}
 	}, nil
+}
+
+// logWhereToLook tells a newcomer, in a few lines, what to paste into the
+// sipgate console, where the board and the API are, and how to reach the
+// database with psql (the private one's URL; DATABASE_URL's is not
+// repeated, its password with it).
+func logWhereToLook(log *slog.Logger, sg handlers.SipgateOptions, local, dbURL string, ownDB bool) {
+	log.Info("sipgate console: set the incoming and outgoing webhook URL to " + sg.RedactedWebhookURL())
+	log.Info("wall board: " + local + "/")
+	log.Info("API: " + local + "/api/calls (described at " + local + "/api/openapi.yaml)")
+	if ownDB {
+		log.Info(`database: psql "$DATABASE_URL"`)
+	} else {
+		log.Info("using private PostgreSQL; connect with: psql '" + dbURL + "'")
+	}
 }
 
 // commandDatabaseURL is databaseURL for a command that needs the
@@ -466,10 +490,8 @@ func commandDatabaseURL(ctx context.Context, cfg Config, log *slog.Logger) (url 
 // default) for /healthz and returns an error unless it answers 200 within
 // two seconds.
 func healthcheck(ctx context.Context, getenv func(string) string) error {
-	addr := getenv("LISTEN_ADDR")
-	if addr == "" {
-		addr = ":8080"
-	}
+	cfg, _ := loadConfig(getenv) // LISTEN_ADDR or its default; the rest does not matter here
+	addr := cfg.ListenAddr
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return exitError{2, fmt.Errorf("LISTEN_ADDR %q: %w", addr, err)}
