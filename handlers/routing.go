@@ -362,24 +362,27 @@ func (a *api) route(h *sipgateHandler) echo.HandlerFunc {
 	}
 }
 
-// LampStore is what LiveLamps reads the lamps from.
+// LampStore is what LiveLamps reads the lamps from: the durable feed's
+// lamp events (store.Store.FollowLamps).
 type LampStore interface {
-	// LampStatuses returns the lamp of every extension and user.
-	LampStatuses(ctx context.Context) ([]callstate.LampStatus, error)
+	// FollowLamps calls fn with every lamp as the feed tells it, once
+	// they are read and again after each chunk of lamp.changed and
+	// lamp.updated events, until ctx is done; wake nudges it when the
+	// feed may have grown. It returns nil when ctx is done.
+	FollowLamps(ctx context.Context, wake <-chan struct{}, fn func(lamps []callstate.LampStatus, evs []callstate.FeedEvent)) error
 }
 
 // LiveLamps is the lamps as this instance knows them now, kept in memory
-// for routing: read again from the store whenever Changed says a lamp may
-// have changed (a call written, an extension's state announced), many
-// announcements with one read. It implements LampView. Feed Changed from
-// the store's change notifications (or any feed of call and extension
-// changes) and run Run.
+// for routing from the feed's lamp.changed and lamp.updated events, the
+// same events the stream and the webhooks carry: no lamp is worked out
+// again here. It implements LampView. Call Changed when the feed may have
+// grown (the store's change notifications) and run Run.
 type LiveLamps struct {
 	st   LampStore
 	log  *slog.Logger
 	cur  atomic.Pointer[map[string]string]
 	poke chan struct{}
-	read atomic.Int64 // reads done, for tests and metrics
+	read atomic.Int64 // updates of the view, for tests and metrics
 }
 
 // NewLiveLamps returns a view of st's lamps; call Run to fill it. A nil
@@ -399,7 +402,7 @@ func (l *LiveLamps) Lamps(context.Context) map[string]string {
 	return nil
 }
 
-// Changed says that a lamp may have changed: Run reads them again.
+// Changed says that the feed may have grown: Run reads it.
 func (l *LiveLamps) Changed() {
 	select {
 	case l.poke <- struct{}{}:
@@ -407,59 +410,21 @@ func (l *LiveLamps) Changed() {
 	}
 }
 
-// Reads returns how many times the lamps were read.
+// Reads returns how many times the view was made: once from the lamps
+// read at the start, then once per chunk of lamp events.
 func (l *LiveLamps) Reads() int64 { return l.read.Load() }
 
-// LiveLamps' pace: LampsResync bounds how stale the view can get should
-// an announcement be lost; LampsGap is the least time between two reads,
-// so that a busy hour's announcements cost a few reads a second, not one
-// each.
-const (
-	LampsResync = 30 * time.Second
-	LampsGap    = 50 * time.Millisecond
-)
-
-// Run keeps the view up to date until ctx is done; it returns nil then. A
-// read that fails is logged once and tried again: rules see the last
-// lamps read meanwhile.
+// Run keeps the view up to date from the feed until ctx is done; it
+// returns nil then. While the feed cannot be read, rules see the last
+// lamps read.
 func (l *LiveLamps) Run(ctx context.Context) error {
-	t := time.NewTicker(LampsResync)
-	defer t.Stop()
-	failing := false
-	for {
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ls, err := l.st.LampStatuses(qctx)
-		cancel()
-		wait := (<-chan time.Time)(nil)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			if !failing {
-				l.log.Warn("routing: cannot read the lamps; rules see the last ones read", "err", err)
-			}
-			failing = true
-			wait = time.After(time.Second)
-		default:
-			if failing {
-				l.log.Info("routing: lamps read again")
-			}
-			failing = false
-			m := LampMap(ls)
-			l.cur.Store(&m)
-			l.read.Add(1)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-l.poke:
-		case <-t.C:
-		case <-wait:
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(LampsGap):
-		}
+	err := l.st.FollowLamps(ctx, l.poke, func(ls []callstate.LampStatus, _ []callstate.FeedEvent) {
+		m := LampMap(ls)
+		l.cur.Store(&m)
+		l.read.Add(1)
+	})
+	if err != nil {
+		return fmt.Errorf("routing: lamps from the feed: %w", err)
 	}
+	return nil
 }

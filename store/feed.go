@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -97,12 +98,22 @@ func (s *Store) Feed(ctx context.Context, after int64, limit int) ([]callstate.F
 	return s.readFeed(ctx, s.pool, after, limit)
 }
 
+// FeedOf returns at most limit events of the given types (none: every
+// type) with ids after after and up to upto, by id.
+func (s *Store) FeedOf(ctx context.Context, after, upto int64, limit int, types []string) ([]callstate.FeedEvent, error) {
+	return s.readFeedOf(ctx, s.pool, after, upto, limit, types)
+}
+
 // querier is a pool, a connection or a transaction.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 func (s *Store) readFeed(ctx context.Context, q querier, after int64, limit int) ([]callstate.FeedEvent, error) {
+	return s.readFeedOf(ctx, q, after, math.MaxInt64, limit, nil)
+}
+
+func (s *Store) readFeedOf(ctx context.Context, q querier, after, upto int64, limit int, types []string) ([]callstate.FeedEvent, error) {
 	rows, _ := q.Query(ctx, `
 SELECT id, type, at, journey_id, data,
        CASE WHEN data ? 'journey' THEN coalesce((
@@ -110,7 +121,8 @@ SELECT id, type, at, journey_id, data,
            WHERE l.journey_id = call_feed.journey_id AND l.routed_rule <> ''
            ORDER BY l.routed_at, l.routed_rule COLLATE "C" DESC LIMIT 1), '') ELSE '' END AS routed_rule
 FROM call_feed
-WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+WHERE id > $1 AND id <= $3 AND (coalesce(cardinality($4::text[]), 0) = 0 OR type = ANY ($4))
+ORDER BY id LIMIT $2`, after, limit, upto, types)
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[feedRow])
 	if err != nil {
 		return nil, fmt.Errorf("store: feed after %d: %w", after, readErr(err))
