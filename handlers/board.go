@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -21,18 +22,50 @@ import (
 //go:embed board
 var boardFS embed.FS
 
-// registerBoard serves the live board: the page at / behind auth, its
-// script and style under /board/ without (they hold no data, and a wall
-// screen opened with ?access_token= could not send the token for them).
+// boardCSP is the board page's Content-Security-Policy: everything from
+// the board's own origin, its service worker and manifest included.
+const boardCSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; " +
+	"worker-src 'self'; manifest-src 'self'"
+
+// boardTypes are the Content-Types of the board's files by extension:
+// set here, not read from the host's mime.types, since a service worker
+// served as anything but JavaScript is refused and a manifest is read
+// only as application/manifest+json.
+var boardTypes = map[string]string{
+	".js":          "text/javascript; charset=utf-8",
+	".webmanifest": "application/manifest+json",
+	".svg":         "image/svg+xml",
+	".png":         "image/png",
+	".css":         "text/css; charset=utf-8",
+}
+
+// registerBoard serves the live board: the page at / behind auth, the
+// same page at /board/ without, and its script, style, manifest, icons
+// and service worker under /board/ without (they hold no data, and a
+// wall screen opened with ?access_token= could not send the token for
+// them). /board/ is the installed app's start and scope: an enrolment
+// link (/board/?enroll=...) and a tapped notification open it, and
+// neither carries the API token; what the page reads is behind auth.
 func registerBoard(e *echo.Echo, auth echo.MiddlewareFunc) {
 	sub, _ := fs.Sub(boardFS, "board")
 	page, _ := fs.ReadFile(sub, "index.html")
-	e.GET("/", func(c echo.Context) error {
-		c.Response().Header().Set(echo.HeaderCacheControl, "no-cache")
-		c.Response().Header().Set("Content-Security-Policy",
-			"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'")
-		return c.HTMLBlob(http.StatusOK, page)
-	}, auth)
+	// At /board/ the page's relative links (board/board.js, api/stream)
+	// resolve from the directory above, as they do at /.
+	appPage := bytes.Replace(page, []byte("<head>\n"), []byte("<head>\n<base href=\"../\">\n"), 1)
+	servePage := func(body []byte) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			c.Response().Header().Set(echo.HeaderCacheControl, "no-cache")
+			c.Response().Header().Set("Content-Security-Policy", boardCSP)
+			return c.HTMLBlob(http.StatusOK, body)
+		}
+	}
+	e.GET("/", servePage(page), auth)
+	e.GET("/board/", servePage(appPage))
+	e.GET("/board", func(c echo.Context) error {
+		u := *c.Request().URL
+		u.Path, u.RawPath = "/board/", ""
+		return c.Redirect(http.StatusMovedPermanently, u.RequestURI())
+	})
 	e.GET("/board/*", func(c echo.Context) error {
 		// Only names of the embedded files: a path that does not decode,
 		// is not UTF-8 or climbs out is not one of them.
@@ -43,7 +76,11 @@ func registerBoard(e *echo.Echo, auth echo.MiddlewareFunc) {
 		if st, err := fs.Stat(sub, name); err != nil || st.IsDir() {
 			return echo.NewHTTPError(http.StatusNotFound, "not found")
 		}
-		c.Response().Header().Set(echo.HeaderCacheControl, "no-cache")
+		h := c.Response().Header()
+		h.Set(echo.HeaderCacheControl, "no-cache")
+		if t, ok := boardTypes[path.Ext(name)]; ok {
+			h.Set(echo.HeaderContentType, t)
+		}
 		http.ServeFileFS(c.Response(), c.Request(), sub, name)
 		return nil
 	})

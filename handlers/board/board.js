@@ -24,9 +24,14 @@
   let source = null;
   let retryTimer = null, staleTimer = null, openTimer = null, todayTimer = null, renderTimer = null;
   let stale = false, offlineSince = null;
+  let everLive = false, authChecked = false, signedOut = false; // signed out: the API answered 401
+  const signedOutRetry = 30000; // ms between tries while signed out
   let lampShape = "";        // names and count the tiles were sized for
+  let focusCall = params.get("call") || ""; // a call to show: ?call= (a tapped notification opens /board/?call=ID)
+  let focusScrolled = false, snapshotSeen = false;
 
   const $ = (id) => document.getElementById(id);
+  const offlineHint = $("offline-hint").textContent;
   const el = (tag, cls, text) => {
     const e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -75,6 +80,11 @@
     source = s;
     openTimer = setTimeout(() => source === s && lost(), openTimeout);
     s.onopen = () => {
+      everLive = true;
+      if (signedOut) {
+        signedOut = false;
+        $("offline-hint").textContent = offlineHint;
+      }
       clearTimeout(openTimer);
       clearTimeout(staleTimer);
       staleTimer = null;
@@ -93,6 +103,7 @@
       calls.clear();
       snap.lamps.forEach(putLamp);
       snap.calls.forEach(putCall);
+      snapshotSeen = true;
       setStale(false);
     });
     on("lamps", (m) => { lamps.clear(); m.lamps.forEach(putLamp); });
@@ -107,10 +118,25 @@
     if (source) source.close();
     source = null;
     if (!offlineSince) offlineSince = new Date();
-    setConn("offline", "offline, retrying…");
+    setConn("offline", signedOut ? "not signed in" : "offline, retrying…");
     if (!stale && !staleTimer) staleTimer = setTimeout(() => { staleTimer = null; setStale(true); }, staleAfter);
     clearTimeout(retryTimer);
-    retryTimer = setTimeout(connect, retryEvery);
+    retryTimer = setTimeout(connect, signedOut ? signedOutRetry : retryEvery);
+    if (!everLive && !authChecked) checkAuth();
+  }
+
+  // checkAuth asks once, when the stream never opened, whether the server
+  // refuses this page its data: the installed app and an enrolment link
+  // open /board/ without the API token. Then the board says so and tries
+  // again only now and then.
+  function checkAuth() {
+    authChecked = true;
+    fetch(withToken("api/lamps"), { cache: "no-store" }).then((res) => {
+      if (res.status !== 401 || everLive) return;
+      signedOut = true;
+      setConn("offline", "not signed in");
+      $("offline-hint").textContent = "this page has no access to the calls: open the board's link with its access token";
+    }, () => {}); // offline: the stream says so
   }
 
   function putLamp(l) {
@@ -367,6 +393,7 @@
     trim($("missed-list"));
     trim($("history"));
     tick();
+    showFocus();
     if (!document.body.dataset.ready) {
       document.body.dataset.ready = "1";
       window.boardReadyAt = performance.now();
@@ -667,6 +694,35 @@
       o.stop(audio.currentTime + at + 0.26);
     });
   }
+
+  // showFocus marks the call asked for (by its call id, the board's id or
+  // its journey) wherever the board shows it, and scrolls to it once; a
+  // call the board no longer holds gets a note instead.
+  function showFocus() {
+    document.querySelectorAll(".call.focus").forEach((e) => e.classList.remove("focus"));
+    const note = $("call-note");
+    if (!focusCall) {
+      note.hidden = true;
+      return;
+    }
+    const c = [...calls.values()].find((x) => x.call_id === focusCall || x.orig_call_id === focusCall ||
+      String(x.id) === focusCall || x.journey_id === focusCall);
+    const journey = c ? c.journey_id : focusCall;
+    const els = [...document.querySelectorAll(".call[data-id], .call[data-journey]")].filter((e) =>
+      (c && e.dataset.id === String(c.id)) || (journey && e.dataset.journey === journey));
+    els.forEach((e) => e.classList.add("focus"));
+    note.hidden = els.length > 0 || !snapshotSeen;
+    note.textContent = "The call you opened is not on the board any more.";
+    if (els.length && !focusScrolled) {
+      focusScrolled = true;
+      els[0].scrollIntoView({ block: "center" });
+    }
+  }
+  addEventListener("callstate:open-call", (ev) => {
+    focusCall = ev.detail || "";
+    focusScrolled = false;
+    scheduleRender();
+  });
 
   function callItem(c, live) {
     const li = el("li", "call");
