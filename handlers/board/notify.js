@@ -245,11 +245,12 @@
 
   // --- Wiring -----------------------------------------------------------------
 
-  // The control shows where the server sends pushes (it serves its key),
-  // but not on a wall screen, unless an enrolment link opened it.
-  const wall = document.body.classList.contains("wall") && !enroll;
+  // A wall screen shows no notifications: it does not even register the
+  // worker (unless an enrolment link opened it).
+  if (document.body.classList.contains("wall") && !enroll) return;
+  // The control shows where the server sends pushes (it serves its key).
   serverKey().then(() => {
-    $("notify").hidden = wall;
+    $("notify").hidden = false;
   }, (err) => {
     if (enroll) say(err.message);
   });
