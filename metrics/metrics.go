@@ -33,6 +33,8 @@ type Metrics struct {
 	routed        *prometheus.CounterVec
 	routeFailures *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
+
+	wake *wakeMetrics
 }
 
 // New returns the metrics, registered with Go runtime and process collectors.
@@ -72,6 +74,7 @@ func New() *Metrics {
 		Help: "Loads of ROUTING_FILE after the start, by outcome (ok; failed: the previous rules stay).",
 	}, []string{"outcome"})
 	reg.MustRegister(m.events, m.latency, m.inflight, m.last, m.routed, m.routeFailures, m.reloads)
+	m.wake = newWakeMetrics(reg)
 	return m
 }
 

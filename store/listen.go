@@ -33,6 +33,7 @@ type Change struct {
 	Seq       int64
 	CallID    int64  // ChangeCall
 	Extension string // ChangeExtension
+	Ref       string // ChangeReady: the call id
 }
 
 // catchUpSlack is how far below the highest change_seq seen a catch-up
@@ -173,8 +174,15 @@ ORDER BY change_seq`, max(seq, 0), catchUpMax+1)
 
 var errBadPayload = errors.New("bad payload")
 
-// parseNotification reads "call <id> <seq>" or "ext <seq> <extension>".
+// parseNotification reads "call <id> <seq>", "ext <seq> <extension>",
+// "ready 0 <call id>" or "devices 0 -".
 func parseNotification(p string) (Change, error) {
+	if rest, ok := strings.CutPrefix(p, ChangeReady+" 0 "); ok && rest != "" {
+		return Change{Kind: ChangeReady, Ref: rest}, nil
+	}
+	if p == ChangeDevices+" 0 -" {
+		return Change{Kind: ChangeDevices}, nil
+	}
 	f := strings.Fields(p)
 	if len(f) != 3 {
 		return Change{}, errBadPayload
