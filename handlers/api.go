@@ -81,6 +81,9 @@ type DashboardOptions struct {
 
 	// Webhooks serves /api/webhooks; nil: none.
 	Webhooks *WebhookOptions
+
+	// Devices serves /api/devices (waking phones, docs/wake.md); nil: none.
+	Devices *DeviceOptions
 }
 
 // DefaultQueryTimeout is DashboardOptions.QueryTimeout's default.
@@ -93,7 +96,8 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 	}
 	isDashboard := func(c echo.Context) bool {
 		p := c.Request().URL.Path
-		return p == "/" || strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/board/")
+		return (p == "/" || strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/board/")) &&
+			(o.Devices == nil || !devicePath(p)) // the device API has CORS of its own
 	}
 	if len(o.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
@@ -112,6 +116,9 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 	api := &api{store: o.Store, log: log, timeout: cmp.Or(o.QueryTimeout, DefaultQueryTimeout), phonebook: o.Phonebook,
 		now: now, board: o.Board}
 	auth := accessCheck(o)
+	if o.Devices != nil {
+		registerDevices(e, *o.Devices, o, m, log)
+	}
 	g := e.Group("/api", auth)
 	// API callers can come back: past the bound they get a fast 503 with
 	// Retry-After instead of queueing (the stream has its own client bound).

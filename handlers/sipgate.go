@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -69,6 +70,32 @@ type SipgateOptions struct {
 	// no rule matching, NewCallAction applies. Menus' dtmf are answered
 	// by it too.
 	Routing *RoutingOptions
+
+	// Wake, if set, wakes the devices of an incoming newCall's users and
+	// holds its answer until one reports ready or WakeWait passes
+	// (docs/wake.md). Only a call that rings as usual is held: no routing
+	// rule answered it and NewCallAction is none.
+	Wake     Waker
+	WakeWait time.Duration
+}
+
+// Waker wakes the devices of a newCall's users.
+type Waker interface {
+	// Wake pushes to the devices of c's users, unless none has a device
+	// or another leg of c's journey was pushed before. It returns nil
+	// when there is nothing to wait for, decided in memory (no I/O) for
+	// users without devices; else a channel that yields once: HoldReady
+	// when a device reported ready, HoldNone when none can (the push
+	// found no device or failed). Call done when no longer waiting.
+	Wake(ctx context.Context, c WakeCall) (ready <-chan string, done func())
+}
+
+// WakeCall is the newCall a Waker pushes.
+type WakeCall struct {
+	CallID, JourneyID string
+	From, To          string
+	UserIDs, Users    []string // userId[] and user[], as sipgate sent them
+	At                time.Time
 }
 
 // WebhookURL returns the URL to paste into the sipgate console, with the
@@ -106,6 +133,9 @@ type sipgateHandler struct {
 	hook         string          // the webhook's URL, for onAnswer, onHangup and onData
 	routing      *RoutingOptions // nil: no routing
 	answers      atomic.Pointer[answerCache]
+	wake         Waker         // nil: no devices are woken
+	wakeWait     time.Duration // how long a held answer waits
+	rings        bool          // newCall's default answer lets the call ring as usual
 }
 
 func newSipgateHandler(o SipgateOptions, store EventStore, log *slog.Logger, m *metrics.Metrics) (*sipgateHandler, error) {
@@ -140,6 +170,7 @@ func newSipgateHandler(o SipgateOptions, store EventStore, log *slog.Logger, m *
 		maxBody: o.MaxBodyBytes, writeTimeout: o.WriteTimeout,
 		newCallXML: newCall, dtmfXML: dtmf, now: o.Now,
 		hook: hook, routing: o.Routing,
+		wake: o.Wake, wakeWait: o.WakeWait, rings: o.NewCallAction == nil,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -222,9 +253,28 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 		h.metrics.Event(sourceSipgate, form.Event, metrics.OutcomeShed)
 		return overloaded(c)
 	}
-	defer release()
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
 	h.metrics.Inflight("webhook", 1)
 	defer h.metrics.Inflight("webhook", -1)
+
+	// A call that rings as usual for users with devices: push now, while
+	// the event is stored, and hold the answer below.
+	var wake <-chan string
+	if form.Event == eventNewCall && h.wake != nil && h.rings && routedBy == "" && form.Direction != "out" {
+		var done func()
+		wake, done = h.wake.Wake(req.Context(), WakeCall{
+			CallID: form.CallID, JourneyID: cmp.Or(form.OrigCallID, form.CallID), From: form.From, To: form.To,
+			UserIDs: form.UserIDs, Users: form.Users, At: now,
+		})
+		if done != nil {
+			defer done()
+		}
+	}
 
 	ev := form.event(body, now)
 	ev.Update.Rule = routedBy
@@ -254,6 +304,12 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 
 	switch form.Event {
 	case eventNewCall:
+		if wake != nil {
+			// The slot is not needed to wait: others may have it.
+			release()
+			released = true
+			h.hold(req.Context(), form.CallID, wake)
+		}
 		return c.Blob(http.StatusOK, xmlresponse.ContentType, newCallXML)
 	case eventDTMF:
 		if menuXML != nil {
@@ -262,6 +318,22 @@ func (h *sipgateHandler) handle(c echo.Context) error {
 		return c.Blob(http.StatusOK, xmlresponse.ContentType, h.dtmfXML)
 	default:
 		return c.NoContent(http.StatusOK)
+	}
+}
+
+// hold waits for a device's ready (or that none can come) at most
+// wakeWait, and counts how the hold ended.
+func (h *sipgateHandler) hold(ctx context.Context, callID string, wake <-chan string) {
+	t := time.NewTimer(h.wakeWait)
+	defer t.Stop()
+	select {
+	case outcome := <-wake:
+		h.metrics.WakeHold(outcome)
+	case <-t.C:
+		h.metrics.WakeHold(metrics.HoldTimeout)
+		h.log.Info("wake: no device ready in time; newCall answered", "call_id", callID, "waited", h.wakeWait)
+	case <-ctx.Done():
+		h.metrics.WakeHold(metrics.HoldGone)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/callstate/callstate/sip"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/webhook"
+	"github.com/callstate/callstate/webpush"
 )
 
 // Config is everything callstate reads from its environment (and .env).
@@ -91,6 +92,8 @@ type Config struct {
 	Routing routingConfig // ROUTING_*: rules for newCall's answer, see routing.go
 
 	Events eventsConfig // EVENTS_*: the feed of typed events and webhooks out, see events.go
+
+	Wake wakeConfig // WAKE_*: waking phones before they ring, see wake.go
 
 	set map[string]bool // the variables the environment set (not empty)
 }
@@ -359,6 +362,9 @@ func validateConfig(cfg Config) error {
 		_, err := parseSchedule(fl.Field().String())
 		return err == nil
 	})
+	_ = v.RegisterValidation("vapidsubject", func(fl validator.FieldLevel) bool {
+		return webpush.CheckSubject(fl.Field().String()) == nil
+	})
 	err := v.Struct(cfg)
 	var verrs validator.ValidationErrors
 	if !errors.As(err, &verrs) {
@@ -464,6 +470,8 @@ func expectationOf(fe validator.FieldError) string {
 		return "want whsec_ and 24 to 64 bytes in base64 (Standard Webhooks), e.g. from: openssl rand -base64 32"
 	case "feedtype":
 		return "want event types of the feed: " + strings.Join(callstate.FeedTypes, ", ")
+	case "vapidsubject":
+		return "want a mailto: or https: URI to contact the operator, e.g. mailto:ops@example.com"
 	case "retryschedule":
 		return "want the waits before each try, comma-separated durations, e.g. 0s,5s,5m,30m,2h,5h,10h,10h"
 	default:

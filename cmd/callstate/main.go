@@ -93,6 +93,10 @@ Usage:
                       [--menu NAME --digits KEYS] [-env-file FILE]
                                        which ROUTING_FILE rule a call would match, and the XML
                                        sipgate would get (lamps as the database has them now)
+  callstate devices [list]             list the devices that get a push on incoming calls
+  callstate devices enroll USER        print a one-time link that registers a device for USER
+                                       (a sipgate user id such as w0), valid WAKE_ENROLL_TTL
+  callstate devices remove ID          remove a device
   callstate healthcheck                exit 0 if the service on LISTEN_ADDR answers /healthz
                                        (a container's HEALTHCHECK; the image has no shell or curl)
   callstate version                    print the version
@@ -132,6 +136,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return exitError{2, errors.New("route needs: test --from NUMBER --to NUMBER [--at TIME] [--user ID] [--direction in|out]; try callstate help")}
 		}
 		sub, args = args[0], args[1:]
+	case "devices":
+		switch {
+		case len(args) == 0 || strings.HasPrefix(args[0], "-"):
+			sub = "list"
+		case args[0] == "list":
+			sub, args = args[0], args[1:]
+		case (args[0] == "enroll" || args[0] == "remove") && len(args) > 1 && !strings.HasPrefix(args[1], "-"):
+			sub, args = args[0]+" "+args[1], args[2:]
+		default:
+			return exitError{2, errors.New("devices needs: list, enroll USER or remove ID; try callstate help")}
+		}
 	case "reconcile":
 	case "serve", "check-config":
 	case "version":
@@ -177,7 +192,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return exitError{2, fmt.Errorf("-env-file %s: %w", *envFile, err)}
 	}
 	cfg, err := loadConfig(getenv)
-	if cmd == "migrate" || cmd == "forget" || cmd == "contacts" || cmd == "route" || cmd == "reconcile" {
+	if cmd == "migrate" || cmd == "forget" || cmd == "contacts" || cmd == "route" || cmd == "reconcile" || cmd == "devices" {
 		if err != nil {
 			return exitError{2, fmt.Errorf("configuration:\n%w", err)}
 		}
@@ -187,6 +202,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		if cmd == "reconcile" {
 			return reconcileCommand(ctx, *since, cfg, log)
+		}
+		if cmd == "devices" {
+			return devicesCommand(ctx, strings.Fields(sub), cfg, log)
 		}
 		if cmd == "contacts" {
 			return importContactsCommand(ctx, sub, cfg, log)
@@ -318,6 +336,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// The listener's own port, also when LISTEN_ADDR asks for any (:0).
 		sg.PublicURL = local
 	}
+	wk := newWaker(cfg.Wake, st, dash.Phonebook, m, log)
+	sg.Wake, sg.WakeWait = wk, cfg.Wake.Wait
+	dash.Devices = wk.deviceOptions(sg.PublicURL)
 	ready := &readiness{st: st, sp: sp}
 	e, err := handlers.New(handlers.Options{
 		Store: sp, Ready: ready, Logger: log, Metrics: m,
@@ -381,6 +402,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	startWebhooks(gctx, g, cfg.Events, st, changes, sender, log)
+	changes.subscribe(wk.changed)
+	g.Go(func() error { return wk.run(gctx) })
 	g.Go(func() error { return changes.run(gctx, st) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
