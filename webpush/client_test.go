@@ -82,6 +82,20 @@ func TestAuthorization(t *testing.T) {
 	if _, err := ParseVAPID([]byte("nope"), ""); err == nil {
 		t.Error("a bad key parsed")
 	}
+	// No subject: no sub claim.
+	der, _ := NewVAPIDKey()
+	anon, err := ParseVAPID(der, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ = anon.Authorization("https://push.example.net/x", now)
+	cb, _ = dec.DecodeString(strings.Split(strings.TrimPrefix(h, "vapid t="), ".")[1])
+	if strings.Contains(string(cb), "sub") {
+		t.Errorf("claims without a subject: %s", cb)
+	}
+	if _, err := ParseVAPID(der, "ops@example.com"); err == nil {
+		t.Error("a subject without scheme taken")
+	}
 	for _, s := range []string{"mailto:ops@example.com", "https://example.com/contact"} {
 		if CheckSubject(s) != nil {
 			t.Errorf("subject %q refused", s)

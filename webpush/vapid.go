@@ -40,7 +40,8 @@ func NewVAPIDKey() ([]byte, error) {
 }
 
 // ParseVAPID returns the identity of a private key made by NewVAPIDKey,
-// with subject (a mailto: or https: URI, RFC 8292 section 2.1) as contact.
+// with subject (a mailto: or https: URI, RFC 8292 section 2.1) as contact;
+// an empty subject sends none (RFC 8292 says SHOULD, not MUST).
 func ParseVAPID(pkcs8 []byte, subject string) (*VAPID, error) {
 	k, err := x509.ParsePKCS8PrivateKey(pkcs8)
 	if err != nil {
@@ -50,8 +51,10 @@ func ParseVAPID(pkcs8 []byte, subject string) (*VAPID, error) {
 	if !ok || key.Curve != elliptic.P256() {
 		return nil, errors.New("webpush: vapid key: not a P-256 key")
 	}
-	if err := CheckSubject(subject); err != nil {
-		return nil, err
+	if subject != "" {
+		if err := CheckSubject(subject); err != nil {
+			return nil, err
+		}
 	}
 	pub, err := key.PublicKey.ECDH()
 	if err != nil {
@@ -93,7 +96,7 @@ func (v *VAPID) Authorization(endpoint string, now time.Time) (string, error) {
 	claims, err := json.Marshal(struct {
 		Aud string `json:"aud"`
 		Exp int64  `json:"exp"`
-		Sub string `json:"sub"`
+		Sub string `json:"sub,omitempty"`
 	}{u.Scheme + "://" + u.Host, now.Add(tokenLife).Unix(), v.subject})
 	if err != nil {
 		return "", fmt.Errorf("webpush: claims: %w", err)

@@ -21,7 +21,7 @@ type npmInstall struct {
 // installNode makes sure node and npm are there and that dir's Node
 // program has its modules (npm ci, pinned by its package-lock.json), whose
 // presence module tells; it fails t otherwise.
-func installNode(t *testing.T, dir, module string) {
+func installNode(t testing.TB, dir, module string) {
 	t.Helper()
 	for _, bin := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(bin); err != nil {

@@ -81,7 +81,7 @@ func (p *pushService) wait(t *testing.T, sub string, n int) []pushReceipt {
 	}
 }
 
-func startPushService(t *testing.T) *pushService {
+func startPushService(t testing.TB) *pushService {
 	t.Helper()
 	installNode(t, pushServiceDir, "http_ece")
 	cmd := exec.Command("node", "pushservice.mjs", "0")
@@ -133,7 +133,7 @@ func startPushService(t *testing.T) *pushService {
 }
 
 // subscribe makes a subscription whose messages get plan's answers.
-func (p *pushService) subscribe(t *testing.T, plan string) json.RawMessage {
+func (p *pushService) subscribe(t testing.TB, plan string) json.RawMessage {
 	t.Helper()
 	res, err := http.Post(p.base+"/subscribe?plan="+plan, "", nil)
 	if err != nil {
@@ -144,7 +144,7 @@ func (p *pushService) subscribe(t *testing.T, plan string) json.RawMessage {
 	return b
 }
 
-func subID(t *testing.T, sub json.RawMessage) string {
+func subID(t testing.TB, sub json.RawMessage) string {
 	t.Helper()
 	var s callstate.PushSubscription
 	if err := json.Unmarshal(sub, &s); err != nil {
@@ -155,7 +155,7 @@ func subID(t *testing.T, sub json.RawMessage) string {
 
 // apiDo sends a request with a bearer credential and returns the status
 // and body.
-func apiDo(t *testing.T, method, u, bearer string, body any) (int, []byte) {
+func apiDo(t testing.TB, method, u, bearer string, body any) (int, []byte) {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
@@ -187,7 +187,7 @@ type registered struct {
 	Sub        string // the push service's subscription id
 }
 
-func register(t *testing.T, base, credential string, who map[string]any, sub json.RawMessage) registered {
+func register(t testing.TB, base, credential string, who map[string]any, sub json.RawMessage) registered {
 	t.Helper()
 	body := map[string]any{"subscription": sub}
 	for k, v := range who {
