@@ -46,7 +46,7 @@ func newWakeMetrics(reg *prometheus.Registry) *wakeMetrics {
 		}),
 		toReady: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "callstate_wake_ready_seconds",
-			Help:    "From a held newCall's push to the first device's ready, as the holding instance saw it.",
+			Help:    "From a held newCall's arrival (its push going out) to the first device's ready, as the holding instance saw it.",
 			Buckets: []float64{.05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 4},
 		}),
 	}

@@ -59,6 +59,13 @@ func TestLoadConfig(t *testing.T) {
 		{"ErrWebhookFormat", map[string]string{"EVENTS_WEBHOOK_FORMAT": "xml"}, []string{"EVENTS_WEBHOOK_FORMAT", "one of [standard zammad chat]"}},
 		{"ErrRetrySchedule", map[string]string{"EVENTS_WEBHOOK_RETRY_SCHEDULE": "0s,soon"}, []string{"EVENTS_WEBHOOK_RETRY_SCHEDULE", "comma-separated durations"}},
 		{"ErrEventsRetention", map[string]string{"EVENTS_RETENTION": "10m"}, []string{"EVENTS_RETENTION", "at least 1h"}},
+		{"OKWake", map[string]string{"WAKE_WAIT": "4s", "WAKE_VAPID_SUBJECT": "https://example.com/contact", "WAKE_ALLOW_HTTP": "true",
+			"WAKE_ENROLL_TTL": "7d", "WAKE_PUSH_TTL": "1m"}, nil},
+		{"ErrWakeWait", map[string]string{"WAKE_WAIT": "5s"}, []string{"WAKE_WAIT", "at most 4s"}},
+		{"ErrWakeWaitNegative", map[string]string{"WAKE_WAIT": "-1s"}, []string{"WAKE_WAIT", "at least 0s"}},
+		{"ErrWakeSubject", map[string]string{"WAKE_VAPID_SUBJECT": "ops@example.com"}, []string{"WAKE_VAPID_SUBJECT", "mailto: or https:"}},
+		{"ErrWakeEnrollTTL", map[string]string{"WAKE_ENROLL_TTL": "10s"}, []string{"WAKE_ENROLL_TTL", "at least 1m"}},
+		{"ErrWakePushTTL", map[string]string{"WAKE_PUSH_TTL": "1h"}, []string{"WAKE_PUSH_TTL", "at most 10m"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 )
 
@@ -602,6 +604,74 @@ func TestWake(t *testing.T) {
 		if got := res.Header.Get("Access-Control-Allow-Origin"); got != baseA ||
 			!strings.Contains(res.Header.Get("Access-Control-Allow-Methods"), "POST") {
 			t.Errorf("preflight %s: allow-origin %q methods %q", res.Status, got, res.Header.Get("Access-Control-Allow-Methods"))
+		}
+	})
+
+	t.Run("RoutedElsewhereNotHeld", func(t *testing.T) {
+		rules := t.TempDir() + "/routing.yaml"
+		os.WriteFile(rules, []byte("rules:\n  - name: block list\n    when: { from: [\"+4930999*\"] }\n    then: { reject: busy }\n"), 0o644)
+		_, baseD := startWebhookInstance(t, dbURL, "API_TOKEN="+wakeTestToken, "WAKE_ALLOW_HTTP=true", "ROUTING_FILE="+rules)
+		time.Sleep(500 * time.Millisecond) // its devices' set
+		before := len(ps.receipts(alice.Sub))
+		f := call("c8", "w0")
+		f.Set("from", "4930999123")
+		took := newCall(t, baseD, f)
+		routed, _, _ := metric(baseD, "callstate_routing_decisions_total", map[string]string{"rule": "block list"})
+		var held float64
+		for _, o := range []string{"ready", "timeout", "none", "gone"} {
+			held += holds(t, baseD, o)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if routed != 1 || held != 0 || took >= wait || len(ps.receipts(alice.Sub)) != before {
+			t.Errorf("a rejected call: routed %v, held %v, answered after %v, %d pushes", routed, held, took,
+				len(ps.receipts(alice.Sub))-before)
+		}
+		// The same instance holds a call no rule takes.
+		go func() {
+			rs := ps.wait(t, alice.Sub, before+1)
+			apiDo(t, http.MethodPost, baseD+rs[before].Payload.Ready, alice.Secret, nil)
+		}()
+		newCall(t, baseD, call("c9", "w0"))
+		if n := holds(t, baseD, "ready"); n != 1 {
+			t.Errorf("holds ready on the routing instance = %v", n)
+		}
+	})
+
+	t.Run("PBXEarlyDialogPushedNotHeld", func(t *testing.T) {
+		// A PBX extension's device; the dialog comes as the SIP subscriber
+		// writes it (through the store, as sip.Subscriber's events do).
+		ext := register(t, baseA, wakeTestToken, map[string]any{"extension": "101"}, ps.subscribe(t, ""))
+		time.Sleep(300 * time.Millisecond)
+		st, err := store.Open(context.Background(), dbURL, store.Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		<-st.Ready()
+		dialog := func(state callstate.State) {
+			u := callstate.Update{Key: "101|dlg-1", CallID: "pbx-call-1", Extension: "101", State: state,
+				Direction: callstate.DirectionIn, From: "4915112345678", To: "101"}
+			if _, err := st.Apply(context.Background(), callstate.Event{Source: callstate.SourceSIP, Type: "dialog",
+				DedupKey: "101|pbx-call-1|" + state.String(), ReceivedAt: time.Now(), Payload: []byte("<dialog/>"), Update: u}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dialog(callstate.StateRinging)
+		rs := ps.wait(t, ext.Sub, 1)
+		p := rs[0].Payload
+		if !rs[0].Verified || p.Kind != "incoming" || p.Call != "pbx-call-1" || p.Journey != "sip:pbx-call-1" ||
+			p.Extension != "101" || p.User != "" || p.From != "4915112345678" ||
+			p.Ready != "/api/devices/"+ext.ID+"/ready?call=pbx-call-1" || rs[0].Topic != callstate.WakeTopic("sip:pbx-call-1") {
+			t.Errorf("early dialog's push %+v topic %s", p, rs[0].Topic)
+		}
+		// The device's ready is taken (nothing is held).
+		if code, b := apiDo(t, http.MethodPost, baseB+p.Ready, ext.Secret, nil); code != http.StatusNoContent {
+			t.Errorf("ready: %d %s", code, b)
+		}
+		dialog(callstate.StateEnded)
+		rs = ps.wait(t, ext.Sub, 2)
+		if c := rs[1]; c.Payload.Kind != "clear" || c.Payload.Reason != "ended" || c.Topic != rs[0].Topic {
+			t.Errorf("clear %+v", c.Payload)
 		}
 	})
 
