@@ -98,6 +98,8 @@ type Config struct {
 	set map[string]bool // the variables the environment set (not empty)
 }
 
+//go:generate go test -run ^TestConfigurationReference$ -update .
+
 // loadConfig reads the Config from getenv with caarlos0/env, applying the
 // envDefault tags, and checks it with the validate tags. Its error lists
 // every bad variable at once, by name, with what is expected; a secret's

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "write docs/configuration.md from the Config and .env.example")
+
+// TestConfigurationReference: docs/configuration.md is what
+// configReference makes from the Config (names, defaults, rules, the
+// same source as callstate help) and the comments of .env.example; run
+// go generate ./cmd/callstate (go test -run TestConfigurationReference
+// -update) after changing either.
+func TestConfigurationReference(t *testing.T) {
+	example, err := os.ReadFile("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := configReference(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const path = "../../docs/configuration.md"
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Errorf("%s differs from the Config and .env.example; run: go generate ./cmd/callstate\n%s", path, firstDiff(string(got), want))
+	}
+}
+
+// TestEnvExampleDefaults: every value .env.example shows is the setting's
+// default (the file says so), and every setting has a comment.
+func TestEnvExampleDefaults(t *testing.T) {
+	example, err := os.ReadFile("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := parseEnvExample(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := newConfig()
+	byName := map[string]setting{}
+	for _, s := range settingsOf(reflect.ValueOf(def)) {
+		byName[s.name] = s
+	}
+	for _, g := range groups {
+		if strings.TrimSpace(g.comment) == "" {
+			t.Errorf(".env.example: %s has no comment", strings.Join(g.names(), ", "))
+		}
+		for _, v := range g.vars {
+			s, ok := byName[v.name]
+			if !ok {
+				continue // TestEnvExampleMatchesConfig reports it
+			}
+			if d := s.defaultText(def); v.value != d && !(d == "" || strings.HasPrefix(d, "http://localhost:<")) {
+				t.Errorf(".env.example: %s=%s, but its default is %q", v.name, v.value, d)
+			} else if d == "" && v.value != "" {
+				t.Errorf(".env.example: %s=%s, but it has no default", v.name, v.value)
+			}
+		}
+	}
+}
+
+// TestConfigReferenceFails: the reference cannot be made from an
+// .env.example that lacks a setting of the Config.
+func TestConfigReferenceFails(t *testing.T) {
+	example, err := os.ReadFile("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := regexp.MustCompile(`(?m)^SIP_AGENT_BURST=.*\n`).ReplaceAll(example, nil)
+	if _, err := configReference(cut); err == nil || !strings.Contains(err.Error(), "SIP_AGENT_BURST") {
+		t.Errorf("configReference without SIP_AGENT_BURST: %v", err)
+	}
+}
+
+// envVar is one VAR=value line of .env.example.
+type envVar struct{ name, value string }
+
+// envGroup is variables that .env.example explains with one comment,
+// under a section's heading.
+type envGroup struct {
+	section string
+	comment string
+	vars    []envVar
+}
+
+func (g envGroup) names() []string {
+	var out []string
+	for _, v := range g.vars {
+		out = append(out, v.name)
+	}
+	return out
+}
+
+var sectionRE = regexp.MustCompile(`^# --- (.*?)\s*-*$`)
+
+// parseEnvExample reads .env.example's sections, comments and variables:
+// a comment explains the variables that follow it up to the next comment
+// or empty line.
+func parseEnvExample(b []byte) ([]envGroup, error) {
+	var (
+		groups  []envGroup
+		section string
+		comment []string
+		cur     *envGroup
+	)
+	lines := strings.Split(string(b), "\n")
+	for i, line := range lines {
+		switch {
+		case sectionRE.MatchString(line):
+			section = sectionRE.FindStringSubmatch(line)[1]
+			comment, cur = nil, nil
+		case strings.HasPrefix(line, "#"):
+			if section == "" {
+				continue // the file's own introduction
+			}
+			if cur != nil {
+				comment, cur = nil, nil
+			}
+			comment = append(comment, strings.TrimSpace(strings.TrimPrefix(line, "#")))
+		case strings.TrimSpace(line) == "":
+			comment, cur = nil, nil
+		default:
+			name, value, ok := strings.Cut(line, "=")
+			if !ok {
+				return nil, fmt.Errorf(".env.example line %d: %q is neither a comment nor VAR=value", i+1, line)
+			}
+			if cur == nil {
+				groups = append(groups, envGroup{section: section, comment: strings.Join(comment, "\n")})
+				cur = &groups[len(groups)-1]
+			}
+			cur.vars = append(cur.vars, envVar{strings.TrimSpace(name), strings.TrimSpace(value)})
+		}
+	}
+	return groups, nil
+}
+
+// configReference writes docs/configuration.md: each section of
+// .env.example with its variables, their defaults and rules from the
+// Config, and their comments.
+func configReference(example []byte) (string, error) {
+	groups, err := parseEnvExample(example)
+	if err != nil {
+		return "", err
+	}
+	def := newConfig()
+	byName := map[string]setting{}
+	for _, s := range settingsOf(reflect.ValueOf(def)) {
+		byName[s.name] = s
+	}
+	var b strings.Builder
+	b.WriteString(`# Configuration reference
+
+<!-- Generated by go generate ./cmd/callstate from the Config in
+cmd/callstate and the comments of .env.example; do not edit by hand.
+TestConfigurationReference fails when this file and the code disagree. -->
+
+Every setting is an environment variable, read at start from the
+environment and from ` + "`.env`" + ` in the working directory (or ` + "`-env-file FILE`" + `);
+the environment wins. Every one is optional. ` + "`callstate check-config`" + ` reports
+every bad value at once, naming the variable, and exits 2; the service
+refuses to start with one. ` + "`callstate help`" + ` lists the settings with their
+defaults. Durations are written ` + "`500ms`, `10s`, `2m`, `12h`" + ` or in days,
+` + "`90d`" + `; lists are comma-separated. Secrets are never shown in logs or
+error messages.
+
+`)
+	section := ""
+	seen := map[string]bool{}
+	for _, g := range groups {
+		if g.section != section {
+			section = g.section
+			fmt.Fprintf(&b, "## %s\n\n", section)
+		}
+		for _, v := range g.vars {
+			s, ok := byName[v.name]
+			if !ok {
+				return "", fmt.Errorf(".env.example names %s, which the Config does not read", v.name)
+			}
+			seen[v.name] = true
+			d := s.defaultText(def)
+			if d == "" {
+				d = "(empty)"
+			}
+			fmt.Fprintf(&b, "- `%s` = `%s` (%s)\n", v.name, d, rules(s))
+		}
+		fmt.Fprintf(&b, "\n  %s\n\n", strings.ReplaceAll(g.comment, "\n", "\n  "))
+	}
+	var missing []string
+	for _, s := range settingsOf(reflect.ValueOf(def)) {
+		if !seen[s.name] {
+			missing = append(missing, s.name)
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf(".env.example lacks %s", strings.Join(missing, ", "))
+	}
+	return strings.TrimRight(b.String(), "\n") + "\n", nil
+}
+
+// rules is what a setting's validate tag asks, as the reference shows it,
+// with its type and whether it is a secret.
+func rules(s setting) string {
+	kind := map[string]string{
+		"time.Duration": "duration", "string": "text", "bool": "true or false", "int": "number",
+		"int32": "number", "int64": "number", "[]string": "list",
+	}[s.field.Type.String()]
+	parts := []string{kind}
+	var checks []string
+	for _, c := range strings.Split(s.field.Tag.Get("validate"), ",") {
+		if c != "" && c != "omitempty" && c != "dive" {
+			checks = append(checks, c)
+		}
+	}
+	if len(checks) > 0 {
+		parts = append(parts, "`"+strings.Join(checks, ",")+"`")
+	}
+	if s.secret() {
+		parts = append(parts, "secret")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// firstDiff shows where two texts part, for a failure message.
+func firstDiff(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := range max(len(g), len(w)) {
+		var gl, wl string
+		if i < len(g) {
+			gl = g[i]
+		}
+		if i < len(w) {
+			wl = w[i]
+		}
+		if gl != wl {
+			return fmt.Sprintf("line %d:\n  file: %q\n  code: %q", i+1, gl, wl)
+		}
+	}
+	return "(same lines; the ends differ)"
+}
