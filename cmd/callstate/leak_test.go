@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/callstate/callstate/store/storetest"
 )
@@ -16,10 +20,12 @@ import (
 // webhooks, with their connections closed, the service is back to the
 // goroutines it had before and its live heap has not grown.
 func TestNoLeak(t *testing.T) {
+	dbURL := storetest.NewDatabase(t)
 	base, _, stop := startService(t, map[string]string{
-		"DATABASE_URL": storetest.NewDatabase(t), "SIPGATE_VERIFY_SIGNATURE": "false", "LOG_LEVEL": "warn",
+		"DATABASE_URL": dbURL, "SIPGATE_VERIFY_SIGNATURE": "false", "LOG_LEVEL": "warn",
 	})
 	defer stop()
+	var bad atomic.Int64
 	send := func(prefix string, calls int) {
 		tr := &http.Transport{MaxIdleConnsPerHost: 8}
 		client := &http.Client{Transport: tr}
@@ -36,8 +42,14 @@ func TestNoLeak(t *testing.T) {
 						t.Error(err)
 						return
 					}
-					io.Copy(io.Discard, resp.Body)
+					b, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						if bad.Add(1) <= 3 {
+							t.Errorf("%s of %s-%d: %d %s", ev, prefix, i, resp.StatusCode, b)
+						}
+						return
+					}
 				}
 			}()
 		}
@@ -66,5 +78,23 @@ func TestNoLeak(t *testing.T) {
 	}
 	if h1 > h0+8<<20 {
 		t.Errorf("live heap grew from %d to %d bytes", h0, h1)
+	}
+	// Every webhook was answered 200 and every call of the load ended in
+	// the table: a service that refused them would leak nothing too.
+	if n := bad.Load(); n > 0 {
+		t.Errorf("%d webhooks not answered 200", n)
+	}
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var ended int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM call_state
+		WHERE source = 'sipgate' AND call_key LIKE 'load-%' AND state = 'ended'`).Scan(&ended); err != nil {
+		t.Fatal(err)
+	}
+	if ended != 1500 {
+		t.Errorf("%d of the load's 1500 calls ended in the table", ended)
 	}
 }
