@@ -150,20 +150,11 @@ func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *sto
 	if len(opts.Accounts) == 0 && !opts.AllowAnonymous {
 		log.Warn("presence agent: SIP_AGENT_ACCOUNTS is empty; only the accounts of the presence_account table can subscribe")
 	}
-	m.GaugeFunc("callstate_agent_subscriptions", "Subscriptions phones hold with the presence agent of this instance.",
-		func() float64 { return float64(a.Stats().Subscriptions) })
-	m.CounterFunc("callstate_agent_notifies_total", "NOTIFYs of the presence agent answered 2xx.",
-		func() float64 { return float64(a.Stats().Notifies) })
-	m.CounterFunc("callstate_agent_notify_errors_total", "NOTIFYs of the presence agent not answered, or answered with an error.",
-		func() float64 { return float64(a.Stats().NotifyErrors) })
-	m.CounterFunc("callstate_agent_refused_total", "SUBSCRIBEs the presence agent answered with an error.",
-		func() float64 { return float64(a.Stats().Refused) })
+	registerAgentMetrics(m, a)
 	changes.subscribe(func(c store.Change) { agentChange(a, c) })
 	g.Go(func() error {
-		select { // the agent reads lamps: it starts once the database is there
-		case <-ctx.Done():
+		if !onceReady(ctx, st) { // the agent reads lamps: it starts once the database is there
 			return nil
-		case <-st.Ready():
 		}
 		return a.Run(ctx)
 	})

@@ -51,7 +51,7 @@ func parseSchedule(s string) ([]time.Duration, error) {
 // feed's events and the webhook deliveries made more than keep ago.
 // RETENTION_EVENTS, the journal's, does not apply to them.
 func keepFeed(ctx context.Context, st *store.Store, keep time.Duration, log *slog.Logger) error {
-	return hourly(ctx, st, func() {
+	return everyOnceReady(ctx, st, time.Hour, func() {
 		cutoff := time.Now().Add(-keep)
 		n, err := st.ForgetFeed(ctx, cutoff)
 		var d int64
@@ -117,23 +117,7 @@ func newWebhooks(cfg Config, st *store.Store, pb *handlers.Phonebook, m *metrics
 		Schedule: schedule, AllowPrivate: cfg.Events.AllowPrivate, Logger: log,
 		Renderer: webhook.Renderer{Names: names{pb, &userNames{st: st}}, Location: loc},
 	})
-	if m != nil {
-		m.CounterVecFunc("callstate_webhook_deliveries_total", "Webhook tries by endpoint and outcome (delivered, failed) on this instance.",
-			[]string{"endpoint", "outcome"}, func(emit func(value float64, labels ...string)) {
-				for _, id := range s.Endpoints() {
-					st := s.Stats(id)
-					e := fmt.Sprint(id)
-					emit(float64(st.Delivered.Load()), e, "delivered")
-					emit(float64(st.Failed.Load()), e, "failed")
-				}
-			})
-		m.CounterVecFunc("callstate_webhook_disabled_total", "Webhook endpoints disabled by this instance (410 Gone, or a message failing every try), by endpoint.",
-			[]string{"endpoint"}, func(emit func(value float64, labels ...string)) {
-				for _, id := range s.Endpoints() {
-					emit(float64(s.Stats(id).Disabled.Load()), fmt.Sprint(id))
-				}
-			})
-	}
+	registerWebhookMetrics(m, s)
 	return s
 }
 
@@ -149,10 +133,8 @@ func webhookOptions(st *store.Store, s *webhook.Sender) *handlers.WebhookOptions
 func startWebhooks(ctx context.Context, g *errgroup.Group, cfg eventsConfig, st *store.Store, changes *changeFeed, s *webhook.Sender, log *slog.Logger) {
 	changes.subscribe(func(store.Change) { s.Notify() })
 	g.Go(func() error {
-		select {
-		case <-ctx.Done():
+		if !onceReady(ctx, st) {
 			return nil
-		case <-st.Ready():
 		}
 		ep := callstate.WebhookEndpoint{URL: cfg.WebhookURL, Types: cfg.WebhookTypes, Format: cfg.WebhookFormat}
 		if cfg.WebhookSecret != "" {

@@ -45,10 +45,8 @@ func setJourneySettings(ctx context.Context, st journeySettings, cfg Config, log
 	} else {
 		log.Info("the team's days are cut at midnight in this time zone", "time_zone", tz, "from", from)
 	}
-	select {
-	case <-ctx.Done():
+	if !onceReady(ctx, st) {
 		return nil
-	case <-st.Ready():
 	}
 	changed, err := st.SetTimeZone(ctx, tz)
 	switch {
@@ -86,23 +84,11 @@ type journeyStatsCompactor interface {
 // statsCompactEvery until ctx is done. Failures are logged, at most once
 // a minute, and tried again at the next tick.
 func compactJourneyStats(ctx context.Context, st journeyStatsCompactor, log *slog.Logger) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-st.Ready():
-	}
-	t := time.NewTicker(statsCompactEvery)
-	defer t.Stop()
 	var warned time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return everyOnceReady(ctx, st, statsCompactEvery, func() {
 		if _, err := st.CompactJourneyStats(ctx); err != nil && ctx.Err() == nil && time.Since(warned) > time.Minute {
 			warned = time.Now()
 			log.Warn("journey stats: compacting their changes failed; trying again", "err", err)
 		}
-	}
+	})
 }

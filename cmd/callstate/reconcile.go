@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/callstate/callstate"
-	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/sipgateapi"
 	"github.com/callstate/callstate/store"
 )
@@ -68,27 +67,20 @@ type reconcileReport struct {
 // backoff (and after a 429 as long as sipgate asked).
 func (r *reconciler) run(ctx context.Context) error {
 	r.lastSuccess.Store(time.Now().UnixNano()) // no alert before the first round could run
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-r.st.Ready():
-	}
-	t := time.NewTicker(r.interval)
-	defer t.Stop()
-	for {
+	ran := false
+	everyOnceReady(ctx, r.st, r.interval, func() {
+		ran = true
 		if err := r.round(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			r.failures.Add(1)
 			r.log.Warn("reconciliation with sipgate failed; trying again", "in", r.interval, "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			_ = r.st.ReleaseReconcile(ctx, reconcileCursor, r.owner)
-			cancel()
-			return nil
-		case <-t.C:
-		}
+	})
+	if ran { // give the lease up for another instance
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = r.st.ReleaseReconcile(ctx, reconcileCursor, r.owner)
+		cancel()
 	}
+	return nil
 }
 
 // round is one round: with the lease, the history walk and the live
@@ -432,26 +424,6 @@ func newReconciler(cfg Config, st *store.Store, events eventApplier, log *slog.L
 	}
 	return &reconciler{st: st, events: events, api: api, plan: plan, owner: cfg.SIP.instanceID(),
 		interval: cfg.ReconcileInterval, retention: cfg.RetentionCalls, log: log, out: out}, nil
-}
-
-// register adds the reconciler's metrics to m (nil: none).
-func (r *reconciler) register(m *metrics.Metrics) {
-	m.GaugeFunc("callstate_reconcile_last_success_timestamp_seconds",
-		"When reconciliation with sipgate's record last succeeded, on any instance (Unix seconds); the start of this instance before the first round.",
-		func() float64 { return float64(r.lastSuccess.Load()) / 1e9 })
-	for _, c := range []struct {
-		name, help string
-		n          *atomic.Int64
-	}{
-		{"callstate_reconcile_calls_ended_total", "Calls whose lost end reconciliation filled (from sipgate's history or its live calls).", &r.ended},
-		{"callstate_reconcile_calls_created_total", "Calls whose webhooks never came, learned from sipgate's history.", &r.created},
-		{"callstate_reconcile_calls_disagreeing_total", "Calls whose history entry contradicts their webhooks (the webhooks' account stands).", &r.disagreeing},
-		{"callstate_reconcile_entries_unmatched_total", "History entries that could not be matched to a call.", &r.unmatched},
-		{"callstate_reconcile_failures_total", "Reconciliation rounds that failed (sipgate unreachable, a token refused, the database).", &r.failures},
-	} {
-		m.CounterFunc(c.name, c.help, func() float64 { return float64(c.n.Load()) })
-	}
-	m.CounterFunc("callstate_reconcile_requests_total", "Requests made to sipgate's REST API.", func() float64 { return float64(r.api.Requests()) })
 }
 
 // reconcileCommand runs "callstate reconcile -since TIME": one walk of the

@@ -78,8 +78,7 @@ func newRuleBook(cfg routingConfig, plan callstate.NumberPlan, log *slog.Logger,
 	}
 	b.cur.Store(r)
 	b.hash = sha256.Sum256(data)
-	m.GaugeFunc("callstate_routing_rules", "Routing rules in force (menus' included).",
-		func() float64 { return float64(b.Rules().Len()) })
+	registerRoutingMetrics(m, b)
 	log.Info("routing rules loaded", "file", cfg.File, "rules", r.Len(), "menus", len(r.Menus))
 	return b, nil
 }

@@ -123,21 +123,14 @@ func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.S
 		return fmt.Errorf("SIP_* settings: %w", err)
 	}
 	ready.sip = sub.Stats
-	m.GaugeFunc("callstate_sip_extensions_watched", "Extensions this instance watches (holds a lease on).",
-		func() float64 { return float64(sub.Stats().Watched) })
-	m.GaugeFunc("callstate_sip_subscriptions_active", "Subscriptions the PBX has granted and not ended.",
-		func() float64 { return float64(sub.Stats().Active) })
-	m.CounterFunc("callstate_sip_stray_requests_total", "SIP requests that belonged to no subscription (answered 481).",
-		func() float64 { return float64(sub.Stats().Stray) })
+	registerSIPMetrics(m, sub)
 	log.Info("SIP subscriber on: watching the enabled rows of sip_extension", "pbx", cfg.PBXAddr,
 		"contact", sub.Contact(), "instance", ss.instance)
 	g.Go(func() error {
 		// The subscriber needs its extensions' leases: it starts once the
 		// database is there, which may be after callstate has started.
-		select {
-		case <-ctx.Done():
+		if !onceReady(ctx, st) {
 			return nil
-		case <-st.Ready():
 		}
 		for {
 			err := st.AddExtensions(ctx, cfg.Extensions)

@@ -24,29 +24,17 @@ type eventApplier interface {
 // answered (0 leaves that state alone): sipgate's hangup does go missing
 // now and then, and a call must not stay active for ever.
 func endStuckCalls(ctx context.Context, st *store.Store, events eventApplier, ringing, answered time.Duration, log *slog.Logger) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-st.Ready():
-	}
 	every := time.Minute
 	for _, d := range []time.Duration{ringing, answered} {
 		if d > 0 {
 			every = min(every, max(d/4, 5*time.Second))
 		}
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+	return everyOnceReady(ctx, st, every, func() {
 		if _, err := endStuckOnce(ctx, st, events, time.Now(), ringing, answered, log); err != nil && ctx.Err() == nil {
 			log.Warn("ending stuck sipgate calls failed; trying again", "in", every, "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // endStuckOnce ends the calls stuck at now and returns how many. Each end
