@@ -54,7 +54,8 @@ Usage:
   callstate help                       print this help and the settings
 
 Settings come from the environment and from FILE (default .env); the
-environment wins. Each is explained in .env.example and the README.
+environment wins. Each is explained in .env.example and
+docs/configuration.md.
 `
 
 // run runs the command in args: the service (blocking until ctx is done,

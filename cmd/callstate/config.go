@@ -26,7 +26,7 @@ import (
 
 // Config is everything callstate reads from its environment (and .env).
 // Each field names its variable, its default, and its rules; .env.example
-// and the README's table list the same.
+// and docs/configuration.md (generated from both) list the same.
 type Config struct {
 	ListenAddr      string        `env:"LISTEN_ADDR" envDefault:":8080" validate:"required,listen_addr"`
 	PublicURL       string        `env:"PUBLIC_URL" defaultText:"http://localhost:<port of LISTEN_ADDR>" validate:"omitempty,http_url"`
