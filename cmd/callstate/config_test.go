@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/url"
 	"reflect"
 	"regexp"
 	"strings"
@@ -317,4 +318,35 @@ func TestPublicURLDefault(t *testing.T) {
 			t.Errorf("%v: PUBLIC_URL = %q, %v; want %q", c.env, cfg.PublicURL, err, c.want)
 		}
 	}
+}
+
+// FuzzLoadConfig: any value of any setting loads without a panic, and a
+// secret's value shows neither in the error nor in the settings listed.
+func FuzzLoadConfig(f *testing.F) {
+	f.Add(uint16(0), ":8080")
+	f.Add(uint16(3), "90d")
+	f.Add(uint16(7), "a,,b , c")
+	f.Add(uint16(11), "postgres://u:pw@h:x/db")
+	f.Add(uint16(20), "\x00\r\n")
+	settings := settingsOf(reflect.ValueOf(newConfig()))
+	f.Fuzz(func(t *testing.T, i uint16, value string) {
+		s := settings[int(i)%len(settings)]
+		const marker = "zq8Secret"
+		if s.secret() {
+			value = marker + value
+			if s.name == "DATABASE_URL" {
+				value = "postgres://u:" + url.PathEscape(value) + "@h/db"
+			}
+		}
+		cfg, err := loadConfig(envFunc(map[string]string{s.name: value}))
+		if !s.secret() {
+			return
+		}
+		if err != nil && strings.Contains(err.Error(), marker) {
+			t.Errorf("%s=%q: the error shows the secret: %v", s.name, value, err)
+		}
+		if err == nil && (strings.Contains(cfg.String(), marker) || strings.Contains(strings.Join(cfg.changed(), " "), marker)) {
+			t.Errorf("%s=%q: the settings show the secret", s.name, value)
+		}
+	})
 }
