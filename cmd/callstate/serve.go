@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -21,11 +20,9 @@ import (
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/metrics"
-	"github.com/callstate/callstate/sip"
 	"github.com/callstate/callstate/spool"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/localpg"
-	"github.com/callstate/callstate/xmlresponse"
 )
 
 // serve runs the service with cfg until ctx is done, then shuts down
@@ -258,98 +255,6 @@ func logWhereToLook(log *slog.Logger, sg handlers.SipgateOptions, local, dbURL s
 	} else {
 		log.Info("using private PostgreSQL; connect with: psql '" + dbURL + "'")
 	}
-}
-
-// sipgateOptions turns the SIPGATE_* settings into the webhook's options.
-func sipgateOptions(cfg Config, log *slog.Logger) (handlers.SipgateOptions, error) {
-	o := handlers.SipgateOptions{
-		PublicURL:    cfg.PublicURL,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		// The spool bounds the database wait by DATABASE_WRITE_TIMEOUT; this
-		// also covers its fsync.
-		WriteTimeout: cfg.DBWriteTimeout + 3*time.Second,
-
-		AllowedNetworks: parseNets(cfg.AllowedNetworks),
-		PathSecret:      cfg.PathSecret,
-		MaxInflight:     cfg.MaxInflight,
-	}
-	if cfg.VerifySignature {
-		key := handlers.SipgatePublicKey
-		if cfg.PublicKeyFile != "" {
-			b, err := os.ReadFile(cfg.PublicKeyFile)
-			if err != nil {
-				return o, fmt.Errorf("SIPGATE_PUBLIC_KEY_FILE: %w", err)
-			}
-			key = b
-		}
-		v, err := handlers.NewSignatureVerifier(key)
-		if err != nil {
-			return o, fmt.Errorf("SIPGATE_PUBLIC_KEY_FILE: %w", err)
-		}
-		o.Verifier = v
-	} else {
-		log.Warn("SIPGATE_VERIFY_SIGNATURE=false: anyone who can reach the webhook can write call state; use this for local experiments only")
-	}
-	var play *xmlresponse.Play
-	if cfg.PlayURL != "" {
-		play = &xmlresponse.Play{URL: cfg.PlayURL}
-	}
-	switch cfg.NewCallAction {
-	case "gather":
-		o.NewCallAction = xmlresponse.Gather{MaxDigits: cfg.GatherMaxDigits, Timeout: cfg.GatherTimeout.Round(time.Millisecond), Play: play}
-	case "dial":
-		o.NewCallAction = xmlresponse.Dial{Numbers: cfg.DialNumbers, CallerID: cfg.DialCallerID, Anonymous: cfg.DialAnonymous}
-	case "voicemail":
-		o.NewCallAction = xmlresponse.Dial{Voicemail: true}
-	case "play":
-		if play == nil {
-			return o, errors.New("SIPGATE_PLAY_URL: must be set when SIPGATE_NEWCALL_ACTION is play")
-		}
-		o.NewCallAction = *play
-	case "reject":
-		o.NewCallAction = xmlresponse.Reject{Reason: xmlresponse.RejectReason(cfg.RejectReason)}
-	case "hangup":
-		o.NewCallAction = xmlresponse.Hangup{}
-	}
-	if o.NewCallAction != nil {
-		if err := (xmlresponse.Response{Action: o.NewCallAction}).Validate(); err != nil && !errors.Is(err, xmlresponse.ErrGatherWithoutOnData) {
-			return o, fmt.Errorf("SIPGATE_NEWCALL_ACTION=%s: %w", cfg.NewCallAction, err)
-		}
-	}
-	return o, nil
-}
-
-// readiness is /readyz's check: the spool can take events, the database
-// answers, and, with the SIP subscriber on, the extensions this instance
-// watches have a subscription up. Each answer says which.
-type readiness struct {
-	st  *store.Store
-	sp  *spool.Spool
-	sip func() sip.Stats // set by startSIP before the server starts
-}
-
-func (r *readiness) Ping(ctx context.Context) error {
-	var errs []error
-	if err := r.sp.Err(); err != nil {
-		if errors.Is(err, spool.ErrFull) {
-			errs = append(errs, &handlers.NotReady{Check: "spool", Reason: "spool full: only new calls are kept", Err: err})
-		} else {
-			errs = append(errs, &handlers.NotReady{Check: "spool", Reason: "spool cannot write to its disk", Err: err})
-		}
-	}
-	if r.sp.Stats().StoreDown {
-		errs = append(errs, &handlers.NotReady{Check: "database", Reason: "database unreachable: events are kept in the spool",
-			Err: errors.New("a write failed; the spool probes the database until it answers")})
-	} else if err := r.st.Ping(ctx); err != nil {
-		errs = append(errs, &handlers.NotReady{Check: "database", Reason: "database unreachable", Err: err})
-	}
-	if r.sip != nil {
-		if st := r.sip(); st.Watched > 0 && st.Active == 0 {
-			errs = append(errs, &handlers.NotReady{Check: "sip", Reason: "no SIP subscription up",
-				Err: fmt.Errorf("none of the %d watched extensions has a subscription up", st.Watched)})
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // serveDebug serves Go's profiler (net/http/pprof) on its own listener,
