@@ -73,10 +73,6 @@ const (
 	RankStated              // stated by an event of the call itself (a webhook, a SIP NOTIFY)
 )
 
-// CauseTimeout is the hangup cause of a sipgate call that callstate ended
-// itself because its end never came: a guess (Update.Guessed).
-const CauseTimeout = "timeout"
-
 // Rank returns the rank of what u says about the call's end and answer.
 func (u Update) Rank() Rank {
 	switch {

@@ -5,13 +5,6 @@ import (
 	"time"
 )
 
-// The feed's event types besides a call's (EventRinging … EventOther).
-const (
-	EventJourneyEnded = "journey.ended" // a journey stopped being active, whatever its outcome
-	EventLampChanged  = "lamp.changed"  // a lamp changed (idle, ringing, busy, hold, unavailable, removed)
-	EventLampUpdated  = "lamp.updated"  // only a lamp's count of calls or its name changed
-)
-
 // FeedTypes are the typed events the feed produces, as subscribers choose
 // them (call.updated and lamp.updated, which tell no transition, are left
 // out: they are for the live stream's whole objects).

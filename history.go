@@ -128,16 +128,6 @@ func (h HistoryCall) Outgoing() bool {
 	return strings.HasSuffix(strings.ToUpper(h.Direction), "OUTGOING")
 }
 
-// Causes written for ends learned from the history, in sipgate's words
-// where it has one.
-const (
-	causeNormal   = "normalClearing"
-	causeNoAnswer = "noAnswer"
-	causeBusy     = "busy"
-	causeRejected = "rejected"
-	causeFailure  = "congestion"
-)
-
 // maxRing bounds the end of an unanswered call learned from the history:
 // sipgate keeps no ring time, and the entry's lastModified is used for it
 // only when it is within this of the start (a later change of the entry,
@@ -252,17 +242,17 @@ func (h HistoryCall) plausibleEnd(start time.Time, talk time.Duration) time.Time
 func (h HistoryCall) cause(o HistoryOutcome) string {
 	switch o {
 	case HistoryAnswered, HistoryVoicemailed:
-		return causeNormal
+		return CauseNormalClearing
 	case HistoryBusy:
-		return causeBusy
+		return CauseBusy
 	case HistoryRejected:
-		return causeRejected
+		return CauseRejected
 	case HistoryForwarded:
-		return causeForwarded
+		return CauseForwarded
 	case HistoryFailed:
-		return causeFailure
+		return CauseCongestion
 	}
-	return causeNoAnswer
+	return CauseNoAnswer
 }
 
 func webhookOutcome(c Call) string {

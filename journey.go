@@ -18,9 +18,10 @@ const (
 	OutcomeForwarded Outcome = "forwarded"          // forwarded out of our sight (the last leg ended "forwarded")
 	OutcomeUnreached Outcome = "outgoing-unreached" // outgoing, not answered: busy, no answer, not found, cancelled
 	OutcomeFailed    Outcome = "failed"             // ended for a technical reason, or its end never came (timeout)
-	causeForwarded           = "forwarded"
-	causeNotFound            = "notFound"
 )
+
+// Outcomes lists every Outcome, as journey.outcome's CHECK allows them.
+var Outcomes = []Outcome{OutcomeActive, OutcomeAnswered, OutcomeVoicemail, OutcomeMissed, OutcomeForwarded, OutcomeUnreached, OutcomeFailed}
 
 // Journey is one call as a person counts it: the legs sipgate reports for
 // one call (forwards, the voicemail) or the SIP dialogs of one call on
@@ -88,9 +89,9 @@ func (c Call) AnsweredByPerson() bool {
 func (c Call) Failure() bool {
 	switch c.Source {
 	case SourceSipgate:
-		return c.Cause == "congestion" || c.Cause == "timeout"
+		return c.Cause == CauseCongestion || c.Cause == CauseTimeout
 	case SourceSIP:
-		return c.Cause == "error" || c.Cause == "pbx-restart"
+		return c.Cause == CauseError || c.Cause == CausePBXRestart
 	}
 	return false
 }
@@ -184,9 +185,9 @@ func JourneyOf(legs []Call) Journey {
 		j.Outcome = OutcomeFailed
 	case j.Direction == DirectionOut:
 		j.Outcome = OutcomeUnreached
-	case last.Cause == causeForwarded:
+	case last.Cause == CauseForwarded:
 		j.Outcome = OutcomeForwarded
-	case last.Cause == causeNotFound:
+	case last.Cause == CauseNotFound:
 		j.Outcome = OutcomeFailed
 	default:
 		j.Outcome = OutcomeMissed
@@ -249,19 +250,6 @@ func cmpTime(a, b time.Time) int {
 	return 1
 }
 
-// The typed events of a call's life, as the live stream and the event
-// history name them.
-const (
-	EventRinging   = "call.ringing"   // a leg was offered
-	EventAnswered  = "call.answered"  // a leg was answered
-	EventEnded     = "call.ended"     // a leg ended
-	EventMissed    = "call.missed"    // a journey ended missed
-	EventVoicemail = "call.voicemail" // a journey ended at the voicemail
-	EventHeld      = "call.held"      // SIP: a leg was put on hold or taken off it
-	EventDTMF      = "call.dtmf"      // digits were pressed
-	EventOther     = "call.updated"   // anything else about a call
-)
-
 // TypedEvent names what u tells about its call: the state it reports, else
 // DTMF or hold, else EventOther.
 func TypedEvent(u Update) string {
@@ -297,7 +285,7 @@ func (j Journey) JourneyEvent() string {
 // "cancel", SIP dialog-info "cancelled"). A ring-out, a rejection or a
 // busy line is missed but not abandoned.
 func (j Journey) Abandoned() bool {
-	return j.Direction != DirectionOut && j.Outcome == OutcomeMissed && (j.Cause == "cancel" || j.Cause == "cancelled")
+	return j.Direction != DirectionOut && j.Outcome == OutcomeMissed && (j.Cause == CauseCancel || j.Cause == CauseCancelled)
 }
 
 // ShortAbandoned reports whether j was abandoned within short: a caller

@@ -13,7 +13,6 @@ import (
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
-	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 )
 
@@ -143,7 +142,7 @@ func seedBoard(tb testing.TB, in *instance) {
 		tb.Fatal(err)
 	}
 	for _, e := range []string{"100", "101", "102"} {
-		if err := in.store.SetSubscription(ctx, e, store.SubscriptionActive, ""); err != nil {
+		if err := in.store.SetSubscription(ctx, e, callstate.SubscriptionActive, ""); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -192,22 +192,22 @@ var defaultPlan, _ = callstate.NewNumberPlan("")
 // hangup causes and the SIP dialog events (RFC 4235), and the causes
 // callstate gives calls it ends itself.
 var causeWords = map[string]string{
-	"normalClearing": "hung up",
-	"busy":           "busy",
-	"cancel":         "caller hung up",
-	"noAnswer":       "no answer",
-	"congestion":     "network busy",
-	"notFound":       "number not found",
-	"forwarded":      "forwarded",
-	"cancelled":      "caller hung up",
-	"rejected":       "rejected",
-	"replaced":       "transferred",
-	"local-bye":      "hung up",
-	"remote-bye":     "other side hung up",
-	"error":          "failed",
-	"timeout":        "timed out",
-	"vanished":       "ended (PBX no longer lists it)",
-	"pbx-restart":    "ended (PBX restarted)",
+	callstate.CauseNormalClearing: "hung up",
+	callstate.CauseBusy:           "busy",
+	callstate.CauseCancel:         "caller hung up",
+	callstate.CauseNoAnswer:       "no answer",
+	callstate.CauseCongestion:     "network busy",
+	callstate.CauseNotFound:       "number not found",
+	callstate.CauseForwarded:      "forwarded",
+	callstate.CauseCancelled:      "caller hung up",
+	callstate.CauseRejected:       "rejected",
+	callstate.CauseReplaced:       "transferred",
+	callstate.CauseLocalBye:       "hung up",
+	callstate.CauseRemoteBye:      "other side hung up",
+	callstate.CauseError:          "failed",
+	callstate.CauseTimeout:        "timed out",
+	callstate.CauseVanished:       "ended (PBX no longer lists it)",
+	callstate.CausePBXRestart:     "ended (PBX restarted)",
 }
 
 // sipStatusWords are the SIP final responses a PBX reports as a dialog's

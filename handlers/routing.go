@@ -203,13 +203,13 @@ func LampMap(ls []callstate.LampStatus) map[string]string {
 
 func lampRank(l string) int {
 	switch l {
-	case routing.LampBusy:
+	case callstate.LampBusy:
 		return 4
-	case routing.LampHold:
+	case callstate.LampHold:
 		return 3
-	case routing.LampRinging:
+	case callstate.LampRinging:
 		return 2
-	case routing.LampIdle:
+	case callstate.LampIdle:
 		return 1
 	}
 	return 0

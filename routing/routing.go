@@ -69,17 +69,8 @@ type LampCondition struct {
 	States []string // idle, ringing, busy, hold, unavailable
 }
 
-// Lamp states as callstate names them. A lamp the view does not know is
-// LampUnavailable.
-const (
-	LampIdle        = "idle"
-	LampRinging     = "ringing"
-	LampBusy        = "busy"
-	LampHold        = "hold"
-	LampUnavailable = "unavailable"
-)
-
-var lampStates = []string{LampIdle, LampRinging, LampBusy, LampHold, LampUnavailable}
+// lampStates are the lamps a condition may name (callstate.Lamps).
+var lampStates = callstate.Lamps
 
 // Action is what a rule does: exactly one of its fields is set.
 type Action struct {
@@ -272,7 +263,7 @@ func (e *evalCtx) matches(m *Match) bool {
 }
 
 // lampOf is who's lamp in lamps: by the key as written, else by its lower
-// case form (names); unknown is LampUnavailable.
+// case form (names); unknown is callstate.LampUnavailable.
 func lampOf(lamps map[string]string, who string) string {
 	if s, ok := lamps[who]; ok {
 		return s
@@ -280,7 +271,7 @@ func lampOf(lamps map[string]string, who string) string {
 	if s, ok := lamps[strings.ToLower(who)]; ok {
 		return s
 	}
-	return LampUnavailable
+	return callstate.LampUnavailable
 }
 
 func matchNumber(ps []Pattern, raw, key string) bool {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 
 	"github.com/jackc/pgx/v5"
 
@@ -12,25 +11,14 @@ import (
 )
 
 // ErrBadExtension is returned for an extension name the sip_extension table
-// would refuse: 1 to 64 of A-Z, a-z, 0-9 and ._~*#+-.
+// would refuse (callstate.ExtensionSyntax).
 var ErrBadExtension = errors.New("bad extension name")
-
-var extensionRE = regexp.MustCompile(`^[A-Za-z0-9._~*#+-]{1,64}$`)
-
-// The values of sip_extension.subscription.
-const (
-	SubscriptionPending    = "pending"
-	SubscriptionActive     = "active"
-	SubscriptionRetrying   = "retrying"
-	SubscriptionRefused    = "refused"
-	SubscriptionTerminated = "terminated"
-)
 
 // CheckExtensions returns an error wrapping ErrBadExtension for the first
 // name in exts that sip_extension cannot hold.
 func CheckExtensions(exts []string) error {
 	for _, e := range exts {
-		if !extensionRE.MatchString(e) {
+		if !callstate.ValidExtension(e) {
 			return fmt.Errorf("store: add extension %q: %w", e, ErrBadExtension)
 		}
 	}

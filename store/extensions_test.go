@@ -47,7 +47,7 @@ func TestExtensions(t *testing.T) {
 	if got := lamp(); got != "unavailable" {
 		t.Errorf("pending subscription: lamp %s, want unavailable", got)
 	}
-	if err := st.SetSubscription(ctx, "100", store.SubscriptionActive, ""); err != nil {
+	if err := st.SetSubscription(ctx, "100", callstate.SubscriptionActive, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got := lamp(); got != "idle" {
@@ -98,7 +98,7 @@ func TestSetSubscriptionsAs(t *testing.T) {
 
 	t.Run("OK", func(t *testing.T) {
 		err := st.SetSubscriptionsAs(ctx, "a", []string{"100", "101", "999"},
-			[]string{store.SubscriptionActive, store.SubscriptionRetrying, store.SubscriptionActive}, []string{"", "503", ""})
+			[]string{callstate.SubscriptionActive, callstate.SubscriptionRetrying, callstate.SubscriptionActive}, []string{"", "503", ""})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +123,7 @@ func TestSetSubscriptionsAs(t *testing.T) {
 		}
 	})
 	t.Run("ErrInvalidEvent", func(t *testing.T) {
-		err := st.SetSubscriptionsAs(ctx, "a", []string{"100", "101"}, []string{"bogus", store.SubscriptionActive}, []string{"", ""})
+		err := st.SetSubscriptionsAs(ctx, "a", []string{"100", "101"}, []string{"bogus", callstate.SubscriptionActive}, []string{"", ""})
 		if !errors.Is(err, callstate.ErrInvalidEvent) {
 			t.Errorf("bad state: %v, want ErrInvalidEvent", err)
 		}

@@ -129,7 +129,7 @@ func TestLampStatuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range []string{"100", "101"} {
-		if err := st.SetSubscription(ctx, e, store.SubscriptionActive, ""); err != nil {
+		if err := st.SetSubscription(ctx, e, callstate.SubscriptionActive, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

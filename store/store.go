@@ -341,7 +341,7 @@ SELECT $1, $3, $7, $8, $9, $24 AND $9 <> '', $10,
        u.state, coalesce($21::boolean, false) AND u.state <> 'ended',
        CASE WHEN $21::boolean IS NOT NULL THEN $5::timestamptz END,
        $22, CASE WHEN $22 <> '' THEN u.end_at END,
-       CASE WHEN cardinality($23::text[]) = 0 THEN '' ELSE callstate_dtmf($23::text[]) END, $23::text[],
+       CASE WHEN cardinality($23::text[]) = 0 THEN '' ELSE callstate_dtmf($23::text[], $32::bigint) END, $23::text[],
        LEAST(coalesce($27::timestamptz, $5::timestamptz), $28::timestamptz, $29::timestamptz),
        CASE WHEN u.answers THEN LEAST(u.answer_at, CASE WHEN u.state = 'ended' THEN u.end_at END) END,
        CASE WHEN u.state = 'ended' THEN u.end_at END,
@@ -386,7 +386,7 @@ ON CONFLICT (source, call_key) DO UPDATE SET
     dtmf_presses     = CASE WHEN cardinality(EXCLUDED.dtmf_presses) = 0 THEN c.dtmf_presses
                             ELSE callstate_presses(c.dtmf_presses, EXCLUDED.dtmf_presses) END,
     dtmf             = CASE WHEN cardinality(EXCLUDED.dtmf_presses) = 0 THEN c.dtmf
-                            ELSE callstate_dtmf(callstate_presses(c.dtmf_presses, EXCLUDED.dtmf_presses)) END,
+                            ELSE callstate_dtmf(callstate_presses(c.dtmf_presses, EXCLUDED.dtmf_presses), $32::bigint) END,
     started_at       = LEAST(c.started_at, EXCLUDED.started_at),
     -- The answer: from the updates of the highest rank that state one and
     -- rank no lower than the end's; never after the end.
@@ -508,7 +508,7 @@ func applyArgs(ev callstate.Event) []any {
 		u.State.String(), u.OnHold, u.Cause, presses(ev), u.PinExtension,
 		updateJSON(u),
 		u.Learned, timeOrNil(u.StartedAt), timeOrNil(u.AnsweredAt), timeOrNil(u.EndedAt), int16(u.Rank()),
-		u.Rule,
+		u.Rule, callstate.ReplayWindow.Microseconds(),
 	}
 }
 

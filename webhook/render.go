@@ -248,11 +248,11 @@ func zammadCallID(c callstate.Call) string {
 func zammadCause(cause string) string {
 	switch cause {
 	case "":
-		return "normalClearing"
-	case "rejected", "busy-here":
-		return "busy"
-	case "timeout":
-		return "noAnswer"
+		return callstate.CauseNormalClearing
+	case callstate.CauseRejected, "busy-here":
+		return callstate.CauseBusy
+	case callstate.CauseTimeout:
+		return callstate.CauseNoAnswer
 	}
 	return cause
 }
