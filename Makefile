@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: help run build test deps lint fuzz bench
+.PHONY: help run build test deps lint fuzz bench schema
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,9 @@ lint: ## go vet and gofmt.
 
 fuzz: ## Run every fuzz target for FUZZTIME each (default 20s).
 	@./scripts/fuzz.sh $(or $(FUZZTIME),20s)
+
+schema: ## Write store/schema.sql again from the migrations (after adding or renumbering one).
+	$(GO) test -count=1 -run '^TestSchemaFile$$' ./store -args -update-schema
 
 bench: ## Run the Go benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./...

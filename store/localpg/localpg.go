@@ -618,6 +618,12 @@ func credential(osUser string) (*syscall.Credential, string, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, u.Username, nil
 }
 
+// BinDir returns the directory of the PostgreSQL binaries Start uses when
+// Options.BinDir is empty, where the client tools (pg_dump, psql) of the
+// same version are too. It returns an error wrapping ErrNoServer when there
+// is none.
+func BinDir() (string, error) { return findBinDir() }
+
 // findBinDir looks for a directory holding both postgres and initdb: next to
 // $PATH's postgres or initdb, in `pg_config --bindir`, then in the usual
 // package locations, highest version first.
