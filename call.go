@@ -21,6 +21,10 @@ type Call struct {
 	Source Source // who reported it
 	Key    string // the call's identity within its source, see Update.Key
 
+	// JourneyID is the journey the call is a leg of, as the store computes
+	// it (call_state.journey_id); "" for a call not read from the store.
+	JourneyID string
+
 	CallID     string    // the source's call id: sipgate's callId, SIP's Call-ID
 	OrigCallID string    // sipgate's origCallId: the call this one was forked from
 	Extension  string    // the extension or user it concerns

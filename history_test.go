@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/internal/reference"
 )
 
 func TestHistoryOutcome(t *testing.T) {
@@ -70,7 +71,7 @@ func TestHistoryReconcile(t *testing.T) {
 	t.Run("OK/CreatesVoicemail", func(t *testing.T) {
 		f, _ := h("VOICEMAIL_NO_MESSAGE", 0).Reconcile(callstate.Call{}, false, plan)
 		c := fold(step{f.Update, at(900)})
-		if j := callstate.JourneyOf([]callstate.Call{c}); j.Outcome != callstate.OutcomeVoicemail {
+		if j := reference.JourneyOf([]callstate.Call{c}); j.Outcome != callstate.OutcomeVoicemail {
 			t.Errorf("journey %s, want voicemail; call %+v", j.Outcome, c)
 		}
 	})
@@ -87,7 +88,7 @@ func TestHistoryReconcile(t *testing.T) {
 	t.Run("OK/FillsLostHangupWhileRinging", func(t *testing.T) {
 		f, _ := h("MISSED", 0).Reconcile(ringing, true, plan)
 		c := fold(step{newCall, at(0)}, step{f.Update, at(900)})
-		if j := callstate.JourneyOf([]callstate.Call{c}); j.Outcome != callstate.OutcomeMissed || !c.EndedAt.Equal(at(20)) {
+		if j := reference.JourneyOf([]callstate.Call{c}); j.Outcome != callstate.OutcomeMissed || !c.EndedAt.Equal(at(20)) {
 			t.Errorf("journey %s, call %+v", j.Outcome, c)
 		}
 	})

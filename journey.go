@@ -1,8 +1,6 @@
 package callstate
 
 import (
-	"cmp"
-	"slices"
 	"time"
 )
 
@@ -26,7 +24,10 @@ var Outcomes = []Outcome{OutcomeActive, OutcomeAnswered, OutcomeVoicemail, Outco
 // Journey is one call as a person counts it: the legs sipgate reports for
 // one call (forwards, the voicemail) or the SIP dialogs of one call on
 // several watched extensions, with one outcome. It is a function of its
-// legs (JourneyOf), so it is as order-independent as they are.
+// legs, so it is as order-independent as they are. The database computes
+// it (the call_leg and journey_from_legs views, store/schema.sql) and
+// keeps it (the journey table); internal/reference.JourneyOf says the same
+// rules in Go for the tests.
 type Journey struct {
 	ID             string
 	Direction      Direction // in when any leg is in, else out when any is out
@@ -43,26 +44,13 @@ type Journey struct {
 	VoicemailAt    time.Time // earliest pickup by voicemail or a queue; zero if none
 	Rule           string    // the routing rule of the leg routed first (earliest RuleAt; on a tie the greater name); "" if none
 	Learned        bool      // every leg was learned from sipgate's history: nobody saw it wait
-}
 
-// JourneyID returns the id of the journey c is a leg of. sipgate: the
-// origCallId, which sipgate gives every leg it starts for a forward or the
-// voicemail (the first leg carries its own callId), else the callId. SIP:
-// "sip:" and the Call-ID, which the dialogs of one call share on every
-// watched extension behind a forking proxy (not behind a B2BUA, which
-// gives each leg a Call-ID of its own); without one, "sip:" and the key.
-func JourneyID(c Call) string {
-	switch {
-	case c.Source == SourceSIP && c.CallID != "":
-		return "sip:" + c.CallID
-	case c.Source == SourceSIP:
-		return "sip:" + c.Key
-	case c.OrigCallID != "":
-		return c.OrigCallID
-	case c.CallID != "":
-		return c.CallID
-	}
-	return c.Key
+	// WaitSeconds is how long the caller waited: until a person answered,
+	// else until the voicemail picked up, else until the journey ended;
+	// nil while it is active and no person has answered. TalkSeconds is
+	// the time from a person's answer to the journey's end; nil unless the
+	// journey was answered and ended. Both as the journey table has them.
+	WaitSeconds, TalkSeconds *float64
 }
 
 // VoicemailLeg reports whether c is a sipgate leg to the voicemail: offered
@@ -83,173 +71,6 @@ func (c Call) AnsweredByPerson() bool {
 	return c.Source == SourceSIP || c.Direction == DirectionOut || c.AnsweredBy != "" || c.Answering != ""
 }
 
-// Failure reports whether c ended for a technical reason: sipgate's
-// congestion or a timeout (a call whose hangup never came, ended by
-// callstate), SIP's error or a PBX restart.
-func (c Call) Failure() bool {
-	switch c.Source {
-	case SourceSipgate:
-		return c.Cause == CauseCongestion || c.Cause == CauseTimeout
-	case SourceSIP:
-		return c.Cause == CauseError || c.Cause == CausePBXRestart
-	}
-	return false
-}
-
-func (c Call) answeredByName() string {
-	return cmp.Or(c.AnsweredBy, c.Answering, c.Extension)
-}
-
-// JourneyOf returns the journey of legs, which must share a JourneyID; the
-// order of legs does not matter. Outcome, in this order: active while a
-// leg is; answered when a person answered a leg; voicemail when the
-// voicemail or a queue picked up; failed when the last leg to end failed;
-// outgoing-unreached for an outgoing journey; forwarded when the last leg
-// ended "forwarded" (to where we see no leg); failed for "notFound"; else
-// missed.
-func JourneyOf(legs []Call) Journey {
-	if len(legs) == 0 {
-		return Journey{}
-	}
-	byStart := slices.Clone(legs)
-	slices.SortFunc(byStart, func(a, b Call) int {
-		return cmp.Or(cmpTime(a.StartedAt, b.StartedAt), cmp.Compare(a.Source, b.Source), cmp.Compare(a.Key, b.Key))
-	})
-	j := Journey{ID: JourneyID(byStart[0]), Legs: len(legs)}
-	active, in, out := false, false, false
-	j.Learned = true
-	var last *Call
-	users := map[string]bool{}
-	var answering *Call
-	var ruleAt time.Time
-	for i := range byStart {
-		c := &byStart[i]
-		if c.Rule != "" && (j.Rule == "" || c.RuleAt.Before(ruleAt) || (c.RuleAt.Equal(ruleAt) && c.Rule > j.Rule)) {
-			j.Rule, ruleAt = c.Rule, c.RuleAt
-		}
-		in = in || c.Direction == DirectionIn
-		out = out || c.Direction == DirectionOut
-		if j.From == "" {
-			j.From = c.From
-		}
-		if j.To == "" {
-			j.To = c.To
-		}
-		j.StartedAt = earliest(j.StartedAt, c.StartedAt)
-		active = active || c.Active() || c.State == StateUnknown
-		j.Learned = j.Learned && c.Learned
-		if c.AnsweredByPerson() {
-			if answering == nil || c.AnsweredAt.Before(answering.AnsweredAt) ||
-				(c.AnsweredAt.Equal(answering.AnsweredAt) && cmp.Or(cmp.Compare(c.Source, answering.Source), cmp.Compare(c.Key, answering.Key)) < 0) {
-				answering = c
-			}
-		} else if !c.AnsweredAt.IsZero() {
-			j.VoicemailAt = earliest(j.VoicemailAt, c.AnsweredAt)
-		}
-		if last == nil || endsAfter(*c, *last) {
-			last = c
-		}
-		for _, u := range append(slices.Clone(c.UserIDs), c.Extension) {
-			if u != "" && u != "voicemail" {
-				users[u] = true
-			}
-		}
-	}
-	switch {
-	case in:
-		j.Direction = DirectionIn
-	case out:
-		j.Direction = DirectionOut
-	}
-	for u := range users {
-		j.UserIDs = append(j.UserIDs, u)
-	}
-	slices.Sort(j.UserIDs)
-	if answering != nil {
-		j.AnsweredAt = answering.AnsweredAt
-		j.AnsweredBy = answering.answeredByName()
-		j.AnsweredUserID = answering.Extension
-	}
-	j.Cause = last.Cause
-	if !active {
-		j.EndedAt = last.EndedAt
-	}
-	switch {
-	case active:
-		j.Outcome = OutcomeActive
-	case answering != nil:
-		j.Outcome = OutcomeAnswered
-	case !j.VoicemailAt.IsZero():
-		j.Outcome = OutcomeVoicemail
-	case last.Failure():
-		j.Outcome = OutcomeFailed
-	case j.Direction == DirectionOut:
-		j.Outcome = OutcomeUnreached
-	case last.Cause == CauseForwarded:
-		j.Outcome = OutcomeForwarded
-	case last.Cause == CauseNotFound:
-		j.Outcome = OutcomeFailed
-	default:
-		j.Outcome = OutcomeMissed
-	}
-	return j
-}
-
-// Wait is how long the caller waited: until a person answered, else until
-// the voicemail picked up, else until the journey ended. ok is false while
-// it is active and no person has answered.
-func (j Journey) Wait() (d time.Duration, ok bool) {
-	if j.Outcome == OutcomeActive && j.AnsweredAt.IsZero() {
-		return 0, false
-	}
-	end := j.AnsweredAt
-	if end.IsZero() {
-		end = j.VoicemailAt
-	}
-	if end.IsZero() {
-		end = j.EndedAt
-	}
-	if end.IsZero() || j.StartedAt.IsZero() {
-		return 0, false
-	}
-	return end.Sub(j.StartedAt), true
-}
-
-// Talk is the time from a person's answer to the journey's end; ok is
-// false unless the journey was answered.
-func (j Journey) Talk() (d time.Duration, ok bool) {
-	if j.Outcome != OutcomeAnswered || j.EndedAt.IsZero() {
-		return 0, false
-	}
-	return j.EndedAt.Sub(j.AnsweredAt), true
-}
-
-// endsAfter orders legs by end (a leg not ended first), then source and
-// key: the greatest is the leg that ended last.
-func endsAfter(a, b Call) bool {
-	switch {
-	case a.EndedAt.IsZero() != b.EndedAt.IsZero():
-		return !a.EndedAt.IsZero()
-	case !a.EndedAt.Equal(b.EndedAt):
-		return a.EndedAt.After(b.EndedAt)
-	}
-	return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Key, b.Key)) > 0
-}
-
-func cmpTime(a, b time.Time) int {
-	switch {
-	case a.Equal(b):
-		return 0
-	case a.IsZero():
-		return 1 // unknown last, as PostgreSQL sorts NULL
-	case b.IsZero():
-		return -1
-	case a.Before(b):
-		return -1
-	}
-	return 1
-}
-
 // TypedEvent names what u tells about its call: the state it reports, else
 // DTMF or hold, else EventOther.
 func TypedEvent(u Update) string {
@@ -266,68 +87,4 @@ func TypedEvent(u Update) string {
 		return EventRinging
 	}
 	return EventOther
-}
-
-// JourneyEvent is the typed event a journey's end gives, EventMissed or
-// EventVoicemail, or "" for other outcomes.
-func (j Journey) JourneyEvent() string {
-	switch j.Outcome {
-	case OutcomeMissed:
-		return EventMissed
-	case OutcomeVoicemail:
-		return EventVoicemail
-	}
-	return ""
-}
-
-// Abandoned reports whether the caller hung up while waiting: an incoming
-// journey, missed, whose last leg ended with the caller's cancel (sipgate
-// "cancel", SIP dialog-info "cancelled"). A ring-out, a rejection or a
-// busy line is missed but not abandoned.
-func (j Journey) Abandoned() bool {
-	return j.Direction != DirectionOut && j.Outcome == OutcomeMissed && (j.Cause == CauseCancel || j.Cause == CauseCancelled)
-}
-
-// ShortAbandoned reports whether j was abandoned within short: a caller
-// who hung up at once, likely a wrong number, which the service level
-// leaves out.
-func (j Journey) ShortAbandoned(short time.Duration) bool {
-	if !j.Abandoned() {
-		return false
-	}
-	w, _ := j.Wait()
-	return w < short
-}
-
-// ServiceCount tells how j counts in the service level of userID ("" for
-// the team), with sla the time within which an answer counts and short the
-// short-abandon time. offered: an incoming journey whose wait is over
-// (answered, missed or voicemail; for the team an answered one still
-// going on, for a user when it ended), with a known wait (calls learned
-// only from a call history have none), not a short abandon, and one the
-// user could have answered: not one a colleague answered. within: offered
-// and answered by the user (for the team, by anyone) within sla. The
-// service level is within / offered.
-func (j Journey) ServiceCount(userID string, sla, short time.Duration) (offered, within bool) {
-	if j.Direction == DirectionOut || j.StartedAt.IsZero() || j.Learned {
-		return false, false
-	}
-	switch j.Outcome {
-	case OutcomeAnswered, OutcomeMissed, OutcomeVoicemail:
-	case OutcomeActive:
-		if userID != "" || j.AnsweredAt.IsZero() {
-			return false, false
-		}
-	default:
-		return false, false
-	}
-	w, ok := j.Wait()
-	if !ok || j.ShortAbandoned(short) {
-		return false, false
-	}
-	answered := !j.AnsweredAt.IsZero()
-	if userID != "" && answered && j.AnsweredUserID != userID {
-		return false, false
-	}
-	return true, answered && w <= sla
 }

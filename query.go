@@ -116,5 +116,5 @@ type DayStats struct {
 	TalkSeconds       float64
 	Abandoned         int64    // missed calls whose caller hung up while waiting
 	ShortAbandoned    int64    // of those, the ones that waited less than the short-abandon time
-	ServiceLevel      *float64 // answered within the SLA / offered (see Journey.ServiceCount); nil when nothing was offered
+	ServiceLevel      *float64 // answered within the SLA / offered (journey_stats_rows; internal/reference.ServiceCount); nil when nothing was offered
 }

@@ -18,7 +18,7 @@ type TeamDay struct {
 	Abandoned        int       // missed calls whose caller hung up while waiting
 	ShortAbandoned   int       // of those, the ones that waited less than the short-abandon time
 	SLAnswered       int       // incoming calls answered within the SLA (those still going on included)
-	SLOffered        int       // incoming calls whose wait is over, short abandons excluded (Journey.ServiceCount)
+	SLOffered        int       // incoming calls whose wait is over, short abandons excluded (journey_stats_rows; internal/reference.ServiceCount)
 	SLASeconds       float64   // the service level's time to answer
 	MissedCalls      []DayMissed
 	People           []PersonDay // by user id

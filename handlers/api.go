@@ -277,7 +277,7 @@ func (a *api) listCalls(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := callsPage{Calls: make([]callJSON, 0, len(calls)), NextCursor: next}
+	out := callsPage{Calls: make([]callstate.CallJSON, 0, len(calls)), NextCursor: next}
 	now := a.now()
 	for _, cl := range calls {
 		j := a.phonebook.callJSON(cl, 0)
@@ -328,7 +328,7 @@ func (a *api) getCall(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := callDetail{callJSON: a.phonebook.callJSON(cl, 0), Events: make([]eventJSON, 0, len(journal))}
+	out := callDetail{CallJSON: a.phonebook.callJSON(cl, 0), Events: make([]eventJSON, 0, len(journal))}
 	out.NoNews = cl.NoNews(a.now(), a.board.RingingStale)
 	for _, j := range journal {
 		ev := eventJSON{ID: j.ID, Type: j.Type, Event: j.Event, DedupKey: j.DedupKey, ReceivedAt: j.ReceivedAt}
@@ -415,78 +415,13 @@ func describeQueryError(name string, fe validator.FieldError) string {
 	return fmt.Sprintf("%s is invalid (%s)", name, fe.Tag())
 }
 
-// callJSON is a call as the API and the stream show it.
-type callJSON struct {
-	ID         int64      `json:"id"`
-	Seq        int64      `json:"seq,omitempty"`
-	Source     string     `json:"source"`
-	Key        string     `json:"key"`
-	JourneyID  string     `json:"journey_id"`
-	CallID     string     `json:"call_id,omitempty"`
-	OrigCallID string     `json:"orig_call_id,omitempty"`
-	Extension  string     `json:"extension,omitempty"`
-	Direction  string     `json:"direction,omitempty"`
-	From       string     `json:"from,omitempty"`
-	To         string     `json:"to,omitempty"`
-	Users      []string   `json:"users,omitempty"`
-	UserIDs    []string   `json:"user_ids,omitempty"`
-	AnsweredBy string     `json:"answered_by,omitempty"`
-	Answering  string     `json:"answering_number,omitempty"`
-	Diversion  string     `json:"diversion,omitempty"`
-	State      string     `json:"state"`
-	Active     bool       `json:"active"`
-	OnHold     bool       `json:"on_hold"`
-	Cause      string     `json:"cause,omitempty"`
-	DTMF       string     `json:"dtmf,omitempty"`
-	Rule       string     `json:"rule,omitempty"`
-	StartedAt  *time.Time `json:"started_at"`
-	AnsweredAt *time.Time `json:"answered_at,omitempty"`
-	EndedAt    *time.Time `json:"ended_at,omitempty"`
-	UpdatedAt  time.Time  `json:"updated_at"`
-	Learned    bool       `json:"learned,omitempty"` // known only from sipgate's history: its webhooks never came
-	NoNews     bool       `json:"no_news,omitempty"` // ringing with no news for BoardOptions.RingingStale: likely a lost hangup, not waiting
-
-	// For reading: the phonebook's names, the numbers formatted, the
-	// cause in words (see Phonebook).
-	FromName           string `json:"from_name,omitempty"`
-	ToName             string `json:"to_name,omitempty"`
-	FromFormatted      string `json:"from_formatted,omitempty"`
-	ToFormatted        string `json:"to_formatted,omitempty"`
-	DiversionFormatted string `json:"diversion_formatted,omitempty"`
-	CauseText          string `json:"cause_text,omitempty"`
-}
-
-func toCallJSON(c callstate.Call, seq int64) callJSON {
-	t := func(t time.Time) *time.Time {
-		if t.IsZero() {
-			return nil
-		}
-		return &t
-	}
-	nz := func(s []string) []string {
-		if s == nil {
-			return []string{}
-		}
-		return s
-	}
-	return callJSON{
-		ID: c.ID, Seq: seq, Source: string(c.Source), Key: c.Key, JourneyID: callstate.JourneyID(c), CallID: c.CallID, OrigCallID: c.OrigCallID,
-		Extension: c.Extension, Direction: string(c.Direction), From: c.From, To: c.To,
-		Users: nz(c.Users), UserIDs: nz(c.UserIDs), AnsweredBy: c.AnsweredBy, Answering: c.Answering,
-		Diversion: c.Diversion, State: c.State.String(), Active: c.Active(), OnHold: c.OnHold,
-		Cause: c.Cause, DTMF: c.DTMF, Rule: c.Rule,
-		StartedAt: t(c.StartedAt), AnsweredAt: t(c.AnsweredAt), EndedAt: t(c.EndedAt), UpdatedAt: c.UpdatedAt,
-		Learned: c.Learned,
-	}
-}
-
 type callsPage struct {
-	Calls      []callJSON `json:"calls"`
-	NextCursor string     `json:"next_cursor"`
+	Calls      []callstate.CallJSON `json:"calls"`
+	NextCursor string               `json:"next_cursor"`
 }
 
 type callDetail struct {
-	callJSON
+	callstate.CallJSON
 	Events []eventJSON `json:"events"`
 }
 
@@ -500,28 +435,14 @@ type eventJSON struct {
 	PayloadBase64 []byte    `json:"payload_base64,omitempty"`
 }
 
-type lampJSON struct {
-	Source      string    `json:"source"`
-	Extension   string    `json:"extension,omitempty"`
-	Name        string    `json:"name"`
-	Lamp        string    `json:"lamp"`
-	ActiveCalls int64     `json:"active_calls"`
-	UpdatedAt   time.Time `json:"updated_at"`
-}
-
 type lampsJSON struct {
-	Lamps []lampJSON `json:"lamps"`
+	Lamps []callstate.LampJSON `json:"lamps"`
 }
 
-func toLampJSON(l callstate.LampStatus) lampJSON {
-	return lampJSON{Source: string(l.Source), Extension: l.Extension, Name: l.Name, Lamp: l.Lamp,
-		ActiveCalls: l.ActiveCalls, UpdatedAt: l.UpdatedAt}
-}
-
-func toLampsJSON(ls []callstate.LampStatus) []lampJSON {
-	out := make([]lampJSON, 0, len(ls))
+func toLampsJSON(ls []callstate.LampStatus) []callstate.LampJSON {
+	out := make([]callstate.LampJSON, 0, len(ls))
 	for _, l := range ls {
-		out = append(out, toLampJSON(l))
+		out = append(out, callstate.NewLampJSON(l))
 	}
 	return out
 }

@@ -45,26 +45,6 @@ type MissedMarker interface {
 	MarkMissedDone(ctx context.Context, id, by string, at time.Time) (d callstate.MissedDone, created bool, err error)
 }
 
-// journeyJSON is a journey as the API and the stream show it.
-type journeyJSON struct {
-	JourneyID      string     `json:"journey_id"`
-	Direction      string     `json:"direction"`
-	From           string     `json:"from"`
-	To             string     `json:"to"`
-	StartedAt      *time.Time `json:"started_at"`
-	AnsweredAt     *time.Time `json:"answered_at,omitempty"`
-	EndedAt        *time.Time `json:"ended_at,omitempty"`
-	Outcome        string     `json:"outcome"`
-	AnsweredBy     string     `json:"answered_by,omitempty"`
-	AnsweredUserID string     `json:"answered_user_id,omitempty"`
-	WaitSeconds    *float64   `json:"wait_seconds"`
-	TalkSeconds    *float64   `json:"talk_seconds"`
-	UserIDs        []string   `json:"user_ids"`
-	Legs           int        `json:"legs"`
-	Cause          string     `json:"cause,omitempty"`
-	Rule           string     `json:"rule,omitempty"`
-}
-
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -72,30 +52,9 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func toJourneyJSON(j callstate.Journey) journeyJSON {
-	secs := func(d time.Duration, ok bool) *float64 {
-		if !ok {
-			return nil
-		}
-		s := d.Seconds()
-		return &s
-	}
-	users := j.UserIDs
-	if users == nil {
-		users = []string{}
-	}
-	return journeyJSON{
-		JourneyID: j.ID, Direction: string(j.Direction), From: j.From, To: j.To,
-		StartedAt: timePtr(j.StartedAt), AnsweredAt: timePtr(j.AnsweredAt), EndedAt: timePtr(j.EndedAt),
-		Outcome: string(j.Outcome), AnsweredBy: j.AnsweredBy, AnsweredUserID: j.AnsweredUserID,
-		WaitSeconds: secs(j.Wait()), TalkSeconds: secs(j.Talk()), UserIDs: users, Legs: j.Legs, Cause: j.Cause,
-		Rule: j.Rule,
-	}
-}
-
 type journeysPage struct {
-	Journeys   []journeyJSON `json:"journeys"`
-	NextCursor string        `json:"next_cursor"`
+	Journeys   []callstate.JourneyJSON `json:"journeys"`
+	NextCursor string                  `json:"next_cursor"`
 }
 
 type statsJSON struct {
@@ -151,9 +110,9 @@ func (a *journeyAPI) listJourneys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := journeysPage{Journeys: make([]journeyJSON, 0, len(js)), NextCursor: next}
+	out := journeysPage{Journeys: make([]callstate.JourneyJSON, 0, len(js)), NextCursor: next}
 	for _, j := range js {
-		out.Journeys = append(out.Journeys, toJourneyJSON(j))
+		out.Journeys = append(out.Journeys, callstate.NewJourneyJSON(j, a.phonebook))
 	}
 	setNextLink(c, next)
 	return c.JSON(http.StatusOK, out)

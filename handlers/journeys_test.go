@@ -13,6 +13,7 @@ import (
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
+	"github.com/callstate/callstate/internal/reference"
 	"github.com/callstate/callstate/store/storetest"
 )
 
@@ -183,7 +184,7 @@ func TestJourneysThroughWebhook(t *testing.T) {
 	}
 	legs := map[string][]callstate.Call{}
 	for _, c := range calls {
-		legs[callstate.JourneyID(c)] = append(legs[callstate.JourneyID(c)], c)
+		legs[reference.JourneyID(c)] = append(legs[reference.JourneyID(c)], c)
 	}
 	for _, j := range page.Journeys {
 		sc, ok := want[j.JourneyID]
@@ -194,9 +195,9 @@ func TestJourneysThroughWebhook(t *testing.T) {
 		if j.Outcome != sc.outcome || j.AnsweredBy != sc.by || j.Legs != sc.legs {
 			t.Errorf("%s (%s): outcome %s by %q legs %d; want %s by %q legs %d", sc.name, j.JourneyID, j.Outcome, j.AnsweredBy, j.Legs, sc.outcome, sc.by, sc.legs)
 		}
-		d := callstate.JourneyOf(legs[j.JourneyID])
-		w, wok := d.Wait()
-		tk, tok := d.Talk()
+		d := reference.JourneyOf(legs[j.JourneyID])
+		w, wok := reference.Wait(d)
+		tk, tok := reference.Talk(d)
 		if string(d.Outcome) != j.Outcome || d.AnsweredBy != j.AnsweredBy || d.Legs != j.Legs || !slices.Equal(d.UserIDs, j.UserIDs) ||
 			(j.WaitSeconds != nil) != wok || (wok && *j.WaitSeconds != w.Seconds()) ||
 			(j.TalkSeconds != nil) != tok || (tok && *j.TalkSeconds != tk.Seconds()) {

@@ -240,13 +240,6 @@ func (p *Phonebook) CauseText(c callstate.Call) string {
 
 // callJSON is c as the API and the stream show it: with names from the
 // phonebook, numbers for reading and the cause in words.
-func (p *Phonebook) callJSON(c callstate.Call, seq int64) callJSON {
-	j := toCallJSON(c, seq)
-	j.FromName, j.ToName = p.Name(c.From), p.Name(c.To)
-	j.FromFormatted, j.ToFormatted = p.Format(c.From), p.Format(c.To)
-	j.DiversionFormatted = p.Format(c.Diversion)
-	if c.Cause != "" {
-		j.CauseText = p.CauseText(c)
-	}
-	return j
+func (p *Phonebook) callJSON(c callstate.Call, seq int64) callstate.CallJSON {
+	return callstate.NewCallJSON(c, seq, p)
 }

@@ -62,27 +62,6 @@ type FeedStore interface {
 	FeedWindow(ctx context.Context) (callstate.FeedWindow, error)
 }
 
-// typedJSON is the data of a typed event.
-type typedJSON struct {
-	JourneyID string           `json:"journey_id,omitempty"`
-	Call      *callJSON        `json:"call,omitempty"`
-	Digits    string           `json:"digits,omitempty"` // call.dtmf: the digits of this press
-	Journey   *feedJourneyJSON `json:"journey,omitempty"`
-}
-
-// feedJourneyJSON is a journey with the phonebook's names of its parties.
-type feedJourneyJSON struct {
-	journeyJSON
-	FromName string `json:"from_name,omitempty"`
-	ToName   string `json:"to_name,omitempty"`
-}
-
-// lampChangedJSON is the data of a lamp.changed event.
-type lampChangedJSON struct {
-	lampJSON
-	Previous string `json:"previous"`
-}
-
 // feedChunk bounds the feed events read at once.
 const feedChunk = 1000
 
@@ -257,25 +236,19 @@ func (s *Stream) publishFeed(ctx context.Context, cursor int64) (int64, error) {
 func (s *Stream) render(buf []byte, ev callstate.FeedEvent) []byte {
 	switch {
 	case ev.Call != nil:
-		cj := s.o.Phonebook.callJSON(*ev.Call, ev.Seq)
-		buf = appendEvent(buf, EventCall, ev.ID, cj)
+		t := callstate.FeedJSON(ev, ev.Seq, s.o.Phonebook).(callstate.TypedJSON)
+		buf = appendEvent(buf, EventCall, ev.ID, t.Call)
 		if ev.Type == callstate.EventOther {
 			return buf
 		}
-		t := typedJSON{JourneyID: ev.JourneyID, Call: &cj}
-		if ev.Press != nil {
-			t.Digits = ev.Press.Digits
-		}
 		return appendEvent(buf, ev.Type, ev.ID, t)
 	case ev.Journey != nil:
-		jj := feedJourneyJSON{journeyJSON: toJourneyJSON(*ev.Journey),
-			FromName: s.o.Phonebook.Name(ev.Journey.From), ToName: s.o.Phonebook.Name(ev.Journey.To)}
-		return appendEvent(buf, ev.Type, ev.ID, typedJSON{JourneyID: ev.JourneyID, Journey: &jj})
+		return appendEvent(buf, ev.Type, ev.ID, callstate.FeedJSON(ev, ev.Seq, s.o.Phonebook))
 	case ev.Lamp != nil:
-		lj := toLampJSON(*ev.Lamp)
-		buf = appendEvent(buf, EventLamp, ev.ID, lj)
+		lc := callstate.FeedJSON(ev, ev.Seq, s.o.Phonebook).(callstate.LampChangedJSON)
+		buf = appendEvent(buf, EventLamp, ev.ID, lc.LampJSON)
 		if ev.Type == callstate.EventLampChanged {
-			buf = appendEvent(buf, EventLampChanged, ev.ID, lampChangedJSON{lampJSON: lj, Previous: ev.Previous})
+			buf = appendEvent(buf, EventLampChanged, ev.ID, lc)
 		}
 		return buf
 	}
@@ -492,7 +465,7 @@ func (s *Stream) start(ctx context.Context, lastID int64, resume bool) ([]byte, 
 	if err != nil {
 		return nil, 0, err
 	}
-	snap := snapshotJSON{Seq: w.Head, Lamps: toLampsJSON(ls), Calls: make([]callJSON, 0, len(calls))}
+	snap := snapshotJSON{Seq: w.Head, Lamps: toLampsJSON(ls), Calls: make([]callstate.CallJSON, 0, len(calls))}
 	for _, c := range calls {
 		snap.Calls = append(snap.Calls, s.o.Phonebook.callJSON(c.Call, c.Seq))
 	}
@@ -500,7 +473,7 @@ func (s *Stream) start(ctx context.Context, lastID int64, resume bool) ([]byte, 
 }
 
 type snapshotJSON struct {
-	Seq   int64      `json:"seq"`
-	Lamps []lampJSON `json:"lamps"`
-	Calls []callJSON `json:"calls"`
+	Seq   int64                `json:"seq"`
+	Lamps []callstate.LampJSON `json:"lamps"`
+	Calls []callstate.CallJSON `json:"calls"`
 }

@@ -58,10 +58,10 @@ func pendingKeys(batch []*applyReq) (sources, keys []string) {
 
 // journeyColumns are what the journey reads select, in journeyRow's order.
 // The rule that routed a journey is read from its legs (the leg routed
-// first, as callstate.JourneyOf says), so that the journey's refresh stays
+// first, as internal/reference.JourneyOf says), so that the journey's refresh stays
 // as it is.
 const journeyColumns = `journey_id, source, direction, from_party, to_party, started_at, answered_at, ended_at,
-    outcome, answered_by, answered_user_id, user_ids, legs, hangup_cause, voicemail_at,
+    outcome, answered_by, answered_user_id, wait_seconds, talk_seconds, user_ids, legs, hangup_cause, voicemail_at,
     coalesce((SELECT l.routed_rule FROM call_state l
               WHERE l.journey_id = journey.journey_id AND l.routed_rule <> ''
               ORDER BY l.routed_at, l.routed_rule COLLATE "C" DESC LIMIT 1), '') AS routed_rule`
@@ -78,6 +78,8 @@ type journeyRow struct {
 	Outcome        string     `db:"outcome" json:"outcome"`
 	AnsweredBy     string     `db:"answered_by" json:"answered_by"`
 	AnsweredUserID string     `db:"answered_user_id" json:"answered_user_id"`
+	WaitSeconds    *float64   `db:"wait_seconds" json:"wait_seconds"`
+	TalkSeconds    *float64   `db:"talk_seconds" json:"talk_seconds"`
 	UserIDs        []string   `db:"user_ids" json:"user_ids"`
 	Legs           int        `db:"legs" json:"legs"`
 	Cause          string     `db:"hangup_cause" json:"hangup_cause"`
@@ -96,6 +98,7 @@ func (r journeyRow) journey() callstate.Journey {
 		ID: r.ID, Direction: callstate.Direction(r.Direction), From: r.From, To: r.To,
 		StartedAt: t(r.StartedAt), AnsweredAt: t(r.AnsweredAt), EndedAt: t(r.EndedAt),
 		Outcome: callstate.Outcome(r.Outcome), AnsweredBy: r.AnsweredBy, AnsweredUserID: r.AnsweredUserID,
+		WaitSeconds: r.WaitSeconds, TalkSeconds: r.TalkSeconds,
 		UserIDs: r.UserIDs, Legs: r.Legs, Cause: r.Cause, VoicemailAt: t(r.VoicemailAt), Rule: r.Rule,
 	}
 }

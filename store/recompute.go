@@ -87,7 +87,7 @@ ON CONFLICT (source, call_key) DO UPDATE SET
     answer_rank = EXCLUDED.answer_rank, answer_at = EXCLUDED.answer_at,
     routed_rule = EXCLUDED.routed_rule, routed_at = EXCLUDED.routed_at,
     change_seq = EXCLUDED.change_seq
-RETURNING id`,
+RETURNING id, journey_id`,
 			string(source), key, c.CallID, c.OrigCallID, c.Extension, c.ExtensionPinned, string(c.Direction),
 			c.From, c.To, nonNil(c.Users), nonNil(c.UserIDs), nonNil(c.FullUserIDs),
 			c.AnsweredBy, c.Answering, c.Diversion, c.XCID,
@@ -95,7 +95,7 @@ RETURNING id`,
 			timeOrNil(c.StartedAt), timeOrNil(c.AnsweredAt), timeOrNil(c.EndedAt), c.UpdatedAt, last,
 			c.Learned, int16(c.EndRank), int16(c.AnswerRank), timeOrNil(c.AnswerAt),
 			c.Rule, timeOrNil(c.RuleAt),
-		).Scan(&c.ID); err != nil {
+		).Scan(&c.ID, &c.JourneyID); err != nil {
 			return err
 		}
 		return refreshJourneys(ctx, tx, before, []string{string(source)}, []string{key})

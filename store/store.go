@@ -565,7 +565,7 @@ const callColumns = `
     started_at, answered_at, ended_at, updated_at,
     extension_pinned, hold_at, cause_at, dtmf_presses,
     learned, end_rank, answer_rank, answer_at,
-    routed_rule, routed_at`
+    routed_rule, routed_at, journey_id`
 
 // callRow is a call_state row as pgx scans it by name.
 type callRow struct {
@@ -603,6 +603,7 @@ type callRow struct {
 	EndRank         int16      `db:"end_rank" json:"end_rank"`
 	AnswerRank      int16      `db:"answer_rank" json:"answer_rank"`
 	AnswerAt        *time.Time `db:"answer_at" json:"answer_at"`
+	JourneyID       string     `db:"journey_id" json:"journey_id"`
 }
 
 func (r callRow) call() (callstate.Call, error) {
@@ -619,7 +620,7 @@ func (r callRow) call() (callstate.Call, error) {
 		ps = append(ps, p)
 	}
 	return callstate.Call{
-		ID: r.ID, Source: callstate.Source(r.Source), Key: r.CallKey,
+		ID: r.ID, Source: callstate.Source(r.Source), Key: r.CallKey, JourneyID: r.JourneyID,
 		CallID: r.CallID, OrigCallID: r.OrigCallID, Extension: r.Extension,
 		Direction: callstate.Direction(r.Direction), From: r.FromParty, To: r.ToParty,
 		Users: r.Users, UserIDs: r.UserIDs, FullUserIDs: r.FullUserIDs,

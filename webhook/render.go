@@ -14,17 +14,17 @@ import (
 // Names tells the people behind numbers and user ids, for bodies people
 // read (the chat format) and for the parties' names in every format.
 type Names interface {
-	Name(number string) string   // the phonebook's name of a number, "" if none
-	Format(number string) string // the number written for reading
-	UserName(id string) string   // a user's (or extension's) name, "" if none
+	callstate.Names            // the parties' names, the numbers for reading, the cause in words
+	UserName(id string) string // a user's (or extension's) name, "" if none
 }
 
 // noNames knows nobody.
 type noNames struct{}
 
-func (noNames) Name(string) string        { return "" }
-func (noNames) Format(n string) string    { return n }
-func (noNames) UserName(id string) string { return "" }
+func (noNames) Name(string) string                { return "" }
+func (noNames) Format(n string) string            { return n }
+func (noNames) CauseText(c callstate.Call) string { return c.Cause }
+func (noNames) UserName(id string) string         { return "" }
 
 // Renderer turns feed events into an endpoint's messages.
 type Renderer struct {
@@ -37,80 +37,6 @@ type message struct {
 	Type      string    `json:"type"`
 	Timestamp time.Time `json:"timestamp"`
 	Data      any       `json:"data"`
-}
-
-type callData struct {
-	JourneyID string    `json:"journey_id"`
-	Call      *callBody `json:"call"`
-	Digits    string    `json:"digits,omitempty"`
-}
-
-type callBody struct {
-	ID         int64      `json:"id"`
-	Source     string     `json:"source"`
-	Key        string     `json:"key"`
-	CallID     string     `json:"call_id,omitempty"`
-	Direction  string     `json:"direction,omitempty"`
-	From       string     `json:"from,omitempty"`
-	FromName   string     `json:"from_name,omitempty"`
-	To         string     `json:"to,omitempty"`
-	ToName     string     `json:"to_name,omitempty"`
-	Extension  string     `json:"extension,omitempty"`
-	Users      []string   `json:"users,omitempty"`
-	UserIDs    []string   `json:"user_ids,omitempty"`
-	AnsweredBy string     `json:"answered_by,omitempty"`
-	Answering  string     `json:"answering_number,omitempty"`
-	Diversion  string     `json:"diversion,omitempty"`
-	State      string     `json:"state"`
-	OnHold     bool       `json:"on_hold"`
-	Cause      string     `json:"cause,omitempty"`
-	DTMF       string     `json:"dtmf,omitempty"`
-	StartedAt  *time.Time `json:"started_at,omitempty"`
-	AnsweredAt *time.Time `json:"answered_at,omitempty"`
-	EndedAt    *time.Time `json:"ended_at,omitempty"`
-}
-
-type journeyData struct {
-	JourneyID string       `json:"journey_id"`
-	Journey   *journeyBody `json:"journey"`
-}
-
-type journeyBody struct {
-	ID             string     `json:"journey_id"`
-	Direction      string     `json:"direction"`
-	From           string     `json:"from"`
-	FromName       string     `json:"from_name,omitempty"`
-	To             string     `json:"to"`
-	ToName         string     `json:"to_name,omitempty"`
-	StartedAt      *time.Time `json:"started_at,omitempty"`
-	AnsweredAt     *time.Time `json:"answered_at,omitempty"`
-	EndedAt        *time.Time `json:"ended_at,omitempty"`
-	Outcome        string     `json:"outcome"`
-	AnsweredBy     string     `json:"answered_by,omitempty"`
-	AnsweredUserID string     `json:"answered_user_id,omitempty"`
-	WaitSeconds    *float64   `json:"wait_seconds"`
-	TalkSeconds    *float64   `json:"talk_seconds"`
-	UserIDs        []string   `json:"user_ids"`
-	Legs           int        `json:"legs"`
-	Cause          string     `json:"cause,omitempty"`
-}
-
-type lampData struct {
-	Source      string    `json:"source"`
-	Extension   string    `json:"extension"`
-	Name        string    `json:"name,omitempty"`
-	Lamp        string    `json:"lamp"`
-	ActiveCalls int64     `json:"active_calls"`
-	UpdatedAt   time.Time `json:"updated_at"`
-	Previous    string    `json:"previous"`
-}
-
-func tp(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	t = t.UTC()
-	return &t
 }
 
 func (r Renderer) names() Names {
@@ -159,43 +85,16 @@ func (r Renderer) standard(ev callstate.FeedEvent) []byte {
 	return b
 }
 
+// data is the data of ev's message in the standard format: the objects
+// the live stream sends (callstate.FeedJSON), the same whatever the
+// receiver.
 func (r Renderer) data(ev callstate.FeedEvent) any {
-	n := r.names()
-	switch {
-	case ev.Call != nil:
-		c := ev.Call
-		cd := callData{JourneyID: ev.JourneyID, Call: &callBody{ID: c.ID, Source: string(c.Source), Key: c.Key,
-			CallID: c.CallID, Direction: string(c.Direction), From: c.From, FromName: n.Name(c.From),
-			To: c.To, ToName: n.Name(c.To), Extension: c.Extension, Users: c.Users, UserIDs: c.UserIDs,
-			AnsweredBy: c.AnsweredBy, Answering: c.Answering, Diversion: c.Diversion, State: c.State.String(),
-			OnHold: c.OnHold, Cause: c.Cause, DTMF: c.DTMF,
-			StartedAt: tp(c.StartedAt), AnsweredAt: tp(c.AnsweredAt), EndedAt: tp(c.EndedAt)}}
-		if ev.Press != nil {
-			cd.Digits = ev.Press.Digits
-		}
-		return cd
-	case ev.Journey != nil:
-		j := ev.Journey
-		secs := func(d time.Duration, ok bool) *float64 {
-			if !ok {
-				return nil
-			}
-			s := d.Seconds()
-			return &s
-		}
-		users := j.UserIDs
-		if users == nil {
-			users = []string{}
-		}
-		return journeyData{JourneyID: ev.JourneyID, Journey: &journeyBody{ID: j.ID, Direction: string(j.Direction),
-			From: j.From, FromName: n.Name(j.From), To: j.To, ToName: n.Name(j.To),
-			StartedAt: tp(j.StartedAt), AnsweredAt: tp(j.AnsweredAt), EndedAt: tp(j.EndedAt), Outcome: string(j.Outcome),
-			AnsweredBy: j.AnsweredBy, AnsweredUserID: j.AnsweredUserID, WaitSeconds: secs(j.Wait()),
-			TalkSeconds: secs(j.Talk()), UserIDs: users, Legs: j.Legs, Cause: j.Cause}}
-	case ev.Lamp != nil:
-		l := ev.Lamp
-		return lampData{Source: string(l.Source), Extension: l.Extension, Name: l.Name, Lamp: l.Lamp,
-			ActiveCalls: l.ActiveCalls, UpdatedAt: l.UpdatedAt.UTC(), Previous: ev.Previous}
+	var names callstate.Names
+	if r.Names != nil {
+		names = r.Names
+	}
+	if d := callstate.FeedJSON(ev, ev.Seq, names); d != nil {
+		return d
 	}
 	return struct{}{}
 }

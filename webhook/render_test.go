@@ -28,6 +28,8 @@ func (names) Format(n string) string {
 	return n
 }
 
+func (names) CauseText(c callstate.Call) string { return "in words: " + c.Cause }
+
 func (names) UserName(id string) string {
 	if id == "w1" {
 		return "Alice"
@@ -79,6 +81,19 @@ func TestRenderStandard(t *testing.T) {
 	}
 	if _, ok := r.Render(ep, callstate.FeedEvent{ID: 8, Type: callstate.EventOther}); ok {
 		t.Error("call.updated rendered for an endpoint of the default types")
+	}
+	// The data is the object the live stream sends (callstate.FeedJSON),
+	// names and all.
+	for _, ev := range []callstate.FeedEvent{ringingEvent(), missedEvent()} {
+		d, _ := r.Render(ep, ev)
+		var m struct{ Data json.RawMessage }
+		if err := json.Unmarshal(d.Body, &m); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(callstate.FeedJSON(ev, ev.Seq, names{}))
+		if string(m.Data) != string(want) {
+			t.Errorf("%s: data %s; the stream's is %s", ev.Type, m.Data, want)
+		}
 	}
 	l, ok := r.Render(ep, callstate.FeedEvent{ID: 9, Type: callstate.EventLampChanged, Lamp: &callstate.LampStatus{Source: "sip", Extension: "100", Lamp: "busy"}, Previous: "idle"})
 	if !ok || l.OrderKey != "lamp:sip/100" || !strings.Contains(string(l.Body), `"previous":"idle"`) {
