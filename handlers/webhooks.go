@@ -203,16 +203,26 @@ func (w *webhookAPI) list(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"webhooks": out})
 }
 
-func (w *webhookAPI) get(c echo.Context) error {
+// endpoint returns the endpoint the path's :id names, or the error to
+// answer: 400 for an id that is no number, 404 for one no endpoint has.
+func (w *webhookAPI) endpoint(ctx context.Context, c echo.Context) (callstate.WebhookEndpoint, error) {
 	id, err := webhookID(c)
 	if err != nil {
-		return err
+		return callstate.WebhookEndpoint{}, err
 	}
-	ctx, cancel := w.queryContext(c)
-	defer cancel()
 	e, err := w.o.Store.Webhook(ctx, id)
 	if err != nil {
-		return notFound(id, err)
+		return callstate.WebhookEndpoint{}, notFound(id, err)
+	}
+	return e, nil
+}
+
+func (w *webhookAPI) get(c echo.Context) error {
+	ctx, cancel := w.queryContext(c)
+	defer cancel()
+	e, err := w.endpoint(ctx, c)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, toWebhookJSON(e))
 }
@@ -253,9 +263,9 @@ func (w *webhookAPI) update(c echo.Context) error {
 	}
 	ctx, cancel := w.queryContext(c)
 	defer cancel()
-	e, err := w.o.Store.Webhook(ctx, id)
+	e, err := w.endpoint(ctx, c)
 	if err != nil {
-		return notFound(id, err)
+		return err
 	}
 	if e.FromConfig && (in.URL != nil || in.Types != nil || in.Format != nil) {
 		return echo.NewHTTPError(http.StatusConflict, "the endpoint of EVENTS_WEBHOOK_URL is set by the configuration; only enabled and description can change here")
@@ -274,21 +284,17 @@ func (w *webhookAPI) update(c echo.Context) error {
 }
 
 func (w *webhookAPI) delete(c echo.Context) error {
-	id, err := webhookID(c)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := w.queryContext(c)
 	defer cancel()
-	e, err := w.o.Store.Webhook(ctx, id)
+	e, err := w.endpoint(ctx, c)
 	if err != nil {
-		return notFound(id, err)
+		return err
 	}
 	if e.FromConfig {
 		return echo.NewHTTPError(http.StatusConflict, "the endpoint of EVENTS_WEBHOOK_URL is removed by unsetting it")
 	}
-	if err := w.o.Store.DeleteWebhook(ctx, id); err != nil {
-		return notFound(id, err)
+	if err := w.o.Store.DeleteWebhook(ctx, e.ID); err != nil {
+		return notFound(e.ID, err)
 	}
 	return c.NoContent(http.StatusNoContent)
 }
@@ -381,15 +387,11 @@ func (w *webhookAPI) replay(c echo.Context) error {
 }
 
 func (w *webhookAPI) test(c echo.Context) error {
-	id, err := webhookID(c)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := w.queryContext(c)
 	defer cancel()
-	e, err := w.o.Store.Webhook(ctx, id)
+	e, err := w.endpoint(ctx, c)
 	if err != nil {
-		return notFound(id, err)
+		return err
 	}
 	d, err := w.o.Store.QueueWebhookMessage(ctx, w.o.TestMessage(e, w.now()))
 	if err != nil {
