@@ -25,6 +25,12 @@ func ExtensionLamp(calls []Call) string {
 			ringing++
 		}
 	}
+	return ExtensionLampOf(answered, held, ringing)
+}
+
+// ExtensionLampOf is ExtensionLamp from the counts of an extension's live
+// calls: answered, of those on hold, and ringing.
+func ExtensionLampOf(answered, held, ringing int) string {
 	switch {
 	case answered > 0 && answered == held:
 		return LampHold
@@ -61,15 +67,28 @@ func ConcernsUser(c Call, userID string) bool {
 // nor registration: busy with an answered call, else ringing with a
 // ringing one, else idle.
 func UserLamp(userID string, calls []Call) string {
-	lamp := LampIdle
+	var answered, ringing int
 	for _, c := range calls {
 		if !ConcernsUser(c, userID) {
 			continue
 		}
 		if c.State == StateAnswered {
-			return LampBusy
+			answered++
+		} else {
+			ringing++
 		}
-		lamp = LampRinging
 	}
-	return lamp
+	return UserLampOf(answered, ringing)
+}
+
+// UserLampOf is UserLamp from the counts of the user's live calls:
+// answered and ringing.
+func UserLampOf(answered, ringing int) string {
+	switch {
+	case answered > 0:
+		return LampBusy
+	case ringing > 0:
+		return LampRinging
+	}
+	return LampIdle
 }
