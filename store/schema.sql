@@ -33,13 +33,7 @@ BEGIN
         RETURN 0;
     END IF;
     DELETE FROM journey_stats_part p WHERE p.day = ANY (days);
-    INSERT INTO journey_stats_part
-    SELECT r.day, r.user_id, true, sum(r.calls_in), sum(r.calls_out), sum(r.answered), sum(r.missed),
-           sum(r.voicemail), sum(r.ratio_base), sum(r.answer_count), sum(r.answer_sum), max(r.answer_max),
-           sum(r.talk_seconds), sum(r.abandoned), sum(r.short_abandoned), sum(r.sl_answered), sum(r.sl_offered)
-    FROM journey j CROSS JOIN LATERAL journey_stats_rows(j, 1, sla, short) r
-    WHERE j.day = ANY (days)
-    GROUP BY r.day, r.user_id;
+    INSERT INTO journey_stats_part SELECT * FROM callstate_journey_stats_base(days, sla, short);
     RETURN cardinality(days);
 END
 $$;
@@ -230,6 +224,45 @@ BEGIN
     RETURN true;
 END $$;
 
+-- Name: journey_stats_part; Type: TABLE; Schema: public; Owner: -
+
+CREATE TABLE public.journey_stats_part (
+    day date NOT NULL,
+    user_id text NOT NULL,
+    base boolean DEFAULT false NOT NULL,
+    calls_in bigint NOT NULL,
+    calls_out bigint NOT NULL,
+    answered bigint NOT NULL,
+    missed bigint NOT NULL,
+    voicemail bigint NOT NULL,
+    ratio_base bigint NOT NULL,
+    answer_count bigint NOT NULL,
+    answer_sum double precision NOT NULL,
+    answer_max double precision,
+    talk_seconds double precision NOT NULL,
+    abandoned bigint DEFAULT 0 NOT NULL,
+    short_abandoned bigint DEFAULT 0 NOT NULL,
+    sl_answered bigint DEFAULT 0 NOT NULL,
+    sl_offered bigint DEFAULT 0 NOT NULL
+);
+
+-- Name: TABLE journey_stats_part; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON TABLE public.journey_stats_part IS 'Parts of journey_stats_day: base rows (compacted, one per day and user) and the changes since; read journey_stats_day.';
+
+-- Name: callstate_journey_stats_base(date[], double precision, double precision); Type: FUNCTION; Schema: public; Owner: -
+
+CREATE FUNCTION public.callstate_journey_stats_base(days date[], sla double precision, short double precision) RETURNS SETOF public.journey_stats_part
+    LANGUAGE sql STABLE
+    AS $$
+SELECT r.day, r.user_id, true, sum(r.calls_in), sum(r.calls_out), sum(r.answered), sum(r.missed),
+       sum(r.voicemail), sum(r.ratio_base), sum(r.answer_count), sum(r.answer_sum), max(r.answer_max),
+       sum(r.talk_seconds), sum(r.abandoned), sum(r.short_abandoned), sum(r.sl_answered), sum(r.sl_offered)
+FROM journey j CROSS JOIN LATERAL journey_stats_rows(j, 1, sla, short) r
+WHERE j.day = ANY (days)
+GROUP BY r.day, r.user_id
+$$;
+
 -- Name: callstate_presses(text[], text[]); Type: FUNCTION; Schema: public; Owner: -
 
 CREATE FUNCTION public.callstate_presses(a text[], b text[]) RETURNS text[]
@@ -256,11 +289,7 @@ BEGIN
     LOCK TABLE journey_stats_part IN SHARE ROW EXCLUSIVE MODE;
     DELETE FROM journey_stats_part;
     INSERT INTO journey_stats_part
-    SELECT r.day, r.user_id, true, sum(r.calls_in), sum(r.calls_out), sum(r.answered), sum(r.missed),
-           sum(r.voicemail), sum(r.ratio_base), sum(r.answer_count), sum(r.answer_sum), max(r.answer_max),
-           sum(r.talk_seconds), sum(r.abandoned), sum(r.short_abandoned), sum(r.sl_answered), sum(r.sl_offered)
-    FROM journey j CROSS JOIN LATERAL journey_stats_rows(j, 1, sla, short) r
-    GROUP BY r.day, r.user_id;
+    SELECT * FROM callstate_journey_stats_base(ARRAY(SELECT DISTINCT day FROM journey WHERE day IS NOT NULL), sla, short);
     GET DIAGNOSTICS done = ROW_COUNT;
     RETURN done;
 END
@@ -1094,32 +1123,6 @@ ALTER TABLE public.journey_pending ALTER COLUMN id ADD GENERATED ALWAYS AS IDENT
     NO MAXVALUE
     CACHE 1
 );
-
--- Name: journey_stats_part; Type: TABLE; Schema: public; Owner: -
-
-CREATE TABLE public.journey_stats_part (
-    day date NOT NULL,
-    user_id text NOT NULL,
-    base boolean DEFAULT false NOT NULL,
-    calls_in bigint NOT NULL,
-    calls_out bigint NOT NULL,
-    answered bigint NOT NULL,
-    missed bigint NOT NULL,
-    voicemail bigint NOT NULL,
-    ratio_base bigint NOT NULL,
-    answer_count bigint NOT NULL,
-    answer_sum double precision NOT NULL,
-    answer_max double precision,
-    talk_seconds double precision NOT NULL,
-    abandoned bigint DEFAULT 0 NOT NULL,
-    short_abandoned bigint DEFAULT 0 NOT NULL,
-    sl_answered bigint DEFAULT 0 NOT NULL,
-    sl_offered bigint DEFAULT 0 NOT NULL
-);
-
--- Name: TABLE journey_stats_part; Type: COMMENT; Schema: public; Owner: -
-
-COMMENT ON TABLE public.journey_stats_part IS 'Parts of journey_stats_day: base rows (compacted, one per day and user) and the changes since; read journey_stats_day.';
 
 -- Name: journey_stats_day; Type: VIEW; Schema: public; Owner: -
 
