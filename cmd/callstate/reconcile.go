@@ -176,7 +176,7 @@ func (r *reconciler) live(ctx context.Context, now time.Time) (int, error) {
 		if slices.Contains(ids, c.Key) {
 			continue
 		}
-		u := callstate.Update{Key: c.Key, Learned: true, State: callstate.StateEnded, Cause: "normalClearing", EndedAt: callstate.EventTime(now)}
+		u := callstate.Update{Key: c.Key, Learned: true, State: callstate.StateEnded, Cause: callstate.CauseNormalClearing, EndedAt: callstate.EventTime(now)}
 		payload, _ := json.Marshal(map[string]any{"learned": "GET /calls no longer lists the call", "callId": c.Key})
 		ev := callstate.Event{Source: callstate.SourceSipgate, Type: "reconciled", DedupKey: "reconciled:" + c.Key + ":gone",
 			ReceivedAt: callstate.EventTime(now), Payload: payload, Update: u}
