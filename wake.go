@@ -145,19 +145,22 @@ const (
 // WakeMessage is a push's payload (docs/wake.md): an incoming call, or the
 // clear that replaces it (same Topic) when the call is answered or ends.
 type WakeMessage struct {
-	V         int    `json:"v"`
-	Kind      string `json:"kind"`
-	Call      string `json:"call"`
-	Journey   string `json:"journey"`
-	From      string `json:"from,omitempty"`
-	FromName  string `json:"fromName,omitempty"`
-	To        string `json:"to,omitempty"`
-	ToName    string `json:"toName,omitempty"`
-	User      string `json:"user,omitempty"`
-	Extension string `json:"extension,omitempty"`
-	At        string `json:"at,omitempty"`
-	Ready     string `json:"ready,omitempty"`
-	Reason    string `json:"reason,omitempty"`
+	V       int    `json:"v"`
+	Kind    string `json:"kind"`
+	Call    string `json:"call"`
+	Journey string `json:"journey"`
+	From    string `json:"from,omitempty"`
+	// FromFormatted is From as the board shows it (the phonebook's
+	// Format): the service worker has no number formatting of its own.
+	FromFormatted string `json:"fromFormatted,omitempty"`
+	FromName      string `json:"fromName,omitempty"`
+	To            string `json:"to,omitempty"`
+	ToName        string `json:"toName,omitempty"`
+	User          string `json:"user,omitempty"`
+	Extension     string `json:"extension,omitempty"`
+	At            string `json:"at,omitempty"`
+	Ready         string `json:"ready,omitempty"`
+	Reason        string `json:"reason,omitempty"`
 }
 
 // MaxWakePayload bounds a payload: well under the 4 KB push services take.

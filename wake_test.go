@@ -105,13 +105,13 @@ func FuzzParseSubscription(f *testing.F) {
 
 func TestWakePayload(t *testing.T) {
 	m := callstate.WakeMessage{Kind: callstate.WakeIncoming, Call: "c1", Journey: "c1", From: "4915112345678",
-		FromName: "Anna Schmidt", To: "4921112345678", ToName: "Alice", User: "w0", At: "2026-12-07T10:42:00Z",
+		FromFormatted: "+49 1511 2345678", FromName: "Anna Schmidt", To: "4921112345678", ToName: "Alice", User: "w0", At: "2026-12-07T10:42:00Z",
 		Ready: "/api/devices/x/ready?call=c1"}
 	b, err := m.Payload()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"v":1,"kind":"incoming","call":"c1","journey":"c1","from":"4915112345678","fromName":"Anna Schmidt","to":"4921112345678","toName":"Alice","user":"w0","at":"2026-12-07T10:42:00Z","ready":"/api/devices/x/ready?call=c1"}`
+	want := `{"v":1,"kind":"incoming","call":"c1","journey":"c1","from":"4915112345678","fromFormatted":"+49 1511 2345678","fromName":"Anna Schmidt","to":"4921112345678","toName":"Alice","user":"w0","at":"2026-12-07T10:42:00Z","ready":"/api/devices/x/ready?call=c1"}`
 	if string(b) != want {
 		t.Errorf("payload\n got %s\nwant %s", b, want)
 	}

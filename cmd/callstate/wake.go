@@ -42,7 +42,7 @@ type waker struct {
 	cfg   wakeConfig
 	log   *slog.Logger
 	m     *metrics.Metrics
-	names interface{ Name(string) string } // the phonebook
+	names phonebook // names and formats numbers in the payload
 
 	client  atomic.Pointer[webpush.Client] // nil until the VAPID key is read
 	targets atomic.Pointer[callstate.WakeTargets]
@@ -70,7 +70,14 @@ func (e *holdEntry) end(outcome string) bool {
 	return first
 }
 
-func newWaker(cfg wakeConfig, st *store.Store, names interface{ Name(string) string }, m *metrics.Metrics, log *slog.Logger) *waker {
+// phonebook is what the waker needs of handlers.Phonebook: the caller's
+// name and the number as the board formats it.
+type phonebook interface {
+	Name(number string) string
+	Format(number string) string
+}
+
+func newWaker(cfg wakeConfig, st *store.Store, names phonebook, m *metrics.Metrics, log *slog.Logger) *waker {
 	return &waker{st: st, cfg: cfg, log: log, m: m, names: names,
 		reload: make(chan struct{}, 1), feed: make(chan struct{}, 1), recheck: make(chan struct{}, 1),
 		held: map[string]*holdEntry{}}
@@ -154,7 +161,7 @@ func (w *waker) pushNewCall(ctx context.Context, cl *webpush.Client, c handlers.
 		}
 	}
 	msg := callstate.WakeMessage{Kind: callstate.WakeIncoming, Call: c.CallID, Journey: c.JourneyID,
-		From: c.From, FromName: w.names.Name(c.From), To: c.To, At: c.At.UTC().Format(time.RFC3339)}
+		From: c.From, FromFormatted: w.names.Format(c.From), FromName: w.names.Name(c.From), To: c.To, At: c.At.UTC().Format(time.RFC3339)}
 	if w.sendAll(ctx, cl, callstate.WakePush{Message: msg, UserIDs: users}, names) == 0 {
 		e.end(metrics.HoldNone)
 	}
@@ -336,6 +343,7 @@ func (w *waker) readFeed(ctx context.Context) {
 		for _, p := range pushes {
 			if p.Message.Kind == callstate.WakeIncoming {
 				p.Message.FromName = w.names.Name(p.Message.From)
+				p.Message.FromFormatted = w.names.Format(p.Message.From)
 			}
 			go func() {
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wakeSendTimeout)
@@ -412,7 +420,9 @@ func devicesCommand(ctx context.Context, args []string, cfg Config, log *slog.Lo
 			if err := st.AddEnrollment(ctx, hash, args[1], expires); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%s/board/?enroll=%s#wake\n", strings.TrimSuffix(cfg.PublicURL, "/"), token)
+			// The board sends the user with the token (which refuses any
+			// other), and says whose calls the device will show.
+			fmt.Fprintf(stdout, "%s/board/?enroll=%s&user=%s#wake\n", strings.TrimSuffix(cfg.PublicURL, "/"), token, url.QueryEscape(args[1]))
 			log.Info("one-time link made: open it on the device and enable call notifications",
 				"user", args[1], "valid_until", expires.Local().Format(time.DateTime))
 			return nil

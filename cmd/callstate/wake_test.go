@@ -46,6 +46,13 @@ type pushReceipt struct {
 	Status    int                   `json:"status"`
 }
 
+// formattedDE is number as the board formats it with PHONE_REGION's
+// default, DE: what a push's fromFormatted must say.
+func formattedDE(number string) string {
+	plan, _ := callstate.NewNumberPlan("DE")
+	return plan.Format(number)
+}
+
 // pushService is a running pushservice.mjs.
 type pushService struct {
 	base string
@@ -306,7 +313,7 @@ func TestWake(t *testing.T) {
 		}
 		p := r.Payload
 		want := callstate.WakeMessage{V: 1, Kind: "incoming", Call: callID, Journey: journey, From: "4915112345678",
-			To: "4921112345678", ToName: "Alice", User: "w0", At: p.At,
+			FromFormatted: formattedDE("4915112345678"), To: "4921112345678", ToName: "Alice", User: "w0", At: p.At,
 			Ready: "/api/devices/" + alice.ID + "/ready?call=" + url.QueryEscape(callID)}
 		if p != want {
 			t.Errorf("payload\n got %+v\nwant %+v", p, want)
@@ -560,7 +567,8 @@ func TestWake(t *testing.T) {
 			t.Fatal(err)
 		}
 		link, err := url.Parse(strings.TrimSpace(out))
-		if err != nil || !strings.HasPrefix(out, "https://calls.example.com/board/?enroll=enroll_") || link.Fragment != "wake" {
+		if err != nil || !strings.HasPrefix(out, "https://calls.example.com/board/?enroll=enroll_") || link.Fragment != "wake" ||
+			link.Query().Get("user") != "w2" {
 			t.Fatalf("enroll printed %q", out)
 		}
 		token := link.Query().Get("enroll")
@@ -660,7 +668,7 @@ func TestWake(t *testing.T) {
 		rs := ps.wait(t, ext.Sub, 1)
 		p := rs[0].Payload
 		if !rs[0].Verified || p.Kind != "incoming" || p.Call != "pbx-call-1" || p.Journey != "sip:pbx-call-1" ||
-			p.Extension != "101" || p.User != "" || p.From != "4915112345678" ||
+			p.Extension != "101" || p.User != "" || p.From != "4915112345678" || p.FromFormatted != formattedDE(p.From) ||
 			p.Ready != "/api/devices/"+ext.ID+"/ready?call=pbx-call-1" || rs[0].Topic != callstate.WakeTopic("sip:pbx-call-1") {
 			t.Errorf("early dialog's push %+v topic %s", p, rs[0].Topic)
 		}

@@ -10,7 +10,8 @@
   const wake = self.callstateWake;
   const params = new URLSearchParams(location.search);
   const token = params.get("access_token");
-  let enroll = params.get("enroll") || "";
+  let enroll = params.get("enroll") || "";     // a one-time enrolment token (callstate devices enroll USER)
+  const enrollUser = params.get("user") || ""; // whose it is, as the link says; the token refuses any other
   const $ = (id) => document.getElementById(id);
   const supported = window.isSecureContext && "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
   let reg = null; // the worker's registration, once registered
@@ -55,7 +56,7 @@
     $("notify").textContent = on ? "🔔 Call notifications: on" : "🔔 Call notifications";
     $("notify-off").hidden = !dev;
     $("notify-form").hidden = on || !supported;
-    $("notify-who-label").hidden = !!enroll;
+    $("notify-who-label").hidden = !!(enroll && enrollUser);
     if (!supported) {
       $("notify-state").textContent = window.isSecureContext
         ? "This browser cannot receive push messages. On an iPhone or iPad, add the board to the Home Screen first and open it from there."
@@ -65,7 +66,8 @@
     } else if (dev) {
       $("notify-state").textContent = "The browser dropped this device's push subscription (" + who + "): turn it off, then on again.";
     } else if (enroll) {
-      $("notify-state").textContent = "This link turns on call notifications on this device for the user it was made for. It works once.";
+      $("notify-state").textContent = "This link turns on call notifications on this device for " +
+        (enrollUser ? "user " + enrollUser : "the user it was made for (say which)") + ". It works once.";
     } else {
       $("notify-state").textContent = "Off. Choose whose incoming calls this device shows.";
     }
@@ -136,8 +138,8 @@
   }
 
   // enable subscribes this browser and registers it as a device for who
-  // ({user} or {extension}; empty with an enrolment token, which names its
-  // user). It throws an Error whose message is for the person.
+  // ({user} or {extension}). It throws an Error whose message is for the
+  // person.
   async function enable(who) {
     if (Notification.permission === "denied") {
       throw new Error("Notifications are blocked for this site. Allow them in the browser's site settings, then try again.");
@@ -195,6 +197,7 @@
       enroll = "";
       const u = new URL(location.href);
       u.searchParams.delete("enroll");
+      u.searchParams.delete("user");
       history.replaceState(null, "", u);
     }
   }
@@ -261,12 +264,16 @@
   $("notify-kind").addEventListener("change", fillPeople);
   $("notify-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
+    if (enroll && enrollUser) {
+      run(() => enable({ user: enrollUser }));
+      return;
+    }
     const who = $("notify-who").value.trim();
-    if (!enroll && !who) {
+    if (!who) {
       say("Say whose calls: a user id (like w0) or an extension (like 101).");
       return;
     }
-    run(() => enable(enroll ? {} : { [$("notify-kind").value]: who }));
+    run(() => enable({ [$("notify-kind").value]: who }));
   });
   $("notify-off").addEventListener("click", () => run(disable));
   if (enroll || location.hash === "#wake") openPanel(true);
