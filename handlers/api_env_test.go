@@ -46,6 +46,9 @@ func newInstanceClock(tb testing.TB, dbURL string, dash handlers.DashboardOption
 	if dash.Webhooks != nil && dash.Webhooks.Store == nil {
 		dash.Webhooks.Store = st
 	}
+	if dash.Devices != nil && dash.Devices.Store == nil {
+		dash.Devices.Store = st
+	}
 	if dash.Now == nil && now != nil {
 		dash.Now = now
 	}

@@ -43,7 +43,7 @@ var boardTypes = map[string]string{
 // same page at /board/ without, and its script, style, manifest, icons
 // and service worker under /board/ without (they hold no data, and a
 // wall screen opened with ?access_token= could not send the token for
-// them). /board/ is the installed app's start and scope: an enrolment
+// them). /board/ is the installed app's start and scope: an enrollment
 // link (/board/?enroll=...) and a tapped notification open it, and
 // neither carries the API token; what the page reads is behind auth.
 func registerBoard(e *echo.Echo, auth echo.MiddlewareFunc) {

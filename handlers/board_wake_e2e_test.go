@@ -2,6 +2,9 @@ package handlers_test
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,10 +17,13 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/serviceworker"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/store/storetest"
+	"github.com/callstate/callstate/webpush"
 )
 
 // wakeToken is the API token of the wake tests' instance: the board's
@@ -63,14 +69,16 @@ type wakeBoard struct {
 // worker to be active.
 func openWakeBoard(t *testing.T, path string) *wakeBoard {
 	t.Helper()
-	return openWakeBoardAs(t, path, browser.PermissionSettingGranted)
+	return openWakeBoardWith(t, path, browser.PermissionSettingGranted, handlers.DashboardOptions{})
 }
 
-// openWakeBoardAs is openWakeBoard with the person's answer to the
-// notification permission question.
-func openWakeBoardAs(t *testing.T, path string, perm browser.PermissionSetting) *wakeBoard {
+// openWakeBoardWith is openWakeBoard with the person's answer to the
+// notification permission question, on an instance with dash's options
+// (and the API token).
+func openWakeBoardWith(t *testing.T, path string, perm browser.PermissionSetting, dash handlers.DashboardOptions) *wakeBoard {
 	t.Helper()
-	in := newInstance(t, storetest.NewDatabase(t), handlers.DashboardOptions{BearerToken: wakeToken}, handlers.StreamOptions{})
+	dash.BearerToken = wakeToken
+	in := newInstance(t, storetest.NewDatabase(t), dash, handlers.StreamOptions{})
 	bctx := newBrowser(t, 1280, 900)
 	u, err := url.Parse(in.url)
 	if err != nil {
@@ -322,7 +330,7 @@ func TestBoardOpensTheCall(t *testing.T) {
 // TestBoardWakeRefused turns call notifications on where they cannot be:
 // the page says why, in words, and keeps no device.
 func TestBoardWakeRefused(t *testing.T) {
-	b := openWakeBoardAs(t, "/board/?enroll=enroll_test#wake", browser.PermissionSettingDenied)
+	b := openWakeBoardWith(t, "/board/?enroll=enroll_test&user=w1#wake", browser.PermissionSettingDenied, handlers.DashboardOptions{})
 	err := chromedp.Do(b.ctx,
 		chromedp.WaitVisible(`#notify-panel`),
 		chromedp.WaitVisible(`#notify-on`),
@@ -457,4 +465,260 @@ func TestBoardAppServed(t *testing.T) {
 			}
 		}
 	})
+}
+
+// stubPushManager replaces the page's PushManager.subscribe and
+// getSubscription. It is the one stand-in of these tests, and it cannot
+// be avoided: Chromium subscribes at its push service (Google's FCM),
+// which a test offline cannot reach. The stand-in answers with an object
+// of PushSubscription's shape: an https endpoint of that service and a
+// real P-256 key and 16-byte auth secret made by the browser's own
+// WebCrypto, as the server checks them. It records what the page asked
+// for (userVisibleOnly, the applicationServerKey) in window.stubPush.
+const stubPushManager = `(async () => {
+	const kp = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, true, ["deriveBits"]);
+	const raw = new Uint8Array(await crypto.subtle.exportKey("raw", kp.publicKey));
+	const auth = crypto.getRandomValues(new Uint8Array(16));
+	const b64 = (u) => btoa(String.fromCharCode(...u)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+	let current = null;
+	window.stubPush = { calls: [], unsubscribed: 0, endpoint: "" };
+	PushManager.prototype.subscribe = async function (opts) {
+		window.stubPush.calls.push({ userVisibleOnly: opts.userVisibleOnly, key: b64(new Uint8Array(opts.applicationServerKey)) });
+		const endpoint = "https://fcm.googleapis.com/fcm/send/stand-in-" + b64(crypto.getRandomValues(new Uint8Array(8)));
+		window.stubPush.endpoint = endpoint;
+		const keys = { p256dh: b64(raw), auth: b64(auth) };
+		current = {
+			endpoint, expirationTime: null, options: opts,
+			getKey: (name) => (name === "p256dh" ? raw.buffer : auth.buffer),
+			toJSON: () => ({ endpoint, expirationTime: null, keys }),
+			unsubscribe: async () => { current = null; window.stubPush.unsubscribed++; return true; },
+		};
+		return current;
+	};
+	PushManager.prototype.getSubscription = async function () { return current; };
+})()`
+
+// TestBoardWakeSubscribe turns call notifications on and off from the
+// board against the real device API: the page subscribes with the
+// server's VAPID key, registers the subscription (the body the server
+// takes, a device in PostgreSQL), keeps the device's id and secret where
+// the worker finds them, and the worker's ready reaches the server with
+// that secret. Then turn off, a refused enrollment and a good one.
+func TestBoardWakeSubscribe(t *testing.T) {
+	key, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vapid := base64.RawURLEncoding.EncodeToString(key.PublicKey().Bytes())
+	b := openWakeBoardWith(t, "/board/?access_token="+wakeToken, browser.PermissionSettingGranted, handlers.DashboardOptions{
+		Devices: &handlers.DeviceOptions{
+			VAPIDKey:      func() string { return vapid },
+			CheckEndpoint: func(e string) error { return webpush.CheckEndpoint(e, false) },
+		},
+	})
+	ctx := context.Background()
+	type state struct {
+		Device *struct{ ID, Secret, User, Extension, Endpoint string }
+		Stub   struct {
+			Calls []struct {
+				UserVisibleOnly bool
+				Key             string
+			}
+			Unsubscribed int
+			Endpoint     string
+		}
+		Sent  map[string]any
+		State string
+		Msg   string
+		URL   string
+	}
+	read := func(t *testing.T) state {
+		t.Helper()
+		s, err := chromedp.Run(b.ctx, chromedp.Evaluate[state](`(async () => ({
+			device: await callstateWake.getDevice(), stub: window.stubPush, sent: window.callstateLastEnrollment || null,
+			state: document.getElementById("notify-state").textContent, msg: document.getElementById("notify-msg").textContent,
+			url: location.href,
+		}))()`, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// enable opens the panel of a freshly loaded page, puts the stand-in
+	// in place, and turns notifications on (for who, if not from a link).
+	enable := func(t *testing.T, who string, want string) {
+		t.Helper()
+		steps := []chromedp.Action[chromedp.Void]{
+			chromedp.WaitVisible(`#notify`),
+			chromedp.Evaluate[chromedp.Void](stubPushManager, chromedp.EvalAwaitPromise),
+		}
+		if who != "" {
+			steps = append(steps, chromedp.Click(chromedp.CSS(`#notify`)),
+				chromedp.SetValue(chromedp.CSS(`#notify-who`), who))
+		}
+		steps = append(steps, chromedp.WaitVisible(`#notify-on`), chromedp.Click(chromedp.CSS(`#notify-on`)),
+			chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.getElementById("notify-state").textContent.includes(%q) ||
+				document.getElementById("notify-msg").textContent !== ""`, want), chromedp.WithPollingTimeout(15*time.Second)))
+		if err := chromedp.Do(b.ctx, steps...); err != nil {
+			t.Fatalf("turning on: %v", err)
+		}
+	}
+
+	var dev callstate.Device
+	t.Run("On", func(t *testing.T) {
+		enable(t, "w1", "On for user w1")
+		s := read(t)
+		if s.Msg != "" || !strings.Contains(s.State, "On for user w1") {
+			t.Fatalf("panel says %q, error %q", s.State, s.Msg)
+		}
+		if len(s.Stub.Calls) != 1 || !s.Stub.Calls[0].UserVisibleOnly || s.Stub.Calls[0].Key != vapid {
+			t.Fatalf("subscribe asked with %+v; want userVisibleOnly and the server's key %s", s.Stub.Calls, vapid)
+		}
+		sub, _ := s.Sent["subscription"].(map[string]any)
+		if s.Sent["user"] != "w1" || s.Sent["extension"] != nil || sub["endpoint"] != s.Stub.Endpoint || s.Sent["name"] == "" {
+			t.Fatalf("POST /api/devices body %v", s.Sent)
+		}
+		ds, err := b.in.store.DevicesFor(ctx, []string{"w1"}, "")
+		if err != nil || len(ds) != 1 || ds[0].Subscription.Endpoint != s.Stub.Endpoint {
+			t.Fatalf("devices of w1 in the store: %+v, %v", ds, err)
+		}
+		dev = ds[0]
+		if s.Device == nil || s.Device.ID != dev.ID || !strings.HasPrefix(s.Device.Secret, handlers.DevicePrefix) ||
+			s.Device.User != "w1" || s.Device.Endpoint != s.Stub.Endpoint {
+			t.Fatalf("device kept in IndexedDB %+v; want id %s and its dev_ secret", s.Device, dev.ID)
+		}
+	})
+
+	t.Run("ReadyReachesTheServer", func(t *testing.T) {
+		if dev.ID == "" {
+			t.Skip("no device (On failed)")
+		}
+		if _, err := b.in.store.ClaimWakePush(ctx, "j-ready", "c-ready", []string{"w1"}, ""); err != nil {
+			t.Fatal(err)
+		}
+		p := incoming("c-ready", "j-ready", "+4915112345678", "", "Anna Schmidt", "", "User 1", "")
+		p = strings.Replace(p, "/api/devices/d1/", "/api/devices/"+dev.ID+"/", 1)
+		if note := b.push(t, p); note.Type != "shown" || note.Ready != "204" {
+			t.Fatalf("worker reported %+v; want shown and ready answered 204", note)
+		}
+		got, err := b.in.store.ReadyCalls(ctx, []string{"c-ready"})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("ready calls %v, %v; want c-ready", got, err)
+		}
+		// A call not pushed to this device: the server says so (404).
+		p = strings.Replace(incoming("c-other", "j-other", "", "", "", "", "User 1", ""), "/api/devices/d1/", "/api/devices/"+dev.ID+"/", 1)
+		if note := b.push(t, p); note.Ready != "404" {
+			t.Fatalf("ready for a call not pushed: %+v", note)
+		}
+	})
+
+	t.Run("Off", func(t *testing.T) {
+		if dev.ID == "" {
+			t.Skip("no device (On failed)")
+		}
+		err := chromedp.Do(b.ctx,
+			chromedp.WaitVisible(`#notify-off`),
+			chromedp.Click(chromedp.CSS(`#notify-off`)),
+			chromedp.Poll[chromedp.Void](`document.getElementById("notify-state").textContent.startsWith("Off.")`,
+				chromedp.WithPollingTimeout(10*time.Second)),
+		)
+		if err != nil {
+			t.Fatalf("turning off: %v (%+v)", err, read(t))
+		}
+		s := read(t)
+		if s.Device != nil || s.Stub.Unsubscribed != 1 || s.Msg != "" {
+			t.Fatalf("after turning off: %+v", s)
+		}
+		if ds, err := b.in.store.DevicesFor(ctx, []string{"w1"}, ""); err != nil || len(ds) != 0 {
+			t.Fatalf("devices of w1 after turning off: %+v, %v", ds, err)
+		}
+	})
+
+	t.Run("EnrollmentRefused", func(t *testing.T) {
+		if err := chromedp.Do(b.ctx, chromedp.Navigate(b.in.url+"/board/?enroll=enroll_unknown&user=w2#wake")); err != nil {
+			t.Fatal(err)
+		}
+		enable(t, "", "On for user w2")
+		s := read(t)
+		if !strings.Contains(s.Msg, "The server refused to register this device") || !strings.Contains(s.Msg, "(HTTP 401)") ||
+			!strings.Contains(s.Msg, "enrollment token unknown, used or expired") {
+			t.Fatalf("message %q; want the server's refusal and its status", s.Msg)
+		}
+		if s.Device != nil || s.Stub.Unsubscribed != 1 || s.Sent["user"] != "w2" {
+			t.Fatalf("after the refusal: %+v; want no device, the subscription undone", s)
+		}
+	})
+
+	t.Run("Enrollment", func(t *testing.T) {
+		tok, hash := handlers.NewEnrollToken()
+		if err := b.in.store.AddEnrollment(ctx, hash, "w2", time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(b.ctx, chromedp.Navigate(b.in.url+"/board/?enroll="+tok+"&user=w2#wake")); err != nil {
+			t.Fatal(err)
+		}
+		enable(t, "", "On for user w2")
+		s := read(t)
+		if s.Msg != "" || s.Device == nil || s.Device.User != "w2" || strings.Contains(s.URL, "enroll") {
+			t.Fatalf("after enrolling: %+v; want on for w2 and the token gone from the address", s)
+		}
+		if ds, err := b.in.store.DevicesFor(ctx, []string{"w2"}, ""); err != nil || len(ds) != 1 {
+			t.Fatalf("devices of w2: %+v, %v", ds, err)
+		}
+	})
+}
+
+// TestBoardWakeTap taps a notification: the worker closes it and tells the
+// open board which call, and the board marks it. The tap is the worker's
+// own notificationclick listener run on a NotificationEvent made in the
+// worker for the notification the browser shows, since DevTools has no
+// command to click a notification; such an event is untrusted, so the
+// worker's waitUntil throws after the listener did its work, and the
+// browser would not let it open a window (a tap with no board open, which
+// this test cannot reach).
+func TestBoardWakeTap(t *testing.T) {
+	b := openWakeBoard(t, "/board/?access_token="+wakeToken)
+	n, _, _ := sipgateCall("wake-tap", 4)
+	b.in.post(t, n)
+	if err := chromedp.Do(b.ctx, chromedp.WaitVisible(`#waiting-list .call`)); err != nil {
+		t.Fatal(err)
+	}
+	if note := b.push(t, incoming("wake-tap", "j-tap", "+491701234", "", "", "", "User 4", "")); note.Type != "shown" {
+		t.Fatalf("push: %+v", note)
+	}
+	targets, err := chromedp.Targets(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var worker *target.Info
+	for _, ti := range targets {
+		if ti.Type == "service_worker" && strings.HasSuffix(ti.URL, "/board/sw.js") {
+			worker = ti
+		}
+	}
+	if worker == nil {
+		t.Fatal("no service worker target")
+	}
+	wctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithTargetID(worker.TargetID))
+	defer cancel()
+	found, err := chromedp.Run(wctx, chromedp.Evaluate[int](`(async () => {
+		const ns = await self.registration.getNotifications({ tag: "j-tap" });
+		ns.forEach((n) => self.dispatchEvent(new NotificationEvent("notificationclick", { notification: n })));
+		return ns.length;
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || found != 1 {
+		t.Fatalf("%d notifications of j-tap in the worker (%v), want 1", found, err)
+	}
+	if err := chromedp.Do(b.ctx,
+		chromedp.Poll[chromedp.Void](`window.callstateWakeLog.some((m) => m.type === "open-call" && m.call === "wake-tap")`,
+			chromedp.WithPollingTimeout(10*time.Second)),
+		chromedp.WaitVisible(`#waiting-list .call.focus`),
+	); err != nil {
+		t.Fatalf("the board was not told to open the tapped call: %v", err)
+	}
+	for _, n := range b.notifications(t) {
+		if n.Tag == "j-tap" {
+			t.Fatalf("the tapped notification is still shown: %+v", n)
+		}
+	}
 }

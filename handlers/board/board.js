@@ -126,7 +126,7 @@
   }
 
   // checkAuth asks once, when the stream never opened, whether the server
-  // refuses this page its data: the installed app and an enrolment link
+  // refuses this page its data: the installed app and an enrollment link
   // open /board/ without the API token. Then the board says so and tries
   // again only now and then.
   function checkAuth() {

@@ -10,7 +10,7 @@
   const wake = self.callstateWake;
   const params = new URLSearchParams(location.search);
   const token = params.get("access_token");
-  let enroll = params.get("enroll") || "";     // a one-time enrolment token (callstate devices enroll USER)
+  let enroll = params.get("enroll") || "";     // a one-time enrollment token (callstate devices enroll USER)
   const enrollUser = params.get("user") || ""; // whose it is, as the link says; the token refuses any other
   const $ = (id) => document.getElementById(id);
   const supported = window.isSecureContext && "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
@@ -172,7 +172,8 @@
     const headers = { "Content-Type": "application/json", Accept: "application/json" };
     const bearer = enroll || token;
     if (bearer) headers.Authorization = "Bearer " + bearer;
-    window.callstateLastEnrolment = body; // what was sent, for the browser test
+    window.callstateLastEnrollment = body; // what was sent, for the browser test
+    let res;
     try {
       res = await fetch("api/devices", { method: "POST", headers, body: JSON.stringify(body) });
     } catch (err) {
@@ -249,7 +250,7 @@
   // --- Wiring -----------------------------------------------------------------
 
   // A wall screen shows no notifications: it does not even register the
-  // worker (unless an enrolment link opened it).
+  // worker (unless an enrollment link opened it).
   if (document.body.classList.contains("wall") && !enroll) return;
   // The control shows where the server sends pushes (it serves its key).
   serverKey().then(() => {
