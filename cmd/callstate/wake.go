@@ -83,6 +83,16 @@ func newWaker(cfg wakeConfig, st *store.Store, names phonebook, m *metrics.Metri
 		held: map[string]*holdEntry{}}
 }
 
+// caller returns a payload's from, fromFormatted and fromName for the
+// caller's number: all empty for a caller who withholds it (sipgate's
+// "anonymous"), whom the board shows as Anonymous.
+func (w *waker) caller(number string) (from, formatted, name string) {
+	if strings.EqualFold(number, "anonymous") {
+		return "", "", ""
+	}
+	return number, w.names.Format(number), w.names.Name(number)
+}
+
 func poke(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
@@ -161,7 +171,8 @@ func (w *waker) pushNewCall(ctx context.Context, cl *webpush.Client, c handlers.
 		}
 	}
 	msg := callstate.WakeMessage{Kind: callstate.WakeIncoming, Call: c.CallID, Journey: c.JourneyID,
-		From: c.From, FromFormatted: w.names.Format(c.From), FromName: w.names.Name(c.From), To: c.To, At: c.At.UTC().Format(time.RFC3339)}
+		To: c.To, At: c.At.UTC().Format(time.RFC3339)}
+	msg.From, msg.FromFormatted, msg.FromName = w.caller(c.From)
 	if w.sendAll(ctx, cl, callstate.WakePush{Message: msg, UserIDs: users}, names) == 0 {
 		e.end(metrics.HoldNone)
 	}
@@ -342,8 +353,7 @@ func (w *waker) readFeed(ctx context.Context) {
 		}
 		for _, p := range pushes {
 			if p.Message.Kind == callstate.WakeIncoming {
-				p.Message.FromName = w.names.Name(p.Message.From)
-				p.Message.FromFormatted = w.names.Format(p.Message.From)
+				p.Message.From, p.Message.FromFormatted, p.Message.FromName = w.caller(p.Message.From)
 			}
 			go func() {
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wakeSendTimeout)
