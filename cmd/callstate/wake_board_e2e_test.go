@@ -111,8 +111,16 @@ func TestWakeBoardEndToEnd(t *testing.T) {
 		}
 	}
 	type shown struct{ Title, Body, Tag string }
-	notifications := func(t *testing.T) []shown {
+	// notifications lists what the browser shows once the worker said it
+	// showed call's (it posts ready while it shows: the answer may come
+	// first).
+	notifications := func(t *testing.T, call string) []shown {
 		t.Helper()
+		if err := chromedp.Do(bctx, chromedp.Poll[chromedp.Void](fmt.Sprintf(
+			`window.callstateWakeLog.some((m) => m.type !== "ignored" && m.call === %q)`, call),
+			chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+			t.Fatalf("the worker reported nothing of %s: %v", call, err)
+		}
 		ns, err := chromedp.Run(bctx, chromedp.Evaluate[[]shown](`(async () => {
 			const reg = await navigator.serviceWorker.getRegistration("board/");
 			return (await reg.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag }));
@@ -123,7 +131,10 @@ func TestWakeBoardEndToEnd(t *testing.T) {
 		return ns
 	}
 
-	// The device the page registered gets the pushes.
+	// The device the page registered gets the pushes, once the instance
+	// has reloaded its set of users with devices (a database
+	// notification; TestWake waits alike).
+	time.Sleep(500 * time.Millisecond)
 	subID := subID(t, sub)
 	took := make(chan time.Duration, 1)
 	go func() {
@@ -141,7 +152,7 @@ func TestWakeBoardEndToEnd(t *testing.T) {
 		t.Errorf("holds ended by a ready: %v, want 1", n)
 	}
 	want := shown{Title: formattedDE("4915112345678"), Body: "for Alice", Tag: "e2e-1"}
-	if ns := notifications(t); len(ns) != 1 || ns[0] != want {
+	if ns := notifications(t, "e2e-1"); len(ns) != 1 || ns[0] != want {
 		t.Fatalf("the browser shows %+v, want %+v", ns, want)
 	}
 	key, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`window.stubKey`))
@@ -165,7 +176,7 @@ func TestWakeBoardEndToEnd(t *testing.T) {
 		t.Errorf("the held newCall of the anonymous caller was answered after %v", d)
 	}
 	anon := shown{Title: "Anonymous", Body: "for Alice", Tag: "e2e-2"}
-	if ns := notifications(t); len(ns) != 2 || (ns[0] != anon && ns[1] != anon) {
+	if ns := notifications(t, "e2e-2"); len(ns) != 2 || (ns[0] != anon && ns[1] != anon) {
 		t.Fatalf("the browser shows %+v, want also %+v", ns, anon)
 	}
 
@@ -181,7 +192,7 @@ func TestWakeBoardEndToEnd(t *testing.T) {
 		chromedp.WithPollingTimeout(10*time.Second))); err != nil {
 		t.Fatalf("the worker did not take the clear: %v", err)
 	}
-	if ns := notifications(t); len(ns) != 1 || ns[0] != anon {
+	if ns := notifications(t, "e2e-1"); len(ns) != 1 || ns[0] != anon {
 		t.Fatalf("after the clear the browser shows %+v, want only %+v", ns, anon)
 	}
 }
