@@ -567,6 +567,10 @@ func TestBoardWakeSubscribe(t *testing.T) {
 	var dev callstate.Device
 	t.Run("On", func(t *testing.T) {
 		enable(t, "w1", "On for user w1")
+		if err := chromedp.Do(b.ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)), chromedp.Sleep(300*time.Millisecond),
+			screenshot(t, artifactDir(t))("board-notifications-on-phone.png"), chromedp.EmulateViewport(1280, 900)); err != nil {
+			t.Fatal(err)
+		}
 		s := read(t)
 		if s.Msg != "" || !strings.Contains(s.State, "On for user w1") {
 			t.Fatalf("panel says %q, error %q", s.State, s.Msg)
