@@ -78,7 +78,12 @@ self.addEventListener("notificationclick", (ev) => {
 // (focused, told which call), else in a new one at /board/?call=ID.
 async function openCall(call) {
   const wins = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
-  const board = wins.find((w) => new URL(w.url).origin === self.location.origin);
+  // The app's own window first, else a board at / that is not a wall screen.
+  const scope = new URL(self.registration.scope).pathname;
+  const urls = wins.map((w) => new URL(w.url));
+  let i = urls.findIndex((u) => u.origin === self.location.origin && u.pathname.startsWith(scope));
+  if (i < 0) i = urls.findIndex((u) => u.origin === self.location.origin && u.pathname === "/" && !u.searchParams.has("wall"));
+  const board = i < 0 ? null : wins[i];
   if (board) {
     board.postMessage({ callstateWake: { type: "open-call", call } });
     try {
