@@ -89,6 +89,10 @@ type DashboardOptions struct {
 // DefaultQueryTimeout is DashboardOptions.QueryTimeout's default.
 const DefaultQueryTimeout = 3 * time.Second
 
+// DefaultAPIMaxInflight is how many API requests are served at once
+// unless told otherwise (API_MAX_INFLIGHT's default too).
+const DefaultAPIMaxInflight = 64
+
 // registerDashboard adds the API, the stream and the board to e.
 func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log *slog.Logger, sg *sipgateHandler) {
 	if o.Store == nil {
@@ -122,7 +126,7 @@ func registerDashboard(e *echo.Echo, o DashboardOptions, m *metrics.Metrics, log
 	g := e.Group("/api", auth)
 	// API callers can come back: past the bound they get a fast 503 with
 	// Retry-After instead of queueing (the stream has its own client bound).
-	shed := Shed(cmp.Or(o.MaxInflight, 64), m, "api")
+	shed := Shed(cmp.Or(o.MaxInflight, DefaultAPIMaxInflight), m, "api")
 	g.GET("/calls", api.listCalls, shed)
 	g.GET("/calls/:id", api.getCall, shed)
 	g.GET("/lamps", api.lamps, shed)

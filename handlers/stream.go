@@ -101,16 +101,25 @@ type subscriber struct {
 	dropped chan struct{}      // closed when it lagged too far
 }
 
+// The stream's defaults, for options left zero; the service's STREAM_*
+// settings default to them.
+const (
+	DefaultStreamHeartbeat    = 15 * time.Second
+	DefaultStreamWriteTimeout = 10 * time.Second
+	DefaultStreamMaxClients   = 2000
+	DefaultStreamQueueLen     = 256
+)
+
 // NewStream returns a Stream reading from st and its feed. Call Run to
 // start it.
 func NewStream(st interface {
 	DashboardStore
 	FeedStore
 }, o StreamOptions) *Stream {
-	o.Heartbeat = cmpOr(o.Heartbeat, 15*time.Second)
-	o.WriteTimeout = cmpOr(o.WriteTimeout, 10*time.Second)
-	o.MaxClients = cmpOr(o.MaxClients, 10000)
-	o.QueueLen = cmpOr(o.QueueLen, 256)
+	o.Heartbeat = cmpOr(o.Heartbeat, DefaultStreamHeartbeat)
+	o.WriteTimeout = cmpOr(o.WriteTimeout, DefaultStreamWriteTimeout)
+	o.MaxClients = cmpOr(o.MaxClients, DefaultStreamMaxClients)
+	o.QueueLen = cmpOr(o.QueueLen, DefaultStreamQueueLen)
 	o.ReplayMax = cmpOr(o.ReplayMax, 5000)
 	o.History = cmpOr(o.History, 50)
 	o.Poll = cmpOr(o.Poll, time.Second)

@@ -134,17 +134,24 @@ const fileName = "events.spool"
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
+// The spool's defaults, for options left zero; the service's
+// SPOOL_MAX_BYTES and DATABASE_WRITE_TIMEOUT default to them.
+const (
+	DefaultMaxBytes      = 256 << 20
+	DefaultDirectTimeout = 500 * time.Millisecond
+)
+
 // Open opens (or creates) the spool in opts.Dir in front of next. Events
 // left by an earlier run are kept and will be applied by Run.
 func Open(opts Options, next Applier) (*Spool, error) {
 	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = 256 << 20
+		opts.MaxBytes = DefaultMaxBytes
 	}
 	if opts.Reserve <= 0 || opts.Reserve >= opts.MaxBytes {
 		opts.Reserve = opts.MaxBytes / 10
 	}
 	if opts.DirectTimeout <= 0 {
-		opts.DirectTimeout = 500 * time.Millisecond
+		opts.DirectTimeout = DefaultDirectTimeout
 	}
 	if opts.ProbeEvery <= 0 {
 		opts.ProbeEvery = 250 * time.Millisecond

@@ -12,7 +12,9 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/sip"
+	"github.com/callstate/callstate/spool"
 )
 
 // Config is everything callstate reads from its environment (and .env).
@@ -31,13 +33,13 @@ type Config struct {
 
 	DatabaseURL       string        `env:"DATABASE_URL" secret:"true" validate:"omitempty,startswith=postgres://|startswith=postgresql://|contains=="`
 	DBMaxConns        int32         `env:"DATABASE_MAX_CONNS" envDefault:"16" validate:"min=1,max=1000"`
-	DBWriteTimeout    time.Duration `env:"DATABASE_WRITE_TIMEOUT" envDefault:"500ms" validate:"min=10ms,max=1m"`
-	DBQueryTimeout    time.Duration `env:"DATABASE_QUERY_TIMEOUT" envDefault:"3s" validate:"min=100ms,max=5m"`
+	DBWriteTimeout    time.Duration `env:"DATABASE_WRITE_TIMEOUT" validate:"min=10ms,max=1m"`
+	DBQueryTimeout    time.Duration `env:"DATABASE_QUERY_TIMEOUT" validate:"min=100ms,max=5m"`
 	DataDir           string        `env:"DATA_DIR" envDefault:"./data" validate:"required"`
 	LocalPGPort       int           `env:"LOCAL_POSTGRES_PORT" envDefault:"25432" validate:"min=1,max=65535"`
 	LocalPGUser       string        `env:"LOCAL_POSTGRES_USER"`
 	SpoolDir          string        `env:"SPOOL_DIR"`
-	SpoolMaxBytes     int64         `env:"SPOOL_MAX_BYTES" envDefault:"268435456" validate:"min=1048576"`
+	SpoolMaxBytes     int64         `env:"SPOOL_MAX_BYTES" validate:"min=1048576"`
 	SpoolReserveBytes int64         `env:"SPOOL_RESERVE_BYTES" validate:"omitempty,min=0,ltfield=SpoolMaxBytes"`
 	RetentionCalls    time.Duration `env:"RETENTION_CALLS" validate:"omitempty,min=1h"`
 	RetentionEvents   time.Duration `env:"RETENTION_EVENTS" validate:"omitempty,min=24h"`
@@ -208,9 +210,20 @@ func loadConfig(getenv func(string) string) (Config, error) {
 }
 
 // newConfig is the Config before the environment is read: zero but for
-// the defaults another package owns (those without an envDefault tag).
+// the defaults another package owns (those without an envDefault tag), so
+// that each default is written once.
 func newConfig() Config {
-	return Config{SIP: sipConfig{ReloadEvery: sip.DefaultReloadInterval}}
+	return Config{
+		DBWriteTimeout: spool.DefaultDirectTimeout,
+		DBQueryTimeout: handlers.DefaultQueryTimeout,
+		SpoolMaxBytes:  spool.DefaultMaxBytes,
+		SIP:            sipConfig{ReloadEvery: sip.DefaultReloadInterval},
+		Dashboard: dashboardConfig{
+			Heartbeat: handlers.DefaultStreamHeartbeat, StreamWriteTO: handlers.DefaultStreamWriteTimeout,
+			MaxClients: handlers.DefaultStreamMaxClients, StreamQueueLen: handlers.DefaultStreamQueueLen,
+			MaxInflight: handlers.DefaultAPIMaxInflight,
+		},
+	}
 }
 
 // parseDuration reads a Go duration (500ms, 10s, 2m) or a number of days

@@ -18,11 +18,11 @@ type dashboardConfig struct {
 	BasicUser      string        `env:"API_BASIC_AUTH_USER" validate:"required_with=BasicPassword,omitempty,max=128,excludesall=:"`
 	BasicPassword  string        `env:"API_BASIC_AUTH_PASSWORD" secret:"true" validate:"required_with=BasicUser,omitempty,min=8,max=256"`
 	CORSOrigins    []string      `env:"CORS_ALLOWED_ORIGINS" validate:"dive,http_url|eq=*"`
-	Heartbeat      time.Duration `env:"STREAM_HEARTBEAT" envDefault:"15s" validate:"min=1s,max=5m"`
-	MaxClients     int           `env:"STREAM_MAX_CLIENTS" envDefault:"2000" validate:"min=1,max=100000"`
-	StreamWriteTO  time.Duration `env:"STREAM_WRITE_TIMEOUT" envDefault:"10s" validate:"min=100ms,max=5m"`
-	StreamQueueLen int           `env:"STREAM_QUEUE_LEN" envDefault:"256" validate:"min=1,max=100000"`
-	MaxInflight    int           `env:"API_MAX_INFLIGHT" envDefault:"64" validate:"min=1,max=100000"`
+	Heartbeat      time.Duration `env:"STREAM_HEARTBEAT" validate:"min=1s,max=5m"`
+	MaxClients     int           `env:"STREAM_MAX_CLIENTS" validate:"min=1,max=100000"`
+	StreamWriteTO  time.Duration `env:"STREAM_WRITE_TIMEOUT" validate:"min=100ms,max=5m"`
+	StreamQueueLen int           `env:"STREAM_QUEUE_LEN" validate:"min=1,max=100000"`
+	MaxInflight    int           `env:"API_MAX_INFLIGHT" validate:"min=1,max=100000"`
 	PhoneRegion    string        `env:"PHONE_REGION" envDefault:"DE" validate:"phoneregion"`
 	Thresholds     string        `env:"BOARD_THRESHOLDS" envDefault:"waiting=3:6,longest_wait=60s:120s,service_level=0.9:0.8" validate:"boardthresholds"`
 	Sound          bool          `env:"BOARD_SOUND" envDefault:"true"`
