@@ -247,7 +247,7 @@ type callsQuery struct {
 	Active    string `query:"active" validate:"omitempty,oneof=true false 1 0"`
 	Since     string `query:"since" validate:"omitempty,datetime=2006-01-02T15:04:05Z07:00"`
 	Extension string `query:"extension" validate:"omitempty,max=255,text"`
-	Source    string `query:"source" validate:"omitempty,oneof=sipgate sip"`
+	Source    string `query:"source" validate:"omitempty,source"`
 	Limit     string `query:"limit" validate:"omitempty,number,max=4"`
 	Cursor    string `query:"cursor" validate:"omitempty,max=100,base64rawurl"`
 }
@@ -407,7 +407,7 @@ func describeQueryError(name string, fe validator.FieldError) string {
 		return name + " must be an RFC 3339 time such as 2026-01-31T08:00:00Z"
 	case "number":
 		return name + " must be a whole number"
-	case "oneof":
+	case "oneof", "outcome", "source":
 		return fmt.Sprintf("%s must be one of: %s", name, strings.ReplaceAll(fe.Param(), " ", ", "))
 	case "base64rawurl":
 		return name + " is not one this API returned"

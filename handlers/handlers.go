@@ -223,7 +223,7 @@ func describeFieldError(fe validator.FieldError) string {
 	switch fe.Tag() {
 	case "required":
 		return name + " is required"
-	case "oneof":
+	case "oneof", "outcome", "source":
 		return fmt.Sprintf("%s must be one of [%s]", name, fe.Param())
 	case "max":
 		return fmt.Sprintf("%s is too long (at most %s)", name, fe.Param())

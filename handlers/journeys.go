@@ -83,7 +83,7 @@ type journeyAPI struct {
 type journeysQuery struct {
 	Since   string `query:"since" validate:"omitempty,datetime=2006-01-02T15:04:05Z07:00"`
 	Until   string `query:"until" validate:"omitempty,datetime=2006-01-02T15:04:05Z07:00"`
-	Outcome string `query:"outcome" validate:"omitempty,oneof=active answered voicemail missed forwarded outgoing-unreached failed"`
+	Outcome string `query:"outcome" validate:"omitempty,outcome"`
 	User    string `query:"user" validate:"omitempty,max=255,text"`
 	Limit   string `query:"limit" validate:"omitempty,number,max=4"`
 	Cursor  string `query:"cursor" validate:"omitempty,max=400,base64rawurl"`

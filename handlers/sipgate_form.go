@@ -130,6 +130,10 @@ func registerSipgateRules(v *validator.Validate) {
 		}
 		return f.Name
 	})
+	// The domain's words as parameters name them, from their one
+	// declaration (callstate's vocab.go).
+	v.RegisterAlias("outcome", "oneof="+strings.Join(outcomeNames(), " "))
+	v.RegisterAlias("source", "oneof="+string(callstate.SourceSipgate)+" "+string(callstate.SourceSIP))
 	_ = v.RegisterValidation("text", func(fl validator.FieldLevel) bool { return isText(fl.Field().String()) })
 	_ = v.RegisterValidation("notblank", func(fl validator.FieldLevel) bool { return strings.TrimSpace(fl.Field().String()) != "" })
 	_ = v.RegisterValidation("dtmf", func(fl validator.FieldLevel) bool {
@@ -206,4 +210,12 @@ func (f sipgateForm) event(body []byte, at time.Time) callstate.Event {
 		Payload:    body,
 		Update:     u,
 	}
+}
+
+func outcomeNames() []string {
+	out := make([]string, len(callstate.Outcomes))
+	for i, o := range callstate.Outcomes {
+		out[i] = string(o)
+	}
+	return out
 }
