@@ -61,6 +61,11 @@ const (
 // Lamps lists every lamp, as the lamp view can show it.
 var Lamps = []string{LampIdle, LampRinging, LampBusy, LampHold, LampUnavailable}
 
+// PresenceStatuses are what a PBX's presence document (PIDF) can say of an
+// extension, in the lamps' words, as sip_extension.presence_status's
+// CHECK allows them; "" when it said nothing.
+var PresenceStatuses = []string{"", LampIdle, LampRinging, LampBusy, LampUnavailable}
+
 // The typed events of a call's life, as the feed, the live stream, the
 // event history and the webhooks out name them.
 const (

@@ -51,6 +51,7 @@ func TestVocabulary(t *testing.T) {
 		{"Directions", "call_state", "direction", []string{string(callstate.DirectionUnknown), string(callstate.DirectionIn), string(callstate.DirectionOut)}},
 		{"Outcomes", "journey", "outcome", outcomes()},
 		{"Subscriptions", "sip_extension", "subscription", callstate.Subscriptions},
+		{"PresenceStatuses", "sip_extension", "presence_status", callstate.PresenceStatuses},
 		{"FeedEventTypes", "call_feed", "type", callstate.FeedEventTypes},
 	}
 	for _, l := range lists {
