@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/serviceworker"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
@@ -187,6 +188,20 @@ func TestBoardWakeNotifications(t *testing.T) {
 	scope, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`window.callstateWorkerScope`))
 	if err != nil || scope != b.origin+"/board/" {
 		t.Fatalf("worker scope = %q, %v; want %s/board/", scope, err, b.origin)
+	}
+	// Chromium's own verdict: the manifest parses and the page is
+	// installable (icons, start_url, display, a service worker).
+	man, err := chromedp.Call(b.ctx, cdppage.GetAppManifest, cdppage.GetAppManifestParams{})
+	if err != nil || len(man.Errors) > 0 || man.URL != b.origin+"/board/manifest.webmanifest" {
+		t.Fatalf("Chromium read the manifest %s with errors %+v (%v)", man.URL, man.Errors, err)
+	}
+	inst, err := chromedp.Call(b.ctx, cdppage.GetInstallabilityErrors, cdp.Empty{})
+	if err != nil || len(inst.InstallabilityErrors) > 0 {
+		var why []string
+		for _, e := range inst.InstallabilityErrors {
+			why = append(why, e.ErrorID)
+		}
+		t.Fatalf("Chromium says the board is not installable: %v (%v)", why, err)
 	}
 
 	const from = "+4915112345678"
