@@ -20,7 +20,7 @@ test: deps ## Install missing test dependencies, run every test with the race de
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) test -race -count=1 ./...
 	@echo "the busy hour again, without the race detector's slowdown:"
-	$(GO) test -count=1 -run '^TestBusyHour$$' ./sip
+	$(GO) test -count=1 -run '^TestBusyHour$$' ./sip/watch
 	@./scripts/fuzz.sh $(or $(FUZZTIME),5s)
 
 deps: ## Install PostgreSQL, Kamailio, sipp and Chromium with apt-get when missing.

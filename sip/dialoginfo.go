@@ -112,14 +112,16 @@ type Dialog struct {
 // other than the five of RFC 4235. A body that breaks MaxDialogBodySize,
 // MaxDepth, MaxDialogElements or MaxDialogs also matches ErrLimit.
 func ParseDialogInfo(body []byte) (DialogInfo, error) {
-	info, _, err := parseDialogInfo(body)
+	info, _, err := ParseDialogInfoRaw(body)
 	return info, err
 }
 
-// parseDialogInfo is ParseDialogInfo that also returns each dialog's
+// ParseDialogInfoRaw is ParseDialogInfo that also returns each dialog's
 // element as the body has it (raw[i] for info.Dialogs[i], sharing body's
-// memory), or nil raw for a document in another encoding than UTF-8.
-func parseDialogInfo(body []byte) (info DialogInfo, raw [][]byte, err error) {
+// memory), or nil raw for a document in another encoding than UTF-8: a
+// watcher compares a dialog's bytes with the last it saw before parsing
+// it further.
+func ParseDialogInfoRaw(body []byte) (info DialogInfo, raw [][]byte, err error) {
 	const doc = "dialog-info"
 	root, isRaw, err := decodeTree(doc, body, MaxDialogBodySize, MaxDialogElements)
 	if err != nil {
@@ -134,7 +136,7 @@ func parseDialogInfo(body []byte) (info DialogInfo, raw [][]byte, err error) {
 	if v, ok := root.attr("version"); ok {
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 		if err != nil {
-			return DialogInfo{}, nil, badBody(doc, "version %q is not a number", clip(v))
+			return DialogInfo{}, nil, badBody(doc, "version %q is not a number", Clip(v))
 		}
 		info.Version, info.HasVersion = n, true
 	}
@@ -143,7 +145,7 @@ func parseDialogInfo(body []byte) (info DialogInfo, raw [][]byte, err error) {
 		case DocFull, DocPartial:
 			info.State = s
 		default:
-			return DialogInfo{}, nil, badBody(doc, "state %q is neither full nor partial", clip(v))
+			return DialogInfo{}, nil, badBody(doc, "state %q is neither full nor partial", Clip(v))
 		}
 	}
 
@@ -187,7 +189,7 @@ func parseDialog(n *node, index int, ours func(*node) bool) (Dialog, error) {
 		switch d.State {
 		case DialogTrying, DialogProceeding, DialogEarly, DialogConfirmed, DialogTerminated:
 		default:
-			return Dialog{}, badBody(doc, "dialog %q has unknown state %q", clip(d.ID), clip(d.State))
+			return Dialog{}, badBody(doc, "dialog %q has unknown state %q", Clip(d.ID), Clip(d.State))
 		}
 		d.Event = strings.ToLower(strings.TrimSpace(attr(st, "event")))
 		if v, ok := st.attr("code"); ok {
@@ -248,14 +250,4 @@ func sameSpace(rootSpace string) func(*node) bool {
 func attr(n *node, name string) string {
 	v, _ := n.attr(name)
 	return v
-}
-
-// clip shortens a value quoted in an error message so a hostile body cannot
-// make error strings (and the logs they end up in) large.
-func clip(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "…"
 }

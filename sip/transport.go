@@ -71,7 +71,7 @@ func (h *transportLogHandler) Handle(ctx context.Context, r slog.Record) error {
 		case "data":
 			size = len(a.Value.String())
 		case "error":
-			why = clip(a.Value.String())
+			why = Clip(a.Value.String())
 		}
 		return true
 	})
@@ -100,7 +100,3 @@ func (h *transportLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h *transportLogHandler) WithGroup(name string) slog.Handler {
 	return &transportLogHandler{next: h.next.WithGroup(name), interval: h.interval, state: h.state}
 }
-
-// statusTooLarge is 413 Request Entity Too Large (RFC 3261 section
-// 21.4.11).
-const statusTooLarge = 413

@@ -14,6 +14,7 @@ import (
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/sip"
+	"github.com/callstate/callstate/sip/presence"
 	"github.com/callstate/callstate/store"
 )
 
@@ -60,68 +61,68 @@ func (s agentSource) CallsByID(ctx context.Context, ids []int64) ([]callstate.Ca
 	return calls, nil
 }
 
-func (s agentSource) AgentAliases(ctx context.Context) (map[string]sip.LampRef, error) {
+func (s agentSource) AgentAliases(ctx context.Context) (map[string]presence.LampRef, error) {
 	as, err := s.PresenceAliases(ctx)
 	if err != nil {
 		return nil, err
 	}
-	m := make(map[string]sip.LampRef, len(as))
+	m := make(map[string]presence.LampRef, len(as))
 	for _, a := range as {
-		m[a.Alias] = sip.LampRef{Source: a.Source, Extension: a.Extension}
+		m[a.Alias] = presence.LampRef{Source: a.Source, Extension: a.Extension}
 	}
 	return m, nil
 }
 
 // agentOptions turns the SIP_AGENT_* settings into the agent's config. Its
 // errors name the variable.
-func agentOptions(cfg agentConfig, st *store.Store, log *slog.Logger) (sip.AgentConfig, error) {
+func agentOptions(cfg agentConfig, st *store.Store, log *slog.Logger) (presence.Config, error) {
 	accounts := map[string]string{}
 	for _, a := range cfg.Accounts {
 		user, pw, _ := strings.Cut(a, ":")
 		if user == "" || pw == "" {
-			return sip.AgentConfig{}, errors.New("SIP_AGENT_ACCOUNTS: want user:password, comma-separated")
+			return presence.Config{}, errors.New("SIP_AGENT_ACCOUNTS: want user:password, comma-separated")
 		}
 		accounts[user] = pw
 	}
-	aliases := map[string]sip.LampRef{}
+	aliases := map[string]presence.LampRef{}
 	for _, a := range cfg.Aliases {
 		alias, target, _ := strings.Cut(a, "=")
-		ref, ok := sip.ParseLampRef(strings.TrimSpace(target))
+		ref, ok := presence.ParseLampRef(strings.TrimSpace(target))
 		if strings.TrimSpace(alias) == "" || !ok {
-			return sip.AgentConfig{}, fmt.Errorf("SIP_AGENT_ALIASES: %q: want alias=sip/EXTENSION or alias=sipgate/USERID", a)
+			return presence.Config{}, fmt.Errorf("SIP_AGENT_ALIASES: %q: want alias=sip/EXTENSION or alias=sipgate/USERID", a)
 		}
 		aliases[strings.TrimSpace(alias)] = ref
 	}
-	lists := map[string][]sip.LampRef{}
+	lists := map[string][]presence.LampRef{}
 	for _, l := range cfg.Lists {
 		name, members, _ := strings.Cut(l, "=")
 		name = strings.TrimSpace(name)
 		if !sip.ValidExtension(name) {
-			return sip.AgentConfig{}, fmt.Errorf("SIP_AGENT_LISTS: list name %q: not allowed in a SIP URI", name)
+			return presence.Config{}, fmt.Errorf("SIP_AGENT_LISTS: list name %q: not allowed in a SIP URI", name)
 		}
 		for _, m := range strings.Fields(members) {
-			ref, ok := sip.ParseLampRef(m)
+			ref, ok := presence.ParseLampRef(m)
 			if !ok {
-				return sip.AgentConfig{}, fmt.Errorf("SIP_AGENT_LISTS: %s: member %q: want sip/EXTENSION or sipgate/USERID", name, m)
+				return presence.Config{}, fmt.Errorf("SIP_AGENT_LISTS: %s: member %q: want sip/EXTENSION or sipgate/USERID", name, m)
 			}
 			lists[name] = append(lists[name], ref)
 		}
 		if len(lists[name]) == 0 {
-			return sip.AgentConfig{}, fmt.Errorf("SIP_AGENT_LISTS: %s has no members", name)
+			return presence.Config{}, fmt.Errorf("SIP_AGENT_LISTS: %s has no members", name)
 		}
 	}
 	var conf *tls.Config
 	if cfg.WSSListen != "" && cfg.TLSCertFile == "" {
-		return sip.AgentConfig{}, errors.New("SIP_AGENT_TLS_CERT_FILE: must be set with SIP_AGENT_WSS_LISTEN")
+		return presence.Config{}, errors.New("SIP_AGENT_TLS_CERT_FILE: must be set with SIP_AGENT_WSS_LISTEN")
 	}
 	if cfg.Transport == "tls" || cfg.WSSListen != "" {
 		pair, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
-			return sip.AgentConfig{}, fmt.Errorf("SIP_AGENT_TLS_CERT_FILE, SIP_AGENT_TLS_KEY_FILE: %w", err)
+			return presence.Config{}, fmt.Errorf("SIP_AGENT_TLS_CERT_FILE, SIP_AGENT_TLS_KEY_FILE: %w", err)
 		}
 		conf = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
 	}
-	return sip.AgentConfig{
+	return presence.Config{
 		ListenAddr: cfg.Listen, Transport: cfg.Transport, WSListenAddr: cfg.WSListen, WSSListenAddr: cfg.WSSListen, Domain: cfg.Domain, ContactAddr: cfg.ContactAddr,
 		Realm: cfg.Realm, Accounts: accounts, AllowAnonymous: cfg.Anonymous, Aliases: aliases, Lists: lists,
 		MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
@@ -143,7 +144,7 @@ func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *sto
 	if err != nil {
 		return err
 	}
-	a, err := sip.NewAgent(opts)
+	a, err := presence.New(opts)
 	if err != nil {
 		return fmt.Errorf("SIP_AGENT_* settings: %w", err)
 	}
@@ -163,7 +164,7 @@ func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *sto
 
 // agentChange passes a change the store announced to the agent: a call by
 // its id, anything else as "read every lamp".
-func agentChange(a *sip.Agent, c store.Change) {
+func agentChange(a *presence.Agent, c store.Change) {
 	if c.Kind == store.ChangeCall {
 		a.CallChanged(c.CallID)
 		return

@@ -13,7 +13,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/callstate/callstate/handlers"
-	"github.com/callstate/callstate/sip"
+	"github.com/callstate/callstate/sip/watch"
 	"github.com/callstate/callstate/spool"
 )
 
@@ -217,7 +217,7 @@ func newConfig() Config {
 		DBWriteTimeout: spool.DefaultDirectTimeout,
 		DBQueryTimeout: handlers.DefaultQueryTimeout,
 		SpoolMaxBytes:  spool.DefaultMaxBytes,
-		SIP:            sipConfig{ReloadEvery: sip.DefaultReloadInterval},
+		SIP:            sipConfig{ReloadEvery: watch.DefaultReloadInterval},
 		Dashboard: dashboardConfig{
 			Heartbeat: handlers.DefaultStreamHeartbeat, StreamWriteTO: handlers.DefaultStreamWriteTimeout,
 			MaxClients: handlers.DefaultStreamMaxClients, StreamQueueLen: handlers.DefaultStreamQueueLen,

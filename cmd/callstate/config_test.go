@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callstate/callstate/sip"
+	"github.com/callstate/callstate/sip/watch"
 )
 
 func envFunc(vars map[string]string) func(string) string {
@@ -251,8 +251,8 @@ func TestSIPReloadIntervalDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.SIP.ReloadEvery != sip.DefaultReloadInterval || sip.DefaultReloadInterval != 5*time.Second {
-		t.Errorf("SIP_RELOAD_INTERVAL = %s, sip's default %s; want both 5s", cfg.SIP.ReloadEvery, sip.DefaultReloadInterval)
+	if cfg.SIP.ReloadEvery != watch.DefaultReloadInterval || watch.DefaultReloadInterval != 5*time.Second {
+		t.Errorf("SIP_RELOAD_INTERVAL = %s, the watcher's default %s; want both 5s", cfg.SIP.ReloadEvery, watch.DefaultReloadInterval)
 	}
 	cfg, err = loadConfig(envFunc(map[string]string{"SIP_RELOAD_INTERVAL": "10s"}))
 	if err != nil || cfg.SIP.ReloadEvery != 10*time.Second {

@@ -12,7 +12,8 @@ import (
 
 	"github.com/callstate/callstate/handlers"
 	"github.com/callstate/callstate/metrics"
-	"github.com/callstate/callstate/sip"
+	"github.com/callstate/callstate/sip/presence"
+	"github.com/callstate/callstate/sip/watch"
 	"github.com/callstate/callstate/spool"
 	"github.com/callstate/callstate/webhook"
 )
@@ -58,7 +59,7 @@ func registerStreamMetrics(m *metrics.Metrics, stream *handlers.Stream) {
 }
 
 // registerSIPMetrics adds the PBX subscriber's metrics.
-func registerSIPMetrics(m *metrics.Metrics, sub *sip.Subscriber) {
+func registerSIPMetrics(m *metrics.Metrics, sub *watch.Subscriber) {
 	m.GaugeFunc("callstate_sip_extensions_watched", "Extensions this instance watches (holds a lease on).",
 		func() float64 { return float64(sub.Stats().Watched) })
 	m.GaugeFunc("callstate_sip_subscriptions_active", "Subscriptions the PBX has granted and not ended.",
@@ -68,7 +69,7 @@ func registerSIPMetrics(m *metrics.Metrics, sub *sip.Subscriber) {
 }
 
 // registerAgentMetrics adds the presence agent's metrics.
-func registerAgentMetrics(m *metrics.Metrics, a *sip.Agent) {
+func registerAgentMetrics(m *metrics.Metrics, a *presence.Agent) {
 	m.GaugeFunc("callstate_agent_subscriptions", "Subscriptions phones hold with the presence agent of this instance.",
 		func() float64 { return float64(a.Stats().Subscriptions) })
 	m.CounterFunc("callstate_agent_notifies_total", "NOTIFYs of the presence agent answered 2xx.",

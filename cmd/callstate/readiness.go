@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/callstate/callstate/handlers"
-	"github.com/callstate/callstate/sip"
+	"github.com/callstate/callstate/sip/watch"
 	"github.com/callstate/callstate/spool"
 	"github.com/callstate/callstate/store"
 )
@@ -17,7 +17,7 @@ import (
 type readiness struct {
 	st  *store.Store
 	sp  *spool.Spool
-	sip func() sip.Stats // set by startSIP before the server starts
+	sip func() watch.Stats // set by startSIP before the server starts
 }
 
 func (r *readiness) Ping(ctx context.Context) error {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/metrics"
-	"github.com/callstate/callstate/sip"
+	"github.com/callstate/callstate/sip/watch"
 	"github.com/callstate/callstate/spool"
 	"github.com/callstate/callstate/store"
 )
@@ -39,7 +39,7 @@ type sipConfig struct {
 	Keepalive    time.Duration `env:"SIP_KEEPALIVE" envDefault:"5s" validate:"min=0s,max=1h"`
 	SubRate      int           `env:"SIP_SUBSCRIBE_RATE" envDefault:"500" validate:"min=1,max=100000"`
 	MessageURI   string        `env:"SIP_MESSAGE_URI" validate:"omitempty,startswith=sip:|startswith=sips:"`
-	ReloadEvery  time.Duration `env:"SIP_RELOAD_INTERVAL" validate:"min=1s,max=1h"` // default: sip.DefaultReloadInterval, see newConfig
+	ReloadEvery  time.Duration `env:"SIP_RELOAD_INTERVAL" validate:"min=1s,max=1h"` // default: watch.DefaultReloadInterval, see newConfig
 	LeaseTTL     time.Duration `env:"SIP_LEASE_TTL" envDefault:"20s" validate:"min=2s,max=1h,gtefield=ReloadEvery"`
 	InstanceID   string        `env:"INSTANCE_ID" validate:"omitempty,printascii,max=128"`
 	TLSCAFile    string        `env:"SIP_TLS_CA_FILE" validate:"omitempty,file"`
@@ -118,7 +118,7 @@ func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.S
 	if err != nil {
 		return err
 	}
-	sub, err := sip.New(opts)
+	sub, err := watch.New(opts)
 	if err != nil {
 		return fmt.Errorf("SIP_* settings: %w", err)
 	}
@@ -160,12 +160,12 @@ func startSIP(ctx context.Context, g *errgroup.Group, cfg sipConfig, st *store.S
 
 // sipOptions turns the SIP_* settings into the subscriber's Config. It
 // returns an error naming the variable when a TLS file cannot be used.
-func sipOptions(cfg sipConfig, st sip.Store, log *slog.Logger) (sip.Config, error) {
+func sipOptions(cfg sipConfig, st watch.Store, log *slog.Logger) (watch.Config, error) {
 	conf, err := sipTLS(cfg, log)
 	if err != nil {
-		return sip.Config{}, err
+		return watch.Config{}, err
 	}
-	return sip.Config{
+	return watch.Config{
 		TLSConfig:          conf,
 		PBXAddr:            cfg.PBXAddr,
 		Transport:          cfg.Transport,

@@ -1,0 +1,9 @@
+package presence
+
+import (
+	"testing"
+
+	"github.com/callstate/callstate/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }

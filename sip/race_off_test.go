@@ -1,7 +1,0 @@
-//go:build !race
-
-package sip
-
-// raceDetector reports whether the tests run with the race detector, which
-// makes everything several times slower.
-const raceDetector = false
