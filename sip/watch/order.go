@@ -110,6 +110,13 @@ func (sub *subscription) waitTurn(cseq uint32) {
 	start := time.Now()
 	missingSince := time.Time{}
 	callID := sub.callID
+	waitMissing, waitArrived := reorderWait, maxReorderWait
+	if d := sub.s.cfg.holdFor; d > 0 {
+		waitMissing, waitArrived = d, d
+	}
+	if h := sub.s.cfg.heldForTurn; h != nil {
+		h(cseq)
+	}
 	for sub.callID == callID && sub.aheadOfTurn(cseq) {
 		now := time.Now()
 		if sub.allArrived(cseq) {
@@ -117,12 +124,12 @@ func (sub *subscription) waitTurn(cseq uint32) {
 		} else if missingSince.IsZero() {
 			missingSince = now
 		}
-		deadline := start.Add(maxReorderWait)
+		deadline := start.Add(waitArrived)
 		if !missingSince.IsZero() {
 			if sub.outOfTurn >= 3 {
 				return
 			}
-			deadline = earliest(deadline, missingSince.Add(reorderWait))
+			deadline = earliest(deadline, missingSince.Add(waitMissing))
 		}
 		if !now.Before(deadline) {
 			sub.troubleAt = now // a NOTIFY went astray (see ownLoss)

@@ -111,6 +111,13 @@ type Config struct {
 	// Tests see the socket's traffic through these.
 	wrapPacketConn func(net.PacketConn) net.PacketConn
 	wrapListener   func(net.Listener) net.Listener
+	// Tests hold NOTIFYs in order through these: heldForTurn hears of
+	// each NOTIFY that starts to wait for an earlier one (called with the
+	// subscription's lock held: it must not block), and holdFor, when
+	// set, is how long a NOTIFY waits for an earlier one, arrived or not
+	// (see waitTurn).
+	heldForTurn func(cseq uint32)
+	holdFor     time.Duration
 }
 
 // Subscriber watches PBX extensions with SUBSCRIBE (Event: dialog, and

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"bytes"
 	"github.com/callstate/callstate/sip"
 
 	"os"
@@ -31,22 +32,36 @@ func readDoc(tb testing.TB, path string) sip.DialogInfo {
 
 // TestTrackerKamailioCaptures replays the NOTIFY bodies Kamailio sent
 // during real calls, one extension at a time, and checks the call each
-// sequence builds.
+// sequence builds. Kamailio states no cause in its terminated documents,
+// so the call ends with none: the tracker makes none up. Other PBXs state
+// one (Asterisk and FreeSWITCH an event, some only a SIP code); the rows
+// with end set give the last capture's <state> those attributes, and the
+// cause must follow them.
 func TestTrackerKamailioCaptures(t *testing.T) {
 	tests := []struct {
 		call, ext string
+		end       string // attributes for the terminated document's <state>
 		dir       callstate.Direction
 		from, to  string
 		answered  bool
 		cause     string
 	}{
-		{"answered", "100", callstate.DirectionOut, "100", "101", true, ""},
-		{"answered", "101", callstate.DirectionIn, "100", "101", true, ""},
-		{"cancelled", "100", callstate.DirectionOut, "100", "101", false, ""},
-		{"rejected", "101", callstate.DirectionIn, "100", "101", false, ""},
+		{"answered", "100", "", callstate.DirectionOut, "100", "101", true, ""},
+		{"answered", "101", "", callstate.DirectionIn, "100", "101", true, ""},
+		{"cancelled", "100", "", callstate.DirectionOut, "100", "101", false, ""},
+		{"rejected", "101", "", callstate.DirectionIn, "100", "101", false, ""},
+		{"answered", "100", `event="local-bye"`, callstate.DirectionOut, "100", "101", true, "local-bye"},
+		{"answered", "101", `event="Remote-Bye" code="200"`, callstate.DirectionIn, "100", "101", true, "remote-bye"},
+		{"cancelled", "100", `event="cancelled" code="487"`, callstate.DirectionOut, "100", "101", false, "cancelled"},
+		{"rejected", "101", `code="486"`, callstate.DirectionIn, "100", "101", false, "486"},
+		{"rejected", "101", `event="rejected" code="603"`, callstate.DirectionIn, "100", "101", false, "rejected"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.call+"-"+tt.ext, func(t *testing.T) {
+		name := tt.call + "-" + tt.ext
+		if tt.end != "" {
+			name += "-" + tt.cause
+		}
+		t.Run(name, func(t *testing.T) {
 			files, _ := filepath.Glob(filepath.Join("..", "testdata", "kamailio", "kamailio-5.6-"+tt.call+"-"+tt.ext+"-*.xml"))
 			if len(files) < 2 {
 				t.Fatalf("only %d captures", len(files))
@@ -56,7 +71,21 @@ func TestTrackerKamailioCaptures(t *testing.T) {
 			var c callstate.Call
 			keys := map[string]bool{}
 			for i, f := range files {
-				for _, ch := range tr.document(readDoc(t, f), t0.Add(time.Duration(i)*time.Second)) {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tt.end != "" && i == len(files)-1 {
+					if !bytes.Contains(b, []byte("<state>terminated</state>")) {
+						t.Fatalf("%s: no <state>terminated</state> to give %s", f, tt.end)
+					}
+					b = bytes.Replace(b, []byte("<state>terminated</state>"), []byte("<state "+tt.end+">terminated</state>"), 1)
+				}
+				di, err := sip.ParseDialogInfo(b)
+				if err != nil {
+					t.Fatalf("%s: %v", f, err)
+				}
+				for _, ch := range tr.document(di, t0.Add(time.Duration(i)*time.Second)) {
 					keys[ch.update.Key] = true
 					c = c.Apply(ch.update, t0.Add(time.Duration(i)*time.Second))
 				}
@@ -70,7 +99,7 @@ func TestTrackerKamailioCaptures(t *testing.T) {
 			if tt.answered == c.AnsweredAt.IsZero() {
 				t.Errorf("answered at %v, want answered=%v", c.AnsweredAt, tt.answered)
 			}
-			if tt.cause != "" && c.Cause != tt.cause {
+			if c.Cause != tt.cause {
 				t.Errorf("cause %q, want %q", c.Cause, tt.cause)
 			}
 			if len(tr.active) != 0 || tr.lamp() != LampIdle {
