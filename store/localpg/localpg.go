@@ -76,7 +76,8 @@ type Options struct {
 	Database string
 	// Durable keeps fsync on. When false, fsync, synchronous_commit and
 	// full_page_writes are off: much faster, but a machine crash can corrupt
-	// the cluster. Use false for tests only.
+	// the cluster. Use false for tests only; it also records commit times
+	// (track_commit_timestamp), for benchmarks.
 	Durable bool
 	// Logger receives lifecycle messages. The server's own output goes to
 	// postgres.log inside DataDir. Nil discards the messages.
@@ -266,6 +267,9 @@ func start(ctx context.Context, dataDir, binDir string, port int, cred *syscall.
 			"-c", "fsync=off",
 			"-c", "synchronous_commit=off",
 			"-c", "full_page_writes=off",
+			// Tests' benchmarks measure latency from a write's commit
+			// (storetest.CommitTimes).
+			"-c", "track_commit_timestamp=on",
 		)
 	}
 	cmd := exec.Command(filepath.Join(binDir, "postgres"), args...)
