@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/metrics"
 	"github.com/callstate/callstate/sip"
 	"github.com/callstate/callstate/sip/presence"
@@ -47,18 +46,6 @@ type agentSource struct{ *store.Store }
 
 func (s agentSource) AgentAccounts(ctx context.Context, realm string) (map[string]string, error) {
 	return s.PresenceAccounts(ctx, realm)
-}
-
-func (s agentSource) CallsByID(ctx context.Context, ids []int64) ([]callstate.Call, error) {
-	cs, err := s.Store.CallsByID(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	calls := make([]callstate.Call, len(cs))
-	for i, c := range cs {
-		calls[i] = c.Call
-	}
-	return calls, nil
 }
 
 func (s agentSource) AgentAliases(ctx context.Context) (map[string]presence.LampRef, error) {
@@ -133,8 +120,8 @@ func agentOptions(cfg agentConfig, st *store.Store, log *slog.Logger) (presence.
 }
 
 // startAgent starts the presence agent in g when SIP_AGENT_LISTEN is set.
-// It hears of every lamp change, whichever instance wrote it, from the
-// database's notifications on a connection of its own.
+// It reads the durable feed; the process's listening connection (changes)
+// tells it when the feed grew, whichever instance wrote.
 func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *store.Store, changes *changeFeed, m *metrics.Metrics, log *slog.Logger) error {
 	if cfg.Listen == "" {
 		log.Info("presence agent off (SIP_AGENT_LISTEN is empty)")
@@ -152,7 +139,7 @@ func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *sto
 		log.Warn("presence agent: SIP_AGENT_ACCOUNTS is empty; only the accounts of the presence_account table can subscribe")
 	}
 	registerAgentMetrics(m, a)
-	changes.subscribe(func(c store.Change) { agentChange(a, c) })
+	changes.subscribe(func(store.Change) { a.FeedChanged() })
 	g.Go(func() error {
 		if !onceReady(ctx, st) { // the agent reads lamps: it starts once the database is there
 			return nil
@@ -160,14 +147,4 @@ func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *sto
 		return a.Run(ctx)
 	})
 	return nil
-}
-
-// agentChange passes a change the store announced to the agent: a call by
-// its id, anything else as "read every lamp".
-func agentChange(a *presence.Agent, c store.Change) {
-	if c.Kind == store.ChangeCall {
-		a.CallChanged(c.CallID)
-		return
-	}
-	a.Changed()
 }

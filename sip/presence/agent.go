@@ -60,19 +60,17 @@ type Agent struct {
 	nonces  nonces
 	limiter *rateLimiter
 
-	wake     chan struct{}
+	wake     chan struct{}      // the feed may have grown
 	ready    chan struct{}      // closed once accounts and lamps are read
-	reread   chan chan struct{} // read every lamp now, and say when done
+	reread   chan chan struct{} // read the feed now, and say when done
 	rereadAt atomic.Int64       // unix nanoseconds of the last such read asked for
-
-	pmu         sync.Mutex
-	pendingIDs  map[int64]struct{} // calls changed since the last read
-	pendingFull bool               // read every lamp again
 
 	mu       sync.Mutex
 	loaded   bool
+	cursor   int64 // the last feed id applied
 	views    map[LampRef]*lampView
 	live     map[int64]callstate.Call // the calls that light lamps, by store id
+	aliases  map[string]LampRef
 	res      *resolver
 	accounts map[string]string // user -> HA1
 	subs     map[string]*agentSub
@@ -85,7 +83,7 @@ type Agent struct {
 
 	notifies, notifyErrs, refused, limited atomic.Uint64
 
-	authLog logEvery
+	authLog, feedLog logEvery
 }
 
 // agentSub is one subscription: a dialog the agent is the notifier of.
@@ -130,19 +128,19 @@ type agentSub struct {
 // for a bad Config, and the socket's error when it cannot listen.
 func New(cfg Config) (*Agent, error) {
 	a := &Agent{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		wake:       make(chan struct{}, 1),
-		ready:      make(chan struct{}),
-		views:      map[LampRef]*lampView{},
-		live:       map[int64]callstate.Call{},
-		pendingIDs: map[int64]struct{}{},
-		res:        newResolver(nil, nil),
-		accounts:   map[string]string{},
-		subs:       map[string]*agentSub{},
-		byLamp:     map[LampRef]map[*agentSub]struct{}{},
-		perOwner:   map[string]int{},
-		sem:        make(chan struct{}, 256),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		wake:     make(chan struct{}, 1),
+		ready:    make(chan struct{}),
+		reread:   make(chan chan struct{}),
+		views:    map[LampRef]*lampView{},
+		live:     map[int64]callstate.Call{},
+		res:      newResolver(nil, nil),
+		accounts: map[string]string{},
+		subs:     map[string]*agentSub{},
+		byLamp:   map[LampRef]map[*agentSub]struct{}{},
+		perOwner: map[string]int{},
+		sem:      make(chan struct{}, 256),
 	}
 	if err := a.checkConfig(); err != nil {
 		return nil, err
@@ -223,12 +221,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { errc <- a.ep.Serve() }()
 	a.log.Info("presence agent listening", "addr", a.Addr(), "transport", a.transport, "ws", a.ep.WSAddr, "wss", a.ep.WSSAddr, "domain", a.domain,
 		"realm", a.cfg.Realm, "anonymous", a.cfg.AllowAnonymous)
-	a.reloadAll(ctx)
+	a.reloadAccounts(ctx)
+	loaded := a.load(ctx)
 	reload := time.NewTicker(a.cfg.ReloadInterval)
 	defer reload.Stop()
+	poll := time.NewTicker(feedPoll)
+	defer poll.Stop()
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
 	var err error
+	read := func() {
+		if !loaded {
+			loaded = a.load(ctx)
+		}
+		if loaded {
+			a.readFeed(ctx)
+		}
+	}
 loop:
 	for {
 		select {
@@ -240,22 +249,20 @@ loop:
 			}
 			break loop
 		case <-a.wake:
-			a.pmu.Lock()
-			full, ids := a.pendingFull, a.pendingIDs
-			a.pendingFull, a.pendingIDs = false, map[int64]struct{}{}
-			a.pmu.Unlock()
-			a.mu.Lock()
-			loaded := a.loaded
-			a.mu.Unlock()
-			if full || !loaded {
-				a.refresh(ctx)
-			} else if len(ids) > 0 {
-				a.refreshCalls(ctx, ids)
-			}
+			read()
+		case <-poll.C:
+			read()
 		case <-reload.C:
-			a.reloadAll(ctx)
+			a.reloadAccounts(ctx)
+			if loaded {
+				a.checkFeed(ctx)
+			}
 		case done := <-a.reread:
-			a.refresh(ctx)
+			// Every lamp from the lamp view itself: a lamp the feed has
+			// not told of yet (its lamps are compared with the view every
+			// 50 ms at most) is there already.
+			loaded = a.load(ctx) || loaded
+			read()
 			close(done)
 		case now := <-sweep.C:
 			a.expire(now)

@@ -21,35 +21,16 @@ import (
 )
 
 // storeSource is the store as the agent's LampSource, as cmd/callstate
-// wires it.
+// wires it (there, with the presence_alias table's aliases besides the
+// configured ones; no test here has any).
 type storeSource struct{ *store.Store }
 
 func (s storeSource) AgentAccounts(ctx context.Context, realm string) (map[string]string, error) {
 	return s.PresenceAccounts(ctx, realm)
 }
 
-func (s storeSource) CallsByID(ctx context.Context, ids []int64) ([]callstate.Call, error) {
-	cs, err := s.Store.CallsByID(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	calls := make([]callstate.Call, len(cs))
-	for i, c := range cs {
-		calls[i] = c.Call
-	}
-	return calls, nil
-}
-
-func (s storeSource) AgentAliases(ctx context.Context) (map[string]LampRef, error) {
-	as, err := s.PresenceAliases(ctx)
-	if err != nil {
-		return nil, err
-	}
-	m := map[string]LampRef{}
-	for _, a := range as {
-		m[a.Alias] = LampRef{Source: a.Source, Extension: a.Extension}
-	}
-	return m, nil
+func (s storeSource) AgentAliases(context.Context) (map[string]LampRef, error) {
+	return map[string]LampRef{}, nil
 }
 
 // startAgent runs an Agent over the store until the test ends; the store's
@@ -72,7 +53,7 @@ func startAgent(tb testing.TB, st *store.Store, cfg Config) *Agent {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() {
-		_ = st.Listen(ctx, func(c store.Change) { agentChange(a, c) })
+		_ = st.Listen(ctx, func(store.Change) { a.FeedChanged() })
 		done <- struct{}{}
 	}()
 	go func() {
@@ -546,15 +527,6 @@ func TestAgentSubscriberGone(t *testing.T) {
 	}
 }
 
-// agentChange passes a change the store announced to the agent: a call by
-// its id, anything else as "read every lamp".
-func agentChange(a *Agent, c store.Change) {
-	if c.Kind == store.ChangeCall {
-		a.CallChanged(c.CallID)
-		return
-	}
-	a.Changed()
-}
 
 // TestAgentResourceList: a SUBSCRIBE with Supported: eventlist to a list
 // URI gets multipart/related NOTIFYs with an RLMI document: every member

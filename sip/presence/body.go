@@ -42,15 +42,7 @@ func dialogInfoBody(entity string, version uint32, v *lampView, ended []agentDia
 	b.WriteString(`" state="full" entity="`)
 	b.WriteString(xmlEscape(entity))
 	b.WriteString("\">\n")
-	ds := v.dialogs
-	if len(ds) == 0 {
-		switch v.lamp {
-		case "ringing":
-			ds = []agentDialog{{id: v.id(), state: sip.DialogEarly, direction: string(sip.DirectionRecipient)}}
-		case "busy", "hold":
-			ds = []agentDialog{{id: v.id(), state: sip.DialogConfirmed, held: v.lamp == "hold"}}
-		}
-	}
+	ds := v.shownDialogs()
 	for _, d := range ended {
 		writeDialog(&b, entity, d, sip.DialogTerminated)
 	}

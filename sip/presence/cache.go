@@ -1,7 +1,6 @@
 package presence
 
 import (
-	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -9,37 +8,35 @@ import (
 	"github.com/callstate/callstate"
 )
 
-// Changed tells the agent that lamps may have changed: it reads them all
-// again and notifies the subscribers of those that did. It never blocks.
-func (a *Agent) Changed() {
-	a.pmu.Lock()
-	a.pendingFull = true
-	a.pmu.Unlock()
-	a.poke()
-}
+// The agent's lamps come from the durable feed (callstate.FeedEvent), as
+// the live stream's do: one snapshot of every lamp and live call at start,
+// then the feed's events from the id read just before it. A lamp's colour
+// is what the feed's lamp.changed says (the lamp view's rule, in the
+// database); which calls a lamp shows as dialogs follows from the calls
+// the feed's call events carry, as each transition left them. Nothing is
+// read again per change, and no lamp is worked out here.
 
-// CallChanged tells the agent that the call with store id id was written:
-// it reads that call and the lamps it lights. It never blocks.
-func (a *Agent) CallChanged(id int64) {
-	a.pmu.Lock()
-	if len(a.pendingIDs) < 10000 {
-		a.pendingIDs[id] = struct{}{}
-	} else {
-		a.pendingFull = true
-	}
-	a.pmu.Unlock()
-	a.poke()
-}
+// lampRemoved is the colour of a lamp.changed event whose lamp is gone.
+const lampRemoved = "removed"
 
-func (a *Agent) poke() {
+// feedChunk bounds the feed events read at once.
+const feedChunk = 1000
+
+// feedPoll is how often the feed is read when no change was announced
+// (an announcement lost, or another instance's write).
+const feedPoll = time.Second
+
+// FeedChanged tells the agent that the feed may have grown (the store
+// announced a change): it reads on from where it is. It never blocks.
+func (a *Agent) FeedChanged() {
 	select {
 	case a.wake <- struct{}{}:
 	default:
 	}
 }
 
-// reloadAll reads accounts, aliases and lamps again.
-func (a *Agent) reloadAll(ctx context.Context) {
+// reloadAccounts reads the accounts and aliases again.
+func (a *Agent) reloadAccounts(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	accts, err := a.cfg.Source.AgentAccounts(rctx, a.cfg.Realm)
@@ -56,30 +53,38 @@ func (a *Agent) reloadAll(ctx context.Context) {
 	aliases, err := a.cfg.Source.AgentAliases(rctx)
 	if err != nil {
 		a.log.Warn("presence agent: reading aliases failed; keeping the previous ones", "err", err)
-		aliases = nil
-	} else {
-		for k, v := range a.cfg.Aliases {
-			aliases[k] = v
-		}
+		return
 	}
-	a.refreshWith(rctx, aliases, err == nil)
+	for k, v := range a.cfg.Aliases {
+		aliases[k] = v
+	}
+	a.mu.Lock()
+	a.aliases = aliases
+	a.res = newResolver(a.views, aliases)
+	a.mu.Unlock()
 }
 
-// refresh reads every lamp and notifies the subscribers of those that
-// changed.
-func (a *Agent) refresh(ctx context.Context) {
+// load reads every lamp and live call, and the feed's head just before
+// them: whatever commits after the snapshot has a feed id above that head
+// (ids are given after commit, in commit order), and events replayed from
+// before the snapshot leave every lamp as the last of them says. The
+// subscribers of lamps that changed since the last load are notified.
+func (a *Agent) load(ctx context.Context) bool {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	a.refreshWith(rctx, nil, false)
-}
-
-func (a *Agent) refreshWith(ctx context.Context, aliases map[string]LampRef, newAliases bool) {
-	lamps, calls, err := a.cfg.Source.LampsAndCalls(ctx)
+	w, err := a.cfg.Source.FeedWindow(rctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			a.log.Warn("presence agent: reading lamps failed; trying again at the next change", "err", err)
+			a.log.Warn("presence agent: reading the feed failed; trying again", "err", err)
 		}
-		return
+		return false
+	}
+	lamps, calls, err := a.cfg.Source.LampsAndCalls(rctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("presence agent: reading lamps failed; trying again", "err", err)
+		}
+		return false
 	}
 	views := buildViews(lamps, calls, a.domain)
 	a.mu.Lock()
@@ -87,12 +92,9 @@ func (a *Agent) refreshWith(ctx context.Context, aliases map[string]LampRef, new
 	if !a.loaded {
 		close(a.ready)
 	}
-	if !newAliases {
-		aliases = a.res.aliases
-	}
-	a.res = newResolver(views, aliases)
 	old := a.views
-	a.views, a.loaded = views, true
+	a.views, a.loaded, a.cursor = views, true, w.Head
+	a.res = newResolver(views, a.aliases)
 	clear(a.live)
 	for _, c := range calls {
 		if live(&c) {
@@ -110,14 +112,179 @@ func (a *Agent) refreshWith(ctx context.Context, aliases map[string]LampRef, new
 		}
 		a.notifyChangeLocked(ref, old[ref])
 	}
+	return true
 }
 
-// notifyChangeLocked notifies the subscribers of ref if its view changed
-// from old, the ended dialogs sent once as terminated.
+// readFeed applies the feed's events after the agent's cursor, a chunk at
+// a time, and notifies the subscribers of the lamps they changed. A
+// cursor the feed no longer covers (retention went past it) reads every
+// lamp again instead.
+func (a *Agent) readFeed(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		a.mu.Lock()
+		cursor := a.cursor
+		a.mu.Unlock()
+		evs, err := a.cfg.Source.Feed(rctx, cursor, feedChunk)
+		if err != nil {
+			if ctx.Err() == nil && a.feedLog.due(time.Now(), time.Minute) {
+				a.log.Warn("presence agent: reading the feed failed; trying again", "after", cursor, "err", err)
+			}
+			return
+		}
+		if len(evs) == 0 {
+			return
+		}
+		a.mu.Lock()
+		a.applyLocked(evs)
+		a.cursor = evs[len(evs)-1].ID
+		a.mu.Unlock()
+		if len(evs) < feedChunk {
+			return
+		}
+	}
+}
+
+// checkFeed reads every lamp again when the feed no longer holds the
+// events after the cursor.
+func (a *Agent) checkFeed(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	w, err := a.cfg.Source.FeedWindow(rctx)
+	if err != nil {
+		return // readFeed says so
+	}
+	a.mu.Lock()
+	covered := w.Covers(a.cursor)
+	a.mu.Unlock()
+	if !covered {
+		a.log.Warn("presence agent: the feed no longer holds the events after the last one read; reading every lamp again")
+		a.load(ctx)
+	}
+}
+
+// applyLocked takes one chunk of feed events into the lamps and notifies
+// the subscribers of each lamp whose documents changed, once for the
+// chunk, with its state after the last event.
+func (a *Agent) applyLocked(evs []callstate.FeedEvent) {
+	before := map[LampRef]*lampView{} // the lamps the chunk touches, as they were
+	touch := func(r LampRef) *lampView {
+		v := a.views[r]
+		if _, ok := before[r]; !ok {
+			if v != nil {
+				c := *v
+				before[r] = &c
+			} else {
+				before[r] = nil
+			}
+		}
+		return v
+	}
+	calls := map[LampRef]bool{} // lamps whose calls changed
+	ahead := map[LampRef]bool{} // whether the last event of a lamp was one of its calls'
+	names := false              // a lamp came, went or was renamed: resolve again
+	for _, ev := range evs {
+		switch {
+		case ev.Call != nil:
+			c := *ev.Call
+			if old, ok := a.live[c.ID]; ok {
+				for _, r := range callRefs(&old) {
+					touch(r)
+					calls[r], ahead[r] = true, true
+				}
+			}
+			if live(&c) {
+				a.live[c.ID] = c
+			} else {
+				delete(a.live, c.ID)
+			}
+			for _, r := range callRefs(&c) {
+				touch(r)
+				calls[r], ahead[r] = true, true
+			}
+		case ev.Lamp != nil:
+			l := ev.Lamp
+			r := LampRef{Source: l.Source, Extension: l.Extension}
+			v := touch(r)
+			ahead[r] = false
+			if l.Lamp == lampRemoved {
+				delete(a.views, r)
+				names = true
+				continue
+			}
+			if v == nil {
+				v = &lampView{ref: r}
+				a.views[r] = v
+				calls[r] = true // its calls may be known already
+				names = true
+			}
+			names = names || v.name != l.Name
+			// The view is now as the feed says, calls included.
+			*v = lampView{ref: r, name: l.Name, lamp: l.Lamp, dialogs: v.dialogs}
+		}
+	}
+	if len(calls) > 0 {
+		a.redialLocked(calls)
+	}
+	for r, ahead := range ahead {
+		// A lamp's calls that changed after the feed last told its colour:
+		// until the lamp event that follows every change of its calls (its
+		// count of calls changes), the colour may be behind them.
+		if v := a.views[r]; v != nil {
+			v.callsAhead = ahead
+		}
+	}
+	if names {
+		a.res = newResolver(a.views, a.aliases)
+	}
+	for r, old := range before {
+		if a.views[r] == nil {
+			for s := range a.byLamp[r] {
+				if s.list == nil { // a list goes on without the member
+					a.finishLocked(s, "noresource")
+				}
+			}
+			continue
+		}
+		a.notifyChangeLocked(r, old)
+	}
+}
+
+// redialLocked lists again the dialogs of the lamps refs from the live
+// calls that light them, in one pass over the live calls.
+func (a *Agent) redialLocked(refs map[LampRef]bool) {
+	var lives []callstate.Call
+	for _, c := range a.live {
+		for _, r := range callRefs(&c) {
+			if refs[r] {
+				lives = append(lives, c)
+				break
+			}
+		}
+	}
+	slices.SortFunc(lives, func(x, y callstate.Call) int { return int(x.ID - y.ID) })
+	ls := make([]callstate.LampStatus, 0, len(refs))
+	for r := range refs {
+		if v := a.views[r]; v != nil {
+			ls = append(ls, callstate.LampStatus{Source: r.Source, Extension: r.Extension, Name: v.name, Lamp: v.lamp})
+		}
+	}
+	for r, v := range buildViews(ls, lives, a.domain) {
+		a.views[r].dialogs = v.dialogs
+	}
+}
+
+// notifyChangeLocked notifies the subscribers of ref whose documents
+// changed from old's, the ended dialogs sent once as terminated.
 func (a *Agent) notifyChangeLocked(ref LampRef, old *lampView) {
 	v := a.views[ref]
 	subs := a.byLamp[ref]
-	if v == nil || len(subs) == 0 || v.same(old) {
+	if v == nil || len(subs) == 0 {
+		return
+	}
+	dialogSame, presenceSame := v.sameDialogs(old), old != nil && v.lamp == old.lamp
+	if dialogSame && presenceSame {
 		return
 	}
 	var ended []agentDialog
@@ -129,119 +296,15 @@ func (a *Agent) notifyChangeLocked(ref LampRef, old *lampView) {
 		}
 	}
 	for s := range subs {
+		if s.event == pkgPresence && presenceSame || s.event != pkgPresence && dialogSame {
+			continue
+		}
 		if s.list != nil {
 			s.changed[ref] = append(s.changed[ref], ended...)
 		} else {
 			s.ended = append(s.ended, ended...)
 		}
 		a.kickLocked(s)
-	}
-}
-
-// refreshCalls reads the calls ids and the lamps they light or lit, and
-// notifies the subscribers of those that changed: the cheap path for a
-// change of one call, instead of reading every lamp. A sipgate user's lamp
-// follows from its calls (the user_lamp view's rule); a PBX extension's
-// lamp is read, for it depends on the subscription and presence too.
-func (a *Agent) refreshCalls(ctx context.Context, ids map[int64]struct{}) {
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	list := make([]int64, 0, len(ids))
-	for id := range ids {
-		list = append(list, id)
-	}
-	calls, err := a.cfg.Source.CallsByID(rctx, list)
-	if err != nil {
-		if ctx.Err() == nil {
-			a.log.Warn("presence agent: reading changed calls failed; reading every lamp instead", "err", err)
-			a.Changed()
-		}
-		return
-	}
-	a.mu.Lock()
-	affected := map[LampRef]bool{}
-	for id := range ids {
-		if old, ok := a.live[id]; ok {
-			for _, r := range callRefs(&old) {
-				affected[r] = true
-			}
-			delete(a.live, id)
-		}
-	}
-	newUsers := false
-	for _, c := range calls {
-		for _, r := range callRefs(&c) {
-			affected[r] = true
-		}
-		if c.Source == callstate.SourceSipgate {
-			// A user not seen before has a lamp now, even when the call
-			// that told of it has ended by the time it is read.
-			for _, u := range append([]string{c.Extension}, c.UserIDs...) {
-				if u != "" && a.views[LampRef{Source: c.Source, Extension: u}] == nil {
-					newUsers = true
-				}
-			}
-		}
-		if live(&c) {
-			a.live[c.ID] = c
-		}
-	}
-	var exts []string
-	for r := range affected {
-		if r.Source == callstate.SourceSIP && a.views[r] != nil {
-			exts = append(exts, r.Extension)
-		}
-	}
-	a.mu.Unlock()
-	if newUsers {
-		// A user not seen before: read every lamp, which gives its name.
-		a.refresh(ctx)
-		return
-	}
-	sipLamps := map[string]string{}
-	if len(exts) > 0 {
-		ls, err := a.cfg.Source.SIPLamps(rctx, exts)
-		if err != nil {
-			if ctx.Err() == nil {
-				a.log.Warn("presence agent: reading PBX lamps failed; reading every lamp instead", "err", err)
-				a.Changed()
-			}
-			return
-		}
-		for _, l := range ls {
-			sipLamps[l.Extension] = l.Lamp
-		}
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var lives []callstate.Call // the live calls of the affected lamps
-	for _, c := range a.live {
-		for _, r := range callRefs(&c) {
-			if affected[r] {
-				lives = append(lives, c)
-				break
-			}
-		}
-	}
-	slices.SortFunc(lives, func(x, y callstate.Call) int { return cmp.Compare(x.ID, y.ID) })
-	for r := range affected {
-		old := a.views[r]
-		if old == nil {
-			continue
-		}
-		lamp := old.lamp
-		if r.Source == callstate.SourceSIP {
-			if l, ok := sipLamps[r.Extension]; ok {
-				lamp = l
-			}
-		}
-		v := buildViews([]callstate.LampStatus{{Source: r.Source, Extension: r.Extension, Name: old.name, Lamp: lamp}},
-			lives, a.domain)[r]
-		if r.Source == callstate.SourceSipgate {
-			v.lamp = sipgateLamp(v.dialogs)
-		}
-		a.views[r] = v
-		a.notifyChangeLocked(r, old)
 	}
 }
 

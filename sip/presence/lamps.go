@@ -21,10 +21,10 @@ type LampSource interface {
 	// sip, and each sipgate user, source sipgate) and every call of either
 	// source that is ringing or answered, both as of one moment.
 	LampsAndCalls(ctx context.Context) ([]callstate.LampStatus, []callstate.Call, error)
-	// CallsByID returns the calls with the given store ids as they are now.
-	CallsByID(ctx context.Context, ids []int64) ([]callstate.Call, error)
-	// SIPLamps returns the lamps of the PBX extensions exts.
-	SIPLamps(ctx context.Context, exts []string) ([]callstate.LampStatus, error)
+	// Feed returns at most limit events of the durable feed after feed id
+	// after, by id; FeedWindow the ids the feed keeps.
+	Feed(ctx context.Context, after int64, limit int) ([]callstate.FeedEvent, error)
+	FeedWindow(ctx context.Context) (callstate.FeedWindow, error)
 	// AgentAccounts returns the digest accounts subscribers may use, by
 	// user name: the hex MD5 of "user:realm:password" (HA1) for realm.
 	AgentAccounts(ctx context.Context, realm string) (map[string]string, error)
@@ -68,6 +68,10 @@ type lampView struct {
 	name    string
 	lamp    string        // idle, ringing, busy, hold or unavailable
 	dialogs []agentDialog // by id
+	// callsAhead says that the lamp's calls changed after the feed last
+	// told its colour: the colour may be behind them until the lamp event
+	// that follows, so it lights no synthetic dialog (see shownDialogs).
+	callsAhead bool
 }
 
 // id is an XML-safe id for the lamp's synthetic dialog and tuple.
@@ -79,9 +83,27 @@ func hashID(s string) string {
 	return strconv.FormatUint(h.Sum64(), 36)
 }
 
-// same reports whether v and w would give the same documents.
-func (v *lampView) same(w *lampView) bool {
-	return w != nil && v.lamp == w.lamp && slices.Equal(v.dialogs, w.dialogs)
+// shownDialogs returns the dialogs v's dialog-info document lists: its
+// calls, or, for a ringing, busy or held lamp whose calls are not known
+// (presence from the PBX), one synthetic dialog, so that the key still
+// lights.
+func (v *lampView) shownDialogs() []agentDialog {
+	if len(v.dialogs) > 0 || v.callsAhead {
+		return v.dialogs
+	}
+	switch v.lamp {
+	case "ringing":
+		return []agentDialog{{id: v.id(), state: sip.DialogEarly, direction: string(sip.DirectionRecipient)}}
+	case "busy", "hold":
+		return []agentDialog{{id: v.id(), state: sip.DialogConfirmed, held: v.lamp == "hold"}}
+	}
+	return nil
+}
+
+// sameDialogs reports whether v and w give the same dialog-info document
+// (but for the dialogs ended between them).
+func (v *lampView) sameDialogs(w *lampView) bool {
+	return w != nil && slices.Equal(v.shownDialogs(), w.shownDialogs())
 }
 
 // buildViews groups calls under the lamps they light, by the rules of the
@@ -140,20 +162,6 @@ func callRefs(c *callstate.Call) []LampRef {
 		}
 	}
 	return rs
-}
-
-// sipgateLamp is a sipgate user's lamp from its dialogs, by the rule of
-// the user_lamp view: busy with an answered call, else ringing with a
-// ringing one, else idle.
-func sipgateLamp(ds []agentDialog) string {
-	lamp := "idle"
-	for _, d := range ds {
-		if d.state == sip.DialogConfirmed {
-			return "busy"
-		}
-		lamp = "ringing"
-	}
-	return lamp
 }
 
 func callDialog(c *callstate.Call, r LampRef, domain string) agentDialog {

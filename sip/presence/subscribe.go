@@ -286,10 +286,10 @@ func (a *Agent) refreshSub(req *sipmsg.Request, tx sipmsg.ServerTransaction, key
 	a.mu.Unlock()
 }
 
-// rereadNow reads every lamp before a SUBSCRIBE for a resource not known
-// is answered 404: a user sipgate told of a moment ago, an extension
-// just added. It does so at most once a second, so that a flood of
-// unknown names costs one read a second, and waits two seconds at most.
+// rereadNow reads every lamp again before a SUBSCRIBE for a resource not
+// known is answered 404: a user sipgate told of a moment ago, an
+// extension just added. It does so at most once a second, so that a flood
+// of unknown names costs one read a second, and waits two seconds at most.
 func (a *Agent) rereadNow() {
 	now := time.Now().UnixNano()
 	last := a.rereadAt.Load()
