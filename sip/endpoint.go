@@ -131,8 +131,9 @@ type Endpoint struct {
 	// none.
 	WSAddr, WSSAddr string
 
-	serves []func() error
-	close  func() error
+	transport string
+	serves    []func() error
+	close     func() error
 }
 
 // Listen builds the UA and server and opens the sockets c names. It
@@ -157,7 +158,7 @@ func Listen(c EndpointConfig) (*Endpoint, error) {
 		_ = ua.Close()
 		return nil, fmt.Errorf("%s: server: %w", c.Name, err)
 	}
-	e := &Endpoint{UA: ua, Server: srv}
+	e := &Endpoint{UA: ua, Server: srv, transport: c.Transport}
 	closeAll := func() error { return nil }
 	fail := func(err error) (*Endpoint, error) {
 		_ = closeAll()
@@ -230,6 +231,18 @@ func Listen(c EndpointConfig) (*Endpoint, error) {
 	e.ContactHost = h
 	e.ContactPort, _ = strconv.Atoi(p)
 	return e, nil
+}
+
+// Contact returns the URI of user at the endpoint's contact address, with
+// the transport parameter for a stream transport. scheme is sip, or sips
+// for a contact that must be reached over TLS.
+func (e *Endpoint) Contact(scheme, user string) sipmsg.Uri {
+	u := sipmsg.Uri{Scheme: scheme, User: user, Host: e.ContactHost, Port: e.ContactPort}
+	if e.transport != "UDP" {
+		u.UriParams = sipmsg.NewParams()
+		u.UriParams.Add("transport", strings.ToLower(e.transport))
+	}
+	return u
 }
 
 // Serve serves every listener until the first stops (the others stop when

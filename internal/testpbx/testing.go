@@ -1,9 +1,6 @@
 package testpbx
 
 import (
-	"github.com/callstate/callstate/store"
-	"github.com/callstate/callstate/store/storetest"
-
 	"io"
 	"log/slog"
 	"os"
@@ -11,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callstate/callstate/store"
+	"github.com/callstate/callstate/store/storetest"
 )
 
 // Logger logs to the test's output when -v, else nowhere.

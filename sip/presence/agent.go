@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
-	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/sip"
 )
 
@@ -65,13 +63,8 @@ type Agent struct {
 	reread   chan chan struct{} // read the feed now, and say when done
 	rereadAt atomic.Int64       // unix nanoseconds of the last such read asked for
 
-	mu       sync.Mutex
-	loaded   bool
-	cursor   int64 // the last feed id applied
-	views    map[LampRef]*lampView
-	live     map[int64]callstate.Call // the calls that light lamps, by store id
-	aliases  map[string]LampRef
-	res      *resolver
+	mu sync.Mutex
+	lampCache
 	accounts map[string]string // user -> HA1
 	subs     map[string]*agentSub
 	byLamp   map[LampRef]map[*agentSub]struct{}
@@ -128,19 +121,17 @@ type agentSub struct {
 // for a bad Config, and the socket's error when it cannot listen.
 func New(cfg Config) (*Agent, error) {
 	a := &Agent{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		wake:     make(chan struct{}, 1),
-		ready:    make(chan struct{}),
-		reread:   make(chan chan struct{}),
-		views:    map[LampRef]*lampView{},
-		live:     map[int64]callstate.Call{},
-		res:      newResolver(nil, nil),
-		accounts: map[string]string{},
-		subs:     map[string]*agentSub{},
-		byLamp:   map[LampRef]map[*agentSub]struct{}{},
-		perOwner: map[string]int{},
-		sem:      make(chan struct{}, 256),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		wake:      make(chan struct{}, 1),
+		ready:     make(chan struct{}),
+		reread:    make(chan chan struct{}),
+		lampCache: newLampCache(),
+		accounts:  map[string]string{},
+		subs:      map[string]*agentSub{},
+		byLamp:    map[LampRef]map[*agentSub]struct{}{},
+		perOwner:  map[string]int{},
+		sem:       make(chan struct{}, 256),
 	}
 	if err := a.checkConfig(); err != nil {
 		return nil, err
@@ -169,12 +160,7 @@ func (a *Agent) listen() error {
 		u := ep.Local.(*net.UDPAddr)
 		a.laddr = sipmsg.Addr{IP: u.IP, Port: u.Port}
 	}
-	uri := sipmsg.Uri{Scheme: "sip", User: "callstate", Host: ep.ContactHost, Port: ep.ContactPort}
-	if a.transport != "UDP" {
-		uri.UriParams = sipmsg.NewParams()
-		uri.UriParams.Add("transport", strings.ToLower(a.transport))
-	}
-	a.contact = sipmsg.ContactHeader{Address: uri}
+	a.contact = sipmsg.ContactHeader{Address: ep.Contact("sip", "callstate")}
 	cli, err := sipgo.NewClient(ep.UA, sipgo.WithClientHostname(ep.ContactHost), sipgo.WithClientPort(ep.ContactPort), sipgo.WithClientLogger(a.log))
 	if err != nil {
 		_ = ep.Close()

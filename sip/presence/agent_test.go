@@ -1,10 +1,6 @@
 package presence
 
 import (
-	"github.com/callstate/callstate/internal/testpbx"
-
-	"github.com/callstate/callstate/sip"
-
 	"context"
 	"fmt"
 	"net"
@@ -17,6 +13,8 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/internal/testpbx"
+	"github.com/callstate/callstate/sip"
 	"github.com/callstate/callstate/store"
 )
 
@@ -526,7 +524,6 @@ func TestAgentSubscriberGone(t *testing.T) {
 		}
 	}
 }
-
 
 // TestAgentResourceList: a SUBSCRIBE with Supported: eventlist to a list
 // URI gets multipart/related NOTIFYs with an RLMI document: every member

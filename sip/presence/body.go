@@ -1,11 +1,11 @@
 package presence
 
 import (
-	"github.com/callstate/callstate/sip"
-
 	"bytes"
 	"encoding/xml"
 	"strconv"
+
+	"github.com/callstate/callstate/sip"
 )
 
 // The bodies the presence agent sends. Each is modelled on what the phones

@@ -1,14 +1,13 @@
 package presence
 
 import (
-	"github.com/callstate/callstate/sip"
-
 	"flag"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/sip"
 )
 
 var updateGolden = flag.Bool("update-agent", false, "rewrite sip/presence/testdata/agent from the agent's bodies")

@@ -16,6 +16,21 @@ import (
 // the feed's call events carry, as each transition left them. Nothing is
 // read again per change, and no lamp is worked out here.
 
+// lampCache is the agent's lamps as the feed told them, guarded by
+// Agent.mu.
+type lampCache struct {
+	loaded  bool
+	cursor  int64 // the last feed id applied
+	views   map[LampRef]*lampView
+	live    map[int64]callstate.Call // the calls that light lamps, by store id
+	aliases map[string]LampRef
+	res     *resolver
+}
+
+func newLampCache() lampCache {
+	return lampCache{views: map[LampRef]*lampView{}, live: map[int64]callstate.Call{}, res: newResolver(nil, nil)}
+}
+
 // lampRemoved is the colour of a lamp.changed event whose lamp is gone.
 const lampRemoved = "removed"
 

@@ -1,15 +1,11 @@
 package presence
 
 import (
-	"github.com/callstate/callstate/internal/testpbx"
-	"maps"
-
-	"github.com/callstate/callstate/sip"
-
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -24,6 +20,8 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/internal/testpbx"
+	"github.com/callstate/callstate/sip"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 )

@@ -1,8 +1,6 @@
 package presence
 
 import (
-	"github.com/callstate/callstate/sip"
-
 	"context"
 	"hash/fnv"
 	"net/url"
@@ -12,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/sip"
 )
 
 // LampSource is what the presence agent reads the lamps from: the store, in

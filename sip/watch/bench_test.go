@@ -1,8 +1,6 @@
 package watch
 
 import (
-	"github.com/callstate/callstate/internal/testpbx"
-
 	"context"
 	"fmt"
 	"runtime"
@@ -14,6 +12,7 @@ import (
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/callstate/callstate/internal/testpbx"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 )
@@ -27,7 +26,7 @@ import (
 // answers 200 only after the rows are committed, so the time from sending a
 // NOTIFY to its 200 bounds it from above.
 //
-//	go test ./sip -run '^$' -bench NotifyStorm -benchtime 20000x -count 3
+//	go test ./sip/watch -run '^$' -bench NotifyStorm -benchtime 20000x -count 3
 func BenchmarkNotifyStorm(b *testing.B) {
 	b.Run("max", func(b *testing.B) { notifyStorm(b, 0) })
 	b.Run("2000perSec", func(b *testing.B) { notifyStorm(b, 2000) })

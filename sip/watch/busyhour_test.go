@@ -407,7 +407,7 @@ func TestBusyHour(t *testing.T) {
 // and of PostgreSQL per NOTIFY and per dialog change, and whether every row
 // and lamp came out right. Run it alone, with -benchtime 1x:
 //
-//	go test ./sip -run '^$' -bench BusyHour -benchtime 1x -timeout 30m -v
+//	go test ./sip/watch -run '^$' -bench BusyHour -benchtime 1x -timeout 30m -v
 func BenchmarkBusyHour(b *testing.B) {
 	for _, bc := range []struct {
 		name string

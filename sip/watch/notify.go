@@ -1,8 +1,6 @@
 package watch
 
 import (
-	"github.com/callstate/callstate/sip"
-
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,6 +10,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/sip"
 )
 
 // onNotify handles a NOTIFY of this subscription and returns the status to

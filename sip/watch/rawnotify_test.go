@@ -1,10 +1,6 @@
 package watch
 
 import (
-	"github.com/callstate/callstate/internal/testpbx"
-
-	"github.com/callstate/callstate/sip"
-
 	"bufio"
 	"bytes"
 	"context"
@@ -24,6 +20,8 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/internal/testpbx"
+	"github.com/callstate/callstate/sip"
 	"github.com/callstate/callstate/store"
 )
 

@@ -1,11 +1,10 @@
 package watch
 
 import (
-	"strconv"
-
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"

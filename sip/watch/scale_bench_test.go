@@ -34,7 +34,7 @@ import (
 // are written there (heap.pprof, goroutine.pprof); with SCALE_LOG=file the
 // subscriber's warnings go there, and Kamailio's log to file.kamailio.
 //
-//	go test ./sip -run '^$' -bench Scale -benchtime 1x -timeout 30m -v
+//	go test ./sip/watch -run '^$' -bench Scale -benchtime 1x -timeout 30m -v
 func BenchmarkScale(b *testing.B) {
 	n := testpbx.EnvInt(b, "SCALE_EXTENSIONS", 10000)
 	expires := testpbx.EnvDuration(b, "SCALE_EXPIRES", time.Minute)

@@ -1,8 +1,6 @@
 package watch
 
 import (
-	"github.com/callstate/callstate/internal/testpbx"
-
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -11,6 +9,8 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/callstate/callstate/internal/testpbx"
 )
 
 // TestRefreshSpread: the refreshes of subscriptions granted together fall

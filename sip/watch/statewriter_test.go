@@ -1,8 +1,6 @@
 package watch
 
 import (
-	"github.com/callstate/callstate/internal/testpbx"
-
 	"context"
 	"io"
 	"net"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callstate/callstate/internal/testpbx"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 )

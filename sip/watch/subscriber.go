@@ -291,14 +291,11 @@ func (s *Subscriber) listen() error {
 	if err != nil {
 		return err
 	}
-	s.contact = sipmsg.Uri{Scheme: "sip", User: c.Username, Host: ep.ContactHost, Port: ep.ContactPort}
+	scheme := "sip"
 	if s.transport == "TLS" {
-		s.contact.Scheme = "sips"
+		scheme = "sips"
 	}
-	if s.transport != "UDP" {
-		s.contact.UriParams = sipmsg.NewParams()
-		s.contact.UriParams.Add("transport", strings.ToLower(s.transport))
-	}
+	s.contact = ep.Contact(scheme, c.Username)
 	opts := []sipgo.ClientOption{sipgo.WithClientLogger(s.log), sipgo.WithClientHostname(ep.ContactHost)}
 	if s.transport == "UDP" {
 		opts = append(opts, sipgo.WithClientConnectionAddr(ep.Local.String()))

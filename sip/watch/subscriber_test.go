@@ -1,8 +1,6 @@
 package watch
 
 import (
-	"github.com/callstate/callstate/internal/testpbx"
-
 	"fmt"
 	"strings"
 	"sync"
@@ -14,6 +12,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/internal/testpbx"
 )
 
 // TestNotifyRules drives one subscription from a scripted notifier: unknown

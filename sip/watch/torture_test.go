@@ -1,8 +1,6 @@
 package watch
 
 import (
-	"github.com/callstate/callstate/internal/testpbx"
-
 	"bytes"
 	"net"
 	"os"
@@ -10,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callstate/callstate/internal/testpbx"
 )
 
 // TestTortureMessages sends the RFC 4475 torture messages to a running

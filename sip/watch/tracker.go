@@ -1,8 +1,6 @@
 package watch
 
 import (
-	"github.com/callstate/callstate/sip"
-
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/sip"
 )
 
 // Causes of calls the subscriber ends itself, when the PBX no longer lists

@@ -2,8 +2,6 @@ package watch
 
 import (
 	"bytes"
-	"github.com/callstate/callstate/sip"
-
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/sip"
 )
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
