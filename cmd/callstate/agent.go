@@ -120,8 +120,9 @@ func agentOptions(cfg agentConfig, st *store.Store, log *slog.Logger) (presence.
 }
 
 // startAgent starts the presence agent in g when SIP_AGENT_LISTEN is set.
-// It reads the durable feed; the process's listening connection (changes)
-// tells it when the feed grew, whichever instance wrote.
+// It reads the durable feed as every consumer does (store.FollowFeed); the
+// process's listening connection (changes) tells it when the feed grew,
+// whichever instance wrote.
 func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *store.Store, changes *changeFeed, m *metrics.Metrics, log *slog.Logger) error {
 	if cfg.Listen == "" {
 		log.Info("presence agent off (SIP_AGENT_LISTEN is empty)")
@@ -139,12 +140,25 @@ func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *sto
 		log.Warn("presence agent: SIP_AGENT_ACCOUNTS is empty; only the accounts of the presence_account table can subscribe")
 	}
 	registerAgentMetrics(m, a)
-	changes.subscribe(func(store.Change) { a.FeedChanged() })
-	g.Go(func() error {
-		if !onceReady(ctx, st) { // the agent reads lamps: it starts once the database is there
-			return nil
+	wake := make(chan struct{}, 1)
+	changes.subscribe(func(store.Change) {
+		select {
+		case wake <- struct{}{}:
+		default:
 		}
-		return a.Run(ctx)
 	})
+	for _, run := range []func() error{
+		func() error { return a.Run(ctx) },
+		func() error {
+			return st.FollowFeed(ctx, store.FeedFollow{Start: a.Snapshot, Apply: a.Apply, Wake: wake})
+		},
+	} {
+		g.Go(func() error {
+			if !onceReady(ctx, st) { // the agent reads lamps: it starts once the database is there
+				return nil
+			}
+			return run()
+		})
+	}
 	return nil
 }

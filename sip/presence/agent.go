@@ -58,10 +58,12 @@ type Agent struct {
 	nonces  nonces
 	limiter *rateLimiter
 
-	wake     chan struct{}      // the feed may have grown
-	ready    chan struct{}      // closed once accounts and lamps are read
-	reread   chan chan struct{} // read the feed now, and say when done
-	rereadAt atomic.Int64       // unix nanoseconds of the last such read asked for
+	ready chan struct{} // closed once the accounts and lamps are read
+
+	accountsRead chan struct{} // closed once the accounts were first read
+	accountsOnce sync.Once
+	reread       chan chan struct{} // read every lamp now, and say when done
+	rereadAt     atomic.Int64       // unix nanoseconds of the last such read asked for
 
 	mu sync.Mutex
 	lampCache
@@ -121,17 +123,17 @@ type agentSub struct {
 // for a bad Config, and the socket's error when it cannot listen.
 func New(cfg Config) (*Agent, error) {
 	a := &Agent{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		wake:      make(chan struct{}, 1),
-		ready:     make(chan struct{}),
-		reread:    make(chan chan struct{}),
-		lampCache: newLampCache(),
-		accounts:  map[string]string{},
-		subs:      map[string]*agentSub{},
-		byLamp:    map[LampRef]map[*agentSub]struct{}{},
-		perOwner:  map[string]int{},
-		sem:       make(chan struct{}, 256),
+		cfg:          cfg,
+		log:          cfg.Logger,
+		ready:        make(chan struct{}),
+		reread:       make(chan chan struct{}),
+		accountsRead: make(chan struct{}),
+		lampCache:    newLampCache(),
+		accounts:     map[string]string{},
+		subs:         map[string]*agentSub{},
+		byLamp:       map[LampRef]map[*agentSub]struct{}{},
+		perOwner:     map[string]int{},
+		sem:          make(chan struct{}, 256),
 	}
 	if err := a.checkConfig(); err != nil {
 		return nil, err
@@ -208,22 +210,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("presence agent listening", "addr", a.Addr(), "transport", a.transport, "ws", a.ep.WSAddr, "wss", a.ep.WSSAddr, "domain", a.domain,
 		"realm", a.cfg.Realm, "anonymous", a.cfg.AllowAnonymous)
 	a.reloadAccounts(ctx)
-	loaded := a.load(ctx)
 	reload := time.NewTicker(a.cfg.ReloadInterval)
 	defer reload.Stop()
-	poll := time.NewTicker(feedPoll)
-	defer poll.Stop()
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
 	var err error
-	read := func() {
-		if !loaded {
-			loaded = a.load(ctx)
-		}
-		if loaded {
-			a.readFeed(ctx)
-		}
-	}
 loop:
 	for {
 		select {
@@ -234,21 +225,14 @@ loop:
 				err = fmt.Errorf("sip: agent: %w", err)
 			}
 			break loop
-		case <-a.wake:
-			read()
-		case <-poll.C:
-			read()
 		case <-reload.C:
 			a.reloadAccounts(ctx)
-			if loaded {
-				a.checkFeed(ctx)
-			}
 		case done := <-a.reread:
 			// Every lamp from the lamp view itself: a lamp the feed has
 			// not told of yet (its lamps are compared with the view every
-			// 50 ms at most) is there already.
-			loaded = a.load(ctx) || loaded
-			read()
+			// 50 ms at most) is there already. The feed's events read
+			// after it leave each lamp as the last of them says.
+			a.load(ctx)
 			close(done)
 		case now := <-sweep.C:
 			a.expire(now)

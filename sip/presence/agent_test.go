@@ -31,8 +31,8 @@ func (s storeSource) AgentAliases(context.Context) (map[string]LampRef, error) {
 	return map[string]LampRef{}, nil
 }
 
-// startAgent runs an Agent over the store until the test ends; the store's
-// change feed wakes it, as in cmd/callstate.
+// startAgent runs an Agent over the store until the test ends, fed as in
+// cmd/callstate (see follow).
 func startAgent(tb testing.TB, st *store.Store, cfg Config) *Agent {
 	tb.Helper()
 	cfg.ListenAddr = cmpOr(cfg.ListenAddr, "127.0.0.1:0")
@@ -49,24 +49,47 @@ func startAgent(tb testing.TB, st *store.Store, cfg Config) *Agent {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() {
-		_ = st.Listen(ctx, func(store.Change) { a.FeedChanged() })
-		done <- struct{}{}
-	}()
+	followed := follow(ctx, tb, st, a)
+	done := make(chan struct{})
 	go func() {
 		if err := a.Run(ctx); err != nil {
 			tb.Error(err)
 		}
-		done <- struct{}{}
+		close(done)
 	}()
-	tb.Cleanup(func() { cancel(); <-done; <-done })
+	tb.Cleanup(func() { cancel(); <-done; <-followed })
 	select {
 	case <-a.Ready():
 	case <-time.After(10 * time.Second):
 		tb.Fatal("agent not ready within 10s")
 	}
 	return a
+}
+
+// follow feeds a the store's feed until ctx is done, as cmd/callstate
+// does: the store's change notifications wake the reader. The returned
+// channel is closed when it has stopped.
+func follow(ctx context.Context, tb testing.TB, st *store.Store, a *Agent) <-chan struct{} {
+	wake := make(chan struct{}, 1)
+	done := make(chan struct{}, 2)
+	go func() {
+		_ = st.Listen(ctx, func(store.Change) {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		})
+		done <- struct{}{}
+	}()
+	go func() {
+		if err := st.FollowFeed(ctx, store.FeedFollow{Start: a.Snapshot, Apply: a.Apply, Wake: wake}); err != nil {
+			tb.Error(err)
+		}
+		done <- struct{}{}
+	}()
+	stopped := make(chan struct{})
+	go func() { <-done; <-done; close(stopped) }()
+	return stopped
 }
 
 // phone is a SIP subscriber on a UDP socket of its own that writes its
@@ -491,6 +514,7 @@ func TestAgentShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	followed := follow(ctx, t, st, a)
 	done := make(chan error)
 	go func() { done <- a.Run(ctx) }()
 	<-a.Ready()
@@ -506,6 +530,7 @@ func TestAgentShutdown(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Error(err)
 	}
+	<-followed
 }
 
 // TestAgentSubscriberGone: a NOTIFY answered 481 ends the subscription.

@@ -8,9 +8,10 @@ import (
 	"github.com/callstate/callstate"
 )
 
-// The agent's lamps come from the durable feed (callstate.FeedEvent), as
-// the live stream's do: one snapshot of every lamp and live call at start,
-// then the feed's events from the id read just before it. A lamp's colour
+// The agent's lamps come from the durable feed (callstate.FeedEvent), read
+// as every consumer reads it (store.Store.FollowFeed, wired in
+// cmd/callstate): Snapshot reads every lamp and live call once, then Apply
+// gets the feed's events from the id read just before it. A lamp's colour
 // is what the feed's lamp.changed says (the lamp view's rule, in the
 // database); which calls a lamp shows as dialogs follows from the calls
 // the feed's call events carry, as each transition left them. Nothing is
@@ -20,7 +21,6 @@ import (
 // Agent.mu.
 type lampCache struct {
 	loaded  bool
-	cursor  int64 // the last feed id applied
 	views   map[LampRef]*lampView
 	live    map[int64]callstate.Call // the calls that light lamps, by store id
 	aliases map[string]LampRef
@@ -33,22 +33,6 @@ func newLampCache() lampCache {
 
 // lampRemoved is the colour of a lamp.changed event whose lamp is gone.
 const lampRemoved = "removed"
-
-// feedChunk bounds the feed events read at once.
-const feedChunk = 1000
-
-// feedPoll is how often the feed is read when no change was announced
-// (an announcement lost, or another instance's write).
-const feedPoll = time.Second
-
-// FeedChanged tells the agent that the feed may have grown (the store
-// announced a change): it reads on from where it is. It never blocks.
-func (a *Agent) FeedChanged() {
-	select {
-	case a.wake <- struct{}{}:
-	default:
-	}
-}
 
 // reloadAccounts reads the accounts and aliases again.
 func (a *Agent) reloadAccounts(ctx context.Context) {
@@ -65,6 +49,7 @@ func (a *Agent) reloadAccounts(ctx context.Context) {
 		a.accounts = accts
 		a.mu.Unlock()
 	}
+	defer a.accountsOnce.Do(func() { close(a.accountsRead) })
 	aliases, err := a.cfg.Source.AgentAliases(rctx)
 	if err != nil {
 		a.log.Warn("presence agent: reading aliases failed; keeping the previous ones", "err", err)
@@ -79,27 +64,61 @@ func (a *Agent) reloadAccounts(ctx context.Context) {
 	a.mu.Unlock()
 }
 
-// load reads every lamp and live call, and the feed's head just before
-// them: whatever commits after the snapshot has a feed id above that head
-// (ids are given after commit, in commit order), and events replayed from
-// before the snapshot leave every lamp as the last of them says. The
-// subscribers of lamps that changed since the last load are notified.
-func (a *Agent) load(ctx context.Context) bool {
+// Snapshot reads every lamp and live call, and the feed's head just before
+// them, and returns that head: the position to read the feed on from
+// (store.FeedFollow.Start). Whatever commits after the snapshot has a feed
+// id above the head (ids are given after commit, in commit order), and
+// events from before the snapshot that are applied again leave every lamp
+// as the last of them says. The agent serves subscriptions once it has
+// its first snapshot, which waits for Run to have read the accounts. While
+// the database is away it tries again every second; it returns only ctx's
+// error.
+func (a *Agent) Snapshot(ctx context.Context) (int64, error) {
+	select {
+	case <-a.accountsRead:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	for {
+		if head, ok := a.load(ctx); ok {
+			return head, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Apply takes a chunk of the feed's events, in id order, into the lamps
+// and notifies the subscribers of each lamp whose documents changed
+// (store.FeedFollow.Apply). It never fails.
+func (a *Agent) Apply(_ context.Context, evs []callstate.FeedEvent) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.applyLocked(evs)
+	return nil
+}
+
+// load is one try of Snapshot. The subscribers of lamps that changed since
+// the last load are notified.
+func (a *Agent) load(ctx context.Context) (int64, bool) {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	w, err := a.cfg.Source.FeedWindow(rctx)
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && a.feedLog.due(time.Now(), time.Minute) {
 			a.log.Warn("presence agent: reading the feed failed; trying again", "err", err)
 		}
-		return false
+		return 0, false
 	}
 	lamps, calls, err := a.cfg.Source.LampsAndCalls(rctx)
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && a.feedLog.due(time.Now(), time.Minute) {
 			a.log.Warn("presence agent: reading lamps failed; trying again", "err", err)
 		}
-		return false
+		return 0, false
 	}
 	views := buildViews(lamps, calls, a.domain)
 	a.mu.Lock()
@@ -108,7 +127,7 @@ func (a *Agent) load(ctx context.Context) bool {
 		close(a.ready)
 	}
 	old := a.views
-	a.views, a.loaded, a.cursor = views, true, w.Head
+	a.views, a.loaded = views, true
 	a.res = newResolver(views, a.aliases)
 	clear(a.live)
 	for _, c := range calls {
@@ -127,56 +146,7 @@ func (a *Agent) load(ctx context.Context) bool {
 		}
 		a.notifyChangeLocked(ref, old[ref])
 	}
-	return true
-}
-
-// readFeed applies the feed's events after the agent's cursor, a chunk at
-// a time, and notifies the subscribers of the lamps they changed. A
-// cursor the feed no longer covers (retention went past it) reads every
-// lamp again instead.
-func (a *Agent) readFeed(ctx context.Context) {
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	for {
-		a.mu.Lock()
-		cursor := a.cursor
-		a.mu.Unlock()
-		evs, err := a.cfg.Source.Feed(rctx, cursor, feedChunk)
-		if err != nil {
-			if ctx.Err() == nil && a.feedLog.due(time.Now(), time.Minute) {
-				a.log.Warn("presence agent: reading the feed failed; trying again", "after", cursor, "err", err)
-			}
-			return
-		}
-		if len(evs) == 0 {
-			return
-		}
-		a.mu.Lock()
-		a.applyLocked(evs)
-		a.cursor = evs[len(evs)-1].ID
-		a.mu.Unlock()
-		if len(evs) < feedChunk {
-			return
-		}
-	}
-}
-
-// checkFeed reads every lamp again when the feed no longer holds the
-// events after the cursor.
-func (a *Agent) checkFeed(ctx context.Context) {
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	w, err := a.cfg.Source.FeedWindow(rctx)
-	if err != nil {
-		return // readFeed says so
-	}
-	a.mu.Lock()
-	covered := w.Covers(a.cursor)
-	a.mu.Unlock()
-	if !covered {
-		a.log.Warn("presence agent: the feed no longer holds the events after the last one read; reading every lamp again")
-		a.load(ctx)
-	}
+	return w.Head, true
 }
 
 // applyLocked takes one chunk of feed events into the lamps and notifies

@@ -20,9 +20,9 @@ type LampSource interface {
 	// sip, and each sipgate user, source sipgate) and every call of either
 	// source that is ringing or answered, both as of one moment.
 	LampsAndCalls(ctx context.Context) ([]callstate.LampStatus, []callstate.Call, error)
-	// Feed returns at most limit events of the durable feed after feed id
-	// after, by id; FeedWindow the ids the feed keeps.
-	Feed(ctx context.Context, after int64, limit int) ([]callstate.FeedEvent, error)
+	// FeedWindow returns the ids the durable feed keeps: its head is read
+	// just before LampsAndCalls, as the position its events are applied
+	// from (see Agent.Snapshot).
 	FeedWindow(ctx context.Context) (callstate.FeedWindow, error)
 	// AgentAccounts returns the digest accounts subscribers may use, by
 	// user name: the hex MD5 of "user:realm:password" (HA1) for realm.
