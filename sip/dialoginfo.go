@@ -5,8 +5,14 @@ import (
 	"strings"
 )
 
-// nsDialogInfo is the namespace of RFC 4235 dialog-info documents.
-const nsDialogInfo = "urn:ietf:params:xml:ns:dialog-info"
+// The namespaces of the documents SIP presence speaks.
+const (
+	NSDialogInfo = "urn:ietf:params:xml:ns:dialog-info"     // RFC 4235 dialog-info
+	NSPIDF       = "urn:ietf:params:xml:ns:pidf"            // RFC 3863 PIDF
+	NSDataModel  = "urn:ietf:params:xml:ns:pidf:data-model" // RFC 4479, the dm: of PIDF
+	NSRPID       = "urn:ietf:params:xml:ns:pidf:rpid"       // RFC 4480 rich presence
+	NSRLMI       = "urn:ietf:params:xml:ns:rlmi"            // RFC 4662 resource lists
+)
 
 // DocState says whether a dialog-info document lists every dialog of the
 // entity or only those that changed (RFC 4235 section 4.1).
@@ -242,7 +248,7 @@ func parseParticipant(n *node, ours func(*node) bool) (identity, display, target
 // Extension elements in other namespaces fail it and are ignored.
 func sameSpace(rootSpace string) func(*node) bool {
 	return func(n *node) bool {
-		return n.space == rootSpace || n.space == "" || n.space == nsDialogInfo
+		return n.space == rootSpace || n.space == "" || n.space == NSDialogInfo
 	}
 }
 

@@ -18,12 +18,79 @@ const (
 	ctPIDF       = "application/pidf+xml"
 )
 
-// xmlEscape returns s escaped for an XML attribute or text.
-func xmlEscape(s string) string {
-	var b bytes.Buffer
-	_ = xml.EscapeText(&b, []byte(s))
-	return b.String()
+// xmlDoc builds an XML document element by element. Element and
+// attribute names are the caller's constants; every attribute value and
+// every text goes through escaping (and characters XML cannot carry
+// become U+FFFD), so that nothing a call brings (a party's name, a
+// Call-ID, a URI) can change the document's shape. Line breaks and
+// indentation are the caller's, to keep the documents as the phones we
+// tried them with got them (see testdata/agent). FuzzAgentBodies reads
+// what it builds back with the parsers.
+type xmlDoc struct{ b bytes.Buffer }
+
+// newXMLDoc starts a document with its XML declaration.
+func newXMLDoc() *xmlDoc {
+	d := &xmlDoc{}
+	d.b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
+	return d
 }
+
+// in indents the next element by depth levels.
+func (d *xmlDoc) in(depth int) *xmlDoc {
+	for range depth {
+		d.b.WriteString("  ")
+	}
+	return d
+}
+
+// nl ends a line.
+func (d *xmlDoc) nl() *xmlDoc {
+	d.b.WriteByte('\n')
+	return d
+}
+
+// open writes a start tag; attrs are name, value pairs.
+func (d *xmlDoc) open(name string, attrs ...string) *xmlDoc {
+	d.tag(name, attrs)
+	d.b.WriteByte('>')
+	return d
+}
+
+// empty writes an element with no content.
+func (d *xmlDoc) empty(name string, attrs ...string) *xmlDoc {
+	d.tag(name, attrs)
+	d.b.WriteString("/>")
+	return d
+}
+
+// text writes an element holding text.
+func (d *xmlDoc) text(name, text string, attrs ...string) *xmlDoc {
+	d.open(name, attrs...)
+	d.escape(text)
+	return d.close(name)
+}
+
+// close writes an end tag.
+func (d *xmlDoc) close(name string) *xmlDoc {
+	d.b.WriteString("</" + name + ">")
+	return d
+}
+
+func (d *xmlDoc) tag(name string, attrs []string) {
+	d.b.WriteString("<" + name)
+	for i := 0; i+1 < len(attrs); i += 2 {
+		d.b.WriteString(" " + attrs[i] + `="`)
+		d.escape(attrs[i+1])
+		d.b.WriteByte('"')
+	}
+}
+
+func (d *xmlDoc) escape(s string) {
+	_ = xml.EscapeText(&d.b, []byte(s))
+}
+
+// bytes returns the document.
+func (d *xmlDoc) bytes() []byte { return d.b.Bytes() }
 
 // dialogInfoBody renders the RFC 4235 document of one lamp for one
 // subscription: always state="full" (every dialog of the entity is listed,
@@ -35,57 +102,51 @@ func xmlEscape(s string) string {
 // synthetic dialog, so that the key still lights. ended lists dialogs that
 // ended since the previous document: they are sent once as terminated.
 func dialogInfoBody(entity string, version uint32, v *lampView, ended []agentDialog) []byte {
-	var b bytes.Buffer
-	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
-	b.WriteString(`<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="`)
-	b.WriteString(strconv.FormatUint(uint64(version), 10))
-	b.WriteString(`" state="full" entity="`)
-	b.WriteString(xmlEscape(entity))
-	b.WriteString("\">\n")
+	d := newXMLDoc().open("dialog-info", "xmlns", sip.NSDialogInfo, "version", strconv.FormatUint(uint64(version), 10),
+		"state", "full", "entity", entity).nl()
 	ds := v.shownDialogs()
-	for _, d := range ended {
-		writeDialog(&b, entity, d, sip.DialogTerminated)
+	for _, dl := range ended {
+		writeDialog(d, entity, dl, sip.DialogTerminated)
 	}
-	for _, d := range ds {
-		writeDialog(&b, entity, d, d.state)
+	for _, dl := range ds {
+		writeDialog(d, entity, dl, dl.state)
 	}
 	if len(ds) == 0 && len(ended) == 0 {
-		writeDialog(&b, entity, agentDialog{id: v.id()}, sip.DialogTerminated)
+		writeDialog(d, entity, agentDialog{id: v.id()}, sip.DialogTerminated)
 	}
-	b.WriteString("</dialog-info>\n")
-	return b.Bytes()
+	return d.close("dialog-info").nl().bytes()
 }
 
-func writeDialog(b *bytes.Buffer, entity string, d agentDialog, state string) {
-	b.WriteString(`  <dialog id="` + xmlEscape(d.id) + `"`)
-	if d.callID != "" {
-		b.WriteString(` call-id="` + xmlEscape(d.callID) + `"`)
+func writeDialog(d *xmlDoc, entity string, dl agentDialog, state string) {
+	attrs := []string{"id", dl.id}
+	if dl.callID != "" {
+		attrs = append(attrs, "call-id", dl.callID)
 	}
-	if d.direction != "" {
-		b.WriteString(` direction="` + d.direction + `"`)
+	if dl.direction != "" {
+		attrs = append(attrs, "direction", dl.direction)
 	}
-	b.WriteString(">\n    <state>" + state + "</state>\n")
-	if state == sip.DialogTerminated {
-		b.WriteString("  </dialog>\n")
-		return
-	}
-	// Polycom and Snom show the other party from remote/identity; Yealink
-	// and Grandstream read local/target for pickup. The rendering note
-	// says held (Polycom, Snom: slow blink).
-	b.WriteString(`    <local><identity>` + xmlEscape(entity) + `</identity><target uri="` + xmlEscape(entity) + `"`)
-	if d.held {
-		b.WriteString(`><param pname="+sip.rendering" pval="no"/></target></local>` + "\n")
-	} else {
-		b.WriteString("/></local>\n")
-	}
-	if d.remote != "" {
-		b.WriteString(`    <remote><identity`)
-		if d.remoteName != "" {
-			b.WriteString(` display="` + xmlEscape(d.remoteName) + `"`)
+	d.in(1).open("dialog", attrs...).nl()
+	d.in(2).text("state", state).nl()
+	if state != sip.DialogTerminated {
+		// Polycom and Snom show the other party from remote/identity;
+		// Yealink and Grandstream read local/target for pickup. The
+		// rendering note says held (Polycom, Snom: slow blink).
+		d.in(2).open("local").text("identity", entity)
+		if dl.held {
+			d.open("target", "uri", entity).empty("param", "pname", "+sip.rendering", "pval", "no").close("target")
+		} else {
+			d.empty("target", "uri", entity)
 		}
-		b.WriteString(`>` + xmlEscape(d.remote) + `</identity><target uri="` + xmlEscape(d.remote) + "\"/></remote>\n")
+		d.close("local").nl()
+		if dl.remote != "" {
+			var display []string
+			if dl.remoteName != "" {
+				display = []string{"display", dl.remoteName}
+			}
+			d.in(2).open("remote").text("identity", dl.remote, display...).empty("target", "uri", dl.remote).close("remote").nl()
+		}
 	}
-	b.WriteString("  </dialog>\n")
+	d.in(1).close("dialog").nl()
 }
 
 // pidfBody renders the RFC 3863 presence document of one lamp, with the
@@ -106,18 +167,20 @@ func pidfBody(entity string, v *lampView) []byte {
 	case "unavailable":
 		basic, note, activity = "closed", "Unavailable", "away"
 	}
-	var b bytes.Buffer
-	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
-	b.WriteString(`<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="`)
-	b.WriteString(xmlEscape(entity) + "\">\n")
-	b.WriteString(`  <tuple id="` + xmlEscape(v.id()) + "\">\n    <status><basic>" + basic + "</basic></status>\n")
-	b.WriteString("    <contact>" + xmlEscape(entity) + "</contact>\n    <note>" + note + "</note>\n  </tuple>\n")
-	b.WriteString(`  <dm:person id="p-` + xmlEscape(v.id()) + "\">\n")
+	d := newXMLDoc().open("presence", "xmlns", sip.NSPIDF, "xmlns:dm", sip.NSDataModel, "xmlns:rpid", sip.NSRPID,
+		"entity", entity).nl()
+	d.in(1).open("tuple", "id", v.id()).nl()
+	d.in(2).open("status").text("basic", basic).close("status").nl()
+	d.in(2).text("contact", entity).nl()
+	d.in(2).text("note", note).nl()
+	d.in(1).close("tuple").nl()
+	d.in(1).open("dm:person", "id", "p-"+v.id()).nl()
 	if activity != "" {
-		b.WriteString("    <rpid:activities><rpid:" + activity + "/></rpid:activities>\n")
+		d.in(2).open("rpid:activities").empty("rpid:" + activity).close("rpid:activities").nl()
 	}
-	b.WriteString("    <dm:note>" + note + "</dm:note>\n  </dm:person>\n</presence>\n")
-	return b.Bytes()
+	d.in(2).text("dm:note", note).nl()
+	d.in(1).close("dm:person").nl()
+	return d.close("presence").nl().bytes()
 }
 
 // rlmiPart is one resource of a resource-list NOTIFY: its URI, its name,
@@ -148,21 +211,20 @@ func rlmiBody(listURI string, version uint32, full bool, parts []rlmiPart) []byt
 		b.Write(body)
 		b.WriteString("\r\n")
 	}
-	var list bytes.Buffer
-	list.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
-	list.WriteString(`<list xmlns="urn:ietf:params:xml:ns:rlmi" uri="` + xmlEscape(listURI) + `" version="` +
-		strconv.FormatUint(uint64(version), 10) + `" fullState="` + strconv.FormatBool(full) + "\">\n")
+	list := newXMLDoc().open("list", "xmlns", sip.NSRLMI, "uri", listURI, "version", strconv.FormatUint(uint64(version), 10),
+		"fullState", strconv.FormatBool(full)).nl()
 	cids := make([]string, len(parts))
 	for i, p := range parts {
 		cids[i] = "r" + hashID(p.uri) + "@callstate"
-		list.WriteString(`  <resource uri="` + xmlEscape(p.uri) + "\">\n")
+		list.in(1).open("resource", "uri", p.uri).nl()
 		if p.name != "" {
-			list.WriteString("    <name>" + xmlEscape(p.name) + "</name>\n")
+			list.in(2).text("name", p.name).nl()
 		}
-		list.WriteString(`    <instance id="` + hashID(p.uri) + `" state="active" cid="` + cids[i] + "\"/>\n  </resource>\n")
+		list.in(2).empty("instance", "id", hashID(p.uri), "state", "active", "cid", cids[i]).nl()
+		list.in(1).close("resource").nl()
 	}
-	list.WriteString("</list>\n")
-	part("rlmi@callstate", `application/rlmi+xml;charset="UTF-8"`, list.Bytes())
+	list.close("list").nl()
+	part("rlmi@callstate", `application/rlmi+xml;charset="UTF-8"`, list.bytes())
 	for i, p := range parts {
 		part(cids[i], p.ct, p.body)
 	}
