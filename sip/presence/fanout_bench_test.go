@@ -42,10 +42,8 @@ import (
 //
 //	go test ./sip/presence -run '^$' -bench AgentFanout -benchtime 1x -timeout 20m -v
 func BenchmarkAgentFanout(b *testing.B) {
-	lamps := testpbx.EnvInt(b, "AGENT_LAMPS", 1000)
-	keys := testpbx.EnvInt(b, "AGENT_KEYS", 10)
-	phones := testpbx.EnvInt(b, "AGENT_PHONES", 100)
-	rate := testpbx.EnvInt(b, "AGENT_RATE", 100)
+	env := func(name string, def int) int { return testpbx.EnvInt(b, name, def) }
+	lamps, keys, phones, rate := env("AGENT_LAMPS", 1000), env("AGENT_KEYS", 10), env("AGENT_PHONES", 100), env("AGENT_RATE", 100)
 	runFor := testpbx.EnvDuration(b, "AGENT_RUN", 20*time.Second)
 	for _, k := range []int{1, keys} {
 		b.Run(fmt.Sprintf("subscriptions=%d", lamps*k), func(b *testing.B) {
