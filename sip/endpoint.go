@@ -20,11 +20,7 @@ import (
 // return for a bad configuration.
 var ErrConfig = errors.New("sip: bad configuration")
 
-var (
-	hostRE      = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.:-]{1,253})$`)
-	userRE      = regexp.MustCompile(`^[A-Za-z0-9._~*#+!$&'()=,;?/-]{1,64}$`)
-	extensionRE = regexp.MustCompile(`^[A-Za-z0-9._~*#+-]{1,64}$`)
-)
+var hostRE = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.:-]{1,253})$`)
 
 // BadConfig returns a function that makes errors matching ErrConfig for
 // role's configuration ("" or e.g. "presence agent").
@@ -46,17 +42,9 @@ func Logger(log *slog.Logger, component string) *slog.Logger {
 	return log.With("component", component)
 }
 
-// ValidExtension reports whether ext is safe to put into a SIP URI: 1 to 64
-// of A-Z, a-z, 0-9 and ._~*#+- (the sip_extension table's rule).
-func ValidExtension(ext string) bool { return extensionRE.MatchString(ext) }
-
 // ValidHost reports whether h is a host name or an IP address (IPv6 in
 // brackets) fit for a SIP URI.
 func ValidHost(h string) bool { return hostRE.MatchString(h) }
-
-// ValidUser reports whether u is fit for the user part of a SIP URI as
-// written, without escapes.
-func ValidUser(u string) bool { return userRE.MatchString(u) }
 
 // ValidHostPort reports whether addr is host:port with a host ValidHost
 // takes and a port from 1 to 65535.

@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/metrics"
-	"github.com/callstate/callstate/sip"
 	"github.com/callstate/callstate/sip/presence"
 	"github.com/callstate/callstate/store"
 )
@@ -84,7 +84,7 @@ func agentOptions(cfg agentConfig, st *store.Store, log *slog.Logger) (presence.
 	for _, l := range cfg.Lists {
 		name, members, _ := strings.Cut(l, "=")
 		name = strings.TrimSpace(name)
-		if !sip.ValidExtension(name) {
+		if !callstate.ValidExtension(name) {
 			return presence.Config{}, fmt.Errorf("SIP_AGENT_LISTS: list name %q: not allowed in a SIP URI", name)
 		}
 		for _, m := range strings.Fields(members) {

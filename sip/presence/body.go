@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"strconv"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/sip"
 )
 
@@ -158,13 +159,13 @@ func writeDialog(d *xmlDoc, entity string, dl agentDialog, state string) {
 func pidfBody(entity string, v *lampView) []byte {
 	basic, note, activity := "open", "Ready", ""
 	switch v.lamp {
-	case "ringing":
+	case callstate.LampRinging:
 		note, activity = "Ringing", "on-the-phone"
-	case "busy":
+	case callstate.LampBusy:
 		note, activity = "On the phone", "on-the-phone"
-	case "hold":
+	case callstate.LampHold:
 		note, activity = "On hold", "on-the-phone"
-	case "unavailable":
+	case callstate.LampUnavailable:
 		basic, note, activity = "closed", "Unavailable", "away"
 	}
 	d := newXMLDoc().open("presence", "xmlns", sip.NSPIDF, "xmlns:dm", sip.NSDataModel, "xmlns:rpid", sip.NSRPID,

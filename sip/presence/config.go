@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/sip"
 )
 
@@ -103,7 +104,7 @@ func (a *Agent) checkConfig() error {
 		return bad("realm: control characters or quotes are not allowed")
 	}
 	for u, p := range c.Accounts {
-		if !sip.ValidUser(u) || strings.ContainsAny(p, "\r\n\x00") {
+		if !callstate.ValidSIPUser(u) || strings.ContainsAny(p, "\r\n\x00") {
 			return bad("account %q: user name not allowed in a SIP URI, or control characters in the password", u)
 		}
 	}

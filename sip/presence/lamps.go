@@ -91,10 +91,10 @@ func (v *lampView) shownDialogs() []agentDialog {
 		return v.dialogs
 	}
 	switch v.lamp {
-	case "ringing":
+	case callstate.LampRinging:
 		return []agentDialog{{id: v.id(), state: sip.DialogEarly, direction: string(sip.DirectionRecipient)}}
-	case "busy", "hold":
-		return []agentDialog{{id: v.id(), state: sip.DialogConfirmed, held: v.lamp == "hold"}}
+	case callstate.LampBusy, callstate.LampHold:
+		return []agentDialog{{id: v.id(), state: sip.DialogConfirmed, held: v.lamp == callstate.LampHold}}
 	}
 	return nil
 }

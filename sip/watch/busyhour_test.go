@@ -128,7 +128,7 @@ func (b busyHour) run(tb testing.TB, settle time.Duration) busyResult {
 	s := startSubscriber(tb, cfg)
 	for _, ext := range exts {
 		testpbx.WaitFor(tb, 20*time.Second, func() string {
-			if l := lampOf(tb, st.Store, ext); l.Lamp != LampIdle || l.Subscription != SubActive {
+			if l := lampOf(tb, st.Store, ext); l.Lamp != callstate.LampIdle || l.Subscription != callstate.SubscriptionActive {
 				return fmt.Sprintf("extension %s: lamp %+v, want idle and active", ext, l)
 			}
 			return ""
@@ -268,7 +268,7 @@ func (b busyHour) check(tb testing.TB, st *store.Store, exts []string, completed
 			problems = append(problems, fmt.Sprintf("extension %s: %d rows, %d answered in, %d answered out, %d open; want at least %d in and %d out (the calls sipp completed), at most %d open (the calls it failed)",
 				ext, len(calls), in, out, open, wantIn, wantOut, failed))
 		}
-		if l := lampOf(tb, st, ext); l.Subscription != SubActive || open == 0 && l.Lamp != LampIdle {
+		if l := lampOf(tb, st, ext); l.Subscription != callstate.SubscriptionActive || open == 0 && l.Lamp != callstate.LampIdle {
 			problems = append(problems, fmt.Sprintf("extension %s: lamp %s, subscription %s", ext, l.Lamp, l.Subscription))
 		}
 	}

@@ -26,7 +26,7 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 		calls, err := sub.s.cfg.Store.ActiveCalls(sctx, callstate.SourceSIP, sub.ext)
 		cancel()
 		if err != nil {
-			return outcome{state: SubRetrying, reason: "reading the extension's active calls failed: " + err.Error()}
+			return outcome{state: callstate.SubscriptionRetrying, reason: "reading the extension's active calls failed: " + err.Error()}
 		}
 		sub.mu.Lock()
 		sub.tracker.load(calls, time.Now())
@@ -59,13 +59,13 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 	sub.syncCSeq(req)
 	if err != nil {
 		sub.s.checkPBX("SUBSCRIBE got no answer")
-		return outcome{state: SubRetrying, reason: "no answer from the PBX: " + err.Error()}
+		return outcome{state: callstate.SubscriptionRetrying, reason: "no answer from the PBX: " + err.Error()}
 	}
 	if res.StatusCode/100 == 2 {
 		sub.mu.Lock()
 		defer sub.mu.Unlock()
 		if sub.callID != callID {
-			return outcome{state: SubRetrying, reason: "subscription replaced"}
+			return outcome{state: callstate.SubscriptionRetrying, reason: "subscription replaced"}
 		}
 		if sub.remoteTag == "" {
 			sub.remoteTag, _ = res.To().Params.Get("tag")
@@ -84,16 +84,16 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 // refused turns a final non-2xx response into an outcome.
 func (sub *subscription) refused(res *sipmsg.Response, what string) outcome {
 	reason := fmt.Sprintf("%s answered %d %s", what, res.StatusCode, res.Reason)
-	out := outcome{state: SubRetrying, reason: reason, retryAfter: retryAfter(res)}
+	out := outcome{state: callstate.SubscriptionRetrying, reason: reason, retryAfter: retryAfter(res)}
 	switch res.StatusCode {
 	case statusBadEvent:
-		out.state, out.reason = SubRefused, "PBX does not support "+sub.event+" events ("+reason+")"
+		out.state, out.reason = callstate.SubscriptionRefused, "PBX does not support "+sub.event+" events ("+reason+")"
 		out.retryAfter = max(out.retryAfter, sub.s.cfg.RetryMax)
 	case sipmsg.StatusUnauthorized, sipmsg.StatusProxyAuthRequired, sipmsg.StatusForbidden:
-		out.state, out.reason = SubRefused, reason+": check SIP_USERNAME, SIP_PASSWORD, SIP_AUTH_USERNAME and SIP_REALM"
+		out.state, out.reason = callstate.SubscriptionRefused, reason+": check SIP_USERNAME, SIP_PASSWORD, SIP_AUTH_USERNAME and SIP_REALM"
 		out.retryAfter = max(out.retryAfter, sub.s.cfg.RetryMax)
 	case sipmsg.StatusNotFound, sipmsg.StatusGlobalDecline:
-		out.state = SubRefused
+		out.state = callstate.SubscriptionRefused
 		out.retryAfter = max(out.retryAfter, sub.s.cfg.RetryMax)
 	case sipmsg.StatusCallTransactionDoesNotExists:
 		out.now = true
@@ -141,7 +141,7 @@ func (sub *subscription) grant(res *sipmsg.Response, now time.Time) {
 // terminated turns a Subscription-State: terminated into an outcome, with
 // the reasons of RFC 6665 section 4.1.3 respected.
 func (sub *subscription) terminated(t *termination) outcome {
-	out := outcome{state: SubRetrying, reason: "PBX terminated the subscription", retryAfter: t.retryAfter}
+	out := outcome{state: callstate.SubscriptionRetrying, reason: "PBX terminated the subscription", retryAfter: t.retryAfter}
 	if t.reason != "" {
 		out.reason += " (" + t.reason + ")"
 	}
@@ -149,7 +149,7 @@ func (sub *subscription) terminated(t *termination) outcome {
 	case "deactivated", "timeout":
 		out.now = true
 	case "rejected", "noresource", "invariant":
-		out.state, out.final = SubRefused, true
+		out.state, out.final = callstate.SubscriptionRefused, true
 	}
 	return out
 }
@@ -159,7 +159,7 @@ func (sub *subscription) refresh(ctx context.Context, expires time.Duration) out
 	sub.mu.Lock()
 	if sub.callID == "" {
 		sub.mu.Unlock()
-		return outcome{state: SubRetrying, reason: "no subscription", now: true}
+		return outcome{state: callstate.SubscriptionRetrying, reason: "no subscription", now: true}
 	}
 	callID := sub.callID
 	sub.wantFull = false
@@ -171,12 +171,12 @@ func (sub *subscription) refresh(ctx context.Context, expires time.Duration) out
 		if expires > 0 {
 			sub.s.checkPBX("refresh SUBSCRIBE got no answer")
 		}
-		return outcome{state: SubRetrying, reason: "refresh got no answer: " + err.Error(), now: true}
+		return outcome{state: callstate.SubscriptionRetrying, reason: "refresh got no answer: " + err.Error(), now: true}
 	}
 	sub.mu.Lock()
 	if sub.callID != callID {
 		sub.mu.Unlock()
-		return outcome{state: SubRetrying, reason: "subscription replaced", now: true}
+		return outcome{state: callstate.SubscriptionRetrying, reason: "subscription replaced", now: true}
 	}
 	if res.StatusCode/100 == 2 {
 		if expires > 0 {
@@ -233,7 +233,7 @@ func (sub *subscription) stop() {
 	sub.mu.Lock()
 	sub.callID, sub.active = "", false
 	sub.mu.Unlock()
-	sub.setState(SubTerminated, "not watched: callstate stopped or the extension was disabled")
+	sub.setState(callstate.SubscriptionTerminated, "not watched: callstate stopped or the extension was disabled")
 }
 
 // request builds a SUBSCRIBE in the current dialog, CSeq incremented.

@@ -47,8 +47,8 @@ func TestFakePBX(t *testing.T) {
 	if call.Direction != callstate.DirectionIn || call.From != "200" || call.To != "101" {
 		t.Errorf("direction %q from %q to %q, want in 200 101", call.Direction, call.From, call.To)
 	}
-	if call.AnsweredAt.IsZero() || call.Cause != CauseVanished {
-		t.Errorf("answered at %v cause %q, want answered and %q", call.AnsweredAt, call.Cause, CauseVanished)
+	if call.AnsweredAt.IsZero() || call.Cause != callstate.CauseVanished {
+		t.Errorf("answered at %v cause %q, want answered and %q", call.AnsweredAt, call.Cause, callstate.CauseVanished)
 	}
 	j, err := st.Journal(t.Context(), callstate.SourceSIP, call.Key)
 	if err != nil {

@@ -150,7 +150,7 @@ func TestKamailio(t *testing.T) {
 			startSubscriber(t, cfg)
 			for _, ext := range []string{"100", "101"} {
 				testpbx.WaitFor(t, 15*time.Second, func() string {
-					if l := lampOf(t, st, ext); l.Lamp != LampIdle {
+					if l := lampOf(t, st, ext); l.Lamp != callstate.LampIdle {
 						return fmt.Sprintf("extension %s: lamp %+v, want idle", ext, l)
 					}
 					return ""
@@ -190,7 +190,7 @@ func TestKamailio(t *testing.T) {
 					t.Errorf("extension %s: journal %d entries, err %v; want ringing and ended at least", c.ext, len(j), err)
 				}
 				testpbx.WaitFor(t, 5*time.Second, func() string {
-					if l := lampOf(t, st, c.ext); l.Lamp != LampIdle || l.Subscription != SubActive {
+					if l := lampOf(t, st, c.ext); l.Lamp != callstate.LampIdle || l.Subscription != callstate.SubscriptionActive {
 						return fmt.Sprintf("extension %s after the call: lamp %+v, want idle and active", c.ext, l)
 					}
 					return ""
@@ -211,7 +211,7 @@ func TestKamailioRuntimeExtension(t *testing.T) {
 		t.Fatal(err)
 	}
 	testpbx.WaitFor(t, 15*time.Second, func() string {
-		if l := lampOf(t, st, "105"); l.Lamp != LampIdle {
+		if l := lampOf(t, st, "105"); l.Lamp != callstate.LampIdle {
 			return fmt.Sprintf("lamp %+v, want idle", l)
 		}
 		return ""
@@ -231,7 +231,7 @@ func TestKamailioRuntimeExtension(t *testing.T) {
 		t.Fatal(err)
 	}
 	testpbx.WaitFor(t, 10*time.Second, func() string {
-		if l := lampOf(t, st, "105"); l.Subscription != SubTerminated || l.Lamp != LampUnavailable {
+		if l := lampOf(t, st, "105"); l.Subscription != callstate.SubscriptionTerminated || l.Lamp != callstate.LampUnavailable {
 			return fmt.Sprintf("lamp %+v, want unavailable and terminated", l)
 		}
 		return ""

@@ -214,13 +214,13 @@ func (sub *subscription) body(doc parsedBody, cseq uint32, now time.Time, ss sub
 		sub.signal()
 	}
 	var changes []dialogChange
-	cause := CauseVanished
+	cause := callstate.CauseVanished
 	switch {
 	case late:
 		changes = sub.tracker.late(di, now)
 	default:
 		if !partial && sub.afterRestart {
-			cause = CausePBXRestart
+			cause = callstate.CausePBXRestart
 		}
 		changes = sub.tracker.apply(di, now, cause)
 	}
@@ -259,7 +259,7 @@ func (sub *subscription) body(doc parsedBody, cseq uint32, now time.Time, ss sub
 				ev.Type = eventDialog + "-" + c.ended
 				ev.DedupKey += "|" + c.ended
 			}
-			if c.ended == CausePBXRestart {
+			if c.ended == callstate.CausePBXRestart {
 				sub.log().Info("sip: call ended: the PBX restarted and no longer lists it", "call_key", c.update.Key)
 			}
 			evs = append(evs, ev)

@@ -63,7 +63,7 @@ func (s *Subscriber) goPBXRestarted(why string, epoch uint64) {
 // subscriptions, seen by a subscription opened at restart count epoch: if
 // no restart was handled since, every subscription is given up and opened
 // again, at a random moment within spreadWindow, and the first full state
-// of each ends the calls it no longer lists with CausePBXRestart.
+// of each ends the calls it no longer lists with callstate.CausePBXRestart.
 func (s *Subscriber) pbxRestarted(why string, epoch uint64) {
 	s.pbxMu.Lock()
 	if s.pbx.down || s.pbx.epoch != epoch {
@@ -93,7 +93,7 @@ func (s *Subscriber) pbxRestarted(why string, epoch uint64) {
 // SUBSCRIBE, not one per extension. It reports whether sub waits for that
 // answer (up to the request timeout) before it subscribes again, so that
 // after a restart its first full state ends the calls that were up with
-// CausePBXRestart, as everyone's.
+// callstate.CausePBXRestart, as everyone's.
 func (s *Subscriber) refreshUnknown(sub *subscription, epoch uint64) (wait bool) {
 	now := time.Now()
 	s.pbxMu.Lock()

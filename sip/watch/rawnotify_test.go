@@ -349,7 +349,7 @@ func TestNotifyBurstOutOfOrder(t *testing.T) {
 		}
 	}
 	testpbx.WaitFor(t, 5*time.Second, func() string {
-		if l := lampOf(t, st, "132"); l.Lamp != LampIdle {
+		if l := lampOf(t, st, "132"); l.Lamp != callstate.LampIdle {
 			return fmt.Sprintf("lamp %+v, want idle", l)
 		}
 		return ""
@@ -394,12 +394,12 @@ func TestReusedDialogID(t *testing.T) {
 	if first.CallID != "first@pbx" || first.Cause != "remote-bye" || first.AnsweredAt.IsZero() || !first.EndedAt.Before(second.StartedAt) {
 		t.Errorf("first call %+v, want answered and ended by remote-bye before the second began", first)
 	}
-	if second.CallID != "second@pbx" || second.State != callstate.StateEnded || second.Cause != CauseVanished || !second.AnsweredAt.IsZero() {
+	if second.CallID != "second@pbx" || second.State != callstate.StateEnded || second.Cause != callstate.CauseVanished || !second.AnsweredAt.IsZero() {
 		t.Errorf("second call %+v, want a ringing call ended as vanished", second)
 	}
 	j, err := st.Journal(t.Context(), callstate.SourceSIP, second.Key)
-	if err != nil || len(j) != 2 || j[1].Type != "dialog-"+CauseVanished {
-		t.Errorf("second call's journal %+v, %v; want its ringing and an end of type dialog-%s", j, err, CauseVanished)
+	if err != nil || len(j) != 2 || j[1].Type != "dialog-"+callstate.CauseVanished {
+		t.Errorf("second call's journal %+v, %v; want its ringing and an end of type dialog-%s", j, err, callstate.CauseVanished)
 	}
 }
 
@@ -429,7 +429,7 @@ func TestEmptyFirstNotify(t *testing.T) {
 		}
 	}
 	c, err := st.Call(t.Context(), callstate.SourceSIP, stale)
-	if err != nil || c.State != callstate.StateEnded || c.Cause != CauseVanished {
+	if err != nil || c.State != callstate.StateEnded || c.Cause != callstate.CauseVanished {
 		t.Errorf("stale call %+v, %v; want ended as vanished by the empty first NOTIFY", c, err)
 	}
 	c, err = st.Call(t.Context(), callstate.SourceSIP, "141/d2~"+callHash("d2@pbx"))
@@ -438,7 +438,7 @@ func TestEmptyFirstNotify(t *testing.T) {
 	}
 	// The subscription's state is written within the state writer's flush.
 	testpbx.WaitFor(t, 5*time.Second, func() string {
-		if l := lampOf(t, st, "141"); l.Lamp != LampRinging {
+		if l := lampOf(t, st, "141"); l.Lamp != callstate.LampRinging {
 			return fmt.Sprintf("lamp %+v, want ringing", l)
 		}
 		return ""
@@ -482,7 +482,7 @@ func TestNewRemoteTagResubscribesAll(t *testing.T) {
 			if got := n.sub(ext).callID; got == before[ext] {
 				return fmt.Sprintf("extension %s: still subscription %s, want a new one", ext, got)
 			}
-			if l := lampOf(t, st, ext); l.Subscription != SubActive {
+			if l := lampOf(t, st, ext); l.Subscription != callstate.SubscriptionActive {
 				return fmt.Sprintf("extension %s: lamp %+v, want active again", ext, l)
 			}
 			return ""
@@ -504,14 +504,14 @@ func TestKeepaliveWithoutOptions(t *testing.T) {
 	}
 	startSubscriber(t, Config{PBXAddr: n.addr, Domain: "pbx.test", Store: st, Expires: time.Minute, Keepalive: 200 * time.Millisecond})
 	testpbx.WaitFor(t, 10*time.Second, func() string {
-		if l := lampOf(t, st, "160"); l.Subscription != SubActive {
+		if l := lampOf(t, st, "160"); l.Subscription != callstate.SubscriptionActive {
 			return fmt.Sprintf("lamp %+v, want active", l)
 		}
 		return ""
 	})
 	callID, before := n.sub("160").callID, n.subscribes("160")
 	time.Sleep(3 * time.Second)
-	if l := lampOf(t, st, "160"); l.Subscription != SubActive || l.Lamp != LampIdle {
+	if l := lampOf(t, st, "160"); l.Subscription != callstate.SubscriptionActive || l.Lamp != callstate.LampIdle {
 		t.Errorf("lamp %+v, want idle and active", l)
 	}
 	if got := n.sub("160").callID; got != callID {

@@ -50,17 +50,17 @@ func TestKamailioRestart(t *testing.T) {
 				t.Helper()
 				for _, ext := range exts {
 					testpbx.WaitFor(t, timeout, func() string {
-						if l := lampOf(t, st, ext); l.Lamp != want || l.Subscription != SubActive {
+						if l := lampOf(t, st, ext); l.Lamp != want || l.Subscription != callstate.SubscriptionActive {
 							return fmt.Sprintf("extension %s: lamp %+v, want %s and active", ext, l, want)
 						}
 						return ""
 					})
 				}
 			}
-			waitLamps(15*time.Second, LampIdle)
+			waitLamps(15*time.Second, callstate.LampIdle)
 
 			call := k.StartCall(t, "120", "121", 200*time.Millisecond, 8*time.Second)
-			waitLamps(10*time.Second, LampBusy)
+			waitLamps(10*time.Second, callstate.LampBusy)
 			first := map[string]callstate.Call{}
 			for _, ext := range exts {
 				first[ext] = sipCalls(t, st, ext)[0]
@@ -71,19 +71,19 @@ func TestKamailioRestart(t *testing.T) {
 				saw := false
 				deadline := time.Now().Add(tt.down + 5*time.Second)
 				for time.Now().Before(deadline) && !saw {
-					saw = lampOf(t, st, "120").Lamp == LampUnavailable
+					saw = lampOf(t, st, "120").Lamp == callstate.LampUnavailable
 					time.Sleep(20 * time.Millisecond)
 				}
 				sawUnavailable <- saw
 			}()
 			k.Restart(t, tt.down)
 			back := time.Now()
-			waitLamps(10*time.Second, LampIdle)
+			waitLamps(10*time.Second, callstate.LampIdle)
 			for _, ext := range exts {
 				testpbx.WaitFor(t, time.Second, func() string {
 					c, err := st.Call(t.Context(), callstate.SourceSIP, first[ext].Key)
-					if err != nil || c.State != callstate.StateEnded || c.Cause != CausePBXRestart {
-						return fmt.Sprintf("extension %s: call %+v, %v; want ended with cause %s", ext, c, err, CausePBXRestart)
+					if err != nil || c.State != callstate.StateEnded || c.Cause != callstate.CausePBXRestart {
+						return fmt.Sprintf("extension %s: call %+v, %v; want ended with cause %s", ext, c, err, callstate.CausePBXRestart)
 					}
 					return ""
 				})
@@ -91,8 +91,8 @@ func TestKamailioRestart(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if last := j[len(j)-1]; last.Type != "dialog-"+CausePBXRestart {
-					t.Errorf("extension %s: last journal entry %+v, want type dialog-%s", ext, last, CausePBXRestart)
+				if last := j[len(j)-1]; last.Type != "dialog-"+callstate.CausePBXRestart {
+					t.Errorf("extension %s: last journal entry %+v, want type dialog-%s", ext, last, callstate.CausePBXRestart)
 				}
 			}
 			t.Logf("lamps right and the call ended %v after Kamailio was back", time.Since(back).Round(time.Millisecond))
@@ -123,7 +123,7 @@ func TestKamailioRestart(t *testing.T) {
 					t.Errorf("extension %s: second call %q (call-id %q) is the first one's", ext, c.Key, c.CallID)
 				}
 				if c.StartedAt.Before(placed.Add(-time.Second)) || c.AnsweredAt.IsZero() || c.AnsweredAt.Before(c.StartedAt) ||
-					c.EndedAt.Before(c.AnsweredAt) || c.Cause == CausePBXRestart {
+					c.EndedAt.Before(c.AnsweredAt) || c.Cause == callstate.CausePBXRestart {
 					t.Errorf("extension %s: second call started %v answered %v ended %v cause %q (placed %v)",
 						ext, c.StartedAt, c.AnsweredAt, c.EndedAt, c.Cause, placed)
 				}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/internal/testpbx"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
@@ -165,7 +166,7 @@ sample:
 	}
 	right := 0
 	for _, l := range ls {
-		if l.Lamp == LampIdle && l.Subscription == SubActive {
+		if l.Lamp == callstate.LampIdle && l.Subscription == callstate.SubscriptionActive {
 			right++
 		}
 	}

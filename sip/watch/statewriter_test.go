@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/internal/testpbx"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
@@ -115,10 +116,10 @@ func TestStateWriterRetries(t *testing.T) {
 	defer w.close()
 	g.set(false)
 	for _, ext := range names {
-		w.setSubscription(ext, SubPending, "")
+		w.setSubscription(ext, callstate.SubscriptionPending, "")
 	}
 	for _, ext := range names {
-		w.setSubscription(ext, SubActive, "")
+		w.setSubscription(ext, callstate.SubscriptionActive, "")
 	}
 	w.setPresence(names[0], "busy", "On the phone")
 	testpbx.WaitFor(t, 10*time.Second, func() string {
@@ -137,7 +138,7 @@ func TestStateWriterRetries(t *testing.T) {
 		}
 		active := 0
 		for _, l := range ls {
-			if l.Subscription == SubActive {
+			if l.Subscription == callstate.SubscriptionActive {
 				active++
 			}
 		}

@@ -44,15 +44,6 @@ type Store interface {
 	SetPresences(ctx context.Context, exts, statuses, notes []string) error
 }
 
-// Subscription states, as SetSubscriptions receives them.
-const (
-	SubPending    = "pending"
-	SubActive     = "active"
-	SubRetrying   = "retrying"
-	SubRefused    = "refused"
-	SubTerminated = "terminated"
-)
-
 // DefaultReloadInterval is how often a Subscriber reads the list of
 // extensions from the store unless told otherwise (SIP_RELOAD_INTERVAL's
 // default too).
@@ -212,7 +203,7 @@ func (s *Subscriber) checkConfig() error {
 	if c.Username == "" {
 		c.Username = "callstate"
 	}
-	if !sip.ValidUser(c.Username) {
+	if !callstate.ValidSIPUser(c.Username) {
 		return bad("username %q: not allowed in a SIP URI", c.Username)
 	}
 	for name, v := range map[string]string{"password": c.Password, "auth username": c.AuthUsername, "realm": c.Realm, "user agent": c.UserAgent} {
@@ -385,7 +376,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 func (s *Subscriber) sync(ctx context.Context, exts []string) {
 	want := make(map[string]bool, len(exts))
 	for _, ext := range exts {
-		if !sip.ValidExtension(ext) {
+		if !callstate.ValidExtension(ext) {
 			s.log.Warn("sip: ignoring extension with characters not allowed in a SIP URI", "extension", ext)
 			continue
 		}

@@ -42,7 +42,7 @@ func TestNotifyRules(t *testing.T) {
 		}
 	}
 	testpbx.WaitFor(t, 10*time.Second, func() string {
-		if l := lampOf(t, st, "100"); l.Subscription != SubActive {
+		if l := lampOf(t, st, "100"); l.Subscription != callstate.SubscriptionActive {
 			return fmt.Sprintf("lamp %+v, want subscription active", l)
 		}
 		return ""
@@ -64,7 +64,7 @@ func TestNotifyRules(t *testing.T) {
 	t.Run("EmptyBody", func(t *testing.T) { send("active;expires=60", "", 200) })
 	t.Run("Ringing", func(t *testing.T) {
 		send("active;expires=60", dialogDoc("100", 5, "d1", "early"), 200)
-		if l := lampOf(t, st, "100"); l.Lamp != LampRinging {
+		if l := lampOf(t, st, "100"); l.Lamp != callstate.LampRinging {
 			t.Errorf("lamp %+v, want ringing", l)
 		}
 	})
@@ -79,10 +79,10 @@ func TestNotifyRules(t *testing.T) {
 	t.Run("Vanished", func(t *testing.T) {
 		send("active;expires=60", dialogDoc("100", 6, "", ""), 200)
 		c, err := st.Call(t.Context(), callstate.SourceSIP, "100/d1~"+callHash("d1@pbx"))
-		if err != nil || c.State != callstate.StateEnded || c.Cause != CauseVanished || c.Direction != callstate.DirectionIn || c.From != "200" {
+		if err != nil || c.State != callstate.StateEnded || c.Cause != callstate.CauseVanished || c.Direction != callstate.DirectionIn || c.From != "200" {
 			t.Errorf("call %+v, %v; want ended, vanished, in from 200", c, err)
 		}
-		if l := lampOf(t, st, "100"); l.Lamp != LampIdle {
+		if l := lampOf(t, st, "100"); l.Lamp != callstate.LampIdle {
 			t.Errorf("lamp %+v, want idle", l)
 		}
 	})
@@ -97,7 +97,7 @@ func TestNotifyRules(t *testing.T) {
 		})
 		sub = n.sub("100")
 		testpbx.WaitFor(t, 10*time.Second, func() string {
-			if l := lampOf(t, st, "100"); l.Subscription != SubActive {
+			if l := lampOf(t, st, "100"); l.Subscription != callstate.SubscriptionActive {
 				return fmt.Sprintf("lamp %+v, want active again", l)
 			}
 			return ""
@@ -106,7 +106,7 @@ func TestNotifyRules(t *testing.T) {
 	t.Run("TerminatedRejectedStops", func(t *testing.T) {
 		send("terminated;reason=rejected", "", 200)
 		testpbx.WaitFor(t, 10*time.Second, func() string {
-			if l := lampOf(t, st, "100"); l.Subscription != SubRefused || l.Lamp != LampUnavailable {
+			if l := lampOf(t, st, "100"); l.Subscription != callstate.SubscriptionRefused || l.Lamp != callstate.LampUnavailable {
 				return fmt.Sprintf("lamp %+v, want refused and unavailable", l)
 			}
 			return ""
@@ -195,7 +195,7 @@ func TestBadEvent(t *testing.T) {
 	}
 	startSubscriber(t, Config{PBXAddr: n.addr, Store: st, Expires: time.Minute, RetryMax: time.Hour})
 	testpbx.WaitFor(t, 10*time.Second, func() string {
-		if l := lampOf(t, st, "300"); l.Subscription != SubRefused || !strings.Contains(l.Reason, "does not support dialog events") {
+		if l := lampOf(t, st, "300"); l.Subscription != callstate.SubscriptionRefused || !strings.Contains(l.Reason, "does not support dialog events") {
 			return fmt.Sprintf("lamp %+v, want refused: does not support dialog events", l)
 		}
 		return ""
@@ -245,7 +245,7 @@ func TestRefreshAndUnsubscribe(t *testing.T) {
 	if got[0] != "60/false" || got[1] != "60/true" || got[len(got)-1] != "0/true" {
 		t.Errorf("SUBSCRIBEs (Expires/in dialog): %v, want 60/false, 60/true …, 0/true", got)
 	}
-	if l := lampOf(t, st, "100"); l.Subscription != SubTerminated || l.Lamp != LampUnavailable {
+	if l := lampOf(t, st, "100"); l.Subscription != callstate.SubscriptionTerminated || l.Lamp != callstate.LampUnavailable {
 		t.Errorf("after stop: lamp %+v, want terminated and unavailable", l)
 	}
 }

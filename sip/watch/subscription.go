@@ -8,6 +8,8 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/callstate/callstate"
 )
 
 // The event packages the subscriber speaks.
@@ -67,7 +69,7 @@ type subscription struct {
 	epoch        uint64    // the Subscriber's restart count when this dialog was opened
 	lost         string    // why the PBX lost the subscription; maintain gives it up
 	resubAt      time.Time // when to subscribe again: after a back-off, or when the PBX lost it
-	afterRestart bool      // the next fresh full state ends unlisted calls with CausePBXRestart
+	afterRestart bool      // the next fresh full state ends unlisted calls with callstate.CausePBXRestart
 	probe        bool      // refresh at once: does the PBX still know the subscription?
 }
 
@@ -80,7 +82,7 @@ type termination struct {
 // outcome is how an attempt to subscribe or refresh ended.
 type outcome struct {
 	ok         bool
-	state      string        // SubRetrying or SubRefused when not ok
+	state      string        // callstate.SubscriptionRetrying or callstate.SubscriptionRefused when not ok
 	reason     string        // for logs and sip_extension.reason
 	retryAfter time.Duration // >0: the PBX said when; else back off
 	now        bool          // try again at once (the PBX lost the subscription)
@@ -130,7 +132,7 @@ const (
 func (sub *subscription) step(ctx context.Context) time.Time {
 	if !sub.begun {
 		sub.begun = true
-		sub.setState(SubPending, "")
+		sub.setState(callstate.SubscriptionPending, "")
 	}
 	for ctx.Err() == nil {
 		switch sub.phase {
@@ -158,7 +160,7 @@ func (sub *subscription) step(ctx context.Context) time.Time {
 			}
 			sub.failures = 0
 			sub.log().Info("sip: subscription up", "expires", sub.grantedExpiry())
-			sub.setState(SubActive, "")
+			sub.setState(callstate.SubscriptionActive, "")
 			sub.phase, sub.lastFull = phaseUp, time.Time{}
 			if every := sub.stuckEvery(); every > 0 {
 				sub.nextStuck = time.Now().Add(every)
@@ -232,7 +234,7 @@ func (sub *subscription) down(out outcome) {
 	sub.mu.Lock()
 	callID := sub.callID
 	sub.callID, sub.active = "", false
-	sub.notifyLamp(LampUnavailable)
+	sub.notifyLamp(callstate.LampUnavailable)
 	sub.mu.Unlock()
 	// Not under mu: the Subscriber's lock is never taken under a
 	// subscription's (sync holds it while it sets up new ones).
@@ -319,17 +321,17 @@ func (sub *subscription) maintain(ctx context.Context) (time.Time, outcome) {
 		sub.probe = false
 		sub.mu.Unlock()
 		if lost != "" {
-			return time.Time{}, outcome{state: SubRetrying, reason: lost, lost: true}
+			return time.Time{}, outcome{state: callstate.SubscriptionRetrying, reason: lost, lost: true}
 		}
 		if term != nil {
 			return time.Time{}, sub.terminated(term)
 		}
 		if !active {
-			return time.Time{}, outcome{state: SubRetrying, reason: "subscription expired", now: true}
+			return time.Time{}, outcome{state: callstate.SubscriptionRetrying, reason: "subscription expired", now: true}
 		}
 		now := time.Now()
 		if now.After(deadAt) {
-			return time.Time{}, outcome{state: SubRetrying, reason: "no word from the PBX within the subscription's expiry", now: true}
+			return time.Time{}, outcome{state: callstate.SubscriptionRetrying, reason: "no word from the PBX within the subscription's expiry", now: true}
 		}
 		every := sub.stuckEvery()
 		if every > 0 && !now.Before(sub.nextStuck) {

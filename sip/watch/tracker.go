@@ -13,15 +13,6 @@ import (
 	"github.com/callstate/callstate/sip"
 )
 
-// Causes of calls the subscriber ends itself, when the PBX no longer lists
-// them: CauseVanished when a full dialog-info document (or the reuse of the
-// dialog's id for another call) says the dialog is gone, CausePBXRestart when
-// that document is the first after the PBX restarted or was unreachable.
-const (
-	CauseVanished   = "vanished"
-	CausePBXRestart = "pbx-restart"
-)
-
 // A tracker remembers the calls that ended for endedKeep (at most
 // endedMemory of them), so that a document that still lists one of them
 // does not bring it back: a late document, or one of a PBX that keeps
@@ -127,9 +118,9 @@ func (t *tracker) load(calls []callstate.Call, now time.Time) {
 
 // document returns the updates doc implies and records them. A document
 // without a state attribute is taken as full; a full one ends the dialogs it
-// does not list with CauseVanished.
+// does not list with callstate.CauseVanished.
 func (t *tracker) document(doc sip.DialogInfo, now time.Time) []dialogChange {
-	return t.apply(doc, now, CauseVanished)
+	return t.apply(doc, now, callstate.CauseVanished)
 }
 
 // apply is document with the cause given to the dialogs a full document
@@ -232,7 +223,7 @@ func (t *tracker) dialog(d sip.Dialog, now time.Time, late bool) []dialogChange 
 	var out []dialogChange
 	td := t.active[d.ID]
 	if td != nil && td.conflicts(d) {
-		out = append(out, t.end(d.ID, CauseVanished, now))
+		out = append(out, t.end(d.ID, callstate.CauseVanished, now))
 		td = nil
 	}
 	tracked := true
@@ -372,40 +363,15 @@ func (t *tracker) stuck(now time.Time, bound time.Duration) bool {
 	return found
 }
 
-// lamp is what a BLF key shows for the tracked dialogs: hold when every
-// answered call is held, busy, ringing, else idle.
+// lamp is what a BLF key shows for the tracked dialogs, by the lamp rule
+// of the sip_lamp view (callstate.ExtensionLamp).
 func (t *tracker) lamp() string {
-	var answered, held, ringing int
+	calls := make([]callstate.Call, 0, len(t.active))
 	for _, td := range t.active {
-		switch td.state {
-		case callstate.StateAnswered:
-			answered++
-			if td.onHold {
-				held++
-			}
-		case callstate.StateRinging:
-			ringing++
-		}
+		calls = append(calls, callstate.Call{State: td.state, OnHold: td.onHold})
 	}
-	switch {
-	case answered > 0 && answered == held:
-		return LampHold
-	case answered > 0:
-		return LampBusy
-	case ringing > 0:
-		return LampRinging
-	}
-	return LampIdle
+	return callstate.ExtensionLamp(calls)
 }
-
-// The lamps of the sip_lamp view.
-const (
-	LampIdle        = "idle"
-	LampRinging     = "ringing"
-	LampBusy        = "busy"
-	LampHold        = "hold"
-	LampUnavailable = "unavailable"
-)
 
 // collapse returns ds with each dialog once. A PBX that builds an entity's
 // document from several publications (Kamailio's presence_dialoginfo) may

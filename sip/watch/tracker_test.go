@@ -101,7 +101,7 @@ func TestTrackerKamailioCaptures(t *testing.T) {
 			if c.Cause != tt.cause {
 				t.Errorf("cause %q, want %q", c.Cause, tt.cause)
 			}
-			if len(tr.active) != 0 || tr.lamp() != LampIdle {
+			if len(tr.active) != 0 || tr.lamp() != callstate.LampIdle {
 				t.Errorf("after the call: %d active, lamp %s", len(tr.active), tr.lamp())
 			}
 		})
@@ -144,67 +144,67 @@ func TestTrackerDocuments(t *testing.T) {
 		steps []step
 	}{
 		{"RingAnswerHoldHangUp", []step{
-			{doc: doc(sip.DocFull, 1, early), want: []string{k1 + " ringing  -"}, lamp: LampRinging},
-			{doc: doc(sip.DocFull, 2, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
-			{doc: doc(sip.DocPartial, 3, held), want: []string{k1 + " answered  true"}, lamp: LampHold},
-			{doc: doc(sip.DocPartial, 4, ended), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
+			{doc: doc(sip.DocFull, 1, early), want: []string{k1 + " ringing  -"}, lamp: callstate.LampRinging},
+			{doc: doc(sip.DocFull, 2, confirmed), want: []string{k1 + " answered  false"}, lamp: callstate.LampBusy},
+			{doc: doc(sip.DocPartial, 3, held), want: []string{k1 + " answered  true"}, lamp: callstate.LampHold},
+			{doc: doc(sip.DocPartial, 4, ended), want: []string{k1 + " ended remote-bye -"}, lamp: callstate.LampIdle},
 		}},
 		{"FullDocumentEndsVanishedDialog", []step{
-			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
-			{doc: doc(sip.DocFull, 2), want: []string{k1 + " ended vanished -"}, lamp: LampIdle},
+			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: callstate.LampBusy},
+			{doc: doc(sip.DocFull, 2), want: []string{k1 + " ended vanished -"}, lamp: callstate.LampIdle},
 		}},
 		{"PartialDocumentKeepsUnlisted", []step{
-			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
-			{doc: doc(sip.DocPartial, 2, sip.Dialog{ID: "d2", CallID: "c2", State: sip.DialogEarly}), want: []string{"100/d2~" + callHash("c2") + " ringing  -"}, lamp: LampBusy},
+			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: callstate.LampBusy},
+			{doc: doc(sip.DocPartial, 2, sip.Dialog{ID: "d2", CallID: "c2", State: sip.DialogEarly}), want: []string{"100/d2~" + callHash("c2") + " ringing  -"}, lamp: callstate.LampBusy},
 		}},
 		{"NoStateMeansFull", []step{
-			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
-			{doc: doc("", 2), want: []string{k1 + " ended vanished -"}, lamp: LampIdle},
+			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: callstate.LampBusy},
+			{doc: doc("", 2), want: []string{k1 + " ended vanished -"}, lamp: callstate.LampIdle},
 		}},
 		{"AsteriskIdleIsNoCall", []step{
-			{doc: doc(sip.DocFull, 1, asteriskIdle), want: nil, lamp: LampIdle},
+			{doc: doc(sip.DocFull, 1, asteriskIdle), want: nil, lamp: callstate.LampIdle},
 		}},
 		{"AsteriskReusedIDIsANewCall", []step{
-			{doc: doc(sip.DocFull, 1, asterisk), want: []string{"100/100@" + stamp(t0) + " answered  false"}, lamp: LampBusy},
-			{doc: doc(sip.DocFull, 2, asteriskIdle), want: []string{"100/100@" + stamp(t0) + " ended  -"}, lamp: LampIdle},
-			{doc: doc(sip.DocFull, 3, asterisk), after: time.Minute, want: []string{"100/100@" + stamp(t0.Add(time.Minute)) + " answered  false"}, lamp: LampBusy},
+			{doc: doc(sip.DocFull, 1, asterisk), want: []string{"100/100@" + stamp(t0) + " answered  false"}, lamp: callstate.LampBusy},
+			{doc: doc(sip.DocFull, 2, asteriskIdle), want: []string{"100/100@" + stamp(t0) + " ended  -"}, lamp: callstate.LampIdle},
+			{doc: doc(sip.DocFull, 3, asterisk), after: time.Minute, want: []string{"100/100@" + stamp(t0.Add(time.Minute)) + " answered  false"}, lamp: callstate.LampBusy},
 		}},
 		{"ReusedIDAfterTheEndIsANewCall", []step{
-			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
-			{doc: doc(sip.DocPartial, 2, ended), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
-			{doc: doc(sip.DocFull, 3, reused), want: []string{k9 + " ringing  -"}, lamp: LampRinging},
+			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: callstate.LampBusy},
+			{doc: doc(sip.DocPartial, 2, ended), want: []string{k1 + " ended remote-bye -"}, lamp: callstate.LampIdle},
+			{doc: doc(sip.DocFull, 3, reused), want: []string{k9 + " ringing  -"}, lamp: callstate.LampRinging},
 		}},
 		{"ReusedIDWhileActiveEndsTheOldCall", []step{
-			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
-			{doc: doc(sip.DocPartial, 2, reused), want: []string{k1 + " ended vanished -", k9 + " ringing  -"}, lamp: LampRinging},
+			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: callstate.LampBusy},
+			{doc: doc(sip.DocPartial, 2, reused), want: []string{k1 + " ended vanished -", k9 + " ringing  -"}, lamp: callstate.LampRinging},
 		}},
 		{"SameCallIDOtherTagsIsANewCall", []step{
-			{doc: doc(sip.DocFull, 1, tagged), want: []string{k1 + " answered  false"}, lamp: LampBusy},
-			{doc: doc(sip.DocPartial, 2, taggedEnd), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
-			{doc: doc(sip.DocPartial, 3, otherTags), after: time.Second, want: []string{k1 + "@" + stamp(t0.Add(time.Second)) + " answered  false"}, lamp: LampBusy},
+			{doc: doc(sip.DocFull, 1, tagged), want: []string{k1 + " answered  false"}, lamp: callstate.LampBusy},
+			{doc: doc(sip.DocPartial, 2, taggedEnd), want: []string{k1 + " ended remote-bye -"}, lamp: callstate.LampIdle},
+			{doc: doc(sip.DocPartial, 3, otherTags), after: time.Second, want: []string{k1 + "@" + stamp(t0.Add(time.Second)) + " answered  false"}, lamp: callstate.LampBusy},
 		}},
 		{"TagsLearnedLaterAreTheSameCall", []step{
-			{doc: doc(sip.DocFull, 1, early), want: []string{k1 + " ringing  -"}, lamp: LampRinging},
-			{doc: doc(sip.DocFull, 2, tagged), want: []string{k1 + " answered  false"}, lamp: LampBusy},
+			{doc: doc(sip.DocFull, 1, early), want: []string{k1 + " ringing  -"}, lamp: callstate.LampRinging},
+			{doc: doc(sip.DocFull, 2, tagged), want: []string{k1 + " answered  false"}, lamp: callstate.LampBusy},
 		}},
 		{"FullDocumentAfterTheEndChangesNothing", []step{
-			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
-			{doc: doc(sip.DocPartial, 2, ended), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
-			{doc: doc(sip.DocFull, 3), want: nil, lamp: LampIdle},
+			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: callstate.LampBusy},
+			{doc: doc(sip.DocPartial, 2, ended), want: []string{k1 + " ended remote-bye -"}, lamp: callstate.LampIdle},
+			{doc: doc(sip.DocFull, 3), want: nil, lamp: callstate.LampIdle},
 		}},
 		{"TerminatedDialogListedAgainStaysOver", []step{
-			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
-			{doc: doc(sip.DocFull, 2, ended), want: []string{k1 + " ended remote-bye -"}, lamp: LampIdle},
-			{doc: doc(sip.DocFull, 3, ended), want: nil, lamp: LampIdle},
-			{doc: doc(sip.DocFull, 4, confirmed), want: nil, lamp: LampIdle}, // known already: nothing to journal again
+			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: callstate.LampBusy},
+			{doc: doc(sip.DocFull, 2, ended), want: []string{k1 + " ended remote-bye -"}, lamp: callstate.LampIdle},
+			{doc: doc(sip.DocFull, 3, ended), want: nil, lamp: callstate.LampIdle},
+			{doc: doc(sip.DocFull, 4, confirmed), want: nil, lamp: callstate.LampIdle}, // known already: nothing to journal again
 		}},
 		{"RepeatsAreNotReturned", []step{
-			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: LampBusy},
-			{doc: doc(sip.DocFull, 2, confirmed), want: nil, lamp: LampBusy},
-			{doc: doc(sip.DocFull, 3, held), want: []string{k1 + " answered  true"}, lamp: LampHold},
+			{doc: doc(sip.DocFull, 1, confirmed), want: []string{k1 + " answered  false"}, lamp: callstate.LampBusy},
+			{doc: doc(sip.DocFull, 2, confirmed), want: nil, lamp: callstate.LampBusy},
+			{doc: doc(sip.DocFull, 3, held), want: []string{k1 + " answered  true"}, lamp: callstate.LampHold},
 		}},
 		{"DialogWithoutStateIsSkipped", []step{
-			{doc: doc(sip.DocFull, 1, sip.Dialog{ID: "x"}), want: nil, lamp: LampIdle},
+			{doc: doc(sip.DocFull, 1, sip.Dialog{ID: "x"}), want: nil, lamp: callstate.LampIdle},
 		}},
 	}
 	for _, tt := range tests {
@@ -250,7 +250,7 @@ func TestTrackerLoad(t *testing.T) {
 	if got[0].update.Key != "100/100@abc" || got[0].update.State != callstate.StateAnswered {
 		t.Errorf("listed dialog: %+v, want key 100/100@abc answered", got[0].update)
 	}
-	if got[1].update.Key != "100/d1" || got[1].update.Cause != CauseVanished {
+	if got[1].update.Key != "100/d1" || got[1].update.Cause != callstate.CauseVanished {
 		t.Errorf("unlisted dialog: %+v, want 100/d1 vanished", got[1].update)
 	}
 }
@@ -312,14 +312,14 @@ func TestParseSubState(t *testing.T) {
 func TestTerminationReasons(t *testing.T) {
 	sub := &subscription{}
 	for reason, want := range map[string]outcome{
-		"deactivated": {state: SubRetrying, now: true},
-		"timeout":     {state: SubRetrying, now: true},
-		"probation":   {state: SubRetrying},
-		"giveup":      {state: SubRetrying},
-		"":            {state: SubRetrying},
-		"rejected":    {state: SubRefused, final: true},
-		"noresource":  {state: SubRefused, final: true},
-		"invariant":   {state: SubRefused, final: true},
+		"deactivated": {state: callstate.SubscriptionRetrying, now: true},
+		"timeout":     {state: callstate.SubscriptionRetrying, now: true},
+		"probation":   {state: callstate.SubscriptionRetrying},
+		"giveup":      {state: callstate.SubscriptionRetrying},
+		"":            {state: callstate.SubscriptionRetrying},
+		"rejected":    {state: callstate.SubscriptionRefused, final: true},
+		"noresource":  {state: callstate.SubscriptionRefused, final: true},
+		"invariant":   {state: callstate.SubscriptionRefused, final: true},
 	} {
 		got := sub.terminated(&termination{reason: reason})
 		if got.state != want.state || got.now != want.now || got.final != want.final {
@@ -347,16 +347,16 @@ func TestTrackerLoadKeys(t *testing.T) {
 		{Key: k1, CallID: "c1", State: callstate.StateAnswered},
 		{Key: "100/d1", CallID: "c0", State: callstate.StateRinging}, // before call-ids were in keys
 	}, t0)
-	got := tr.apply(doc(sip.DocFull, 1, sip.Dialog{ID: "d1", CallID: "c1", State: sip.DialogConfirmed}), t0, CausePBXRestart)
+	got := tr.apply(doc(sip.DocFull, 1, sip.Dialog{ID: "d1", CallID: "c1", State: sip.DialogConfirmed}), t0, callstate.CausePBXRestart)
 	var keys []string
 	for _, c := range got {
 		keys = append(keys, c.update.Key+" "+c.update.State.String()+" "+c.update.Cause)
 	}
-	want := []string{k1 + " answered ", "100/d1 ended " + CausePBXRestart}
+	want := []string{k1 + " answered ", "100/d1 ended " + callstate.CausePBXRestart}
 	if !slices.Equal(keys, want) {
 		t.Errorf("got %q, want %q", keys, want)
 	}
-	if tr.lamp() != LampBusy {
+	if tr.lamp() != callstate.LampBusy {
 		t.Errorf("lamp %s, want busy", tr.lamp())
 	}
 }
@@ -377,9 +377,9 @@ func TestTrackerLate(t *testing.T) {
 		lamp     string
 		tracking int
 	}{
-		{"AnswerAfterTheEnd", []sip.Dialog{{ID: "d1", CallID: "c1", State: sip.DialogEarly}, ended}, confirmed, k1 + " answered", LampIdle, 0},
-		{"UnheldDoesNotResetHold", []sip.Dialog{held}, confirmed, "", LampHold, 1},
-		{"UnknownDialogIsTracked", nil, confirmed, k1 + " answered", LampBusy, 1},
+		{"AnswerAfterTheEnd", []sip.Dialog{{ID: "d1", CallID: "c1", State: sip.DialogEarly}, ended}, confirmed, k1 + " answered", callstate.LampIdle, 0},
+		{"UnheldDoesNotResetHold", []sip.Dialog{held}, confirmed, "", callstate.LampHold, 1},
+		{"UnknownDialogIsTracked", nil, confirmed, k1 + " answered", callstate.LampBusy, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -406,7 +406,7 @@ func TestTrackerLate(t *testing.T) {
 // either order of applying.
 func TestCauseOfAnEndedCall(t *testing.T) {
 	bye := callstate.Update{Key: "k", State: callstate.StateEnded, Cause: "remote-bye"}
-	gone := callstate.Update{Key: "k", State: callstate.StateEnded, Cause: CausePBXRestart}
+	gone := callstate.Update{Key: "k", State: callstate.StateEnded, Cause: callstate.CausePBXRestart}
 	for name, c := range map[string]callstate.Call{
 		"InOrder":  callstate.Call{}.Apply(bye, t0).Apply(gone, t0.Add(time.Second)),
 		"Reversed": callstate.Call{}.Apply(gone, t0.Add(time.Second)).Apply(bye, t0),
