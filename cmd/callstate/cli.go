@@ -47,6 +47,7 @@ Usage:
   callstate devices [list]             list the devices that get a push on incoming calls
   callstate devices enroll USER        print a one-time link that registers a device for USER
                                        (a sipgate user id such as w0), valid WAKE_ENROLL_TTL
+                                       (docs/wake.md)
   callstate devices remove ID          remove a device
   callstate healthcheck                exit 0 if the service on LISTEN_ADDR answers /healthz
                                        (a container's HEALTHCHECK; the image has no shell or curl)
