@@ -79,6 +79,17 @@ func TestAuthorization(t *testing.T) {
 	if len(sig) != 64 || !ecdsa.Verify(ek, sum[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
 		t.Error("signature does not verify with k")
 	}
+	// Reused within the hour for the same origin, signed anew after it or
+	// for another origin.
+	if again, _ := v.Authorization("https://push.example.net:8443/other", now.Add(59*time.Minute)); again != h {
+		t.Error("a token for the same origin was signed anew within the hour")
+	}
+	if later, _ := v.Authorization("https://push.example.net:8443/x", now.Add(61*time.Minute)); later == h {
+		t.Error("a token was reused after the hour")
+	}
+	if other, _ := v.Authorization("https://push.other.example/x", now); other == h {
+		t.Error("a token was reused for another origin")
+	}
 	if _, err := ParseVAPID([]byte("nope"), ""); err == nil {
 		t.Error("a bad key parsed")
 	}

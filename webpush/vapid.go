@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,6 +24,15 @@ type VAPID struct {
 	public  []byte // uncompressed point, 65 bytes
 	k       string // public, base64url: the k= parameter and applicationServerKey
 	subject string
+
+	mu    sync.Mutex
+	cache map[string]token // by audience: a token is reused while it has long to live
+}
+
+// token is a signed Authorization header and when it stops being reused.
+type token struct {
+	header string
+	renew  time.Time
 }
 
 // NewVAPIDKey returns a new private key in PKCS #8 DER, to be kept (the
@@ -61,7 +71,8 @@ func ParseVAPID(pkcs8 []byte, subject string) (*VAPID, error) {
 		return nil, fmt.Errorf("webpush: vapid key: %w", err)
 	}
 	b := pub.Bytes()
-	return &VAPID{key: key, public: b, k: base64.RawURLEncoding.EncodeToString(b), subject: subject}, nil
+	return &VAPID{key: key, public: b, k: base64.RawURLEncoding.EncodeToString(b), subject: subject,
+		cache: map[string]token{}}, nil
 }
 
 // CheckSubject reports whether s is a VAPID contact: a mailto: or an
@@ -82,22 +93,50 @@ func (v *VAPID) PublicKey() string { return v.k }
 // hours from the request.
 const MaxTokenLife = 24 * time.Hour
 
-// tokenLife is the exp a token gets.
-const tokenLife = 12 * time.Hour
+// tokenLife is the exp a token gets; it is reused for tokenReuse, so that
+// a push service never sees one with less than 11 hours to live, and a
+// push costs no signature.
+const (
+	tokenLife  = 12 * time.Hour
+	tokenReuse = time.Hour
+)
 
 // Authorization returns the Authorization header for a request to
 // endpoint at now (RFC 8292 section 3): "vapid t=<JWT>, k=<public key>",
-// the JWT's aud the endpoint's origin.
+// the JWT's aud the endpoint's origin. A token is signed once an hour per
+// origin and reused meanwhile.
 func (v *VAPID) Authorization(endpoint string, now time.Time) (string, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return "", fmt.Errorf("webpush: endpoint %q is no absolute URL", endpoint)
 	}
+	aud := u.Scheme + "://" + u.Host
+	v.mu.Lock()
+	t, ok := v.cache[aud]
+	v.mu.Unlock()
+	if ok && now.Before(t.renew) && !now.Before(t.renew.Add(-tokenReuse)) {
+		return t.header, nil
+	}
+	h, err := v.sign(aud, now)
+	if err != nil {
+		return "", err
+	}
+	v.mu.Lock()
+	if len(v.cache) > 1000 { // push services are few; made-up endpoints must not grow it
+		clear(v.cache)
+	}
+	v.cache[aud] = token{header: h, renew: now.Add(tokenReuse)}
+	v.mu.Unlock()
+	return h, nil
+}
+
+// sign makes the header for aud.
+func (v *VAPID) sign(aud string, now time.Time) (string, error) {
 	claims, err := json.Marshal(struct {
 		Aud string `json:"aud"`
 		Exp int64  `json:"exp"`
 		Sub string `json:"sub,omitempty"`
-	}{u.Scheme + "://" + u.Host, now.Add(tokenLife).Unix(), v.subject})
+	}{aud, now.Add(tokenLife).Unix(), v.subject})
 	if err != nil {
 		return "", fmt.Errorf("webpush: claims: %w", err)
 	}
