@@ -118,9 +118,9 @@ func (s *Store) readFeedOf(ctx context.Context, q querier, after, upto int64, li
 SELECT id, type, at, journey_id, data,
        CASE WHEN data ? 'journey' THEN coalesce((
            SELECT l.routed_rule FROM call_state l
-           WHERE l.journey_id = call_feed.journey_id AND l.routed_rule <> ''
+           WHERE l.journey_id = call_feed_event.journey_id AND l.routed_rule <> ''
            ORDER BY l.routed_at, l.routed_rule COLLATE "C" DESC LIMIT 1), '') ELSE '' END AS routed_rule
-FROM call_feed
+FROM call_feed_event
 WHERE id > $1 AND id <= $3 AND (coalesce(cardinality($4::text[]), 0) = 0 OR type = ANY ($4))
 ORDER BY id LIMIT $2`, after, limit, upto, types)
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[feedRow])
@@ -179,21 +179,29 @@ func (r feedRow) event() (callstate.FeedEvent, error) {
 func (s *Store) ForgetFeed(ctx context.Context, cutoff time.Time) (int64, error) {
 	var total int64
 	for {
-		var n int64
+		var n, events int64
+		// Ids follow the rows' creation but for a few milliseconds (a
+		// late commit), so the feed is cut at the highest id of a row
+		// written before cutoff: the floor says everything up to it may
+		// be gone.
 		err := s.pool.QueryRow(ctx, `
-WITH gone AS (
-    DELETE FROM call_feed WHERE seq IN (
-        SELECT seq FROM call_feed WHERE created_at < $1 AND id IS NOT NULL ORDER BY created_at LIMIT $2)
-    RETURNING id
+WITH upto AS (
+    SELECT max(i.id) AS id FROM call_feed f JOIN call_feed_id i ON i.seq = f.seq WHERE f.created_at < $1
+), gone AS (
+    DELETE FROM call_feed_id WHERE id IN (
+        SELECT id FROM call_feed_id WHERE id <= (SELECT id FROM upto) ORDER BY id LIMIT $2)
+    RETURNING id, seq
+), rows AS (
+    DELETE FROM call_feed f USING gone g WHERE f.seq = g.seq RETURNING 1
 ), floor AS (
     UPDATE call_feed_head SET floor = GREATEST(floor, (SELECT max(id) FROM gone))
     WHERE EXISTS (SELECT 1 FROM gone)
 )
-SELECT count(*) FROM gone`, cutoff, forgetBatch).Scan(&n)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM rows)`, cutoff, forgetBatch).Scan(&n, &events)
 		if err != nil {
 			return total, fmt.Errorf("store: forget the feed before %s: %w", cutoff.Format(time.RFC3339), readErr(err))
 		}
-		total += n
+		total += events
 		if n < forgetBatch {
 			return total, nil
 		}

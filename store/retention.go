@@ -47,7 +47,7 @@ const eraseJournalSQL = `, events AS (
     WHERE k.source = e.source AND k.dedup_key = e.dedup_key
 ), feed_calls AS (
     DELETE FROM call_feed f USING gone g
-    WHERE f.source = g.source AND f.call_key = g.call_key
+    WHERE f.journey_id <> '' AND f.journey_id = g.journey_id AND f.source = g.source AND f.call_key = g.call_key
 ), mark_keys AS (
     INSERT INTO call_event_key (source, dedup_key, received_at)
     SELECT g.source, 'erased:' || g.call_key, now() FROM gone g

@@ -104,7 +104,7 @@ SELECT (SELECT count(*) FROM (SELECT id FROM journey_pending FOR UPDATE SKIP LOC
 	t.Logf("journey right %s after the kill", time.Since(killed).Round(time.Millisecond))
 	var missed int
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM call_feed WHERE type = 'call.missed' AND journey_id = 'crashed' AND id IS NOT NULL`).Scan(&missed); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM call_feed_event WHERE type = 'call.missed' AND journey_id = 'crashed'`).Scan(&missed); err != nil {
 			t.Fatal(err)
 		}
 		if missed > 0 {
