@@ -5,6 +5,8 @@
 # the same run, in turns:
 #   old      a build from before the feed (OLD=path), no webhooks out
 #   feed     this tree's build, the feed written, no endpoint
+#   prev     with PREV=path: another build with the feed (e.g. main before
+#            a change to it), no endpoint, for a before/after in one run
 #   webhook  this tree's build with one endpoint (EVENTS_WEBHOOK_URL) at a
 #            local receiver (scripts/webhook-sink) that checks signatures
 # For each: events/s answered and the answer's p99 (from callstate-load),
@@ -16,6 +18,7 @@
 #   git worktree add /tmp/old OLDCOMMIT && (cd /tmp/old && go build -o /tmp/callstate-old ./cmd/callstate)
 #   OLD=/tmp/callstate-old scripts/bench-events.sh
 #   RUNS=3 DURATION=20s RATE=1000 OLD=... scripts/bench-events.sh
+#   PREV=/tmp/callstate-main OLD=... scripts/bench-events.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OLD:?OLD=path of a build from before the feed}"
@@ -37,7 +40,7 @@ sinkport=18490
 secret=whsec_$(head -c 32 /dev/urandom | base64)
 hook="http://127.0.0.1:$port/webhooks/sipgate"
 db="postgres://postgres@127.0.0.1:$pgport/callstate?sslmode=disable"
-echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); old $("$OLD" version), new $("$NEW" version)"
+echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); old $("$OLD" version), new $("$NEW" version)${PREV:+, prev $("$PREV" version)}"
 ticks() {
   local t=0 p
   for p in "$@"; do
@@ -86,11 +89,12 @@ one() {
     out="$out deliveries: $(curl -s "http://127.0.0.1:$sinkport/stats") pending=$(psql "$db" -Atc "SELECT count(*) FROM webhook_delivery WHERE status = 'pending'")"
     kill "$sink"; wait "$sink" 2>/dev/null || true; sink=
   fi
-  echo "$out"
+  echo "$out load_average=$(cut -d' ' -f1 /proc/loadavg)"
   kill -INT "$pid"; wait "$pid" 2>/dev/null || true; pid=
 }
 for run in $(seq "$RUNS"); do
   one "$OLD" old
+  if [ -n "${PREV:-}" ]; then one "$PREV" prev; fi
   one "$NEW" feed
   one "$NEW" webhook EVENTS_WEBHOOK_URL="http://127.0.0.1:$sinkport/hook" EVENTS_WEBHOOK_SECRET="$secret" \
     EVENTS_WEBHOOK_ALLOW_PRIVATE=true EVENTS_WEBHOOK_TYPES=call.ringing,call.answered,call.ended,journey.ended,call.missed

@@ -35,22 +35,50 @@ const refreshChunk = 2000
 
 type callKey struct{ source, key string }
 
-// refreshSQL takes up to $1 rows of journey_pending that no other
+// refreshSQL takes up to $1 due rows of journey_pending that no other
 // transaction holds, computes the journeys of their calls and deletes the
 // rows; it returns how many rows it took. The legs are read by the
 // refresh function's own statements, after the rows: every leg whose row
 // it took is committed and seen.
+//
+// A journey whose legs have all ended, none answered, while one of its
+// calls taken was written less than journey_grace_seconds ago is held
+// (migration 026): an answer that committed after its hang-up may still be
+// on its way, and the journey would end missed and turn answered. It is
+// left as it is, and its calls are queued again, held, due once the grace
+// has passed since that write. Only the journeys that would end unanswered
+// are looked at, with an index lookup each.
 const refreshSQL = `
 WITH taken AS (
     DELETE FROM journey_pending WHERE id IN (
-        SELECT id FROM journey_pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-    RETURNING source, call_key
+        SELECT id FROM journey_pending WHERE at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+    RETURNING source, call_key, at, held
+), grace AS (
+    SELECT make_interval(secs => callstate_setting_seconds('journey_grace_seconds', 1)) AS g
 ), calls AS (
-    SELECT DISTINCT source, call_key FROM taken
+    SELECT t.source, t.call_key, c.journey_id, max(t.at) FILTER (WHERE NOT t.held) AS written
+    FROM taken t
+    LEFT JOIN call_state c ON c.source = t.source AND c.call_key = t.call_key
+    GROUP BY 1, 2, 3
+), hold AS (
+    SELECT k.journey_id, max(k.written) AS written
+    FROM calls k, grace
+    WHERE k.journey_id IS NOT NULL AND k.written > now() - grace.g
+    GROUP BY 1
+    HAVING NOT EXISTS (SELECT 1 FROM call_state c
+                       WHERE c.journey_id = k.journey_id AND (c.state <> 'ended' OR c.answered_at IS NOT NULL))
+       AND coalesce((SELECT j.outcome FROM journey j WHERE j.journey_id = k.journey_id), 'active') = 'active'
+), requeue AS (
+    INSERT INTO journey_pending (source, call_key, at, held)
+    SELECT k.source, k.call_key, h.written + grace.g, true
+    FROM calls k JOIN hold h ON h.journey_id = k.journey_id, grace
+), go AS (
+    SELECT k.source, k.call_key FROM calls k
+    WHERE k.journey_id IS NULL OR k.journey_id NOT IN (SELECT journey_id FROM hold)
 )
 SELECT (SELECT count(*) FROM taken),
-       callstate_refresh_calls(ARRAY(SELECT source FROM calls ORDER BY 1, call_key),
-                               ARRAY(SELECT call_key FROM calls ORDER BY source, 1))`
+       callstate_refresh_calls(ARRAY(SELECT source FROM go ORDER BY 1, call_key),
+                               ARRAY(SELECT call_key FROM go ORDER BY source, 1))`
 
 // journeyQueue wakes the refresher and counts its rounds.
 type journeyQueue struct {
@@ -80,7 +108,8 @@ func (s *Store) SyncJourneys(ctx context.Context) error {
 	}
 	for {
 		var waiting bool
-		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM journey_pending WHERE id <= $1)`, last).Scan(&waiting)
+		// Held rows too: their journeys wait for the grace.
+		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM journey_pending WHERE id <= $1 OR held)`, last).Scan(&waiting)
 		if err != nil {
 			return fmt.Errorf("store: sync journeys: %w", readErr(err))
 		}
