@@ -33,7 +33,9 @@ type WebhookStore interface {
 	WebhookDeliveries(ctx context.Context, id int64, status string, limit int) ([]callstate.WebhookDelivery, error)
 	// WebhookAttempts returns a delivery's tries.
 	WebhookAttempts(ctx context.Context, deliveryID int64) ([]callstate.WebhookAttempt, error)
-	// ReplayWebhook sends again what failed or waits since since.
+	// ReplayWebhook sends again what failed or waits since since, and
+	// asks for a backfill of the feed's events since since that the
+	// endpoint never had.
 	ReplayWebhook(ctx context.Context, id int64, since time.Time) (int64, error)
 	// QueueWebhookMessage adds a delivery of no feed event (a test).
 	QueueWebhookMessage(ctx context.Context, d callstate.WebhookDelivery) (callstate.WebhookDelivery, error)

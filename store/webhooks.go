@@ -158,7 +158,7 @@ func (s *Store) MakeDeliveries(ctx context.Context, render func(callstate.Webhoo
 	var ids []int64
 	rows, _ := s.pool.Query(ctx, `
 SELECT e.id FROM webhook_endpoint e
-WHERE e.enabled AND e.cursor < (SELECT head FROM call_feed_head)`)
+WHERE e.enabled AND (e.cursor < (SELECT head FROM call_feed_head) OR e.backfill_upto IS NOT NULL)`)
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
 		return 0, fmt.Errorf("store: make deliveries: %w", readErr(err))
@@ -181,11 +181,14 @@ WHERE e.enabled AND e.cursor < (SELECT head FROM call_feed_head)`)
 
 func (s *Store) makeDeliveries(ctx context.Context, id int64, render func(callstate.WebhookEndpoint, callstate.FeedEvent) (callstate.WebhookDelivery, bool)) (n int, more bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, `SELECT `+endpointColumns+`, cursor FROM webhook_endpoint
-WHERE id = $1 AND enabled FOR UPDATE SKIP LOCKED`, id)
+		rows, _ := tx.Query(ctx, `SELECT `+endpointColumns+`, cursor, backfill_since, backfill_after, backfill_upto
+FROM webhook_endpoint WHERE id = $1 AND enabled FOR UPDATE SKIP LOCKED`, id)
 		type row struct {
 			endpointRow
-			Cursor int64 `db:"cursor"`
+			Cursor        int64      `db:"cursor"`
+			BackfillSince *time.Time `db:"backfill_since"`
+			BackfillAfter *int64     `db:"backfill_after"`
+			BackfillUpto  *int64     `db:"backfill_upto"`
 		}
 		r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[row])
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -195,6 +198,11 @@ WHERE id = $1 AND enabled FOR UPDATE SKIP LOCKED`, id)
 			return err
 		}
 		ep := r.endpoint()
+		if r.BackfillUpto != nil {
+			n, err = s.backfill(ctx, tx, ep, r.BackfillSince, *r.BackfillAfter, *r.BackfillUpto, render)
+			more = true // then the new events, in the next transaction
+			return err
+		}
 		evs, err := s.readFeed(ctx, tx, r.Cursor, deliveryBatch)
 		if err != nil || len(evs) == 0 {
 			return err
@@ -221,6 +229,71 @@ WHERE id = $1 AND enabled FOR UPDATE SKIP LOCKED`, id)
 		return nil
 	})
 	return n, more, err
+}
+
+// backfill makes, in tx, the deliveries of one chunk of the endpoint's
+// backfill (ids after after up to upto, written since since) that the
+// endpoint never had, in feed order, and moves the backfill on or ends it.
+func (s *Store) backfill(ctx context.Context, tx pgx.Tx, ep callstate.WebhookEndpoint, since *time.Time, after, upto int64,
+	render func(callstate.WebhookEndpoint, callstate.FeedEvent) (callstate.WebhookDelivery, bool)) (int, error) {
+	// The first event written since since, by the feed's order: ids follow
+	// the writes but for a late commit's few milliseconds.
+	if after == 0 && since != nil {
+		var first *int64
+		if err := tx.QueryRow(ctx, `
+SELECT min(i.id) FROM call_feed f JOIN call_feed_id i ON i.seq = f.seq
+WHERE f.created_at >= $1 AND i.id <= $2`, *since, upto).Scan(&first); err != nil {
+			return 0, err
+		}
+		if first == nil {
+			after = upto
+		} else {
+			after = *first - 1
+		}
+	}
+	var evs []callstate.FeedEvent
+	if after < upto {
+		var err error
+		if evs, err = s.readFeedOf(ctx, tx, after, upto, deliveryBatch, nil); err != nil {
+			return 0, err
+		}
+	}
+	var ds [][]any
+	if len(evs) > 0 {
+		rows, _ := tx.Query(ctx, `SELECT feed_id FROM webhook_delivery WHERE endpoint_id = $1 AND feed_id > $2 AND feed_id <= $3`,
+			ep.ID, after, evs[len(evs)-1].ID)
+		had, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return 0, err
+		}
+		have := make(map[int64]bool, len(had))
+		for _, id := range had {
+			have[id] = true
+		}
+		for _, ev := range evs {
+			if have[ev.ID] {
+				continue
+			}
+			d, ok := render(ep, ev)
+			if !ok {
+				continue
+			}
+			ds = append(ds, []any{ep.ID, ev.ID, d.MsgID, d.JourneyID, d.OrderKey, d.Type, d.Body, d.ContentType})
+		}
+		if len(ds) > 0 {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"webhook_delivery"},
+				[]string{"endpoint_id", "feed_id", "msg_id", "journey_id", "order_key", "type", "body", "content_type"},
+				pgx.CopyFromRows(ds)); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if len(evs) < deliveryBatch {
+		_, err := tx.Exec(ctx, `UPDATE webhook_endpoint SET backfill_since = NULL, backfill_after = NULL, backfill_upto = NULL WHERE id = $1`, ep.ID)
+		return len(ds), err
+	}
+	_, err := tx.Exec(ctx, `UPDATE webhook_endpoint SET backfill_after = $2 WHERE id = $1`, ep.ID, evs[len(evs)-1].ID)
+	return len(ds), err
 }
 
 const deliveryColumns = `d.id, d.endpoint_id, d.feed_id, d.msg_id, d.journey_id, d.order_key, d.type, d.body, d.content_type,
@@ -383,19 +456,33 @@ WHERE delivery_id = $1 ORDER BY at`, deliveryID)
 
 // ReplayWebhook sends again the endpoint's deliveries made since since
 // that failed (every try of the schedule) or wait, from now, with their
-// ids and bodies, and returns how many. An error wraps ErrNotFound when
-// there is no such endpoint.
+// ids and bodies, and returns how many. It also asks for a backfill: the
+// feed's events written since since that the endpoint never had a
+// delivery of (those from before it existed, or from while it was
+// disabled), as far back as the feed keeps them, become deliveries, in
+// feed order, made by any instance's sender (MakeDeliveries) after this
+// returns. An error wraps ErrNotFound when there is no such endpoint.
 func (s *Store) ReplayWebhook(ctx context.Context, endpointID int64, since time.Time) (int64, error) {
-	if _, err := s.Webhook(ctx, endpointID); err != nil {
-		return 0, err
-	}
-	tag, err := s.pool.Exec(ctx, `
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+UPDATE webhook_endpoint SET backfill_since = $2, backfill_after = 0, backfill_upto = cursor WHERE id = $1`, endpointID, since)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("webhook %d: %w", endpointID, ErrNotFound)
+		}
+		tag, err = tx.Exec(ctx, `
 UPDATE webhook_delivery SET status = 'pending', next_at = now(), attempts = 0, last_error = ''
 WHERE endpoint_id = $1 AND created_at >= $2 AND status <> 'delivered'`, endpointID, since)
+		n = tag.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("store: replay webhook %d: %w", endpointID, readErr(err))
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // QueueWebhookMessage adds a delivery that no feed event made (a test

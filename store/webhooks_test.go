@@ -2,11 +2,14 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
 )
 
@@ -128,5 +131,81 @@ func TestWebhookDeliveriesInOrder(t *testing.T) {
 	}
 	if len(all) != 1 {
 		t.Errorf("%d deliveries left, want o2's", len(all))
+	}
+}
+
+// TestWebhookReplayBackfill: a replay since a time before the endpoint
+// existed makes deliveries of the feed's events written since then that
+// the endpoint never had, once, in feed order, by any instance; events
+// before since, of other types, and those it already had are left out.
+func TestWebhookReplayBackfill(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	a, b := openURL(t, url), openURL(t, url)
+	if _, err := a.Apply(ctx, sg("long-ago", "newCall", 0, callstate.Update{From: "4910", State: callstate.StateRinging})); err != nil {
+		t.Fatal(err)
+	}
+	syncFeed(t, a)
+	time.Sleep(50 * time.Millisecond)
+	since := time.Now()
+	for _, ev := range []callstate.Event{
+		sg("b1", "newCall", 0, callstate.Update{From: "4911", State: callstate.StateRinging}),
+		sg("b1", "hangup", 5, callstate.Update{Cause: "cancel", State: callstate.StateEnded}),
+		sg("b2", "newCall", 1, callstate.Update{From: "4912", State: callstate.StateRinging}),
+	} {
+		if _, err := a.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncFeed(t, a)
+	ep, err := a.CreateWebhook(ctx, callstate.WebhookEndpoint{URL: "https://example.com/", Secrets: []string{"whsec_x"},
+		Format: callstate.FormatStandard, Enabled: true, Types: []string{callstate.EventRinging, callstate.EventEnded}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(ctx, sg("after", "newCall", 9, callstate.Update{From: "4913", State: callstate.StateRinging})); err != nil {
+		t.Fatal(err)
+	}
+	syncFeed(t, a)
+	if n, err := b.MakeDeliveries(ctx, render); err != nil || n != 1 {
+		t.Fatalf("made %d: %v, want the one event after the endpoint was made", n, err)
+	}
+	if _, err := a.ReplayWebhook(ctx, 999999, since); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("replay of no endpoint: %v", err)
+	}
+	for range 2 { // twice: the second finds nothing new
+		if _, err := a.ReplayWebhook(ctx, ep.ID, since); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.MakeDeliveries(ctx, render); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.MakeDeliveries(ctx, render); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := a.WebhookDeliveries(ctx, ep.ID, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range all {
+		got = append(got, d.Type+" "+d.JourneyID)
+	}
+	slices.Sort(got)
+	want := []string{"call.ended b1", "call.ringing after", "call.ringing b1", "call.ringing b2"}
+	if !slices.Equal(got, want) {
+		t.Errorf("deliveries %v, want %v", got, want)
+	}
+	// The backfilled ones are in feed order among themselves.
+	var feedIDs []int64
+	for _, d := range all {
+		if d.JourneyID != "after" {
+			feedIDs = append(feedIDs, d.FeedID)
+		}
+	}
+	slices.Reverse(feedIDs) // WebhookDeliveries lists the newest first
+	if !slices.IsSorted(feedIDs) {
+		t.Errorf("backfilled feed ids %v out of order", feedIDs)
 	}
 }
