@@ -6,6 +6,7 @@
 # signature check on.
 #
 #   scripts/bench-webhooks.sh                    # every scenario once, 10 s each
+#   OLD=/tmp/callstate-before scripts/bench-webhooks.sh   # also the build before a change
 #   RUNS=3 scripts/bench-webhooks.sh             # three rounds, to see the spread
 #   DURATION=30s CONC=64 scripts/bench-webhooks.sh
 #
@@ -20,6 +21,12 @@
 #   signed   signatures on (a 4096-bit key, like sipgate's), as fast as answers come
 #   rate1000 signatures on, 1,000 events/s scheduled: latency at a steady load,
 #            measured from each event's scheduled time
+#   old-off, old-signed  with OLD=path (a build from before a change): the
+#            same as off and signed with that build, in the same round
+#   pgbench  pgbench's two-statement event transaction on the same private
+#            PostgreSQL, durable, CONC clients: a journal row inserted and a
+#            call row upserted, one commit each (the floor of any durable
+#            webhook path that writes both)
 #   replay   sipgate's captured request again and again, callstate and Node:
 #            both verify sipgate's real signature; callstate journals the
 #            first and answers the repeats as duplicates (a database round
@@ -57,7 +64,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-go build -o "$tmp/callstate" ./cmd/callstate
+if [ -n "${NEW:-}" ]; then cp "$NEW" "$tmp/callstate"; else go build -o "$tmp/callstate" ./cmd/callstate; fi
 go build -o "$tmp/load" ./cmd/callstate-load
 port=18180
 pgport=25480
@@ -73,7 +80,7 @@ start_callstate() {
   cs_dir=$tmp/data-$name
   rm -rf "$cs_dir"
   env DATA_DIR="$cs_dir" LOCAL_POSTGRES_PORT=$pgport LISTEN_ADDR=127.0.0.1:$port \
-    PUBLIC_URL=http://127.0.0.1:$port LOG_LEVEL=warn "$@" "$tmp/callstate" >"$tmp/$name.log" 2>&1 &
+    PUBLIC_URL=http://127.0.0.1:$port LOG_LEVEL=warn "$@" "${BIN:-$tmp/callstate}" >"$tmp/$name.log" 2>&1 &
   cs_pid=$!
   for _ in $(seq 300); do
     curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0
@@ -144,6 +151,33 @@ for run in $(seq "$RUNS"); do
   fi
   load -url "$hook" -c "$CONC" -d "$DURATION" -label callstate-sig-off
   echo "  journal rows: $(journal)"
+
+  # pgbench's two-statement event transaction on this run's PostgreSQL.
+  psql "$db" -q <<'SQL'
+CREATE TABLE IF NOT EXISTS bench_event (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, call_key text NOT NULL,
+  type text NOT NULL, payload bytea NOT NULL, received_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS bench_call (call_key text PRIMARY KEY, state text NOT NULL, updated_at timestamptz NOT NULL);
+SQL
+  cat >"$tmp/event.sql" <<'SQL'
+\set k random(1, 100000000)
+BEGIN;
+INSERT INTO bench_event (call_key, type, payload, received_at) VALUES (:k, 'newCall', '\x6576656e743d6e657743616c6c26646972656374696f6e3d696e2666726f6d3d3439313730313233343536373826746f3d3439333031323334353637383926', now());
+INSERT INTO bench_call (call_key, state, updated_at) VALUES (:k, 'ringing', now())
+  ON CONFLICT (call_key) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at;
+END;
+SQL
+  pgbench -n -c "$CONC" -j 2 -T "$secs" -f "$tmp/event.sql" "$db" >"$tmp/pgbench.out" 2>&1 || cat "$tmp/pgbench.out" >&2
+  echo "RESULT label=pgbench-event-transaction events_per_s=$(awk '/^tps/ {print int($3); exit}' "$tmp/pgbench.out") latency_avg_ms=$(awk '/latency average/ {print $4; exit}' "$tmp/pgbench.out")" | tee -a "$tmp/out"
+
+  if [ -n "${OLD:-}" ]; then
+    BIN=$OLD start_callstate old-off SIPGATE_VERIFY_SIGNATURE=false
+    load -url "$hook" -c "$CONC" -d "$DURATION" -label old-callstate-sig-off
+    echo "  journal rows: $(journal)"
+    BIN=$OLD start_callstate old-signed SIPGATE_PUBLIC_KEY_FILE="$BENCH_DIR/public.pem"
+    load -url "$hook" -c "$CONC" -d "$DURATION" -key "$BENCH_DIR/private.pem" \
+      -signed "$signed" -n "$signed_n" -label old-callstate-sig-on
+    echo "  journal rows: $(journal)"
+  fi
 
   start_callstate offhigh SIPGATE_VERIFY_SIGNATURE=false
   load -url "$hook" -c "$CONC_HIGH" -d "$DURATION" -label callstate-sig-off-c$CONC_HIGH

@@ -46,8 +46,10 @@ type callKey struct{ source, key string }
 // (migration 027): an answer that committed after its hang-up may still be
 // on its way, and the journey would end missed and turn answered. It is
 // left as it is, and its calls are queued again, held, due once the grace
-// has passed since that write. Only the journeys that would end unanswered
-// are looked at, with an index lookup each.
+// has passed since that write. A sipgate leg that hung up normalClearing
+// (a call that was talked on) with no answer yet is held five graces: its
+// answer is known to be on its way. Only the journeys that would end
+// unanswered are looked at, with an index lookup or two each.
 const refreshSQL = `
 WITH taken AS (
     DELETE FROM journey_pending WHERE id IN (
@@ -60,18 +62,25 @@ WITH taken AS (
     FROM taken t
     LEFT JOIN call_state c ON c.source = t.source AND c.call_key = t.call_key
     GROUP BY 1, 2, 3
-), hold AS (
-    SELECT k.journey_id, max(k.written) AS written
+), unanswered AS (
+    SELECT k.journey_id, max(k.written) AS written,
+           EXISTS (SELECT 1 FROM call_state c
+                   WHERE c.journey_id = k.journey_id AND c.source = 'sipgate'
+                     AND c.hangup_cause = 'normalClearing' AND c.answered_at IS NULL) AS answer_due
     FROM calls k, grace
-    WHERE k.journey_id IS NOT NULL AND k.written > now() - grace.g
+    WHERE k.journey_id IS NOT NULL AND k.written > now() - 5 * grace.g
     GROUP BY 1
     HAVING NOT EXISTS (SELECT 1 FROM call_state c
                        WHERE c.journey_id = k.journey_id AND (c.state <> 'ended' OR c.answered_at IS NOT NULL))
        AND coalesce((SELECT j.outcome FROM journey j WHERE j.journey_id = k.journey_id), 'active') = 'active'
+), hold AS (
+    SELECT u.journey_id, u.written + CASE WHEN u.answer_due THEN 5 * grace.g ELSE grace.g END AS due
+    FROM unanswered u, grace
+    WHERE u.written > now() - CASE WHEN u.answer_due THEN 5 * grace.g ELSE grace.g END
 ), requeue AS (
     INSERT INTO journey_pending (source, call_key, at, held)
-    SELECT k.source, k.call_key, h.written + grace.g, true
-    FROM calls k JOIN hold h ON h.journey_id = k.journey_id, grace
+    SELECT k.source, k.call_key, h.due, true
+    FROM calls k JOIN hold h ON h.journey_id = k.journey_id
 ), go AS (
     SELECT k.source, k.call_key FROM calls k
     WHERE k.journey_id IS NULL OR k.journey_id NOT IN (SELECT journey_id FROM hold)

@@ -9,7 +9,9 @@
 -- now holds such a journey: when all its legs have ended and none was
 -- answered, and one of the calls it takes was written less than the grace
 -- ago, it leaves the journey as it is and queues its legs again, due when
--- the grace has passed since that write (held: not held again). A journey
+-- the grace has passed since that write (held: not held again); five
+-- graces when a sipgate leg hung up normalClearing (talked on) with no
+-- answer yet, whose answer is known to be on its way. A journey
 -- that ends answered is not held: an answer is never taken back.
 ALTER TABLE journey_pending ADD COLUMN held boolean NOT NULL DEFAULT false;
 
