@@ -95,7 +95,7 @@ func TestFeedOncePerTransition(t *testing.T) {
 		key := fmt.Sprintf("perm%d", i)
 		got := typesOf(feed, key)
 		// Also when the hang-up came before the answer: the journey is
-		// held, not told missed (migration 027).
+		// held, not told missed (migration 029).
 		sorted := slices.Clone(got)
 		slices.Sort(sorted)
 		w := slices.Clone(want)

@@ -43,7 +43,7 @@ type callKey struct{ source, key string }
 //
 // A journey whose legs have all ended, none answered, while one of its
 // calls taken was written less than journey_grace_seconds ago is held
-// (migration 027): an answer that committed after its hang-up may still be
+// (migration 029): an answer that committed after its hang-up may still be
 // on its way, and the journey would end missed and turn answered. It is
 // left as it is, and its calls are queued again, held, due once the grace
 // has passed since that write. A sipgate leg that hung up normalClearing

@@ -57,11 +57,13 @@ BEGIN
     -- A statement after the lock: its snapshot sees every numbering
     -- committed before.
     SELECT head INTO last FROM call_feed_head FOR UPDATE;
-    WITH p AS (
-        SELECT seq, last + row_number() OVER (ORDER BY seq) AS id
-        FROM (SELECT seq FROM call_feed WHERE id IS NULL ORDER BY seq LIMIT max_rows) s
+    WITH taken AS (
+        DELETE FROM call_feed_new WHERE seq IN (
+            SELECT seq FROM call_feed_new ORDER BY seq LIMIT max_rows)
+        RETURNING seq
     )
-    UPDATE call_feed f SET id = p.id FROM p WHERE f.seq = p.seq;
+    INSERT INTO call_feed_id (id, seq)
+    SELECT last + row_number() OVER (ORDER BY seq), seq FROM taken;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         UPDATE call_feed_head SET head = head + n;
@@ -76,7 +78,6 @@ CREATE FUNCTION public.callstate_feed_call() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    c jsonb;
     n integer;
 BEGIN
     IF TG_OP = 'UPDATE' AND
@@ -91,33 +92,46 @@ BEGIN
         NEW.started_at, NEW.answered_at, NEW.ended_at) THEN
         RETURN NULL; -- nothing a reader sees changed
     END IF;
-    c := jsonb_build_object('journey_id', NEW.journey_id, 'call', to_jsonb(NEW));
-    INSERT INTO call_feed (type, at, journey_id, source, call_key, data)
-    SELECT e.type, coalesce(e.at, NEW.updated_at), NEW.journey_id, NEW.source, NEW.call_key, c || e.extra
-    FROM (
-        SELECT 1 AS ord, '' AS k, 'call.ringing' AS type, NEW.started_at AS at, '{}'::jsonb AS extra
-        WHERE TG_OP = 'INSERT'
-        UNION ALL
-        SELECT 2, '', 'call.answered', NEW.answered_at, '{}'
-        WHERE NEW.answered_at IS NOT NULL AND (TG_OP = 'INSERT' OR OLD.answered_at IS NULL)
-        UNION ALL
-        SELECT 3, '', 'call.held', NEW.hold_at, '{}'
-        WHERE NEW.state <> 'ended' AND (CASE WHEN TG_OP = 'INSERT' THEN NEW.on_hold ELSE OLD.on_hold <> NEW.on_hold END)
-        UNION ALL
-        SELECT 4, p.k, 'call.dtmf', to_timestamp(split_part(p.k, ':', 1)::bigint / 1000000.0),
-               jsonb_build_object('press', p.k)
-        FROM (SELECT unnest(NEW.dtmf_presses) AS k
-              EXCEPT
-              SELECT unnest(CASE WHEN TG_OP = 'INSERT' THEN '{}'::text[] ELSE OLD.dtmf_presses END)) p
-        UNION ALL
-        SELECT 5, '', 'call.ended', NEW.ended_at, '{}'
-        WHERE NEW.state = 'ended' AND (TG_OP = 'INSERT' OR OLD.state <> 'ended')
-    ) e
-    ORDER BY e.ord, e.k;
+    WITH ins AS (
+        INSERT INTO call_feed (type, at, journey_id, source, call_key, data, call_id, state, on_hold,
+                               answered_at, ended_at, cause, answered_by, change_seq, updated_at)
+        SELECT e.type, coalesce(e.at, NEW.updated_at), NEW.journey_id, NEW.source, NEW.call_key, e.extra,
+               NEW.id, NEW.state, NEW.on_hold, NEW.answered_at, NEW.ended_at, NEW.hangup_cause,
+               NEW.answered_by, NEW.change_seq, NEW.updated_at
+        FROM (
+            SELECT 1 AS ord, '' AS k, 'call.ringing' AS type, NEW.started_at AS at, NULL::jsonb AS extra
+            WHERE TG_OP = 'INSERT'
+            UNION ALL
+            SELECT 2, '', 'call.answered', NEW.answered_at, NULL
+            WHERE NEW.answered_at IS NOT NULL AND (TG_OP = 'INSERT' OR OLD.answered_at IS NULL)
+            UNION ALL
+            SELECT 3, '', 'call.held', NEW.hold_at, NULL
+            WHERE NEW.state <> 'ended' AND (CASE WHEN TG_OP = 'INSERT' THEN NEW.on_hold ELSE OLD.on_hold <> NEW.on_hold END)
+            UNION ALL
+            SELECT 4, p.k, 'call.dtmf', to_timestamp(split_part(p.k, ':', 1)::bigint / 1000000.0),
+                   jsonb_build_object('press', p.k)
+            FROM (SELECT unnest(NEW.dtmf_presses) AS k
+                  EXCEPT
+                  SELECT unnest(CASE WHEN TG_OP = 'INSERT' THEN '{}'::text[] ELSE OLD.dtmf_presses END)) p
+            UNION ALL
+            SELECT 5, '', 'call.ended', NEW.ended_at, NULL
+            WHERE NEW.state = 'ended' AND (TG_OP = 'INSERT' OR OLD.state <> 'ended')
+        ) e
+        ORDER BY e.ord, e.k
+        RETURNING seq
+    )
+    INSERT INTO call_feed_new (seq) SELECT seq FROM ins;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n = 0 THEN
-        INSERT INTO call_feed (type, at, journey_id, source, call_key, data)
-        VALUES ('call.updated', NEW.updated_at, NEW.journey_id, NEW.source, NEW.call_key, c);
+        WITH ins AS (
+            INSERT INTO call_feed (type, at, journey_id, source, call_key, call_id, state, on_hold,
+                                   answered_at, ended_at, cause, answered_by, change_seq, updated_at)
+            VALUES ('call.updated', NEW.updated_at, NEW.journey_id, NEW.source, NEW.call_key,
+                    NEW.id, NEW.state, NEW.on_hold, NEW.answered_at, NEW.ended_at, NEW.hangup_cause,
+                    NEW.answered_by, NEW.change_seq, NEW.updated_at)
+            RETURNING seq
+        )
+        INSERT INTO call_feed_new (seq) SELECT seq FROM ins;
     END IF;
     RETURN NULL;
 END
@@ -128,26 +142,28 @@ $$;
 CREATE FUNCTION public.callstate_feed_journey() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
-DECLARE
-    j jsonb;
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.outcome = NEW.outcome AND OLD.ended_at IS NOT DISTINCT FROM NEW.ended_at THEN
         RETURN NULL;
     END IF;
-    j := jsonb_build_object('journey_id', NEW.journey_id, 'journey', to_jsonb(NEW));
-    INSERT INTO call_feed (type, at, journey_id, source, data)
-    SELECT e.type, coalesce(e.at, NEW.updated_at), NEW.journey_id, NEW.source, j
-    FROM (
-        SELECT 1 AS ord, 'journey.ended' AS type, NEW.ended_at AS at
-        WHERE NEW.outcome <> 'active' AND (TG_OP = 'INSERT' OR OLD.outcome = 'active')
-        UNION ALL
-        SELECT 2, 'call.missed', NEW.ended_at
-        WHERE NEW.outcome = 'missed' AND (TG_OP = 'INSERT' OR OLD.outcome <> 'missed')
-        UNION ALL
-        SELECT 3, 'call.voicemail', coalesce(NEW.voicemail_at, NEW.ended_at)
-        WHERE NEW.outcome = 'voicemail' AND (TG_OP = 'INSERT' OR OLD.outcome <> 'voicemail')
-    ) e
-    ORDER BY e.ord;
+    WITH ins AS (
+        INSERT INTO call_feed (type, at, journey_id, source, outcome, ended_at, updated_at)
+        SELECT e.type, coalesce(e.at, NEW.updated_at), NEW.journey_id, NEW.source, NEW.outcome, NEW.ended_at,
+               NEW.updated_at
+        FROM (
+            SELECT 1 AS ord, 'journey.ended' AS type, NEW.ended_at AS at
+            WHERE NEW.outcome <> 'active' AND (TG_OP = 'INSERT' OR OLD.outcome = 'active')
+            UNION ALL
+            SELECT 2, 'call.missed', NEW.ended_at
+            WHERE NEW.outcome = 'missed' AND (TG_OP = 'INSERT' OR OLD.outcome <> 'missed')
+            UNION ALL
+            SELECT 3, 'call.voicemail', coalesce(NEW.voicemail_at, NEW.ended_at)
+            WHERE NEW.outcome = 'voicemail' AND (TG_OP = 'INSERT' OR OLD.outcome <> 'voicemail')
+        ) e
+        ORDER BY e.ord
+        RETURNING seq
+    )
+    INSERT INTO call_feed_new (seq) SELECT seq FROM ins;
     RETURN NULL;
 END
 $$;
@@ -179,17 +195,20 @@ BEGIN
     ), del AS (
         DELETE FROM call_feed_lamp f USING diff d
         WHERE d.removed AND f.source = d.source AND f.extension = d.extension
+    ), ins AS (
+        INSERT INTO call_feed (type, at, source, data)
+        SELECT CASE WHEN d.lamp <> d.previous THEN 'lamp.changed' ELSE 'lamp.updated' END,
+               d.updated_at, d.source,
+               jsonb_build_object('lamp', jsonb_build_object('source', d.source, 'extension', d.extension,
+                                                             'name', d.name, 'lamp', d.lamp,
+                                                             'active_calls', d.active_calls,
+                                                             'updated_at', d.updated_at),
+                                  'previous', d.previous)
+        FROM diff d
+        ORDER BY d.source, d.extension
+        RETURNING seq
     )
-    INSERT INTO call_feed (type, at, source, data)
-    SELECT CASE WHEN d.lamp <> d.previous THEN 'lamp.changed' ELSE 'lamp.updated' END,
-           d.updated_at, d.source,
-           jsonb_build_object('lamp', jsonb_build_object('source', d.source, 'extension', d.extension,
-                                                         'name', d.name, 'lamp', d.lamp,
-                                                         'active_calls', d.active_calls,
-                                                         'updated_at', d.updated_at),
-                              'previous', d.previous)
-    FROM diff d
-    ORDER BY d.source, d.extension;
+    INSERT INTO call_feed_new (seq) SELECT seq FROM ins;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -736,14 +755,23 @@ COMMENT ON TABLE public.call_event_key IS 'The dedup key of every event in call_
 
 CREATE TABLE public.call_feed (
     seq bigint NOT NULL,
-    id bigint,
     type text NOT NULL,
     at timestamp with time zone NOT NULL,
     journey_id text DEFAULT ''::text NOT NULL,
     source text DEFAULT ''::text NOT NULL,
     call_key text DEFAULT ''::text NOT NULL,
-    data jsonb NOT NULL,
+    data jsonb,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    call_id bigint,
+    state text,
+    on_hold boolean,
+    answered_at timestamp with time zone,
+    ended_at timestamp with time zone,
+    cause text,
+    answered_by text,
+    change_seq bigint,
+    updated_at timestamp with time zone,
+    outcome text,
     CONSTRAINT call_feed_type_check CHECK ((type = ANY (ARRAY['call.ringing'::text, 'call.answered'::text, 'call.held'::text, 'call.dtmf'::text, 'call.ended'::text, 'call.updated'::text, 'call.missed'::text, 'call.voicemail'::text, 'journey.ended'::text, 'lamp.changed'::text, 'lamp.updated'::text])))
 );
 
@@ -758,6 +786,53 @@ COMMENT ON COLUMN public.call_feed.seq IS 'Insertion order; feed ids follow it a
 -- Name: COLUMN call_feed.at; Type: COMMENT; Schema: public; Owner: -
 
 COMMENT ON COLUMN public.call_feed.at IS 'When the transition happened (the event time of the change that made it).';
+
+-- Name: COLUMN call_feed.data; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON COLUMN public.call_feed.data IS 'lamp.* events: the lamp; call.dtmf: the press; else NULL (old rows: the whole call or journey).';
+
+-- Name: COLUMN call_feed.call_id; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON COLUMN public.call_feed.call_id IS 'call.* events: call_state.id; the call is read joined, with the columns state .. updated_at as the transition left them.';
+
+-- Name: COLUMN call_feed.outcome; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON COLUMN public.call_feed.outcome IS 'Journey events: the outcome told (with ended_at); the rest of the journey is read joined.';
+
+-- Name: call_feed_id; Type: TABLE; Schema: public; Owner: -
+
+CREATE TABLE public.call_feed_id (
+    id bigint NOT NULL,
+    seq bigint NOT NULL
+);
+
+-- Name: TABLE call_feed_id; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON TABLE public.call_feed_id IS 'Feed ids, in commit order: call_feed row seq got id.';
+
+-- Name: call_feed_event; Type: VIEW; Schema: public; Owner: -
+
+CREATE VIEW public.call_feed_event AS
+ SELECT i.id,
+    f.type,
+    f.at,
+    f.journey_id,
+    f.source,
+    f.call_key,
+    f.created_at,
+        CASE
+            WHEN (f.call_id IS NOT NULL) THEN (jsonb_build_object('journey_id', f.journey_id, 'call', (COALESCE(to_jsonb(c.*), jsonb_build_object('id', f.call_id, 'source', f.source, 'call_key', f.call_key, 'journey_id', f.journey_id)) || jsonb_build_object('state', f.state, 'on_hold', f.on_hold, 'answered_at', f.answered_at, 'ended_at', f.ended_at, 'hangup_cause', f.cause, 'answered_by', f.answered_by, 'change_seq', f.change_seq, 'updated_at', f.updated_at))) || COALESCE(f.data, '{}'::jsonb))
+            WHEN (f.outcome IS NOT NULL) THEN jsonb_build_object('journey_id', f.journey_id, 'journey', (COALESCE(to_jsonb(j.*), jsonb_build_object('journey_id', f.journey_id, 'source', f.source)) || jsonb_build_object('outcome', f.outcome, 'ended_at', f.ended_at)))
+            ELSE f.data
+        END AS data
+   FROM (((public.call_feed_id i
+     JOIN public.call_feed f ON ((f.seq = i.seq)))
+     LEFT JOIN public.call_state c ON (((f.call_id IS NOT NULL) AND (c.id = f.call_id))))
+     LEFT JOIN public.journey j ON (((f.outcome IS NOT NULL) AND (j.journey_id = f.journey_id))));
+
+-- Name: VIEW call_feed_event; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON VIEW public.call_feed_event IS 'The feed as it reads: id (commit order), type, at, journey_id, data (the call or journey as JSON, lamp.* the lamp). Read it by id: WHERE id > $1 ORDER BY id.';
 
 -- Name: call_feed_head; Type: TABLE; Schema: public; Owner: -
 
@@ -781,6 +856,16 @@ CREATE TABLE public.call_feed_lamp (
 -- Name: TABLE call_feed_lamp; Type: COMMENT; Schema: public; Owner: -
 
 COMMENT ON TABLE public.call_feed_lamp IS 'Each lamp as call_feed last told it; callstate_feed_lamps compares the lamp view with it.';
+
+-- Name: call_feed_new; Type: TABLE; Schema: public; Owner: -
+
+CREATE TABLE public.call_feed_new (
+    seq bigint NOT NULL
+);
+
+-- Name: TABLE call_feed_new; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON TABLE public.call_feed_new IS 'Feed rows written and not numbered yet (their seq); callstate_feed_assign moves them to call_feed_id.';
 
 -- Name: call_feed_seq_seq; Type: SEQUENCE; Schema: public; Owner: -
 
@@ -1106,12 +1191,21 @@ CREATE TABLE public.journey_pending (
     id bigint NOT NULL,
     source text NOT NULL,
     call_key text NOT NULL,
-    at timestamp with time zone DEFAULT now() NOT NULL
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    held boolean DEFAULT false NOT NULL
 );
 
 -- Name: TABLE journey_pending; Type: COMMENT; Schema: public; Owner: -
 
 COMMENT ON TABLE public.journey_pending IS 'Calls whose journeys wait to be computed again; written with their events, taken by any instance.';
+
+-- Name: COLUMN journey_pending.at; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON COLUMN public.journey_pending.at IS 'When the row was written (by a batch of events), or, held, when it is due.';
+
+-- Name: COLUMN journey_pending.held; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON COLUMN public.journey_pending.held IS 'Queued again because its journey would have ended unanswered within the grace of a write.';
 
 -- Name: journey_pending_id_seq; Type: SEQUENCE; Schema: public; Owner: -
 
@@ -1554,12 +1648,19 @@ CREATE TABLE public.webhook_endpoint (
     cursor bigint NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    backfill_since timestamp with time zone,
+    backfill_after bigint,
+    backfill_upto bigint,
     CONSTRAINT webhook_endpoint_format_check CHECK ((format = ANY (ARRAY['standard'::text, 'zammad'::text, 'chat'::text])))
 );
 
 -- Name: TABLE webhook_endpoint; Type: COMMENT; Schema: public; Owner: -
 
 COMMENT ON TABLE public.webhook_endpoint IS 'Endpoints that receive the feed''s events (Standard Webhooks); cursor: the feed id up to which deliveries are made.';
+
+-- Name: COLUMN webhook_endpoint.backfill_since; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON COLUMN public.webhook_endpoint.backfill_since IS 'A replay''s backfill to do: feed events written since then, ids after backfill_after up to backfill_upto; NULL: none.';
 
 -- Name: webhook_endpoint_id_seq; Type: SEQUENCE; Schema: public; Owner: -
 
@@ -1591,15 +1692,20 @@ ALTER TABLE ONLY public.call_event
 ALTER TABLE ONLY public.call_feed_head
     ADD CONSTRAINT call_feed_head_pkey PRIMARY KEY (one);
 
--- Name: call_feed call_feed_id_key; Type: CONSTRAINT; Schema: public; Owner: -
+-- Name: call_feed_id call_feed_id_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 
-ALTER TABLE ONLY public.call_feed
-    ADD CONSTRAINT call_feed_id_key UNIQUE (id);
+ALTER TABLE ONLY public.call_feed_id
+    ADD CONSTRAINT call_feed_id_pkey PRIMARY KEY (id);
 
 -- Name: call_feed_lamp call_feed_lamp_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 
 ALTER TABLE ONLY public.call_feed_lamp
     ADD CONSTRAINT call_feed_lamp_pkey PRIMARY KEY (source, extension);
+
+-- Name: call_feed_new call_feed_new_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+
+ALTER TABLE ONLY public.call_feed_new
+    ADD CONSTRAINT call_feed_new_pkey PRIMARY KEY (seq);
 
 -- Name: call_feed call_feed_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 
@@ -1749,21 +1855,13 @@ CREATE INDEX call_event_call_idx ON ONLY public.call_event USING btree (source, 
 
 CREATE INDEX call_event_key_received_idx ON public.call_event_key USING brin (received_at);
 
--- Name: call_feed_call_idx; Type: INDEX; Schema: public; Owner: -
+-- Name: call_feed_created_brin; Type: INDEX; Schema: public; Owner: -
 
-CREATE INDEX call_feed_call_idx ON public.call_feed USING btree (source, call_key) WHERE (call_key <> ''::text);
-
--- Name: call_feed_created_idx; Type: INDEX; Schema: public; Owner: -
-
-CREATE INDEX call_feed_created_idx ON public.call_feed USING btree (created_at);
+CREATE INDEX call_feed_created_brin ON public.call_feed USING brin (created_at);
 
 -- Name: call_feed_journey_idx; Type: INDEX; Schema: public; Owner: -
 
 CREATE INDEX call_feed_journey_idx ON public.call_feed USING btree (journey_id) WHERE (journey_id <> ''::text);
-
--- Name: call_feed_unnumbered_idx; Type: INDEX; Schema: public; Owner: -
-
-CREATE INDEX call_feed_unnumbered_idx ON public.call_feed USING btree (seq) WHERE (id IS NULL);
 
 -- Name: call_state_active_by_extension_idx; Type: INDEX; Schema: public; Owner: -
 
@@ -1876,6 +1974,10 @@ CREATE INDEX webhook_delivery_due_idx ON public.webhook_delivery USING btree (ne
 -- Name: webhook_delivery_endpoint_idx; Type: INDEX; Schema: public; Owner: -
 
 CREATE INDEX webhook_delivery_endpoint_idx ON public.webhook_delivery USING btree (endpoint_id, id);
+
+-- Name: webhook_delivery_feed_idx; Type: INDEX; Schema: public; Owner: -
+
+CREATE INDEX webhook_delivery_feed_idx ON public.webhook_delivery USING btree (endpoint_id, feed_id);
 
 -- Name: webhook_delivery_journey_idx; Type: INDEX; Schema: public; Owner: -
 
