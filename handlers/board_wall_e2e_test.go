@@ -113,6 +113,13 @@ func seedTeam(tb testing.TB, in *instance) {
 				"userId": {uid(u)}, "answeringNumber": {"4930555000"}})
 		}
 	}
+	// The day's journeys written: an unanswered one ends once its grace
+	// has passed (docs/events.md).
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := in.store.SyncFeed(ctx); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // TestBoardOnTheWall opens the board as a wall screen shows it: 60 users
