@@ -328,12 +328,14 @@ func requestLogger(log *slog.Logger, m *metrics.Metrics) echo.MiddlewareFunc {
 }
 
 // errorText is what the log says about err: the HTTP message and, for the
-// operator only, the internal cause.
+// operator only, the internal cause. A validation failure's message already
+// names every bad field, so the validator's own text is left out.
 func errorText(err error) string {
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		msg := fmt.Sprint(he.Message)
-		if he.Internal != nil {
+		var verrs validator.ValidationErrors
+		if he.Internal != nil && !errors.As(he.Internal, &verrs) {
 			if in := he.Internal.Error(); strings.HasPrefix(in, msg) {
 				msg = in
 			} else {
