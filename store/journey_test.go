@@ -273,6 +273,13 @@ func TestJourneyTimeZone(t *testing.T) {
 	if _, err := st.SetTimeZone(ctx, "Mars/Olympus"); !errors.Is(err, store.ErrBadTimeZone) {
 		t.Errorf("unknown zone: %v", err)
 	}
+
+	// A new database has no journeys whose day could move: the first
+	// start's zone says nothing moved.
+	fresh := openURL(t, storetest.NewDatabase(t))
+	if moved, err := fresh.SetTimeZone(ctx, "Europe/Berlin"); err != nil || moved {
+		t.Errorf("SetTimeZone on a new database: moved %v, err %v", moved, err)
+	}
 }
 
 // TestJourneyStatsCompaction: the stats read the same before and after

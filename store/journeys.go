@@ -323,9 +323,11 @@ func (s *Store) TimeZone(ctx context.Context) (string, error) {
 // SetTimeZone makes tz (an IANA name PostgreSQL knows, such as
 // Europe/Berlin) the time zone that cuts the days of the journeys and of
 // journey_stats_day. When it changes, every journey's day is computed
-// again, in one transaction. It returns an error wrapping ErrBadTimeZone
-// for a zone PostgreSQL does not know.
-func (s *Store) SetTimeZone(ctx context.Context, tz string) (changed bool, err error) {
+// again, in one transaction. moved says whether any journey's day moved
+// (false on a new database, and when tz is the zone already set). It
+// returns an error wrapping ErrBadTimeZone for a zone PostgreSQL does not
+// know.
+func (s *Store) SetTimeZone(ctx context.Context, tz string) (moved bool, err error) {
 	if err := s.available(); err != nil {
 		return false, fmt.Errorf("store: set time zone: %w", err)
 	}
@@ -343,15 +345,15 @@ func (s *Store) SetTimeZone(ctx context.Context, tz string) (changed bool, err e
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
-		changed = true
-		_, err = tx.Exec(ctx, `UPDATE journey SET day = (started_at AT TIME ZONE $1)::date
+		tag, err = tx.Exec(ctx, `UPDATE journey SET day = (started_at AT TIME ZONE $1)::date
 			WHERE day IS DISTINCT FROM (started_at AT TIME ZONE $1)::date`, tz)
+		moved = tag.RowsAffected() > 0
 		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("store: set time zone %q: %w", tz, readErr(err))
 	}
-	return changed, nil
+	return moved, nil
 }
 
 // SetServiceLevel makes sla the time within which an answer counts in

@@ -11,7 +11,7 @@ import (
 // journeySettings is what setJourneySettings needs of the store.
 type journeySettings interface {
 	Ready() <-chan struct{}
-	SetTimeZone(ctx context.Context, tz string) (changed bool, err error)
+	SetTimeZone(ctx context.Context, tz string) (moved bool, err error)
 	SetServiceLevel(ctx context.Context, sla, short time.Duration) (changed bool, err error)
 	SetRingingStale(ctx context.Context, d time.Duration) error
 }
@@ -48,15 +48,15 @@ func setJourneySettings(ctx context.Context, st journeySettings, cfg Config, log
 	if !onceReady(ctx, st) {
 		return nil
 	}
-	changed, err := st.SetTimeZone(ctx, tz)
+	moved, err := st.SetTimeZone(ctx, tz)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		log.Error("time zone not set in the database; journey stats keep cutting days as before", "time_zone", tz, "err", err)
-	case changed:
-		log.Info("journey stats now cut days in a new time zone; every journey's day was computed again", "time_zone", tz)
+	case moved:
+		log.Info("journey stats now cut days in a new time zone; the journeys' days were computed again", "time_zone", tz)
 	}
 	sla, short := time.Duration(cfg.SLASeconds)*time.Second, time.Duration(cfg.ShortAbandonSeconds)*time.Second
-	changed, err = st.SetServiceLevel(ctx, sla, short)
+	changed, err := st.SetServiceLevel(ctx, sla, short)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		log.Error("SLA_SECONDS and SHORT_ABANDON_SECONDS not set in the database; the stats keep the thresholds they had",
