@@ -8,7 +8,7 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## Run the service (starts a private PostgreSQL when DATABASE_URL is unset).
-	@echo "building callstate (the first build fetches and compiles its modules: a minute or more)..."
+	@test -x bin/callstate || echo "building callstate (the first build fetches and compiles its modules: a minute or more)..."
 	@$(GO) build -o bin/callstate ./cmd/callstate
 	./bin/callstate
 
