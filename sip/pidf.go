@@ -3,6 +3,8 @@ package sip
 import (
 	"slices"
 	"strings"
+
+	"github.com/callstate/callstate"
 )
 
 // Presence is a parsed application/pidf+xml body (RFC 3863), with the RPID
@@ -27,12 +29,13 @@ type Presence struct {
 	Note string
 }
 
-// Presence statuses returned by Presence.Status.
+// Presence statuses returned by Presence.Status: the lamps' words, as
+// sip_extension.presence_status keeps them (callstate.PresenceStatuses).
 const (
-	StatusIdle        = "idle"
-	StatusRinging     = "ringing"
-	StatusBusy        = "busy"
-	StatusUnavailable = "unavailable"
+	StatusIdle        = callstate.LampIdle
+	StatusRinging     = callstate.LampRinging
+	StatusBusy        = callstate.LampBusy
+	StatusUnavailable = callstate.LampUnavailable
 )
 
 // ParsePresence parses an application/pidf+xml NOTIFY body.
