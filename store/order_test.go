@@ -397,7 +397,7 @@ func assertLamps(t *testing.T, st *store.Store, legs []callstate.Call) {
 			}
 			want = callstate.ExtensionLamp(mine)
 		case callstate.SourceSipgate:
-			want = callstate.UserLamp(l.Extension, legs)
+			want = reference.UserLamp(l.Extension, legs)
 		}
 		seen[string(l.Source)+" "+l.Lamp]++
 		if l.Lamp != want {
