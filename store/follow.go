@@ -116,7 +116,9 @@ func (s *Store) FollowFeed(ctx context.Context, f FeedFollow) error {
 // dbError.
 func (s *Store) followOnce(ctx context.Context, f FeedFollow, pos int64) (int64, error) {
 	for {
-		w, err := s.FeedWindow(ctx)
+		// One statement reads the window and the events after pos up to
+		// its head (one snapshot): a wake-up costs one round trip.
+		w, evs, err := s.readFeedWindow(ctx, s.pool, pos, followChunk, f.Types)
 		if err != nil {
 			return pos, dbError{err}
 		}
@@ -125,10 +127,6 @@ func (s *Store) followOnce(ctx context.Context, f FeedFollow, pos int64) (int64,
 		}
 		if pos >= w.Head {
 			return pos, nil
-		}
-		evs, err := s.FeedOf(ctx, pos, w.Head, followChunk, f.Types)
-		if err != nil {
-			return pos, dbError{err}
 		}
 		next := w.Head
 		if len(evs) == followChunk {

@@ -174,3 +174,108 @@ func TestFollowFeedFellBehind(t *testing.T) {
 		t.Errorf("events %v ids %v, want new0..new2 once in id order", keys, got)
 	}
 }
+
+// feedLog records what FollowFeed gives.
+type feedLog struct {
+	mu  sync.Mutex
+	evs []callstate.FeedEvent
+}
+
+func (l *feedLog) apply(_ context.Context, evs []callstate.FeedEvent) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.evs = append(l.evs, evs...)
+	return nil
+}
+
+func (l *feedLog) get() []callstate.FeedEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.evs)
+}
+
+// feedSummary is what a reader of evs learns of each: id, type, journey,
+// the call's id and state as the transition left it, the journey's
+// outcome, the lamp. (A call's other columns are read as they are now.)
+func feedSummary(evs []callstate.FeedEvent) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		s := fmt.Sprintf("%d %s %s seq=%d", e.ID, e.Type, e.JourneyID, e.Seq)
+		if e.Call != nil {
+			s += fmt.Sprintf(" call=%s/%s", e.Call.CallID, e.Call.State)
+		}
+		if e.Journey != nil {
+			s += fmt.Sprintf(" journey=%s", e.Journey.Outcome)
+		}
+		if e.Lamp != nil {
+			s += fmt.Sprintf(" lamp=%s:%s>%s", e.Lamp.Extension, e.Previous, e.Lamp.Lamp)
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// TestFollowFeedTypes: a reader of some types gets exactly the events of
+// those types a reader of every type gets, the same and in the same
+// order, and the call and journey of each.
+func TestFollowFeedTypes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := openStore(t)
+	<-st.Ready()
+	from0 := func(context.Context) (int64, error) { return 0, nil }
+	var all, some feedLog
+	done := make(chan error, 2)
+	go func() { done <- st.FollowFeed(ctx, store.FeedFollow{Start: from0, Apply: all.apply}) }()
+	go func() {
+		done <- st.FollowFeed(ctx, store.FeedFollow{Types: callstate.WakeTypes, Start: from0, Apply: some.apply})
+	}()
+	for _, ev := range []callstate.Event{
+		sg("t0", "newCall", 0, callstate.Update{Direction: "in", From: "4917", To: "4930",
+			UserIDs: []string{"u1"}, Users: []string{"Ulla"}, Extension: "u1", State: callstate.StateRinging}),
+		sg("t0", "answer", 1, callstate.Update{State: callstate.StateAnswered, AnsweredBy: "Ulla", Answering: "4930"}),
+		sg("t0", "hangup", 2, callstate.Update{Cause: "normalClearing", State: callstate.StateEnded}),
+	} {
+		if _, err := st.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncFeed(t, st)
+	w, err := st.FeedWindow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a := all.get()
+		last := int64(0)
+		if len(a) > 0 {
+			last = a[len(a)-1].ID
+		}
+		want = feedSummary(slices.DeleteFunc(a, func(e callstate.FeedEvent) bool { return !slices.Contains(callstate.WakeTypes, e.Type) }))
+		got = feedSummary(some.get())
+		if last == w.Head && slices.Equal(got, want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(want) == 0 || !slices.Equal(got, want) {
+		t.Errorf("the reader of %v got\n%v\nwant\n%v", callstate.WakeTypes, got, want)
+	}
+	types := map[string]bool{}
+	for _, e := range all.get() {
+		types[e.Type] = true
+	}
+	for _, typ := range []string{callstate.EventRinging, callstate.EventAnswered, callstate.EventEnded, callstate.EventJourneyEnded, callstate.EventLampChanged} {
+		if !types[typ] {
+			t.Errorf("the feed has no %s: %v", typ, types)
+		}
+	}
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Errorf("FollowFeed returned %v", err)
+		}
+	}
+}
