@@ -209,11 +209,6 @@ type WakePush struct {
 	Extension string
 }
 
-// WakeTypes are the feed events the device wake-up reads: those ClearFor
-// and EarlyDialog look at. Reading only these spares the database the
-// call and journey of every other event.
-var WakeTypes = []string{EventRinging, EventAnswered, EventEnded, EventJourneyEnded}
-
 // ClearFor returns the reason a feed event clears its journey's
 // notification: answered or ended, or "" when it does not.
 func ClearFor(ev FeedEvent) string {

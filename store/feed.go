@@ -127,59 +127,6 @@ ORDER BY id LIMIT $2`, after, limit, upto, types)
 	if err != nil {
 		return nil, fmt.Errorf("store: feed after %d: %w", after, readErr(err))
 	}
-	return s.feedEvents(rs), nil
-}
-
-// readFeedWindow returns the feed's window and at most limit events of the
-// given types (none: every type) with ids after after and up to the
-// window's head, by id, in one statement: the window and the events are
-// of one snapshot, and every id up to the head is committed
-// (callstate_feed_assign moves the head with the ids it gives), so a
-// reader that goes on from the head misses nothing. The type is filtered
-// before the call or journey of an event is joined and built.
-func (s *Store) readFeedWindow(ctx context.Context, q querier, after int64, limit int, types []string) (callstate.FeedWindow, []callstate.FeedEvent, error) {
-	var w callstate.FeedWindow
-	rows, err := q.Query(ctx, `
-SELECT h.floor, h.head, e.id, e.type, e.at, e.journey_id, e.data, e.routed_rule
-FROM call_feed_head h
-LEFT JOIN LATERAL (
-    SELECT id, type, at, journey_id, data,
-           CASE WHEN data ? 'journey' THEN coalesce((
-               SELECT l.routed_rule FROM call_state l
-               WHERE l.journey_id = call_feed_event.journey_id AND l.routed_rule <> ''
-               ORDER BY l.routed_at, l.routed_rule COLLATE "C" DESC LIMIT 1), '') ELSE '' END AS routed_rule
-    FROM call_feed_event
-    WHERE id > $1 AND id <= h.head AND (coalesce(cardinality($3::text[]), 0) = 0 OR type = ANY ($3))
-    ORDER BY id LIMIT $2
-) e ON true
-ORDER BY e.id`, after, limit, types)
-	if err != nil {
-		return w, nil, fmt.Errorf("store: feed after %d: %w", after, readErr(err))
-	}
-	defer rows.Close()
-	var rs []feedRow
-	for rows.Next() {
-		var (
-			id             *int64
-			typ, jid, rule *string
-			at             *time.Time
-			data           []byte
-		)
-		if err := rows.Scan(&w.Floor, &w.Head, &id, &typ, &at, &jid, &data, &rule); err != nil {
-			return w, nil, fmt.Errorf("store: feed after %d: %w", after, readErr(err))
-		}
-		if id != nil {
-			rs = append(rs, feedRow{ID: *id, Type: *typ, At: *at, JourneyID: *jid, Data: data, Rule: *rule})
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return w, nil, fmt.Errorf("store: feed after %d: %w", after, readErr(err))
-	}
-	return w, s.feedEvents(rs), nil
-}
-
-// feedEvents decodes rs, leaving out (and logging) what cannot be read.
-func (s *Store) feedEvents(rs []feedRow) []callstate.FeedEvent {
 	evs := make([]callstate.FeedEvent, 0, len(rs))
 	for _, r := range rs {
 		ev, err := r.event()
@@ -189,7 +136,7 @@ func (s *Store) feedEvents(rs []feedRow) []callstate.FeedEvent {
 		}
 		evs = append(evs, ev)
 	}
-	return evs
+	return evs, nil
 }
 
 // event decodes r.

@@ -116,9 +116,7 @@ func (s *Store) FollowFeed(ctx context.Context, f FeedFollow) error {
 // dbError.
 func (s *Store) followOnce(ctx context.Context, f FeedFollow, pos int64) (int64, error) {
 	for {
-		// One statement reads the window and the events after pos up to
-		// its head (one snapshot): a wake-up costs one round trip.
-		w, evs, err := s.readFeedWindow(ctx, s.pool, pos, followChunk, f.Types)
+		w, err := s.FeedWindow(ctx)
 		if err != nil {
 			return pos, dbError{err}
 		}
@@ -127,6 +125,10 @@ func (s *Store) followOnce(ctx context.Context, f FeedFollow, pos int64) (int64,
 		}
 		if pos >= w.Head {
 			return pos, nil
+		}
+		evs, err := s.FeedOf(ctx, pos, w.Head, followChunk, f.Types)
+		if err != nil {
+			return pos, dbError{err}
 		}
 		next := w.Head
 		if len(evs) == followChunk {

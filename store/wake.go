@@ -292,22 +292,11 @@ func (s *Store) WakeFeed(ctx context.Context, early func(*callstate.Call) bool) 
 		if err != nil {
 			return err
 		}
-		// Only the types the wake-up looks at; the cursor then moves to
-		// the head read in the same statement when fewer than a batch
-		// came, so that the next read does not pass the other events
-		// again.
-		w, evs, err := s.readFeedWindow(ctx, tx, cursor, wakeFeedBatch, callstate.WakeTypes)
-		if err != nil {
+		evs, err := s.readFeed(ctx, tx, cursor, wakeFeedBatch)
+		if err != nil || len(evs) == 0 {
 			return err
 		}
 		more = len(evs) == wakeFeedBatch
-		next := w.Head
-		if more {
-			next = evs[len(evs)-1].ID
-		}
-		if next <= cursor {
-			return nil
-		}
 		for _, ev := range evs {
 			if ev.JourneyID == "" {
 				continue
@@ -344,7 +333,7 @@ INSERT INTO wake_push (journey_id, call_id, extension) VALUES ($1, $2, $3) ON CO
 					Extension: c.Extension, At: ev.At.UTC().Format(time.RFC3339)}})
 			}
 		}
-		_, err = tx.Exec(ctx, `UPDATE wake_cursor SET cursor = $1`, next)
+		_, err = tx.Exec(ctx, `UPDATE wake_cursor SET cursor = $1`, evs[len(evs)-1].ID)
 		return err
 	})
 	if err != nil {

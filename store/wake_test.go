@@ -6,15 +6,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/callstate/callstate"
-	"github.com/callstate/callstate/store/storetest"
 )
 
 func wakeDevice(id, user, ext string) callstate.Device {
@@ -195,43 +191,5 @@ func TestWakeOncePerJourney(t *testing.T) {
 	}
 	if err := st.DeleteDevice(ctx, "a"); !errors.Is(err, callstate.ErrNotFound) {
 		t.Errorf("delete twice: %v", err)
-	}
-}
-
-// TestWakeFeedCursorPassesOtherTypes: the wake-up reads only its types,
-// and its cursor goes on to the feed's head, past the events it does not
-// read (lamp events last here), so they are not passed again.
-func TestWakeFeedCursorPassesOtherTypes(t *testing.T) {
-	url := storetest.NewDatabase(t)
-	st := openURL(t, url)
-	<-st.Ready()
-	ctx := context.Background()
-	if _, err := st.Apply(ctx, sg("c0", "newCall", 0, callstate.Update{Direction: "in", From: "4917", To: "4930",
-		UserIDs: []string{"u1"}, Users: []string{"Ulla"}, Extension: "u1", State: callstate.StateRinging})); err != nil {
-		t.Fatal(err)
-	}
-	syncFeed(t, st)
-	w, err := st.FeedWindow(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs := readFeed(t, st, 0)
-	if len(evs) == 0 || evs[len(evs)-1].ID != w.Head || slices.Contains(callstate.WakeTypes, evs[len(evs)-1].Type) {
-		t.Fatalf("the feed %v, head %d: want an event the wake-up does not read last", evs, w.Head)
-	}
-	if ps, more, err := st.WakeFeed(ctx, func(*callstate.Call) bool { return true }); err != nil || more || len(ps) != 0 {
-		t.Fatalf("WakeFeed: %v %v %v, want no push", ps, more, err)
-	}
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var cursor int64
-	if err := conn.QueryRow(ctx, `SELECT cursor FROM wake_cursor`).Scan(&cursor); err != nil {
-		t.Fatal(err)
-	}
-	if cursor != w.Head {
-		t.Errorf("wake cursor %d, want the head %d", cursor, w.Head)
 	}
 }

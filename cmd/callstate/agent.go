@@ -150,7 +150,7 @@ func startAgent(ctx context.Context, g *errgroup.Group, cfg agentConfig, st *sto
 	for _, run := range []func() error{
 		func() error { return a.Run(ctx) },
 		func() error {
-			return st.FollowFeed(ctx, store.FeedFollow{Types: presence.FeedTypes, Start: a.Snapshot, Apply: a.Apply, Wake: wake})
+			return st.FollowFeed(ctx, store.FeedFollow{Start: a.Snapshot, Apply: a.Apply, Wake: wake})
 		},
 	} {
 		g.Go(func() error {

@@ -78,7 +78,7 @@ func follow(ctx context.Context, tb testing.TB, st *store.Store, a *Agent) <-cha
 		done <- struct{}{}
 	}()
 	go func() {
-		if err := st.FollowFeed(ctx, store.FeedFollow{Types: FeedTypes, Start: a.Snapshot, Apply: a.Apply, Wake: wake}); err != nil {
+		if err := st.FollowFeed(ctx, store.FeedFollow{Start: a.Snapshot, Apply: a.Apply, Wake: wake}); err != nil {
 			tb.Error(err)
 		}
 		done <- struct{}{}

@@ -91,15 +91,6 @@ func (a *Agent) Snapshot(ctx context.Context) (int64, error) {
 	}
 }
 
-// FeedTypes are the feed events Apply uses: those of a call (its lamps'
-// calls) and of a lamp. A journey's events (journey.ended, call.missed,
-// call.voicemail) carry no call and no lamp; reading only these spares
-// the database building them.
-var FeedTypes = []string{
-	callstate.EventRinging, callstate.EventAnswered, callstate.EventHeld, callstate.EventDTMF,
-	callstate.EventEnded, callstate.EventOther, callstate.EventLampChanged, callstate.EventLampUpdated,
-}
-
 // Apply takes a chunk of the feed's events, in id order, into the lamps
 // and notifies the subscribers of each lamp whose documents changed
 // (store.FeedFollow.Apply). It never fails.
