@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -92,52 +90,21 @@ func (p *pushService) wait(t *testing.T, sub string, n int) []pushReceipt {
 
 func startPushService(t testing.TB) *pushService {
 	t.Helper()
-	installNode(t, pushServiceDir, "http_ece")
-	cmd := exec.Command("node", "pushservice.mjs", "0")
-	cmd.Dir = pushServiceDir
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
 	p := &pushService{note: make(chan struct{}, 1)}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var l struct {
-				Listening int `json:"listening"`
-				pushReceipt
-			}
-			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-				continue
-			}
-			if l.Listening != 0 {
-				ready <- fmt.Sprintf("http://127.0.0.1:%d", l.Listening)
-				continue
-			}
-			p.mu.Lock()
-			p.got = append(p.got, l.pushReceipt)
-			p.mu.Unlock()
-			select {
-			case p.note <- struct{}{}:
-			default:
-			}
+	port := startNodePeer(t, pushServiceDir, "http_ece", nil, func(line []byte) {
+		var r pushReceipt
+		if json.Unmarshal(line, &r) != nil {
+			return
 		}
-	}()
-	select {
-	case p.base = <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("push service not listening after 20s")
-	}
+		p.mu.Lock()
+		p.got = append(p.got, r)
+		p.mu.Unlock()
+		select {
+		case p.note <- struct{}{}:
+		default:
+		}
+	}, "pushservice.mjs", "0")
+	p.base = fmt.Sprintf("http://127.0.0.1:%d", port)
 	return p
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -54,49 +53,18 @@ func (r *receiver) receipts() []receipt {
 // startReceiver starts receiver.mjs with secret and plan (see there).
 func startReceiver(t *testing.T, secret, plan string, delay time.Duration) *receiver {
 	t.Helper()
-	installNode(t, receiverDir, "standardwebhooks")
-	cmd := exec.Command("node", "receiver.mjs", "0", secret, plan)
-	cmd.Dir = receiverDir
-	cmd.Env = append(os.Environ(), fmt.Sprintf("DELAY_MS=%d", delay.Milliseconds()))
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
 	r := &receiver{}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var l struct {
-				Listening int `json:"listening"`
-				receipt
-			}
-			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-				continue
-			}
-			if l.Listening != 0 {
-				ready <- fmt.Sprintf("http://127.0.0.1:%d/hook", l.Listening)
-				continue
-			}
-			r.mu.Lock()
-			r.got = append(r.got, l.receipt)
-			r.mu.Unlock()
+	env := []string{fmt.Sprintf("DELAY_MS=%d", delay.Milliseconds())}
+	port := startNodePeer(t, receiverDir, "standardwebhooks", env, func(line []byte) {
+		var rc receipt
+		if json.Unmarshal(line, &rc) != nil {
+			return
 		}
-	}()
-	select {
-	case r.url = <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("receiver not listening after 20s")
-	}
+		r.mu.Lock()
+		r.got = append(r.got, rc)
+		r.mu.Unlock()
+	}, "receiver.mjs", "0", secret, plan)
+	r.url = fmt.Sprintf("http://127.0.0.1:%d/hook", port)
 	return r
 }
 
