@@ -514,3 +514,83 @@ func TestJourneyRule(t *testing.T) {
 		}
 	}
 }
+
+// TestJourneyHeldForAnswer: a journey whose legs have all ended with no
+// answer yet is held for a grace instead of ending missed (migrations 029
+// and 031): five graces when sipgate's hang-up says the call was talked
+// on, so that its answer, committing late, makes it answered without a
+// call.missed in the feed; one grace otherwise, after which it ends missed.
+func TestJourneyHeldForAnswer(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	apply := func(evs ...callstate.Event) {
+		t.Helper()
+		for _, ev := range evs {
+			if _, err := st.Apply(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// heldOutcome waits until the refresher has looked at every write and
+	// only held rows are left, and returns the journey's outcome then.
+	heldOutcome := func(id string) string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var unheld, held int
+			var outcome string
+			err := pool.QueryRow(ctx, `
+				SELECT count(*) FILTER (WHERE NOT held), count(*) FILTER (WHERE held),
+				       coalesce((SELECT outcome FROM journey WHERE journey_id = $1), 'active')
+				FROM journey_pending`, id).Scan(&unheld, &held, &outcome)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if unheld == 0 && held > 0 {
+				return outcome
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d rows not looked at, %d held; outcome %s", id, unheld, held, outcome)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	newCall := func(id string) callstate.Event {
+		return sg(id, "newCall", 0, callstate.Update{Direction: "in", From: "49178", To: "49203",
+			Users: []string{"Oliver"}, UserIDs: []string{"w1"}, Extension: "w1", State: callstate.StateRinging})
+	}
+
+	talked := "held-talked"
+	apply(newCall(talked), sg(talked, "hangup", 30, callstate.Update{Cause: callstate.CauseNormalClearing, State: callstate.StateEnded}))
+	if got := heldOutcome(talked); got != string(callstate.OutcomeActive) {
+		t.Fatalf("talked-on call before its answer: outcome %s, want it held active", got)
+	}
+	apply(sg(talked, "answer", 2, callstate.Update{AnsweredBy: "Oliver", State: callstate.StateAnswered}))
+	if got := readJourney(t, st, pool, talked).Outcome; got != string(callstate.OutcomeAnswered) {
+		t.Errorf("talked-on call after its answer: outcome %s", got)
+	}
+
+	missed := "held-missed"
+	apply(newCall(missed), sg(missed, "hangup", 20, callstate.Update{Cause: callstate.CauseCancel, State: callstate.StateEnded}))
+	if got := heldOutcome(missed); got != string(callstate.OutcomeActive) {
+		t.Fatalf("cancelled call within the grace: outcome %s, want it held active", got)
+	}
+	if got := readJourney(t, st, pool, missed).Outcome; got != string(callstate.OutcomeMissed) {
+		t.Errorf("cancelled call after the grace: outcome %s", got)
+	}
+
+	syncFeed(t, st)
+	feed := readFeed(t, st, 0)
+	if got := typesOf(feed, talked); slices.Contains(got, callstate.EventMissed) || !slices.Contains(got, callstate.EventJourneyEnded) {
+		t.Errorf("talked-on call's events %v: want journey.ended and no call.missed", got)
+	}
+	if got := typesOf(feed, missed); !slices.Contains(got, callstate.EventMissed) {
+		t.Errorf("cancelled call's events %v: want call.missed", got)
+	}
+}

@@ -38,56 +38,33 @@ type callKey struct{ source, key string }
 // refreshSQL takes up to $1 due rows of journey_pending that no other
 // transaction holds, computes the journeys of their calls and deletes the
 // rows; it returns how many rows it took. The legs are read by the
-// refresh function's own statements, after the rows: every leg whose row
-// it took is committed and seen.
+// refresh function's own statements, after the rows and the journeys'
+// locks: every leg whose row it took is committed and seen.
 //
 // A journey whose legs have all ended, none answered, while one of its
 // calls taken was written less than journey_grace_seconds ago is held
-// (migration 029): an answer that committed after its hang-up may still be
-// on its way, and the journey would end missed and turn answered. It is
-// left as it is, and its calls are queued again, held, due once the grace
-// has passed since that write. A sipgate leg that hung up normalClearing
-// (a call that was talked on) with no answer yet is held five graces: its
-// answer is known to be on its way. Only the journeys that would end
-// unanswered are looked at, with an index lookup or two each.
+// (migrations 029 and 031): an answer that committed after its hang-up may
+// still be on its way, and the journey would end missed and turn answered.
+// It is left as it is, and its calls are queued again, held, due once the
+// grace has passed since that write. A sipgate leg that hung up
+// normalClearing (a call that was talked on) with no answer yet is held
+// five graces: its answer is known to be on its way. The hold is decided
+// in the statement that computes the journey, from the same snapshot: a
+// hang-up that commits meanwhile is either seen by both or by neither (and
+// then looked at again through its own row).
 const refreshSQL = `
 WITH taken AS (
     DELETE FROM journey_pending WHERE id IN (
         SELECT id FROM journey_pending WHERE at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
     RETURNING source, call_key, at, held
-), grace AS (
-    SELECT make_interval(secs => callstate_setting_seconds('journey_grace_seconds', 1)) AS g
 ), calls AS (
-    SELECT t.source, t.call_key, c.journey_id, max(t.at) FILTER (WHERE NOT t.held) AS written
-    FROM taken t
-    LEFT JOIN call_state c ON c.source = t.source AND c.call_key = t.call_key
-    GROUP BY 1, 2, 3
-), unanswered AS (
-    SELECT k.journey_id, max(k.written) AS written,
-           EXISTS (SELECT 1 FROM call_state c
-                   WHERE c.journey_id = k.journey_id AND c.source = 'sipgate'
-                     AND c.hangup_cause = 'normalClearing' AND c.answered_at IS NULL) AS answer_due
-    FROM calls k, grace
-    WHERE k.journey_id IS NOT NULL AND k.written > now() - 5 * grace.g
-    GROUP BY 1
-    HAVING NOT EXISTS (SELECT 1 FROM call_state c
-                       WHERE c.journey_id = k.journey_id AND (c.state <> 'ended' OR c.answered_at IS NOT NULL))
-       AND coalesce((SELECT j.outcome FROM journey j WHERE j.journey_id = k.journey_id), 'active') = 'active'
-), hold AS (
-    SELECT u.journey_id, u.written + CASE WHEN u.answer_due THEN 5 * grace.g ELSE grace.g END AS due
-    FROM unanswered u, grace
-    WHERE u.written > now() - CASE WHEN u.answer_due THEN 5 * grace.g ELSE grace.g END
-), requeue AS (
-    INSERT INTO journey_pending (source, call_key, at, held)
-    SELECT k.source, k.call_key, h.due, true
-    FROM calls k JOIN hold h ON h.journey_id = k.journey_id
-), go AS (
-    SELECT k.source, k.call_key FROM calls k
-    WHERE k.journey_id IS NULL OR k.journey_id NOT IN (SELECT journey_id FROM hold)
+    SELECT source, call_key, max(at) FILTER (WHERE NOT held) AS written
+    FROM taken GROUP BY 1, 2
 )
 SELECT (SELECT count(*) FROM taken),
-       callstate_refresh_calls(ARRAY(SELECT source FROM go ORDER BY 1, call_key),
-                               ARRAY(SELECT call_key FROM go ORDER BY source, 1))`
+       callstate_refresh_taken(ARRAY(SELECT source FROM calls ORDER BY 1, call_key),
+                               ARRAY(SELECT call_key FROM calls ORDER BY source, 1),
+                               ARRAY(SELECT written FROM calls ORDER BY source, call_key))`
 
 // journeyQueue wakes the refresher and counts its rounds.
 type journeyQueue struct {
