@@ -19,17 +19,22 @@
 #   OLD=/tmp/callstate-old scripts/bench-events.sh
 #   RUNS=3 DURATION=20s RATE=1000 OLD=... scripts/bench-events.sh
 #   PREV=/tmp/callstate-main OLD=... scripts/bench-events.sh
+# Each build first takes WARMUP (default 10s, 0s for none) of the same load,
+# then VACUUM ANALYZE, and only then is measured: a fresh database has no
+# planner statistics for its first minute and reads its small tables whole,
+# which is neither build's cost in production.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OLD:?OLD=path of a build from before the feed}"
 RUNS=${RUNS:-2}
 DURATION=${DURATION:-15s}
 RATE=${RATE:-1000}
+WARMUP=${WARMUP:-10s}
 tmp=$(mktemp -d)
 chmod 755 "$tmp" # the private PostgreSQL runs as an unprivileged user
 pid=
 sink=
-trap '[ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; [ -n "$sink" ] && kill "$sink" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+trap '[ -n "${KEEP:-}" ] && cp "$tmp/log" /tmp/bench-events-last.log; [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; [ -n "$sink" ] && kill "$sink" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 NEW=${NEW:-$tmp/callstate-new}
 [ -x "$NEW" ] || go build -o "$NEW" ./cmd/callstate
 go build -o "$tmp/load" ./cmd/callstate-load
@@ -61,9 +66,18 @@ one() {
     "$bin" serve -env-file /dev/null >"$tmp/log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-  local lsn0 lsn1 rows pm pgs cs0 cs1 pg0 pg1 hz n out
+  local lsn0 lsn1 rows rows0=0 feed0=0 pm pgs cs0 cs1 pg0 pg1 hz n out
   hz=$(getconf CLK_TCK)
   pm=$(head -1 "$(psql "$db" -Atc 'SHOW data_directory')/postmaster.pid")
+  if [ "$WARMUP" != 0s ]; then
+    # A database that has taken calls for a while, as in production: the
+    # first seconds of a fresh one have no planner statistics (autovacuum
+    # looks once a minute), and its small tables are read whole.
+    "$tmp/load" -url "$hook" -label "$name-warmup" -c 64 -d "$WARMUP" -rate "$RATE" >/dev/null
+    psql "$db" -qAtc 'VACUUM ANALYZE'
+    rows0=$(psql "$db" -Atc 'SELECT count(*) FROM call_event')
+    [ "$name" != old ] && feed0=$(psql "$db" -Atc 'SELECT count(*) FROM call_feed')
+  fi
   lsn0=$(psql "$db" -Atc 'SELECT pg_current_wal_lsn()')
   pgs=$(pgrep -P "$pm" | tr '\n' ' ' || true)
   cs0=$(ticks "$pid"); pg0=$(ticks "$pm" $pgs)
@@ -78,12 +92,12 @@ one() {
   pgs=$(pgrep -P "$pm" | tr '\n' ' ' || true)
   cs1=$(ticks "$pid"); pg1=$(ticks "$pm" $pgs)
   lsn1=$(psql "$db" -Atc 'SELECT pg_current_wal_lsn()')
-  rows=$(psql "$db" -Atc 'SELECT count(*) FROM call_event')
+  rows=$(($(psql "$db" -Atc 'SELECT count(*) FROM call_event') - rows0))
   n=$((rows > 0 ? rows : 1))
   out="$(sed 's/^RESULT //' "$tmp/result") journal=$rows wal_bytes_per_event=$(psql "$db" -Atc "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint / $n")"
   out="$out cpu_us_per_event: callstate=$(((cs1 - cs0) * 1000000 / hz / n)) postgres=$(((pg1 - pg0) * 1000000 / hz / n))"
   if [ "$name" != old ]; then
-    out="$out feed_events=$(psql "$db" -Atc 'SELECT count(*) FROM call_feed')"
+    out="$out feed_events=$(($(psql "$db" -Atc 'SELECT count(*) FROM call_feed') - feed0))"
   fi
   if [ "$name" = webhook ]; then
     out="$out deliveries: $(curl -s "http://127.0.0.1:$sinkport/stats") pending=$(psql "$db" -Atc "SELECT count(*) FROM webhook_delivery WHERE status = 'pending'")"

@@ -2048,7 +2048,7 @@ CREATE INDEX webhook_delivery_created_idx ON public.webhook_delivery USING btree
 
 -- Name: webhook_delivery_due_idx; Type: INDEX; Schema: public; Owner: -
 
-CREATE INDEX webhook_delivery_due_idx ON public.webhook_delivery USING btree (next_at) WHERE (status = 'pending'::text);
+CREATE INDEX webhook_delivery_due_idx ON public.webhook_delivery USING btree (next_at, id) WHERE ((status = 'pending'::text) AND (attempts >= 0));
 
 -- Name: webhook_delivery_endpoint_idx; Type: INDEX; Schema: public; Owner: -
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
@@ -207,5 +209,57 @@ func TestWebhookReplayBackfill(t *testing.T) {
 	slices.Reverse(feedIDs) // WebhookDeliveries lists the newest first
 	if !slices.IsSorted(feedIDs) {
 		t.Errorf("backfilled feed ids %v out of order", feedIDs)
+	}
+}
+
+// TestClaimWithStaleStatistics: statistics taken while every delivery was
+// done, then 15,000 waiting (an endpoint back after an outage, before
+// autovacuum looks again). Claiming must stay a look-up per due delivery:
+// a plan that reads every waiting delivery for each one took 104 s here.
+// The bound below is a hundred times what the claim needs, not a measure.
+func TestClaimWithStaleStatistics(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ep, err := st.CreateWebhook(ctx, callstate.WebhookEndpoint{URL: "https://example.com/", Secrets: []string{"whsec_x"},
+		Format: callstate.FormatStandard, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		`ALTER TABLE webhook_delivery SET (autovacuum_enabled = false)`,
+		// Three deliveries for each of 5,000 calls, all done.
+		`INSERT INTO webhook_delivery (endpoint_id, feed_id, msg_id, order_key, type, body, content_type, status)
+		 SELECT $1, g, 'msg_' || g, 'call' || (g / 3), 'call.ringing', '\x7b7d', 'application/json', 'delivered'
+		 FROM generate_series(0, 14999) g`,
+		`ANALYZE webhook_delivery`,
+		`UPDATE webhook_delivery SET status = 'pending', next_at = now() - interval '1 minute'`,
+	} {
+		args := []any{}
+		if strings.Contains(sql, "$1") {
+			args = append(args, ep.ID)
+		}
+		if _, err := pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	claimed, err := st.ClaimDeliveries(cctx, 64, time.Minute)
+	if err != nil {
+		t.Fatalf("claim with 15,000 waiting: %v", err)
+	}
+	if len(claimed) != 64 {
+		t.Fatalf("claimed %d of 64", len(claimed))
+	}
+	for _, c := range claimed {
+		if c.Delivery.FeedID%3 != 0 {
+			t.Errorf("claimed %s (feed id %d), not its call's first waiting delivery", c.Delivery.MsgID, c.Delivery.FeedID)
+		}
 	}
 }
