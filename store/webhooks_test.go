@@ -263,3 +263,93 @@ func TestClaimWithStaleStatistics(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimBehindAFailingOne: one call's first delivery fails and waits an
+// hour for its next try, 5,000 more of that call are due behind it, and
+// 100 other calls have one due delivery each, later. A claim moves the
+// call's waiting ones behind its first and sends the others; when the
+// first is delivered, the next of the call is due at once.
+func TestClaimBehindAFailingOne(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ep, err := st.CreateWebhook(ctx, callstate.WebhookEndpoint{URL: "https://example.com/", Secrets: []string{"whsec_x"},
+		Format: callstate.FormatStandard, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pool.Exec(ctx, `
+		INSERT INTO webhook_delivery (endpoint_id, feed_id, msg_id, order_key, type, body, content_type, next_at, attempts, last_status)
+		SELECT $1, g, 'msg_busy_' || g, 'busy', 'call.ringing', '\x7b7d', 'application/json',
+		       CASE WHEN g = 0 THEN now() + interval '1 hour' ELSE now() - interval '2 minutes' END,
+		       CASE WHEN g = 0 THEN 1 ELSE 0 END, CASE WHEN g = 0 THEN 500 ELSE 0 END
+		FROM generate_series(0, 4999) g`, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pool.Exec(ctx, `
+		INSERT INTO webhook_delivery (endpoint_id, feed_id, msg_id, order_key, type, body, content_type, next_at)
+		SELECT $1, 10000 + g, 'msg_other_' || g, 'other' || g, 'call.ringing', '\x7b7d', 'application/json', now() - interval '1 minute'
+		FROM generate_series(1, 100) g`, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := st.ClaimDeliveries(ctx, 64, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 64 {
+		t.Fatalf("claimed %d of 64 other calls' deliveries", len(claimed))
+	}
+	for _, c := range claimed {
+		if c.Delivery.OrderKey == "busy" {
+			t.Errorf("claimed %s behind the failing first one", c.Delivery.MsgID)
+		}
+	}
+	var due int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM webhook_delivery WHERE order_key = 'busy' AND status = 'pending' AND next_at <= now()`).Scan(&due); err != nil {
+		t.Fatal(err)
+	}
+	if due != 0 {
+		t.Errorf("%d of the failing call's deliveries still due behind it", due)
+	}
+
+	// The first one's next try: it is sent, and delivered.
+	if _, err := pool.Exec(ctx, `UPDATE webhook_delivery SET next_at = now() - interval '1 second' WHERE msg_id = 'msg_busy_0'`); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err = st.ClaimDeliveries(ctx, 64, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var head []callstate.WebhookDelivery
+	for _, c := range claimed {
+		if c.Delivery.OrderKey == "busy" {
+			head = append(head, c.Delivery)
+		}
+	}
+	if len(head) != 1 || head[0].MsgID != "msg_busy_0" {
+		t.Fatalf("claimed of the failing call %+v, want its first only", head)
+	}
+	err = st.FinishDeliveries(ctx, head, []callstate.WebhookResult{{Delivered: true,
+		Attempt: callstate.WebhookAttempt{DeliveryID: head[0].ID, At: time.Now(), Status: 200}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed, err = st.ClaimDeliveries(ctx, 64, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 1 || claimed[0].Delivery.MsgID != "msg_busy_1" {
+		var got []string
+		for _, c := range claimed {
+			got = append(got, c.Delivery.MsgID)
+		}
+		t.Fatalf("after the first was delivered, claimed %v, want msg_busy_1", got)
+	}
+}
