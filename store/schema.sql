@@ -475,6 +475,18 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- Name: callstate_webhook_endpoint_enabled(); Type: FUNCTION; Schema: public; Owner: -
+
+CREATE FUNCTION public.callstate_webhook_endpoint_enabled() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE webhook_delivery SET next_at = now()
+    WHERE endpoint_id = NEW.id AND status = 'pending' AND next_at > now();
+    RETURN NULL;
+END
+$$;
+
 -- Name: change_seq_next(); Type: FUNCTION; Schema: public; Owner: -
 
 CREATE FUNCTION public.change_seq_next() RETURNS trigger
@@ -2093,6 +2105,10 @@ CREATE TRIGGER sip_extension_changed AFTER INSERT OR DELETE OR UPDATE ON public.
 -- Name: wake_device wake_device_changed; Type: TRIGGER; Schema: public; Owner: -
 
 CREATE TRIGGER wake_device_changed AFTER INSERT OR DELETE OR UPDATE OF user_id, extension ON public.wake_device FOR EACH STATEMENT EXECUTE FUNCTION public.callstate_wake_devices_changed();
+
+-- Name: webhook_endpoint webhook_endpoint_enabled; Type: TRIGGER; Schema: public; Owner: -
+
+CREATE TRIGGER webhook_endpoint_enabled AFTER UPDATE OF enabled ON public.webhook_endpoint FOR EACH ROW WHEN ((new.enabled AND (NOT old.enabled))) EXECUTE FUNCTION public.callstate_webhook_endpoint_enabled();
 
 -- Name: missed_call_done missed_call_done_journey_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 

@@ -338,12 +338,13 @@ const claimWindow = 1024
 // (TestClaimWithStaleStatistics).
 const dueWindowSQL = `
 WITH due AS MATERIALIZED (
-    SELECT d.id, d.endpoint_id, d.order_key, d.next_at FROM webhook_delivery d
+    SELECT d.id, d.endpoint_id, d.order_key, d.next_at, e.enabled FROM webhook_delivery d
+    JOIN webhook_endpoint e ON e.id = d.endpoint_id
     WHERE d.status = 'pending' AND d.attempts >= 0 AND d.next_at <= now()
     ORDER BY d.next_at, d.id
     LIMIT $1
 ), first AS MATERIALIZED (
-    SELECT due.id, due.next_at, f.id AS first_id, f.next_at AS first_at
+    SELECT due.id, due.next_at, due.enabled, f.id AS first_id, f.next_at AS first_at
     FROM due CROSS JOIN LATERAL (
         SELECT p.id, p.next_at FROM webhook_delivery p
         WHERE p.endpoint_id = due.endpoint_id AND p.order_key = due.order_key AND p.status = 'pending'
@@ -354,13 +355,16 @@ WITH due AS MATERIALIZED (
 // waiting delivery comes later (leased, or waiting to be tried again)
 // behind it: their next_at becomes that one's. They could not be sent
 // before it anyway; FinishDeliveries brings them forward when it is done.
+// Those of a disabled endpoint are looked at again in an hour; enabling
+// it brings them forward (migration 033).
 const moveBehindSQL = dueWindowSQL + `, behind AS (
-    SELECT w.id, f.first_at FROM webhook_delivery w
-    JOIN first f ON f.id = w.id AND f.first_id <> w.id AND f.first_at > f.next_at
+    SELECT w.id, CASE WHEN f.enabled THEN f.first_at ELSE now() + interval '1 hour' END AS next_at
+    FROM webhook_delivery w
+    JOIN first f ON f.id = w.id AND (NOT f.enabled OR (f.first_id <> w.id AND f.first_at > f.next_at))
     WHERE w.status = 'pending' AND w.next_at = f.next_at
     FOR UPDATE OF w SKIP LOCKED
 )
-UPDATE webhook_delivery w SET next_at = b.first_at FROM behind b WHERE w.id = b.id`
+UPDATE webhook_delivery w SET next_at = b.next_at FROM behind b WHERE w.id = b.id`
 
 // ClaimDeliveries takes up to limit due deliveries of enabled endpoints
 // that no other instance holds and whose call has no earlier delivery

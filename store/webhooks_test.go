@@ -353,3 +353,67 @@ func TestClaimBehindAFailingOne(t *testing.T) {
 		t.Fatalf("after the first was delivered, claimed %v, want msg_busy_1", got)
 	}
 }
+
+// TestClaimPastADisabledEndpoint: a disabled endpoint's 3,000 due
+// deliveries do not keep another endpoint's from being sent, and are due
+// again when it is enabled.
+func TestClaimPastADisabledEndpoint(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	mk := func(url string) callstate.WebhookEndpoint {
+		ep, err := st.CreateWebhook(ctx, callstate.WebhookEndpoint{URL: url, Secrets: []string{"whsec_x"},
+			Format: callstate.FormatStandard, Enabled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ep
+	}
+	off, on := mk("https://off.example.com/"), mk("https://on.example.com/")
+	for _, q := range []struct {
+		ep    int64
+		n     int
+		ago   string
+		label string
+	}{{off.ID, 3000, "2 minutes", "off"}, {on.ID, 10, "1 minute", "on"}} {
+		_, err := pool.Exec(ctx, `
+			INSERT INTO webhook_delivery (endpoint_id, feed_id, msg_id, order_key, type, body, content_type, next_at)
+			SELECT $1, g, 'msg_' || $3 || '_' || g, $3 || g, 'call.ringing', '\x7b7d', 'application/json', now() - $4::interval
+			FROM generate_series(1, $2::int) g`, q.ep, q.n, q.label, q.ago)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	off.Enabled = false
+	if off, err = st.UpdateWebhook(ctx, off); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := st.ClaimDeliveries(ctx, 64, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 10 {
+		t.Fatalf("claimed %d, want the enabled endpoint's 10", len(claimed))
+	}
+	for _, c := range claimed {
+		if c.Endpoint.ID != on.ID {
+			t.Errorf("claimed %s of the disabled endpoint", c.Delivery.MsgID)
+		}
+	}
+	off.Enabled = true
+	if _, err := st.UpdateWebhook(ctx, off); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err = st.ClaimDeliveries(ctx, 64, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 64 || claimed[0].Endpoint.ID != off.ID {
+		t.Fatalf("after enabling: claimed %d", len(claimed))
+	}
+}
