@@ -2076,7 +2076,7 @@ CREATE INDEX webhook_delivery_journey_idx ON public.webhook_delivery USING btree
 
 -- Name: webhook_delivery_order_idx; Type: INDEX; Schema: public; Owner: -
 
-CREATE INDEX webhook_delivery_order_idx ON public.webhook_delivery USING btree (endpoint_id, order_key, id) WHERE (status = 'pending'::text);
+CREATE INDEX webhook_delivery_order_idx ON public.webhook_delivery USING btree (endpoint_id, order_key, id) INCLUDE (status);
 
 -- Name: webhook_endpoint_config_idx; Type: INDEX; Schema: public; Owner: -
 

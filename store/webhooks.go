@@ -344,25 +344,38 @@ WITH due AS MATERIALIZED (
     ORDER BY d.next_at, d.id
     LIMIT $1
 ), first AS MATERIALIZED (
-    SELECT due.id, due.next_at, due.enabled, f.id AS first_id, f.next_at AS first_at
+    SELECT due.id, due.next_at, due.enabled, f.id AS first_id, f.next_at AS first_at, f.failed AS first_failed
     FROM due CROSS JOIN LATERAL (
-        SELECT p.id, p.next_at FROM webhook_delivery p
+        SELECT p.id, p.next_at, p.last_status <> 0 OR p.last_error <> '' AS failed FROM webhook_delivery p
         WHERE p.endpoint_id = due.endpoint_id AND p.order_key = due.order_key AND p.status = 'pending'
         ORDER BY p.id LIMIT 1) f
 )`
 
 // moveBehindSQL moves the due deliveries of the window whose call's first
-// waiting delivery comes later (leased, or waiting to be tried again)
-// behind it: their next_at becomes that one's. They could not be sent
-// before it anyway; FinishDeliveries brings them forward when it is done.
+// waiting delivery comes later, having failed (waiting to be tried again,
+// or being tried again) or being tried for over a second, behind it: their
+// next_at becomes that one's. They could not be sent before it anyway;
+// FinishDeliveries brings them forward when it is done. Behind a first try
+// of less than a second (its lease, $2, began less than a second ago)
+// nothing is moved: most are over in milliseconds, and moving what waits
+// behind them and back would cost two writes each.
 // Those of a disabled endpoint are looked at again in an hour; enabling
 // it brings them forward (migration 033).
+//
+// The first one is locked with it, and both must be as the window saw
+// them: a first one that was delivered meanwhile (and brought forward
+// what waited behind it then) leaves the row where it is.
 const moveBehindSQL = dueWindowSQL + `, behind AS (
     SELECT w.id, CASE WHEN f.enabled THEN f.first_at ELSE now() + interval '1 hour' END AS next_at
-    FROM webhook_delivery w
-    JOIN first f ON f.id = w.id AND (NOT f.enabled OR (f.first_id <> w.id AND f.first_at > f.next_at))
-    WHERE w.status = 'pending' AND w.next_at = f.next_at
+    FROM first f
+    JOIN webhook_delivery w ON w.id = f.id
+    JOIN webhook_delivery h ON h.id = f.first_id
+    WHERE (NOT f.enabled OR (f.first_id <> f.id AND f.first_at > f.next_at
+                             AND (f.first_failed OR f.first_at < now() + $2::interval - interval '1 second')))
+      AND w.status = 'pending' AND w.next_at = f.next_at
+      AND h.status = 'pending' AND h.next_at = f.first_at
     FOR UPDATE OF w SKIP LOCKED
+    FOR SHARE OF h SKIP LOCKED
 )
 UPDATE webhook_delivery w SET next_at = b.next_at FROM behind b WHERE w.id = b.id`
 
@@ -378,7 +391,7 @@ UPDATE webhook_delivery w SET next_at = b.next_at FROM behind b WHERE w.id = b.i
 // calls behind a failing one are still sent (TestClaimBehindAFailingOne).
 func (s *Store) ClaimDeliveries(ctx context.Context, limit int, lease time.Duration) ([]callstate.ClaimedDelivery, error) {
 	for range 16 {
-		tag, err := s.pool.Exec(ctx, moveBehindSQL, claimWindow)
+		tag, err := s.pool.Exec(ctx, moveBehindSQL, claimWindow, lease)
 		if err != nil {
 			return nil, fmt.Errorf("store: claim deliveries: %w", readErr(err))
 		}
@@ -438,11 +451,20 @@ func prefixed(p, cols string) string {
 }
 
 // bringForwardSQL makes the deliveries a claim moved behind a call's first
-// waiting one due again, once that one is done; those never tried only
-// (one tried and waiting for its next try keeps its time).
+// waiting one due again, once that one is done (movedBehind). It does not
+// name attempts, so that it cannot use
+// webhook_delivery_due_idx (migration 032) and reads the call's own
+// deliveries in webhook_delivery_order_idx.
 const bringForwardSQL = `
 UPDATE webhook_delivery SET next_at = now()
-WHERE endpoint_id = $1 AND order_key = $2 AND status = 'pending' AND attempts = 0 AND next_at > now()`
+WHERE endpoint_id = $1 AND order_key = $2 AND status = 'pending' AND next_at > now()`
+
+// movedBehind says whether a claim may have moved deliveries behind d
+// (moveBehindSQL): it had failed before this try, or this try took over
+// half a second (claims move them behind a try of over a second).
+func movedBehind(d callstate.WebhookDelivery, a callstate.WebhookAttempt) bool {
+	return d.LastStatus != 0 || d.LastError != "" || a.Duration > 500*time.Millisecond
+}
 
 // FinishDeliveries records the tries of claimed deliveries, in one
 // transaction: each try, and what became of its delivery (delivered, to
@@ -459,11 +481,15 @@ func (s *Store) FinishDeliveries(ctx context.Context, ds []callstate.WebhookDeli
 		case r.Delivered:
 			b.Queue(`UPDATE webhook_delivery SET status = 'delivered', delivered_at = $2, last_status = $3, last_error = '' WHERE id = $1`,
 				d.ID, a.At, a.Status)
-			b.Queue(bringForwardSQL, d.EndpointID, d.OrderKey)
+			if movedBehind(d, a) {
+				b.Queue(bringForwardSQL, d.EndpointID, d.OrderKey)
+			}
 		case r.NextAt.IsZero():
 			b.Queue(`UPDATE webhook_delivery SET status = 'failed', last_status = $2, last_error = $3 WHERE id = $1`,
 				d.ID, a.Status, a.Error)
-			b.Queue(bringForwardSQL, d.EndpointID, d.OrderKey)
+			if movedBehind(d, a) {
+				b.Queue(bringForwardSQL, d.EndpointID, d.OrderKey)
+			}
 		default:
 			b.Queue(`UPDATE webhook_delivery SET next_at = $2, last_status = $3, last_error = $4 WHERE id = $1`,
 				d.ID, r.NextAt, a.Status, a.Error)

@@ -213,10 +213,13 @@ func TestWebhookReplayBackfill(t *testing.T) {
 }
 
 // TestClaimWithStaleStatistics: statistics taken while every delivery was
-// done, then 15,000 waiting (an endpoint back after an outage, before
+// done, then 30,000 waiting (an endpoint back after an outage, before
 // autovacuum looks again). Claiming must stay a look-up per due delivery:
-// a plan that reads every waiting delivery for each one took 104 s here.
-// The bound below is a hundred times what the claim needs, not a measure.
+// a plan that read every waiting delivery for each one took 104 s for
+// 15,000. Then the first of each call has failed and waits a minute for
+// its next try, and the 20,000 behind them are moved behind them, a window
+// at a time. The bound below is a
+// hundred times what the claims need, not a measure.
 func TestClaimWithStaleStatistics(t *testing.T) {
 	ctx := context.Background()
 	url := storetest.NewDatabase(t)
@@ -233,10 +236,10 @@ func TestClaimWithStaleStatistics(t *testing.T) {
 	}
 	for _, sql := range []string{
 		`ALTER TABLE webhook_delivery SET (autovacuum_enabled = false)`,
-		// Three deliveries for each of 5,000 calls, all done.
+		// Three deliveries for each of 10,000 calls, all done.
 		`INSERT INTO webhook_delivery (endpoint_id, feed_id, msg_id, order_key, type, body, content_type, status)
 		 SELECT $1, g, 'msg_' || g, 'call' || (g / 3), 'call.ringing', '\x7b7d', 'application/json', 'delivered'
-		 FROM generate_series(0, 14999) g`,
+		 FROM generate_series(0, 29999) g`,
 		`ANALYZE webhook_delivery`,
 		`UPDATE webhook_delivery SET status = 'pending', next_at = now() - interval '1 minute'`,
 	} {
@@ -261,6 +264,26 @@ func TestClaimWithStaleStatistics(t *testing.T) {
 		if c.Delivery.FeedID%3 != 0 {
 			t.Errorf("claimed %s (feed id %d), not its call's first waiting delivery", c.Delivery.MsgID, c.Delivery.FeedID)
 		}
+	}
+
+	if _, err := pool.Exec(ctx, `UPDATE webhook_delivery SET next_at = now() + interval '1 minute', attempts = 1, last_status = 503 WHERE feed_id % 3 = 0`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		claimed, err := st.ClaimDeliveries(cctx, 64, time.Minute)
+		if err != nil {
+			t.Fatalf("claim %d behind 10,000 failed ones: %v", i+1, err)
+		}
+		if len(claimed) != 0 {
+			t.Fatalf("claimed %d behind their calls' first deliveries", len(claimed))
+		}
+	}
+	var due int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM webhook_delivery WHERE status = 'pending' AND next_at <= now()`).Scan(&due); err != nil {
+		t.Fatal(err)
+	}
+	if due != 0 {
+		t.Errorf("%d deliveries still due behind their calls' first ones", due)
 	}
 }
 
@@ -351,6 +374,58 @@ func TestClaimBehindAFailingOne(t *testing.T) {
 			got = append(got, c.Delivery.MsgID)
 		}
 		t.Fatalf("after the first was delivered, claimed %v, want msg_busy_1", got)
+	}
+}
+
+// TestClaimBehindASlowOne: behind a first try that began over a second
+// ago the call's next deliveries are moved; behind one that just began
+// they stay due (moving them and back would cost two writes each, and
+// most tries are over in milliseconds).
+func TestClaimBehindASlowOne(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ep, err := st.CreateWebhook(ctx, callstate.WebhookEndpoint{URL: "https://example.com/", Secrets: []string{"whsec_x"},
+		Format: callstate.FormatStandard, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first of each call was claimed with a lease of a minute: 'slow'
+	// two seconds ago, 'quick' a fifth of a second ago.
+	_, err = pool.Exec(ctx, `
+		INSERT INTO webhook_delivery (endpoint_id, feed_id, msg_id, order_key, type, body, content_type, next_at, attempts)
+		SELECT $1, k * 10 + g, 'msg_' || c || '_' || g, c, 'call.ringing', '\x7b7d', 'application/json',
+		       CASE WHEN g > 0 THEN now() - interval '1 minute'
+		            WHEN c = 'slow' THEN now() + interval '58 seconds' ELSE now() + interval '59.8 seconds' END,
+		       CASE WHEN g = 0 THEN 1 ELSE 0 END
+		FROM (VALUES (1, 'slow'), (2, 'quick')) AS calls(k, c), generate_series(0, 3) g`, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := st.ClaimDeliveries(ctx, 64, time.Minute)
+	if err != nil || len(claimed) != 0 {
+		t.Fatalf("claimed %d behind tries being made: %v", len(claimed), err)
+	}
+	due := map[string]int{}
+	rows, _ := pool.Query(ctx, `SELECT order_key, count(*) FILTER (WHERE next_at <= now()) FROM webhook_delivery GROUP BY 1`)
+	for rows.Next() {
+		var k string
+		var n int
+		if err := rows.Scan(&k, &n); err != nil {
+			t.Fatal(err)
+		}
+		due[k] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if due["slow"] != 0 || due["quick"] != 3 {
+		t.Errorf("due behind the slow try %d (want 0), behind the quick one %d (want 3)", due["slow"], due["quick"])
 	}
 }
 
