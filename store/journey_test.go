@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -592,5 +593,87 @@ func TestJourneyHeldForAnswer(t *testing.T) {
 	}
 	if got := typesOf(feed, missed); !slices.Contains(got, callstate.EventMissed) {
 		t.Errorf("cancelled call's events %v: want call.missed", got)
+	}
+}
+
+// TestJourneyStatsFoldMatchesRebuild: 300 journeys, answered, abandoned
+// and missed, the longest waits going down by answers that arrive late, compacted every 40 calls
+// (the changes folded into the base rows), read the same as the stats
+// computed again from the journeys.
+func TestJourneyStatsFoldMatchesRebuild(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	stats := func() string {
+		t.Helper()
+		var s string
+		if err := pool.QueryRow(ctx, `SELECT coalesce(string_agg(concat_ws(',', day, user_id, calls_in, calls_out, answered, missed, voicemail,
+			round(answer_ratio::numeric, 9), round(mean_answer_seconds::numeric, 6), max_answer_seconds, round(talk_seconds::numeric, 6),
+			abandoned, short_abandoned, sl_answered, sl_offered), ' ' ORDER BY day, user_id), '') FROM journey_stats_day`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	users := []string{"w1", "w2", "w3"}
+	for i := range 300 {
+		id := fmt.Sprintf("f%d", i)
+		at := float64(i * 10)
+		user := users[i%3]
+		wait := float64(1 + (i*7)%45)
+		evs := []callstate.Event{sg(id, "newCall", at, callstate.Update{Direction: "in", From: "4917", To: "4930",
+			UserIDs: []string{user, users[(i+1)%3]}, State: callstate.StateRinging})}
+		switch i % 5 {
+		case 0, 1, 2:
+			evs = append(evs,
+				sg(id, "answer", at+wait, callstate.Update{AnsweredBy: user, Extension: user, PinExtension: true, State: callstate.StateAnswered}),
+				sg(id, "hangup", at+wait+30.25, callstate.Update{Cause: "normalClearing", State: callstate.StateEnded}))
+		case 3:
+			evs = append(evs, sg(id, "hangup", at+wait/4, callstate.Update{Cause: "cancel", State: callstate.StateEnded}))
+		case 4:
+			evs = append(evs, sg(id, "hangup", at+wait, callstate.Update{Cause: "busy", State: callstate.StateEnded}))
+		}
+		for _, ev := range evs {
+			if _, err := st.Apply(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%40 == 39 {
+			syncJourneys(t, st)
+			// The longest waits of the batch were shorter than known:
+			// answered earlier.
+			for j := i - 39; j <= i; j++ {
+				if j%5 <= 2 && 1+(j*7)%45 >= 38 {
+					late := sg(fmt.Sprintf("f%d", j), "answer", float64(j*10)+0.5, callstate.Update{AnsweredBy: users[j%3],
+						Extension: users[j%3], PinExtension: true, State: callstate.StateAnswered})
+					late.DedupKey += "/earlier"
+					if _, err := st.Apply(ctx, late); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			syncJourneys(t, st)
+			if _, err := st.CompactJourneyStats(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	syncJourneys(t, st)
+	if _, err := st.CompactJourneyStats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	folded := stats()
+	if _, err := pool.Exec(ctx, `SELECT callstate_rebuild_journey_stats()`); err != nil {
+		t.Fatal(err)
+	}
+	if rebuilt := stats(); folded != rebuilt {
+		t.Errorf("folded stats differ from the stats computed again:\n%s\n%s", folded, rebuilt)
+	}
+	if !strings.Contains(folded, "w1") {
+		t.Errorf("no stats for w1: %s", folded)
 	}
 }
