@@ -123,6 +123,12 @@ SELECT id, type, at, journey_id, data,
 FROM call_feed_event
 WHERE id > $1 AND id <= $3 AND (coalesce(cardinality($4::text[]), 0) = 0 OR type = ANY ($4))
 ORDER BY id LIMIT $2`, after, limit, upto, types)
+	return s.feedEvents(rows, after)
+}
+
+// feedEvents collects and decodes the rows of a read of the feed after id
+// after; an event that cannot be decoded is logged and left out.
+func (s *Store) feedEvents(rows pgx.Rows, after int64) ([]callstate.FeedEvent, error) {
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[feedRow])
 	if err != nil {
 		return nil, fmt.Errorf("store: feed after %d: %w", after, readErr(err))

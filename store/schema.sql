@@ -2075,6 +2075,10 @@ CREATE INDEX wake_push_call_idx ON public.wake_push USING btree (call_id);
 
 CREATE INDEX wake_push_pushed_idx ON public.wake_push USING btree (pushed_at);
 
+-- Name: wake_push_uncleared_idx; Type: INDEX; Schema: public; Owner: -
+
+CREATE INDEX wake_push_uncleared_idx ON public.wake_push USING btree (journey_id) WHERE (cleared_at IS NULL);
+
 -- Name: wake_ready_at_idx; Type: INDEX; Schema: public; Owner: -
 
 CREATE INDEX wake_ready_at_idx ON public.wake_ready USING btree (at);

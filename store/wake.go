@@ -280,66 +280,119 @@ const wakeFeedBatch = 1000
 // its events make, having recorded them and moved the cursor in one
 // transaction: a clear for each pushed journey that was answered or ended
 // (once: callstate.ClearFor), and the push of each PBX extension's early
-// dialog for which early says yes (one per journey). more is true when
-// there may be more to read at once.
-func (s *Store) WakeFeed(ctx context.Context, early func(*callstate.Call) bool) (pushes []callstate.WakePush, more bool, err error) {
+// dialog whose extension t says has devices (one per journey). more is
+// true when there may be more to read at once.
+//
+// Of the feed it reads only what can make a push: the events of journeys
+// pushed and not cleared yet and, when some PBX extension has devices,
+// the PBX's (SIP) events. With no device on an extension and no push
+// waiting for its clear, it reads no event at all and only moves the
+// cursor to the head (one statement, no row lock held): a clear is only ever for a journey whose push is recorded
+// (wake_push) before its leg is answered, so no event up to the head can
+// clear a push recorded later.
+func (s *Store) WakeFeed(ctx context.Context, t *callstate.WakeTargets) (pushes []callstate.WakePush, more bool, err error) {
+	sip := t != nil && len(t.Extensions) > 0
+	var (
+		cursor, head int64
+		waiting      bool
+	)
+	err = s.pool.QueryRow(ctx, `
+SELECT c.cursor, h.head, EXISTS (SELECT 1 FROM wake_push WHERE cleared_at IS NULL)
+FROM wake_cursor c, call_feed_head h`).Scan(&cursor, &head, &waiting)
+	switch {
+	case err != nil:
+		return nil, false, fmt.Errorf("store: wake feed: %w", readErr(err))
+	case head <= cursor:
+		return nil, false, nil
+	case !waiting && !sip:
+		if _, err := s.pool.Exec(ctx, `UPDATE wake_cursor SET cursor = $1 WHERE cursor < $1`, head); err != nil {
+			return nil, false, fmt.Errorf("store: wake feed: move the cursor: %w", readErr(err))
+		}
+		return nil, false, nil
+	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var cursor int64
 		err := tx.QueryRow(ctx, `SELECT cursor FROM wake_cursor FOR UPDATE SKIP LOCKED`).Scan(&cursor)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // another instance reads it
 		}
+		if err != nil || head <= cursor {
+			return err
+		}
+		evs, err := s.wakeEvents(ctx, tx, cursor, head, sip)
 		if err != nil {
 			return err
 		}
-		evs, err := s.readFeed(ctx, tx, cursor, wakeFeedBatch)
-		if err != nil || len(evs) == 0 {
+		next := head
+		if len(evs) == wakeFeedBatch {
+			more, next = true, evs[len(evs)-1].ID
+		}
+		if pushes, err = wakePushes(ctx, tx, evs, t); err != nil {
 			return err
 		}
-		more = len(evs) == wakeFeedBatch
-		for _, ev := range evs {
-			if ev.JourneyID == "" {
-				continue
-			}
-			if reason := callstate.ClearFor(ev); reason != "" {
-				var p callstate.WakePush
-				err := tx.QueryRow(ctx, `
-UPDATE wake_push SET cleared_at = now(), clear_reason = $2
-WHERE journey_id = $1 AND cleared_at IS NULL
-RETURNING call_id, user_ids, extension`, ev.JourneyID, reason).Scan(&p.Message.Call, &p.UserIDs, &p.Extension)
-				if errors.Is(err, pgx.ErrNoRows) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				p.Message.Kind, p.Message.Journey, p.Message.Reason = callstate.WakeClear, ev.JourneyID, reason
-				pushes = append(pushes, p)
-				continue
-			}
-			if callstate.EarlyDialog(ev) && early(ev.Call) {
-				c := ev.Call
-				tag, err := tx.Exec(ctx, `
-INSERT INTO wake_push (journey_id, call_id, extension) VALUES ($1, $2, $3) ON CONFLICT (journey_id) DO NOTHING`,
-					ev.JourneyID, c.CallID, c.Extension)
-				if err != nil {
-					return err
-				}
-				if tag.RowsAffected() == 0 {
-					continue
-				}
-				pushes = append(pushes, callstate.WakePush{Extension: c.Extension, Message: callstate.WakeMessage{
-					Kind: callstate.WakeIncoming, Call: c.CallID, Journey: ev.JourneyID, From: c.From, To: c.To,
-					Extension: c.Extension, At: ev.At.UTC().Format(time.RFC3339)}})
-			}
-		}
-		_, err = tx.Exec(ctx, `UPDATE wake_cursor SET cursor = $1`, evs[len(evs)-1].ID)
+		_, err = tx.Exec(ctx, `UPDATE wake_cursor SET cursor = $1`, next)
 		return err
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("store: wake feed: %w", readErr(err))
 	}
 	return pushes, more, nil
+}
+
+// wakeEvents returns up to wakeFeedBatch events with ids after after and up
+// to upto, by id, that can make a push: those of journeys pushed and not
+// cleared and, with sip, every SIP event (an early dialog, then its clears
+// in the same read).
+func (s *Store) wakeEvents(ctx context.Context, q querier, after, upto int64, sip bool) ([]callstate.FeedEvent, error) {
+	rows, _ := q.Query(ctx, `
+SELECT id, type, at, journey_id, data, '' AS routed_rule
+FROM call_feed_event e
+WHERE id > $1 AND id <= $2 AND e.journey_id <> ''
+  AND (($3 AND e.source = 'sip')
+       OR EXISTS (SELECT 1 FROM wake_push w WHERE w.journey_id = e.journey_id AND w.cleared_at IS NULL))
+ORDER BY id LIMIT $4`, after, upto, sip, wakeFeedBatch)
+	return s.feedEvents(rows, after)
+}
+
+// wakePushes records and returns the pushes evs make: see WakeFeed.
+func wakePushes(ctx context.Context, tx pgx.Tx, evs []callstate.FeedEvent, t *callstate.WakeTargets) ([]callstate.WakePush, error) {
+	var pushes []callstate.WakePush
+	for _, ev := range evs {
+		if ev.JourneyID == "" {
+			continue
+		}
+		if reason := callstate.ClearFor(ev); reason != "" {
+			var p callstate.WakePush
+			err := tx.QueryRow(ctx, `
+UPDATE wake_push SET cleared_at = now(), clear_reason = $2
+WHERE journey_id = $1 AND cleared_at IS NULL
+RETURNING call_id, user_ids, extension`, ev.JourneyID, reason).Scan(&p.Message.Call, &p.UserIDs, &p.Extension)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			p.Message.Kind, p.Message.Journey, p.Message.Reason = callstate.WakeClear, ev.JourneyID, reason
+			pushes = append(pushes, p)
+			continue
+		}
+		if callstate.EarlyDialog(ev) && t.HasExtension(ev.Call.Extension) {
+			c := ev.Call
+			tag, err := tx.Exec(ctx, `
+INSERT INTO wake_push (journey_id, call_id, extension) VALUES ($1, $2, $3) ON CONFLICT (journey_id) DO NOTHING`,
+				ev.JourneyID, c.CallID, c.Extension)
+			if err != nil {
+				return nil, err
+			}
+			if tag.RowsAffected() == 0 {
+				continue
+			}
+			pushes = append(pushes, callstate.WakePush{Extension: c.Extension, Message: callstate.WakeMessage{
+				Kind: callstate.WakeIncoming, Call: c.CallID, Journey: ev.JourneyID, From: c.From, To: c.To,
+				Extension: c.Extension, At: ev.At.UTC().Format(time.RFC3339)}})
+		}
+	}
+	return pushes, nil
 }
 
 // ForgetWake deletes the pushes, ready answers and enrollment tokens

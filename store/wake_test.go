@@ -170,7 +170,7 @@ func TestWakeOncePerJourney(t *testing.T) {
 	}
 	var pushes []callstate.WakePush
 	for range 3 { // later reads find nothing more
-		ps, _, err := st.WakeFeed(ctx, func(*callstate.Call) bool { return true })
+		ps, _, err := st.WakeFeed(ctx, targets)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,5 +191,84 @@ func TestWakeOncePerJourney(t *testing.T) {
 	}
 	if err := st.DeleteDevice(ctx, "a"); !errors.Is(err, callstate.ErrNotFound) {
 		t.Errorf("delete twice: %v", err)
+	}
+}
+
+// TestWakeFeedReadsWhatCanPush: the wake-up's read of the feed finds the
+// clears of pushed journeys and a PBX extension's early dialog, and moves
+// past everything else: calls of journeys not pushed, before and after
+// their push (a push recorded after a clear is not cleared by it), and the
+// PBX's dialogs when no extension, or another one, has devices.
+func TestWakeFeedReadsWhatCanPush(t *testing.T) {
+	st := openStore(t)
+	<-st.Ready()
+	ctx := context.Background()
+	apply := func(evs ...callstate.Event) {
+		t.Helper()
+		for _, ev := range evs {
+			if _, err := st.Apply(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := st.SyncFeed(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(targets *callstate.WakeTargets) []callstate.WakePush {
+		t.Helper()
+		var pushes []callstate.WakePush
+		for range 2 { // a second read finds nothing more
+			ps, more, err := st.WakeFeed(ctx, targets)
+			if err != nil || more {
+				t.Fatalf("WakeFeed: more %v, %v", more, err)
+			}
+			pushes = append(pushes, ps...)
+		}
+		return pushes
+	}
+	sipgate := func(key string) []callstate.Event {
+		evs := callEvents(key)
+		for i := range evs {
+			evs[i].DedupKey = key + "/" + evs[i].Type
+		}
+		return evs
+	}
+	dialog := func(ext, id string, state callstate.State, sec int) callstate.Event {
+		return callstate.Event{Source: callstate.SourceSIP, Type: "dialog", DedupKey: ext + "|" + id + "|" + state.String(),
+			ReceivedAt: t0.Add(time.Duration(sec) * time.Second), Payload: []byte("<dialog/>"),
+			Update: callstate.Update{Key: ext + "|" + id, CallID: id, Extension: ext, State: state,
+				Direction: callstate.DirectionIn, From: "4915112345678", To: ext}}
+	}
+	none := &callstate.WakeTargets{Users: map[string]struct{}{"w0": {}}, Extensions: map[string]struct{}{}}
+	ext101 := &callstate.WakeTargets{Users: map[string]struct{}{}, Extensions: map[string]struct{}{"101": {}}}
+
+	// No push waits and no extension has devices: nothing to push, the
+	// PBX's early dialog included.
+	apply(append(sipgate("c1"), dialog("101", "d1", callstate.StateRinging, 1))...)
+	if ps := read(none); len(ps) != 0 {
+		t.Errorf("nothing pushed yet: pushes %+v", ps)
+	}
+	// A push recorded after its journey's clears were read is not cleared
+	// by them; the next journey's push is, once, by its answer.
+	for _, j := range []string{"c1", "c2"} {
+		if ok, err := st.ClaimWakePush(ctx, j, j, []string{"w0"}, ""); err != nil || !ok {
+			t.Fatalf("claim %s: %v %v", j, ok, err)
+		}
+	}
+	apply(append(sipgate("c2"), sipgate("c3")...)...)
+	ps := read(none)
+	if len(ps) != 1 || ps[0].Message.Kind != callstate.WakeClear || ps[0].Message.Journey != "c2" ||
+		ps[0].Message.Reason != callstate.ClearAnswered {
+		t.Errorf("pushes %+v, want c2's clear, answered", ps)
+	}
+	// An extension with devices: its early dialog is pushed and cleared in
+	// one read; another extension's dialog is not pushed.
+	apply(dialog("101", "d2", callstate.StateRinging, 3), dialog("102", "d3", callstate.StateRinging, 3),
+		dialog("101", "d2", callstate.StateEnded, 4))
+	ps = read(ext101)
+	if len(ps) != 2 || ps[0].Message.Kind != callstate.WakeIncoming || ps[0].Message.Call != "d2" || ps[0].Extension != "101" ||
+		ps[1].Message.Kind != callstate.WakeClear || ps[1].Message.Journey != ps[0].Message.Journey ||
+		ps[1].Message.Reason != callstate.ClearEnded {
+		t.Errorf("pushes %+v, want d2's incoming and its clear, ended", ps)
 	}
 }

@@ -344,7 +344,7 @@ func (w *waker) readFeed(ctx context.Context) {
 		return
 	}
 	for {
-		pushes, more, err := w.st.WakeFeed(ctx, func(c *callstate.Call) bool { return t.HasExtension(c.Extension) })
+		pushes, more, err := w.st.WakeFeed(ctx, t)
 		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Warn("wake: reading the feed failed; trying again in a second", "err", err)
