@@ -19,6 +19,8 @@
 #   OLD=/tmp/callstate-old scripts/bench-events.sh
 #   RUNS=3 DURATION=20s RATE=1000 OLD=... scripts/bench-events.sh
 #   PREV=/tmp/callstate-main OLD=... scripts/bench-events.sh
+#   SCENARIOS="prev feed" RUNS=4 PREV=... OLD=... scripts/bench-events.sh   # some, in this order
+#   SCENARIOS="old prev feed next" NEXT=path ...   # next: a third build with the feed, no endpoint
 # Each build first takes WARMUP (default 10s, 0s for none) of the same load,
 # then VACUUM ANALYZE, and only then is measured: a fresh database has no
 # planner statistics for its first minute and reads its small tables whole,
@@ -30,6 +32,7 @@ RUNS=${RUNS:-2}
 DURATION=${DURATION:-15s}
 RATE=${RATE:-1000}
 WARMUP=${WARMUP:-10s}
+SCENARIOS=${SCENARIOS:-old prev feed webhook}
 tmp=$(mktemp -d)
 chmod 755 "$tmp" # the private PostgreSQL runs as an unprivileged user
 pid=
@@ -39,13 +42,15 @@ NEW=${NEW:-$tmp/callstate-new}
 [ -x "$NEW" ] || go build -o "$NEW" ./cmd/callstate
 go build -o "$tmp/load" ./cmd/callstate-load
 go build -o "$tmp/sink" ./scripts/webhook-sink
-port=18480
-pgport=25680
-sinkport=18490
+# Ports: set PORTS=base for another run beside this one on the machine
+# (base, base+10 the receiver, base+7200 PostgreSQL).
+port=${PORTS:-18480}
+pgport=$((port + 7200))
+sinkport=$((port + 10))
 secret=whsec_$(head -c 32 /dev/urandom | base64)
 hook="http://127.0.0.1:$port/webhooks/sipgate"
 db="postgres://postgres@127.0.0.1:$pgport/callstate?sslmode=disable"
-echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); old $("$OLD" version), new $("$NEW" version)${PREV:+, prev $("$PREV" version)}"
+echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); old $OLD, new $NEW${PREV:+, prev $PREV}${NEXT:+, next $NEXT}"
 ticks() {
   local t=0 p
   for p in "$@"; do
@@ -107,9 +112,17 @@ one() {
   kill -INT "$pid"; wait "$pid" 2>/dev/null || true; pid=
 }
 for run in $(seq "$RUNS"); do
-  one "$OLD" old
-  if [ -n "${PREV:-}" ]; then one "$PREV" prev; fi
-  one "$NEW" feed
-  one "$NEW" webhook EVENTS_WEBHOOK_URL="http://127.0.0.1:$sinkport/hook" EVENTS_WEBHOOK_SECRET="$secret" \
-    EVENTS_WEBHOOK_ALLOW_PRIVATE=true EVENTS_WEBHOOK_TYPES=call.ringing,call.answered,call.ended,journey.ended,call.missed
+  for s in $SCENARIOS; do
+    case $s in
+    old) one "$OLD" old ;;
+    prev) if [ -n "${PREV:-}" ]; then one "$PREV" prev; fi ;;
+    feed) one "$NEW" feed ;;
+    next) one "$NEXT" next ;;
+    webhook)
+      one "$NEW" webhook EVENTS_WEBHOOK_URL="http://127.0.0.1:$sinkport/hook" EVENTS_WEBHOOK_SECRET="$secret" \
+        EVENTS_WEBHOOK_ALLOW_PRIVATE=true EVENTS_WEBHOOK_TYPES=call.ringing,call.answered,call.ended,journey.ended,call.missed
+      ;;
+    *) echo "unknown scenario $s" >&2; exit 2 ;;
+    esac
+  done
 done
