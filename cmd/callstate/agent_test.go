@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/callstate/callstate/internal/testpbx"
 	"github.com/callstate/callstate/store/storetest"
@@ -145,7 +148,7 @@ func TestAgentSipgateUser(t *testing.T) {
 	env["SIP_AGENT_LISTEN"] = agentAddr
 	env["SIP_AGENT_ACCOUNTS"] = "desk:secret"
 	env["SIP_AGENT_DOMAIN"] = "callstate.test"
-	_, logs, _ := startService(t, env)
+	agentBase, logs, _ := startService(t, env)
 
 	post := func(body string) {
 		t.Helper()
@@ -163,6 +166,9 @@ func TestAgentSipgateUser(t *testing.T) {
 	post("event=newCall&" + parties + "earlier&user%5B%5D=Alice+Doe&userId%5B%5D=w0")
 	post("event=hangup&" + parties + "earlier&cause=cancel")
 	waitLamp(t, webhooks, "sipgate", "w0", "idle")
+	// The agent tells what the feed told it, a moment after the lamp
+	// view: the phone's first NOTIFY must find it idle there too.
+	waitAgentFeedLamp(t, dbURL, agentBase, "sipgate", "w0", "idle")
 
 	phone := testpbx.RunSipp(t, "dialog-subscriber.xml", agentAddr, "-m", "1", "-s", "alice.doe", "-au", "desk", "-ap", "secret")
 	waitNotifies(t, phone, 1)
@@ -188,8 +194,9 @@ func TestAgentSipgateUser(t *testing.T) {
 func TestAgentPBXExtension(t *testing.T) {
 	k := testpbx.StartKamailio(t)
 	agentAddr := fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t))
+	dbURL := storetest.NewDatabase(t)
 	base, _, _ := startService(t, map[string]string{
-		"DATABASE_URL": storetest.NewDatabase(t), "LOG_LEVEL": "warn",
+		"DATABASE_URL": dbURL, "LOG_LEVEL": "warn",
 		"SIP_PBX_ADDR": k.Addr(), "SIP_DOMAIN": k.Domain(), "SIP_EXTENSIONS": "100,101",
 		"SIP_LISTEN_ADDR": fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t)), "SIP_EXPIRES": "1m",
 		"SIP_AGENT_LISTEN": agentAddr, "SIP_AGENT_ACCOUNTS": "desk:secret",
@@ -198,6 +205,7 @@ func TestAgentPBXExtension(t *testing.T) {
 	// subscriptions.
 	waitLamp(t, base, "sip", "100", "idle")
 	waitLamp(t, base, "sip", "101", "idle")
+	waitAgentFeedLamp(t, dbURL, base, "sip", "101", "idle")
 	phone := testpbx.RunSipp(t, "dialog-subscriber.xml", agentAddr, "-m", "1", "-s", "101", "-au", "desk", "-ap", "secret")
 	waitNotifies(t, phone, 1)
 	// The agent tells a phone each lamp's state after every read of the
@@ -215,8 +223,9 @@ func TestAgentPBXExtension(t *testing.T) {
 // NOTIFY with only the user whose phone rings.
 func TestAgentResourceListSipp(t *testing.T) {
 	agentAddr := fmt.Sprintf("127.0.0.1:%d", testpbx.FreePort(t))
+	dbURL := storetest.NewDatabase(t)
 	base, _, _ := startService(t, map[string]string{
-		"DATABASE_URL": storetest.NewDatabase(t), "SIPGATE_VERIFY_SIGNATURE": "false", "LOG_LEVEL": "warn",
+		"DATABASE_URL": dbURL, "SIPGATE_VERIFY_SIGNATURE": "false", "LOG_LEVEL": "warn",
 		"SIP_AGENT_LISTEN": agentAddr, "SIP_AGENT_ACCOUNTS": "desk:secret", "SIP_AGENT_DOMAIN": "callstate.test",
 		"SIP_AGENT_LISTS": "team=sipgate/w0 sipgate/w1",
 	})
@@ -233,6 +242,7 @@ func TestAgentResourceListSipp(t *testing.T) {
 		post("event=newCall&" + parties + "earlier-" + u + "&user%5B%5D=U&userId%5B%5D=" + u)
 		post("event=hangup&" + parties + "earlier-" + u + "&cause=cancel")
 		waitLamp(t, base, "sipgate", u, "idle")
+		waitAgentFeedLamp(t, dbURL, base, "sipgate", u, "idle")
 	}
 	phone := testpbx.RunSipp(t, "rlmi-subscriber.xml", agentAddr, "-m", "1", "-s", "team", "-au", "desk", "-ap", "secret")
 	waitNotifies(t, phone, 1)
@@ -257,6 +267,40 @@ func TestAgentResourceListSipp(t *testing.T) {
 // waitLamp waits until the service's /api/lamps shows the lamp
 // source/extension as lamp: a test's starting point (callstate's own PBX
 // subscriptions granted, a sipgate user recorded), not a timing.
+// waitAgentFeedLamp waits until the feed has told that the lamp of
+// source/ext is lamp and the presence agent behind base has applied the
+// feed that far (callstate_agent_feed_id).
+func waitAgentFeedLamp(t *testing.T, dbURL, base, source, ext, lamp string) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	var head int64
+	_, ok, why := waitFor(30*time.Second, func() (bool, string) {
+		var told string
+		var unnumbered bool
+		err := db.QueryRow(ctx, `SELECT coalesce((SELECT lamp FROM call_feed_lamp WHERE source = $1 AND extension = $2), ''),
+			EXISTS (SELECT 1 FROM call_feed_new), (SELECT head FROM call_feed_head)`, source, ext).Scan(&told, &unnumbered, &head)
+		if err != nil {
+			return false, err.Error()
+		}
+		return told == lamp && !unnumbered, fmt.Sprintf("the feed told %q", told)
+	})
+	if !ok {
+		t.Fatalf("lamp %s/%s in the feed: %s", source, ext, why)
+	}
+	_, ok, why = waitFor(30*time.Second, func() (bool, string) {
+		id := mustMetric(t, base, "callstate_agent_feed_id", nil)
+		return int64(id) >= head, fmt.Sprintf("the agent is at feed id %v of %d", id, head)
+	})
+	if !ok {
+		t.Fatal(why)
+	}
+}
+
 func waitLamp(t *testing.T, base, source, ext, lamp string) {
 	t.Helper()
 	got := ""

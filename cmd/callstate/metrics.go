@@ -78,6 +78,8 @@ func registerAgentMetrics(m *metrics.Metrics, a *presence.Agent) {
 		func() float64 { return float64(a.Stats().NotifyErrors) })
 	m.CounterFunc("callstate_agent_refused_total", "SUBSCRIBEs the presence agent answered with an error.",
 		func() float64 { return float64(a.Stats().Refused) })
+	m.GaugeFunc("callstate_agent_feed_id", "The feed id up to which the presence agent of this instance has applied the lamps (compare the feed's head).",
+		func() float64 { return float64(a.Stats().FeedID) })
 }
 
 // registerRoutingMetrics adds the routing rules' metrics.

@@ -24,6 +24,7 @@ type Stats struct {
 	NotifyErrors  uint64 // NOTIFYs not answered, or answered otherwise
 	Refused       uint64 // SUBSCRIBEs answered 4xx or 5xx
 	Limited       uint64 // requests refused by the rate limit
+	FeedID        int64  // the feed's id up to which the lamps are applied
 }
 
 // sipgo refuses to send a UDP datagram over 1,300 bytes (RFC 3261 section
@@ -77,6 +78,7 @@ type Agent struct {
 	sem chan struct{} // NOTIFY transactions at once
 
 	notifies, notifyErrs, refused, limited atomic.Uint64
+	feedID                                 atomic.Int64 // Stats.FeedID
 
 	authLog, feedLog logEvery
 }
@@ -192,7 +194,7 @@ func (a *Agent) Stats() Stats {
 	n := len(a.subs)
 	a.mu.Unlock()
 	return Stats{Subscriptions: n, Notifies: a.notifies.Load(), NotifyErrors: a.notifyErrs.Load(),
-		Refused: a.refused.Load(), Limited: a.limited.Load()}
+		Refused: a.refused.Load(), Limited: a.limited.Load(), FeedID: a.feedID.Load()}
 }
 
 // Ready is closed once the agent has read the lamps and serves

@@ -98,6 +98,9 @@ func (a *Agent) Apply(_ context.Context, evs []callstate.FeedEvent) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.applyLocked(evs)
+	if len(evs) > 0 {
+		a.feedID.Store(evs[len(evs)-1].ID)
+	}
 	return nil
 }
 
@@ -146,6 +149,7 @@ func (a *Agent) load(ctx context.Context) (int64, bool) {
 		}
 		a.notifyChangeLocked(ref, old[ref])
 	}
+	a.feedID.Store(w.Head)
 	return w.Head, true
 }
 
