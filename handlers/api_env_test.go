@@ -67,8 +67,12 @@ func newInstanceClock(tb testing.TB, dbURL string, dash handlers.DashboardOption
 		tb.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(e)
-	// Like cmd/callstate: short request timeouts, which streams outlive.
+	// Like cmd/callstate: short request timeouts, which streams outlive,
+	// and a longer idle timeout (without one, the read timeout closes an
+	// idle keep-alive connection, and a POST sent on it as it closes gets
+	// EOF).
 	srv.Config.ReadTimeout, srv.Config.WriteTimeout = 2*time.Second, 2*time.Second
+	srv.Config.IdleTimeout = 2 * time.Minute
 	srv.Start()
 	listening := make(chan struct{})
 	done := make(chan struct{}, 2)
