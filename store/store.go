@@ -53,6 +53,7 @@ type Store struct {
 	closed   chan struct{}  // closed by Close
 	ready    chan struct{}  // closed once connected and migrated
 	lastErr  atomic.Pointer[connErr]
+	moves    moveBehindState // when ClaimDeliveries last moved deliveries behind their first
 	wctx     context.Context // the writers' and reconnect's; cancelled by Close
 	stop     context.CancelFunc
 	stopped  sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -379,24 +380,61 @@ const moveBehindSQL = dueWindowSQL + `, behind AS (
 )
 UPDATE webhook_delivery w SET next_at = b.next_at FROM behind b WHERE w.id = b.id`
 
+// moveEvery is how often a Store moves the due deliveries that wait behind
+// their call's first one (moveBehindSQL) when the last time found few.
+const moveEvery = time.Second
+
+// moveBehindState is when ClaimDeliveries last moved deliveries, and
+// whether that filled its windows (then it moves again at the next claim).
+type moveBehindState struct {
+	sync.Mutex
+	at   time.Time
+	more bool
+}
+
+// due says whether a claim should move deliveries first, and if so notes
+// that it does.
+func (m *moveBehindState) due(now time.Time) bool {
+	m.Lock()
+	defer m.Unlock()
+	if !m.more && now.Sub(m.at) < moveEvery {
+		return false
+	}
+	m.at, m.more = now, false
+	return true
+}
+
 // ClaimDeliveries takes up to limit due deliveries of enabled endpoints
 // that no other instance holds and whose call has no earlier delivery
 // waiting, and leases them for lease: until then nobody else takes them.
 // Their Attempts counts this try.
 //
 // It first moves the due deliveries that wait behind their call's first
-// one out of the way (moveBehindSQL), a window at a time, and then takes
-// the first ones of the next window: so an endpoint that is down costs a
-// claim a few windows, not its whole backlog, and the deliveries of other
-// calls behind a failing one are still sent (TestClaimBehindAFailingOne).
+// one out of the way (moveBehindSQL), a window at a time, up to 16, and
+// then takes the first ones of the next window: so an endpoint that is
+// down costs a claim a few windows, not its whole backlog, and the
+// deliveries of other calls behind a failing one are still sent
+// (TestClaimBehindAFailingOne). Moving is done once a second, or at every
+// claim while it fills its windows: with endpoints that answer, there is
+// mostly nothing to move, and looking costs as much as the claim.
 func (s *Store) ClaimDeliveries(ctx context.Context, limit int, lease time.Duration) ([]callstate.ClaimedDelivery, error) {
-	for range 16 {
-		tag, err := s.pool.Exec(ctx, moveBehindSQL, claimWindow, lease)
-		if err != nil {
-			return nil, fmt.Errorf("store: claim deliveries: %w", readErr(err))
-		}
-		if tag.RowsAffected() < claimWindow/2 {
-			break
+	if s.moves.due(time.Now()) {
+		for i := range 16 {
+			tag, err := s.pool.Exec(ctx, moveBehindSQL, claimWindow, lease)
+			if err != nil {
+				s.moves.Lock()
+				s.moves.at = time.Time{} // try again at the next claim
+				s.moves.Unlock()
+				return nil, fmt.Errorf("store: claim deliveries: %w", readErr(err))
+			}
+			if tag.RowsAffected() < claimWindow/2 {
+				break
+			}
+			if i == 15 {
+				s.moves.Lock()
+				s.moves.more = true
+				s.moves.Unlock()
+			}
 		}
 	}
 	rows, _ := s.pool.Query(ctx, dueWindowSQL+`, c AS (

@@ -269,6 +269,7 @@ func TestClaimWithStaleStatistics(t *testing.T) {
 	if _, err := pool.Exec(ctx, `UPDATE webhook_delivery SET next_at = now() + interval '1 minute', attempts = 1, last_status = 503 WHERE feed_id % 3 = 0`); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(store.MoveEvery) // the claims look for deliveries to move once a second
 	for i := range 2 {
 		claimed, err := st.ClaimDeliveries(cctx, 64, time.Minute)
 		if err != nil {
