@@ -489,20 +489,13 @@ func prefixed(p, cols string) string {
 }
 
 // bringForwardSQL makes the deliveries a claim moved behind a call's first
-// waiting one due again, once that one is done (movedBehind). It does not
-// name attempts, so that it cannot use
-// webhook_delivery_due_idx (migration 032) and reads the call's own
-// deliveries in webhook_delivery_order_idx.
+// waiting one due again, once that one is done: it reads the call's few
+// deliveries in webhook_delivery_order_idx and writes only those moved. It
+// does not name attempts, so that it cannot use webhook_delivery_due_idx
+// (migration 032).
 const bringForwardSQL = `
 UPDATE webhook_delivery SET next_at = now()
 WHERE endpoint_id = $1 AND order_key = $2 AND status = 'pending' AND next_at > now()`
-
-// movedBehind says whether a claim may have moved deliveries behind d
-// (moveBehindSQL): it had failed before this try, or this try took over
-// half a second (claims move them behind a try of over a second).
-func movedBehind(d callstate.WebhookDelivery, a callstate.WebhookAttempt) bool {
-	return d.LastStatus != 0 || d.LastError != "" || a.Duration > 500*time.Millisecond
-}
 
 // FinishDeliveries records the tries of claimed deliveries, in one
 // transaction: each try, and what became of its delivery (delivered, to
@@ -519,15 +512,11 @@ func (s *Store) FinishDeliveries(ctx context.Context, ds []callstate.WebhookDeli
 		case r.Delivered:
 			b.Queue(`UPDATE webhook_delivery SET status = 'delivered', delivered_at = $2, last_status = $3, last_error = '' WHERE id = $1`,
 				d.ID, a.At, a.Status)
-			if movedBehind(d, a) {
-				b.Queue(bringForwardSQL, d.EndpointID, d.OrderKey)
-			}
+			b.Queue(bringForwardSQL, d.EndpointID, d.OrderKey)
 		case r.NextAt.IsZero():
 			b.Queue(`UPDATE webhook_delivery SET status = 'failed', last_status = $2, last_error = $3 WHERE id = $1`,
 				d.ID, a.Status, a.Error)
-			if movedBehind(d, a) {
-				b.Queue(bringForwardSQL, d.EndpointID, d.OrderKey)
-			}
+			b.Queue(bringForwardSQL, d.EndpointID, d.OrderKey)
 		default:
 			b.Queue(`UPDATE webhook_delivery SET next_at = $2, last_status = $3, last_error = $4 WHERE id = $1`,
 				d.ID, r.NextAt, a.Status, a.Error)
