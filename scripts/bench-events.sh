@@ -110,6 +110,9 @@ one() {
   fi
   echo "$out load_average=$(cut -d' ' -f1 /proc/loadavg)"
   kill -INT "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  # The private PostgreSQL may still be shutting down: the next build's
+  # start needs its port.
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$pgport") 2>/dev/null || break; sleep 0.1; done
 }
 for run in $(seq "$RUNS"); do
   for s in $SCENARIOS; do

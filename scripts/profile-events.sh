@@ -4,7 +4,8 @@
 # sipgate-like webhooks in at RATE events/s for DURATION (signatures off,
 # durable), then per event of the journal: each statement's total execution
 # time, calls and WAL (top TOP), top-level and nested apart, and the
-# PL/pgSQL functions' self time (track_functions = all).
+# PL/pgSQL functions' self time (track_functions = all). WARMUP (default
+# 10s) of the same load and VACUUM ANALYZE come first, not profiled.
 #
 #   BIN=/tmp/callstate-main scripts/profile-events.sh
 #   BIN=... RATE=1000 DURATION=15s TOP=25 scripts/profile-events.sh
@@ -16,10 +17,11 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
 RATE=${RATE:-1000}
 TOP=${TOP:-25}
+WARMUP=${WARMUP:-10s} # 0s: profile a fresh database from its first second
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 pid=
-trap '[ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'rc=$?; [ "$rc" != 0 ] && tail -20 "$tmp/log" >&2; [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 go build -o "$tmp/load" ./cmd/callstate-load
 port=${PORTS:-18580} # PostgreSQL on port+7200
 pgport=$((port + 7200))
@@ -33,7 +35,10 @@ start() {
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return; sleep 0.1; done
   echo "not ready:"; cat "$tmp/log"; exit 1
 }
-stop() { kill -INT "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+# The private PostgreSQL may still be shutting down when the service has
+# exited: wait until its port is free, so that the next start finds it so.
+portfree() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || return 0; sleep 0.1; done; }
+stop() { kill -INT "$pid"; wait "$pid" 2>/dev/null || true; pid=; portfree "$pgport"; }
 start
 conf="$(psql "$db" -Atc 'SHOW data_directory')/postgresql.conf"
 stop
@@ -44,6 +49,12 @@ pg_stat_statements.max = 5000
 track_functions = all
 CONF
 start
+if [ "$WARMUP" != 0s ]; then
+  # As bench-events.sh: the same load first, then planner statistics, so
+  # that the profile is of a database that has taken calls for a while.
+  "$tmp/load" -url "http://127.0.0.1:$port/webhooks/sipgate" -label warmup -c 64 -d "$WARMUP" -rate "$RATE" >/dev/null
+  psql "$db" -qc 'VACUUM ANALYZE'
+fi
 psql "$db" -qc 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' -c 'SELECT pg_stat_statements_reset()' -c 'SELECT pg_stat_reset()' >/dev/null
 if [ -n "${SQL:-}" ]; then psql "$db" -qc "$SQL"; fi # e.g. a trigger disabled, to see what it costs
 echo "== $("$BIN" version) $BIN, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -65,7 +76,7 @@ fi
 [ -n "$perf" ] && wait "$perf"
 sleep 2 # the journeys' grace and the readers catch up
 pg1=$(ticks "$pm" $(pgrep -P "$pm" | tr '\n' ' '))
-n=$(psql "$db" -Atc 'SELECT count(*) FROM call_event')
+n=$(psql "$db" -Atc "SELECT count(*) FROM call_event WHERE received_at >= (SELECT stats_reset FROM pg_stat_statements_info)")
 echo "postgres CPU per event (with the 2 s after): $(((pg1 - pg0) * 1000000 / $(getconf CLK_TCK) / n)) us"
 echo "journal=$n feed=$(psql "$db" -Atc "SELECT CASE WHEN to_regclass('call_feed') IS NULL THEN 0 ELSE (SELECT count(*) FROM call_feed) END") load average $(cut -d' ' -f1-3 /proc/loadavg)"
 psql "$db" -P pager=off -c "
