@@ -36,28 +36,39 @@ var ErrNotFound = callstate.ErrNotFound
 type Options struct {
 	MaxConns int32        // pool size; 0 means pgxpool's default. The writers of Apply keep up to two connections a core of their own besides, never more than MaxConns
 	Logger   *slog.Logger // nil means slog.Default()
+	// BatchWait is how long a live event that comes while others are
+	// being written may wait for more to share its transaction (group
+	// commit, see startWriters); 0 writes each batch at once.
+	BatchWait time.Duration
 }
 
 // Store is the PostgreSQL-backed call-state table. It is safe for concurrent use.
 type Store struct {
-	pool     *pgxpool.Pool // reads, and writes other than Apply's
-	wpool    *pgxpool.Pool // the writers' connections, see Open
-	log      *slog.Logger
-	announce *announcer
-	users    userCache
-	journeys *journeyQueue
-	lampWake chan struct{}  // the feed loop should compare the lamps
-	host     string         // the database's host, for logs
-	writes   chan *applyReq // live events, to the writers
-	backlog  chan *applyReq // a spool's backlog, to the writers after live events
-	closed   chan struct{}  // closed by Close
-	ready    chan struct{}  // closed once connected and migrated
-	lastErr  atomic.Pointer[connErr]
-	moves    moveBehindState // when ClaimDeliveries last moved deliveries behind their first
-	wctx     context.Context // the writers' and reconnect's; cancelled by Close
-	stop     context.CancelFunc
-	stopped  sync.WaitGroup
-	once     sync.Once
+	pool            *pgxpool.Pool // reads, and writes other than Apply's
+	wpool           *pgxpool.Pool // the writers' connections, see Open
+	log             *slog.Logger
+	announce        *announcer
+	users           userCache
+	journeys        *journeyQueue
+	lampWake        chan struct{}  // the feed loop should compare the lamps
+	host            string         // the database's host, for logs
+	writes          chan *applyReq // live events, to the writer holding gather
+	gather          chan struct{}  // held (a value in it) by the writer taking live events
+	lastLive        atomic.Int64   // when the last live event was handed to the writers, Unix ns
+	writing         atomic.Int32   // batches being written
+	idle            chan struct{}  // a value when writing fell to 0
+	committed       atomic.Uint64  // the writers' transactions committed
+	committedEvents atomic.Uint64  // events in them
+	batchWait       time.Duration  // Options.BatchWait
+	backlog         chan *applyReq // a spool's backlog, to the writers after live events
+	closed          chan struct{}  // closed by Close
+	ready           chan struct{}  // closed once connected and migrated
+	lastErr         atomic.Pointer[connErr]
+	moves           moveBehindState // when ClaimDeliveries last moved deliveries behind their first
+	wctx            context.Context // the writers' and reconnect's; cancelled by Close
+	stop            context.CancelFunc
+	stopped         sync.WaitGroup
+	once            sync.Once
 }
 
 // errClosed is returned by Apply after Close.
@@ -135,7 +146,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
 	s := &Store{pool: pool, wpool: wpool, log: log, host: cfg.ConnConfig.Host,
-		writes: make(chan *applyReq), backlog: make(chan *applyReq), closed: make(chan struct{}), ready: make(chan struct{}),
+		writes: make(chan *applyReq), gather: make(chan struct{}, 1), idle: make(chan struct{}, 1), batchWait: max(opts.BatchWait, 0), backlog: make(chan *applyReq), closed: make(chan struct{}), ready: make(chan struct{}),
 		journeys: newJourneyQueue(), lampWake: make(chan struct{}, 1)}
 	s.lastErr.Store(&connErr{errors.New("not connected yet")})
 	s.wctx, s.stop = context.WithCancel(context.Background())
@@ -478,6 +489,10 @@ func (s *Store) enqueue(ctx context.Context, ev callstate.Event, to chan<- *appl
 		return nil, fmt.Errorf("store: apply %s: %w", ev.DedupKey, err)
 	}
 	req := &applyReq{live: to == s.writes, ctx: ctx, ev: ev, done: make(chan applyResult, 1)}
+	if req.live {
+		now := time.Now().UnixNano()
+		req.after = time.Duration(now - s.lastLive.Swap(now))
+	}
 	select {
 	case to <- req:
 		return req, nil

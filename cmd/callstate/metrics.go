@@ -15,11 +15,13 @@ import (
 	"github.com/callstate/callstate/sip/presence"
 	"github.com/callstate/callstate/sip/watch"
 	"github.com/callstate/callstate/spool"
+	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/webhook"
 )
 
-// registerServiceMetrics adds the build's and the spool's metrics.
-func registerServiceMetrics(m *metrics.Metrics, sp *spool.Spool) {
+// registerServiceMetrics adds the build's, the spool's and the event
+// writers' metrics.
+func registerServiceMetrics(m *metrics.Metrics, sp *spool.Spool, st *store.Store) {
 	m.BuildInfo(strings.TrimSuffix(version(), " "+runtime.Version()), runtime.Version())
 	m.GaugeFunc("callstate_spool_events", "Events waiting in the local spool for the database.",
 		func() float64 { return float64(sp.Stats().Records) })
@@ -39,6 +41,10 @@ func registerServiceMetrics(m *metrics.Metrics, sp *spool.Spool) {
 		func() float64 { return float64(sp.Stats().Refused) })
 	m.CounterFunc("callstate_spool_write_errors_total", "Appends to the spool that failed on the disk.",
 		func() float64 { return float64(sp.Stats().WriteErrors) })
+	m.CounterFunc("callstate_database_transactions_total", "Transactions of events committed by this instance (events_written over this: events a commit).",
+		func() float64 { return float64(st.WriteStats().Transactions) })
+	m.CounterFunc("callstate_database_events_written_total", "Events written in those transactions, repeats included.",
+		func() float64 { return float64(st.WriteStats().Events) })
 	m.GaugeFunc("callstate_database_up", "1 while events go straight to the database, 0 while they go to the spool.",
 		func() float64 {
 			if sp.Stats().StoreDown {

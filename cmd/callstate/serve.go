@@ -44,7 +44,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 
 	// The store connects in the background when the database is not
 	// there yet: callstate serves without it, into the spool.
-	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: cfg.DBMaxConns, Logger: log})
+	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: cfg.DBMaxConns, BatchWait: cfg.DBBatchWait, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if cfg.MetricsEnabled {
 		m = metrics.New()
 	}
-	registerServiceMetrics(m, sp)
+	registerServiceMetrics(m, sp, st)
 	dash := dashboardOptions(cfg.Dashboard, st, log)
 	dash.Board.RingingStale = cfg.RingingStale
 	if dash.Stream != nil {
