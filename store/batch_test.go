@@ -41,6 +41,20 @@ func TestBatchWait(t *testing.T) {
 		}
 	})
 
+	t.Run("one connection", func(t *testing.T) {
+		// With one connection there is one writer: waiting for live
+		// events, it still takes a backlog's.
+		st := openWith(t, store.Options{MaxConns: 1, BatchWait: time.Hour})
+		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if _, err := st.ApplyBacklog(bctx, newCallEvent("backlog")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Apply(bctx, newCallEvent("live")); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	// held opens a store on a new database and starts an event whose write
 	// waits for a transaction of the test (that holds its dedup key) until
 	// release is called: while it waits, the store is busy writing, and the

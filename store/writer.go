@@ -75,13 +75,13 @@ func (s *Store) startWriters(n int) {
 					return
 				case s.gather <- struct{}{}:
 					var ok bool
-					batch, ok = s.gatherLive(ctx)
+					batch, ok = s.gatherLive(ctx, backlog)
 					<-s.gather
 					if !ok {
 						return
 					}
-					room := min(maxBatch, len(batch)+maxBacklogWithLive)
-					if backlog != nil {
+					if batch[0].live && backlog != nil {
+						room := min(maxBatch, len(batch)+maxBacklogWithLive)
 						batch = gather(batch, backlog, room)
 					}
 				case first := <-backlog:
@@ -101,14 +101,22 @@ func (s *Store) startWriters(n int) {
 }
 
 // gatherLive takes the next live event, waiting for it, and those that
-// come with it (see startWriters). It reports false when ctx is done
-// before the first.
-func (s *Store) gatherLive(ctx context.Context) ([]*applyReq, bool) {
+// come with it (see startWriters). A writer that also takes the backlog
+// (the only one, with a pool of one connection) gets a backlog's batch
+// instead when one comes first. It reports false when ctx is done before
+// the first.
+func (s *Store) gatherLive(ctx context.Context, backlog <-chan *applyReq) ([]*applyReq, bool) {
 	var first *applyReq
 	select {
-	case <-ctx.Done():
-		return nil, false
 	case first = <-s.writes:
+	default:
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case first = <-s.writes:
+		case r := <-backlog:
+			return gather([]*applyReq{r}, backlog, maxBatch), true
+		}
 	}
 	batch := gather([]*applyReq{first}, s.writes, maxBatch)
 	if s.batchWait <= 0 {
