@@ -34,7 +34,7 @@ type Config struct {
 	DatabaseURL       string        `env:"DATABASE_URL" secret:"true" validate:"omitempty,startswith=postgres://|startswith=postgresql://|contains=="`
 	DBMaxConns        int32         `env:"DATABASE_MAX_CONNS" envDefault:"16" validate:"min=1,max=1000"`
 	DBWriteTimeout    time.Duration `env:"DATABASE_WRITE_TIMEOUT" validate:"min=10ms,max=1m"`
-	DBBatchWait       time.Duration `env:"DATABASE_BATCH_WAIT" envDefault:"10ms" validate:"min=0s,max=100ms"`
+	DBBatchWait       time.Duration `env:"DATABASE_BATCH_WAIT" envDefault:"10ms" validate:"min=0s,max=100ms,ltfield=DBWriteTimeout"`
 	DBQueryTimeout    time.Duration `env:"DATABASE_QUERY_TIMEOUT" validate:"min=100ms,max=5m"`
 	DataDir           string        `env:"DATA_DIR" envDefault:"./data" validate:"required"`
 	LocalPGPort       int           `env:"LOCAL_POSTGRES_PORT" envDefault:"25432" validate:"min=1,max=65535"`

@@ -137,6 +137,18 @@ func TestConfigErrorsHideSecrets(t *testing.T) {
 	}
 }
 
+// TestConfigBatchWaitBelowWriteTimeout: an event that waits for company
+// longer than the database may take would go to the spool every time.
+func TestConfigBatchWaitBelowWriteTimeout(t *testing.T) {
+	_, err := loadConfig(envFunc(map[string]string{"DATABASE_BATCH_WAIT": "50ms", "DATABASE_WRITE_TIMEOUT": "20ms"}))
+	if err == nil || !strings.Contains(err.Error(), "DATABASE_BATCH_WAIT: want less than DATABASE_WRITE_TIMEOUT") {
+		t.Errorf("DATABASE_BATCH_WAIT over DATABASE_WRITE_TIMEOUT: %v", err)
+	}
+	if _, err := loadConfig(envFunc(map[string]string{"DATABASE_BATCH_WAIT": "10ms", "DATABASE_WRITE_TIMEOUT": "20ms"})); err != nil {
+		t.Errorf("DATABASE_BATCH_WAIT under DATABASE_WRITE_TIMEOUT: %v", err)
+	}
+}
+
 func TestRedactURL(t *testing.T) {
 	for _, s := range []string{"postgres://u:pw1234@h/db", "postgres://u@h/db?password=pw1234&sslmode=disable", "host=h password=pw1234"} {
 		if got := redactURL(s); strings.Contains(got, "pw1234") {

@@ -114,6 +114,8 @@ func expectationOf(fe validator.FieldError) string {
 		return fmt.Sprintf("must be set when %s is %s", siblingVar(fe, field), value)
 	case "required_with":
 		return fmt.Sprintf("must be set with %s", siblingVar(fe, fe.Param()))
+	case "ltfield":
+		return fmt.Sprintf("want less than %s", siblingVar(fe, fe.Param()))
 	case "http_url":
 		return "want an absolute http(s) URL"
 	case "oneof":
