@@ -19,6 +19,7 @@
 #            after the other, as sipgate does (answer and hangup only come after
 #            newCall's answer)
 #   signed   signatures on (a 4096-bit key, like sipgate's), as fast as answers come
+#   signed-nowait  the same with DATABASE_BATCH_WAIT=0 (no group commit wait)
 #   rate1000 signatures on, 1,000 events/s scheduled: latency at a steady load,
 #            measured from each event's scheduled time
 #   old-off, old-signed  with OLD=path (a build from before a change): the
@@ -190,6 +191,13 @@ SQL
   start_callstate signed SIPGATE_PUBLIC_KEY_FILE="$BENCH_DIR/public.pem"
   load -url "$hook" -c "$CONC" -d "$DURATION" -key "$BENCH_DIR/private.pem" \
     -signed "$signed" -n "$signed_n" -label callstate-sig-on
+  echo "  journal rows: $(journal)"
+
+  # The same without group commit: 48 senders that each wait for their
+  # answer lose rate to every millisecond the answer waits (benchmarks.md).
+  start_callstate signed-nowait SIPGATE_PUBLIC_KEY_FILE="$BENCH_DIR/public.pem" DATABASE_BATCH_WAIT=0
+  load -url "$hook" -c "$CONC" -d "$DURATION" -key "$BENCH_DIR/private.pem" \
+    -signed "$signed" -n "$signed_n" -label callstate-sig-on-batch-wait-0
   echo "  journal rows: $(journal)"
 
   start_callstate rate1000 SIPGATE_PUBLIC_KEY_FILE="$BENCH_DIR/public.pem"
