@@ -59,7 +59,7 @@ func TestBatchWait(t *testing.T) {
 	// waits for a transaction of the test (that holds its dedup key) until
 	// release is called: while it waits, the store is busy writing, and the
 	// events that come have company.
-	held := func(t *testing.T, opts store.Options) (st *store.Store, release func() error) {
+	held := func(t *testing.T, opts store.Options, backlog ...bool) (st *store.Store, release func() error) {
 		t.Helper()
 		url := storetest.NewDatabase(t)
 		st, err := store.Open(ctx, url, opts)
@@ -83,7 +83,11 @@ func TestBatchWait(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() {
-			_, err := st.Apply(ctx, ev)
+			apply := st.Apply
+			if len(backlog) > 0 && backlog[0] {
+				apply = st.ApplyBacklog
+			}
+			_, err := apply(ctx, ev)
 			done <- err
 		}()
 		// Until its write waits for the key (pg_stat_activity is read
@@ -159,6 +163,47 @@ func TestBatchWait(t *testing.T) {
 		}
 	})
 
+	t.Run("idle", func(t *testing.T) {
+		// Events that stopped coming wait while another write is under
+		// way (the database is busy), and go as soon as it is done, not
+		// at the end of the wait.
+		st, release := held(t, store.Options{BatchWait: 5 * time.Second})
+		start := time.Now()
+		errs := spaced(st, 5)
+		// A fifth of the wait (1 s) passes without an event.
+		time.Sleep(2 * time.Second)
+		if got := st.WriteStats(); got.Events != 0 {
+			t.Errorf("WriteStats = %+v while another write was under way, want the events still waiting", got)
+		}
+		if err := release(); err != nil {
+			t.Fatal(err)
+		}
+		for err := range errs {
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		if took := time.Since(start); took > 4*time.Second {
+			t.Errorf("events written %v after they came, want soon after the write before them (at 2 s), before the wait's end (5 s)", took)
+		}
+	})
+
+	t.Run("backlog", func(t *testing.T) {
+		// A spool's backlog being written does not hold live events: a
+		// lone one is written at once, not after the hour. (Were the
+		// backlog's write counted, the live event would wait until the
+		// held write timed out, and release would report that.)
+		st, release := held(t, store.Options{BatchWait: time.Hour}, true)
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if _, err := st.Apply(lctx, newCallEvent("live")); err != nil {
+			t.Errorf("a live event while a backlog was written: %v", err)
+		}
+		if err := release(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("close", func(t *testing.T) {
 		// Close while a writer waits for company: the events waiting are
 		// answered with an error at once, not after the wait.
@@ -167,7 +212,16 @@ func TestBatchWait(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		// Close cancels the held write too; its event's error is not
 		// what this looks at.
-		st.Close()
+		closed := make(chan struct{})
+		go func() {
+			st.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(30 * time.Second):
+			t.Fatal("Close did not return within 30 s while events waited for an hour's company")
+		}
 		_ = release()
 		failed := 0
 		for err := range errs {

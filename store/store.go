@@ -54,8 +54,8 @@ type Store struct {
 	host            string         // the database's host, for logs
 	writes          chan *applyReq // live events, to the writer holding gather
 	gather          chan struct{}  // held (a value in it) by the writer taking live events
-	lastLive        atomic.Int64   // when the last live event was handed to the writers, Unix ns
-	writing         atomic.Int32   // batches being written
+	lastLive        atomic.Int64   // when the last live event came to Apply or Keep, Unix ns
+	writing         atomic.Int32   // batches of live events being written
 	idle            chan struct{}  // a value when writing fell to 0
 	committed       atomic.Uint64  // the writers' transactions committed
 	committedEvents atomic.Uint64  // events in them

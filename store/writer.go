@@ -23,8 +23,8 @@ type applyReq struct {
 	live bool // from Apply, not ApplyBacklog
 	ctx  context.Context
 	ev   callstate.Event
-	// after: how long after the live event before it this one was
-	// handed to the writers (live events only).
+	// after: how long after the live event before it this one came to
+	// Apply or Keep (live events only).
 	after time.Duration
 	done  chan applyResult // buffered: a writer never waits for the caller
 }
@@ -44,7 +44,8 @@ type applyResult struct {
 // s.gather. It waits for more events before it lets go and writes (group
 // commit), up to Options.BatchWait after the first, as long as they keep
 // coming less than a fifth of BatchWait apart or another writer is
-// writing: at 1,000 events a second a transaction then carries several
+// writing live events (a spool's backlog does not count, so that live
+// events are not held longer while it drains): at 1,000 events a second a transaction then carries several
 // events instead of one or two, and PostgreSQL spends a quarter less CPU
 // per event (docs/benchmarks.md). Once no event came for a fifth of
 // BatchWait and no other writer is writing, it writes: an event that
@@ -76,6 +77,11 @@ func (s *Store) startWriters(n int) {
 				case s.gather <- struct{}{}:
 					var ok bool
 					batch, ok = s.gatherLive(ctx, backlog)
+					if ok && batch[0].live {
+						// Counted before the next writer takes the
+						// gate, so that it sees this one writing.
+						s.writing.Add(1)
+					}
 					<-s.gather
 					if !ok {
 						return
@@ -87,9 +93,8 @@ func (s *Store) startWriters(n int) {
 				case first := <-backlog:
 					batch = gather([]*applyReq{first}, backlog, maxBatch)
 				}
-				s.writing.Add(1)
 				s.write(batch)
-				if s.writing.Add(-1) == 0 {
+				if batch[0].live && s.writing.Add(-1) == 0 {
 					select {
 					case s.idle <- struct{}{}:
 					default:
