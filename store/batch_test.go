@@ -32,7 +32,7 @@ func TestBatchWait(t *testing.T) {
 	t.Run("alone", func(t *testing.T) {
 		// An event alone waits neither the hour nor its fifth (the test's
 		// context ends first).
-		st := openWith(t, store.Options{BatchWait: time.Hour})
+		st := openURLWith(t, storetest.NewDatabase(t), store.Options{BatchWait: time.Hour})
 		if _, err := st.Apply(ctx, newCallEvent("alone")); err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +44,7 @@ func TestBatchWait(t *testing.T) {
 	t.Run("one connection", func(t *testing.T) {
 		// With one connection there is one writer: waiting for live
 		// events, it still takes a backlog's.
-		st := openWith(t, store.Options{MaxConns: 1, BatchWait: time.Hour})
+		st := openURLWith(t, storetest.NewDatabase(t), store.Options{MaxConns: 1, BatchWait: time.Hour})
 		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if _, err := st.ApplyBacklog(bctx, newCallEvent("backlog")); err != nil {
@@ -62,11 +62,7 @@ func TestBatchWait(t *testing.T) {
 	held := func(t *testing.T, opts store.Options, backlog ...bool) (st *store.Store, release func() error) {
 		t.Helper()
 		url := storetest.NewDatabase(t)
-		st, err := store.Open(ctx, url, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(st.Close)
+		st = openURLWith(t, url, opts)
 		conn, err := pgx.Connect(ctx, url)
 		if err != nil {
 			t.Fatal(err)
@@ -233,14 +229,4 @@ func TestBatchWait(t *testing.T) {
 			t.Errorf("%d of 5 events waiting for company failed on Close, want all", failed)
 		}
 	})
-}
-
-func openWith(tb testing.TB, opts store.Options) *store.Store {
-	tb.Helper()
-	st, err := store.Open(context.Background(), storetest.NewDatabase(tb), opts)
-	if err != nil {
-		tb.Fatalf("Open: %v", err)
-	}
-	tb.Cleanup(st.Close)
-	return st
 }

@@ -489,7 +489,7 @@ func (s *Store) enqueue(ctx context.Context, ev callstate.Event, to chan<- *appl
 		return nil, fmt.Errorf("store: apply %s: %w", ev.DedupKey, err)
 	}
 	req := &applyReq{live: to == s.writes, ctx: ctx, ev: ev, done: make(chan applyResult, 1)}
-	if req.live {
+	if req.live && s.batchWait > 0 {
 		now := time.Now().UnixNano()
 		req.after = time.Duration(now - s.lastLive.Swap(now))
 	}

@@ -24,7 +24,12 @@ func openStore(tb testing.TB) *store.Store {
 
 func openURL(tb testing.TB, url string) *store.Store {
 	tb.Helper()
-	st, err := store.Open(context.Background(), url, store.Options{})
+	return openURLWith(tb, url, store.Options{})
+}
+
+func openURLWith(tb testing.TB, url string, opts store.Options) *store.Store {
+	tb.Helper()
+	st, err := store.Open(context.Background(), url, opts)
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}

@@ -45,15 +45,15 @@ type applyResult struct {
 // commit), up to Options.BatchWait after the first, as long as they keep
 // coming less than a fifth of BatchWait apart or another writer is
 // writing live events (a spool's backlog does not count, so that live
-// events are not held longer while it drains): at 1,000 events a second a transaction then carries several
-// events instead of one or two, and PostgreSQL spends a quarter less CPU
-// per event (docs/benchmarks.md). Once no event came for a fifth of
-// BatchWait and no other writer is writing, it writes: an event that
-// comes alone is written at once, and callers that wait for their
-// answers before they send more (whose next events come only after a
-// commit) are held for a fifth of the wait at most.
-// Meanwhile the next writer takes the next live events, so that commits
-// overlap.
+// events are not held longer while it drains). At 1,000 events a second
+// a transaction then carries several events instead of one or two, and
+// PostgreSQL spends a quarter less CPU per event (docs/benchmarks.md).
+// Once no event came for a fifth of BatchWait and no other writer is
+// writing, it writes: an event that comes alone is written at once, and
+// callers that wait for their answers before they send more (whose next
+// events come only after a commit) are held for a fifth of the wait at
+// most. Meanwhile the next writer takes the next live events, so that
+// commits overlap.
 //
 // Live events go before a backlog's (ApplyBacklog): the writers that are
 // not gathering live events take the backlog, and a batch of live events
@@ -190,17 +190,12 @@ func (s *Store) WriteStats() WriteStats {
 	return WriteStats{Transactions: s.committed.Load(), Events: s.committedEvents.Load()}
 }
 
-// answer tells r's caller what became of it.
-func (s *Store) answer(r *applyReq, res applyResult) {
-	r.done <- res
-}
-
 // write applies batch, answering every request, and announces the change.
 func (s *Store) write(batch []*applyReq) {
 	live := batch[:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
-			s.answer(r, applyResult{err: fmt.Errorf("store: apply %s: %w", r.ev.DedupKey, err)})
+			r.done <- applyResult{err: fmt.Errorf("store: apply %s: %w", r.ev.DedupKey, err)}
 			continue
 		}
 		live = append(live, r)
@@ -210,14 +205,14 @@ func (s *Store) write(batch []*applyReq) {
 	}
 	if err := s.writeWithPartitions(live); err != nil {
 		if len(live) == 1 {
-			s.answer(live[0], applyResult{err: applyErr(live[0].ev, err)})
+			live[0].done <- applyResult{err: applyErr(live[0].ev, err)}
 		} else {
 			// One event spoiled the transaction (or the database failed):
 			// write each on its own, so that only the bad one fails.
 			s.log.Debug("batch write failed; writing one by one", "events", len(live), "err", err)
 			for _, r := range live {
 				if err := s.writeWithPartitions([]*applyReq{r}); err != nil {
-					s.answer(r, applyResult{err: applyErr(r.ev, err)})
+					r.done <- applyResult{err: applyErr(r.ev, err)}
 				}
 			}
 		}
@@ -294,7 +289,7 @@ func (s *Store) writeBatch(batch []*applyReq) error {
 	s.journeys.wakeUp()
 	s.lampsChanged()
 	for i, r := range batch {
-		s.answer(r, applyResult{applied: applied[i]})
+		r.done <- applyResult{applied: applied[i]}
 	}
 	return nil
 }

@@ -223,6 +223,12 @@ func rules(s setting) string {
 	parts := []string{kind}
 	var checks []string
 	for _, c := range strings.Split(s.field.Tag.Get("validate"), ",") {
+		if field, ok := strings.CutPrefix(c, "ltfield="); ok {
+			// The other setting by its variable, not its Go field.
+			if f, ok := reflect.TypeOf(Config{}).FieldByName(field); ok {
+				c = "less than " + f.Tag.Get("env")
+			}
+		}
 		if c != "" && c != "omitempty" && c != "dive" {
 			checks = append(checks, c)
 		}
