@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/callstate/callstate"
 	"github.com/callstate/callstate/store"
 	"github.com/callstate/callstate/store/storetest"
@@ -149,5 +151,69 @@ func BenchmarkApply(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestAnnounceSpacing: writes that keep coming are announced (and the feed
+// numbered) at most once per 20 ms, however fast they commit.
+func TestAnnounceSpacing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	url := storetest.NewDatabase(t)
+	st := openURL(t, url)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{store.NotifyChannel}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	heard := make(chan time.Time, 10000)
+	go func() {
+		for {
+			nt, err := conn.WaitForNotification(ctx)
+			if err != nil {
+				return
+			}
+			if nt.Payload == store.CallsChanged {
+				heard <- time.Now()
+			}
+		}
+	}()
+
+	// A write every few milliseconds for 600 ms: announced every 5 ms,
+	// as before, they gave about a hundred announcements; 20 ms apart,
+	// at most 31 in that time.
+	const busy, spacing = 600 * time.Millisecond, 20 * time.Millisecond
+	start := time.Now()
+	writes := 0
+	for ; time.Since(start) < busy; writes++ {
+		applyAll(t, st, callEvents(fmt.Sprint("busy", writes))[0])
+		time.Sleep(time.Millisecond)
+	}
+	end := time.Now()
+	time.Sleep(100 * time.Millisecond)
+	n := 0
+	for len(heard) > 0 {
+		if at := <-heard; at.After(start) && at.Before(end) {
+			n++
+		}
+	}
+	if max := int(end.Sub(start)/spacing) + 1; n == 0 || n > max {
+		t.Fatalf("%d writes in %s were announced %d times meanwhile, want 1 to %d", writes, end.Sub(start), n, max)
+	}
+	t.Logf("%d writes in %s announced %d times meanwhile", writes, end.Sub(start), n)
+
+	// A write alone, after a quiet spell, is announced.
+	time.Sleep(500 * time.Millisecond)
+	for len(heard) > 0 {
+		<-heard
+	}
+	applyAll(t, st, callEvents("alone")[0])
+	select {
+	case <-heard:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a write alone was not announced within 5 s")
 	}
 }
