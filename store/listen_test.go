@@ -165,12 +165,19 @@ func TestAnnounceSpacing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{store.NotifyChannel}.Sanitize()); err != nil {
+		conn.Close(ctx)
 		t.Fatal(err)
 	}
 	heard := make(chan time.Time, 10000)
+	done := make(chan struct{})
+	defer func() { // the reader stops before its connection closes
+		cancel()
+		<-done
+		conn.Close(context.Background())
+	}()
 	go func() {
+		defer close(done)
 		for {
 			nt, err := conn.WaitForNotification(ctx)
 			if err != nil {

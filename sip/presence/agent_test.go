@@ -78,7 +78,19 @@ func follow(ctx context.Context, tb testing.TB, st *store.Store, a *Agent) <-cha
 		done <- struct{}{}
 	}()
 	go func() {
-		if err := st.FollowFeed(ctx, store.FeedFollow{Start: a.Snapshot, Apply: a.Apply, Wake: wake}); err != nil {
+		if err := st.FollowFeed(ctx, store.FeedFollow{Start: a.Snapshot, Apply: func(ctx context.Context, evs []callstate.FeedEvent) error {
+			for _, ev := range evs {
+				d := ""
+				if ev.Call != nil {
+					d = "call " + ev.Call.Key + " " + ev.Call.State.String()
+				}
+				if ev.Lamp != nil {
+					d = "lamp " + ev.Lamp.Extension + " " + ev.Lamp.Lamp
+				}
+				tb.Logf("DEBUG feed %d %s %s (chunk %d)", ev.ID, ev.Type, d, len(evs))
+			}
+			return a.Apply(ctx, evs)
+		}, Wake: wake}); err != nil {
 			tb.Error(err)
 		}
 		done <- struct{}{}
