@@ -47,10 +47,21 @@ func TestJourneyAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	// The hold: callstate_refresh_journeys locks each journey so.
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended('callstate journey ' || 'crashed', 0))`); err != nil {
-		t.Fatal(err)
+	// The holds: callstate_refresh_taken locks each journey so. The test
+	// holds the journey of "crashed", and that of "ahead", a call written
+	// first: A's refresher waits on "ahead" until both legs of "crashed"
+	// are committed, and then takes all of their queued rows in one
+	// refresh. Without it, a refresh could take the newCall's row alone
+	// (the hangup's commit coming more than refreshGather after it) and
+	// then wait on "crashed" with the hangup's row left to anyone.
+	advisory := func(fn, journey string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, `SELECT `+fn+`(hashtextextended('callstate journey ' || $1::text, 0))`, journey); err != nil {
+			t.Fatal(err)
+		}
 	}
+	advisory("pg_advisory_lock", "ahead")
+	advisory("pg_advisory_lock", "crashed")
 	a, baseA := start()
 	post := func(form url.Values) {
 		t.Helper()
@@ -63,11 +74,52 @@ func TestJourneyAfterKill(t *testing.T) {
 			t.Fatalf("post: %s", res.Status)
 		}
 	}
+	// blocked reports whether a backend waits for a lock of this
+	// connection: the journeys' holds are all it has, so a refresh waits.
+	blocked := func() bool {
+		var b bool
+		if err := conn.QueryRow(ctx, `
+SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid)))`).Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	waitUntil := func(limit time.Duration, cond func() bool, failure string) {
+		t.Helper()
+		for deadline := time.Now().Add(limit); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(failure)
+			}
+		}
+	}
+	post(url.Values{"event": {"newCall"}, "direction": {"in"}, "from": {"4917099999"}, "to": {"4930555"},
+		"callId": {"ahead"}, "user[]": {"Bob"}, "userId[]": {"w2"}})
+	waitUntil(10*time.Second, blocked, "A's refresh of the first call never waited for its journey")
 	post(url.Values{"event": {"newCall"}, "direction": {"in"}, "from": {"4917012345"}, "to": {"4930555"},
 		"callId": {"crashed"}, "user[]": {"Alice"}, "userId[]": {"w1"}})
 	post(url.Values{"event": {"hangup"}, "direction": {"in"}, "callId": {"crashed"}, "cause": {"cancel"}})
+	// Both legs in the journal, and nothing left in A's spool that could
+	// write them again: every queued row of "crashed" is there (a batch
+	// writes its rows with its events) and no other comes.
+	waitUntil(10*time.Second, func() bool {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM call_event WHERE source = 'sipgate' AND call_key = 'crashed'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n < 2 {
+			return false
+		}
+		empty, _ := spoolsEmpty(baseA)()
+		return empty
+	}, "the legs of the call never reached the journal")
+	advisory("pg_advisory_unlock", "ahead")
 	// A's refresher has taken the queued rows and waits for the lock.
+	// Looked at only while a refresh waits: the look's own row locks
+	// (FOR UPDATE) would make a refresh running meanwhile skip rows.
 	held := func() bool {
+		if !blocked() {
+			return false
+		}
 		var free, all int
 		if err := conn.QueryRow(ctx, `
 SELECT (SELECT count(*) FROM (SELECT id FROM journey_pending FOR UPDATE SKIP LOCKED) f),
@@ -76,18 +128,12 @@ SELECT (SELECT count(*) FROM (SELECT id FROM journey_pending FOR UPDATE SKIP LOC
 		}
 		return all > 0 && free == 0
 	}
-	for deadline := time.Now().Add(10 * time.Second); !held(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("A's refresh never took the queued rows")
-		}
-	}
+	waitUntil(10*time.Second, held, "A's refresh never took the queued rows")
 	start() // B
 	a.Process.Signal(syscall.SIGKILL)
 	a.Wait()
 	killed := time.Now()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended('callstate journey ' || 'crashed', 0))`); err != nil {
-		t.Fatal(err)
-	}
+	advisory("pg_advisory_unlock", "crashed")
 	outcome := func() string {
 		var o string
 		if err := conn.QueryRow(ctx, `SELECT coalesce((SELECT outcome FROM journey WHERE journey_id = 'crashed'), '')`).Scan(&o); err != nil {
