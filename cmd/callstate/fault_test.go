@@ -465,16 +465,31 @@ func spoolTooSmall(t *testing.T, pg *testPG, env map[string]string, bound bool) 
 	}()
 
 	load := startCalls([]string{base}, prefix, 6, 3000, 0)
+	loadDone := make(chan struct{})
+	go func() { load.wg.Wait(); close(loadDone) }()
 	// Until the spool refuses other events and then loses newCalls too,
-	// once their reserve is used up; 15 s at most.
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	// once their reserve is used up. How long that takes depends on the
+	// machine (each event kept is synced to disk; with the bound, a real
+	// disk): the wait ends when it has happened, or when the load has
+	// posted its 3000 calls, several times what the spool holds (2 min at
+	// most).
+	outage := time.Now()
+	filled := func() bool {
 		if load.refused.Load() == 0 {
-			continue
+			return false
 		}
-		if lost, _, err := metric(base, "callstate_events_total", map[string]string{"source": "sipgate", "type": "newCall", "outcome": "lost"}); err == nil && lost > 0 {
-			break
+		lost, _, err := metric(base, "callstate_events_total", map[string]string{"source": "sipgate", "type": "newCall", "outcome": "lost"})
+		return err == nil && lost > 0
+	}
+	full := filled()
+	for deadline := time.Now().Add(2 * time.Minute); !full && time.Now().Before(deadline); full = filled() {
+		select {
+		case <-loadDone:
+			deadline = time.Now()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	t.Logf("spool refused events and lost a newCall: %v, %s after the outage began", full, time.Since(outage).Round(100*time.Millisecond))
 	time.Sleep(300 * time.Millisecond)
 	results := load.finish()
 	close(pollStop)
