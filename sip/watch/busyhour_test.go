@@ -136,12 +136,27 @@ func (b busyHour) run(tb testing.TB, settle time.Duration) busyResult {
 	}
 	subscribes, opened := s.Stats().Subscribes, s.Stats().Opened
 
+	// The sipp processes' ports, each a different one: RunSipp would pick
+	// each as it starts its sipp, and a port picked again before the sipp
+	// given it first has bound it (ten start within milliseconds) would
+	// leave the second without its socket.
+	taken := map[int]bool{}
+	port := func() []string {
+		for {
+			if p := testpbx.FreePort(tb); !taken[p] {
+				taken[p] = true
+				return []string{"-p", strconv.Itoa(p)}
+			}
+		}
+	}
+
 	// Each extension's phone answers; each calls the next one, unregistered
 	// (its From names the extension), so calls reach the answering phone.
 	callers := make([]*testpbx.SippProcess, b.exts)
 	for i, ext := range exts {
 		keys := []string{"-key", "domain", k.Domain(), "-key", "callee", ext, "-key", "caller", exts[(i+b.exts-1)%b.exts]}
-		phone := testpbx.RunSipp(tb, "uas-answer.xml", append([]string{"-m", strconv.Itoa(b.calls), "-d", millis(b.ring), "-timeout", "300"}, keys...)...)
+		args := append(port(), "-m", strconv.Itoa(b.calls), "-d", millis(b.ring), "-timeout", "300")
+		phone := testpbx.RunSipp(tb, "uas-answer.xml", append(args, keys...)...)
 		k.Register(tb, ext, "sip:"+ext+"@"+phone.Addr(), 10*time.Minute)
 	}
 	cpu0, pg0 := processCPU(), postgresCPU()
@@ -149,10 +164,10 @@ func (b busyHour) run(tb testing.TB, settle time.Duration) busyResult {
 	for i, ext := range exts {
 		next := exts[(i+1)%b.exts]
 		keys := []string{"-key", "domain", k.Domain(), "-key", "caller", ext, "-key", "callee", next}
-		callers[i] = testpbx.RunSipp(tb, "uac-call.xml", append([]string{
+		callers[i] = testpbx.RunSipp(tb, "uac-call.xml", append(append(port(),
 			"-r", strconv.FormatFloat(b.rate, 'f', -1, 64), "-rp", "1000", "-m", strconv.Itoa(b.calls),
 			"-d", millis(b.talk), "-timeout", "300", "-trace_screen", "-s", next, k.Addr(),
-		}, keys...)...)
+		), keys...)...)
 	}
 	if b.lossFor > 0 {
 		time.Sleep(b.lossAt)
