@@ -48,7 +48,7 @@ func (sub *subscription) subscribe(ctx context.Context) outcome {
 	}
 	sub.routes = nil
 	sub.active, sub.hasVersion, sub.term, sub.wantFull = false, false, nil, false
-	sub.troubleAt = time.Time{}
+	sub.troubleAt, sub.probes = time.Time{}, 0
 	callID := sub.callID
 	req := sub.request(sub.s.expiry())
 	sub.mu.Unlock()

@@ -32,7 +32,7 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 		// What the tracker took for said was not kept: it says all of it
 		// again with the full state asked for here.
 		sub.mu.Lock()
-		sub.troubleAt = time.Now() // answered 500 (see ownLoss)
+		sub.trouble(time.Now()) // answered 500
 		sub.forgetAnswer(cseq)
 		sub.tracker.unsent()
 		sub.wantFull = true
@@ -96,8 +96,8 @@ func (sub *subscription) take(req *sipmsg.Request, doc parsedBody) (int, string,
 	}
 	cseq := req.CSeq().SeqNo
 	if sub.repeated(cseq) {
-		// The PBX did not get our answer in time (see ownLoss).
-		sub.troubleAt = now
+		// The PBX did not get our answer in time.
+		sub.trouble(now)
 		return sipmsg.StatusOK, "OK", nil, cseq
 	}
 	if sub.arrived == nil {
@@ -105,8 +105,8 @@ func (sub *subscription) take(req *sipmsg.Request, doc parsedBody) (int, string,
 	}
 	if sub.arrived[cseq] {
 		// A retransmission of one in hand: the PBX is waiting for our
-		// answer (see ownLoss).
-		sub.troubleAt = now
+		// answer.
+		sub.trouble(now)
 	}
 	sub.arrived[cseq] = true
 	sub.waitTurn(cseq)

@@ -132,7 +132,7 @@ func (sub *subscription) waitTurn(cseq uint32) {
 			deadline = earliest(deadline, missingSince.Add(waitMissing))
 		}
 		if !now.Before(deadline) {
-			sub.troubleAt = now // a NOTIFY went astray (see ownLoss)
+			sub.trouble(now) // a NOTIFY went astray
 			if sub.vainFor != sub.notifyCSeq+1 {
 				sub.outOfTurn, sub.vainFor = sub.outOfTurn+1, sub.notifyCSeq+1
 			}

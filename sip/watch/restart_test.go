@@ -224,6 +224,57 @@ func TestLostAfterNotifiesWentAstray(t *testing.T) {
 	}
 }
 
+// TestProbedAfterNotifyUnanswered: a NOTIFY came twice (our answer was
+// late), and the PBX gave the subscription up without a word, as Kamailio
+// does when its NOTIFY transaction times out: no NOTIFY comes any more.
+// With keepalive off and the next refresh most of a minute away, the
+// subscriber still asks within seconds (troubleProbes), hears 481, and
+// subscribes that extension again; the other keeps its dialog.
+func TestProbedAfterNotifyUnanswered(t *testing.T) {
+	t.Parallel()
+	exts := []string{"180", "181"}
+	n, s, sink, lose := losingSubscriptions(t, exts, 0)
+	before := map[string]string{}
+	for _, ext := range exts {
+		before[ext] = n.sub(ext).callID
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		sub := n.sub("180")
+		p := newRawPeer(t, "udp", n, sub)
+		cseq := n.nextCSeq(sub)
+		msg := p.message(cseq, dialogDoc("180", int(cseq), "a180", "early"), -1)
+		p.send(msg)
+		if code := p.status(cseq, 5*time.Second); code != 200 {
+			t.Fatalf("NOTIFY answered %d", code)
+		}
+		p.send(msg)
+		time.Sleep(50 * time.Millisecond)
+		if s.subscriptionOf("180").ownLoss(time.Now()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the retransmission not seen")
+		}
+	}
+	before["180"] = n.sub("180").callID
+	lose("180")
+	testpbx.WaitFor(t, 15*time.Second, func() string {
+		if sub := n.sub("180"); sub == nil || sub.callID == before["180"] {
+			return "180 not subscribed again"
+		}
+		return ""
+	})
+	if lines := sink.matching("the PBX gave up this subscription"); len(lines) != 1 {
+		t.Errorf("%d lines on a subscription given up, want 1: %q", len(lines), lines)
+	}
+	if lines := sink.matching("the PBX restarted"); len(lines) != 0 {
+		t.Errorf("a subscription given up was taken for a restart: %q", lines)
+	}
+	if got := n.sub("181").callID; got != before["181"] {
+		t.Errorf("extension 181 subscribed again (Call-ID %s, was %s)", got, before["181"])
+	}
+}
+
 // subscriptionOf returns ext's dialog subscription, or nil.
 func (s *Subscriber) subscriptionOf(ext string) *subscription {
 	s.mu.Lock()

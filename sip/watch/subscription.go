@@ -62,6 +62,7 @@ type subscription struct {
 	times        []notifyTime    // times given to the NOTIFYs answered lately, oldest first
 	notified     bool            // a NOTIFY of this dialog has been applied
 	troubleAt    time.Time       // when a NOTIFY of this dialog last went astray or unanswered, see ownLoss
+	probes       uint8           // refreshes made since troubleAt, see troubleProbes
 	tracker      *tracker
 	lamp         string
 	state        string // last state queued for SetSubscriptions
@@ -319,6 +320,11 @@ func (sub *subscription) maintain(ctx context.Context) (time.Time, outcome) {
 		refreshAt := sub.expiresAt.Add(-refreshLead(sub.granted, sub.refreshPoint))
 		deadAt := sub.lastHeard.Add(sub.granted + 5*time.Second)
 		sub.probe = false
+		probeAt := sub.probeDue()
+		for t := time.Now(); !probeAt.IsZero() && !t.Before(probeAt); probeAt = sub.probeDue() {
+			probe = true // one refresh for the probes due, however many
+			sub.probes++
+		}
 		sub.mu.Unlock()
 		if lost != "" {
 			return time.Time{}, outcome{state: callstate.SubscriptionRetrying, reason: lost, lost: true}
@@ -358,6 +364,9 @@ func (sub *subscription) maintain(ctx context.Context) (time.Time, outcome) {
 			continue
 		}
 		next := earliest(refreshAt, deadAt)
+		if !probeAt.IsZero() {
+			next = earliest(next, probeAt)
+		}
 		if wantFull {
 			next = earliest(next, sub.lastFull.Add(time.Second))
 		}
@@ -384,4 +393,33 @@ func (sub *subscription) ownLoss(now time.Time) bool {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	return !sub.troubleAt.IsZero() && now.Sub(sub.troubleAt) < ownLossWindow
+}
+
+// troubleProbes are when, after a NOTIFY of a subscription went astray or
+// unanswered, it is refreshed to ask whether the PBX still knows it. A PBX
+// gives up a subscription whose NOTIFY transaction timed out (RFC 6665
+// section 4.2.2), which it does after its own timer: 64*T1 (32 s) by RFC
+// 3261, often set shorter (Kamailio's tm fr_timer; the test PBX's is 5 s).
+// A late answer can leave the
+// subscription given up with nothing to show it: the PBX sends no more
+// NOTIFYs, and without these refreshes the next one would be due minutes
+// later, every call of the extension unseen until then. With them, the
+// PBX's 481 comes within about twice its timer, while ownLoss still tells
+// the subscription's own loss from a restart.
+var troubleProbes = [...]time.Duration{4 * time.Second, 8 * time.Second, 16 * time.Second, ownLossWindow - time.Second}
+
+// trouble records that a NOTIFY of this dialog went astray or unanswered
+// at now (see ownLoss and troubleProbes). Called with mu held.
+func (sub *subscription) trouble(now time.Time) {
+	sub.troubleAt, sub.probes = now, 0
+	sub.signal()
+}
+
+// probeDue returns when the next refresh of troubleProbes is due, or the
+// zero time when none is. Called with mu held.
+func (sub *subscription) probeDue() time.Time {
+	if sub.troubleAt.IsZero() || int(sub.probes) >= len(troubleProbes) {
+		return time.Time{}
+	}
+	return sub.troubleAt.Add(troubleProbes[sub.probes])
 }
