@@ -346,8 +346,17 @@ func TestBoardOpensTheCall(t *testing.T) {
 // the page says why, in words, and keeps no device.
 func TestBoardWakeRefused(t *testing.T) {
 	b := openWakeBoardWith(t, "/board/?enroll=enroll_test&user=w1#wake", browser.PermissionSettingDenied, handlers.DashboardOptions{})
-	err := chromedp.Do(b.ctx,
+	// The panel shows at once; its first render, after the worker is
+	// active, hides the "For" field of a link that names its user, and
+	// the button moves left by that field's width: a click aimed before
+	// that render and sent after it lands beside the button.
+	if err := chromedp.Do(b.ctx,
 		chromedp.WaitVisible(`#notify-panel`),
+		chromedp.Poll[chromedp.Void](`document.getElementById("notify-who-label").hidden`, chromedp.WithPollingTimeout(20*time.Second)),
+	); err != nil {
+		t.Fatalf("the panel of an enrollment link for w1 still asks whose calls: %v", err)
+	}
+	err := chromedp.Do(b.ctx,
 		chromedp.WaitVisible(`#notify-on`),
 		chromedp.Click(chromedp.CSS(`#notify-on`)),
 		chromedp.Poll[chromedp.Void](`document.getElementById("notify-msg").textContent.includes("blocked")`,
