@@ -773,8 +773,13 @@
     $("clock").textContent = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
     if (stale && document.body.dataset.frozen) return;
     document.body.dataset.frozen = stale ? "1" : "";
+    // A duration that grows a digit (9:59 to 10:00) takes width from the
+    // names beside it: those are fitted again, only then.
+    const grown = new Set();
     document.querySelectorAll(".call .time[data-since]").forEach((t) => {
-      t.textContent = t.dataset.since ? duration(since(t.dataset.since)) : "";
+      const text = t.dataset.since ? duration(since(t.dataset.since)) : "";
+      if (text.length !== t.textContent.length) grown.add(t.closest(".call"));
+      t.textContent = text;
     });
     document.querySelectorAll(".lamp").forEach((li) => {
       const l = lamps.get(li.dataset.key);
@@ -784,6 +789,7 @@
       const c = (l.lamp === "busy" || l.lamp === "ringing" || l.lamp === "hold") ? lampCall(l) : null;
       st.textContent = c ? text + " " + duration(since(l.lamp === "ringing" ? c.started_at : (c.answered_at || c.started_at))) : text;
     });
+    grown.forEach((li) => { if (li) fitNames(li); });
     const waits = [...document.querySelectorAll("#waiting-list .time[data-since]")].map((t) => since(t.dataset.since));
     const longest = waits.length ? Math.max(...waits) : 0;
     $("longest-wait").textContent = waits.length ? "longest " + duration(longest) : "";
