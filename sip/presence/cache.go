@@ -172,6 +172,7 @@ func (a *Agent) applyLocked(evs []callstate.FeedEvent) {
 	}
 	calls := map[LampRef]bool{} // lamps whose calls changed
 	ahead := map[LampRef]bool{} // whether the last event of a lamp was one of its calls'
+	told := map[LampRef]int64{} // calls counted by a lamp event that came while its calls were ahead
 	names := false              // a lamp came, went or was renamed: resolve again
 	for _, ev := range evs {
 		switch {
@@ -196,6 +197,11 @@ func (a *Agent) applyLocked(evs []callstate.FeedEvent) {
 			l := ev.Lamp
 			r := LampRef{Source: l.Source, Extension: l.Extension}
 			v := touch(r)
+			if ahead[r] || v != nil && v.callsAhead {
+				told[r] = l.ActiveCalls
+			} else {
+				delete(told, r)
+			}
 			ahead[r] = false
 			if l.Lamp == lampRemoved {
 				delete(a.views, r)
@@ -219,9 +225,14 @@ func (a *Agent) applyLocked(evs []callstate.FeedEvent) {
 	for r, ahead := range ahead {
 		// A lamp's calls that changed after the feed last told its colour:
 		// until the lamp event that follows every change of its calls (its
-		// count of calls changes), the colour may be behind them.
+		// count of calls changes), the colour may be behind them. A lamp
+		// event can itself be behind a call event before it in the feed:
+		// the lamps are compared from a snapshot, and a call's write that
+		// commits after that snapshot but before the comparison's commit
+		// is numbered first. Such an event counts calls the lamp no longer
+		// has (a busy lamp after its call ended), so its calls stay ahead.
 		if v := a.views[r]; v != nil {
-			v.callsAhead = ahead
+			v.callsAhead = ahead || told[r] > int64(len(v.dialogs))
 		}
 	}
 	if names {
