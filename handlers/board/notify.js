@@ -256,7 +256,9 @@
   serverKey().then(() => {
     $("notify").hidden = false;
   }, (err) => {
-    if (enroll) say(err.message);
+    // An enrollment link says why it cannot work, unless the person has
+    // tried already and been told (that answer came first and stays).
+    if (enroll && $("notify-msg").hidden) say(err.message);
   });
   $("notify").addEventListener("click", () => {
     fillPeople();
