@@ -93,6 +93,8 @@ type sub struct {
 	cseq    int
 	event   string
 	res     chan *sipmsg.Response
+	seen    map[uint32]string // the NOTIFYs next returned, as sent, by CSeq
+	last    uint32            // the CSeq of the last of them
 }
 
 func (p *phone) newSub(user, event string) *sub {
@@ -181,15 +183,34 @@ func answerChallenge(r *sipmsg.Response, user, password, uri string) string {
 		user, f["realm"], f["nonce"], uri, resp)
 }
 
-// next returns the next NOTIFY of s.
+// next returns the next NOTIFY of s, each once. Over UDP the agent sends
+// a NOTIFY again when the phone's 200 has not reached it within T1
+// (500 ms), as it may not on a loaded machine: the copy has the CSeq of a
+// NOTIFY returned already and is no new NOTIFY. A NOTIFY that repeats a
+// CSeq but differs, or goes back to an earlier one, is an error.
 func (s *sub) next() *sipmsg.Request {
-	s.p.tb.Helper()
+	tb := s.p.tb
+	tb.Helper()
 	for {
 		select {
 		case n := <-s.p.notifies:
-			if string(*n.CallID()) == s.callID {
-				return n
+			if string(*n.CallID()) != s.callID {
+				continue
 			}
+			seq, msg := n.CSeq().SeqNo, n.String()
+			if first, ok := s.seen[seq]; ok {
+				if first != msg {
+					tb.Errorf("two NOTIFYs with CSeq %d:\n%s\nand\n%s", seq, first, msg)
+				}
+				continue
+			}
+			if s.seen == nil {
+				s.seen = map[uint32]string{}
+			} else if seq < s.last {
+				tb.Errorf("NOTIFY with CSeq %d after one with %d", seq, s.last)
+			}
+			s.seen[seq], s.last = msg, seq
+			return n
 		case <-time.After(5 * time.Second):
 			s.p.tb.Fatalf("no NOTIFY for %s", s.user)
 			return nil
