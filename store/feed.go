@@ -67,30 +67,36 @@ func (s *Store) FeedWindow(ctx context.Context) (callstate.FeedWindow, error) {
 	return w, nil
 }
 
-// feedRow is a call_feed row as pgx scans it by name.
+// feedRow is a numbered call_feed row as pgx scans it by name. The call
+// or journey an event is about is read beside it (see feedEvents) rather
+// than built as JSON in the query, as the call_feed_event view does
+// for SQL readers: that cost PostgreSQL about 80 µs an event, for every
+// reader on every instance (docs/benchmarks.md, "Reading the feed").
 type feedRow struct {
-	ID        int64     `db:"id"`
-	Type      string    `db:"type"`
-	At        time.Time `db:"at"`
-	JourneyID string    `db:"journey_id"`
-	Data      []byte    `db:"data"`
-	Rule      string    `db:"routed_rule"` // of a journey event: the rule of its leg routed first, as the legs say now
+	ID         int64      `db:"id"`
+	Type       string     `db:"type"`
+	At         time.Time  `db:"at"`
+	JourneyID  string     `db:"journey_id"`
+	Source     string     `db:"source"`
+	CallKey    string     `db:"call_key"`
+	Data       []byte     `db:"data"`    // a press, a lamp and its previous colour
+	CallID     *int64     `db:"call_id"` // call.* events: the call, as the rest tells it then
+	State      string     `db:"state"`
+	OnHold     bool       `db:"on_hold"`
+	AnsweredAt *time.Time `db:"answered_at"`
+	EndedAt    *time.Time `db:"ended_at"` // also a journey's
+	Cause      string     `db:"cause"`
+	AnsweredBy string     `db:"answered_by"`
+	Seq        int64      `db:"change_seq"`
+	UpdatedAt  *time.Time `db:"updated_at"`
+	Outcome    *string    `db:"outcome"` // journey events: the journey's outcome then
 }
 
-// feedData is call_feed.data: what the triggers write.
+// feedData is call_feed.data: what the triggers write besides the columns.
 type feedData struct {
-	Call     *callRow    `json:"call"`
-	Journey  *journeyRow `json:"journey"`
-	Press    string      `json:"press"`
-	Lamp     *lampRow    `json:"lamp"`
-	Previous string      `json:"previous"`
-}
-
-// callSeq reads change_seq from a call's data, which callRow leaves out.
-type callSeq struct {
-	Call struct {
-		Seq int64 `json:"change_seq"`
-	} `json:"call"`
+	Press    string   `json:"press"`
+	Lamp     *lampRow `json:"lamp"`
+	Previous string   `json:"previous"`
 }
 
 // Feed returns at most limit events of the feed after id after, by id.
@@ -106,36 +112,68 @@ func (s *Store) FeedOf(ctx context.Context, after, upto int64, limit int, types 
 
 // querier is a pool, a connection or a transaction.
 type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 func (s *Store) readFeed(ctx context.Context, q querier, after int64, limit int) ([]callstate.FeedEvent, error) {
 	return s.readFeedOf(ctx, q, after, math.MaxInt64, limit, nil)
 }
 
+// feedColumns are what reads of the feed select, as feedRow scans them,
+// from call_feed_id i JOIN call_feed f.
+const feedColumns = `i.id, f.type, f.at, f.journey_id, f.source, f.call_key, f.data, f.call_id,
+       coalesce(f.state, '') AS state, coalesce(f.on_hold, false) AS on_hold, f.answered_at, f.ended_at,
+       coalesce(f.cause, '') AS cause, coalesce(f.answered_by, '') AS answered_by,
+       coalesce(f.change_seq, 0) AS change_seq, f.updated_at, f.outcome`
+
 func (s *Store) readFeedOf(ctx context.Context, q querier, after, upto int64, limit int, types []string) ([]callstate.FeedEvent, error) {
-	rows, _ := q.Query(ctx, `
-SELECT id, type, at, journey_id, data,
-       CASE WHEN data ? 'journey' THEN coalesce((
-           SELECT l.routed_rule FROM call_state l
-           WHERE l.journey_id = call_feed_event.journey_id AND l.routed_rule <> ''
-           ORDER BY l.routed_at, l.routed_rule COLLATE "C" DESC LIMIT 1), '') ELSE '' END AS routed_rule
-FROM call_feed_event
-WHERE id > $1 AND id <= $3 AND (coalesce(cardinality($4::text[]), 0) = 0 OR type = ANY ($4))
-ORDER BY id LIMIT $2`, after, limit, upto, types)
-	return s.feedEvents(rows, after)
+	return s.feedEvents(ctx, q, after, `
+FROM call_feed_id i JOIN call_feed f ON f.seq = i.seq
+WHERE i.id > $1 AND i.id <= $3 AND (coalesce(cardinality($4::text[]), 0) = 0 OR f.type = ANY ($4))
+ORDER BY i.id LIMIT $2`, after, limit, upto, types)
 }
 
-// feedEvents collects and decodes the rows of a read of the feed after id
-// after; an event that cannot be decoded is logged and left out.
-func (s *Store) feedEvents(rows pgx.Rows, after int64) ([]callstate.FeedEvent, error) {
-	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[feedRow])
-	if err != nil {
+// feedEvents reads the feed rows that from (the FROM, WHERE, ORDER BY and
+// LIMIT of a query over call_feed_id i JOIN call_feed f, selecting ids
+// after after) selects, the calls and the journeys they are about, in one
+// round trip, and returns them as events. An event that cannot be decoded
+// is logged and left out.
+//
+// The three statements see the feed at three moments, which gives the
+// same rows: rows numbered meanwhile get higher ids than any before, so the
+// first rows past after stay the first. Only rows that ForgetFeed deletes
+// meanwhile could differ; such a row's call is then told with the row's
+// columns alone, as for a call deleted since.
+func (s *Store) feedEvents(ctx context.Context, q querier, after int64, from string, args ...any) ([]callstate.FeedEvent, error) {
+	b := &pgx.Batch{}
+	var rs []feedRow
+	calls := map[int64]callRow{}
+	journeys := map[string]journeyRow{}
+	b.Queue(`SELECT `+feedColumns+from, args...).Query(func(rows pgx.Rows) error {
+		var err error
+		rs, err = pgx.CollectRows(rows, pgx.RowToStructByName[feedRow])
+		return err
+	})
+	b.Queue(`SELECT `+callColumns+` FROM call_state WHERE id IN (SELECT f.call_id `+from+`)`, args...).Query(func(rows pgx.Rows) error {
+		cs, err := pgx.CollectRows(rows, pgx.RowToStructByName[callRow])
+		for _, c := range cs {
+			calls[c.ID] = c
+		}
+		return err
+	})
+	b.Queue(`SELECT `+journeyColumns+` FROM journey WHERE journey_id IN (SELECT CASE WHEN f.outcome IS NOT NULL THEN f.journey_id END `+from+`)`, args...).Query(func(rows pgx.Rows) error {
+		js, err := pgx.CollectRows(rows, pgx.RowToStructByName[journeyRow])
+		for _, j := range js {
+			journeys[j.ID] = j
+		}
+		return err
+	})
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("store: feed after %d: %w", after, readErr(err))
 	}
 	evs := make([]callstate.FeedEvent, 0, len(rs))
 	for _, r := range rs {
-		ev, err := r.event()
+		ev, err := r.event(calls, journeys)
 		if err != nil {
 			s.log.Warn("feed: skipping an event that cannot be read", "id", r.ID, "type", r.Type, "err", err)
 			continue
@@ -145,25 +183,41 @@ func (s *Store) feedEvents(rows pgx.Rows, after int64) ([]callstate.FeedEvent, e
 	return evs, nil
 }
 
-// event decodes r.
-func (r feedRow) event() (callstate.FeedEvent, error) {
+// event makes r an event, with its call or journey from calls or journeys
+// as they are now, and what r tells of them at its transition on top
+// (as the call_feed_event view does). A call or journey deleted since
+// (callstate forget) is told with r's columns alone.
+func (r feedRow) event(calls map[int64]callRow, journeys map[string]journeyRow) (callstate.FeedEvent, error) {
 	ev := callstate.FeedEvent{ID: r.ID, Type: r.Type, At: r.At.UTC(), JourneyID: r.JourneyID}
 	var d feedData
-	if err := json.Unmarshal(r.Data, &d); err != nil {
-		return ev, fmt.Errorf("store: feed event %d: %w", r.ID, err)
+	if len(r.Data) > 0 {
+		if err := json.Unmarshal(r.Data, &d); err != nil {
+			return ev, fmt.Errorf("store: feed event %d: %w", r.ID, err)
+		}
 	}
-	if d.Call != nil {
-		c, err := d.Call.call()
+	switch {
+	case r.CallID != nil:
+		cr, ok := calls[*r.CallID]
+		if !ok {
+			cr = callRow{ID: *r.CallID, Source: r.Source, CallKey: r.CallKey, JourneyID: r.JourneyID}
+		}
+		cr.State, cr.OnHold, cr.AnsweredAt, cr.EndedAt = r.State, r.OnHold, r.AnsweredAt, r.EndedAt
+		cr.HangupCause, cr.AnsweredBy = r.Cause, r.AnsweredBy
+		if r.UpdatedAt != nil {
+			cr.UpdatedAt = *r.UpdatedAt
+		}
+		c, err := cr.call()
 		if err != nil {
 			return ev, fmt.Errorf("store: feed event %d: %w", r.ID, err)
 		}
-		var cs callSeq
-		_ = json.Unmarshal(r.Data, &cs) // decoded above already
-		ev.Call, ev.Seq = &c, cs.Call.Seq
-	}
-	if d.Journey != nil {
-		j := d.Journey.journey()
-		j.Rule = r.Rule
+		ev.Call, ev.Seq = &c, r.Seq
+	case r.Outcome != nil:
+		jr, ok := journeys[r.JourneyID]
+		if !ok {
+			jr = journeyRow{ID: r.JourneyID, Source: r.Source}
+		}
+		jr.Outcome, jr.EndedAt = *r.Outcome, r.EndedAt
+		j := jr.journey()
 		ev.Journey = &j
 	}
 	if d.Press != "" {

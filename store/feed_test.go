@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -414,4 +416,111 @@ func TestJourneyHangupBeforeAnswer(t *testing.T) {
 			t.Errorf("missed after %v: the journey was not held for the grace", d)
 		}
 	})
+}
+
+// TestFeedReadsAsTheView: Feed, which reads the feed's rows and their
+// calls and journeys apart, gives every event as the call_feed_event view
+// that SQL readers use tells it: calls with their presses and holds,
+// journeys answered and missed, lamps; and so after a call's and a
+// journey's rows are gone.
+func TestFeedReadsAsTheView(t *testing.T) {
+	ctx := context.Background()
+	st := openURL(t, storetest.NewDatabase(t))
+	var evs []callstate.Event
+	evs = append(evs, callEvents("answered")...)
+	evs = append(evs, callEvents("missed")[0], callEvents("missed")[3])
+	held := true
+	sip := func(sec int, u callstate.Update) callstate.Event {
+		u.Key, u.CallID, u.Extension, u.Direction, u.From, u.To = "held", "held", "101", callstate.DirectionIn, "4917", "101"
+		return callstate.Event{Source: callstate.SourceSIP, Type: "dialog", DedupKey: fmt.Sprintf("held/%d", sec),
+			ReceivedAt: t0.Add(time.Duration(sec) * time.Second), Payload: []byte("<dialog/>"), Update: u}
+	}
+	evs = append(evs, sip(0, callstate.Update{State: callstate.StateRinging}),
+		sip(1, callstate.Update{State: callstate.StateAnswered}),
+		sip(2, callstate.Update{State: callstate.StateAnswered, OnHold: &held}),
+		sip(3, callstate.Update{State: callstate.StateAnswered, DTMF: "7"}))
+	for _, ev := range evs {
+		if _, err := st.Apply(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncFeed(t, st)
+	compare := func(when string) {
+		t.Helper()
+		want, err := st.ViewFeedForTest(ctx, 0, 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := readFeed(t, st, 0)
+		kinds := map[string]bool{}
+		for _, e := range want {
+			kinds[e.Type] = true
+		}
+		for _, k := range []string{callstate.EventRinging, callstate.EventAnswered, callstate.EventHeld, callstate.EventDTMF,
+			callstate.EventEnded, callstate.EventMissed, callstate.EventJourneyEnded, callstate.EventLampChanged} {
+			if !kinds[k] {
+				t.Fatalf("%s: the feed has no %s to compare: %v", when, k, kinds)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: Feed gives %d events, the view %d", when, len(got), len(want))
+		}
+		for i := range want {
+			if !reflect.DeepEqual(got[i], want[i]) {
+				t.Errorf("%s: event %d %s:\nFeed %s\nview %s", when, want[i].ID, want[i].Type, dump(got[i]), dump(want[i]))
+			}
+		}
+	}
+	compare("as written")
+	for _, q := range []string{`DELETE FROM call_state WHERE call_key = 'answered'`, `DELETE FROM journey WHERE journey_id = 'missed'`} {
+		if n, err := st.ExecForTest(ctx, q); err != nil || n != 1 {
+			t.Fatalf("%s: %d rows, %v", q, n, err)
+		}
+	}
+	compare("after a call's and a journey's rows were deleted")
+}
+
+// dump shows an event with what its pointers point to.
+func dump(e callstate.FeedEvent) string {
+	b, _ := json.Marshal(e)
+	return string(b)
+}
+
+// BenchmarkFeedRead reads 1,000 events of the feed (the calls of 250
+// sipgate calls: ringing, answered, dtmf, ended), as the stream, the
+// agent and the webhooks do, against the call_feed_event view that builds
+// each call as JSON in the query:
+//
+//	go test ./store -run '^$' -bench FeedRead
+func BenchmarkFeedRead(b *testing.B) {
+	ctx := context.Background()
+	st := openURL(b, storetest.NewDatabase(b))
+	for i := range 250 {
+		for _, ev := range callEvents(fmt.Sprintf("c%d", i)) {
+			if _, err := st.Apply(ctx, ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	syncFeed(b, st)
+	if _, err := st.ExecForTest(ctx, `ANALYZE`); err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range []struct {
+		name string
+		read func() ([]callstate.FeedEvent, error)
+	}{
+		{"Feed", func() ([]callstate.FeedEvent, error) { return st.Feed(ctx, 0, 1000) }},
+		{"View", func() ([]callstate.FeedEvent, error) { return st.ViewFeedForTest(ctx, 0, 1000) }},
+	} {
+		b.Run(r.name, func(b *testing.B) {
+			for b.Loop() {
+				evs, err := r.read()
+				if err != nil || len(evs) != 1000 {
+					b.Fatalf("%d events, %v", len(evs), err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "µs/event")
+		})
+	}
 }

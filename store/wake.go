@@ -343,14 +343,12 @@ FROM wake_cursor c, call_feed_head h`).Scan(&cursor, &head, &waiting)
 // cleared and, with sip, every SIP event (an early dialog, then its clears
 // in the same read).
 func (s *Store) wakeEvents(ctx context.Context, q querier, after, upto int64, sip bool) ([]callstate.FeedEvent, error) {
-	rows, _ := q.Query(ctx, `
-SELECT id, type, at, journey_id, data, '' AS routed_rule
-FROM call_feed_event e
-WHERE id > $1 AND id <= $2 AND e.journey_id <> ''
-  AND (($3 AND e.source = 'sip')
-       OR EXISTS (SELECT 1 FROM wake_push w WHERE w.journey_id = e.journey_id AND w.cleared_at IS NULL))
-ORDER BY id LIMIT $4`, after, upto, sip, wakeFeedBatch)
-	return s.feedEvents(rows, after)
+	return s.feedEvents(ctx, q, after, `
+FROM call_feed_id i JOIN call_feed f ON f.seq = i.seq
+WHERE i.id > $1 AND i.id <= $2 AND f.journey_id <> ''
+  AND (($3 AND f.source = 'sip')
+       OR EXISTS (SELECT 1 FROM wake_push w WHERE w.journey_id = f.journey_id AND w.cleared_at IS NULL))
+ORDER BY i.id LIMIT $4`, after, upto, sip, wakeFeedBatch)
 }
 
 // wakePushes records and returns the pushes evs make: see WakeFeed.
