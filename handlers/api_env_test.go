@@ -88,16 +88,10 @@ func newInstanceClock(tb testing.TB, dbURL string, dash handlers.DashboardOption
 	go func() {
 		first := true
 		st.Listen(ctx, func(c store.Change) { //nolint:errcheck // returns nil
-			switch c.Kind {
-			case store.ChangeCall:
-				dash.Stream.Notify(handlers.ChangeCall, c.Seq, c.CallID)
-			case store.ChangeExtension:
-				dash.Stream.Notify(handlers.ChangeExtension, c.Seq, 0)
-			case store.ChangeListening:
-				if first {
-					first = false
-					close(listening)
-				}
+			dash.Stream.Notify()
+			if c.Kind == store.ChangeListening && first {
+				first = false
+				close(listening)
 			}
 		})
 		done <- struct{}{}

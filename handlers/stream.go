@@ -152,18 +152,9 @@ func (s *Stream) Clients() int { return int(s.clients.Load()) }
 // falling behind.
 func (s *Stream) Sent() (events, dropped int64) { return s.queued.Load(), s.dropped.Load() }
 
-// The kinds of change Notify takes. Each only says that the feed may have
-// grown: the stream reads it on from where it is.
-const (
-	ChangeCall      = "call"      // a call was written
-	ChangeExtension = "ext"       // a PBX extension's row was written
-	ChangeFeed      = "feed"      // the feed grew
-	ChangeResync    = "resync"    // notifications may have been lost
-	ChangeListening = "listening" // the change feed is (again) connected
-)
-
-// Notify tells Run to read the feed. It never blocks.
-func (s *Stream) Notify(kind string, seq, callID int64) {
+// Notify tells Run that the feed may have grown (from the database's
+// notifications, so every instance hears of every write). It never blocks.
+func (s *Stream) Notify() {
 	select {
 	case s.wake <- struct{}{}:
 	default:

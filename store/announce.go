@@ -20,7 +20,8 @@ const announceDelay = 5 * time.Millisecond
 const announceSpacing = 20 * time.Millisecond
 
 // CallsChanged is the payload of the NOTIFY that announces writes to
-// call_state: listeners read what changed by change_seq.
+// call_state, once the feed's rows they wrote are numbered: listeners read
+// the feed on.
 const CallsChanged = "calls"
 
 // announcer sends one NOTIFY on NotifyChannel after writes to call_state

@@ -75,12 +75,8 @@ func (f *changeFeed) run(ctx context.Context, st *store.Store) error {
 func runStream(ctx context.Context, changes *changeFeed, s *handlers.Stream) func() error {
 	changes.subscribe(func(c store.Change) {
 		switch c.Kind {
-		case store.ChangeCall:
-			s.Notify(handlers.ChangeCall, c.Seq, c.CallID)
-		case store.ChangeExtension:
-			s.Notify(handlers.ChangeExtension, c.Seq, 0)
-		case store.ChangeListening:
-			s.Notify(handlers.ChangeListening, c.Seq, 0)
+		case store.ChangeCall, store.ChangeExtension, store.ChangeListening:
+			s.Notify()
 		}
 	})
 	return func() error { return s.Run(ctx) }
