@@ -3,9 +3,12 @@ package handlers
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,15 +93,54 @@ type Stream struct {
 	heartbeat []byte
 }
 
-// streamEvent is one rendered event and the feed id it carries.
+// streamEvent is one feed event as the stream sends it: up to two
+// rendered events that carry its feed id, the whole object it changed
+// ("call", "lamp") and its typed event.
 type streamEvent struct {
-	id int64
-	b  []byte
+	id    int64
+	parts [2]streamPart
+}
+
+type streamPart struct {
+	typ string // the event's type; "" for none
+	b   []byte // rendered
 }
 
 type subscriber struct {
 	ch      chan []streamEvent // rendered events, by feed id
 	dropped chan struct{}      // closed when it lagged too far
+	want    eventFilter
+}
+
+// eventFilter is the event types a client asked for with ?types= (nil:
+// every type). The snapshot and the lamps on resume come whatever it asks.
+type eventFilter map[string]bool
+
+// parseEventFilter reads ?types=: comma-separated event types, the typed
+// events' (call.ringing …) and the objects' (call, lamp).
+func parseEventFilter(v string) (eventFilter, error) {
+	if v == "" {
+		return nil, nil
+	}
+	f := eventFilter{}
+	for t := range strings.SplitSeq(v, ",") {
+		t = strings.TrimSpace(t)
+		if t != EventCall && t != EventLamp && !callstate.KnownFeedType(t) {
+			return nil, fmt.Errorf("types: %q is no event type of the stream (call, lamp, %s)", t, strings.Join(callstate.FeedTypes, ", "))
+		}
+		f[t] = true
+	}
+	return f, nil
+}
+
+// appendTo appends the parts of ev that f takes to bs.
+func (f eventFilter) appendTo(bs [][]byte, ev streamEvent) [][]byte {
+	for _, p := range ev.parts {
+		if p.typ != "" && (f == nil || f[p.typ]) {
+			bs = append(bs, p.b)
+		}
+	}
+	return bs
 }
 
 // The stream's defaults, for options left zero; the service's STREAM_*
@@ -221,7 +263,7 @@ func (s *Stream) publishFeed(ctx context.Context, cursor int64) (int64, error) {
 		}
 		batch := make([]streamEvent, 0, len(evs))
 		for _, ev := range evs {
-			batch = append(batch, streamEvent{id: ev.ID, b: s.render(nil, ev)})
+			batch = append(batch, s.render(ev))
 		}
 		s.publish(batch)
 		cursor = evs[len(evs)-1].ID
@@ -231,28 +273,27 @@ func (s *Stream) publishFeed(ctx context.Context, cursor int64) (int64, error) {
 	}
 }
 
-// render appends the stream's events for one feed event to buf: the whole
-// object (call, lamp) where there is one, then the typed event.
-func (s *Stream) render(buf []byte, ev callstate.FeedEvent) []byte {
+// render renders the stream's events for one feed event: the whole
+// object (call, lamp) where there is one, and the typed event.
+func (s *Stream) render(ev callstate.FeedEvent) streamEvent {
+	se := streamEvent{id: ev.ID}
 	switch {
 	case ev.Call != nil:
 		t := callstate.FeedJSON(ev, ev.Seq, s.o.Phonebook).(callstate.TypedJSON)
-		buf = appendEvent(buf, EventCall, ev.ID, t.Call)
-		if ev.Type == callstate.EventOther {
-			return buf
+		se.parts[0] = streamPart{EventCall, appendEvent(nil, EventCall, ev.ID, t.Call)}
+		if ev.Type != callstate.EventOther {
+			se.parts[1] = streamPart{ev.Type, appendEvent(nil, ev.Type, ev.ID, t)}
 		}
-		return appendEvent(buf, ev.Type, ev.ID, t)
 	case ev.Journey != nil:
-		return appendEvent(buf, ev.Type, ev.ID, callstate.FeedJSON(ev, ev.Seq, s.o.Phonebook))
+		se.parts[1] = streamPart{ev.Type, appendEvent(nil, ev.Type, ev.ID, callstate.FeedJSON(ev, ev.Seq, s.o.Phonebook))}
 	case ev.Lamp != nil:
 		lc := callstate.FeedJSON(ev, ev.Seq, s.o.Phonebook).(callstate.LampChangedJSON)
-		buf = appendEvent(buf, EventLamp, ev.ID, lc.LampJSON)
+		se.parts[0] = streamPart{EventLamp, appendEvent(nil, EventLamp, ev.ID, lc.LampJSON)}
 		if ev.Type == callstate.EventLampChanged {
-			buf = appendEvent(buf, EventLampChanged, ev.ID, lc)
+			se.parts[1] = streamPart{EventLampChanged, appendEvent(nil, EventLampChanged, ev.ID, lc)}
 		}
-		return buf
 	}
-	return buf
+	return se
 }
 
 // appendEvent renders one event with go-sse and appends it to buf.
@@ -321,7 +362,12 @@ func (s *Stream) serve(c echo.Context) error {
 		break
 	}
 
-	sub := &subscriber{ch: make(chan []streamEvent, s.o.QueueLen), dropped: make(chan struct{})}
+	want, err := parseEventFilter(c.QueryParam("types"))
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	}
+
+	sub := &subscriber{ch: make(chan []streamEvent, s.o.QueueLen), dropped: make(chan struct{}), want: want}
 	s.mu.Lock()
 	closed := s.closed
 	if !closed {
@@ -340,7 +386,7 @@ func (s *Stream) serve(c echo.Context) error {
 	// Subscribed first, then read: what is written meanwhile is queued,
 	// and what start sent already (ids up to from) is left out of it.
 	ctx := req.Context()
-	first, from, err := s.start(ctx, last, resume)
+	first, from, err := s.start(ctx, last, resume, want)
 	if err != nil {
 		return err
 	}
@@ -376,7 +422,7 @@ func (s *Stream) serve(c echo.Context) error {
 	add := func(batch []streamEvent) {
 		for _, ev := range batch {
 			if ev.id > from {
-				bs = append(bs, ev.b)
+				bs = want.appendTo(bs, ev)
 				from = ev.id
 			}
 		}
@@ -419,7 +465,7 @@ const retry = 2 * time.Second
 // covers: on resume from an id the feed still covers, every feed event
 // since (each once) and every lamp; else, or when more than ReplayMax
 // events happened since, a snapshot.
-func (s *Stream) start(ctx context.Context, lastID int64, resume bool) ([]byte, int64, error) {
+func (s *Stream) start(ctx context.Context, lastID int64, resume bool, want eventFilter) ([]byte, int64, error) {
 	var buf []byte
 	hello := &sse.Message{Retry: retry}
 	hello.AppendComment("callstate")
@@ -448,10 +494,12 @@ func (s *Stream) start(ctx context.Context, lastID int64, resume bool) ([]byte, 
 				return nil, 0, err
 			}
 			from := lastID
+			var bs [][]byte
 			for _, ev := range evs {
-				buf = s.render(buf, ev)
+				bs = want.appendTo(bs, s.render(ev))
 				from = ev.ID
 			}
+			buf = slices.Concat(append([][]byte{buf}, bs...)...)
 			return appendEvent(buf, EventLamps, 0, lampsJSON{Lamps: toLampsJSON(ls)}), from, nil
 		}
 	}

@@ -29,8 +29,14 @@ type streamClient struct {
 // empty, and reads its events until the test ends.
 func openStream(tb testing.TB, in *instance, lastID string) *streamClient {
 	tb.Helper()
+	return openStreamAt(tb, in, "/api/stream", lastID)
+}
+
+// openStreamAt is openStream at path (the stream with a query).
+func openStreamAt(tb testing.TB, in *instance, path, lastID string) *streamClient {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.url+"/api/stream", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.url+path, nil)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
@@ -342,5 +348,96 @@ func TestStreamResumeExactlyOnce(t *testing.T) {
 	}
 	if ev := <-openStream(t, c, last).events; ev.Type != handlers.EventSnapshot {
 		t.Fatalf("an id the feed no longer keeps: %s %s", ev.Type, ev.Data)
+	}
+}
+
+// TestStreamTypes: ?types= sends only the event types it lists, live and on
+// resume (the snapshot and the lamps whatever it lists); an unknown type is
+// a 400 that names the known ones.
+func TestStreamTypes(t *testing.T) {
+	db := storetest.NewDatabase(t)
+	in := newInstance(t, db, handlers.DashboardOptions{}, handlers.StreamOptions{})
+	code, body := get(t, in, "/api/stream?types=call,call.exploded", nil, nil)
+	if code != http.StatusBadRequest || !strings.Contains(body, `call.exploded\" is no event type`) || !strings.Contains(body, "call.missed") {
+		t.Fatalf("an unknown type: %d %s", code, body)
+	}
+
+	missed := openStreamAt(t, in, "/api/stream?types=call.missed,%20journey.ended", "")
+	objects := openStreamAt(t, in, "/api/stream?types=call", "")
+	all := openStream(t, in, "")
+	for _, c := range []*streamClient{missed, objects, all} {
+		c.next(t, handlers.EventSnapshot, 5*time.Second)
+	}
+	n1, a1, h1 := sipgateCall("answered", 1)
+	n2, _, h2 := sipgateCall("missed", 2)
+	for _, f := range []string{n1, n2, a1, h1, h2} {
+		in.post(t, f)
+	}
+
+	// seen reads c until it has had ends journey.ended events and a
+	// call.missed (which follows its journey.ended), and returns the types
+	// it got, each once, and the first event's id.
+	seen := func(c *streamClient, ends int) (map[string]bool, string) {
+		t.Helper()
+		types, first := map[string]bool{}, ""
+		deadline := time.After(10 * time.Second)
+		for ends > 0 || !types[handlers.EventCallMissed] {
+			select {
+			case ev := <-c.events:
+				types[ev.Type] = true
+				if first == "" {
+					first = ev.LastEventID
+				}
+				if ev.Type == handlers.EventJourneyEnded {
+					ends--
+				}
+			case <-deadline:
+				t.Fatalf("after 10s, types %v and %d journeys still to end", types, ends)
+			}
+		}
+		return types, first
+	}
+	types, _ := seen(missed, 2)
+	if len(types) != 2 || !types[handlers.EventCallMissed] {
+		t.Errorf("types=call.missed,journey.ended got %v", types)
+	}
+	types, first := seen(all, 2)
+	for _, typ := range []string{handlers.EventCall, handlers.EventCallRinging, handlers.EventCallAnswered, handlers.EventCallEnded, handlers.EventCallMissed} {
+		if !types[typ] {
+			t.Errorf("without types, no %s: %v", typ, types)
+		}
+	}
+	// The call objects only: then the last call's last change.
+	for {
+		sc, ev := objects.nextCall(t, "missed", 5*time.Second)
+		if ev.Type != handlers.EventCall {
+			t.Fatalf("types=call got %s", ev.Type)
+		}
+		if sc.State == "ended" {
+			break
+		}
+	}
+	select {
+	case ev := <-objects.events:
+		if ev.Type != handlers.EventCall {
+			t.Fatalf("types=call got %s %s", ev.Type, ev.Data)
+		}
+	default:
+	}
+
+	// On resume, the same choice; the lamps come whatever it lists.
+	id, _ := strconv.ParseInt(first, 10, 64)
+	resumed := openStreamAt(t, in, "/api/stream?types=call.missed", strconv.FormatInt(id-1, 10))
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != handlers.EventLamps {
+		select {
+		case ev := <-resumed.events:
+			got = append(got, ev.Type)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("resumed with types=call.missed: %v, then nothing for 5s", got)
+		}
+	}
+	if !slices.Equal(got, []string{handlers.EventCallMissed, handlers.EventLamps}) {
+		t.Fatalf("resumed with types=call.missed: %v", got)
 	}
 }

@@ -38,7 +38,7 @@
     if (text !== undefined) e.textContent = text;
     return e;
   };
-  const withToken = (path) => (token ? path + "?access_token=" + encodeURIComponent(token) : path);
+  const withToken = (path) => (token ? path + (path.includes("?") ? "&" : "?") + "access_token=" + encodeURIComponent(token) : path);
   const hhmm = (d) => d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 
   if (wall) {
@@ -75,7 +75,9 @@
     clearTimeout(openTimer);
     if (source) source.close();
     setConn("connecting", stale ? "reconnecting…" : "connecting…");
-    const s = new EventSource(withToken("api/stream"));
+    // The board keeps whole calls and lamps: the typed events would only
+    // repeat them.
+    const s = new EventSource(withToken("api/stream?types=call,lamp"));
     if (!window.boardStreamAt) window.boardStreamAt = performance.now();
     source = s;
     openTimer = setTimeout(() => source === s && lost(), openTimeout);
