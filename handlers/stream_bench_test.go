@@ -32,6 +32,7 @@ var (
 	benchClients = envInt("STREAM_BENCH_CLIENTS", 1000)
 	benchChanges = envInt("STREAM_BENCH_CHANGES", 1000)
 	benchWriters = envInt("STREAM_BENCH_WRITERS", 16)
+	benchTypes   = os.Getenv("STREAM_BENCH_TYPES") // the clients' ?types=; "" for every event
 )
 
 func envInt(name string, def int) int {
@@ -43,14 +44,19 @@ func envInt(name string, def int) int {
 
 // BenchmarkStreamFanout: STREAM_BENCH_CLIENTS (1000) stream clients, then a
 // burst of STREAM_BENCH_CHANGES (1000) calls written by
-// STREAM_BENCH_WRITERS (16) concurrent writers. The service runs in its
+// STREAM_BENCH_WRITERS (16) concurrent writers. The clients ask for
+// STREAM_BENCH_TYPES (?types=; every event when empty: a call's change is
+// then its "call" event and its typed one, about twice the bytes of the
+// board's types=call,lamp). The service runs in its
 // own process (this test binary, see TestStreamBenchServer) so that its
 // memory can be measured apart from the clients'. Reported, over every
 // client and change: delivery latency from the write's commit (as
 // PostgreSQL recorded it: see storetest.CommitTimes) to a client's receipt
 // (p50, p99, max), the same from the start of the write (Apply called;
-// includes waiting for the database), and the service's peak resident
-// memory.
+// includes waiting for the database), the same for the first client to
+// get each change (the time to reach the stream; the rest is the fan-out),
+// the service's peak resident memory, and the bytes each client read per
+// change.
 //
 //	go test -run '^$' -bench StreamFanout -benchtime 1x ./handlers/
 func BenchmarkStreamFanout(b *testing.B) {
@@ -91,9 +97,10 @@ func BenchmarkStreamFanout(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		cctx, cancel := context.WithCancel(ctx)
 		var (
-			mu  sync.Mutex
-			got []receipt
-			wg  sync.WaitGroup
+			mu   sync.Mutex
+			got  []receipt
+			read int64 // bytes read by every client after its snapshot
+			wg   sync.WaitGroup
 		)
 		began := make([]time.Time, benchChanges) // Apply called
 		ready := make(chan struct{}, benchClients)
@@ -102,7 +109,7 @@ func BenchmarkStreamFanout(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				req, _ := http.NewRequestWithContext(cctx, http.MethodGet, url+"/api/stream", nil)
+				req, _ := http.NewRequestWithContext(cctx, http.MethodGet, url+"/api/stream?types="+benchTypes, nil)
 				res, err := client.Do(req)
 				if err != nil {
 					ready <- struct{}{}
@@ -110,9 +117,11 @@ func BenchmarkStreamFanout(b *testing.B) {
 				}
 				defer res.Body.Close()
 				my := make([]receipt, 0, benchChanges)
+				var n int64
 				defer func() {
 					mu.Lock()
 					got = append(got, my...)
+					read += n
 					mu.Unlock()
 				}()
 				r := bufio.NewReaderSize(res.Body, 64<<10)
@@ -122,6 +131,9 @@ func BenchmarkStreamFanout(b *testing.B) {
 					line, err := r.ReadSlice('\n')
 					if err != nil {
 						return
+					}
+					if !first {
+						n += int64(len(line))
 					}
 					if first && bytes.HasPrefix(line, []byte("event: snapshot")) {
 						first = false
@@ -206,16 +218,28 @@ func BenchmarkStreamFanout(b *testing.B) {
 		pct := func(ds []time.Duration, p float64) float64 {
 			return float64(ds[min(len(ds)-1, int(float64(len(ds))*p))].Microseconds()) / 1000
 		}
+		// The first client to get each change: how long the change took to
+		// reach the stream, the rest of its latency being the fan-out.
+		firstAt := make([]time.Duration, benchChanges)
+		for i, r := range got {
+			if firstAt[r.k] == 0 || fromCommit[i] < firstAt[r.k] {
+				firstAt[r.k] = fromCommit[i]
+			}
+		}
 		slices.Sort(fromWrite)
 		slices.Sort(fromCommit)
+		slices.Sort(firstAt)
 		b.ReportMetric(pct(fromCommit, 0.50), "p50-ms")
 		b.ReportMetric(pct(fromCommit, 0.99), "p99-ms")
 		b.ReportMetric(pct(fromCommit, 1), "max-ms")
+		b.ReportMetric(pct(firstAt, 0.50), "first-client-p50-ms")
+		b.ReportMetric(pct(firstAt, 0.99), "first-client-p99-ms")
 		b.ReportMetric(pct(fromWrite, 0.50), "p50-from-write-start-ms")
 		b.ReportMetric(pct(fromWrite, 0.99), "p99-from-write-start-ms")
 		b.ReportMetric(written.Seconds()*1000, "burst-ms")
 		b.ReportMetric(delivered.Seconds()*1000, "all-delivered-ms")
 		b.ReportMetric(float64(procStatus(b, srv.Process.Pid, "VmHWM"))/1024, "server-peak-RSS-MiB")
+		b.ReportMetric(float64(read)/float64(benchClients*benchChanges), "bytes-per-change-per-client")
 	}
 }
 
