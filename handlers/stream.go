@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -106,9 +107,20 @@ type streamPart struct {
 	b   []byte // rendered
 }
 
+// streamBatch is one read of the feed as every client gets it: its
+// events, and all of them one after another as each filter in use takes
+// them, so that a client writes a batch with one write. Writes are most of
+// the stream's work: a thousand clients writing each event apart kept the
+// process so busy that its reads of the feed waited hundreds of
+// milliseconds to run again (docs/benchmarks.md, "Reading the feed").
+type streamBatch struct {
+	events []streamEvent
+	joined map[string][]byte // by eventFilter.key; filled before it is sent
+}
+
 type subscriber struct {
-	ch      chan []streamEvent // rendered events, by feed id
-	dropped chan struct{}      // closed when it lagged too far
+	ch      chan *streamBatch // by feed id
+	dropped chan struct{}     // closed when it lagged too far
 	want    eventFilter
 }
 
@@ -131,6 +143,30 @@ func parseEventFilter(v string) (eventFilter, error) {
 		f[t] = true
 	}
 	return f, nil
+}
+
+// key names f among the filters of the clients.
+func (f eventFilter) key() string {
+	return strings.Join(slices.Sorted(maps.Keys(f)), ",")
+}
+
+// join renders evs one after another as f takes them.
+func (f eventFilter) join(evs []streamEvent) []byte {
+	var n int
+	for _, ev := range evs {
+		for _, p := range ev.parts {
+			n += len(p.b)
+		}
+	}
+	b := make([]byte, 0, n)
+	for _, ev := range evs {
+		for _, p := range ev.parts {
+			if p.typ != "" && (f == nil || f[p.typ]) {
+				b = append(b, p.b...)
+			}
+		}
+	}
+	return b
 }
 
 // appendTo appends the parts of ev that f takes to bs.
@@ -261,9 +297,9 @@ func (s *Stream) publishFeed(ctx context.Context, cursor int64) (int64, error) {
 		if len(evs) == 0 {
 			return cursor, nil
 		}
-		batch := make([]streamEvent, 0, len(evs))
+		batch := &streamBatch{events: make([]streamEvent, 0, len(evs))}
 		for _, ev := range evs {
-			batch = append(batch, s.render(ev))
+			batch.events = append(batch.events, s.render(ev))
 		}
 		s.publish(batch)
 		cursor = evs[len(evs)-1].ID
@@ -311,13 +347,21 @@ func appendEvent(buf []byte, typ string, id int64, v any) []byte {
 	return append(buf, b...)
 }
 
-func (s *Stream) publish(batch []streamEvent) {
+// publish renders batch for each filter the clients use, then queues it
+// for every client.
+func (s *Stream) publish(batch *streamBatch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	batch.joined = map[string][]byte{}
+	for sub := range s.subs {
+		if k := sub.want.key(); batch.joined[k] == nil {
+			batch.joined[k] = sub.want.join(batch.events)
+		}
+	}
 	for sub := range s.subs {
 		select {
 		case sub.ch <- batch:
-			s.queued.Add(int64(len(batch)))
+			s.queued.Add(int64(len(batch.events)))
 		default:
 			s.dropped.Add(1)
 			s.drop(sub)
@@ -367,7 +411,7 @@ func (s *Stream) serve(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	}
 
-	sub := &subscriber{ch: make(chan []streamEvent, s.o.QueueLen), dropped: make(chan struct{}), want: want}
+	sub := &subscriber{ch: make(chan *streamBatch, s.o.QueueLen), dropped: make(chan struct{}), want: want}
 	s.mu.Lock()
 	closed := s.closed
 	if !closed {
@@ -418,9 +462,22 @@ func (s *Stream) serve(c echo.Context) error {
 	hb := time.NewTicker(s.o.Heartbeat)
 	defer hb.Stop()
 	var bs [][]byte
-	// add queues the events of batch that start did not send.
-	add := func(batch []streamEvent) {
-		for _, ev := range batch {
+	key := want.key()
+	// add queues the events of batch that start did not send: usually the
+	// whole batch, rendered for this client's filter in one piece.
+	add := func(batch *streamBatch) {
+		evs := batch.events
+		if len(evs) == 0 {
+			return
+		}
+		if evs[0].id > from {
+			if b := batch.joined[key]; len(b) > 0 {
+				bs = append(bs, b)
+			}
+			from = evs[len(evs)-1].id
+			return
+		}
+		for _, ev := range evs {
 			if ev.id > from {
 				bs = want.appendTo(bs, ev)
 				from = ev.id
