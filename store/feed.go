@@ -126,11 +126,15 @@ const feedColumns = `i.id, f.type, f.at, f.journey_id, f.source, f.call_key, f.d
        coalesce(f.cause, '') AS cause, coalesce(f.answered_by, '') AS answered_by,
        coalesce(f.change_seq, 0) AS change_seq, f.updated_at, f.outcome`
 
-func (s *Store) readFeedOf(ctx context.Context, q querier, after, upto int64, limit int, types []string) ([]callstate.FeedEvent, error) {
-	return s.feedEvents(ctx, q, after, `
+// feedFrom selects the feed's events after $1, up to $3, of the types $4
+// (none: all), by id, at most $2.
+const feedFrom = `
 FROM call_feed_id i JOIN call_feed f ON f.seq = i.seq
 WHERE i.id > $1 AND i.id <= $3 AND (coalesce(cardinality($4::text[]), 0) = 0 OR f.type = ANY ($4))
-ORDER BY i.id LIMIT $2`, after, limit, upto, types)
+ORDER BY i.id LIMIT $2`
+
+func (s *Store) readFeedOf(ctx context.Context, q querier, after, upto int64, limit int, types []string) ([]callstate.FeedEvent, error) {
+	return s.feedEvents(ctx, q, after, feedFrom, after, limit, upto, types)
 }
 
 // feedEvents reads the feed rows that from (the FROM, WHERE, ORDER BY and
@@ -145,23 +149,24 @@ ORDER BY i.id LIMIT $2`, after, limit, upto, types)
 // meanwhile could differ; such a row's call is then told with the row's
 // columns alone, as for a call deleted since.
 func (s *Store) feedEvents(ctx context.Context, q querier, after int64, from string, args ...any) ([]callstate.FeedEvent, error) {
+	rowsSQL, callsSQL, journeysSQL := feedStatements(from)
 	b := &pgx.Batch{}
 	var rs []feedRow
 	calls := map[int64]callRow{}
 	journeys := map[string]journeyRow{}
-	b.Queue(`SELECT `+feedColumns+from, args...).Query(func(rows pgx.Rows) error {
+	b.Queue(rowsSQL, args...).Query(func(rows pgx.Rows) error {
 		var err error
 		rs, err = pgx.CollectRows(rows, pgx.RowToStructByName[feedRow])
 		return err
 	})
-	b.Queue(`SELECT `+callColumns+` FROM call_state WHERE id IN (SELECT f.call_id `+from+`)`, args...).Query(func(rows pgx.Rows) error {
+	b.Queue(callsSQL, args...).Query(func(rows pgx.Rows) error {
 		cs, err := pgx.CollectRows(rows, pgx.RowToStructByName[callRow])
 		for _, c := range cs {
 			calls[c.ID] = c
 		}
 		return err
 	})
-	b.Queue(`SELECT `+journeyColumns+` FROM journey WHERE journey_id IN (SELECT CASE WHEN f.outcome IS NOT NULL THEN f.journey_id END `+from+`)`, args...).Query(func(rows pgx.Rows) error {
+	b.Queue(journeysSQL, args...).Query(func(rows pgx.Rows) error {
 		js, err := pgx.CollectRows(rows, pgx.RowToStructByName[journeyRow])
 		for _, j := range js {
 			journeys[j.ID] = j
@@ -181,6 +186,14 @@ func (s *Store) feedEvents(ctx context.Context, q querier, after int64, from str
 		evs = append(evs, ev)
 	}
 	return evs, nil
+}
+
+// feedStatements returns feedEvents' three statements for from: the rows,
+// their calls, their journeys.
+func feedStatements(from string) (rows, calls, journeys string) {
+	return `SELECT ` + feedColumns + from,
+		`SELECT ` + callColumns + ` FROM call_state WHERE id IN (SELECT f.call_id ` + from + `)`,
+		`SELECT ` + journeyColumns + ` FROM journey WHERE journey_id IN (SELECT CASE WHEN f.outcome IS NOT NULL THEN f.journey_id END ` + from + `)`
 }
 
 // event makes r an event, with its call or journey from calls or journeys

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/callstate/callstate"
 )
@@ -71,4 +72,43 @@ FROM call_feed_event e WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 		evs = append(evs, ev)
 	}
 	return evs, rows.Err()
+}
+
+// FeedPlansForTest returns PostgreSQL's generic plans (those a prepared
+// statement settles on) of the three statements that read the feed.
+func (s *Store) FeedPlansForTest(ctx context.Context) ([]string, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
+		return nil, err
+	}
+	defer conn.Exec(ctx, `RESET plan_cache_mode; DEALLOCATE ALL`) //nolint:errcheck // the test's connection
+	rows, calls, journeys := feedStatements(feedFrom)
+	var plans []string
+	for i, q := range []string{rows, calls, journeys} {
+		name := fmt.Sprintf("feed_plan_%d", i)
+		if _, err := conn.Exec(ctx, `PREPARE `+name+`(bigint, int, bigint, text[]) AS `+q); err != nil {
+			return nil, err
+		}
+		var lines []string
+		rs, err := conn.Query(ctx, `EXPLAIN EXECUTE `+name+`(0, 1000, 9223372036854775807, NULL)`)
+		if err != nil {
+			return nil, err
+		}
+		for rs.Next() {
+			var l string
+			if err := rs.Scan(&l); err != nil {
+				return nil, err
+			}
+			lines = append(lines, l)
+		}
+		if err := rs.Err(); err != nil {
+			return nil, err
+		}
+		plans = append(plans, strings.Join(lines, "\n"))
+	}
+	return plans, nil
 }
