@@ -118,6 +118,31 @@ type streamBatch struct {
 	joined map[string][]byte // by eventFilter.key; filled before it is sent
 }
 
+// unsent appends to bs what of b a client with filter want (whose key is
+// key) has not had yet, the events up to id from having been sent, and
+// returns the id sent up to then: usually the whole batch, rendered for
+// the filter in one piece; the events after from alone when b began
+// before it (a batch read while the client's start was read).
+func (b *streamBatch) unsent(bs [][]byte, key string, want eventFilter, from int64) ([][]byte, int64) {
+	evs := b.events
+	if len(evs) == 0 {
+		return bs, from
+	}
+	if evs[0].id > from {
+		if j := b.joined[key]; len(j) > 0 {
+			bs = append(bs, j)
+		}
+		return bs, evs[len(evs)-1].id
+	}
+	for _, ev := range evs {
+		if ev.id > from {
+			bs = want.appendTo(bs, ev)
+			from = ev.id
+		}
+	}
+	return bs, from
+}
+
 type subscriber struct {
 	ch      chan *streamBatch // by feed id
 	dropped chan struct{}     // closed when it lagged too far
@@ -463,27 +488,7 @@ func (s *Stream) serve(c echo.Context) error {
 	defer hb.Stop()
 	var bs [][]byte
 	key := want.key()
-	// add queues the events of batch that start did not send: usually the
-	// whole batch, rendered for this client's filter in one piece.
-	add := func(batch *streamBatch) {
-		evs := batch.events
-		if len(evs) == 0 {
-			return
-		}
-		if evs[0].id > from {
-			if b := batch.joined[key]; len(b) > 0 {
-				bs = append(bs, b)
-			}
-			from = evs[len(evs)-1].id
-			return
-		}
-		for _, ev := range evs {
-			if ev.id > from {
-				bs = want.appendTo(bs, ev)
-				from = ev.id
-			}
-		}
-	}
+	add := func(batch *streamBatch) { bs, from = batch.unsent(bs, key, want, from) }
 	for {
 		bs = bs[:0]
 		select {

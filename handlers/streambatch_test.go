@@ -1,0 +1,61 @@
+package handlers
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestBatchUnsent: what of a batch a client writes, by where its start
+// left it and by its filter.
+func TestBatchUnsent(t *testing.T) {
+	ev := func(id int64, obj, typed string) streamEvent {
+		e := streamEvent{id: id, parts: [2]streamPart{{typ: obj, b: []byte(obj + "/")}}}
+		if typed != "" {
+			e.parts[1] = streamPart{typ: typed, b: []byte(typed + "/")}
+		}
+		return e
+	}
+	batch := &streamBatch{events: []streamEvent{
+		ev(5, EventCall, EventCallRinging), ev(6, EventLamp, EventLampChanged), ev(7, EventCall, ""),
+	}}
+	all, _ := parseEventFilter("")
+	board, _ := parseEventFilter("call,lamp")
+	missed, _ := parseEventFilter("call.missed")
+	batch.joined = map[string][]byte{}
+	for _, f := range []eventFilter{all, board, missed} {
+		batch.joined[f.key()] = f.join(batch.events)
+	}
+	tests := []struct {
+		name   string
+		want   eventFilter
+		from   int64
+		writes string // the slices written, joined by |
+		to     int64
+	}{
+		{"AllAfterStart", all, 4, "call/call.ringing/lamp/lamp.changed/call/", 7},
+		{"BoardAfterStart", board, 0, "call/lamp/call/", 7},
+		{"NothingOfItsTypes", missed, 4, "", 7},
+		{"StartInside", all, 5, "lamp/|lamp.changed/|call/", 7},
+		{"BoardStartInside", board, 6, "call/", 7},
+		{"AllSent", all, 7, "", 7},
+		{"StartAhead", all, 9, "", 9},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bs, to := batch.unsent(nil, tt.want.key(), tt.want, tt.from)
+			var got []string
+			for _, b := range bs {
+				got = append(got, string(b))
+			}
+			if strings.Join(got, "|") != tt.writes || to != tt.to {
+				t.Errorf("from %d: wrote %q up to %d, want %q up to %d", tt.from, strings.Join(got, "|"), to, tt.writes, tt.to)
+			}
+		})
+	}
+	if k := board.key(); k != "call,lamp" {
+		t.Errorf("key %q", k)
+	}
+	if r, _ := parseEventFilter("lamp, call"); r.key() != board.key() {
+		t.Errorf("the same types in another order: key %q", r.key())
+	}
+}
