@@ -1702,6 +1702,17 @@ CREATE TABLE public.wake_ready (
     at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+-- Name: wake_throttle; Type: TABLE; Schema: public; Owner: -
+
+CREATE TABLE public.wake_throttle (
+    origin text NOT NULL,
+    until timestamp with time zone NOT NULL
+);
+
+-- Name: TABLE wake_throttle; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON TABLE public.wake_throttle IS 'Push services that asked to wait (Retry-After): no push to origin before until.';
+
 -- Name: wake_vapid; Type: TABLE; Schema: public; Owner: -
 
 CREATE TABLE public.wake_vapid (
@@ -1965,6 +1976,11 @@ ALTER TABLE ONLY public.wake_push
 
 ALTER TABLE ONLY public.wake_ready
     ADD CONSTRAINT wake_ready_pkey PRIMARY KEY (call_id, device_id);
+
+-- Name: wake_throttle wake_throttle_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+
+ALTER TABLE ONLY public.wake_throttle
+    ADD CONSTRAINT wake_throttle_pkey PRIMARY KEY (origin);
 
 -- Name: wake_vapid wake_vapid_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 

@@ -393,14 +393,16 @@ INSERT INTO wake_push (journey_id, call_id, extension) VALUES ($1, $2, $3) ON CO
 	return pushes, nil
 }
 
-// ForgetWake deletes the pushes, ready answers and enrollment tokens
-// (by expiry) before cutoff, and returns how many rows went.
+// ForgetWake deletes the pushes, ready answers, enrollment tokens (by
+// expiry) and push services' waits (by end) before cutoff, and returns how
+// many rows went.
 func (s *Store) ForgetWake(ctx context.Context, cutoff time.Time) (int64, error) {
 	var n int64
 	for _, q := range []string{
 		`DELETE FROM wake_push WHERE pushed_at < $1`,
 		`DELETE FROM wake_ready WHERE at < $1`,
 		`DELETE FROM wake_enrollment WHERE expires_at < $1`,
+		`DELETE FROM wake_throttle WHERE until < $1`,
 	} {
 		tag, err := s.pool.Exec(ctx, q, cutoff)
 		if err != nil {
@@ -409,4 +411,31 @@ func (s *Store) ForgetWake(ctx context.Context, cutoff time.Time) (int64, error)
 		n += tag.RowsAffected()
 	}
 	return n, nil
+}
+
+// PushesHeldUntil returns the time before which nothing is sent to the push
+// service at origin (zero: none); it implements webpush.Throttle for every
+// instance at once.
+func (s *Store) PushesHeldUntil(ctx context.Context, origin string) (time.Time, error) {
+	var until time.Time
+	err := s.pool.QueryRow(ctx, `SELECT until FROM wake_throttle WHERE origin = $1`, origin).Scan(&until)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: push throttle of %s: %w", origin, readErr(err))
+	}
+	return until, nil
+}
+
+// HoldPushes records that the push service at origin asked for no pushes
+// before until; a later wait already recorded stays.
+func (s *Store) HoldPushes(ctx context.Context, origin string, until time.Time) error {
+	_, err := s.pool.Exec(ctx, `
+INSERT INTO wake_throttle (origin, until) VALUES ($1, $2)
+ON CONFLICT (origin) DO UPDATE SET until = GREATEST(wake_throttle.until, EXCLUDED.until)`, origin, until)
+	if err != nil {
+		return fmt.Errorf("store: hold pushes to %s: %w", origin, readErr(err))
+	}
+	return nil
 }

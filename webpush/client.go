@@ -66,6 +66,23 @@ type Options struct {
 	AllowHTTP bool
 	Timeout   time.Duration    // one request; 0: 5 s
 	Now       func() time.Time // nil: time.Now
+	// Throttle shares the waits push services ask for with the other
+	// senders (the service's other instances); nil: this Client's alone.
+	Throttle Throttle
+}
+
+// throttleTimeout bounds a look at, or a write to, the Throttle: a push
+// must not wait on a slow database.
+const throttleTimeout = 250 * time.Millisecond
+
+// Throttle keeps, per push service origin, the time before which nothing
+// is sent there, as a 429 or 503 with Retry-After asked. The Client keeps
+// the waits it was told in memory besides, and sends when the Throttle
+// cannot be read: a wait missed costs one refused push, a push held back
+// by a broken database could cost a call.
+type Throttle interface {
+	PushesHeldUntil(ctx context.Context, origin string) (time.Time, error)
+	HoldPushes(ctx context.Context, origin string, until time.Time) error
 }
 
 // Client sends messages, signed by one VAPID identity.
@@ -184,6 +201,14 @@ func (c *Client) Send(ctx context.Context, m Message) (Result, error) {
 		wait = false
 	}
 	c.mu.Unlock()
+	if !wait && c.o.Throttle != nil {
+		tctx, cancel := context.WithTimeout(ctx, throttleTimeout)
+		t, err := c.o.Throttle.PushesHeldUntil(tctx, origin)
+		cancel()
+		if err == nil && now.Before(t) {
+			until, wait = t, true
+		}
+	}
 	if wait {
 		return Result{RetryAfter: until.Sub(now)}, fmt.Errorf("%w: %s until %s", ErrThrottled, origin, until.Format(time.RFC3339))
 	}
@@ -230,6 +255,11 @@ func (c *Client) Send(ctx context.Context, m Message) (Result, error) {
 			c.mu.Lock()
 			c.waitFor[origin] = now.Add(d)
 			c.mu.Unlock()
+			if c.o.Throttle != nil {
+				tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), throttleTimeout)
+				_ = c.o.Throttle.HoldPushes(tctx, origin, now.Add(d)) // kept in memory besides
+				cancel()
+			}
 			return r, fmt.Errorf("%w: %s answered %d, Retry-After %s", ErrThrottled, origin, resp.StatusCode, d)
 		}
 	}

@@ -284,3 +284,44 @@ func FuzzParseRetryAfter(f *testing.F) {
 		}
 	})
 }
+
+// brokenThrottle cannot be read or written, as with the database away.
+type brokenThrottle struct{ holds atomic.Int32 }
+
+func (b *brokenThrottle) PushesHeldUntil(context.Context, string) (time.Time, error) {
+	return time.Time{}, errors.New("database away")
+}
+
+func (b *brokenThrottle) HoldPushes(context.Context, string, time.Time) error {
+	b.holds.Add(1)
+	return errors.New("database away")
+}
+
+// TestSendThrottleUnreadable: a Throttle that cannot be read does not hold
+// pushes back, and one that cannot be written leaves the wait kept in
+// memory.
+func TestSendThrottleUnreadable(t *testing.T) {
+	var status atomic.Int32
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer srv.Close()
+	p256dh, auth := testSubscription(t)
+	th := &brokenThrottle{}
+	c := New(testVAPID(t), Options{AllowHTTP: true, Throttle: th})
+	msg := Message{Endpoint: srv.URL + "/push/1", P256dh: p256dh, Auth: auth, Payload: []byte(`{}`), TTL: time.Minute}
+	status.Store(http.StatusCreated)
+	if _, err := c.Send(context.Background(), msg); err != nil || hits.Load() != 1 {
+		t.Fatalf("with the throttle unreadable: %v, %d requests", err, hits.Load())
+	}
+	status.Store(http.StatusTooManyRequests)
+	if _, err := c.Send(context.Background(), msg); !errors.Is(err, ErrThrottled) || th.holds.Load() != 1 {
+		t.Fatalf("429: %v, %d holds recorded", err, th.holds.Load())
+	}
+	if _, err := c.Send(context.Background(), msg); !errors.Is(err, ErrThrottled) || hits.Load() != 2 {
+		t.Fatalf("within the wait, kept in memory: %v, %d requests", err, hits.Load())
+	}
+}

@@ -297,7 +297,7 @@ func (w *waker) loadKey(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.client.Store(webpush.New(v, webpush.Options{AllowHTTP: w.cfg.AllowHTTP}))
+	w.client.Store(webpush.New(v, webpush.Options{AllowHTTP: w.cfg.AllowHTTP, Throttle: w.st}))
 	w.log.Info("wake: VAPID key ready", "public_key", v.PublicKey())
 	return nil
 }
