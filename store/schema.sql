@@ -1691,8 +1691,13 @@ CREATE TABLE public.wake_push (
     extension text DEFAULT ''::text NOT NULL,
     pushed_at timestamp with time zone DEFAULT now() NOT NULL,
     cleared_at timestamp with time zone,
-    clear_reason text DEFAULT ''::text NOT NULL
+    clear_reason text DEFAULT ''::text NOT NULL,
+    clear_sent_at timestamp with time zone
 );
+
+-- Name: COLUMN wake_push.clear_sent_at; Type: COMMENT; Schema: public; Owner: -
+
+COMMENT ON COLUMN public.wake_push.clear_sent_at IS 'When the clear (cleared_at) was sent, or taken to be sent again; NULL: not yet.';
 
 -- Name: wake_ready; Type: TABLE; Schema: public; Owner: -
 
@@ -2100,6 +2105,10 @@ CREATE INDEX wake_device_user_idx ON public.wake_device USING btree (user_id) WH
 -- Name: wake_push_call_idx; Type: INDEX; Schema: public; Owner: -
 
 CREATE INDEX wake_push_call_idx ON public.wake_push USING btree (call_id);
+
+-- Name: wake_push_clear_unsent_idx; Type: INDEX; Schema: public; Owner: -
+
+CREATE INDEX wake_push_clear_unsent_idx ON public.wake_push USING btree (cleared_at) WHERE ((cleared_at IS NOT NULL) AND (clear_sent_at IS NULL));
 
 -- Name: wake_push_pushed_idx; Type: INDEX; Schema: public; Owner: -
 

@@ -439,3 +439,40 @@ ON CONFLICT (origin) DO UPDATE SET until = GREATEST(wake_throttle.until, EXCLUDE
 	}
 	return nil
 }
+
+// ClearSent marks the clear of journey sent (tried: a push service's
+// refusal is not retried), so that it is not sent again.
+func (s *Store) ClearSent(ctx context.Context, journey string) error {
+	_, err := s.pool.Exec(ctx, `
+UPDATE wake_push SET clear_sent_at = now() WHERE journey_id = $1 AND cleared_at IS NOT NULL AND clear_sent_at IS NULL`, journey)
+	if err != nil {
+		return fmt.Errorf("store: clear of %s sent: %w", journey, readErr(err))
+	}
+	return nil
+}
+
+// UnsentClears takes up to limit clears recorded before before and never
+// marked sent (their instance died before sending them), marks them sent,
+// and returns them to be sent again. Each is taken by one instance; one
+// that dies again before sending loses it.
+func (s *Store) UnsentClears(ctx context.Context, before time.Time, limit int) ([]callstate.WakePush, error) {
+	rows, _ := s.pool.Query(ctx, `
+UPDATE wake_push SET clear_sent_at = now()
+WHERE journey_id IN (
+    SELECT journey_id FROM wake_push
+    WHERE cleared_at IS NOT NULL AND clear_sent_at IS NULL AND cleared_at < $1
+    ORDER BY cleared_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+RETURNING journey_id, call_id, user_ids, extension, clear_reason`, before, limit)
+	var pushes []callstate.WakePush
+	var p callstate.WakePush
+	_, err := pgx.ForEachRow(rows, []any{&p.Message.Journey, &p.Message.Call, &p.UserIDs, &p.Extension, &p.Message.Reason}, func() error {
+		p.Message.Kind = callstate.WakeClear
+		pushes = append(pushes, p)
+		p = callstate.WakePush{}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: unsent clears: %w", readErr(err))
+	}
+	return pushes, nil
+}

@@ -31,6 +31,11 @@ type wakeConfig struct {
 // wakeSendTimeout bounds one round of pushes (a call's devices).
 const wakeSendTimeout = 5 * time.Second
 
+// clearResendAfter is how long after it was recorded a clear never marked
+// sent is taken for lost (its instance died before sending it) and sent
+// again by any instance: well past wakeSendTimeout.
+const clearResendAfter = 30 * time.Second
+
 // wakeKeep is how long pushes and ready answers are kept.
 const wakeKeep = 24 * time.Hour
 
@@ -268,6 +273,7 @@ func (w *waker) run(ctx context.Context) error {
 	hourly := time.NewTicker(time.Hour)
 	defer hourly.Stop()
 	w.forget(ctx)
+	w.resendClears(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -276,6 +282,7 @@ func (w *waker) run(ctx context.Context) error {
 			w.loadTargets(ctx)
 		case <-refresh.C:
 			w.loadTargets(ctx)
+			w.resendClears(ctx)
 		case <-w.recheck:
 			w.recheckHeld(ctx)
 		case <-w.feed:
@@ -359,11 +366,41 @@ func (w *waker) readFeed(ctx context.Context) {
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wakeSendTimeout)
 				defer cancel()
 				w.sendAll(sctx, cl, p, nil)
+				if p.Message.Kind == callstate.WakeClear {
+					if err := w.st.ClearSent(context.WithoutCancel(sctx), p.Message.Journey); err != nil {
+						w.log.Warn("wake: marking a clear sent failed; it may be sent again", "journey_id", p.Message.Journey, "err", err)
+					}
+				}
 			}()
 		}
 		if !more {
 			return
 		}
+	}
+}
+
+// resendClears sends the clears that an instance recorded and died before
+// sending.
+func (w *waker) resendClears(ctx context.Context) {
+	cl := w.client.Load()
+	if cl == nil {
+		return
+	}
+	pushes, err := w.st.UnsentClears(ctx, time.Now().Add(-clearResendAfter), 100)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("wake: reading clears left unsent failed; trying again in 30s", "err", err)
+		}
+		return
+	}
+	for _, p := range pushes {
+		w.log.Info("wake: sending a clear again: it was recorded, and its instance stopped before sending it",
+			"journey_id", p.Message.Journey, "call_id", p.Message.Call, "reason", p.Message.Reason)
+		go func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wakeSendTimeout)
+			defer cancel()
+			w.sendAll(sctx, cl, p, nil)
+		}()
 	}
 }
 

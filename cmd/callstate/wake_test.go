@@ -650,6 +650,33 @@ func TestWake(t *testing.T) {
 		}
 	})
 
+	t.Run("LostClearSentAgain", func(t *testing.T) {
+		// A clear recorded a minute ago by an instance that died before
+		// sending it: an instance that starts sends it.
+		conn, err := pgx.Connect(context.Background(), dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(context.Background(), `
+INSERT INTO wake_push (journey_id, call_id, user_ids, pushed_at, cleared_at, clear_reason)
+VALUES ('lostj', 'lostc', '{w0}', now() - interval '2 minutes', now() - interval '1 minute', 'ended')`); err != nil {
+			t.Fatal(err)
+		}
+		before := len(ps.receipts(alice.Sub))
+		startWebhookInstance(t, dbURL, env...)
+		rs := ps.wait(t, alice.Sub, before+1)
+		if r := rs[before]; r.Payload != (callstate.WakeMessage{V: 1, Kind: "clear", Call: "lostc", Journey: "lostj", Reason: "ended", User: "w0"}) ||
+			r.Topic != callstate.WakeTopic("lostj") {
+			t.Errorf("clear sent again %+v topic %s", r.Payload, r.Topic)
+		}
+		var sent *time.Time
+		conn.QueryRow(context.Background(), `SELECT clear_sent_at FROM wake_push WHERE journey_id = 'lostj'`).Scan(&sent)
+		if sent == nil {
+			t.Error("the clear sent again is not marked sent")
+		}
+	})
+
 	t.Run("ThrottledByRetryAfter", func(t *testing.T) {
 		dave := register(t, baseA, wakeTestToken, map[string]any{"user": "w3"}, ps.subscribe(t, "429:30"))
 		time.Sleep(300 * time.Millisecond)
@@ -661,8 +688,15 @@ func TestWake(t *testing.T) {
 		f = call("c7", "w3")
 		newCall(t, baseA, f)
 		time.Sleep(300 * time.Millisecond)
+		// Nor does instance B: the wait is kept for every instance.
+		f = call("c8", "w3")
+		newCall(t, baseB, f)
+		time.Sleep(300 * time.Millisecond)
 		if n := len(ps.receipts(dave.Sub)); n != 1 {
 			t.Errorf("%d pushes within Retry-After, want the first only", n)
+		}
+		if n, _, _ := metric(baseB, "callstate_wake_pushes_total", map[string]string{"outcome": "throttled"}); n < 1 {
+			t.Errorf("pushes throttled on instance B = %v, want 1", n)
 		}
 		if n, _, _ := metric(baseA, "callstate_wake_pushes_total", map[string]string{"outcome": "throttled"}); n < 2 {
 			t.Errorf("pushes throttled = %v, want 2", n)
