@@ -147,6 +147,7 @@ type subscriber struct {
 	ch      chan *streamBatch // by feed id
 	dropped chan struct{}     // closed when it lagged too far
 	want    eventFilter
+	key     string // want.key()
 }
 
 // eventFilter is the event types a client asked for with ?types= (nil:
@@ -379,8 +380,8 @@ func (s *Stream) publish(batch *streamBatch) {
 	defer s.mu.Unlock()
 	batch.joined = map[string][]byte{}
 	for sub := range s.subs {
-		if k := sub.want.key(); batch.joined[k] == nil {
-			batch.joined[k] = sub.want.join(batch.events)
+		if batch.joined[sub.key] == nil {
+			batch.joined[sub.key] = sub.want.join(batch.events)
 		}
 	}
 	for sub := range s.subs {
@@ -436,7 +437,7 @@ func (s *Stream) serve(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	}
 
-	sub := &subscriber{ch: make(chan *streamBatch, s.o.QueueLen), dropped: make(chan struct{}), want: want}
+	sub := &subscriber{ch: make(chan *streamBatch, s.o.QueueLen), dropped: make(chan struct{}), want: want, key: want.key()}
 	s.mu.Lock()
 	closed := s.closed
 	if !closed {
@@ -487,8 +488,7 @@ func (s *Stream) serve(c echo.Context) error {
 	hb := time.NewTicker(s.o.Heartbeat)
 	defer hb.Stop()
 	var bs [][]byte
-	key := want.key()
-	add := func(batch *streamBatch) { bs, from = batch.unsent(bs, key, want, from) }
+	add := func(batch *streamBatch) { bs, from = batch.unsent(bs, sub.key, want, from) }
 	for {
 		bs = bs[:0]
 		select {
