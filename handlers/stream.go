@@ -125,22 +125,21 @@ type streamBatch struct {
 // before it (a batch read while the client's start was read).
 func (b *streamBatch) unsent(bs [][]byte, key string, want eventFilter, from int64) ([][]byte, int64) {
 	evs := b.events
-	if len(evs) == 0 {
+	i := 0
+	for i < len(evs) && evs[i].id <= from {
+		i++
+	}
+	if i == len(evs) {
 		return bs, from
 	}
-	if evs[0].id > from {
-		if j := b.joined[key]; len(j) > 0 {
-			bs = append(bs, j)
-		}
-		return bs, evs[len(evs)-1].id
+	joined := b.joined[key]
+	if i > 0 {
+		joined = want.join(nil, evs[i:])
 	}
-	for _, ev := range evs {
-		if ev.id > from {
-			bs = want.appendTo(bs, ev)
-			from = ev.id
-		}
+	if len(joined) > 0 {
+		bs = append(bs, joined)
 	}
-	return bs, from
+	return bs, evs[len(evs)-1].id
 }
 
 type subscriber struct {
@@ -176,33 +175,23 @@ func (f eventFilter) key() string {
 	return strings.Join(slices.Sorted(maps.Keys(f)), ",")
 }
 
-// join renders evs one after another as f takes them.
-func (f eventFilter) join(evs []streamEvent) []byte {
+// join appends evs to buf, rendered one after another as f takes them.
+func (f eventFilter) join(buf []byte, evs []streamEvent) []byte {
 	var n int
 	for _, ev := range evs {
 		for _, p := range ev.parts {
 			n += len(p.b)
 		}
 	}
-	b := make([]byte, 0, n)
+	buf = slices.Grow(buf, n)
 	for _, ev := range evs {
 		for _, p := range ev.parts {
 			if p.typ != "" && (f == nil || f[p.typ]) {
-				b = append(b, p.b...)
+				buf = append(buf, p.b...)
 			}
 		}
 	}
-	return b
-}
-
-// appendTo appends the parts of ev that f takes to bs.
-func (f eventFilter) appendTo(bs [][]byte, ev streamEvent) [][]byte {
-	for _, p := range ev.parts {
-		if p.typ != "" && (f == nil || f[p.typ]) {
-			bs = append(bs, p.b)
-		}
-	}
-	return bs
+	return buf
 }
 
 // The stream's defaults, for options left zero; the service's STREAM_*
@@ -380,8 +369,8 @@ func (s *Stream) publish(batch *streamBatch) {
 	defer s.mu.Unlock()
 	batch.joined = map[string][]byte{}
 	for sub := range s.subs {
-		if batch.joined[sub.key] == nil {
-			batch.joined[sub.key] = sub.want.join(batch.events)
+		if _, ok := batch.joined[sub.key]; !ok {
+			batch.joined[sub.key] = sub.want.join(nil, batch.events)
 		}
 	}
 	for sub := range s.subs {
@@ -556,12 +545,12 @@ func (s *Stream) start(ctx context.Context, lastID int64, resume bool, want even
 				return nil, 0, err
 			}
 			from := lastID
-			var bs [][]byte
-			for _, ev := range evs {
-				bs = want.appendTo(bs, s.render(ev))
+			rendered := make([]streamEvent, len(evs))
+			for i, ev := range evs {
+				rendered[i] = s.render(ev)
 				from = ev.ID
 			}
-			buf = slices.Concat(append([][]byte{buf}, bs...)...)
+			buf = want.join(buf, rendered)
 			return appendEvent(buf, EventLamps, 0, lampsJSON{Lamps: toLampsJSON(ls)}), from, nil
 		}
 	}
