@@ -297,6 +297,37 @@ func (b *brokenThrottle) HoldPushes(context.Context, string, time.Time) error {
 	return errors.New("database away")
 }
 
+// frozenThrottle answers nothing until its context ends, as a frozen
+// database.
+type frozenThrottle struct{}
+
+func (frozenThrottle) PushesHeldUntil(ctx context.Context, _ string) (time.Time, error) {
+	<-ctx.Done()
+	return time.Time{}, ctx.Err()
+}
+
+func (frozenThrottle) HoldPushes(ctx context.Context, _ string, _ time.Time) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestSendThrottleFrozen: a Throttle that does not answer holds a push
+// back at most throttleTimeout, then the push goes.
+func TestSendThrottleFrozen(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) }))
+	defer srv.Close()
+	p256dh, auth := testSubscription(t)
+	c := New(testVAPID(t), Options{AllowHTTP: true, Throttle: frozenThrottle{}})
+	start := time.Now()
+	_, err := c.Send(context.Background(), Message{Endpoint: srv.URL + "/push/1", P256dh: p256dh, Auth: auth, Payload: []byte(`{}`), TTL: time.Minute})
+	if err != nil {
+		t.Fatalf("with the throttle frozen: %v", err)
+	}
+	if took := time.Since(start); took < throttleTimeout || took > throttleTimeout+2*time.Second {
+		t.Errorf("sent after %s, want after the throttle's %s", took, throttleTimeout)
+	}
+}
+
 // TestSendThrottleUnreadable: a Throttle that cannot be read does not hold
 // pushes back, and one that cannot be written leaves the wait kept in
 // memory.
