@@ -72,6 +72,8 @@ func registerSIPMetrics(m *metrics.Metrics, sub *watch.Subscriber) {
 		func() float64 { return float64(sub.Stats().Active) })
 	m.CounterFunc("callstate_sip_stray_requests_total", "SIP requests that belonged to no subscription (answered 481).",
 		func() float64 { return float64(sub.Stats().Stray) })
+	m.CounterFunc("callstate_sip_notifies_answered_early_total", "NOTIFYs answered 200 before their changes were on the spool's disk, which took longer than SIP_NOTIFY_ANSWER_WITHIN.",
+		func() float64 { return float64(sub.Stats().AnsweredEarly) })
 }
 
 // registerAgentMetrics adds the presence agent's metrics.

@@ -37,6 +37,7 @@ type sipConfig struct {
 	Presence     bool          `env:"SIP_PRESENCE" envDefault:"false"`
 	StuckTimeout time.Duration `env:"SIP_STUCK_DIALOG_TIMEOUT" envDefault:"2m" validate:"min=0s,max=24h"`
 	Keepalive    time.Duration `env:"SIP_KEEPALIVE" envDefault:"5s" validate:"min=0s,max=1h"`
+	AnswerWithin time.Duration `env:"SIP_NOTIFY_ANSWER_WITHIN" envDefault:"400ms" validate:"min=10ms,max=30s"`
 	SubRate      int           `env:"SIP_SUBSCRIBE_RATE" envDefault:"500" validate:"min=1,max=100000"`
 	MessageURI   string        `env:"SIP_MESSAGE_URI" validate:"omitempty,startswith=sip:|startswith=sips:"`
 	ReloadEvery  time.Duration `env:"SIP_RELOAD_INTERVAL" validate:"min=1s,max=1h"` // default: watch.DefaultReloadInterval, see newConfig
@@ -181,6 +182,7 @@ func sipOptions(cfg sipConfig, st watch.Store, log *slog.Logger) (watch.Config, 
 		Presence:           cfg.Presence,
 		StuckDialogTimeout: cfg.StuckTimeout,
 		Keepalive:          cfg.Keepalive,
+		AnswerWithin:       cfg.AnswerWithin,
 		SubscribeRate:      cfg.SubRate,
 		MessageURI:         cfg.MessageURI,
 		ReloadInterval:     cfg.ReloadEvery,

@@ -14,37 +14,71 @@ import (
 )
 
 // onNotify handles a NOTIFY of this subscription and returns the status to
-// answer with. A 200 means what the NOTIFY changed is kept (Store.Keep):
-// the body is parsed before the subscription's lock is taken, the dialogs
-// it changed are worked out under it (in the PBX's CSeq order, in memory
+// answer with. A 200 means what the NOTIFY changed is kept (Store.Keep),
+// or is on its way there and, should keeping it fail, asked for again: the
+// body is parsed before the subscription's lock is taken, the dialogs it
+// changed are worked out under it (in the PBX's CSeq order, in memory
 // only), and the events are kept after it is released. Nothing the
 // subscription's lock guards ever waits for the network, the disk or the
 // database, so a burst of NOTIFYs is answered as fast as it is parsed.
+//
+// The answer waits for Keep at most Config.AnswerWithin. A disk that
+// stalls (an fsync of seconds on a loaded machine) must not cost the
+// subscription: a PBX gives a NOTIFY up after its transaction timer
+// (Kamailio's fr_timer, 32 s by RFC 3261, often set to a few seconds) and
+// ends the subscription, and every lamp of the extension goes dark until
+// it is made again. So a slow Keep is answered 200 in time and goes on;
+// if it then fails, what it held is asked for again with the full state,
+// as when it fails at once. What such an early answer risks is a crash
+// before the write ends: the PBX does not send those changes again.
 func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	doc := sub.parse(req.Body())
 	code, reason, evs, cseq := sub.take(req, doc)
 	if code != sipmsg.StatusOK || len(evs) == 0 {
 		return code, reason
 	}
-	ctx, cancel := sub.s.storeContext()
-	defer cancel()
-	if err := sub.s.cfg.Store.Keep(ctx, evs); err != nil {
-		// What the tracker took for said was not kept: it says all of it
-		// again with the full state asked for here.
-		sub.mu.Lock()
-		sub.trouble(time.Now()) // answered 500
-		sub.forgetAnswer(cseq)
-		sub.tracker.unsent()
-		sub.wantFull = true
-		sub.signal()
-		sub.mu.Unlock()
-		sub.log().Warn("sip: keeping dialog changes failed; asking for full state", "err", err, "events", len(evs))
-		if errors.Is(err, callstate.ErrInvalidEvent) {
-			return sipmsg.StatusBadRequest, "Unusable Dialog-Info Body"
+	kept := make(chan error, 1)
+	go func() {
+		ctx, cancel := sub.s.storeContext()
+		defer cancel()
+		kept <- sub.s.cfg.Store.Keep(ctx, evs)
+	}()
+	timer := time.NewTimer(sub.s.cfg.AnswerWithin)
+	defer timer.Stop()
+	select {
+	case err := <-kept:
+		if err != nil {
+			return sub.keepFailed(cseq, len(evs), err)
 		}
-		return sipmsg.StatusInternalServerError, "Store Unavailable"
+		return sipmsg.StatusOK, "OK"
+	case <-timer.C:
 	}
+	sub.s.answeredEarly(len(evs))
+	go func() {
+		if err := <-kept; err != nil {
+			sub.keepFailed(cseq, len(evs), err)
+		}
+	}()
 	return sipmsg.StatusOK, "OK"
+}
+
+// keepFailed takes back what the tracker took for said when keeping the
+// events of the NOTIFY numbered cseq failed: the full state is asked for,
+// so that the PBX says it all again. It returns the answer for a NOTIFY
+// not yet answered.
+func (sub *subscription) keepFailed(cseq uint32, events int, err error) (int, string) {
+	sub.mu.Lock()
+	sub.trouble(time.Now()) // answered 500, or answered 200 and lost
+	sub.forgetAnswer(cseq)
+	sub.tracker.unsent()
+	sub.wantFull = true
+	sub.signal()
+	sub.mu.Unlock()
+	sub.log().Warn("sip: keeping dialog changes failed; asking for full state", "err", err, "events", events)
+	if errors.Is(err, callstate.ErrInvalidEvent) {
+		return sipmsg.StatusBadRequest, "Unusable Dialog-Info Body"
+	}
+	return sipmsg.StatusInternalServerError, "Store Unavailable"
 }
 
 // parsedBody is a NOTIFY body as its package's parser read it.

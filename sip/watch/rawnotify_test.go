@@ -158,12 +158,13 @@ func bigDoc(ext string, version int, id string, size int) string {
 // notifier on network and returns the notifier's side of the dialog.
 func subscribed(t *testing.T, network, ext string, log *slog.Logger) (*fakeNotifier, *fakeSub, *store.Store) {
 	t.Helper()
-	return subscribedWith(t, network, ext, log, nil)
+	n, sub, st, _ := subscribedWith(t, network, ext, log, nil, nil)
+	return n, sub, st
 }
 
-// subscribedWith is subscribed with seed run on the store before the
-// subscriber starts.
-func subscribedWith(t *testing.T, network, ext string, log *slog.Logger, seed func(*store.Store)) (*fakeNotifier, *fakeSub, *store.Store) {
+// subscribedWith is subscribed with seed, when not nil, run on the store
+// before the subscriber starts, and configure on the subscriber's Config.
+func subscribedWith(t *testing.T, network, ext string, log *slog.Logger, seed func(*store.Store), configure func(*Config)) (*fakeNotifier, *fakeSub, *store.Store, *Subscriber) {
 	t.Helper()
 	n := startNotifierOn(t, network, nil, nil)
 	st := testpbx.OpenStore(t)
@@ -173,7 +174,11 @@ func subscribedWith(t *testing.T, network, ext string, log *slog.Logger, seed fu
 	if err := st.AddExtensions(t.Context(), []string{ext}); err != nil {
 		t.Fatal(err)
 	}
-	s := startSubscriber(t, Config{PBXAddr: n.addr, Transport: network, Domain: "pbx.test", Store: st, Expires: time.Minute, Logger: log})
+	cfg := Config{PBXAddr: n.addr, Transport: network, Domain: "pbx.test", Store: st, Expires: time.Minute, Logger: log}
+	if configure != nil {
+		configure(&cfg)
+	}
+	s := startSubscriber(t, cfg)
 	var sub *fakeSub
 	testpbx.WaitFor(t, 10*time.Second, func() string {
 		if sub = n.sub(ext); sub == nil || s.Stats().Active != 1 {
@@ -181,7 +186,7 @@ func subscribedWith(t *testing.T, network, ext string, log *slog.Logger, seed fu
 		}
 		return ""
 	})
-	return n, sub, st
+	return n, sub, st, s
 }
 
 // TestBigNotify sends NOTIFYs of 60 KB over UDP and TCP: both are answered
@@ -412,13 +417,13 @@ func TestEmptyFirstNotify(t *testing.T) {
 	// The call was left active before the subscriber started: it reads
 	// the extension's active calls before it subscribes.
 	stale := "141/old~" + callHash("old@pbx")
-	n, sub, st := subscribedWith(t, "udp", "141", nil, func(st *store.Store) {
+	n, sub, st, _ := subscribedWith(t, "udp", "141", nil, func(st *store.Store) {
 		if _, err := st.Apply(t.Context(), callstate.Event{Source: callstate.SourceSIP, Type: eventDialog, DedupKey: "seed-141",
 			ReceivedAt: time.Now().Add(-time.Minute), Payload: []byte("seed"),
 			Update: callstate.Update{Key: stale, CallID: "old@pbx", Extension: "141", State: callstate.StateAnswered}}); err != nil {
 			t.Fatal(err)
 		}
-	})
+	}, nil)
 	p := newRawPeer(t, "udp", n, sub)
 	cseq := n.nextCSeq(sub)
 	for i, body := range []string{"", dialogDoc("141", 1, "d2", "early"), ""} {

@@ -24,8 +24,9 @@ import (
 type Store interface {
 	// Keep keeps evs, the dialog changes of one NOTIFY, and returns once
 	// they are safe: committed to the journal, or on local disk on their
-	// way there (a spool). A 200 to the NOTIFY waits for it, so it should
-	// take no database round trip. All of evs are kept or none; an error
+	// way there (a spool). A 200 to the NOTIFY waits for it, up to
+	// Config.AnswerWithin, so it should take no database round trip. All
+	// of evs are kept or none; an error
 	// wrapping callstate.ErrInvalidEvent says that trying again is in
 	// vain.
 	Keep(ctx context.Context, evs []callstate.Event) error
@@ -48,6 +49,13 @@ type Store interface {
 // extensions from the store unless told otherwise (SIP_RELOAD_INTERVAL's
 // default too).
 const DefaultReloadInterval = 5 * time.Second
+
+// DefaultAnswerWithin is how long a NOTIFY's answer waits for its changes
+// to be kept unless told otherwise (SIP_NOTIFY_ANSWER_WITHIN's default
+// too): under 500 ms, RFC 3261's T1, so that a PBX on UDP does not send
+// the NOTIFY again while the disk is slow, and far under any PBX's
+// transaction timer.
+const DefaultAnswerWithin = 400 * time.Millisecond
 
 // Config configures a Subscriber. PBXAddr and Store are required.
 type Config struct {
@@ -84,6 +92,11 @@ type Config struct {
 	RequestTimeout time.Duration
 	// StoreTimeout bounds the store writes of one NOTIFY; default 5s.
 	StoreTimeout time.Duration
+	// AnswerWithin is how long the answer to a NOTIFY waits for its
+	// changes to be kept (Store.Keep): a Keep slower than this is
+	// answered 200 anyway and goes on (see subscription.onNotify).
+	// Default DefaultAnswerWithin.
+	AnswerWithin time.Duration
 	// SubscribeRate is how many new subscriptions a second are started
 	// when many extensions are new at once (all of them at start): their
 	// first SUBSCRIBEs are spread over a window of that many a second, at
@@ -138,6 +151,8 @@ type Subscriber struct {
 	subscribes atomic.Uint64 // SUBSCRIBEs sent, refreshes and un-subscribes included
 	opened     atomic.Uint64 // subscription dialogs opened (out-of-dialog SUBSCRIBEs)
 	bigWarned  atomic.Int64  // unix nanoseconds of the last warning that UDP documents grow too big
+	early      atomic.Uint64 // NOTIFYs answered before their changes were kept (AnswerWithin)
+	earlyWarn  atomic.Int64  // unix nanoseconds of the last warning about them
 	states     *stateWriter
 	sched      *scheduler
 	expires    atomic.Int64 // time.Duration: cfg.Expires, raised by a 423 (see expiry)
@@ -251,6 +266,9 @@ func (s *Subscriber) checkConfig() error {
 	}
 	if c.StoreTimeout <= 0 {
 		c.StoreTimeout = 5 * time.Second
+	}
+	if c.AnswerWithin <= 0 {
+		c.AnswerWithin = DefaultAnswerWithin
 	}
 	if c.SubscribeRate < 0 {
 		return bad("subscribe rate %d: want 0 (the default, 500) or more", c.SubscribeRate)
@@ -484,6 +502,10 @@ type Stats struct {
 	// extension and package, and one more each time a subscription was
 	// lost and made again.
 	Opened uint64
+	// AnsweredEarly counts the NOTIFYs answered 200 before the store had
+	// kept their changes, because keeping them took longer than
+	// Config.AnswerWithin.
+	AnsweredEarly uint64
 }
 
 // onStray answers a request of a method the subscriber does not serve:
@@ -503,7 +525,7 @@ func (s *Subscriber) onStray(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 func (s *Subscriber) Stats() Stats {
 	subs := s.subscriptions()
 	s.mu.Lock()
-	st := Stats{Watched: len(s.watched), Stray: s.stray.Load(), Subscribes: s.subscribes.Load(), Opened: s.opened.Load()}
+	st := Stats{Watched: len(s.watched), Stray: s.stray.Load(), Subscribes: s.subscribes.Load(), Opened: s.opened.Load(), AnsweredEarly: s.early.Load()}
 	s.mu.Unlock()
 	// Not under s.mu: a subscription's lock may be held while a NOTIFY is
 	// written to the store, and new subscriptions need s.mu meanwhile.
@@ -556,6 +578,20 @@ func (s *Subscriber) onNotify(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	// of the NOTIFY is answered by its subscription (see repeated), and
 	// one for no subscription gets 481 again.
 	tx.Terminate()
+}
+
+// answeredEarly counts a NOTIFY answered before its events were kept and
+// warns, at most once a minute, that the store (the spool's disk) is
+// slower than the PBX can wait.
+func (s *Subscriber) answeredEarly(events int) {
+	n := s.early.Add(1)
+	now := time.Now().UnixNano()
+	last := s.earlyWarn.Load()
+	if last != 0 && time.Duration(now-last) < time.Minute || !s.earlyWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("sip: keeping a NOTIFY's dialog changes takes longer than SIP_NOTIFY_ANSWER_WITHIN; answered 200 before they were on disk, so that the PBX keeps the subscription (is the spool's disk overloaded?)",
+		"answer_within", s.cfg.AnswerWithin, "events", events, "answered_early_total", n)
 }
 
 // udpBodyWarn is the NOTIFY body size over UDP from which the subscriber
