@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -62,6 +63,22 @@ func openSpooledStore(tb testing.TB) spooledStore {
 	return spooledStore{Store: st, sp: sp, url: url}
 }
 
+// stallingStore is the spooled store on a disk that stalls: while it is
+// stalled, every Keep returns only when the stall ends, as appends wait
+// behind an fsync that takes seconds on a loaded machine.
+type stallingStore struct {
+	spooledStore
+	until *atomic.Int64 // unix nanoseconds the stall ends at
+}
+
+func (s stallingStore) Keep(ctx context.Context, evs []callstate.Event) error {
+	err := s.spooledStore.Keep(ctx, evs)
+	if d := time.Until(time.Unix(0, s.until.Load())); d > 0 {
+		time.Sleep(d)
+	}
+	return err
+}
+
 // busyHour describes a call-centre load on a real Kamailio: exts watched
 // extensions in a ring, each a sipp phone that answers after ring, and each
 // calling the next extension at rate calls a second, calls times, with talk
@@ -75,6 +92,8 @@ type busyHour struct {
 	ring, talk time.Duration
 	lossAt     time.Duration // after the first call, drop what reaches the subscriber...
 	lossFor    time.Duration // ...for this long; zero: no loss
+	stallAt    time.Duration // after the first call, stall the spool's disk...
+	stallFor   time.Duration // ...for this long; zero: no stall
 }
 
 // busyResult is what a busy hour left.
@@ -91,6 +110,8 @@ type busyResult struct {
 	lost       int           // subscriptions made again (the PBX lost them)
 	problems   []string      // rows or lamps still wrong when settling gave up
 	subscribes uint64        // SUBSCRIBEs during the calls, refreshes included
+	early      uint64        // NOTIFYs answered before the spool had kept them
+	rig        []string      // why the rig did not make the load, for a test
 }
 
 func extName(i int) string { return strconv.Itoa(101 + i) }
@@ -119,8 +140,9 @@ func (b busyHour) run(tb testing.TB, settle time.Duration) busyResult {
 		tb.Fatal(err)
 	}
 	watch := newSockWatch()
+	stall := stallingStore{spooledStore: st, until: new(atomic.Int64)}
 	cfg := Config{
-		PBXAddr: k.Addr(), Domain: k.Domain(), Transport: b.transport, Store: st,
+		PBXAddr: k.Addr(), Domain: k.Domain(), Transport: b.transport, Store: stall,
 		Expires: time.Minute, Logger: busyLogger(tb),
 		wrapPacketConn: func(pc net.PacketConn) net.PacketConn { return &packetConn{PacketConn: pc, w: watch} },
 		wrapListener:   func(l net.Listener) net.Listener { return &listener{Listener: l, w: watch} },
@@ -173,6 +195,10 @@ func (b busyHour) run(tb testing.TB, settle time.Duration) busyResult {
 		time.Sleep(b.lossAt)
 		watch.drop(b.lossFor)
 	}
+	if b.stallFor > 0 {
+		time.Sleep(b.stallAt)
+		stall.until.Store(time.Now().Add(b.stallFor).UnixNano())
+	}
 	var res busyResult
 	res.completed = make([]int, b.exts)
 	for i, c := range callers {
@@ -183,7 +209,7 @@ func (b busyHour) run(tb testing.TB, settle time.Duration) busyResult {
 			// The rig did not make the load: a test that cannot set up
 			// its conditions fails rather than passing.
 			if _, bench := tb.(*testing.B); !bench {
-				tb.Errorf("caller %s completed only %d of %d calls (the machine too busy for sipp?): %v", exts[i], res.completed[i], b.calls, c.Err())
+				res.rig = append(res.rig, fmt.Sprintf("caller %s completed only %d of %d calls (the machine too busy for sipp?): %v", exts[i], res.completed[i], b.calls, c.Err()))
 			}
 		}
 	}
@@ -211,6 +237,7 @@ func (b busyHour) run(tb testing.TB, settle time.Duration) busyResult {
 	res.sock = watch.stats()
 	res.subscribes = s.Stats().Subscribes - subscribes
 	res.lost = int(s.Stats().Opened - opened)
+	res.early = s.Stats().AnsweredEarly
 	conn, err := pgx.Connect(tb.Context(), st.url)
 	if err != nil {
 		tb.Fatal(err)
@@ -375,6 +402,11 @@ func TestBusyHour(t *testing.T) {
 		{"UDP", busyHour{transport: "udp", exts: 5, rate: 5, calls: 60, ring: time.Second, talk: 2 * time.Second}},
 		{"UDPWithLoss", busyHour{transport: "udp", exts: 5, rate: 5, calls: 60, ring: time.Second, talk: 2 * time.Second,
 			lossAt: 4 * time.Second, lossFor: 2 * time.Second}},
+		// The spool's disk stalls for longer than Kamailio's transaction
+		// timer (fr_timer, 5 s here): NOTIFYs must be answered in time
+		// all the same, or the PBX ends the subscriptions.
+		{"UDPDiskStall", busyHour{transport: "udp", exts: 5, rate: 5, calls: 60, ring: time.Second, talk: 2 * time.Second,
+			stallAt: 4 * time.Second, stallFor: 6 * time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -386,13 +418,32 @@ func TestBusyHour(t *testing.T) {
 				tt.b.rate, tt.b.calls = 2, 24
 				t.Logf("race detector: %v calls/s a caller, %d calls each", tt.b.rate, tt.b.calls)
 			}
+			// What failed is said again at the very end, after the PBX's
+			// and sipp's logs, which would otherwise bury it.
+			var failures []string
+			fail := func(format string, args ...any) {
+				msg := fmt.Sprintf(format, args...)
+				failures = append(failures, msg)
+				t.Error(msg)
+			}
+			t.Cleanup(func() {
+				if len(failures) > 0 {
+					t.Logf("%s failed, as said above the logs:\n%s", t.Name(), strings.Join(failures, "\n"))
+				}
+			})
 			res := tt.b.run(t, 5*time.Second)
 			t.Logf("%d calls in %v; NOTIFYs: %d datagrams, %d distinct, %d retransmitted, %d dropped; answered p50 %v p99 %v max %v %v; events %d; settled in %v",
 				res.placed, res.took.Round(time.Millisecond), res.sock.Notifies, res.sock.Distinct, res.sock.Retrans, res.sock.Dropped,
 				res.sock.P50, res.sock.P99, res.sock.Max, res.sock.Codes, res.events, res.settled.Round(time.Millisecond))
-			t.Logf("journal: %s; SUBSCRIBEs %d, subscriptions made again %d", strings.Join(res.byKind, ", "), res.subscribes, res.lost)
+			t.Logf("journal: %s; SUBSCRIBEs %d, subscriptions made again %d, answered before kept %d", strings.Join(res.byKind, ", "), res.subscribes, res.lost, res.early)
+			for _, r := range res.rig {
+				fail("%s", r)
+			}
+			if tt.b.stallFor > 0 && res.early == 0 {
+				fail("no NOTIFY was answered before the stalled disk kept it: no stall, or the answers waited for the disk")
+			}
 			for _, p := range res.problems {
-				t.Error(p)
+				fail("%s", p)
 			}
 			// Under the race detector everything is several times slower,
 			// and Kamailio may give up NOTIFYs answered after its 5 s
@@ -402,13 +453,13 @@ func TestBusyHour(t *testing.T) {
 			strict := tt.b.lossFor == 0 && !raceDetector
 			if res.lost > 0 {
 				if strict {
-					t.Errorf("%d subscriptions were lost and made again", res.lost)
+					fail("%d subscriptions were lost and made again", res.lost)
 				} else {
 					t.Logf("%d subscriptions were lost and made again (race detector or lossy network)", res.lost)
 				}
 			}
 			if n := res.sock.Codes[200]; strict && n != res.sock.Answered {
-				t.Errorf("NOTIFYs answered %v, want 200 only", res.sock.Codes)
+				fail("NOTIFYs answered %v, want 200 only", res.sock.Codes)
 			}
 		})
 	}
