@@ -34,7 +34,9 @@
 #            trip, no write), Node stores nothing
 #
 # After each callstate scenario the journal's rows are counted, so that the
-# events answered 200 can be seen to be stored. Signing with a 4096-bit key
+# events answered 200 can be seen to be stored. Each load run is followed
+# by a CPU line: the server's (callstate's or Node's), PostgreSQL's and the
+# rest of the machine's CPU per event, and how much of the machine was idle. Signing with a 4096-bit key
 # takes ~5 ms a body, so signed events are made once and kept in $BENCH_DIR
 # (default ./data/bench, with the key pair and the Node server's
 # node_modules). Needs Go, the PostgreSQL server, and Node.js with npm for
@@ -117,11 +119,37 @@ journal() {
     [ -n "$last" ] && sed -i "${last}s/^RESULT /SPOOLED $spooled events: /" "$tmp/out"
   fi
 }
+# ticks PID...: the CPU (user and system, in clock ticks) the processes
+# have used; machine_ticks: the whole machine's busy and all ticks.
+ticks() {
+  local t=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$t"
+}
+machine_ticks() { awk '/^cpu / {all = 0; for (i = 2; i <= NF; i++) all += $i; print all - $5 - $6, all}' /proc/stat; }
 # load ARGS...: one run of the load generator; its RESULT line is kept
 # for the results at the end (journal may still set it apart), not shown
-# now.
+# now. A CPU line follows it: what each part used per event answered 200
+# (callstate or the Node server, PostgreSQL, and the rest of the machine:
+# the load generator and whatever else runs), in microseconds, and the
+# share of the machine's CPU left idle. Where the two cores go sets how
+# far a rate can rise on this machine.
 load() {
+  local server=${cs_pid:-$node_pid} hz per_tick before after busy0 all0 busy1 all1 pg0 pg1 sv0 sv1 ok
+  hz=$(getconf CLK_TCK)
+  per_tick=$((1000000 / hz))
+  pg0=$(ticks $(pgrep -x postgres)); sv0=$(ticks $server); read -r busy0 all0 < <(machine_ticks)
   "$tmp/load" "$@" | tee -a "$tmp/out" | { grep -v '^RESULT ' || true; }
+  pg1=$(ticks $(pgrep -x postgres)); sv1=$(ticks $server); read -r busy1 all1 < <(machine_ticks)
+  ok=$(grep '^RESULT ' "$tmp/out" | tail -1 | sed -n 's/.* ok=\([0-9]*\) .*/\1/p')
+  if [ -n "$ok" ] && [ "$ok" -gt 0 ]; then
+    echo "CPU label=$(grep '^RESULT ' "$tmp/out" | tail -1 | sed -n 's/.*label=\([^ ]*\) .*/\1/p')" \
+      "server_us=$(((sv1 - sv0) * per_tick / ok)) postgres_us=$(((pg1 - pg0) * per_tick / ok))" \
+      "rest_us=$((((busy1 - busy0) - (sv1 - sv0) - (pg1 - pg0)) * per_tick / ok))" \
+      "idle_pct=$((100 - 100 * (busy1 - busy0) / (all1 - all0)))" | tee -a "$tmp/out"
+  fi
 }
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(postgres --version 2>/dev/null || echo PostgreSQL), load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -227,6 +255,8 @@ done
 
 echo "== results (events/s; latency in ms)"
 grep '^RESULT ' "$tmp/out" | sed 's/^RESULT //'
+echo "== CPU per event answered (µs; the rest: the load generator and whatever else ran; idle: of the whole machine)"
+grep '^CPU ' "$tmp/out" | sed 's/^CPU //'
 if grep -q '^SPOOLED ' "$tmp/out"; then
   echo "== runs left out: their events went through the spool, so they measure the spool's fsync, not PostgreSQL's commit"
   grep '^SPOOLED ' "$tmp/out"
