@@ -590,7 +590,7 @@ func (s *Subscriber) answeredEarly(events int) {
 	if last != 0 && time.Duration(now-last) < time.Minute || !s.earlyWarn.CompareAndSwap(last, now) {
 		return
 	}
-	s.log.Warn("sip: keeping a NOTIFY's dialog changes takes longer than SIP_NOTIFY_ANSWER_WITHIN; answered 200 before they were on disk, so that the PBX keeps the subscription (is the spool's disk overloaded?)",
+	s.log.Warn("sip: keeping a NOTIFY's dialog changes takes longer than SIP_NOTIFY_ANSWER_WITHIN; answered 200 before they were on disk, so that the PBX keeps the subscription (is the machine or the spool's disk overloaded?)",
 		"answer_within", s.cfg.AnswerWithin, "events", events, "answered_early_total", n)
 }
 
