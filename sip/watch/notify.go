@@ -47,18 +47,30 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	defer timer.Stop()
 	select {
 	case err := <-kept:
-		if err != nil {
-			return sub.keepFailed(cseq, len(evs), err)
-		}
-		return sipmsg.StatusOK, "OK"
+		return sub.answerKept(cseq, len(evs), err)
 	case <-timer.C:
 	}
-	sub.s.answeredEarly(len(evs))
+	if !sub.s.answerEarly(len(evs)) {
+		// Too many answered early are still on their way to the disk: a
+		// disk that does not come back must not pile them up in memory
+		// without end. This one waits for its Keep, as before the limit.
+		return sub.answerKept(cseq, len(evs), <-kept)
+	}
 	go func() {
+		defer sub.s.early.Add(-1)
 		if err := <-kept; err != nil {
 			sub.keepFailed(cseq, len(evs), err)
 		}
 	}()
+	return sipmsg.StatusOK, "OK"
+}
+
+// answerKept returns the answer to the NOTIFY numbered cseq once Keep
+// returned err for its events.
+func (sub *subscription) answerKept(cseq uint32, events int, err error) (int, string) {
+	if err != nil {
+		return sub.keepFailed(cseq, events, err)
+	}
 	return sipmsg.StatusOK, "OK"
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -105,4 +106,42 @@ func TestSlowKeepAnsweredInTime(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSlowKeepBounded holds Keep as a disk that does not come back: the
+// NOTIFYs answered before they were kept are bounded (maxEarly), and past
+// the bound a NOTIFY waits for its Keep again, rather than piling up in
+// memory; it is answered once the disk comes back.
+func TestSlowKeepBounded(t *testing.T) {
+	t.Parallel()
+	gs := &gatedStore{gate: make(chan struct{})}
+	n, sub, _, s := subscribedWith(t, "udp", "173", nil, nil, func(c *Config) {
+		gs.Store = c.Store.(*store.Store)
+		c.Store = gs
+		c.AnswerWithin = 100 * time.Millisecond
+		c.maxEarly = 1
+	})
+	p := newRawPeer(t, "udp", n, sub)
+	cseq := n.nextCSeq(sub)
+	p.send(p.message(cseq, dialogDoc("173", 1, "b1", "early"), -1))
+	if code := p.status(cseq, 3*time.Second); code != 200 {
+		t.Fatalf("first NOTIFY answered %d (0: not in 3 s), want 200 within AnswerWithin", code)
+	}
+	p.send(p.message(cseq+1, dialogDoc("173", 2, "b1", "confirmed"), -1))
+	if code := p.status(cseq+1, time.Second); code != 0 {
+		t.Errorf("second NOTIFY answered %d while one answered early was still on its way (bound 1), want it to wait", code)
+	}
+	close(gs.gate)
+	if code := p.status(cseq+1, 3*time.Second); code != 200 {
+		t.Errorf("second NOTIFY answered %d (0: not in 3 s) after the disk came back, want 200", code)
+	}
+	if got := s.Stats().AnsweredEarly; got != 1 {
+		t.Errorf("AnsweredEarly = %d, want 1", got)
+	}
+	testpbx.WaitFor(t, 5*time.Second, func() string {
+		if got := s.early.Load(); got != 0 {
+			return "answered early and not yet kept: " + strconv.FormatInt(got, 10)
+		}
+		return ""
+	})
 }

@@ -122,6 +122,8 @@ type Config struct {
 	// (see waitTurn).
 	heldForTurn func(cseq uint32)
 	holdFor     time.Duration
+	// maxEarly, when set, replaces the package's maxEarly.
+	maxEarly int
 }
 
 // Subscriber watches PBX extensions with SUBSCRIBE (Event: dialog, and
@@ -151,7 +153,8 @@ type Subscriber struct {
 	subscribes atomic.Uint64 // SUBSCRIBEs sent, refreshes and un-subscribes included
 	opened     atomic.Uint64 // subscription dialogs opened (out-of-dialog SUBSCRIBEs)
 	bigWarned  atomic.Int64  // unix nanoseconds of the last warning that UDP documents grow too big
-	early      atomic.Uint64 // NOTIFYs answered before their changes were kept (AnswerWithin)
+	earlyTotal atomic.Uint64 // NOTIFYs answered before their changes were kept (AnswerWithin)
+	early      atomic.Int64  // of them, those whose Keep has not returned yet
 	earlyWarn  atomic.Int64  // unix nanoseconds of the last warning about them
 	states     *stateWriter
 	sched      *scheduler
@@ -269,6 +272,9 @@ func (s *Subscriber) checkConfig() error {
 	}
 	if c.AnswerWithin <= 0 {
 		c.AnswerWithin = DefaultAnswerWithin
+	}
+	if c.maxEarly <= 0 {
+		c.maxEarly = maxEarly
 	}
 	if c.SubscribeRate < 0 {
 		return bad("subscribe rate %d: want 0 (the default, 500) or more", c.SubscribeRate)
@@ -525,7 +531,7 @@ func (s *Subscriber) onStray(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 func (s *Subscriber) Stats() Stats {
 	subs := s.subscriptions()
 	s.mu.Lock()
-	st := Stats{Watched: len(s.watched), Stray: s.stray.Load(), Subscribes: s.subscribes.Load(), Opened: s.opened.Load(), AnsweredEarly: s.early.Load()}
+	st := Stats{Watched: len(s.watched), Stray: s.stray.Load(), Subscribes: s.subscribes.Load(), Opened: s.opened.Load(), AnsweredEarly: s.earlyTotal.Load()}
 	s.mu.Unlock()
 	// Not under s.mu: a subscription's lock may be held while a NOTIFY is
 	// written to the store, and new subscriptions need s.mu meanwhile.
@@ -580,18 +586,30 @@ func (s *Subscriber) onNotify(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	tx.Terminate()
 }
 
-// answeredEarly counts a NOTIFY answered before its events were kept and
-// warns, at most once a minute, that the store (the spool's disk) is
-// slower than the PBX can wait.
-func (s *Subscriber) answeredEarly(events int) {
-	n := s.early.Add(1)
+// maxEarly bounds the NOTIFYs answered before their changes were kept
+// whose Keep has not returned yet (see subscription.onNotify): about 20 s
+// of a busy hour's NOTIFYs; beyond, answers wait for the disk again.
+const maxEarly = 4096
+
+// answerEarly reports whether a NOTIFY whose Keep takes longer than
+// AnswerWithin is answered before it returns: yes, and counted, while
+// fewer than maxEarly are on their way (the caller then calls
+// early.Add(-1) when its Keep returns). It warns at most once a minute
+// that the store (the spool's disk) is slower than the PBX can wait.
+func (s *Subscriber) answerEarly(events int) bool {
+	if s.early.Add(1) > int64(s.cfg.maxEarly) {
+		s.early.Add(-1)
+		return false
+	}
+	n := s.earlyTotal.Add(1)
 	now := time.Now().UnixNano()
 	last := s.earlyWarn.Load()
 	if last != 0 && time.Duration(now-last) < time.Minute || !s.earlyWarn.CompareAndSwap(last, now) {
-		return
+		return true
 	}
 	s.log.Warn("sip: keeping a NOTIFY's dialog changes takes longer than SIP_NOTIFY_ANSWER_WITHIN; answered 200 before they were on disk, so that the PBX keeps the subscription (is the machine or the spool's disk overloaded?)",
-		"answer_within", s.cfg.AnswerWithin, "events", events, "answered_early_total", n)
+		"answer_within", s.cfg.AnswerWithin, "events", events, "answered_early_total", n, "on_their_way", s.early.Load())
+	return true
 }
 
 // udpBodyWarn is the NOTIFY body size over UDP from which the subscriber
