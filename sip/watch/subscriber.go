@@ -587,8 +587,8 @@ func (s *Subscriber) onNotify(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 }
 
 // maxEarly bounds the NOTIFYs answered before their changes were kept
-// whose Keep has not returned yet (see subscription.onNotify): about 20 s
-// of a busy hour's NOTIFYs; beyond, answers wait for the disk again.
+// whose Keep has not returned yet (see subscription.onNotify): half a
+// minute of NOTIFYs at 25 calls/s (TestBusyHour); beyond, answers wait for the disk again.
 const maxEarly = 4096
 
 // answerEarly reports whether a NOTIFY whose Keep takes longer than
