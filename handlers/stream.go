@@ -96,15 +96,17 @@ type Stream struct {
 
 // streamEvent is one feed event as the stream sends it: up to two
 // rendered events that carry its feed id, the whole object it changed
-// ("call", "lamp") and its typed event.
+// ("call", "lamp") and its typed event. They are pieces of the buffer
+// its batch was rendered into (see renderAll), from and to its bytes.
 type streamEvent struct {
-	id    int64
-	parts [2]streamPart
+	id       int64
+	from, to int
+	parts    [2]streamPart
 }
 
 type streamPart struct {
-	typ string // the event's type; "" for none
-	b   []byte // rendered
+	typ      string // the event's type; "" for none
+	from, to int    // its bytes in the rendered buffer
 }
 
 // streamBatch is one read of the feed as every client gets it: its
@@ -114,8 +116,9 @@ type streamPart struct {
 // process so busy that its reads of the feed waited hundreds of
 // milliseconds to run again (docs/benchmarks.md, "Reading the feed").
 type streamBatch struct {
-	events []streamEvent
-	joined map[string][]byte // by eventFilter.key; filled before it is sent
+	events   []streamEvent
+	rendered []byte            // every event, one after another (renderAll)
+	joined   map[string][]byte // by eventFilter.key; filled before it is sent
 }
 
 // unsent appends to bs what of b a client with filter want (whose key is
@@ -134,7 +137,7 @@ func (b *streamBatch) unsent(bs [][]byte, key string, want eventFilter, from int
 	}
 	joined := b.joined[key]
 	if i > 0 {
-		joined = want.join(nil, evs[i:])
+		joined = want.join(nil, b.rendered, evs[i:])
 	}
 	if len(joined) > 0 {
 		bs = append(bs, joined)
@@ -175,19 +178,26 @@ func (f eventFilter) key() string {
 	return strings.Join(slices.Sorted(maps.Keys(f)), ",")
 }
 
-// join appends evs to buf, rendered one after another as f takes them.
-func (f eventFilter) join(buf []byte, evs []streamEvent) []byte {
-	var n int
-	for _, ev := range evs {
-		for _, p := range ev.parts {
-			n += len(p.b)
-		}
+// join appends evs, which were rendered into rendered, to buf, one after
+// another as f takes them. Every type (a nil f) is the events' own run of
+// rendered: with a nil buf it is returned as it is, not copied, so a
+// batch's events are kept once for the clients that take them all.
+func (f eventFilter) join(buf, rendered []byte, evs []streamEvent) []byte {
+	if len(evs) == 0 {
+		return buf
 	}
-	buf = slices.Grow(buf, n)
+	if f == nil {
+		run := rendered[evs[0].from:evs[len(evs)-1].to:evs[len(evs)-1].to]
+		if buf == nil {
+			return run
+		}
+		return append(buf, run...)
+	}
+	buf = slices.Grow(buf, evs[len(evs)-1].to-evs[0].from)
 	for _, ev := range evs {
 		for _, p := range ev.parts {
-			if p.typ != "" && (f == nil || f[p.typ]) {
-				buf = append(buf, p.b...)
+			if p.typ != "" && f[p.typ] {
+				buf = append(buf, rendered[p.from:p.to]...)
 			}
 		}
 	}
@@ -312,10 +322,8 @@ func (s *Stream) publishFeed(ctx context.Context, cursor int64) (int64, error) {
 		if len(evs) == 0 {
 			return cursor, nil
 		}
-		batch := &streamBatch{events: make([]streamEvent, 0, len(evs))}
-		for _, ev := range evs {
-			batch.events = append(batch.events, s.render(ev))
-		}
+		batch := &streamBatch{}
+		batch.events, batch.rendered = s.renderAll(evs)
 		s.publish(batch)
 		cursor = evs[len(evs)-1].ID
 		if len(evs) < feedChunk {
@@ -324,27 +332,44 @@ func (s *Stream) publishFeed(ctx context.Context, cursor int64) (int64, error) {
 	}
 }
 
-// render renders the stream's events for one feed event: the whole
+// renderAll renders evs one after another into one buffer, which it
+// returns with where each event's parts are in it.
+func (s *Stream) renderAll(evs []callstate.FeedEvent) ([]streamEvent, []byte) {
+	out := make([]streamEvent, len(evs))
+	var buf []byte
+	for i, ev := range evs {
+		out[i], buf = s.render(buf, ev)
+	}
+	return out, buf
+}
+
+// render appends the stream's events for one feed event to buf: the whole
 // object (call, lamp) where there is one, and the typed event.
-func (s *Stream) render(ev callstate.FeedEvent) streamEvent {
-	se := streamEvent{id: ev.ID}
+func (s *Stream) render(buf []byte, ev callstate.FeedEvent) (streamEvent, []byte) {
+	se := streamEvent{id: ev.ID, from: len(buf)}
+	part := func(i int, typ string, v any) {
+		from := len(buf)
+		buf = appendEvent(buf, typ, ev.ID, v)
+		se.parts[i] = streamPart{typ, from, len(buf)}
+	}
 	switch {
 	case ev.Call != nil:
 		t := callstate.FeedJSON(ev, ev.Seq, s.o.Phonebook).(callstate.TypedJSON)
-		se.parts[0] = streamPart{EventCall, appendEvent(nil, EventCall, ev.ID, t.Call)}
+		part(0, EventCall, t.Call)
 		if ev.Type != callstate.EventOther {
-			se.parts[1] = streamPart{ev.Type, appendEvent(nil, ev.Type, ev.ID, t)}
+			part(1, ev.Type, t)
 		}
 	case ev.Journey != nil:
-		se.parts[1] = streamPart{ev.Type, appendEvent(nil, ev.Type, ev.ID, callstate.FeedJSON(ev, ev.Seq, s.o.Phonebook))}
+		part(1, ev.Type, callstate.FeedJSON(ev, ev.Seq, s.o.Phonebook))
 	case ev.Lamp != nil:
 		lc := callstate.FeedJSON(ev, ev.Seq, s.o.Phonebook).(callstate.LampChangedJSON)
-		se.parts[0] = streamPart{EventLamp, appendEvent(nil, EventLamp, ev.ID, lc.LampJSON)}
+		part(0, EventLamp, lc.LampJSON)
 		if ev.Type == callstate.EventLampChanged {
-			se.parts[1] = streamPart{EventLampChanged, appendEvent(nil, EventLampChanged, ev.ID, lc)}
+			part(1, EventLampChanged, lc)
 		}
 	}
-	return se
+	se.to = len(buf)
+	return se, buf
 }
 
 // appendEvent renders one event with go-sse and appends it to buf.
@@ -370,7 +395,7 @@ func (s *Stream) publish(batch *streamBatch) {
 	batch.joined = map[string][]byte{}
 	for sub := range s.subs {
 		if _, ok := batch.joined[sub.key]; !ok {
-			batch.joined[sub.key] = sub.want.join(nil, batch.events)
+			batch.joined[sub.key] = sub.want.join(nil, batch.rendered, batch.events)
 		}
 	}
 	for sub := range s.subs {
@@ -545,12 +570,11 @@ func (s *Stream) start(ctx context.Context, lastID int64, resume bool, want even
 				return nil, 0, err
 			}
 			from := lastID
-			rendered := make([]streamEvent, len(evs))
-			for i, ev := range evs {
-				rendered[i] = s.render(ev)
-				from = ev.ID
+			if len(evs) > 0 {
+				from = evs[len(evs)-1].ID
 			}
-			buf = want.join(buf, rendered)
+			parts, rendered := s.renderAll(evs)
+			buf = want.join(buf, rendered, parts)
 			return appendEvent(buf, EventLamps, 0, lampsJSON{Lamps: toLampsJSON(ls)}), from, nil
 		}
 	}

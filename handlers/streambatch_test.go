@@ -8,22 +8,34 @@ import (
 // TestBatchUnsent: what of a batch a client writes, by where its start
 // left it and by its filter.
 func TestBatchUnsent(t *testing.T) {
+	batch := &streamBatch{}
 	ev := func(id int64, obj, typed string) streamEvent {
-		e := streamEvent{id: id, parts: [2]streamPart{{typ: obj, b: []byte(obj + "/")}}}
-		if typed != "" {
-			e.parts[1] = streamPart{typ: typed, b: []byte(typed + "/")}
+		e := streamEvent{id: id, from: len(batch.rendered)}
+		for i, typ := range []string{obj, typed} {
+			if typ != "" {
+				from := len(batch.rendered)
+				batch.rendered = append(batch.rendered, typ+"/"...)
+				e.parts[i] = streamPart{typ, from, len(batch.rendered)}
+			}
 		}
+		e.to = len(batch.rendered)
 		return e
 	}
-	batch := &streamBatch{events: []streamEvent{
-		ev(5, EventCall, EventCallRinging), ev(6, EventLamp, EventLampChanged), ev(7, EventCall, ""),
-	}}
+	batch.events = []streamEvent{ev(5, EventCall, EventCallRinging), ev(6, EventLamp, EventLampChanged), ev(7, EventCall, "")}
 	all, _ := parseEventFilter("")
 	board, _ := parseEventFilter("call,lamp")
 	missed, _ := parseEventFilter("call.missed")
 	batch.joined = map[string][]byte{}
 	for _, f := range []eventFilter{all, board, missed} {
-		batch.joined[f.key()] = f.join(nil, batch.events)
+		batch.joined[f.key()] = f.join(nil, batch.rendered, batch.events)
+	}
+	// The clients that take every event write the batch as rendered: it
+	// is kept once, however many of them have it queued.
+	if j := batch.joined[all.key()]; len(j) == 0 || &j[0] != &batch.rendered[0] {
+		t.Errorf("every event joined into a copy of the batch, want the batch's own buffer")
+	}
+	if j := batch.joined[all.key()]; cap(j) != len(j) {
+		t.Errorf("every event joined with room to append (cap %d, len %d): an append would write into the batch", cap(j), len(j))
 	}
 	tests := []struct {
 		name   string
