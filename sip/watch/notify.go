@@ -37,6 +37,7 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	if code != sipmsg.StatusOK || len(evs) == 0 {
 		return code, reason
 	}
+	callID := req.CallID().Value() // the subscription dialog's (Subscriber.onNotify)
 	kept := make(chan error, 1)
 	go func() {
 		ctx, cancel := sub.s.storeContext()
@@ -47,41 +48,44 @@ func (sub *subscription) onNotify(req *sipmsg.Request) (int, string) {
 	defer timer.Stop()
 	select {
 	case err := <-kept:
-		return sub.answerKept(cseq, len(evs), err)
+		return sub.answerKept(callID, cseq, len(evs), err)
 	case <-timer.C:
 	}
 	if !sub.s.answerEarly(len(evs)) {
 		// Too many answered early are still on their way to the disk: a
 		// disk that does not come back must not pile them up in memory
 		// without end. This one waits for its Keep, as before the limit.
-		return sub.answerKept(cseq, len(evs), <-kept)
+		return sub.answerKept(callID, cseq, len(evs), <-kept)
 	}
 	go func() {
 		defer sub.s.early.Add(-1)
 		if err := <-kept; err != nil {
-			sub.keepFailed(cseq, len(evs), err)
+			sub.keepFailed(callID, cseq, len(evs), err)
 		}
 	}()
 	return sipmsg.StatusOK, "OK"
 }
 
-// answerKept returns the answer to the NOTIFY numbered cseq once Keep
-// returned err for its events.
-func (sub *subscription) answerKept(cseq uint32, events int, err error) (int, string) {
+// answerKept returns the answer to the NOTIFY numbered cseq of the dialog
+// callID once Keep returned err for its events.
+func (sub *subscription) answerKept(callID string, cseq uint32, events int, err error) (int, string) {
 	if err != nil {
-		return sub.keepFailed(cseq, events, err)
+		return sub.keepFailed(callID, cseq, events, err)
 	}
 	return sipmsg.StatusOK, "OK"
 }
 
 // keepFailed takes back what the tracker took for said when keeping the
-// events of the NOTIFY numbered cseq failed: the full state is asked for,
-// so that the PBX says it all again. It returns the answer for a NOTIFY
-// not yet answered.
-func (sub *subscription) keepFailed(cseq uint32, events int, err error) (int, string) {
+// events of the NOTIFY numbered cseq of the dialog callID failed: the full
+// state is asked for, so that the PBX says it all again. It returns the
+// answer for a NOTIFY not yet answered.
+func (sub *subscription) keepFailed(callID string, cseq uint32, events int, err error) (int, string) {
 	sub.mu.Lock()
 	sub.trouble(time.Now()) // answered 500, or answered 200 and lost
-	sub.forgetAnswer(cseq)
+	if sub.callID == callID {
+		// (A dialog made since, answered early, has CSeqs of its own.)
+		sub.forgetAnswer(cseq)
+	}
 	sub.tracker.unsent()
 	sub.wantFull = true
 	sub.signal()
