@@ -15,7 +15,7 @@ const (
 	OutcomeMissed    Outcome = "missed"             // incoming, never answered: ring-out, caller gave up, rejected, busy
 	OutcomeForwarded Outcome = "forwarded"          // forwarded out of our sight (the last leg ended "forwarded")
 	OutcomeUnreached Outcome = "outgoing-unreached" // outgoing, not answered: busy, no answer, not found, cancelled
-	OutcomeFailed    Outcome = "failed"             // ended for a technical reason, or its end never came (timeout)
+	OutcomeFailed    Outcome = "failed"             // ended for a technical reason, or its end never came (timeout, vanished)
 )
 
 // Outcomes lists every Outcome, as journey.outcome's CHECK allows them.

@@ -173,6 +173,15 @@ func TestJourneyOf(t *testing.T) {
 			sgEv("A", 0, jNew("A", in, "4917", "4930", names[:1], team[:1])),
 			sgEv("A", 1, jHangup("A", "congestion")),
 		}, callstate.OutcomeFailed, "", "", 1, -1, 1, []string{"w1"}, in},
+		{"SIPVanishedWhileRinging", []legEvent{ // its end never came: answered or not, nobody knows
+			{callstate.SourceSIP, "101/d1~x", 0, callstate.Update{Key: "101/d1~x", CallID: "c1@pbx", Extension: "101", Direction: in, From: "sip:200@pbx", To: "sip:101@pbx", State: callstate.StateRinging}},
+			{callstate.SourceSIP, "101/d1~x", 9, callstate.Update{Key: "101/d1~x", State: callstate.StateEnded, Cause: callstate.CauseVanished}},
+		}, callstate.OutcomeFailed, "", "", 9, -1, 1, []string{"101"}, in},
+		{"SIPVanishedAfterAnswer", []legEvent{
+			{callstate.SourceSIP, "101/d1~x", 0, callstate.Update{Key: "101/d1~x", CallID: "c1@pbx", Extension: "101", Direction: in, From: "sip:200@pbx", To: "sip:101@pbx", State: callstate.StateRinging}},
+			{callstate.SourceSIP, "101/d1~x", 4, callstate.Update{Key: "101/d1~x", State: callstate.StateAnswered}},
+			{callstate.SourceSIP, "101/d1~x", 9, callstate.Update{Key: "101/d1~x", State: callstate.StateEnded, Cause: callstate.CauseVanished}},
+		}, callstate.OutcomeAnswered, "101", "101", 4, 5, 1, []string{"101"}, in},
 		{"SIPForkOneAnswers", []legEvent{
 			{callstate.SourceSIP, "101/d1~x", 0, callstate.Update{Key: "101/d1~x", CallID: "c1@pbx", Extension: "101", Direction: in, From: "sip:200@pbx", To: "sip:100@pbx", State: callstate.StateRinging}},
 			{callstate.SourceSIP, "102/d2~x", 0, callstate.Update{Key: "102/d2~x", CallID: "c1@pbx", Extension: "102", Direction: in, From: "sip:200@pbx", To: "sip:100@pbx", State: callstate.StateRinging}},

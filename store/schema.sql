@@ -1108,7 +1108,7 @@ CREATE VIEW public.call_leg AS
         CASE
             WHEN (c.hangup_cause = ''::text) THEN false
             WHEN (c.source = 'sipgate'::text) THEN (c.hangup_cause = ANY (ARRAY['congestion'::text, 'timeout'::text]))
-            ELSE (c.hangup_cause = ANY (ARRAY['error'::text, 'pbx-restart'::text]))
+            ELSE (c.hangup_cause = ANY (ARRAY['error'::text, 'pbx-restart'::text, 'vanished'::text]))
         END AS failure
    FROM (public.call_state c
      CROSS JOIN LATERAL ( SELECT ((c.source = 'sipgate'::text) AND (c.users = '{voicemail}'::text[])) AS voicemail) v);

@@ -36,15 +36,16 @@ func JourneyID(c callstate.Call) string {
 	return c.Key
 }
 
-// Failure reports whether c ended for a technical reason: sipgate's
-// congestion or a timeout (a call whose hangup never came, ended by
-// callstate), SIP's error or a PBX restart.
+// Failure reports whether c ended for a technical reason, or out of
+// sight: sipgate's congestion or a timeout (a call whose hangup never
+// came, ended by callstate), SIP's error, a PBX restart, or a dialog that
+// vanished (its end never came; migration 040).
 func Failure(c callstate.Call) bool {
 	switch c.Source {
 	case callstate.SourceSipgate:
 		return c.Cause == callstate.CauseCongestion || c.Cause == callstate.CauseTimeout
 	case callstate.SourceSIP:
-		return c.Cause == callstate.CauseError || c.Cause == callstate.CausePBXRestart
+		return c.Cause == callstate.CauseError || c.Cause == callstate.CausePBXRestart || c.Cause == callstate.CauseVanished
 	}
 	return false
 }
