@@ -83,7 +83,7 @@ func (sub *subscription) keepFailed(callID string, cseq uint32, events int, err 
 	sub.mu.Lock()
 	sub.trouble(time.Now()) // answered 500, or answered 200 and lost
 	if sub.callID == callID {
-		// (A dialog made since, answered early, has CSeqs of its own.)
+		// A dialog made since counts its CSeqs anew.
 		sub.forgetAnswer(cseq)
 	}
 	sub.tracker.unsent()
