@@ -33,22 +33,7 @@ pgport=25680
 hook="http://127.0.0.1:$port/webhooks/sipgate"
 db="postgres://postgres@127.0.0.1:$pgport/callstate?sslmode=disable"
 echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); old $("$OLD" version), new $("$NEW" version)"
-# ticks PID...: the CPU time (user and system, clock ticks) the processes used so far.
-ticks() {
-  local t=0 p
-  for p in "$@"; do
-    [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$t"
-}
-# runq PID...: the time (µs) the processes' threads waited for a CPU so far.
-runq() {
-  local t=0 p
-  for p in "$@"; do
-    t=$((t + $(cat /proc/"$p"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%d", s / 1000}')))
-  done
-  echo "$t"
-}
+. scripts/lib/cpu.sh
 # one BUILD NAME LOADARGS...: a fresh database, the load, the WAL and the
 # CPU time (callstate's, PostgreSQL's) per event.
 one() {
@@ -59,15 +44,14 @@ one() {
     "$bin" serve -env-file /dev/null >"$tmp/log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-  local lsn0 lsn1 rows pm pgs cs0 cs1 pg0 pg1 cq0 cq1 pq0 pq1 hz n
+  local lsn0 lsn1 rows pgs cs0 cs1 pg0 pg1 cq0 cq1 pq0 pq1 hz n
   hz=$(getconf CLK_TCK)
-  pm=$(head -1 "$(psql "$db" -Atc 'SHOW data_directory')/postmaster.pid")
   lsn0=$(psql "$db" -Atc 'SELECT pg_current_wal_lsn()')
-  pgs=$(pgrep -P "$pm" | tr '\n' ' ' || true)
-  cs0=$(ticks "$pid"); pg0=$(ticks "$pm" $pgs); cq0=$(runq "$pid"); pq0=$(runq "$pm" $pgs)
+  pgs=$(postgres_pids "$db")
+  cs0=$(ticks "$pid"); pg0=$(ticks $pgs); cq0=$(runq "$pid"); pq0=$(runq $pgs)
   "$tmp/load" -url "$hook" -label "$name" "$@" | grep '^RESULT' >"$tmp/result"
-  pgs=$(pgrep -P "$pm" | tr '\n' ' ' || true)
-  cs1=$(ticks "$pid"); pg1=$(ticks "$pm" $pgs); cq1=$(runq "$pid"); pq1=$(runq "$pm" $pgs)
+  pgs=$(postgres_pids "$db")
+  cs1=$(ticks "$pid"); pg1=$(ticks $pgs); cq1=$(runq "$pid"); pq1=$(runq $pgs)
   lsn1=$(psql "$db" -Atc 'SELECT pg_current_wal_lsn()')
   rows=$(psql "$db" -Atc 'SELECT count(*) FROM call_event')
   wal=$(psql "$db" -Atc "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint / greatest($rows, 1)")

@@ -51,13 +51,7 @@ secret=whsec_$(head -c 32 /dev/urandom | base64)
 hook="http://127.0.0.1:$port/webhooks/sipgate"
 db="postgres://postgres@127.0.0.1:$pgport/callstate?sslmode=disable"
 echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); old $OLD, new $NEW${PREV:+, prev $PREV}${NEXT:+, next $NEXT}"
-ticks() {
-  local t=0 p
-  for p in "$@"; do
-    [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$t"
-}
+. scripts/lib/cpu.sh
 # one BUILD NAME [ENV...]: a fresh database, RATE events/s for DURATION.
 one() {
   local bin=$1 name=$2; shift 2
@@ -71,9 +65,8 @@ one() {
     "$bin" serve -env-file /dev/null >"$tmp/log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-  local lsn0 lsn1 rows rows0=0 feed0=0 pm pgs cs0 cs1 pg0 pg1 hz n out
+  local lsn0 lsn1 rows rows0=0 feed0=0 pgs cs0 cs1 pg0 pg1 hz n out
   hz=$(getconf CLK_TCK)
-  pm=$(head -1 "$(psql "$db" -Atc 'SHOW data_directory')/postmaster.pid")
   if [ "$WARMUP" != 0s ]; then
     # A database that has taken calls for a while, as in production: the
     # first seconds of a fresh one have no planner statistics (autovacuum
@@ -84,8 +77,8 @@ one() {
     [ "$name" != old ] && feed0=$(psql "$db" -Atc 'SELECT count(*) FROM call_feed')
   fi
   lsn0=$(psql "$db" -Atc 'SELECT pg_current_wal_lsn()')
-  pgs=$(pgrep -P "$pm" | tr '\n' ' ' || true)
-  cs0=$(ticks "$pid"); pg0=$(ticks "$pm" $pgs)
+  pgs=$(postgres_pids "$db")
+  cs0=$(ticks "$pid"); pg0=$(ticks $pgs)
   "$tmp/load" -url "$hook" -label "$name" -c 64 -d "$DURATION" -rate "$RATE" | grep '^RESULT' >"$tmp/result"
   if [ "$name" = webhook ]; then
     # Let the deliveries catch up (at most 30 s), counted in the CPU time.
@@ -94,8 +87,8 @@ one() {
       sleep 0.1
     done
   fi
-  pgs=$(pgrep -P "$pm" | tr '\n' ' ' || true)
-  cs1=$(ticks "$pid"); pg1=$(ticks "$pm" $pgs)
+  pgs=$(postgres_pids "$db")
+  cs1=$(ticks "$pid"); pg1=$(ticks $pgs)
   lsn1=$(psql "$db" -Atc 'SELECT pg_current_wal_lsn()')
   rows=$(($(psql "$db" -Atc 'SELECT count(*) FROM call_event') - rows0))
   n=$((rows > 0 ? rows : 1))

@@ -58,15 +58,8 @@ fi
 psql "$db" -qc 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' -c 'SELECT pg_stat_statements_reset()' -c 'SELECT pg_stat_reset()' >/dev/null
 if [ -n "${SQL:-}" ]; then psql "$db" -qc "$SQL"; fi # e.g. a trigger disabled, to see what it costs
 echo "== $("$BIN" version) $BIN, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-ticks() {
-  local t=0 p
-  for p in "$@"; do
-    [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$t"
-}
-pm=$(head -1 "$(psql "$db" -Atc 'SHOW data_directory')/postmaster.pid")
-pg0=$(ticks "$pm" $(pgrep -P "$pm" | tr '\n' ' '))
+. scripts/lib/cpu.sh
+pg0=$(ticks $(postgres_pids "$db"))
 perf=
 if [ -n "${PERF:-}" ]; then
   perf record -q -o "$PERF" ${PERF_FLAGS:--F 499 -a} -- sleep "${DURATION%s}" >/dev/null 2>&1 &
@@ -75,7 +68,7 @@ fi
 "$tmp/load" -url "http://127.0.0.1:$port/webhooks/sipgate" -label profile -c 64 -d "$DURATION" -rate "$RATE" | grep '^RESULT'
 [ -n "$perf" ] && wait "$perf"
 sleep 2 # the journeys' grace and the readers catch up
-pg1=$(ticks "$pm" $(pgrep -P "$pm" | tr '\n' ' '))
+pg1=$(ticks $(postgres_pids "$db"))
 n=$(psql "$db" -Atc "SELECT count(*) FROM call_event WHERE received_at >= (SELECT stats_reset FROM pg_stat_statements_info)")
 echo "postgres CPU per event (with the 2 s after): $(((pg1 - pg0) * 1000000 / $(getconf CLK_TCK) / n)) us"
 echo "journal=$n feed=$(psql "$db" -Atc "SELECT CASE WHEN to_regclass('call_feed') IS NULL THEN 0 ELSE (SELECT count(*) FROM call_feed) END") load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -72,6 +72,7 @@ type options struct {
 	rate     float64
 	keyFile  string
 	genKey   string
+	signOnly bool
 	replay   string
 	label    string
 	anyHost  bool
@@ -99,6 +100,7 @@ func run(args []string, out io.Writer) error {
 	fl.BoolVar(&o.anyHost, "any-host", false, "allow a target that is not a loopback address")
 	fl.StringVar(&o.prefix, "prefix", "", "callId prefix (default: a random one, so runs never collide)")
 	fl.StringVar(&o.signed, "signed", "", "with -key: file of pre-signed events, made (-n of them) if missing; signing 4096-bit is ~5 ms a body, too slow to do while sending")
+	fl.BoolVar(&o.signOnly, "sign-only", false, "with -key, -signed and -n: make the file of pre-signed events if missing, and exit without sending (so that a measured run does not sign)")
 	fl.BoolVar(&o.perCall, "per-call", false, "closed loop: each worker posts a call's newCall, answer and hangup one after the other, as sipgate does (default: every request is the next event, so a call's three events are in flight at once)")
 	fl.StringVar(&o.expect, "expect", "", "count a 2xx answer as failed unless its body contains this (sipgate's Node server answers a bad signature with 200 and <Error …/>)")
 	fl.DurationVar(&o.interval, "interval", 0, "print an INTERVAL line (t_s ok failed p50_ms p99_ms max_ms, of the requests answered in it) every this long; 0: none")
@@ -122,6 +124,13 @@ func run(args []string, out io.Writer) error {
 	src, err := newSource(o)
 	if err != nil {
 		return err
+	}
+	if o.signOnly {
+		if src.signed == nil {
+			return errors.New("-sign-only: give -key, -signed and -n")
+		}
+		fmt.Fprintf(out, "%d signed events in %s\n", len(src.signed), o.signed)
+		return nil
 	}
 	interOut := out
 	if o.interOut != "" {

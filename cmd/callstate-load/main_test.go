@@ -116,3 +116,30 @@ func atoi(t *testing.T, s string) int64 {
 	}
 	return n
 }
+
+// TestSignOnly makes the file of pre-signed events without sending any:
+// the target is a server that fails the test when it is asked anything.
+func TestSignOnly(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("-sign-only sent %s %s", r.Method, r.URL)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	if err := run([]string{"-genkey", dir}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	signed := filepath.Join(dir, "signed.txt")
+	var out bytes.Buffer
+	if err := run([]string{"-url", srv.URL, "-key", filepath.Join(dir, "private.pem"), "-signed", signed, "-n", "3", "-sign-only"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "3 signed events") {
+		t.Errorf("output %q", out.String())
+	}
+	if fi, err := os.Stat(signed); err != nil || fi.Size() == 0 {
+		t.Errorf("signed file: %v, %v", fi, err)
+	}
+	if err := run([]string{"-url", srv.URL, "-sign-only"}, io.Discard); err == nil {
+		t.Error("-sign-only without -key, -signed and -n: no error")
+	}
+}
