@@ -204,6 +204,20 @@ func (f eventFilter) join(buf, rendered []byte, evs []streamEvent) []byte {
 	return buf
 }
 
+// count returns how many of evs f takes something of.
+func (f eventFilter) count(evs []streamEvent) int64 {
+	if f == nil {
+		return int64(len(evs))
+	}
+	var n int64
+	for _, ev := range evs {
+		if f[ev.parts[0].typ] || f[ev.parts[1].typ] {
+			n++
+		}
+	}
+	return n
+}
+
 // The stream's defaults, for options left zero; the service's STREAM_*
 // settings default to them.
 const (
@@ -393,15 +407,17 @@ func (s *Stream) publish(batch *streamBatch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	batch.joined = map[string][]byte{}
+	taken := map[string]int64{} // events each filter takes, for Sent
 	for sub := range s.subs {
 		if _, ok := batch.joined[sub.key]; !ok {
 			batch.joined[sub.key] = sub.want.join(nil, batch.rendered, batch.events)
+			taken[sub.key] = sub.want.count(batch.events)
 		}
 	}
 	for sub := range s.subs {
 		select {
 		case sub.ch <- batch:
-			s.queued.Add(int64(len(batch.events)))
+			s.queued.Add(taken[sub.key])
 		default:
 			s.dropped.Add(1)
 			s.drop(sub)

@@ -64,6 +64,16 @@ func TestBatchUnsent(t *testing.T) {
 			}
 		})
 	}
+	// Sent counts the events each client's filter takes something of.
+	ringing, _ := parseEventFilter("call.ringing")
+	for _, c := range []struct {
+		f    eventFilter
+		want int64
+	}{{all, 3}, {board, 3}, {missed, 0}, {ringing, 1}} {
+		if n := c.f.count(batch.events); n != c.want {
+			t.Errorf("filter %q counts %d events, want %d", c.f.key(), n, c.want)
+		}
+	}
 	if k := board.key(); k != "call,lamp" {
 		t.Errorf("key %q", k)
 	}
